@@ -1,0 +1,17 @@
+#include <napi.h>
+
+#include "buffer.h"
+#include "modules.h"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  amr::bindings::NativeBuffer::Init(env, exports);
+  amr::bindings::init_io(env, exports);
+  amr::bindings::init_core_ops(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(am_radio, Init)

@@ -1,0 +1,206 @@
+// Memory, transfers and host reads. Reads are Promises resolved off the JS thread.
+#include "modules.h"
+
+#include "buffer.h"
+
+namespace amr {
+namespace bindings {
+namespace {
+
+Napi::Value Backends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto infos = backend_infos();
+    Napi::Array out = Napi::Array::New(env, infos.size());
+    for (size_t i = 0; i < infos.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", backend_name(infos[i].kind));
+      o.Set("compiled", infos[i].compiled);
+      o.Set("available", infos[i].available);
+      if (!infos[i].device.empty()) o.Set("device", infos[i].device);
+      if (!infos[i].reason.empty()) o.Set("reason", infos[i].reason);
+      out.Set(i, o);
+    }
+    return out;
+  });
+}
+
+// alloc(device, bytes) -> NativeBuffer
+Napi::Value Alloc(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(backend_arg(info, 0, "alloc"));
+    return NativeBuffer::Wrap(env, be.allocate(static_cast<size_t>(int_arg(info, 1, "alloc"))));
+  });
+}
+
+// upload(buffer, Float32Array | Int32Array, dtype): the values are copied before the call returns.
+Napi::Value Upload(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    StoragePtr dst = buffer_arg(info, 0, "upload");
+    DType dt = dtype_arg(info, 2, "upload");
+    if (!info[1].IsTypedArray()) throw Napi::TypeError::New(env, "upload: data must be a Float32Array or Int32Array");
+    Napi::TypedArray arr = info[1].As<Napi::TypedArray>();
+    const size_t n = arr.ElementLength();
+    require_elements(dst, static_cast<int64_t>(n), dt, "upload", "destination");
+    auto bytes = std::make_shared<std::vector<uint8_t>>(n * dtype_size(dt));
+    const uint8_t* src = static_cast<const uint8_t*>(arr.ArrayBuffer().Data()) + arr.ByteOffset();
+    if (arr.TypedArrayType() == napi_float32_array) {
+      const float* f = reinterpret_cast<const float*>(src);
+      if (dt == DType::F32) std::memcpy(bytes->data(), f, n * 4);
+      else if (dt == DType::BF16) {
+        uint16_t* o = reinterpret_cast<uint16_t*>(bytes->data());
+        for (size_t i = 0; i < n; ++i) o[i] = f32_to_bf16(f[i]);
+      } else {
+        int32_t* o = reinterpret_cast<int32_t*>(bytes->data());
+        for (size_t i = 0; i < n; ++i) o[i] = static_cast<int32_t>(f[i]);
+      }
+    } else if (arr.TypedArrayType() == napi_int32_array && dt == DType::I32) {
+      std::memcpy(bytes->data(), src, n * 4);
+    } else {
+      throw Napi::TypeError::New(env, "upload: data must be a Float32Array (or an Int32Array for i32)");
+    }
+    dst->backend->upload(dst, [bytes] { return bytes; });
+    return env.Undefined();
+  });
+}
+
+class ReadWorker : public Napi::AsyncWorker {
+ public:
+  ReadWorker(Napi::Env env, Backend& be, HostFetch fetch, DType dt, size_t n)
+      : Napi::AsyncWorker(env, "am-radio:read"), deferred_(Napi::Promise::Deferred::New(env)), be_(be),
+        fetch_(std::move(fetch)), dt_(dt), n_(n) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      bytes_ = fetch_();
+    } catch (const std::exception& e) {
+      be_.record_error("read", e.what());
+    }
+    std::string err = be_.take_error();
+    if (!err.empty()) SetError(err);
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Float32Array out = Napi::Float32Array::New(env, n_);
+    float* o = out.Data();
+    if (dt_ == DType::F32) {
+      std::memcpy(o, bytes_->data(), n_ * 4);
+    } else if (dt_ == DType::BF16) {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(bytes_->data());
+      for (size_t i = 0; i < n_; ++i) o[i] = bf16_to_f32(h[i]);
+    } else {
+      const int32_t* v = reinterpret_cast<const int32_t*>(bytes_->data());
+      for (size_t i = 0; i < n_; ++i) o[i] = static_cast<float>(v[i]);
+    }
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(Napi::Error::New(Env(), e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Backend& be_;
+  HostFetch fetch_;
+  HostBytes bytes_;
+  DType dt_;
+  size_t n_;
+};
+
+// read(buffer, dtype, count) -> Promise<Float32Array>; reflects all work queued before the call.
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    StoragePtr src = buffer_arg(info, 0, "read");
+    DType dt = dtype_arg(info, 1, "read");
+    int64_t n = int_arg(info, 2, "read");
+    require_elements(src, n, dt, "read", "tensor");
+    auto* worker = new ReadWorker(env, *src->backend, src->backend->begin_read(src, n * dtype_size(dt)), dt, n);
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// copyTo(buffer, device) -> NativeBuffer on the other device.
+Napi::Value CopyTo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    StoragePtr src = buffer_arg(info, 0, "to");
+    Backend& dst = backend(backend_arg(info, 1, "to"));
+    return NativeBuffer::Wrap(env, copy_to_backend(src, dst));
+  });
+}
+
+Napi::Value Memory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Napi::Object out = Napi::Object::New(env);
+    for (const BackendInfo& bi : backend_infos()) {
+      if (!bi.available) continue;
+      Backend& be = backend(bi.kind);
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("inUse", static_cast<double>(be.allocator().bytes_in_use()));
+      o.Set("cached", static_cast<double>(be.allocator().bytes_cached()));
+      out.Set(backend_name(bi.kind), o);
+    }
+    return out;
+  });
+}
+
+class SyncWorker : public Napi::AsyncWorker {
+ public:
+  SyncWorker(Napi::Env env, Backend& be)
+      : Napi::AsyncWorker(env, "am-radio:synchronize"), deferred_(Napi::Promise::Deferred::New(env)), be_(be) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    be_.synchronize();
+    std::string err = be_.take_error();
+    if (!err.empty()) SetError(err);
+  }
+  void OnOK() override { deferred_.Resolve(Env().Undefined()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(Napi::Error::New(Env(), e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Backend& be_;
+};
+
+// synchronize(device) -> Promise<void>: resolves when all queued work is done (rejects with its error).
+Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    auto* worker = new SyncWorker(env, backend(backend_arg(info, 0, "synchronize")));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
+// emptyCache(device): returns cached blocks to the system once queued work is done with them.
+Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(backend_arg(info, 0, "emptyCache"));
+    be.synchronize();
+    be.allocator().empty_cache();
+    return env.Undefined();
+  });
+}
+
+}  // namespace
+
+void init_io(Napi::Env env, Napi::Object exports) {
+  exports.Set("backends", Napi::Function::New(env, Backends));
+  exports.Set("alloc", Napi::Function::New(env, Alloc));
+  exports.Set("upload", Napi::Function::New(env, Upload));
+  exports.Set("read", Napi::Function::New(env, Read));
+  exports.Set("copyTo", Napi::Function::New(env, CopyTo));
+  exports.Set("memory", Napi::Function::New(env, Memory));
+  exports.Set("synchronize", Napi::Function::New(env, Synchronize));
+  exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+}
+
+}  // namespace bindings
+}  // namespace amr

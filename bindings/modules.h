@@ -1,0 +1,9 @@
+#pragma once
+#include <napi.h>
+
+namespace amr {
+namespace bindings {
+void init_io(Napi::Env env, Napi::Object exports);
+void init_core_ops(Napi::Env env, Napi::Object exports);
+}  // namespace bindings
+}  // namespace amr

@@ -1,0 +1,33 @@
+#include "../runtime/kernel.cuh"
+#include "../runtime/launch.cuh"
+#include "random.h"
+
+namespace amr {
+namespace random {
+namespace AMR_GPU_NS {
+
+namespace {
+
+template <typename T>
+__global__ void fill_kernel(T* out, int64_t n, Distribution dist, uint64_t seed) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    Elem<T>::store(out, i, sample(dist, seed, static_cast<uint64_t>(i)));
+}
+
+}  // namespace
+
+void fill(GpuStream s, void* out, DType dt, int64_t n, Distribution dist, uint64_t seed) {
+  if (dt == DType::I32) throw Error("random fill: i32 tensors are not supported");
+  const int64_t blocks = (n + 255) / 256;
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      launch("random_fill", fill_kernel<T>, dim3((unsigned)(blocks < 65535 * 8 ? blocks : 65535 * 8)), dim3(256), 0, s,
+             static_cast<T*>(out), n, dist, seed);
+    }
+  });
+}
+
+}  // namespace AMR_GPU_NS
+}  // namespace random
+}  // namespace amr

@@ -1,0 +1,20 @@
+// Random fills (normal, uniform) that give the same bits on every backend for the same seed.
+#pragma once
+#include <cstdint>
+
+#include "../runtime/common.h"
+#include "../runtime/launch_types.h"
+#include "philox.h"
+
+namespace amr {
+namespace random {
+
+#define AMR_RANDOM_FUNCS \
+  void fill(GpuStream s, void* out, DType dt, int64_t n, Distribution dist, uint64_t seed);
+
+namespace cpu { AMR_RANDOM_FUNCS }
+namespace cuda { AMR_RANDOM_FUNCS }
+namespace sim { AMR_RANDOM_FUNCS }
+
+}  // namespace random
+}  // namespace amr

@@ -1,0 +1,24 @@
+// Full reductions. Deterministic: the summation order depends only on n, never on thread timing or device,
+// so the same input gives the same bits run to run.
+#pragma once
+#include <cstdint>
+
+#include "../runtime/common.h"
+#include "../runtime/launch_types.h"
+
+namespace amr {
+namespace reduce {
+
+// Scratch (in the op's backend memory) that sum needs for n elements.
+int64_t sum_scratch_bytes(int64_t n);
+
+#define AMR_REDUCE_FUNCS \
+  /* out[0] = alpha * sum(a[0..n)); out has dtype dt; f32 accumulation */ \
+  void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch);
+
+namespace cpu { AMR_REDUCE_FUNCS }
+namespace cuda { AMR_REDUCE_FUNCS }
+namespace sim { AMR_REDUCE_FUNCS }
+
+}  // namespace reduce
+}  // namespace amr

@@ -1,0 +1,82 @@
+// A backend owns device memory (through its caching allocator) and one ordered stream of work.
+// Ops are queued and return at once; only reads wait, and they wait off the JS thread.
+#pragma once
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "allocator.h"
+#include "common.h"
+#include "launch_types.h"
+
+namespace amr {
+
+class Backend;
+
+// A block of backend memory. Queued work holds a reference, so freeing a tensor in JS never frees memory that
+// a kernel still uses; the block returns to the cache when the last reference drops.
+struct Storage {
+  Backend* backend;
+  void* ptr;
+  size_t bytes;
+  size_t block_bytes;
+  ~Storage();
+};
+using StoragePtr = std::shared_ptr<Storage>;
+
+using HostBytes = std::shared_ptr<std::vector<uint8_t>>;
+// Produces host bytes once the work queued before it has finished; may block, so call it off the JS thread
+// (or inside queued work of another backend).
+using HostFetch = std::function<HostBytes()>;
+
+struct BackendInfo {
+  BackendKind kind;
+  bool compiled;
+  bool available;
+  std::string device;
+  std::string reason;  // why it is not available
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  BackendKind kind() const { return kind_; }
+  CachingAllocator& allocator() { return *allocator_; }
+
+  StoragePtr allocate(size_t bytes);
+
+  // Runs work after everything queued before it. An exception it throws becomes this backend's pending
+  // error, "<op>: <message>", which the next read reports.
+  virtual void enqueue(const char* op, std::function<void()> work) = 0;
+  // Blocks until all queued work has finished.
+  virtual void synchronize() = 0;
+  // Snapshot of bytes [0, n) of src as of this point in the queue order.
+  virtual HostFetch begin_read(StoragePtr src, size_t n) = 0;
+  // Queues a copy of fetch()'s bytes into dst.
+  virtual void upload(StoragePtr dst, HostFetch fetch) = 0;
+  virtual GpuStream gpu_stream() { return GpuStream{}; }
+
+  std::string take_error();
+  void record_error(const char* op, const std::string& what);
+
+ protected:
+  Backend(BackendKind kind, std::unique_ptr<CachingAllocator> allocator)
+      : kind_(kind), allocator_(std::move(allocator)) {}
+
+ private:
+  BackendKind kind_;
+  std::unique_ptr<CachingAllocator> allocator_;
+  std::mutex error_mu_;
+  std::string error_;
+};
+
+// Info for every backend, compiled or not.
+std::vector<BackendInfo> backend_infos();
+// The backend, or an amr::Error that says why it cannot be used.
+Backend& backend(BackendKind kind);
+// Queues a copy of src onto another backend, ordered after the work already queued on both.
+StoragePtr copy_to_backend(const StoragePtr& src, Backend& dst);
+
+}  // namespace amr

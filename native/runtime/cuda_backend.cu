@@ -1,0 +1,101 @@
+#include <cuda_runtime.h>
+
+#include "cuda_backend.h"
+
+namespace amr {
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(std::string(what) + ": " + cudaGetErrorString(e));
+}
+
+void* device_alloc(size_t bytes) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, bytes) != cudaSuccess) {
+    cudaGetLastError();  // clear the non-sticky out-of-memory error so later calls are not blamed for it
+    return nullptr;
+  }
+  return p;
+}
+
+// Work is issued to the CUDA stream straight from the calling thread: CUDA itself queues it, so
+// enqueue returns as soon as the kernels are launched.
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(cudaStream_t stream)
+      : Backend(BackendKind::Cuda, std::make_unique<CachingAllocator>("cuda", device_alloc,
+                                                                      [](void* p) { cudaFree(p); })),
+        stream_(stream) {}
+
+  void enqueue(const char* op, std::function<void()> work) override {
+    try {
+      work();
+    } catch (const std::exception& e) {
+      record_error(op, e.what());
+    }
+  }
+
+  void synchronize() override {
+    cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess) record_error("cuda stream", cudaGetErrorString(e));
+  }
+
+  HostFetch begin_read(StoragePtr src, size_t n) override {
+    // Snapshot on the device now, so work queued after the read cannot change what it returns.
+    StoragePtr snap = allocate(n);
+    check(cudaMemcpyAsync(snap->ptr, src->ptr, n, cudaMemcpyDeviceToDevice, stream_), "read");
+    cudaStream_t s = stream_;
+    return [snap, n, s] {
+      auto bytes = std::make_shared<std::vector<uint8_t>>(n);
+      check(cudaMemcpyAsync(bytes->data(), snap->ptr, n, cudaMemcpyDeviceToHost, s), "read");
+      check(cudaStreamSynchronize(s), "read");
+      return bytes;
+    };
+  }
+
+  void upload(StoragePtr dst, HostFetch fetch) override {
+    enqueue("copy", [this, dst, fetch] {
+      HostBytes bytes = fetch();
+      // From pageable memory the copy is staged before the call returns, so bytes may be freed after it.
+      check(cudaMemcpyAsync(dst->ptr, bytes->data(), std::min(bytes->size(), dst->bytes), cudaMemcpyHostToDevice,
+                            stream_),
+            "copy to cuda");
+    });
+  }
+
+  GpuStream gpu_stream() override { return GpuStream{stream_}; }
+
+ private:
+  cudaStream_t stream_;
+};
+
+}  // namespace
+
+bool cuda_compiled() { return true; }
+
+std::unique_ptr<Backend> make_cuda_backend(std::string* device, std::string* reason) {
+  int count = 0;
+  cudaError_t e = cudaGetDeviceCount(&count);
+  if (e != cudaSuccess) {
+    *reason = std::string("no usable CUDA driver or GPU (") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")";
+    cudaGetLastError();
+    return nullptr;
+  }
+  if (count == 0) {
+    *reason = "no CUDA GPU found";
+    return nullptr;
+  }
+  cudaDeviceProp prop;
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  if (prop.major < 8) {
+    *reason = std::string("GPU ") + prop.name + " has compute capability " + std::to_string(prop.major) + "." +
+              std::to_string(prop.minor) + "; am-radio needs 8.0 or newer";
+    return nullptr;
+  }
+  *device = std::string(prop.name) + " (sm_" + std::to_string(prop.major) + std::to_string(prop.minor) + ")";
+  cudaStream_t stream;
+  check(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking), "cudaStreamCreate");
+  return std::make_unique<CudaBackend>(stream);
+}
+
+}  // namespace amr

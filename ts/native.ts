@@ -1,0 +1,45 @@
+// The native addon, loaded once (a prebuilt binary or the local build), and the shape of what it exports.
+// Nothing outside ts/ talks to it directly.
+import * as path from 'path';
+
+export type DType = 'f32' | 'bf16' | 'i32';
+export type Device = 'cpu' | 'cuda' | 'sim';
+
+export interface NativeBuffer {
+  readonly bytes: number;
+  readonly backend: Device | null;
+  release(): void;
+  alias(): NativeBuffer;
+}
+
+export interface BackendInfo {
+  name: Device;
+  compiled: boolean;
+  available: boolean;
+  device?: string;
+  reason?: string;
+}
+
+export interface NativeAddon {
+  backends(): BackendInfo[];
+  alloc(device: Device, bytes: number): NativeBuffer;
+  upload(buf: NativeBuffer, data: Float32Array | Int32Array, dtype: DType): void;
+  read(buf: NativeBuffer, dtype: DType, count: number): Promise<Float32Array>;
+  copyTo(buf: NativeBuffer, device: Device): NativeBuffer;
+  memory(): Partial<Record<Device, { inUse: number; cached: number }>>;
+  synchronize(device: Device): Promise<void>;
+  emptyCache(device: Device): void;
+
+  fill(out: NativeBuffer, dtype: DType, n: number, value: number): void;
+  binary(op: 0 | 1 | 2, out: NativeBuffer, a: NativeBuffer, b: NativeBuffer, dtype: DType, n: number): void;
+  scale(out: NativeBuffer, a: NativeBuffer, alpha: number, dtype: DType, n: number): void;
+  broadcastScalar(out: NativeBuffer, scalar: NativeBuffer, alpha: number, dtype: DType, n: number): void;
+  cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
+  sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
+  randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+
+export const native: NativeAddon = load(path.join(__dirname, '..'));
