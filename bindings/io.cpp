@@ -189,6 +189,24 @@ Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   });
 }
 
+// setPoisonAllocations(on): see amr::set_poison_allocations.
+Napi::Value SetPoisonAllocations(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setPoisonAllocations: expected a boolean");
+  set_poison_allocations(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
+// queueFailure(device, message): queues work that fails, to exercise how queued errors reach JS.
+Napi::Value QueueFailure(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = backend(backend_arg(info, 0, "queueFailure"));
+    std::string message = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "failure";
+    be.enqueue("queueFailure", [message] { throw Error(message); });
+    return env.Undefined();
+  });
+}
+
 }  // namespace
 
 void init_io(Napi::Env env, Napi::Object exports) {
@@ -200,6 +218,8 @@ void init_io(Napi::Env env, Napi::Object exports) {
   exports.Set("memory", Napi::Function::New(env, Memory));
   exports.Set("synchronize", Napi::Function::New(env, Synchronize));
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
+  exports.Set("setPoisonAllocations", Napi::Function::New(env, SetPoisonAllocations));
+  exports.Set("queueFailure", Napi::Function::New(env, QueueFailure));
 }
 
 }  // namespace bindings

@@ -5,3 +5,4 @@ export { full, ones, rand, randn, tensor, Tensor, zeros } from './tensor';
 export type { DType, Device, TensorOptions } from './tensor';
 export { isGradEnabled, noGrad } from './autograd';
 export type { GradNode } from './autograd';
+export * as debug from './debug';

@@ -29,6 +29,8 @@ export interface NativeAddon {
   memory(): Partial<Record<Device, { inUse: number; cached: number }>>;
   synchronize(device: Device): Promise<void>;
   emptyCache(device: Device): void;
+  setPoisonAllocations(on: boolean): void;
+  queueFailure(device: Device, message: string): void;
 
   fill(out: NativeBuffer, dtype: DType, n: number, value: number): void;
   binary(op: 0 | 1 | 2, out: NativeBuffer, a: NativeBuffer, b: NativeBuffer, dtype: DType, n: number): void;

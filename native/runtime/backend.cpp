@@ -1,5 +1,6 @@
 #include "backend.h"
 
+#include <atomic>
 #include <cstdlib>
 #include <future>
 
@@ -10,10 +11,18 @@ namespace amr {
 
 Storage::~Storage() { backend->allocator().release(ptr, block_bytes); }
 
+namespace {
+std::atomic<bool> g_poison{false};
+}
+
+void set_poison_allocations(bool on) { g_poison = on; }
+
 StoragePtr Backend::allocate(size_t bytes) {
   size_t block = 0;
   void* p = allocator_->allocate(bytes, &block);
-  return StoragePtr(new Storage{this, p, bytes, block});
+  StoragePtr s(new Storage{this, p, bytes, block});
+  if (g_poison) fill_bytes(s, 0xff);
+  return s;
 }
 
 std::string Backend::take_error() {
@@ -61,6 +70,10 @@ class HostBackend final : public Backend {
       done->set_value(bytes);
     });
     return [result] { return result.get(); };
+  }
+
+  void fill_bytes(StoragePtr dst, uint8_t value) override {
+    queue_.push([dst, value] { std::memset(dst->ptr, value, dst->bytes); });
   }
 
   void upload(StoragePtr dst, HostFetch fetch) override {

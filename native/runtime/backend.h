@@ -57,6 +57,8 @@ class Backend {
   // Queues a copy of fetch()'s bytes into dst.
   virtual void upload(StoragePtr dst, HostFetch fetch) = 0;
   virtual GpuStream gpu_stream() { return GpuStream{}; }
+  // Queues setting every byte of dst to value.
+  virtual void fill_bytes(StoragePtr dst, uint8_t value) = 0;
 
   std::string take_error();
   void record_error(const char* op, const std::string& what);
@@ -71,6 +73,10 @@ class Backend {
   std::mutex error_mu_;
   std::string error_;
 };
+
+// When on, every new allocation is filled with 0xFF bytes (NaN in f32 and bf16) before use, so a kernel
+// that leaves part of its output unwritten produces NaNs instead of passing on stale values. Tests turn it on.
+void set_poison_allocations(bool on);
 
 // Info for every backend, compiled or not.
 std::vector<BackendInfo> backend_infos();

@@ -63,6 +63,10 @@ class CudaBackend final : public Backend {
     });
   }
 
+  void fill_bytes(StoragePtr dst, uint8_t value) override {
+    enqueue("fill", [this, dst, value] { check(cudaMemsetAsync(dst->ptr, value, dst->bytes, stream_), "fill"); });
+  }
+
   GpuStream gpu_stream() override { return GpuStream{stream_}; }
 
  private:

@@ -1,0 +1,21 @@
+// Queued work runs off the JS thread: the event loop keeps ticking until the read resolves.
+import { randn } from '../ts';
+import { testDevices } from './support/reference';
+
+test.each(testDevices())('the event loop ticks while a large op queued on %s runs', async (device) => {
+  const n = device === 'sim' ? 1 << 22 : 1 << 24;
+  let ticks = 0;
+  const timer = setInterval(() => ticks++, 1);
+  const started = Date.now();
+  const x = randn([n], { seed: 1, device });
+  let total = x.mul(x).sum();
+  for (let i = 0; i < 3; i++) total = total.add(x.mul(x).sum());
+  const queuedIn = Date.now() - started;
+  const value = await total.item();
+  const elapsed = Date.now() - started;
+  clearInterval(timer);
+  expect(value / (4 * n)).toBeCloseTo(1, 1);
+  // Queuing returned at once, and timers kept firing while the work ran.
+  expect(queuedIn).toBeLessThan(elapsed / 2);
+  expect(ticks).toBeGreaterThan(3);
+});

@@ -1,0 +1,89 @@
+// Plain float64 helpers for the tests: seeded data, reference math, error measures, and the devices to test.
+import { backends, Device, debug } from '../../ts';
+
+/** Every backend that can run here: cpu always, sim when built, cuda on a GPU machine. */
+export function testDevices(): Device[] {
+  return backends()
+    .filter((b) => b.available)
+    .map((b) => b.name);
+}
+
+/** Devices other than cpu (checked against cpu and the float64 reference). */
+export function gpuLikeDevices(): Device[] {
+  return testDevices().filter((d) => d !== 'cpu');
+}
+
+/** Turns on output poisoning for the file that calls it. */
+export function poisonOutputs(): void {
+  beforeAll(() => debug.poisonAllocations(true));
+  afterAll(() => debug.poisonAllocations(false));
+}
+
+/** Small deterministic PRNG (mulberry32) so each test draws fresh but reproducible inputs. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+let seedCounter = (Date.now() ^ (process.pid << 8)) >>> 0;
+/** A new seed per call; printed by a failing test through its inputs' description. */
+export function freshSeed(): number {
+  seedCounter = (seedCounter * 1664525 + 1013904223) >>> 0;
+  return seedCounter;
+}
+
+export function randomArray(n: number, seed: number, scale = 1): Float64Array {
+  const r = rng(seed);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = (r() * 2 - 1) * scale;
+  return out;
+}
+
+/** ‖out − ref‖ / ‖ref‖, the error measure of the design's tolerances. NaN anywhere gives Infinity. */
+export function relativeError(out: ArrayLike<number>, ref: ArrayLike<number>): number {
+  if (out.length !== ref.length) throw new Error(`length mismatch ${out.length} vs ${ref.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    if (!Number.isFinite(out[i])) return Infinity;
+    num += (out[i] - ref[i]) ** 2;
+    den += ref[i] ** 2;
+  }
+  if (den === 0) return Math.sqrt(num);
+  return Math.sqrt(num / den);
+}
+
+/** Round a float64 to the nearest bf16 (ties to even), as the backends store it. */
+export function roundBf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  if (Number.isNaN(f[0])) return NaN;
+  u[0] = ((u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16) << 16;
+  return f[0];
+}
+
+export function roundF32(x: number): number {
+  return Math.fround(x);
+}
+
+/** Central finite-difference gradient of a float64 scalar function. */
+export function finiteDifferenceGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
+  const g = new Float64Array(x.length);
+  const xp = Float64Array.from(x);
+  for (let i = 0; i < x.length; i++) {
+    const v = xp[i];
+    xp[i] = v + h;
+    const fp = f(xp);
+    xp[i] = v - h;
+    const fm = f(xp);
+    xp[i] = v;
+    g[i] = (fp - fm) / (2 * h);
+  }
+  return g;
+}

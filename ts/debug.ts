@@ -1,0 +1,12 @@
+// Switches for checking kernels, used by the test suite and useful when writing a new op.
+import { Device, native } from './native';
+
+/** Fill every new allocation with 0xFF bytes (NaN in f32/bf16), so outputs a kernel forgets to write show up. */
+export function poisonAllocations(on: boolean): void {
+  native.setPoisonAllocations(on);
+}
+
+/** Queue work on a device that fails with message: the next read on that device rejects with it. */
+export function queueFailure(device: Device, message: string): void {
+  native.queueFailure(device, message);
+}
