@@ -6,3 +6,4 @@ export type { DType, Device, TensorOptions } from './tensor';
 export { isGradEnabled, noGrad } from './autograd';
 export type { GradNode } from './autograd';
 export * as debug from './debug';
+export * as ops from './ops';

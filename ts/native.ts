@@ -1,5 +1,6 @@
 // The native addon, loaded once (a prebuilt binary or the local build), and the shape of what it exports.
 // Nothing outside ts/ talks to it directly.
+import * as fs from 'fs';
 import * as path from 'path';
 
 export type DType = 'f32' | 'bf16' | 'i32';
@@ -44,4 +45,15 @@ export interface NativeAddon {
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const load = require('node-gyp-build') as (dir: string) => NativeAddon;
 
-export const native: NativeAddon = load(path.join(__dirname, '..'));
+// The package root: the nearest folder above this file with a package.json (dist/, dist-bench/ts/ or ts/).
+function packageRoot(): string {
+  let dir = path.join(__dirname, '..');
+  while (!fs.existsSync(path.join(dir, 'package.json'))) {
+    const parent = path.dirname(dir);
+    if (parent === dir) throw new Error(`am-radio: no package.json above ${__dirname}`);
+    dir = parent;
+  }
+  return dir;
+}
+
+export const native: NativeAddon = load(packageRoot());

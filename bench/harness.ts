@@ -1,0 +1,98 @@
+// Shared benchmark runner: warm-up, repeated timing, median, one JSON record per case and a printed table.
+// Benchmarks only report; they never assert times.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { synchronize } from '../ts';
+import type { Device } from '../ts';
+
+export interface BenchCase {
+  op: string;
+  shape: string;
+  dtype: string;
+  backend: Device | 'torch-cpu' | 'torch-cuda';
+  /** Bytes that must cross memory at least once (inputs read + outputs written). */
+  bytes?: number;
+  flops?: number;
+}
+
+export interface BenchRecord extends BenchCase {
+  medianMs: number;
+  minMs: number;
+  repeats: number;
+  gbPerS?: number;
+  gflopPerS?: number;
+  /** Measured time as a fraction of the floor (bytes/bandwidth or flops/peak), when a ceiling is known. */
+  fractionOfFloor?: number;
+  note?: string;
+}
+
+export interface Ceilings {
+  /** Bytes per second the device can copy (measured), for bandwidth-bound ops. */
+  bandwidth?: number;
+  /** FLOP per second (measured or datasheet) for compute-bound ops. */
+  flops?: number;
+}
+
+/** Times run() (which queues work on device) until `minTimeMs` of samples, reporting the median. */
+export async function timeCase(
+  c: BenchCase,
+  device: Device,
+  run: () => void | Promise<void>,
+  opts: { warmup?: number; minRepeats?: number; minTimeMs?: number; ceilings?: Ceilings } = {},
+): Promise<BenchRecord> {
+  const warmup = opts.warmup ?? 2;
+  for (let i = 0; i < warmup; i++) await run();
+  await synchronize(device);
+  const samples: number[] = [];
+  const budget = opts.minTimeMs ?? 300;
+  const started = performance.now();
+  while (samples.length < (opts.minRepeats ?? 5) || performance.now() - started < budget) {
+    const t0 = performance.now();
+    await run();
+    await synchronize(device);
+    samples.push(performance.now() - t0);
+    if (samples.length >= 1000) break;
+  }
+  samples.sort((a, b) => a - b);
+  const median = samples[Math.floor(samples.length / 2)];
+  const rec: BenchRecord = { ...c, medianMs: median, minMs: samples[0], repeats: samples.length };
+  if (c.bytes) rec.gbPerS = c.bytes / (median * 1e-3) / 1e9;
+  if (c.flops) rec.gflopPerS = c.flops / (median * 1e-3) / 1e9;
+  const floorS = Math.max(
+    c.bytes && opts.ceilings?.bandwidth ? c.bytes / opts.ceilings.bandwidth : 0,
+    c.flops && opts.ceilings?.flops ? c.flops / opts.ceilings.flops : 0,
+  );
+  if (floorS > 0) rec.fractionOfFloor = floorS / (median * 1e-3);
+  return rec;
+}
+
+export function printTable(title: string, records: BenchRecord[]): void {
+  console.log(`\n${title}`);
+  const rows = records.map((r) => [
+    r.op,
+    r.shape,
+    r.dtype,
+    r.backend,
+    r.medianMs.toFixed(3),
+    r.gbPerS !== undefined ? r.gbPerS.toFixed(2) : '',
+    r.gflopPerS !== undefined ? r.gflopPerS.toFixed(1) : '',
+    r.fractionOfFloor !== undefined ? `${(100 * r.fractionOfFloor).toFixed(1)}%` : '',
+    r.note ?? '',
+  ]);
+  const head = ['op', 'shape', 'dtype', 'backend', 'median ms', 'GB/s', 'GFLOP/s', '% of floor', 'note'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i])).join('  ');
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+}
+
+/** Writes records to bench/results/<name>.json (or $AM_RADIO_BENCH_OUT/<name>.json). */
+export function writeResults(name: string, records: BenchRecord[]): string {
+  const dir = process.env.AM_RADIO_BENCH_OUT ?? path.join(__dirname, 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify({ name, date: new Date().toISOString(), records }, null, 2));
+  return file;
+}

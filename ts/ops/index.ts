@@ -1,0 +1,2 @@
+// The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
+export {};
