@@ -107,17 +107,21 @@ AMR_HD void det_sincos_2pi(float v, float* c_out, float* s_out) {
 
 enum class Distribution : int { Normal = 0, Uniform = 1 };
 
-// Element i of a tensor filled from seed.
-AMR_HD float sample(Distribution dist, uint64_t seed, uint64_t i) {
-  const U32x4 r = philox4x32(i >> 2, seed);
-  const int lane = static_cast<int>(i & 3);
-  if (dist == Distribution::Uniform) return uniform01(r.v[lane]);
-  const int pair = lane >> 1;
-  const float u = uniform01(r.v[2 * pair]) + 5.9604644775390625e-08f;  // (0, 1]: log stays finite
-  const float radius = sqrtf(mul_rn(-2.0f, det_log(u)));
-  float c, s;
-  det_sincos_2pi(uniform01(r.v[2 * pair + 1]), &c, &s);
-  return mul_rn(radius, (lane & 1) ? s : c);
+// Elements 4g .. 4g+3 of a tensor filled from seed (one Philox call gives all four).
+AMR_HD void sample4(Distribution dist, uint64_t seed, uint64_t group, float out[4]) {
+  const U32x4 r = philox4x32(group, seed);
+  if (dist == Distribution::Uniform) {
+    for (int lane = 0; lane < 4; ++lane) out[lane] = uniform01(r.v[lane]);
+    return;
+  }
+  for (int pair = 0; pair < 2; ++pair) {
+    const float u = uniform01(r.v[2 * pair]) + 5.9604644775390625e-08f;  // (0, 1]: log stays finite
+    const float radius = sqrtf(mul_rn(-2.0f, det_log(u)));
+    float c, s;
+    det_sincos_2pi(uniform01(r.v[2 * pair + 1]), &c, &s);
+    out[2 * pair] = mul_rn(radius, c);
+    out[2 * pair + 1] = mul_rn(radius, s);
+  }
 }
 
 }  // namespace random
