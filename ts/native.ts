@@ -39,6 +39,12 @@ export interface NativeAddon {
   broadcastScalar(out: NativeBuffer, scalar: NativeBuffer, alpha: number, dtype: DType, n: number): void;
   cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
   sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
+  layerNormForward(y: NativeBuffer, mean: NativeBuffer, rstd: NativeBuffer, x: NativeBuffer, w: NativeBuffer, b: NativeBuffer,
+    rows: number, cols: number, eps: number, dtype: DType): void;
+  layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
+    mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType): void;
+  geluForward(y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  geluBackward(dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
 }
 

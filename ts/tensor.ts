@@ -243,6 +243,11 @@ function binary(op: keyof typeof BINARY_CODE, a: Tensor, b: Tensor, backward: (g
   return record(out, op, [a, b], backward);
 }
 
+/** An uninitialised tensor of the given shape and dtype on device (ops write every element of their outputs). */
+export function emptyTensor(shape: readonly number[], dtype: DType, device: Device): Tensor {
+  return new Tensor(native.alloc(device, numelOf(shape) * dtypeSize(dtype)), shape, dtype, device);
+}
+
 function resolveOptions(op: string, opts: TensorOptions = {}): Required<TensorOptions> {
   return {
     dtype: checkDtype(opts.dtype ?? 'f32', op),

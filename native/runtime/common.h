@@ -95,4 +95,12 @@ inline void with_dtype(DType d, F&& f) {
   }
 }
 
+// Same, for ops defined on floating-point storage only (f32, bf16); i32 raises an Error naming the op.
+template <typename F>
+inline void with_float_dtype(DType d, const char* op, F&& f) {
+  if (d == DType::F32) f(static_cast<float*>(nullptr));
+  else if (d == DType::BF16) f(static_cast<uint16_t*>(nullptr));
+  else throw Error(std::string(op) + ": i32 tensors are not supported");
+}
+
 }  // namespace amr

@@ -87,3 +87,38 @@ export function finiteDifferenceGrad(f: (x: Float64Array) => number, x: Float64A
   }
   return g;
 }
+
+/**
+ * Finite-difference gradient at a few sampled coordinates (all of them when x is small): for large inputs a full
+ * finite-difference sweep costs one reference evaluation per element.
+ */
+export function sampledFiniteDifference(
+  f: (x: Float64Array) => number,
+  x: Float64Array,
+  opts: { count?: number; seed?: number; h?: number } = {},
+): { indices: number[]; values: Float64Array } {
+  const count = opts.count ?? 24;
+  const h = opts.h ?? 1e-6;
+  let indices: number[];
+  if (x.length <= count) indices = Array.from({ length: x.length }, (_, i) => i);
+  else {
+    const r = rng(opts.seed ?? 12345);
+    indices = Array.from({ length: count }, () => Math.floor(r() * x.length));
+  }
+  const xp = Float64Array.from(x);
+  const values = Float64Array.from(indices, (i) => {
+    const v = xp[i];
+    xp[i] = v + h;
+    const fp = f(xp);
+    xp[i] = v - h;
+    const fm = f(xp);
+    xp[i] = v;
+    return (fp - fm) / (2 * h);
+  });
+  return { indices, values };
+}
+
+/** Relative error of got at the sampled indices against their finite-difference values. */
+export function sampledRelativeError(got: ArrayLike<number>, fd: { indices: number[]; values: Float64Array }): number {
+  return relativeError(Float64Array.from(fd.indices, (i) => got[i]), fd.values);
+}

@@ -1,2 +1,2 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
-export {};
+export { gelu, layerNorm } from './norm';

@@ -1,0 +1,92 @@
+// LayerNorm and GELU: argument checks, then the work is queued on the tensors' backend.
+#include "../native/norm/norm.h"
+#include "buffer.h"
+#include "dispatch.h"
+#include "modules.h"
+
+namespace amr {
+namespace bindings {
+namespace {
+
+// layerNormForward(y, mean, rstd, x, w, b, rows, cols, eps, dtype)
+Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "layerNorm";
+    StoragePtr y = buffer_arg(info, 0, op), mean = buffer_arg(info, 1, op), rstd = buffer_arg(info, 2, op);
+    StoragePtr x = buffer_arg(info, 3, op), w = buffer_arg(info, 4, op), b = buffer_arg(info, 5, op);
+    int64_t rows = int_arg(info, 6, op), cols = int_arg(info, 7, op);
+    float eps = static_cast<float>(number_arg(info, 8, op));
+    DType dt = dtype_arg(info, 9, op);
+    for (const StoragePtr& s : {y, x}) require_elements(s, rows * cols, dt, op, "a tensor");
+    for (const StoragePtr& s : {w, b}) require_elements(s, cols, dt, op, "weight or bias");
+    for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");
+    Backend& be = common_backend({y, mean, rstd, x, w, b}, op);
+    be.enqueue(op, [&be, y, mean, rstd, x, w, b, rows, cols, eps, dt] {
+      AMR_DISPATCH(be, norm, layer_norm_forward, y->ptr, static_cast<float*>(mean->ptr), static_cast<float*>(rstd->ptr),
+                   x->ptr, w->ptr, b->ptr, rows, cols, eps, dt);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// layerNormBackward(dx, dw, db, dy, x, w, mean, rstd, rows, cols, dtype)
+Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "layerNorm backward";
+    StoragePtr dx = buffer_arg(info, 0, op), dw = buffer_arg(info, 1, op), db = buffer_arg(info, 2, op);
+    StoragePtr dy = buffer_arg(info, 3, op), x = buffer_arg(info, 4, op), w = buffer_arg(info, 5, op);
+    StoragePtr mean = buffer_arg(info, 6, op), rstd = buffer_arg(info, 7, op);
+    int64_t rows = int_arg(info, 8, op), cols = int_arg(info, 9, op);
+    DType dt = dtype_arg(info, 10, op);
+    for (const StoragePtr& s : {dx, dy, x}) require_elements(s, rows * cols, dt, op, "a tensor");
+    for (const StoragePtr& s : {dw, db, w}) require_elements(s, cols, dt, op, "weight or bias");
+    for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");
+    Backend& be = common_backend({dx, dw, db, dy, x, w, mean, rstd}, op);
+    StoragePtr scratch = be.allocate(static_cast<size_t>(norm::column_sum_scratch_bytes(cols)));
+    be.enqueue(op, [&be, dx, dw, db, dy, x, w, mean, rstd, rows, cols, dt, scratch] {
+      AMR_DISPATCH(be, norm, layer_norm_backward, dx->ptr, dw->ptr, db->ptr, dy->ptr, x->ptr, w->ptr,
+                   static_cast<const float*>(mean->ptr), static_cast<const float*>(rstd->ptr), rows, cols, dt,
+                   static_cast<float*>(scratch->ptr));
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// geluForward(y, x, n, dtype)
+Napi::Value GeluForward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    StoragePtr y = buffer_arg(info, 0, "gelu"), x = buffer_arg(info, 1, "gelu");
+    int64_t n = int_arg(info, 2, "gelu");
+    DType dt = dtype_arg(info, 3, "gelu");
+    for (const StoragePtr& s : {y, x}) require_elements(s, n, dt, "gelu", "a tensor");
+    Backend& be = common_backend({y, x}, "gelu");
+    be.enqueue("gelu", [&be, y, x, n, dt] { AMR_DISPATCH(be, norm, gelu_forward, y->ptr, x->ptr, n, dt); });
+    return info.Env().Undefined();
+  });
+}
+
+// geluBackward(dx, dy, x, n, dtype)
+Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "gelu backward";
+    StoragePtr dx = buffer_arg(info, 0, op), dy = buffer_arg(info, 1, op), x = buffer_arg(info, 2, op);
+    int64_t n = int_arg(info, 3, op);
+    DType dt = dtype_arg(info, 4, op);
+    for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
+    Backend& be = common_backend({dx, dy, x}, op);
+    be.enqueue(op, [&be, dx, dy, x, n, dt] { AMR_DISPATCH(be, norm, gelu_backward, dx->ptr, dy->ptr, x->ptr, n, dt); });
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void init_norm_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
+  exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
+  exports.Set("geluForward", Napi::Function::New(env, GeluForward));
+  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
+}
+
+}  // namespace bindings
+}  // namespace amr

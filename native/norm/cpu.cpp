@@ -1,0 +1,130 @@
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+#include "../runtime/thread_pool.h"
+#include "norm.h"
+
+namespace amr {
+namespace norm {
+namespace cpu {
+
+
+void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
+                        int64_t rows, int64_t cols, float eps, DType dt) {
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      const T* X = static_cast<const T*>(x);
+      const T* W = static_cast<const T*>(w);
+      const T* B = static_cast<const T*>(b);
+      T* Y = static_cast<T*>(y);
+      parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t o = r * cols;
+          double s = 0;
+          for (int64_t c = 0; c < cols; ++c) s += Elem<T>::load(X, o + c);
+          const float mu = static_cast<float>(s / cols);
+          double v = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const double d = Elem<T>::load(X, o + c) - mu;
+            v += d * d;
+          }
+          const float rs = 1.0f / std::sqrt(static_cast<float>(v / cols) + eps);
+          mean[r] = mu;
+          rstd[r] = rs;
+          for (int64_t c = 0; c < cols; ++c)
+            Elem<T>::store(Y, o + c, (Elem<T>::load(X, o + c) - mu) * rs * Elem<T>::load(W, c) + Elem<T>::load(B, c));
+        }
+      });
+    }
+  });
+}
+
+void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy, const void* x, const void* w,
+                         const float* mean, const float* rstd, int64_t rows, int64_t cols, DType dt, float* scratch) {
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      const T* X = static_cast<const T*>(x);
+      const T* W = static_cast<const T*>(w);
+      const T* DY = static_cast<const T*>(dy);
+      T* DX = static_cast<T*>(dx);
+      parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+          const int64_t o = r * cols;
+          double sum_g = 0, sum_gx = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
+            const float xh = (Elem<T>::load(X, o + c) - mean[r]) * rstd[r];
+            sum_g += g;
+            sum_gx += g * xh;
+          }
+          const float mg = static_cast<float>(sum_g / cols), mgx = static_cast<float>(sum_gx / cols);
+          for (int64_t c = 0; c < cols; ++c) {
+            const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
+            const float xh = (Elem<T>::load(X, o + c) - mean[r]) * rstd[r];
+            Elem<T>::store(DX, o + c, rstd[r] * (g - mg - xh * mgx));
+          }
+        }
+      });
+      // Column sums in fixed row chunks, then the chunks in order.
+      float* pw = scratch;
+      float* pb = scratch + kColumnSumChunks * cols;
+      const int64_t per = (rows + kColumnSumChunks - 1) / kColumnSumChunks;
+      parallel_for(kColumnSumChunks, 1, [&](int64_t k0, int64_t k1) {
+        for (int64_t k = k0; k < k1; ++k) {
+          for (int64_t c = 0; c < cols; ++c) pw[k * cols + c] = pb[k * cols + c] = 0.f;
+          const int64_t end = (k + 1) * per < rows ? (k + 1) * per : rows;
+          for (int64_t r = k * per; r < end; ++r)
+            for (int64_t c = 0; c < cols; ++c) {
+              const float g = Elem<T>::load(DY, r * cols + c);
+              pw[k * cols + c] += g * (Elem<T>::load(X, r * cols + c) - mean[r]) * rstd[r];
+              pb[k * cols + c] += g;
+            }
+        }
+      });
+      parallel_for(cols, 256, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) {
+          float sw = 0, sb = 0;
+          for (int64_t k = 0; k < kColumnSumChunks; ++k) {
+            sw += pw[k * cols + c];
+            sb += pb[k * cols + c];
+          }
+          Elem<T>::store(static_cast<T*>(dw), c, sw);
+          Elem<T>::store(static_cast<T*>(db), c, sb);
+        }
+      });
+    }
+  });
+}
+
+void gelu_forward(GpuStream, void* y, const void* x, int64_t n, DType dt) {
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          Elem<T>::store(static_cast<T*>(y), i, gelu_value(Elem<T>::load(static_cast<const T*>(x), i)));
+      });
+    }
+  });
+}
+
+void gelu_backward(GpuStream, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i)
+          Elem<T>::store(static_cast<T*>(dx), i,
+                         Elem<T>::load(static_cast<const T*>(dy), i) *
+                             gelu_derivative(Elem<T>::load(static_cast<const T*>(x), i)));
+      });
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace norm
+}  // namespace amr

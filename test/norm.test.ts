@@ -1,0 +1,118 @@
+// LayerNorm and GELU against float64 references; gradients against finite differences of the reference.
+import { ops, tensor } from '../ts';
+import type { DType } from '../ts';
+import { freshSeed, sampledFiniteDifference, sampledRelativeError, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+
+poisonOutputs();
+
+function refLayerNorm(x: Float64Array, w: Float64Array, b: Float64Array, rows: number, cols: number, eps: number): Float64Array {
+  const y = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    let mu = 0;
+    for (let c = 0; c < cols; c++) mu += x[r * cols + c];
+    mu /= cols;
+    let v = 0;
+    for (let c = 0; c < cols; c++) v += (x[r * cols + c] - mu) ** 2;
+    v /= cols;
+    for (let c = 0; c < cols; c++) y[r * cols + c] = ((x[r * cols + c] - mu) / Math.sqrt(v + eps)) * w[c] + b[c];
+  }
+  return y;
+}
+
+const erf = (x: number): number => {
+  // Abramowitz-Stegun 7.1.26 is too coarse for a 1e-6 reference; integrate the series instead.
+  let sum = 0;
+  let term = x;
+  for (let n = 0; n < 200; n++) {
+    const add = term / (2 * n + 1);
+    sum += add;
+    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    term *= (-x * x) / (n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+};
+const refGelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
+
+const f32 = (a: Float64Array) => Float32Array.from(a);
+const asF64 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
+const quant = (a: Float64Array, dtype: DType) => (dtype === 'bf16' ? a.map(roundBf16) : asF64(a));
+
+describe.each(testDevices())('layerNorm on %s', (device) => {
+  test.each([
+    [1, 1],
+    [1, 7],
+    [3, 64],
+    [5, 257],
+    [33, 768],
+  ])('%i rows × %i cols: forward and all three gradients match float64', async (rows, cols) => {
+    const eps = 1e-6;
+    const x0 = asF64(randomArray(rows * cols, freshSeed(), 2));
+    const w0 = asF64(randomArray(cols, freshSeed()));
+    const b0 = asF64(randomArray(cols, freshSeed()));
+    const r0 = asF64(randomArray(rows * cols, freshSeed()));
+    const x = tensor(f32(x0), [rows, cols], { device, requiresGrad: true });
+    const w = tensor(f32(w0), [cols], { device, requiresGrad: true });
+    const b = tensor(f32(b0), [cols], { device, requiresGrad: true });
+    const y = ops.layerNorm(x, w, b, eps);
+    expect(relativeError(await y.toArray(), refLayerNorm(x0, w0, b0, rows, cols, eps))).toBeLessThanOrEqual(1e-5);
+    y.mul(tensor(f32(r0), [rows, cols], { device })).sum().backward();
+    const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array) =>
+      refLayerNorm(xx, ww, bb, rows, cols, eps).reduce((s, v, i) => s + v * r0[i], 0);
+    if (cols > 1) {
+      const fd = sampledFiniteDifference((v) => loss(v, w0, b0), x0, { seed: freshSeed(), h: 1e-5 });
+      expect(sampledRelativeError(await x.grad!.toArray(), fd)).toBeLessThanOrEqual(1e-4);
+    }
+    const fdw = sampledFiniteDifference((v) => loss(x0, v, b0), w0, { seed: freshSeed() });
+    const fdb = sampledFiniteDifference((v) => loss(x0, w0, v), b0, { seed: freshSeed() });
+    expect(sampledRelativeError(await w.grad!.toArray(), fdw)).toBeLessThanOrEqual(1e-5);
+    expect(sampledRelativeError(await b.grad!.toArray(), fdb)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test('large-mean rows keep their precision (variance around the mean)', async () => {
+    const rows = 4;
+    const cols = 512;
+    const x0 = asF64(randomArray(rows * cols, freshSeed()).map((v) => 1e4 + v));
+    const ones = new Float64Array(cols).fill(1);
+    const zeros = new Float64Array(cols);
+    const y = ops.layerNorm(tensor(f32(x0), [rows, cols], { device }), tensor(f32(ones), [cols], { device }), tensor(f32(zeros), [cols], { device }), 1e-5);
+    expect(relativeError(await y.toArray(), refLayerNorm(x0, ones, zeros, rows, cols, 1e-5))).toBeLessThanOrEqual(1e-3);
+  });
+
+  test('bf16 storage stays within 1e-2 of float64', async () => {
+    const rows = 9;
+    const cols = 96;
+    const x0 = quant(randomArray(rows * cols, freshSeed(), 3), 'bf16');
+    const w0 = quant(randomArray(cols, freshSeed()), 'bf16');
+    const b0 = quant(randomArray(cols, freshSeed()), 'bf16');
+    const opts = { device, dtype: 'bf16' as const };
+    const y = ops.layerNorm(tensor(f32(x0), [rows, cols], opts), tensor(f32(w0), [cols], opts), tensor(f32(b0), [cols], opts));
+    expect(relativeError(await y.toArray(), refLayerNorm(x0, w0, b0, rows, cols, 1e-6))).toBeLessThanOrEqual(1e-2);
+  });
+
+  test('bad input names the problem', () => {
+    const x = tensor(new Float32Array(12), [3, 4], { device });
+    const w = tensor(new Float32Array(4), [4], { device });
+    expect(() => ops.layerNorm(x, tensor(new Float32Array(3), [3], { device }), w)).toThrow('layerNorm: weight has shape [3], expected [4] to match the last dimension of [3, 4]');
+    expect(() => ops.layerNorm(x, w, w, 0)).toThrow(/eps must be positive/);
+  });
+});
+
+describe.each(testDevices())('gelu on %s', (device) => {
+  test.each([1, 31, 1000, 70001])('%i elements: value and gradient match float64', async (n) => {
+    const x0 = asF64(randomArray(n, freshSeed(), 4));
+    const r0 = asF64(randomArray(n, freshSeed()));
+    const x = tensor(f32(x0), [n], { device, requiresGrad: true });
+    const y = ops.gelu(x);
+    expect(relativeError(await y.toArray(), x0.map(refGelu))).toBeLessThanOrEqual(1e-6);
+    y.mul(tensor(f32(r0), [n], { device })).sum().backward();
+    const h = 1e-6;
+    const fd = x0.map((v, i) => (r0[i] * (refGelu(v + h) - refGelu(v - h))) / (2 * h));
+    expect(relativeError(await x.grad!.toArray(), fd)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test('bf16', async () => {
+    const x0 = quant(randomArray(999, freshSeed(), 4), 'bf16');
+    const y = ops.gelu(tensor(f32(x0), [999], { device, dtype: 'bf16' }));
+    expect(relativeError(await y.toArray(), x0.map(refGelu))).toBeLessThanOrEqual(1e-2);
+  });
+});

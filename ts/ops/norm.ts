@@ -1,0 +1,52 @@
+// LayerNorm over the last dimension and the exact GELU, both differentiable.
+import { native } from '../native';
+import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+
+function requireFloat(op: string, t: Tensor): void {
+  if (t.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
+}
+
+/** (x − mean) / sqrt(var + eps) · weight + bias over the last dimension; weight and bias have shape [C]. */
+export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): Tensor {
+  const op = 'layerNorm';
+  checkSame(op, [x, weight, bias]);
+  requireFloat(op, x);
+  if (x.shape.length < 1) throw new Error(`${op}: input must have at least one dimension`);
+  const cols = x.shape[x.shape.length - 1];
+  for (const [name, t] of [['weight', weight], ['bias', bias]] as const)
+    if (t.shape.length !== 1 || t.shape[0] !== cols)
+      throw new Error(`${op}: ${name} has shape ${fmt(t.shape)}, expected [${cols}] to match the last dimension of ${fmt(x.shape)}`);
+  if (!(eps > 0)) throw new Error(`${op}: eps must be positive, got ${eps}`);
+  const rows = x.numel / Math.max(cols, 1);
+  const y = emptyTensor(x.shape, x.dtype, x.device);
+  const mean = emptyTensor([rows], 'f32', x.device);
+  const rstd = emptyTensor([rows], 'f32', x.device);
+  native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype);
+  return record(y, op, [x, weight, bias], (g) => {
+    const dx = emptyTensor(x.shape, x.dtype, x.device);
+    const dw = emptyTensor(weight.shape, x.dtype, x.device);
+    const db = emptyTensor(bias.shape, x.dtype, x.device);
+    const bop = 'layerNorm backward';
+    native.layerNormBackward(dx.native(bop), dw.native(bop), db.native(bop), g.native(bop), x.native(bop), weight.native(bop),
+      mean.native(bop), rstd.native(bop), rows, cols, x.dtype);
+    return [dx, dw, db];
+  });
+}
+
+/** x · Φ(x), the exact (erf) GELU. */
+export function gelu(x: Tensor): Tensor {
+  checkSame('gelu', [x]);
+  requireFloat('gelu', x);
+  const y = emptyTensor(x.shape, x.dtype, x.device);
+  native.geluForward(y.native('gelu'), x.native('gelu'), x.numel, x.dtype);
+  return record(y, 'gelu', [x], (g) => [geluBackward(g, x)]);
+}
+
+/** g · GELU'(x): the gradient of gelu at x (also used by linear's fused GELU epilogue). */
+export function geluBackward(g: Tensor, x: Tensor): Tensor {
+  const dx = emptyTensor(x.shape, x.dtype, x.device);
+  native.geluBackward(dx.native('gelu backward'), g.native('gelu backward'), x.native('gelu backward'), x.numel, x.dtype);
+  return dx;
+}
