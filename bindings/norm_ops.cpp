@@ -65,16 +65,22 @@ Napi::Value GeluForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// geluBackward(dx, dy, x, n, dtype)
-Napi::Value GeluBackward(const Napi::CallbackInfo& info) {
+// activationBackward(kind ('gelu' | 'relu'), dx, dy, x, n, dtype)
+Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const char* op = "gelu backward";
-    StoragePtr dx = buffer_arg(info, 0, op), dy = buffer_arg(info, 1, op), x = buffer_arg(info, 2, op);
-    int64_t n = int_arg(info, 3, op);
-    DType dt = dtype_arg(info, 4, op);
+    std::string kind = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (kind != "gelu" && kind != "relu") throw Error("activation backward: unknown activation '" + kind + "'");
+    const bool is_gelu = kind == "gelu";
+    const char* op = is_gelu ? "gelu backward" : "relu backward";
+    StoragePtr dx = buffer_arg(info, 1, op), dy = buffer_arg(info, 2, op), x = buffer_arg(info, 3, op);
+    int64_t n = int_arg(info, 4, op);
+    DType dt = dtype_arg(info, 5, op);
     for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
     Backend& be = common_backend({dx, dy, x}, op);
-    be.enqueue(op, [&be, dx, dy, x, n, dt] { AMR_DISPATCH(be, norm, gelu_backward, dx->ptr, dy->ptr, x->ptr, n, dt); });
+    be.enqueue(op, [&be, is_gelu, dx, dy, x, n, dt] {
+      if (is_gelu) AMR_DISPATCH(be, norm, gelu_backward, dx->ptr, dy->ptr, x->ptr, n, dt);
+      else AMR_DISPATCH(be, norm, relu_backward, dx->ptr, dy->ptr, x->ptr, n, dt);
+    });
     return info.Env().Undefined();
   });
 }
@@ -85,7 +91,7 @@ void init_norm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
   exports.Set("geluForward", Napi::Function::New(env, GeluForward));
-  exports.Set("geluBackward", Napi::Function::New(env, GeluBackward));
+  exports.Set("activationBackward", Napi::Function::New(env, ActivationBackward));
 }
 
 }  // namespace bindings

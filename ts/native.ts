@@ -21,6 +21,27 @@ export interface BackendInfo {
   reason?: string;
 }
 
+export interface GemmArgs {
+  a: NativeBuffer;
+  b: NativeBuffer;
+  c: NativeBuffer;
+  m: number;
+  n: number;
+  k: number;
+  batch: number;
+  transA: boolean;
+  transB: boolean;
+  strideA: number;
+  strideB: number;
+  strideC: number;
+  bias?: NativeBuffer;
+  /** 0 none, 1 gelu, 2 relu */
+  activation: 0 | 1 | 2;
+  residual?: NativeBuffer;
+  preactivation?: NativeBuffer;
+  dtype: DType;
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -44,7 +65,11 @@ export interface NativeAddon {
   layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
     mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType): void;
   geluForward(y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
-  geluBackward(dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  activationBackward(kind: 'gelu' | 'relu', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  gemm(args: GemmArgs): void;
+  sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;
+  blasInfo(): { loaded: boolean; library?: string; error?: string };
+  setUseBlas(on: boolean): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
 }
 

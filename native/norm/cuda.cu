@@ -107,6 +107,12 @@ __global__ void gelu_backward_kernel(T* dx, const T* dy, const T* x, int64_t n) 
     Elem<T>::store(dx, i, Elem<T>::load(dy, i) * gelu_derivative(Elem<T>::load(x, i)));
 }
 
+template <typename T>
+__global__ void relu_backward_kernel(T* dx, const T* dy, const T* x, int64_t n) {
+  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+    Elem<T>::store(dx, i, Elem<T>::load(x, i) > 0.f ? Elem<T>::load(dy, i) : 0.f);
+}
+
 dim3 elementwise_grid(int64_t n) {
   const int64_t blocks = (n + 255) / 256;
   return dim3(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8));
@@ -154,6 +160,14 @@ void gelu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t
   with_float_dtype(dt, "gelu backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     launch("gelu_backward", gelu_backward_kernel<T>, elementwise_grid(n), dim3(256), 0, s, static_cast<T*>(dx),
+           static_cast<const T*>(dy), static_cast<const T*>(x), n);
+  });
+}
+
+void relu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
+  with_float_dtype(dt, "relu backward", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    launch("relu_backward", relu_backward_kernel<T>, elementwise_grid(n), dim3(256), 0, s, static_cast<T*>(dx),
            static_cast<const T*>(dy), static_cast<const T*>(x), n);
   });
 }

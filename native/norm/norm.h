@@ -26,7 +26,9 @@ int64_t column_sum_scratch_bytes(int64_t cols);
                            DType dt, float* scratch);                                                           \
   void gelu_forward(GpuStream s, void* y, const void* x, int64_t n, DType dt);                                   \
   /* dx = dy * gelu'(x) */                                                                                      \
-  void gelu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt);
+  void gelu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt);                 \
+  /* dx = dy where x > 0, else 0 */                                                                             \
+  void relu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt);
 
 namespace cpu { AMR_NORM_FUNCS }
 namespace cuda { AMR_NORM_FUNCS }

@@ -39,7 +39,40 @@ __global__ void final_sum_kernel(const float* partial, int64_t blocks, float alp
   if (threadIdx.x == 0) Elem<T>::store(out, 0, total * alpha);
 }
 
+// One thread per (row chunk, column): neighbouring threads read neighbouring columns.
+template <typename T>
+__global__ void row_chunk_sum_kernel(float* partial, const T* a, int64_t rows, int64_t cols, int64_t per) {
+  const int64_t c = blockIdx.y * (int64_t)blockDim.x + threadIdx.x, k = blockIdx.x;
+  if (c >= cols) return;
+  const int64_t end = (k + 1) * per < rows ? (k + 1) * per : rows;
+  float s = 0.f;
+  for (int64_t r = k * per; r < end; ++r) s += Elem<T>::load(a, r * cols + c);
+  partial[k * cols + c] = s;
+}
+
+template <typename T>
+__global__ void chunk_total_kernel(T* out, const float* partial, int64_t cols) {
+  const int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (c >= cols) return;
+  float s = 0.f;
+  for (int64_t k = 0; k < kRowChunks; ++k) s += partial[k * cols + c];
+  Elem<T>::store(out, c, s);
+}
+
 }  // namespace
+
+void sum_rows(GpuStream s, void* out, const void* a, DType dt, int64_t rows, int64_t cols, void* scratch) {
+  with_float_dtype(dt, "sum over rows", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    float* partial = static_cast<float*>(scratch);
+    const int64_t per = (rows + kRowChunks - 1) / kRowChunks;
+    const unsigned col_blocks = (unsigned)((cols + 255) / 256);
+    launch("row_chunk_sum", row_chunk_sum_kernel<T>, dim3((unsigned)kRowChunks, col_blocks), dim3(256), 0, s, partial,
+           static_cast<const T*>(a), rows, cols, per);
+    launch("row_chunk_total", chunk_total_kernel<T>, dim3(col_blocks), dim3(256), 0, s, static_cast<T*>(out),
+           static_cast<const float*>(partial), cols);
+  });
+}
 
 void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch) {
   if (dt == DType::I32) throw Error("sum: i32 tensors are not supported");

@@ -11,5 +11,8 @@ constexpr int64_t kSumMaxBlocks = 1024;
 
 int64_t sum_blocks(int64_t n);
 
+// sum_rows adds rows in this many fixed chunks, then the chunks in order.
+constexpr int64_t kRowChunks = 64;
+
 }  // namespace reduce
 }  // namespace amr

@@ -12,9 +12,14 @@ namespace reduce {
 // Scratch (in the op's backend memory) that sum needs for n elements.
 int64_t sum_scratch_bytes(int64_t n);
 
-#define AMR_REDUCE_FUNCS \
-  /* out[0] = alpha * sum(a[0..n)); out has dtype dt; f32 accumulation */ \
-  void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch);
+// Scratch that sum_rows needs for a [rows, cols] input.
+int64_t sum_rows_scratch_bytes(int64_t cols);
+
+#define AMR_REDUCE_FUNCS                                                                                  \
+  /* out[0] = alpha * sum(a[0..n)); out has dtype dt; f32 accumulation */                                \
+  void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch);     \
+  /* out[c] = sum over r of a[r, c] (the gradient of a broadcast bias) */                                 \
+  void sum_rows(GpuStream s, void* out, const void* a, DType dt, int64_t rows, int64_t cols, void* scratch);
 
 namespace cpu { AMR_REDUCE_FUNCS }
 namespace cuda { AMR_REDUCE_FUNCS }

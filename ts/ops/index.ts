@@ -1,2 +1,4 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
 export { gelu, layerNorm } from './norm';
+export { linear, matmul } from './linear';
+export type { LinearOptions, MatmulOptions } from './linear';

@@ -41,12 +41,13 @@ export function gelu(x: Tensor): Tensor {
   requireFloat('gelu', x);
   const y = emptyTensor(x.shape, x.dtype, x.device);
   native.geluForward(y.native('gelu'), x.native('gelu'), x.numel, x.dtype);
-  return record(y, 'gelu', [x], (g) => [geluBackward(g, x)]);
+  return record(y, 'gelu', [x], (g) => [activationBackward('gelu', g, x)]);
 }
 
-/** g · GELU'(x): the gradient of gelu at x (also used by linear's fused GELU epilogue). */
-export function geluBackward(g: Tensor, x: Tensor): Tensor {
+/** g · f'(x) for f = gelu or relu: the gradient at x (also used by linear's fused activation epilogue). */
+export function activationBackward(kind: 'gelu' | 'relu', g: Tensor, x: Tensor): Tensor {
+  const op = `${kind} backward`;
   const dx = emptyTensor(x.shape, x.dtype, x.device);
-  native.geluBackward(dx.native('gelu backward'), g.native('gelu backward'), x.native('gelu backward'), x.numel, x.dtype);
+  native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
   return dx;
 }

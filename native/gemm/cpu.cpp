@@ -1,0 +1,93 @@
+#include <algorithm>
+#include <type_traits>
+#include <vector>
+
+#include "../runtime/thread_pool.h"
+#include "blas.h"
+#include "gemm.h"
+
+namespace amr {
+namespace gemm {
+namespace cpu {
+
+namespace {
+
+// op(X) as a contiguous f32 [rows, cols] matrix, whatever X's dtype and transposition.
+template <typename T>
+void pack(std::vector<float>& dst, const T* src, int64_t rows, int64_t cols, bool trans) {
+  dst.resize(static_cast<size_t>(rows * cols));
+  parallel_for(rows, 64, [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        dst[r * cols + c] = Elem<T>::load(src, trans ? c * rows + r : r * cols + c);
+  });
+}
+
+// C[M,N] = A[M,K] · B[K,N], all contiguous f32: rows of C in parallel, the inner loop runs along N so the
+// compiler vectorizes it.
+void blocked_gemm(float* c, const float* a, const float* b, int64_t m, int64_t n, int64_t k) {
+  constexpr int64_t kBlockK = 256;
+  parallel_for(m, 4, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i) std::fill(c + i * n, c + (i + 1) * n, 0.f);
+    for (int64_t k0 = 0; k0 < k; k0 += kBlockK) {
+      const int64_t k1 = std::min(k, k0 + kBlockK);
+      for (int64_t i = r0; i < r1; ++i) {
+        float* ci = c + i * n;
+        for (int64_t p = k0; p < k1; ++p) {
+          const float aip = a[i * k + p];
+          const float* bp = b + p * n;
+          for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
+        }
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void gemm(GpuStream, const GemmArgs& g) {
+  with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    std::vector<float> a, b, c(static_cast<size_t>(g.m * g.n));
+    for (int64_t e = 0; e < g.batch; ++e) {
+      const T* A = static_cast<const T*>(g.a) + e * g.stride_a;
+      const T* B = static_cast<const T*>(g.b) + e * g.stride_b;
+      pack(a, A, g.m, g.k, g.trans_a);
+      if (SgemmFn sgemm = host_sgemm()) {
+        // BLAS takes the transposition itself; only bf16 needs converting.
+        const float* bf;
+        if (std::is_same<T, float>::value) bf = reinterpret_cast<const float*>(B);
+        else {
+          pack(b, B, g.trans_b ? g.n : g.k, g.trans_b ? g.k : g.n, false);
+          bf = b.data();
+        }
+        if (g.m > 0 && g.n > 0)
+          sgemm(kCblasRowMajor, kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans, (int)g.m, (int)g.n, (int)g.k,
+                1.f, a.data(), (int)std::max<int64_t>(g.k, 1), bf, (int)std::max<int64_t>(g.trans_b ? g.k : g.n, 1),
+                0.f, c.data(), (int)std::max<int64_t>(g.n, 1));
+      } else {
+        pack(b, B, g.k, g.n, g.trans_b);
+        blocked_gemm(c.data(), a.data(), b.data(), g.m, g.n, g.k);
+      }
+      T* C = static_cast<T*>(g.c) + e * g.stride_c;
+      const T* bias = static_cast<const T*>(g.bias);
+      const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
+      T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
+      parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
+        for (int64_t i = r0; i < r1; ++i)
+          for (int64_t j = 0; j < g.n; ++j) {
+            float v = c[i * g.n + j];
+            if (bias) v += Elem<T>::load(bias, j);
+            if (pre) Elem<T>::store(pre, i * g.n + j, v);
+            v = activate(g.activation, v);
+            if (res) v += Elem<T>::load(res, i * g.n + j);
+            Elem<T>::store(C, i * g.n + j, v);
+          }
+      });
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace gemm
+}  // namespace amr

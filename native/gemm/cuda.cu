@@ -1,0 +1,86 @@
+#include "../runtime/kernel.cuh"
+#include "../runtime/launch.cuh"
+#include "gemm.h"
+
+namespace amr {
+namespace gemm {
+namespace AMR_GPU_NS {
+
+namespace {
+
+constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
+
+// SIMT tiled GEMM: each 256-thread block computes a 64x64 tile of C, each thread a 4x4 grid of it strided by 16
+// (so neighbouring threads write neighbouring columns). Tiles of op(A) and op(B) are staged through shared
+// memory k-major; out-of-range elements load as zero, so any M, N, K works.
+template <typename T>
+__global__ void gemm_simt_kernel(GemmArgs g) {
+  __shared__ float a_tile[kTileK][kTileM + 4];
+  __shared__ float b_tile[kTileK][kTileN + 4];
+  const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+  const int64_t m0 = (int64_t)blockIdx.y * kTileM, n0 = (int64_t)blockIdx.x * kTileN, e = blockIdx.z;
+  const T* A = static_cast<const T*>(g.a) + e * g.stride_a;
+  const T* B = static_cast<const T*>(g.b) + e * g.stride_b;
+  float acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < g.k; k0 += kTileK) {
+    for (int idx = threadIdx.x; idx < kTileM * kTileK; idx += kThreads) {
+      // Consecutive threads take consecutive elements along the operand's contiguous dimension.
+      int r, kk;
+      if (g.trans_a) { r = idx % kTileM; kk = idx / kTileM; } else { kk = idx % kTileK; r = idx / kTileK; }
+      const int64_t row = m0 + r, col = k0 + kk;
+      float v = 0.f;
+      if (row < g.m && col < g.k) v = Elem<T>::load(A, g.trans_a ? col * g.m + row : row * g.k + col);
+      a_tile[kk][r] = v;
+    }
+    for (int idx = threadIdx.x; idx < kTileN * kTileK; idx += kThreads) {
+      int c, kk;
+      if (g.trans_b) { kk = idx % kTileK; c = idx / kTileK; } else { c = idx % kTileN; kk = idx / kTileN; }
+      const int64_t col = n0 + c, row = k0 + kk;
+      float v = 0.f;
+      if (col < g.n && row < g.k) v = Elem<T>::load(B, g.trans_b ? col * g.k + row : row * g.n + col);
+      b_tile[kk][c] = v;
+    }
+    __syncthreads();
+    for (int kk = 0; kk < kTileK; ++kk) {
+      float a_frag[4], b_frag[4];
+      for (int i = 0; i < 4; ++i) a_frag[i] = a_tile[kk][ty + 16 * i];
+      for (int j = 0; j < 4; ++j) b_frag[j] = b_tile[kk][tx + 16 * j];
+      for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a_frag[i], b_frag[j], acc[i][j]);
+    }
+    __syncthreads();
+  }
+  T* C = static_cast<T*>(g.c) + e * g.stride_c;
+  const T* bias = static_cast<const T*>(g.bias);
+  const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
+  T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
+  for (int i = 0; i < 4; ++i) {
+    const int64_t row = m0 + ty + 16 * i;
+    if (row >= g.m) continue;
+    for (int j = 0; j < 4; ++j) {
+      const int64_t col = n0 + tx + 16 * j;
+      if (col >= g.n) continue;
+      float v = acc[i][j];
+      if (bias) v += Elem<T>::load(bias, col);
+      if (pre) Elem<T>::store(pre, row * g.n + col, v);
+      v = activate(g.activation, v);
+      if (res) v += Elem<T>::load(res, row * g.n + col);
+      Elem<T>::store(C, row * g.n + col, v);
+    }
+  }
+}
+
+}  // namespace
+
+void gemm(GpuStream s, const GemmArgs& g) {
+  if (g.batch > 65535) throw Error("matmul: batch of " + std::to_string(g.batch) + " exceeds 65535");
+  with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const dim3 grid((unsigned)((g.n + kTileN - 1) / kTileN), (unsigned)((g.m + kTileM - 1) / kTileM), (unsigned)g.batch);
+    launch("gemm_simt", gemm_simt_kernel<T>, grid, dim3(kThreads), 0, s, g);
+  });
+}
+
+}  // namespace AMR_GPU_NS
+}  // namespace gemm
+}  // namespace amr

@@ -1,0 +1,51 @@
+// Batched matrix products with a fused epilogue: C = act(op(A) · op(B) + bias) + residual, row-major.
+// linear(x, W) is A = x [M, K], B = W [N, K] with trans_b. Accumulation is f32 for every storage dtype.
+#pragma once
+#include <cstdint>
+
+#include "../runtime/common.h"
+#include "../runtime/launch_types.h"
+#include "../norm/norm.h"
+
+namespace amr {
+namespace gemm {
+
+enum class Activation : int { None = 0, Gelu = 1, Relu = 2 };
+
+struct GemmArgs {
+  int64_t batch = 1, m = 0, n = 0, k = 0;
+  const void* a = nullptr;  // [M, K], or [K, M] when trans_a
+  const void* b = nullptr;  // [K, N], or [N, K] when trans_b
+  void* c = nullptr;        // [M, N]
+  bool trans_a = false, trans_b = false;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries (0: shared)
+  const void* bias = nullptr;      // [N]
+  Activation activation = Activation::None;
+  const void* residual = nullptr;  // [M, N] per batch entry, stride_c apart; added after the activation
+  void* preactivation = nullptr;   // when set, receives op(A)·op(B) + bias (what backward of the activation needs)
+  DType dtype = DType::F32;
+};
+
+AMR_HD float activate(Activation act, float v) {
+  return act == Activation::Gelu ? norm::gelu_value(v) : act == Activation::Relu ? (v > 0.f ? v : 0.f) : v;
+}
+
+#define AMR_GEMM_FUNCS void gemm(GpuStream s, const GemmArgs& args);
+
+namespace cpu { AMR_GEMM_FUNCS }
+namespace cuda { AMR_GEMM_FUNCS }
+namespace sim { AMR_GEMM_FUNCS }
+
+namespace cpu {
+// The host BLAS the cpu backend found (dlopen, at first use), and a switch to compare it with the fallback.
+struct BlasInfo {
+  bool loaded;
+  const char* library;
+  const char* error;
+};
+BlasInfo blas_info();
+void set_use_blas(bool on);
+}  // namespace cpu
+
+}  // namespace gemm
+}  // namespace amr
