@@ -7,5 +7,6 @@ void init_io(Napi::Env env, Napi::Object exports);
 void init_core_ops(Napi::Env env, Napi::Object exports);
 void init_norm_ops(Napi::Env env, Napi::Object exports);
 void init_gemm_ops(Napi::Env env, Napi::Object exports);
+void init_optim_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

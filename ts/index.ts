@@ -7,3 +7,5 @@ export { isGradEnabled, noGrad } from './autograd';
 export type { GradNode } from './autograd';
 export * as debug from './debug';
 export * as ops from './ops';
+export { AdamW } from './optim/adamw';
+export type { AdamWOptions } from './optim/adamw';

@@ -68,6 +68,10 @@ export interface NativeAddon {
   activationBackward(kind: 'gelu' | 'relu', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;
   sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;
+  adamwStep(
+    entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,
+    hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
+  ): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
   setUseBlas(on: boolean): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;

@@ -1,0 +1,97 @@
+// The fused AdamW step: the tensor table is built here and copied to the backend ahead of the kernel.
+#include <cmath>
+
+#include "../native/optim/optim.h"
+#include "buffer.h"
+#include "dispatch.h"
+#include "modules.h"
+
+namespace amr {
+namespace bindings {
+namespace {
+
+StoragePtr entry_buffer(const Napi::Object& o, const char* key, size_t index, bool optional) {
+  Napi::Value v = o.Get(key);
+  if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(NativeBuffer::constructor->Value()))
+    throw Error("adamw: parameter " + std::to_string(index) + ": " + key + " is not a tensor buffer");
+  StoragePtr s = NativeBuffer::Unwrap(v.As<Napi::Object>())->storage();
+  if (!s) throw Error("adamw: parameter " + std::to_string(index) + ": " + key + " was disposed");
+  return s;
+}
+
+double hyper_number(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Error(std::string("adamw: ") + key + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+// adamwStep([{ param, grad, m, v, master?, n, dtype }], { lr, beta1, beta2, eps, weightDecay, step })
+Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsObject())
+      throw Error("adamw: expected (entries, hyperparameters)");
+    Napi::Array entries = info[0].As<Napi::Array>();
+    Napi::Object hp = info[1].As<Napi::Object>();
+    const double step = hyper_number(hp, "step");
+    if (step < 1) throw Error("adamw: step must be at least 1");
+    optim::AdamHyper h;
+    h.lr = static_cast<float>(hyper_number(hp, "lr"));
+    h.beta1 = static_cast<float>(hyper_number(hp, "beta1"));
+    h.beta2 = static_cast<float>(hyper_number(hp, "beta2"));
+    h.eps = static_cast<float>(hyper_number(hp, "eps"));
+    h.weight_decay = static_cast<float>(hyper_number(hp, "weightDecay"));
+    h.bias_correction1 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta1), step));
+    h.bias_correction2 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta2), step));
+
+    std::vector<StoragePtr> keep;
+    auto table = std::make_shared<std::vector<uint8_t>>(entries.Length() * sizeof(optim::AdamTensor));
+    auto* rows = reinterpret_cast<optim::AdamTensor*>(table->data());
+    Backend* be = nullptr;
+    int64_t total = 0;
+    for (uint32_t i = 0; i < entries.Length(); ++i) {
+      if (!entries.Get(i).IsObject()) throw Error("adamw: parameter " + std::to_string(i) + " is not an object");
+      Napi::Object e = entries.Get(i).As<Napi::Object>();
+      StoragePtr p = entry_buffer(e, "param", i, false), g = entry_buffer(e, "grad", i, false);
+      StoragePtr m = entry_buffer(e, "m", i, false), v = entry_buffer(e, "v", i, false);
+      StoragePtr master = entry_buffer(e, "master", i, true);
+      const int64_t n = static_cast<int64_t>(hyper_number(e, "n"));
+      Napi::Value dtv = e.Get("dtype");
+      const std::string dt = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
+      if (dt != "f32" && dt != "bf16") throw Error("adamw: parameter " + std::to_string(i) + " must be f32 or bf16");
+      const bool bf16 = dt == "bf16";
+      if (bf16 && !master) throw Error("adamw: parameter " + std::to_string(i) + " is bf16 but has no f32 master copy");
+      const DType pdt = bf16 ? DType::BF16 : DType::F32;
+      const std::string what = "parameter " + std::to_string(i);
+      require_elements(p, n, pdt, "adamw", what.c_str());
+      require_elements(g, n, pdt, "adamw", (what + " gradient").c_str());
+      require_elements(m, n, DType::F32, "adamw", (what + " state").c_str());
+      require_elements(v, n, DType::F32, "adamw", (what + " state").c_str());
+      if (master) require_elements(master, n, DType::F32, "adamw", (what + " master").c_str());
+      Backend& b = common_backend({p, g, m, v, master}, "adamw");
+      if (be && &b != be) throw Error("adamw: parameters are on different devices");
+      be = &b;
+      rows[i] = optim::AdamTensor{p->ptr, g->ptr, static_cast<float*>(m->ptr), static_cast<float*>(v->ptr),
+                                  master ? static_cast<float*>(master->ptr) : nullptr, n, total, bf16 ? 1 : 0, 0};
+      total += n;
+      for (const StoragePtr& s : {p, g, m, v, master})
+        if (s) keep.push_back(s);
+    }
+    if (!be || total == 0) return info.Env().Undefined();
+    StoragePtr device_table = be->allocate(table->size());
+    be->upload(device_table, [table] { return table; });
+    const int64_t tensors = entries.Length();
+    Backend& b = *be;
+    be->enqueue("adamw", [&b, device_table, keep, tensors, total, h] {
+      AMR_DISPATCH(b, optim, adamw_step, static_cast<const optim::AdamTensor*>(device_table->ptr), tensors, total, h);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void init_optim_ops(Napi::Env env, Napi::Object exports) { exports.Set("adamwStep", Napi::Function::New(env, AdamwStep)); }
+
+}  // namespace bindings
+}  // namespace amr
