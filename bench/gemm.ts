@@ -27,7 +27,7 @@ async function main(): Promise<void> {
           debug.useCpuBlas(useBlas);
           records.push(
             await timeCase(
-              { op: `linear ${name}`, shape: `${m}x${k} · ${n}x${k}ᵀ`, dtype, backend: device, flops: 2 * m * n * k, bytes: (m * k + n * k + m * n) * (dtype === 'f32' ? 4 : 2) },
+              { op: `linear ${name}`, shape: `${m}x${k} · ${n}x${k}ᵀ`, dtype, backend: device, flops: 2 * m * n * k, bytes: (m * k + n * k + m * n) * (dtype === 'f32' ? 4 : 2), torch: { fn: 'linear', args: { m, k, n, dtype } } },
               device,
               () => { ops.linear(x, w).dispose(); },
               { minRepeats: 3, minTimeMs: 200 },

@@ -14,6 +14,11 @@ export interface BenchCase {
   /** Bytes that must cross memory at least once (inputs read + outputs written). */
   bytes?: number;
   flops?: number;
+  /**
+   * The same computation for bench/torch_reference.py to time in PyTorch on the same machine:
+   * a function name it knows (linear, layer_norm, gelu, add, sum, ...) and its arguments.
+   */
+  torch?: { fn: string; args: Record<string, number | string | number[] | boolean> };
 }
 
 export interface BenchRecord extends BenchCase {

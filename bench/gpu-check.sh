@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU check, one command on a machine with an NVIDIA GPU (about 8 minutes):
+#   builds the addon for this GPU, runs the whole test suite (every op on cuda against cpu and the float64
+#   references), runs every benchmark, times the same computations in PyTorch (eager and torch.compile), measures
+#   copy bandwidth and bf16 GEMM ceilings, and prints one table. Full results go to $OUT (default bench/results).
+# On a machine without a GPU it stops at once with a message.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-bench/results}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+if ! command -v nvidia-smi >/dev/null || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "gpu-check: no NVIDIA GPU here (nvidia-smi missing or finds no device); nothing to check" >&2
+  exit 2
+fi
+for tool in node npm nvcc python3; do
+  command -v "$tool" >/dev/null || { echo "gpu-check: $tool is not installed" >&2; exit 2; }
+done
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+
+echo "gpu-check: building for this GPU"
+if [ -d node_modules ]; then
+  AM_RADIO_CUDA_ARCH=native npx cmake-js rebuild >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+  npm run build:ts >/dev/null
+else
+  AM_RADIO_CUDA_ARCH=native npm install --no-audit --no-fund >"$OUT/build.log" 2>&1 || { tail -30 "$OUT/build.log"; exit 1; }
+fi
+node -e "const b=require('./dist').backends().find(b=>b.name==='cuda');console.log('cuda backend:',JSON.stringify(b));if(!b.available)process.exit(1)"
+
+echo "gpu-check: test suite (cpu, sim, cuda)"
+set +e
+npx jest --json --outputFile="$OUT/jest.json" >"$OUT/jest.log" 2>&1
+jest_status=$?
+set -e
+node -e "const r=require('$OUT/jest.json');console.log(r.numPassedTests+' passed, '+r.numFailedTests+' failed, '+r.numPendingTests+' skipped');for(const f of r.testResults)for(const t of f.assertionResults)if(t.status==='failed')console.log('FAILED',t.fullName)"
+
+echo "gpu-check: benchmarks"
+AM_RADIO_BENCH_OUT="$OUT" npm run bench >"$OUT/bench.log" 2>&1 || { tail -30 "$OUT/bench.log"; exit 1; }
+python3 bench/torch_reference.py "$OUT" "$OUT/torch.json"
+node bench/gpu-report.js "$OUT" | tee "$OUT/report.txt"
+exit $jest_status

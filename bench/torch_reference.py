@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Times in PyTorch, on the same GPU, the computations our benchmarks ran (their records' `torch` specs), and
+measures the device ceilings: copy bandwidth and bf16 GEMM throughput.
+
+usage: torch_reference.py RESULTS_DIR OUT_JSON   (RESULTS_DIR holds the benches' JSON files)
+"""
+import json
+import os
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+DTYPES = {"f32": torch.float32, "bf16": torch.bfloat16}
+
+
+def timed(fn, repeats=20):
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        samples.append((time.perf_counter() - start) * 1e3)
+    samples.sort()
+    return samples[len(samples) // 2]
+
+
+def case_fn(fn, a, dev):
+    dt = DTYPES.get(a.get("dtype", "f32"), torch.float32)
+    if fn == "linear":
+        x = torch.randn(a["m"], a["k"], device=dev, dtype=dt)
+        w = torch.randn(a["n"], a["k"], device=dev, dtype=dt)
+        return lambda: F.linear(x, w)
+    if fn == "add":
+        x = torch.randn(a["n"], device=dev, dtype=dt)
+        y = torch.randn(a["n"], device=dev, dtype=dt)
+        return lambda: x + y
+    if fn == "sum":
+        x = torch.randn(a["n"], device=dev, dtype=dt)
+        return lambda: x.sum()
+    if fn == "randn":
+        return lambda: torch.randn(a["n"], device=dev, dtype=dt)
+    if fn == "layer_norm":
+        x = torch.randn(a["rows"], a["cols"], device=dev, dtype=dt)
+        w = torch.randn(a["cols"], device=dev, dtype=dt)
+        b = torch.randn(a["cols"], device=dev, dtype=dt)
+        return lambda: F.layer_norm(x, (a["cols"],), w, b, 1e-6)
+    if fn == "gelu":
+        x = torch.randn(a["n"], device=dev, dtype=dt)
+        return lambda: F.gelu(x)
+    return None
+
+
+def ceilings(dev):
+    n = 1 << 28  # 1 GiB of f32
+    src = torch.empty(n, device=dev)
+    dst = torch.empty(n, device=dev)
+    copy_ms = timed(lambda: dst.copy_(src), repeats=10)
+    m = 8192
+    a = torch.randn(m, m, device=dev, dtype=torch.bfloat16)
+    b = torch.randn(m, m, device=dev, dtype=torch.bfloat16)
+    gemm_ms = timed(lambda: a @ b, repeats=10)
+    return {"copy_bandwidth": 2 * 4 * n / (copy_ms * 1e-3), "bf16_gemm_flops": 2 * m**3 / (gemm_ms * 1e-3)}
+
+
+def main():
+    results_dir, out = sys.argv[1], sys.argv[2]
+    if not torch.cuda.is_available():
+        sys.exit("torch_reference: torch sees no CUDA GPU")
+    dev = torch.device("cuda")
+    report = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "ceilings": ceilings(dev), "cases": []}
+    for name in sorted(os.listdir(results_dir)):
+        if not name.endswith(".json") or name in ("torch.json", "jest.json"):
+            continue
+        for rec in json.load(open(os.path.join(results_dir, name))).get("records", []):
+            spec = rec.get("torch")
+            if rec.get("backend") != "cuda" or not spec:
+                continue
+            fn = case_fn(spec["fn"], spec["args"], dev)
+            if fn is None:
+                continue
+            entry = {"op": rec["op"], "shape": rec["shape"], "dtype": rec["dtype"], "eager_ms": timed(fn)}
+            try:
+                entry["compiled_ms"] = timed(torch.compile(fn))
+            except Exception as e:  # torch.compile needs a working toolchain on the GPU machine
+                entry["compile_error"] = str(e).splitlines()[0][:200]
+            report["cases"].append(entry)
+    json.dump(report, open(out, "w"), indent=2)
+    print(f"torch_reference: {len(report['cases'])} cases on {report['device']}")
+
+
+if __name__ == "__main__":
+    main()
