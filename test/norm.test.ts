@@ -75,7 +75,9 @@ describe.each(testDevices())('layerNorm on %s', (device) => {
     const ones = new Float64Array(cols).fill(1);
     const zeros = new Float64Array(cols);
     const y = ops.layerNorm(tensor(f32(x0), [rows, cols], { device }), tensor(f32(ones), [cols], { device }), tensor(f32(zeros), [cols], { device }), 1e-5);
-    expect(relativeError(await y.toArray(), refLayerNorm(x0, ones, zeros, rows, cols, 1e-5))).toBeLessThanOrEqual(1e-3);
+    // The f32 row mean itself is rounded by up to half an ulp of 1e4 (5e-4), about 1e-3 of these deviations;
+    // the naive E[x²] − E[x]² would lose everything (1e8 − 1e8 in f32).
+    expect(relativeError(await y.toArray(), refLayerNorm(x0, ones, zeros, rows, cols, 1e-5))).toBeLessThanOrEqual(3e-3);
   });
 
   test('bf16 storage stays within 1e-2 of float64', async () => {

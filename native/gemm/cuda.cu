@@ -15,8 +15,8 @@ constexpr int kTileM = 64, kTileN = 64, kTileK = 16, kThreads = 256;
 // memory k-major; out-of-range elements load as zero, so any M, N, K works.
 template <typename T>
 __global__ void gemm_simt_kernel(GemmArgs g) {
-  __shared__ float a_tile[kTileK][kTileM + 4];
-  __shared__ float b_tile[kTileK][kTileN + 4];
+  AMR_SHARED(float, a_tile, [kTileK][kTileM + 4]);
+  AMR_SHARED(float, b_tile, [kTileK][kTileN + 4]);
   const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
   const int64_t m0 = (int64_t)blockIdx.y * kTileM, n0 = (int64_t)blockIdx.x * kTileN, e = blockIdx.z;
   const T* A = static_cast<const T*>(g.a) + e * g.stride_a;

@@ -12,7 +12,7 @@ constexpr int kRowThreads = 256;
 
 // Sum over the block, same pairing every time: warp shuffles, then the warp totals in order.
 __device__ float block_sum(float v) {
-  __shared__ float warp_totals[kRowThreads / 32];
+  AMR_SHARED(float, warp_totals, [kRowThreads / 32]);
   for (int offset = 16; offset > 0; offset /= 2) v += __shfl_xor_sync(0xffffffffu, v, offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   __syncthreads();  // warp_totals may still be read by a previous call

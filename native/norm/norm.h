@@ -34,9 +34,10 @@ namespace cpu { AMR_NORM_FUNCS }
 namespace cuda { AMR_NORM_FUNCS }
 namespace sim { AMR_NORM_FUNCS }
 
-AMR_HD float gelu_value(float x) { return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f)); }
+// Φ(x) as erfc(-x/√2)/2: unlike 1 + erf(x/√2), it keeps its relative precision in the negative tail.
+AMR_HD float gelu_value(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
 AMR_HD float gelu_derivative(float x) {
-  const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752f));
+  const float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
   const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
   return cdf + x * pdf;
 }

@@ -11,7 +11,7 @@ namespace {
 
 // Tree reduction of one value per thread; the pairing is fixed, so the result does not depend on timing.
 __device__ float block_sum(float v) {
-  __shared__ float buf[kSumThreads];
+  AMR_SHARED(float, buf, [kSumThreads]);
   buf[threadIdx.x] = v;
   __syncthreads();
   for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {

@@ -9,6 +9,12 @@
 
 namespace amr {
 
+// The sim and cuda builds of this template have different bodies but would get the same mangled name; a
+// per-backend inline namespace keeps the linker from folding one into the other.
+#define AMR_LAUNCH_NS_(ns) launch_##ns
+#define AMR_LAUNCH_NS(ns) AMR_LAUNCH_NS_(ns)
+inline namespace AMR_LAUNCH_NS(AMR_GPU_NS) {
+
 struct KernelError : std::runtime_error {
   KernelError(const char* kernel, const std::string& what)
       : std::runtime_error(std::string("kernel ") + kernel + ": " + what) {}
@@ -33,4 +39,5 @@ inline void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 
 #endif
 }
 
+}  // inline namespace
 }  // namespace amr
