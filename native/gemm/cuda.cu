@@ -1,6 +1,7 @@
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
 #include "gemm.h"
+#include "mma_tile.cuh"
 
 namespace amr {
 namespace gemm {
@@ -70,10 +71,56 @@ __global__ void gemm_simt_kernel(GemmArgs g) {
   }
 }
 
+// bias, activation, residual and the bf16 store, applied to each accumulated value of the tensor-core tile.
+struct Bf16Epilogue {
+  uint16_t* c;
+  const uint16_t* bias;
+  const uint16_t* residual;
+  uint16_t* preactivation;
+  Activation activation;
+  int n;
+  __device__ __forceinline__ void operator()(int row, int col, float v) const {
+    const long long i = (long long)row * n + col;
+    if (bias) v += bf16_to_f32(bias[col]);
+    if (preactivation) preactivation[i] = f32_to_bf16(v);
+    v = activate(activation, v);
+    if (residual) v += bf16_to_f32(residual[i]);
+    c[i] = f32_to_bf16(v);
+  }
+};
+
+template <bool kBKN>
+__global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(GemmArgs g) {
+  const int64_t e = blockIdx.z;
+  const auto* A = static_cast<const __nv_bfloat16*>(g.a) + e * g.stride_a;
+  const auto* B = static_cast<const __nv_bfloat16*>(g.b) + e * g.stride_b;
+  const int64_t oc = e * g.stride_c;
+  Bf16Epilogue epi{static_cast<uint16_t*>(g.c) + oc, static_cast<const uint16_t*>(g.bias),
+                   g.residual ? static_cast<const uint16_t*>(g.residual) + oc : nullptr,
+                   g.preactivation ? static_cast<uint16_t*>(g.preactivation) + oc : nullptr, g.activation, (int)g.n};
+  mma_gemm_tile<kBKN>(A, B, (int)g.m, (int)g.n, (int)g.k, epi);
+}
+
+// The tensor-core tile needs 16-byte rows of A and B and a row-major A; other shapes take the SIMT kernel.
+bool fits_mma(const GemmArgs& g) {
+  if (g.dtype != DType::BF16 || g.trans_a || g.k % 8 != 0 || g.k == 0) return false;
+  if (!g.trans_b && g.n % 8 != 0) return false;
+  if (g.m > INT32_MAX || g.n > INT32_MAX || g.k > INT32_MAX) return false;
+  const uintptr_t addr = reinterpret_cast<uintptr_t>(g.a) | reinterpret_cast<uintptr_t>(g.b);
+  return (addr & 15u) == 0 && (g.stride_a % 8) == 0 && (g.stride_b % 8) == 0;
+}
+
 }  // namespace
 
 void gemm(GpuStream s, const GemmArgs& g) {
   if (g.batch > 65535) throw Error("matmul: batch of " + std::to_string(g.batch) + " exceeds 65535");
+  if (fits_mma(g)) {
+    const dim3 grid((unsigned)((g.n + kMmaTileN - 1) / kMmaTileN), (unsigned)((g.m + kMmaTileM - 1) / kMmaTileM),
+                    (unsigned)g.batch);
+    if (g.trans_b) launch("gemm_bf16_mma_nt", gemm_bf16_mma_kernel<false>, grid, dim3(kMmaThreads), 0, s, g);
+    else launch("gemm_bf16_mma_nn", gemm_bf16_mma_kernel<true>, grid, dim3(kMmaThreads), 0, s, g);
+    return;
+  }
   with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const dim3 grid((unsigned)((g.n + kTileN - 1) / kTileN), (unsigned)((g.m + kTileM - 1) / kTileM), (unsigned)g.batch);
