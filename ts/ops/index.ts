@@ -1,2 +1,3 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
-export {};
+export { multiTeacherLoss } from './loss';
+export type { LossSide, MultiTeacherLossOptions, MultiTeacherLossResult, TeacherTerm } from './loss';
