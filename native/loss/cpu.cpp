@@ -2,6 +2,7 @@
 // gradient gathered per source token. Sums are double and taken in a fixed order, so results do not depend on the
 // thread count.
 #include <algorithm>
+#include <type_traits>
 #include <vector>
 
 #include "../runtime/thread_pool.h"
@@ -48,21 +49,55 @@ struct FeatureSums {
   double cos_loss = 0, elem = 0;
 };
 
+// One map's channels at a grid token into dst, with the same arithmetic as sample() but the dtype and tap choices
+// made once per token instead of once per element.
+void resample(In m, int64_t base, int width, int C, Tap y, Tap x, float* dst) {
+  with_dtype(m.bf16 ? DType::BF16 : DType::F32, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    if constexpr (!std::is_same<T, int32_t>::value) {
+      const T* p = static_cast<const T*>(m.p) + base;
+      const T* v00 = p + (int64_t(y.i0) * width + x.i0) * C;
+      const T* v01 = p + (int64_t(y.i0) * width + x.i1) * C;
+      const T* v10 = p + (int64_t(y.i1) * width + x.i0) * C;
+      const T* v11 = p + (int64_t(y.i1) * width + x.i1) * C;
+      for (int c = 0; c < C; ++c) {
+        float r0 = x.w0 * Elem<T>::load(v00, c);
+        if (x.w1 != 0.f) r0 += x.w1 * Elem<T>::load(v01, c);
+        if (y.w1 == 0.f) {
+          dst[c] = y.w0 * r0;
+          continue;
+        }
+        float r1 = x.w0 * Elem<T>::load(v10, c);
+        if (x.w1 != 0.f) r1 += x.w1 * Elem<T>::load(v11, c);
+        dst[c] = y.w0 * r0 + y.w1 * r1;
+      }
+    }
+  });
+}
+
+// A grid token's student and teacher vectors.
+struct TokenPair {
+  std::vector<float> a, g;
+  explicit TokenPair(int C) : a(C), g(C) {}
+  void load(const Term& t, int64_t b, int i, int j) {
+    resample(t.f, b * t.hs * t.ws * t.cf, t.ws, t.cf, axis_tap(t.hs, t.gh, i), axis_tap(t.ws, t.gw, j), a.data());
+    resample(t.g, b * t.ht * t.wt * t.cf, t.wt, t.cf, axis_tap(t.ht, t.gh, i), axis_tap(t.wt, t.gw, j), g.data());
+  }
+};
+
 FeatureSums feature_sums(const Term& t, Mode mode, float delta) {
   const int64_t tokens = int64_t(t.gh) * t.gw;
-  const int64_t s_len = int64_t(t.hs) * t.ws * t.cf, t_len = int64_t(t.ht) * t.wt * t.cf;
+  const bool direct = t.hs == t.gh && t.ws == t.gw;
   std::vector<TokenStats> stats(static_cast<size_t>(t.batch * tokens));
-  // Pass 1: every token of the common grid, with both maps sampled on the fly.
+  // Pass 1: every token of the common grid, with both maps resampled on the fly.
   parallel_for(t.batch * tokens, 16, [&](int64_t lo, int64_t hi) {
+    TokenPair v(t.cf);
     for (int64_t n = lo; n < hi; ++n) {
       const int64_t b = n / tokens;
-      const int i = static_cast<int>((n % tokens) / t.gw), j = static_cast<int>(n % t.gw);
-      const Tap sy = axis_tap(t.hs, t.gh, i), sx = axis_tap(t.ws, t.gw, j);
-      const Tap ty = axis_tap(t.ht, t.gh, i), tx = axis_tap(t.wt, t.gw, j);
+      v.load(t, b, static_cast<int>((n % tokens) / t.gw), static_cast<int>(n % t.gw));
       double dot = 0, ss = 0, tt = 0, elem = 0;
       for (int c = 0; c < t.cf; ++c) {
-        const float a = sample(t.f, b * s_len, t.ws, t.cf, sy, sx, c);
-        const float g = sample(t.g, b * t_len, t.wt, t.cf, ty, tx, c);
+        const float a = v.a[c], g = v.g[c];
         dot += double(a) * g;
         ss += double(a) * a;
         tt += double(g) * g;
@@ -70,14 +105,21 @@ FeatureSums feature_sums(const Term& t, Mode mode, float delta) {
       }
       const CosGrad k = cos_grad(static_cast<float>(dot), static_cast<float>(ss), static_cast<float>(tt));
       stats[n] = TokenStats{1.0 - k.cos, elem, k.kt, k.ka};
+      if (!direct || !t.gf.p) continue;
+      // The student is on the grid: its gradient is written while the token is still in cache.
+      for (int c = 0; c < t.cf; ++c) {
+        const float a = v.a[c], g = v.g[c];
+        store(t.gf, n * t.cf + c, t.w_cos * (k.kt * g + k.ka * a) + t.w_elem * elem_grad(mode, a - g, delta));
+      }
     }
   });
-  // Pass 2: each student token gathers from the grid tokens that read it (just itself when the student is on the
-  // common grid), so the gradient is the exact adjoint of the resize.
-  if (t.gf.p) {
+  // Pass 2, for an upsampled student: each student token gathers from the grid tokens that read it, so the gradient
+  // is the exact adjoint of the resize.
+  if (t.gf.p && !direct) {
     const int64_t src_tokens = int64_t(t.hs) * t.ws;
     parallel_for(t.batch * src_tokens, 4, [&](int64_t lo, int64_t hi) {
       std::vector<double> acc(t.cf);
+      TokenPair v(t.cf);
       for (int64_t n = lo; n < hi; ++n) {
         const int64_t b = n / src_tokens;
         const int r = static_cast<int>((n % src_tokens) / t.ws), x = static_cast<int>(n % t.ws);
@@ -86,17 +128,15 @@ FeatureSums feature_sums(const Term& t, Mode mode, float delta) {
         readers_of(t.ws, t.gw, x, &j0, &j1);
         std::fill(acc.begin(), acc.end(), 0.0);
         for (int i = i0; i < i1; ++i) {
-          const Tap sy = axis_tap(t.hs, t.gh, i), ty = axis_tap(t.ht, t.gh, i);
-          const float wr = tap_weight(sy, r);
+          const float wr = tap_weight(axis_tap(t.hs, t.gh, i), r);
           if (wr == 0.f) continue;
           for (int j = j0; j < j1; ++j) {
-            const Tap sx = axis_tap(t.ws, t.gw, j), tx = axis_tap(t.wt, t.gw, j);
-            const float w = wr * tap_weight(sx, x);
+            const float w = wr * tap_weight(axis_tap(t.ws, t.gw, j), x);
             if (w == 0.f) continue;
             const TokenStats& k = stats[b * tokens + int64_t(i) * t.gw + j];
+            v.load(t, b, i, j);
             for (int c = 0; c < t.cf; ++c) {
-              const float a = sample(t.f, b * s_len, t.ws, t.cf, sy, sx, c);
-              const float g = sample(t.g, b * t_len, t.wt, t.cf, ty, tx, c);
+              const float a = v.a[c], g = v.g[c];
               acc[c] += double(w) * (t.w_cos * (k.kt * g + k.ka * a) + t.w_elem * elem_grad(mode, a - g, delta));
             }
           }
