@@ -157,15 +157,17 @@ AMR_HD float sample(In m, int64_t base, int width, int C, Tap y, Tap x, int c) {
 }
 
 // Elementwise part of the feature loss on d = student - teacher, and its derivative. delta = 0 is plain L1, as in
-// PyTorch (the quadratic branch is never taken, so there is no division by zero).
+// PyTorch. Both smooth-L1 branches are evaluated and one selected, because on real data the branch is a coin flip;
+// the unselected quadratic branch may be 0/0 when delta = 0 and is discarded.
 AMR_HD float elem_loss(Mode m, float d, float delta) {
   if (m == Mode::Mse) return d * d;
   const float ad = fabsf(d);
-  return ad < delta ? 0.5f * d * d / delta : ad - 0.5f * delta;
+  const float quadratic = 0.5f * d * d / delta, linear = ad - 0.5f * delta;
+  return ad < delta ? quadratic : linear;
 }
 AMR_HD float elem_grad(Mode m, float d, float delta) {
   if (m == Mode::Mse) return 2.f * d;
-  if (fabsf(d) < delta) return d / delta;
+  if (delta > 0.f) return fminf(fmaxf(d / delta, -1.f), 1.f);  // d/delta inside the band, the sign outside
   return d > 0.f ? 1.f : (d < 0.f ? -1.f : 0.f);
 }
 
