@@ -109,6 +109,27 @@ describe.each(testDevices())('linear on %s', (device) => {
     expect(err).toBeLessThanOrEqual(Math.max(2 * relativeError(ref.map(roundBf16), ref), 1e-3));
   });
 
+  // K a multiple of 8 sends bf16 to the tensor-core tile on cuda and sim; odd M and N leave partial tiles.
+  test.each([
+    [1, 8, 8],
+    [67, 29, 264],
+    [130, 72, 64],
+  ])('bf16 tensor-core shapes M=%i N=%i K=%i with every epilogue, and its gradients', async (m, n, k) => {
+    const x0 = q(randomArray(m * k, freshSeed()), 'bf16');
+    const w0 = q(randomArray(n * k, freshSeed(), 1 / Math.sqrt(k)), 'bf16');
+    const b0 = q(randomArray(n, freshSeed()), 'bf16');
+    const r0 = q(randomArray(m * n, freshSeed()), 'bf16');
+    const x = up(x0, [m, k], device, 'bf16', true);
+    const w = up(w0, [n, k], device, 'bf16', true);
+    const y = ops.linear(x, w, up(b0, [n], device, 'bf16'), { activation: 'gelu', residual: up(r0, [m, n], device, 'bf16') });
+    const ref = refLinear(x0, w0, b0, r0, m, n, k, 'gelu');
+    expect(relativeError(await y.toArray(), ref)).toBeLessThanOrEqual(1e-2);
+    const g0 = q(weights(m * n), 'bf16');
+    y.mul(up(g0, [m, n], device, 'bf16')).sum().backward();
+    const fd = sampledFiniteDifference((v) => dot(refLinear(x0, v, b0, r0, m, n, k, 'gelu'), g0), w0, { seed: freshSeed(), h: 1e-4 });
+    expect(sampledRelativeError(await w.grad!.toArray(), fd)).toBeLessThanOrEqual(3e-2);
+  });
+
   test('bad input names the problem', () => {
     const x = up(new Float64Array(6), [2, 3], device);
     expect(() => ops.linear(x, up(new Float64Array(8), [2, 4], device))).toThrow('linear: K mismatch: input [2, 3] has last dimension 3, weight [2, 4] expects 4');

@@ -42,6 +42,27 @@ export interface GemmArgs {
   dtype: DType;
 }
 
+/** One part (summary or features) of a teacher term as the native loss op takes it. */
+export interface NativeLossPart {
+  student: NativeBuffer;
+  teacher: NativeBuffer;
+  studentDtype: DType;
+  teacherDtype: DType;
+  channels: number;
+  /** Receives d total / d student (student dtype) when given. */
+  grad?: NativeBuffer;
+  /** One f32: the unweighted loss of this part. */
+  out: NativeBuffer;
+}
+
+export interface NativeLossTerm {
+  batch: number;
+  lambda: number;
+  gamma: number;
+  summary?: NativeLossPart;
+  features?: NativeLossPart & { studentGrid: [number, number]; teacherGrid: [number, number] };
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -75,6 +96,10 @@ export interface NativeAddon {
   blasInfo(): { loaded: boolean; library?: string; error?: string };
   setUseBlas(on: boolean): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
+  /** mode 0: cosine + smooth-L1, 1: MSE. Writes total (one f32) and each part's out and grad. */
+  multiTeacherLoss(terms: NativeLossTerm[], mode: 0 | 1, alpha: number, beta: number, delta: number, total: NativeBuffer): void;
+  /** out = grad * scalar[0], scalar one f32. */
+  lossGradScale(out: NativeBuffer, grad: NativeBuffer, dtype: DType, n: number, scalar: NativeBuffer): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -2,3 +2,5 @@
 export { gelu, layerNorm } from './norm';
 export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';
+export { multiTeacherLoss } from './loss';
+export type { LossSide, MultiTeacherLossOptions, MultiTeacherLossResult, TeacherTerm } from './loss';
