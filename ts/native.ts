@@ -100,6 +100,26 @@ export interface NativeAddon {
   multiTeacherLoss(terms: NativeLossTerm[], mode: 0 | 1, alpha: number, beta: number, delta: number, total: NativeBuffer): void;
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(out: NativeBuffer, grad: NativeBuffer, dtype: DType, n: number, scalar: NativeBuffer): void;
+  // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or
+  // cuda buffers; u16 arguments are raw bf16/f16 bits. The simXxx and selftestSim* ones exist on sim builds only.
+  selftestBlockSum(x: NativeBuffer, n: number, blockSums: NativeBuffer, blocks: number, threads: number): void;
+  selftestNeighborExchange(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number, useBarrier: boolean): void;
+  selftestGemmBf16(a: NativeBuffer, b: NativeBuffer, c: NativeBuffer, m: number, n: number, k: number, bIsKN: boolean): void;
+  selftestRoundTrip(input: NativeBuffer, n: number, bf16Bits: NativeBuffer, bf16Back: NativeBuffer, bf16Pair: NativeBuffer,
+    f16Bits: NativeBuffer, f16Back: NativeBuffer): void;
+  selftestWarpOps(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number): void;
+  selftestPartialBarrier(out: NativeBuffer, threads: number): void;
+  selftestDynamicSmemOob(out: NativeBuffer, threads: number): void;
+  selftestCpAsyncVisibility(input: NativeBuffer, out: NativeBuffer): void;
+  selftestSharedPoison(out: NativeBuffer, blocks: number): void;
+  selftestLdmatrixLayouts(out: NativeBuffer): void;
+  selftestMmaLayouts(aBf16: NativeBuffer, bBf16: NativeBuffer, aF16: NativeBuffer, bF16: NativeBuffer, c: NativeBuffer, d: NativeBuffer): void;
+  selftestSimKernel(name: 'exited_lane' | 'mismatch' | 'index' | 'thrower' | 'spin' | 'nested', out: NativeBuffer): void;
+  selftestSimConcurrentLaunches(x: NativeBuffer, n: number, sums1: NativeBuffer, sums2: NativeBuffer): void;
+  simSetSeed(seed: bigint): void;
+  simSeed(): bigint;
+  /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
+  readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -143,7 +143,7 @@ static void test_neighbor_exchange() {
 static std::vector<uint16_t> random_bf16(size_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> u(-1.0f, 1.0f);
   std::vector<uint16_t> v(n);
-  for (auto& x : v) x = reference_round(u(rng), decode_bf16, 0x7f7f, 0x1.fep127);
+  for (auto& x : v) x = reference_round(u(rng), decode_bf16, 0x7f7f, 0x1.ffp127);
   return v;
 }
 
@@ -188,7 +188,7 @@ static void test_round_trip() {
   st::round_trip(in.data(), n, bb.data(), bback.data(), pair.data(), hb.data(), hback.data(), GpuStream{});
   int bad_b = 0, bad_h = 0, bad_back = 0;
   for (int i = 0; i < n; ++i) {
-    const uint16_t rb = reference_round(in[i], decode_bf16, 0x7f7f, 0x1.fep127);
+    const uint16_t rb = reference_round(in[i], decode_bf16, 0x7f7f, 0x1.ffp127);
     const uint16_t rh = reference_round(in[i], decode_f16, 0x7bff, 65520.0);
     bad_b += bb[i] != rb;
     bad_h += hb[i] != rh;
