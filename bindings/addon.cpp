@@ -9,6 +9,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::NativeBuffer::Init(env, exports);
   amr::bindings::init_io(env, exports);
   amr::bindings::init_core_ops(env, exports);
+  amr::bindings::init_interpolate_ops(env, exports);
   return exports;
 }
 

@@ -5,5 +5,6 @@ namespace amr {
 namespace bindings {
 void init_io(Napi::Env env, Napi::Object exports);
 void init_core_ops(Napi::Env env, Napi::Object exports);
+void init_interpolate_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr
