@@ -21,6 +21,22 @@ export interface BackendInfo {
   reason?: string;
 }
 
+/** What the interpolation kernels sample: see native/interpolate/interpolate.h (Geometry). */
+export interface InterpolateGeometry {
+  layout: 'NCHW' | 'NLC';
+  mode: 'bilinear' | 'nearest' | 'gridSample';
+  alignCorners: boolean;
+  batch: number;
+  channels: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  /** The resized size the sampling ratio comes from; larger than out* for the CPE crop (ignored by gridSample). */
+  virtH: number;
+  virtW: number;
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -40,6 +56,11 @@ export interface NativeAddon {
   cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
   sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
+  /** scale, offset and keep (f32) are given exactly for mode gridSample. */
+  interpolate(out: NativeBuffer, x: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
+    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
+  interpolateBackward(gradIn: NativeBuffer, gradOut: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
+    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

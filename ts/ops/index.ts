@@ -1,2 +1,3 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
-export {};
+export { cpe, cpeTrain, interpolate } from './interpolate';
+export type { CpeOptions, CpeTrainOptions, InterpolateLayout, InterpolateMode, InterpolateOptions } from './interpolate';
