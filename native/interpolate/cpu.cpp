@@ -30,132 +30,160 @@ struct Taps {
   }
 };
 
-// The input element under tap (ty, tx), or null where either tap is absent (zero padding).
-template <typename T>
-const T* corner(const T* map, const Tap& ty, bool y1, const Tap& tx, bool x1, int64_t row_stride, int64_t col_stride) {
-  const int iy = y1 ? ty.i1 : ty.i0, ix = x1 ? tx.i1 : tx.i0;
-  return iy < 0 || ix < 0 ? nullptr : map + iy * row_stride + ix * col_stride;
-}
+// The taps of one axis turned around: for each (sample, input index), the outputs that read it with a nonzero
+// weight, in output order (compressed rows). The gpu gathers over a plan range and skips zero weights, which
+// visits the same outputs in the same order; these lists are exact, so there is nothing to skip.
+struct Sources {
+  std::vector<int32_t> begin;  // [sample * in + i] .. [.. + 1] indexes out and weight
+  std::vector<int32_t> out;
+  std::vector<float> weight;
+
+  Sources(const std::vector<Tap>& taps, int samples, int in, int out_n) {
+    begin.assign(size_t(samples) * in + 1, 0);
+    each(taps, samples, in, out_n, [&](size_t k, int, float) { ++begin[k + 1]; });
+    for (size_t k = 1; k < begin.size(); ++k) begin[k] += begin[k - 1];
+    out.resize(size_t(begin.back()));
+    weight.resize(size_t(begin.back()));
+    std::vector<int32_t> next(begin.begin(), begin.end() - 1);
+    each(taps, samples, in, out_n, [&](size_t k, int o, float w) {
+      out[size_t(next[k])] = o;
+      weight[size_t(next[k]++)] = w;
+    });
+  }
+
+  template <typename F>
+  static void each(const std::vector<Tap>& taps, int samples, int in, int out_n, F&& f) {
+    for (int s = 0; s < samples; ++s)
+      for (int o = 0; o < out_n; ++o) {
+        const Tap& t = taps[size_t(s) * out_n + o];
+        for (int i : {t.i0, t.i1 != t.i0 ? t.i1 : -1}) {
+          const float w = i >= 0 ? tap_weight(t, i) : 0.f;
+          if (w != 0.f) f(size_t(s) * in + i, o, w);
+        }
+      }
+  }
+};
 
 template <typename T>
-float value(const T* p, int64_t i) {
-  return p ? Elem<T>::load(p, size_t(i)) : 0.f;
-}
-
-template <typename T>
-void forward_impl(const Geometry& g, T* out, const T* in) {
-  const Taps taps(g);
+void forward_nlc(const Geometry& g, const Taps& taps, T* out, const T* in) {
   const bool per_sample = g.mode == Mode::GridSample;  // per-sample taps over one shared input map
   const int C = g.channels;
-  const int64_t in_plane = int64_t(g.in_h) * g.in_w;
-  if (g.layout == Layout::NLC) {
-    const int64_t hw = int64_t(g.out_h) * g.out_w;
-    parallel_for(g.batch * hw, grain(C), [&](int64_t lo, int64_t hi) {
-      for (int64_t p = lo; p < hi; ++p) {
-        const int b = int(p / hw), oy = int(p % hw / g.out_w), ox = int(p % g.out_w);
-        T* o = out + p * C;
-        if (!sample_kept(g, b)) {
-          for (int c = 0; c < C; ++c) Elem<T>::store(o, c, 0.f);
-          continue;
-        }
-        const int s = per_sample ? b : 0;
-        const Tap& ty = taps.y[size_t(s) * g.out_h + oy];
-        const Tap& tx = taps.x[size_t(s) * g.out_w + ox];
-        const T* src = in + (per_sample ? 0 : b) * in_plane * C;
-        const int64_t rs = int64_t(g.in_w) * C;
-        const T *p00 = corner(src, ty, 0, tx, 0, rs, C), *p01 = corner(src, ty, 0, tx, 1, rs, C);
-        const T *p10 = corner(src, ty, 1, tx, 0, rs, C), *p11 = corner(src, ty, 1, tx, 1, rs, C);
-        for (int c = 0; c < C; ++c)
-          Elem<T>::store(o, c, bilerp(ty, tx, value(p00, c), value(p01, c), value(p10, c), value(p11, c)));
-      }
-    });
-    return;
-  }
-  // NCHW: one output row of one plane per item.
-  const int64_t rows = int64_t(g.batch) * C * g.out_h;
-  parallel_for(rows, grain(g.out_w), [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const int64_t plane = r / g.out_h;
-      const int oy = int(r % g.out_h), b = int(plane / C), c = int(plane % C);
-      T* o = out + r * g.out_w;
+  const int64_t hw = int64_t(g.out_h) * g.out_w, row_stride = int64_t(g.in_w) * C;
+  // An absent tap reads a row of zeros, which keeps the channel loop free of branches.
+  const std::vector<T> zeros(size_t(C), T(0));
+  parallel_for(g.batch * hw, grain(C), [&](int64_t lo, int64_t hi) {
+    for (int64_t p = lo; p < hi; ++p) {
+      const int b = int(p / hw), oy = int(p % hw / g.out_w), ox = int(p % g.out_w);
+      T* o = out + p * C;
       if (!sample_kept(g, b)) {
-        for (int ox = 0; ox < g.out_w; ++ox) Elem<T>::store(o, ox, 0.f);
+        for (int c = 0; c < C; ++c) Elem<T>::store(o, c, 0.f);
         continue;
       }
       const int s = per_sample ? b : 0;
       const Tap& ty = taps.y[size_t(s) * g.out_h + oy];
+      const Tap& tx = taps.x[size_t(s) * g.out_w + ox];
+      const T* src = in + (per_sample ? 0 : b) * int64_t(g.in_h) * row_stride;
+      auto at = [&](int iy, int ix) { return iy < 0 || ix < 0 ? zeros.data() : src + iy * row_stride + int64_t(ix) * C; };
+      const T *p00 = at(ty.i0, tx.i0), *p01 = at(ty.i0, tx.i1), *p10 = at(ty.i1, tx.i0), *p11 = at(ty.i1, tx.i1);
+      for (int c = 0; c < C; ++c)
+        Elem<T>::store(o, c, bilerp(ty, tx, Elem<T>::load(p00, c), Elem<T>::load(p01, c), Elem<T>::load(p10, c),
+                                    Elem<T>::load(p11, c)));
+    }
+  });
+}
+
+// NCHW: one output row of one plane per item. Bilinear taps are always inside the map and nearest has one, so
+// only the crop's zero padding needs the checked path.
+template <typename T>
+void forward_nchw(const Geometry& g, const Taps& taps, T* out, const T* in) {
+  const bool per_sample = g.mode == Mode::GridSample;
+  const int C = g.channels;
+  const int64_t in_plane = int64_t(g.in_h) * g.in_w;
+  parallel_for(int64_t(g.batch) * C * g.out_h, grain(g.out_w), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t plane = r / g.out_h;
+      const int oy = int(r % g.out_h), b = int(plane / C), c = int(plane % C);
+      T* o = out + r * g.out_w;
+      const int s = per_sample ? b : 0;
+      const Tap& ty = taps.y[size_t(s) * g.out_h + oy];
+      const Tap* tx = &taps.x[size_t(s) * g.out_w];
       const T* src = in + (per_sample ? c : plane) * in_plane;
+      const T* row0 = src + int64_t(std::max(ty.i0, 0)) * g.in_w;  // used only when the taps are inside
+      const T* row1 = src + int64_t(std::max(ty.i1, 0)) * g.in_w;
+      const bool kept = sample_kept(g, b);
+      auto v = [&](int iy, int ix) { return iy < 0 || ix < 0 ? 0.f : Elem<T>::load(src, size_t(iy) * g.in_w + ix); };
       for (int ox = 0; ox < g.out_w; ++ox) {
-        const Tap& tx = taps.x[size_t(s) * g.out_w + ox];
-        auto v = [&](bool y1, bool x1) { return value(corner(src, ty, y1, tx, x1, g.in_w, 1), 0); };
-        Elem<T>::store(o, ox, bilerp(ty, tx, v(0, 0), v(0, 1), v(1, 0), v(1, 1)));
+        const Tap& t = tx[ox];
+        float value;
+        if (!kept)
+          value = 0.f;
+        else if (g.mode == Mode::Nearest)
+          value = Elem<T>::load(row0, size_t(t.i0));
+        else if (g.mode == Mode::Bilinear)
+          value = bilerp(ty, t, Elem<T>::load(row0, size_t(t.i0)), Elem<T>::load(row0, size_t(t.i1)),
+                         Elem<T>::load(row1, size_t(t.i0)), Elem<T>::load(row1, size_t(t.i1)));
+        else
+          value = bilerp(ty, t, v(ty.i0, t.i0), v(ty.i0, t.i1), v(ty.i1, t.i0), v(ty.i1, t.i1));
+        Elem<T>::store(o, size_t(ox), value);
       }
     }
   });
 }
 
-// Gather backward: every input element sums w_y · w_x · grad over the outputs its plan range names, in
-// (sample, row, column) order.
+// Gather backward: every input element sums w_y · w_x · grad over the outputs that read it, in (sample, row,
+// column) order.
 template <typename T>
-void backward_impl(const Geometry& g, T* grad_in, const T* grad_out) {
-  const Taps taps(g);
-  const int ns = plan_samples(g);
-  std::vector<int32_t> plan(size_t(backward_scratch_bytes(g) / sizeof(int32_t)));
-  for (int s = 0; s < ns; ++s)
-    for (int axis = 0; axis < 2; ++axis)
-      for (int i = 0; i < (axis == 0 ? g.in_h : g.in_w); ++i) {
-        int32_t* r = &plan[size_t(plan_offset(g, axis, s) + 2 * i)];
-        plan_range(g, axis, s, i, r, r + 1);
-      }
+void backward_nlc(const Geometry& g, const Sources& sy, const Sources& sx, T* grad_in, const T* grad_out) {
   const bool all_samples = g.mode == Mode::GridSample;
   const int C = g.channels;
   const int64_t in_hw = int64_t(g.in_h) * g.in_w;
-  // Calls add(sample b, output row oy, output column ox, weight) for every output that feeds (bi, iy, ix).
-  auto for_each_source = [&](int bi, int iy, int ix, auto&& add) {
-    const int b_end = all_samples ? g.batch : bi + 1;
-    for (int b = all_samples ? 0 : bi; b < b_end; ++b) {
-      if (!sample_kept(g, b)) continue;
-      const int s = all_samples ? b : 0;
-      const int32_t* ry = &plan[size_t(plan_offset(g, 0, s) + 2 * iy)];
-      const int32_t* rx = &plan[size_t(plan_offset(g, 1, s) + 2 * ix)];
-      for (int oy = ry[0]; oy < ry[1]; ++oy) {
-        const float wy = tap_weight(taps.y[size_t(s) * g.out_h + oy], iy);
-        if (wy == 0.f) continue;
-        for (int ox = rx[0]; ox < rx[1]; ++ox) {
-          const float wx = tap_weight(taps.x[size_t(s) * g.out_w + ox], ix);
-          if (wx != 0.f) add(b, oy, ox, wy * wx);
-        }
+  parallel_for((all_samples ? 1 : g.batch) * in_hw, grain(C), [&](int64_t lo, int64_t hi) {
+    std::vector<float> acc(static_cast<size_t>(C));
+    for (int64_t p = lo; p < hi; ++p) {
+      const int bi = int(p / in_hw), iy = int(p % in_hw / g.in_w), ix = int(p % g.in_w);
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int b = all_samples ? 0 : bi; b < (all_samples ? g.batch : bi + 1); ++b) {
+        if (!sample_kept(g, b)) continue;
+        const size_t ky = size_t(all_samples ? b : 0) * g.in_h + iy, kx = size_t(all_samples ? b : 0) * g.in_w + ix;
+        for (int32_t j = sy.begin[ky]; j < sy.begin[ky + 1]; ++j)
+          for (int32_t k = sx.begin[kx]; k < sx.begin[kx + 1]; ++k) {
+            const float w = sy.weight[size_t(j)] * sx.weight[size_t(k)];
+            const T* src = grad_out + ((int64_t(b) * g.out_h + sy.out[size_t(j)]) * g.out_w + sx.out[size_t(k)]) * C;
+            for (int c = 0; c < C; ++c) acc[size_t(c)] += w * Elem<T>::load(src, size_t(c));
+          }
       }
+      for (int c = 0; c < C; ++c) Elem<T>::store(grad_in + p * C, size_t(c), acc[size_t(c)]);
     }
-  };
-  const int in_batch = all_samples ? 1 : g.batch;
-  if (g.layout == Layout::NLC) {
-    parallel_for(in_batch * in_hw, grain(C), [&](int64_t lo, int64_t hi) {
-      std::vector<float> acc(static_cast<size_t>(C));
-      for (int64_t p = lo; p < hi; ++p) {
-        const int bi = int(p / in_hw), iy = int(p % in_hw / g.in_w), ix = int(p % g.in_w);
-        std::fill(acc.begin(), acc.end(), 0.f);
-        for_each_source(bi, iy, ix, [&](int b, int oy, int ox, float w) {
-          const T* src = grad_out + ((int64_t(b) * g.out_h + oy) * g.out_w + ox) * C;
-          for (int c = 0; c < C; ++c) acc[size_t(c)] += w * Elem<T>::load(src, size_t(c));
-        });
-        for (int c = 0; c < C; ++c) Elem<T>::store(grad_in + p * C, size_t(c), acc[size_t(c)]);
-      }
-    });
-    return;
-  }
-  const int64_t rows = int64_t(in_batch) * C * g.in_h;
-  parallel_for(rows, grain(g.in_w), [&](int64_t lo, int64_t hi) {
+  });
+}
+
+// NCHW: one input row of one plane per item; the row accumulates output row by output row, which keeps each
+// element's (sample, row, column) order.
+template <typename T>
+void backward_nchw(const Geometry& g, const Sources& sy, const Sources& sx, T* grad_in, const T* grad_out) {
+  const bool all_samples = g.mode == Mode::GridSample;
+  const int C = g.channels;
+  parallel_for(int64_t(all_samples ? 1 : g.batch) * C * g.in_h, grain(g.in_w), [&](int64_t lo, int64_t hi) {
+    std::vector<float> acc(static_cast<size_t>(g.in_w));
     for (int64_t r = lo; r < hi; ++r) {
       const int64_t plane = r / g.in_h;
       const int iy = int(r % g.in_h), bi = int(plane / C), c = int(plane % C);
-      for (int ix = 0; ix < g.in_w; ++ix) {
-        float acc = 0.f;
-        for_each_source(bi, iy, ix, [&](int b, int oy, int ox, float w) {
-          acc += w * Elem<T>::load(grad_out, size_t(((int64_t(b) * C + c) * g.out_h + oy) * g.out_w + ox));
-        });
-        Elem<T>::store(grad_in + r * g.in_w, size_t(ix), acc);
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int b = all_samples ? 0 : bi; b < (all_samples ? g.batch : bi + 1); ++b) {
+        if (!sample_kept(g, b)) continue;
+        const size_t ky = size_t(all_samples ? b : 0) * g.in_h + iy, x0 = size_t(all_samples ? b : 0) * g.in_w;
+        for (int32_t j = sy.begin[ky]; j < sy.begin[ky + 1]; ++j) {
+          const T* row = grad_out + ((int64_t(b) * C + c) * g.out_h + sy.out[size_t(j)]) * g.out_w;
+          const float wy = sy.weight[size_t(j)];
+          for (int ix = 0; ix < g.in_w; ++ix) {
+            float a = acc[size_t(ix)];  // a local, so the compiler need not assume the weights alias acc
+            for (int32_t k = sx.begin[x0 + ix]; k < sx.begin[x0 + ix + 1]; ++k)
+              a += wy * sx.weight[size_t(k)] * Elem<T>::load(row, size_t(sx.out[size_t(k)]));
+            acc[size_t(ix)] = a;
+          }
+        }
       }
+      for (int ix = 0; ix < g.in_w; ++ix) Elem<T>::store(grad_in + r * g.in_w, size_t(ix), acc[size_t(ix)]);
     }
   });
 }
@@ -165,14 +193,23 @@ void backward_impl(const Geometry& g, T* grad_in, const T* grad_out) {
 void forward(GpuStream, const Geometry& g, void* out, const void* in, DType dt) {
   with_float_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    forward_impl(g, static_cast<T*>(out), static_cast<const T*>(in));
+    const Taps taps(g);
+    if (g.layout == Layout::NLC)
+      forward_nlc(g, taps, static_cast<T*>(out), static_cast<const T*>(in));
+    else
+      forward_nchw(g, taps, static_cast<T*>(out), static_cast<const T*>(in));
   });
 }
 
 void backward(GpuStream, const Geometry& g, void* grad_in, const void* grad_out, DType dt, void*) {
   with_float_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    backward_impl(g, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
+    const Taps taps(g);
+    const Sources sy(taps.y, plan_samples(g), g.in_h, g.out_h), sx(taps.x, plan_samples(g), g.in_w, g.out_w);
+    if (g.layout == Layout::NLC)
+      backward_nlc(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
+    else
+      backward_nchw(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
   });
 }
 
