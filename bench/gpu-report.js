@@ -9,9 +9,16 @@ const dir = process.argv[2];
 const torch = JSON.parse(fs.readFileSync(path.join(dir, 'torch.json'), 'utf8'));
 const key = (r) => `${r.op}|${r.shape}|${r.dtype}`;
 const torchByKey = new Map(torch.cases.map((c) => [key(c), c]));
+const benchRecords = fs.readdirSync(dir)
+  .filter((f) => f.endsWith('.json') && !['torch.json', 'jest.json', 'report.json'].includes(f))
+  .flatMap((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).records || []);
+// Benches that call PyTorch themselves (interpolate) record it as backend torch-cuda: eager timings for the join.
+for (const r of benchRecords) {
+  if (r.backend === 'torch-cuda' && r.repeats > 0 && !torchByKey.has(key(r))) torchByKey.set(key(r), { eager_ms: r.medianMs });
+}
 const rows = [];
-for (const f of fs.readdirSync(dir).filter((f) => f.endsWith('.json') && !['torch.json', 'jest.json', 'report.json'].includes(f))) {
-  for (const r of JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).records || []) {
+{
+  for (const r of benchRecords) {
     if (r.backend !== 'cuda') continue;
     const floorS = Math.max(r.bytes ? r.bytes / torch.ceilings.copy_bandwidth : 0, r.flops && r.dtype === 'bf16' ? r.flops / torch.ceilings.bf16_gemm_flops : 0);
     const t = torchByKey.get(key(r));

@@ -10,5 +10,6 @@ void init_gemm_ops(Napi::Env env, Napi::Object exports);
 void init_optim_ops(Napi::Env env, Napi::Object exports);
 void init_loss_ops(Napi::Env env, Napi::Object exports);
 void init_selftest_ops(Napi::Env env, Napi::Object exports);
+void init_interpolate_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

@@ -63,6 +63,22 @@ export interface NativeLossTerm {
   features?: NativeLossPart & { studentGrid: [number, number]; teacherGrid: [number, number] };
 }
 
+/** What the interpolation kernels sample: see native/interpolate/interpolate.h (Geometry). */
+export interface InterpolateGeometry {
+  layout: 'NCHW' | 'NLC';
+  mode: 'bilinear' | 'nearest' | 'gridSample';
+  alignCorners: boolean;
+  batch: number;
+  channels: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  /** The resized size the sampling ratio comes from; larger than out* for the CPE crop (ignored by gridSample). */
+  virtH: number;
+  virtW: number;
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -120,6 +136,11 @@ export interface NativeAddon {
   simSeed(): bigint;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
   readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
+  /** scale, offset and keep (f32) are given exactly for mode gridSample. */
+  interpolate(out: NativeBuffer, x: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
+    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
+  interpolateBackward(gradIn: NativeBuffer, gradOut: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
+    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

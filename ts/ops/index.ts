@@ -4,3 +4,5 @@ export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';
 export { multiTeacherLoss } from './loss';
 export type { LossSide, MultiTeacherLossOptions, MultiTeacherLossResult, TeacherTerm } from './loss';
+export { cpe, cpeTrain, interpolate } from './interpolate';
+export type { CpeOptions, CpeTrainOptions, InterpolateLayout, InterpolateMode, InterpolateOptions } from './interpolate';
