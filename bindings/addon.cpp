@@ -13,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_gemm_ops(env, exports);
   amr::bindings::init_optim_ops(env, exports);
   amr::bindings::init_loss_ops(env, exports);
+  amr::bindings::init_attention_ops(env, exports);
   return exports;
 }
 

@@ -9,5 +9,6 @@ void init_norm_ops(Napi::Env env, Napi::Object exports);
 void init_gemm_ops(Napi::Env env, Napi::Object exports);
 void init_optim_ops(Napi::Env env, Napi::Object exports);
 void init_loss_ops(Napi::Env env, Napi::Object exports);
+void init_attention_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

@@ -4,3 +4,5 @@ export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';
 export { multiTeacherLoss } from './loss';
 export type { LossSide, MultiTeacherLossOptions, MultiTeacherLossResult, TeacherTerm } from './loss';
+export { attention } from './attention';
+export type { AttentionOptions } from './attention';
