@@ -31,7 +31,7 @@ const dims = (g: Geo) => {
 };
 
 /** out [B, T, D] and, given dout, dqkv and dbias, all in float64. */
-function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout?: Float64Array) {
+function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout?: Float64Array, round = (x: number) => x) {
   const { D, L, nw, token, scale } = dims(g);
   const out = new Float64Array(g.B * g.T * D);
   const dqkv = new Float64Array(qkv.length);
@@ -48,7 +48,7 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
             const kj = at(b, token(w, j), 1, h);
             let s = 0;
             for (let d = 0; d < g.hd; d++) s += qkv[qi + d] * qkv[kj + d];
-            s = s * scale + (bias ? bias[(h * L + i) * L + j] : 0);
+            s = round(round(s * scale) + (bias ? bias[(h * L + i) * L + j] : 0));
             P[i * L + j] = s;
             m = Math.max(m, s);
           }
@@ -56,7 +56,7 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
           for (let j = 0; j < L; j++) sum += P[i * L + j] = Math.exp(P[i * L + j] - m);
           const o = (b * g.T + token(w, i)) * D + h * g.hd;
           for (let j = 0; j < L; j++) {
-            P[i * L + j] /= sum;
+            P[i * L + j] = round(P[i * L + j] / sum);
             const vj = at(b, token(w, j), 2, h);
             for (let d = 0; d < g.hd; d++) out[o + d] += P[i * L + j] * qkv[vj + d];
           }
@@ -86,7 +86,7 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
           }
         }
       }
-  return { out, dqkv, dbias };
+  return { out: out.map(round), dqkv, dbias };
 }
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
@@ -148,6 +148,34 @@ describe.each(testDevices())('attention on %s', (device) => {
   test('bf16 (bf16 in and out, f32 math) within 1e-2', async () => {
     await check(device, { B: 2, T: 13, heads: 2, hd: 64, prefix: 0 }, true, 'bf16');
     await check(device, { B: 1, T: 17, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 4 } }, true, 'bf16');
+  });
+
+  test('bf16 error is no worse than 2x the same math done naively in bf16', async () => {
+    const g: Geo = { B: 1, T: 37, heads: 2, hd: 64, prefix: 1, window: { size: 3, gridH: 6, gridW: 6 } };
+    const { D } = dims(g);
+    const q0 = randomArray(g.B * g.T * 3 * D, freshSeed(), 2).map(roundBf16);
+    const y = ops.attention(tensor(f32(q0), [g.B, g.T, 3 * D], { device, dtype: 'bf16' }), { heads: g.heads, prefix: g.prefix, window: g.window });
+    const exact = refAttention(q0, g, null).out;
+    const naive = refAttention(q0, g, null, undefined, roundBf16).out;
+    const err = relativeError(await y.toArray(), exact);
+    expect(err).toBeLessThanOrEqual(1e-2);
+    expect(err).toBeLessThanOrEqual(2 * relativeError(naive, exact));
+  });
+
+  test('gradients are deterministic (bitwise equal across runs)', async () => {
+    const g: Geo = { B: 3, T: 17, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 4 } };
+    const { D } = dims(g);
+    const q0 = randomArray(g.B * g.T * 3 * D, freshSeed());
+    const b0 = randomArray(g.heads * 16, freshSeed());
+    const run = async () => {
+      const qkv = tensor(f32(q0), [g.B, g.T, 3 * D], { device, requiresGrad: true });
+      const bias = tensor(f32(b0), [g.heads, 4, 4], { device, requiresGrad: true });
+      ops.attention(qkv, { heads: g.heads, prefix: g.prefix, window: g.window, bias }).sum().backward();
+      return [await qkv.grad!.toArray(), await bias.grad!.toArray()];
+    };
+    const [a, b] = [await run(), await run()];
+    expect(Array.from(a[0])).toEqual(Array.from(b[0]));
+    expect(Array.from(a[1])).toEqual(Array.from(b[1]));
   });
 
   test('bad input names the problem', () => {
