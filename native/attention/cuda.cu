@@ -236,6 +236,12 @@ void with_head_dim(int64_t hd, const char* op, F&& f) {
   throw Error(std::string(op) + ": head dim " + std::to_string(hd) + " is not supported (32, 64, 80, 96, 128)");
 }
 
+// Heads and batch·windows are the grid's y and z, each limited to 65535 blocks.
+void check_grid(const Geometry& g, const char* op) {
+  if (g.heads > 65535 || g.batch * g.windows() > 65535)
+    throw Error(std::string(op) + ": more than 65535 heads or batch·windows per call");
+}
+
 unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
 
 template <typename T>
@@ -255,6 +261,7 @@ void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, cons
     with_head_dim(g.head_dim, "attention", [&](auto hd) {
       constexpr int HD = decltype(hd)::value;
       zero_prefix(static_cast<T*>(out), g, g.dim(), s);
+      check_grid(g, "attention");
       const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
       launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
              static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
@@ -272,6 +279,7 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, 
       const T* B = static_cast<const T*>(bias);
       float* delta = scratch;
       float* partial = bias ? scratch + g.stat_rows() : nullptr;
+      check_grid(g, "attention backward");
       zero_prefix(dx, g, 3 * g.dim(), s);
       launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
              static_cast<const T*>(dout), static_cast<const T*>(out), g);
