@@ -150,6 +150,11 @@ describe.each(testDevices())('attention on %s', (device) => {
     await check(device, { B: 1, T: 17, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 4 } }, true, 'bf16');
   });
 
+  test.each([32, 64, 80, 96, 128])('bf16, head dim %i: several query and key tiles, windows, prefix, bias', async (hd) => {
+    await check(device, { B: 1, T: 70, heads: 1, hd, prefix: 1 }, true, 'bf16');
+    await check(device, { B: 2, T: 82, heads: 1, hd, prefix: 1, window: { size: 9, gridH: 9, gridW: 9 } }, hd === 80, 'bf16');
+  });
+
   test('bf16 error is no worse than 2x the same math done naively in bf16', async () => {
     const g: Geo = { B: 1, T: 37, heads: 2, hd: 64, prefix: 1, window: { size: 3, gridH: 6, gridW: 6 } };
     const { D } = dims(g);

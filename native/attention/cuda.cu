@@ -7,6 +7,7 @@
 
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
+#include "../runtime/tensor_core.cuh"
 #include "attention.h"
 
 namespace amr {
@@ -74,6 +75,128 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
     for (int d = 0; d < HD; ++d) Elem<T>::store(out, o + d, acc[d] * inv);
     lse[((b * g.heads + h) * nw + w) * L + i] = m + logf(l);
   }
+}
+
+// bf16 forward on the tensor cores: 4 warps × 16 query rows per block; S = Q·Kᵀ and O += P·V by mma.m16n8k16 with
+// f32 accumulators, online softmax on the S fragments (a row's values sit in the 4 lanes of a quad).
+constexpr int kTcWarps = 4;
+constexpr int kTcRows = 16 * kTcWarps;  // = kRows, the same grid as the SIMT kernel
+constexpr int kTcKeys = 32;
+
+__device__ inline uint32_t pack_bf16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+__device__ inline uint32_t pack_f32_bf16(float lo, float hi) { return pack_bf16(f32_to_bf16(lo), f32_to_bf16(hi)); }
+
+template <int HD>
+__global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv, const uint16_t* bias, Geometry g) {
+  AMR_SHARED(uint16_t, ks, [kTcKeys][HD + 8]);
+  AMR_SHARED(uint16_t, vs, [kTcKeys][HD + 8]);
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;
+  const int64_t r0 = blockIdx.x * (int64_t)kTcRows + warp * 16 + gq, r1 = r0 + 8;  // this lane's two rows
+  const bool v0 = r0 < L, v1 = r1 < L;
+  constexpr int KS = HD / 16, NB = HD / 8;
+  uint32_t qa[KS][4];
+  {
+    const int64_t o0 = v0 ? g.qkv_offset(b, g.token(w, r0), 0, h) : 0;
+    const int64_t o1 = v1 ? g.qkv_offset(b, g.token(w, r1), 0, h) : 0;
+    for (int kk = 0; kk < KS; ++kk) {
+      const int c = kk * 16 + 2 * tig;
+      qa[kk][0] = v0 ? pack_bf16(qkv[o0 + c], qkv[o0 + c + 1]) : 0u;
+      qa[kk][1] = v1 ? pack_bf16(qkv[o1 + c], qkv[o1 + c + 1]) : 0u;
+      qa[kk][2] = v0 ? pack_bf16(qkv[o0 + c + 8], qkv[o0 + c + 9]) : 0u;
+      qa[kk][3] = v1 ? pack_bf16(qkv[o1 + c + 8], qkv[o1 + c + 9]) : 0u;
+    }
+  }
+  float acc[NB][4];
+  for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  for (int64_t j0 = 0; j0 < L; j0 += kTcKeys) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTcKeys * HD; e += kTcWarps * 32) {
+      const int jj = e / HD, d = e % HD;
+      const bool valid = j0 + jj < L;
+      const int64_t t = valid ? g.token(w, j0 + jj) : 0;
+      ks[jj][d] = valid ? qkv[g.qkv_offset(b, t, 1, h) + d] : (uint16_t)0;
+      vs[jj][d] = valid ? qkv[g.qkv_offset(b, t, 2, h) + d] : (uint16_t)0;
+    }
+    __syncthreads();
+    float sc[kTcKeys / 8][4];
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int kk = 0; kk < KS; ++kk) {
+        const int key = nb * 8 + gq, col = kk * 16 + 2 * tig;
+        uint32_t bb[2] = {pack_bf16(ks[key][col], ks[key][col + 1]), pack_bf16(ks[key][col + 8], ks[key][col + 9])};
+        mma_m16n8k16_bf16(c, qa[kk], bb, c);
+      }
+      for (int e = 0; e < 4; ++e) {
+        const int64_t j = j0 + nb * 8 + 2 * tig + (e & 1);
+        const int64_t i = e < 2 ? r0 : r1;
+        const bool vi = e < 2 ? v0 : v1;
+        sc[nb][e] = j < L ? c[e] * g.scale + (bias && vi ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f) : -INFINITY;
+      }
+    }
+    float t0 = m0, t1 = m1;
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      t0 = fmaxf(t0, fmaxf(sc[nb][0], sc[nb][1]));
+      t1 = fmaxf(t1, fmaxf(sc[nb][2], sc[nb][3]));
+    }
+    for (int off = 1; off < 4; off *= 2) {
+      t0 = fmaxf(t0, __shfl_xor_sync(0xffffffffu, t0, off));
+      t1 = fmaxf(t1, __shfl_xor_sync(0xffffffffu, t1, off));
+    }
+    const float c0 = expf(m0 - t0), c1 = expf(m1 - t1);
+    m0 = t0;
+    m1 = t1;
+    float s0 = 0.f, s1 = 0.f;
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      sc[nb][0] = expf(sc[nb][0] - t0);
+      sc[nb][1] = expf(sc[nb][1] - t0);
+      sc[nb][2] = expf(sc[nb][2] - t1);
+      sc[nb][3] = expf(sc[nb][3] - t1);
+      s0 += sc[nb][0] + sc[nb][1];
+      s1 += sc[nb][2] + sc[nb][3];
+    }
+    for (int off = 1; off < 4; off *= 2) {
+      s0 += __shfl_xor_sync(0xffffffffu, s0, off);
+      s1 += __shfl_xor_sync(0xffffffffu, s1, off);
+    }
+    l0 = l0 * c0 + s0;
+    l1 = l1 * c1 + s1;
+    for (int n = 0; n < NB; ++n) {
+      acc[n][0] *= c0;
+      acc[n][1] *= c0;
+      acc[n][2] *= c1;
+      acc[n][3] *= c1;
+    }
+    for (int kc = 0; kc < kTcKeys / 16; ++kc) {
+      const uint32_t pa[4] = {pack_f32_bf16(sc[2 * kc][0], sc[2 * kc][1]), pack_f32_bf16(sc[2 * kc][2], sc[2 * kc][3]),
+                              pack_f32_bf16(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                              pack_f32_bf16(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+      const int key = kc * 16 + 2 * tig;
+      for (int n = 0; n < NB; ++n) {
+        const int ch = n * 8 + gq;
+        uint32_t bb[2] = {pack_bf16(vs[key][ch], vs[key + 1][ch]), pack_bf16(vs[key + 8][ch], vs[key + 9][ch])};
+        mma_m16n8k16_bf16(acc[n], pa, bb, acc[n]);
+      }
+    }
+  }
+  const float i0 = 1.f / l0, i1 = 1.f / l1;
+  const int64_t o0 = v0 ? g.out_offset(b, g.token(w, r0), h) : 0, o1 = v1 ? g.out_offset(b, g.token(w, r1), h) : 0;
+  for (int n = 0; n < NB; ++n) {
+    const int c = n * 8 + 2 * tig;
+    if (v0) {
+      out[o0 + c] = f32_to_bf16(acc[n][0] * i0);
+      out[o0 + c + 1] = f32_to_bf16(acc[n][1] * i0);
+    }
+    if (v1) {
+      out[o1 + c] = f32_to_bf16(acc[n][2] * i1);
+      out[o1 + c + 1] = f32_to_bf16(acc[n][3] * i1);
+    }
+  }
+  const int64_t stat = ((b * g.heads + h) * nw + w) * L;
+  if (tig == 0 && v0) lse[stat + r0] = m0 + logf(l0);
+  if (tig == 0 && v1) lse[stat + r1] = m1 + logf(l1);
 }
 
 // delta = rowsum(dO ∘ O), one thread per statistics row.
@@ -263,8 +386,12 @@ void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, cons
       zero_prefix(static_cast<T*>(out), g, g.dim(), s);
       check_grid(g, "attention");
       const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
-      launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
-             static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+      if constexpr (std::is_same<T, uint16_t>::value)
+        launch("attention_forward_tc", forward_tc_kernel<HD>, grid, dim3(kTcWarps * 32), 0, s, static_cast<T*>(out),
+               lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+      else
+        launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
+               static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
     });
   });
 }
