@@ -52,6 +52,15 @@ def case_fn(fn, a, dev):
     if fn == "gelu":
         x = torch.randn(a["n"], device=dev, dtype=dt)
         return lambda: F.gelu(x)
+    if fn == "sdpa":
+        # Windows as batch: [B·windows, heads, L, headDim], as PyTorch runs ViTDet window attention.
+        shape = (a["batch"] * a["windows"], a["heads"], a["length"], a["headDim"])
+        need = bool(a.get("backward", False))
+        q, k, v = (torch.randn(*shape, device=dev, dtype=dt, requires_grad=need) for _ in range(3))
+        if not need:
+            return lambda: F.scaled_dot_product_attention(q, k, v)
+        g = torch.randn(*shape, device=dev, dtype=dt)
+        return lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), g)
     return None
 
 

@@ -1,6 +1,6 @@
 // add, sub, mul, scale, sum, mean on every backend against float64 references.
 import { Device, DType, tensor } from '../ts';
-import { freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16 } from './support/reference';
 
 poisonOutputs();
 
@@ -12,7 +12,7 @@ function quantize(x: Float64Array, dtype: DType): Float64Array {
 
 const TOL: Record<string, number> = { f32: 1e-6, bf16: 1e-2 };
 
-describe.each(testDevices())('elementwise ops on %s', (device) => {
+describeEachDevice('elementwise ops on %s', (device) => {
   describe.each(['f32', 'bf16'] as const)('%s', (dtype) => {
     test.each(SIZES)('add, sub, mul and scale of %i elements match float64', async (n) => {
       const a = quantize(randomArray(n, freshSeed(), 3), dtype);
@@ -56,8 +56,8 @@ describe.each(testDevices())('elementwise ops on %s', (device) => {
   });
 });
 
-describe('sim and cuda agree with cpu', () => {
-  test.each(testDevices().filter((d) => d !== 'cpu'))('%s elementwise and sum within 1e-5 of cpu', async (device) => {
+describeEachDevice('%s agrees with cpu', (device) => {
+  test('elementwise and sum within 1e-5 of cpu', async () => {
     const n = 50021;
     const a = Float32Array.from(randomArray(n, freshSeed()));
     const b = Float32Array.from(randomArray(n, freshSeed()));
@@ -71,4 +71,4 @@ describe('sim and cuda agree with cpu', () => {
     expect(relativeError(await x.toArray(), await xc.toArray())).toBeLessThanOrEqual(1e-5);
     expect(relativeError(await s.toArray(), await sc.toArray())).toBeLessThanOrEqual(1e-5);
   });
-});
+}, (d) => d !== 'cpu');

@@ -1,8 +1,8 @@
 // Queued work runs off the JS thread: the event loop keeps ticking until the read resolves.
 import { randn } from '../ts';
-import { testDevices } from './support/reference';
+import { describeEachDevice } from './support/reference';
 
-test.each(testDevices())('the event loop ticks while a large op queued on %s runs', async (device) => {
+describeEachDevice('event loop with work queued on %s', (device) => test('ticks while a large op runs', async () => {
   const n = device === 'sim' ? 1 << 22 : 1 << 24;
   let ticks = 0;
   const timer = setInterval(() => ticks++, 1);
@@ -18,4 +18,4 @@ test.each(testDevices())('the event loop ticks while a large op queued on %s run
   // Queuing returned at once, and timers kept firing while the work ran.
   expect(queuedIn).toBeLessThan(elapsed / 2);
   expect(ticks).toBeGreaterThan(3);
-});
+}));

@@ -1,7 +1,7 @@
 // linear and matmul against float64 references: odd shapes, every epilogue, transposes, batches, gradients.
 import { debug, ops, tensor, Tensor } from '../ts';
 import type { Device, DType } from '../ts';
-import { freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError, testDevices } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
 
@@ -47,7 +47,7 @@ const dot = (y: Float64Array, r: Float64Array) => y.reduce((s, v, i) => s + v * 
 
 const cpuModes: Array<[string, boolean]> = [['host BLAS when present', true], ['built-in GEMM', false]];
 
-describe.each(testDevices())('linear on %s', (device) => {
+describeEachDevice('linear on %s', (device) => {
   const modes = device === 'cpu' ? cpuModes : cpuModes.slice(0, 1);
   describe.each(modes)('%s', (_label, useBlas) => {
     beforeAll(() => debug.useCpuBlas(useBlas));
@@ -139,7 +139,7 @@ describe.each(testDevices())('linear on %s', (device) => {
   });
 });
 
-describe.each(testDevices())('matmul on %s', (device) => {
+describeEachDevice('matmul on %s', (device) => {
   test.each([
     [false, false, false],
     [true, false, false],

@@ -7,9 +7,7 @@ import { Device, DType, ops, randn, Tensor, tensor, zeros } from '../ts';
 import type { InterpolateOptions } from '../ts/ops';
 import { native } from '../ts/native';
 import { cropTokens, RefGeometry, refCpe, refForward, weightedSum } from './support/interpolate-reference';
-import {
-  finiteDifferenceGrad, freshSeed, gpuLikeDevices, poisonOutputs, randomArray, relativeError, rng, roundBf16, testDevices,
-} from './support/reference';
+import { describeEachDevice, finiteDifferenceGrad, freshSeed, poisonOutputs, randomArray, relativeError, rng, roundBf16, testDevices } from './support/reference';
 
 poisonOutputs();
 
@@ -117,7 +115,7 @@ const CASES: Case[] = [
   cpeTrainCase('1x1 grid', 4, 4, 1, 1, [0.5, 0.5], [0.3, 0.6], [1]),
 ];
 
-describe.each(testDevices())('interpolation ops on %s against float64', (device) => {
+describeEachDevice('interpolation ops on %s against float64', (device) => {
   describe.each(DTYPES)('%s', (dtype) => {
     test.each(CASES.map((c) => [c.name, c] as const))('%s: output and gradient', async (_, c) => {
       const x0 = quantize(randomArray(numel(c.shape), freshSeed()), dtype);
@@ -170,7 +168,7 @@ function applyFixture(f: Fixture, x: Tensor): Tensor {
   });
 }
 
-describe.each(testDevices())('PyTorch fixtures on %s', (device) => {
+describeEachDevice('PyTorch fixtures on %s', (device) => {
   describe.each(DTYPES)('%s', (dtype) => {
     test.each(FIXTURES.map((f) => [f.name, f] as const))('%s', async (_, f) => {
       const x = tensor(Float32Array.from(f.x), f.shape, { device, dtype, requiresGrad: true });
@@ -187,7 +185,7 @@ describe.each(testDevices())('PyTorch fixtures on %s', (device) => {
 // ---------------------------------------------------------------------------------------------------------------
 // Properties.
 
-describe.each(testDevices())('interpolation properties on %s', (device) => {
+describeEachDevice('interpolation properties on %s', (device) => {
   test.each([false, true])('cpe equals resize to the max side then crop (alignCorners %s), to the bit', async (alignCorners) => {
     const G = 7, D = 9;
     const pe = randn([1, G * G, D], { seed: freshSeed(), device });
@@ -249,9 +247,7 @@ describe.each(testDevices())('interpolation properties on %s', (device) => {
   });
 });
 
-// A loop rather than describe.each: on a cpu-only build there is nothing to compare, and no empty table.
-for (const device of gpuLikeDevices()) {
-  describe(`${device} agrees with cpu on RADIO-shaped maps`, () => {
+describeEachDevice('%s agrees with cpu on RADIO-shaped maps', (device) => {
   test.each([
     [27, 16], [16, 27], [32, 13],
   ])('tokens %i² <-> %i², forward and backward within 1e-5', async (from, to) => {
@@ -265,8 +261,7 @@ for (const device of gpuLikeDevices()) {
     expect(relativeError(a.out, b.out)).toBeLessThanOrEqual(1e-5);
     expect(relativeError(a.grad, b.grad)).toBeLessThanOrEqual(1e-5);
   });
-});
-}
+}, (d) => d !== 'cpu');
 
 // ---------------------------------------------------------------------------------------------------------------
 // Bad input.

@@ -7,7 +7,7 @@ import { Device, DType, noGrad, ops, Tensor, tensor } from '../ts';
 import { native } from '../ts/native';
 import type { TeacherTerm } from '../ts/ops';
 import { differences, referenceLoss, RefOptions, RefTerm } from './support/loss-reference';
-import { finiteDifferenceGrad, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+import { describeEachDevice, finiteDifferenceGrad, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
 
 poisonOutputs();
 
@@ -119,7 +119,7 @@ async function checkValues(out: ReturnType<typeof ops.multiTeacherLoss>, ref: Re
   }
 }
 
-describe.each(testDevices())('multiTeacherLoss on %s', (device) => {
+describeEachDevice('multiTeacherLoss on %s', (device) => {
   describe.each(['f32', 'bf16'] as const)('%s', (dtype) => {
     test.each(CASES)('$name: values match float64, gradients match finite differences', async (c) => {
       const ref = makeInputs(c, dtype);
@@ -253,8 +253,8 @@ describe('PyTorch fixtures', () => {
   });
 });
 
-describe('sim and cuda agree with cpu', () => {
-  test('every non-cpu backend within 1e-5 of cpu on fresh inputs', async () => {
+describeEachDevice('%s agrees with cpu', (device) => {
+  test('within 1e-5 of cpu on fresh inputs', async () => {
     const ref = makeInputs(CASES[4], 'f32');
     const run = async (d: Device) => {
       const terms = makeTerms(ref, d, 'f32');
@@ -263,12 +263,10 @@ describe('sim and cuda agree with cpu', () => {
       return [await out.total.toArray(), ...(await Promise.all(studentParts(ref, terms).map((p) => p.t.grad!.toArray())))];
     };
     const want = await run('cpu');
-    for (const device of testDevices().filter((d) => d !== 'cpu')) {
-      const got = await run(device);
-      got.forEach((g, i) => expect(relativeError(g, want[i])).toBeLessThanOrEqual(1e-5));
-    }
+    const got = await run(device);
+    got.forEach((g, i) => expect(relativeError(g, want[i])).toBeLessThanOrEqual(1e-5));
   });
-});
+}, (d) => d !== 'cpu');
 
 describe('bad input', () => {
   const f = (shape: number[], dtype: DType = 'f32') => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, { dtype });

@@ -1,7 +1,7 @@
 // LayerNorm and GELU against float64 references; gradients against finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType } from '../ts';
-import { freshSeed, sampledFiniteDifference, sampledRelativeError, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
 
@@ -37,7 +37,7 @@ const f32 = (a: Float64Array) => Float32Array.from(a);
 const asF64 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
 const quant = (a: Float64Array, dtype: DType) => (dtype === 'bf16' ? a.map(roundBf16) : asF64(a));
 
-describe.each(testDevices())('layerNorm on %s', (device) => {
+describeEachDevice('layerNorm on %s', (device) => {
   test.each([
     [1, 1],
     [1, 7],
@@ -99,7 +99,7 @@ describe.each(testDevices())('layerNorm on %s', (device) => {
   });
 });
 
-describe.each(testDevices())('gelu on %s', (device) => {
+describeEachDevice('gelu on %s', (device) => {
   test.each([1, 31, 1000, 70001])('%i elements: value and gradient match float64', async (n) => {
     const x0 = asF64(randomArray(n, freshSeed(), 4));
     const r0 = asF64(randomArray(n, freshSeed()));

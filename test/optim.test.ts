@@ -1,7 +1,7 @@
 // AdamW against a float64 step-by-step reference over 10 steps, several tensors in one fused step.
 import { AdamW, tensor, Tensor } from '../ts';
 import type { DType } from '../ts';
-import { freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16 } from './support/reference';
 
 poisonOutputs();
 
@@ -22,7 +22,7 @@ function refAdamWStep(s: RefState, g: Float64Array, t: number, lr: number, b1: n
   }
 }
 
-describe.each(testDevices())('AdamW on %s', (device) => {
+describeEachDevice('AdamW on %s', (device) => {
   test.each(['f32', 'bf16'] as DType[])('%s parameters: 10 fused steps match the float64 reference', async (dtype) => {
     const sizes = [1, 7, 300, 4099];
     const [lr, b1, b2, eps, wd] = [0.01, 0.9, 0.95, 1e-8, 0.05];

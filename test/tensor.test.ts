@@ -1,9 +1,9 @@
 import { ones, rand, randn, tensor, zeros } from '../ts';
-import { freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, testDevices } from './support/reference';
 
 poisonOutputs();
 
-describe.each(testDevices())('tensors on %s', (device) => {
+describeEachDevice('tensors on %s', (device) => {
   test('tensor() round-trips f32 values exactly, for odd sizes', async () => {
     for (const n of [1, 7, 1000, 65537]) {
       const data = Float32Array.from(randomArray(n, freshSeed()));
@@ -86,12 +86,12 @@ describe.each(testDevices())('tensors on %s', (device) => {
   });
 });
 
-describe('random numbers agree across backends', () => {
-  test.each(testDevices().filter((d) => d !== 'cpu'))('randn and rand on %s equal cpu bit for bit', async (device) => {
+describeEachDevice('random numbers on %s', (device) => {
+  test('randn and rand equal cpu bit for bit', async () => {
     const seed = freshSeed();
     for (const dtype of ['f32', 'bf16'] as const) {
       expect(await randn([50003], { seed, device, dtype }).toArray()).toEqual(await randn([50003], { seed, dtype }).toArray());
       expect(await rand([50003], { seed, device, dtype }).toArray()).toEqual(await rand([50003], { seed, dtype }).toArray());
     }
   });
-});
+}, (d) => d !== 'cpu');

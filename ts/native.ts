@@ -104,6 +104,11 @@ export interface NativeAddon {
   geluForward(y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   activationBackward(kind: 'gelu' | 'relu', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;
+  attentionForward(out: NativeBuffer, lse: NativeBuffer, qkv: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number,
+    heads: number, headDim: number, prefix: number, window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;
+  attentionBackward(dqkv: NativeBuffer, dbias: NativeBuffer | null, dout: NativeBuffer, qkv: NativeBuffer, out: NativeBuffer,
+    lse: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number, heads: number, headDim: number, prefix: number,
+    window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;
   sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;
   adamwStep(
     entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,

@@ -8,9 +8,23 @@ export function testDevices(): Device[] {
     .map((b) => b.name);
 }
 
-/** Devices other than cpu (checked against cpu and the float64 reference). */
-export function gpuLikeDevices(): Device[] {
-  return testDevices().filter((d) => d !== 'cpu');
+/** Why a compiled backend cannot run here, as a test title says it. */
+function skipReason(device: Device, reason?: string): string {
+  return device === 'cuda' ? 'skipped: no GPU' : `skipped: ${reason ?? 'unavailable'}`;
+}
+
+/**
+ * describe(title) once per compiled backend, `%s` in the title standing for the device. A compiled backend that is
+ * not usable here (cuda without a GPU) gets a skipped block titled "(skipped: no GPU)", so a run on a machine
+ * without a GPU reports those cases as skipped, never as passed, and never silently drops them.
+ */
+export function describeEachDevice(title: string, body: (device: Device) => void, filter: (d: Device) => boolean = () => true): void {
+  for (const b of backends()) {
+    if (!b.compiled || !filter(b.name)) continue;
+    const named = title.replace('%s', b.name);
+    if (b.available) describe(named, () => body(b.name));
+    else describe.skip(`${named} (${skipReason(b.name, b.reason)})`, () => body(b.name));
+  }
 }
 
 /** Turns on output poisoning for the file that calls it. */

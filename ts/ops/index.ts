@@ -6,3 +6,5 @@ export { multiTeacherLoss } from './loss';
 export type { LossSide, MultiTeacherLossOptions, MultiTeacherLossResult, TeacherTerm } from './loss';
 export { cpe, cpeTrain, interpolate } from './interpolate';
 export type { CpeOptions, CpeTrainOptions, InterpolateLayout, InterpolateMode, InterpolateOptions } from './interpolate';
+export { attention } from './attention';
+export type { AttentionOptions } from './attention';

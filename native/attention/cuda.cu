@@ -1,0 +1,431 @@
+// Flash-style attention (SIMT, f32 math): one block per (query or key tile, head, batch·window), one thread per row.
+// K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
+// backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
+// atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order.
+#include <string>
+#include <type_traits>
+
+#include "../runtime/kernel.cuh"
+#include "../runtime/launch.cuh"
+#include "../runtime/tensor_core.cuh"
+#include "attention.h"
+
+namespace amr {
+namespace attention {
+namespace AMR_GPU_NS {
+
+namespace {
+
+constexpr int kRows = 64;  // rows (threads) per block
+constexpr int kTile = 32;  // staged rows per shared-memory tile
+
+template <typename T>
+__device__ float bias_at(const T* bias, int64_t h, int64_t L, int64_t i, int64_t j) {
+  return bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f;
+}
+
+// Keys and values of tokens j0 .. j0+nk of one window into shared memory, as f32; the whole block takes part.
+template <typename T, int HD>
+__device__ void stage_kv_tile(float (*ks)[HD], float (*vs)[HD], const T* qkv, const Geometry& g, int64_t b, int64_t h,
+                              int64_t w, int64_t j0, int nk) {
+  for (int e = threadIdx.x; e < nk * HD; e += kRows) {
+    const int jj = e / HD, d = e % HD;
+    const int64_t t = g.token(w, j0 + jj);
+    ks[jj][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 1, h) + d);
+    vs[jj][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 2, h) + d);
+  }
+}
+
+template <typename T, int HD>
+__global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, Geometry g) {
+  AMR_SHARED(float, ks, [kTile][HD]);
+  AMR_SHARED(float, vs, [kTile][HD]);
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
+  const int64_t i = blockIdx.x * (int64_t)kRows + threadIdx.x;
+  const bool row = i < L;
+  float q[HD], acc[HD];
+  if (row) {
+    const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
+    for (int d = 0; d < HD; ++d) q[d] = Elem<T>::load(qkv, o + d);
+  }
+  for (int d = 0; d < HD; ++d) acc[d] = 0.f;
+  float m = -INFINITY, l = 0.f;
+  for (int64_t j0 = 0; j0 < L; j0 += kTile) {
+    const int nk = (int)(L - j0 < kTile ? L - j0 : kTile);
+    __syncthreads();  // the previous tile is no longer read
+    stage_kv_tile<T, HD>(ks, vs, qkv, g, b, h, w, j0, nk);
+    __syncthreads();
+    if (row) {
+      float s[kTile];
+      float tm = m;
+      for (int jj = 0; jj < nk; ++jj) {
+        float dot = 0.f;
+        for (int d = 0; d < HD; ++d) dot += q[d] * ks[jj][d];
+        s[jj] = dot * g.scale + bias_at(bias, h, L, i, j0 + jj);
+        tm = fmaxf(tm, s[jj]);
+      }
+      const float corr = expf(m - tm);
+      l *= corr;
+      for (int d = 0; d < HD; ++d) acc[d] *= corr;
+      for (int jj = 0; jj < nk; ++jj) {
+        const float p = expf(s[jj] - tm);
+        l += p;
+        for (int d = 0; d < HD; ++d) acc[d] += p * vs[jj][d];
+      }
+      m = tm;
+    }
+  }
+  if (row) {
+    const int64_t o = g.out_offset(b, g.token(w, i), h);
+    const float inv = 1.f / l;
+    for (int d = 0; d < HD; ++d) Elem<T>::store(out, o + d, acc[d] * inv);
+    lse[((b * g.heads + h) * nw + w) * L + i] = m + logf(l);
+  }
+}
+
+// bf16 forward on the tensor cores: 4 warps × 16 query rows per block; S = Q·Kᵀ and O += P·V by mma.m16n8k16 with
+// f32 accumulators, online softmax on the S fragments (a row's values sit in the 4 lanes of a quad).
+constexpr int kTcWarps = 4;
+constexpr int kTcRows = 16 * kTcWarps;  // = kRows, the same grid as the SIMT kernel
+constexpr int kTcKeys = 32;
+
+__device__ inline uint32_t pack_bf16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
+__device__ inline uint32_t pack_f32_bf16(float lo, float hi) { return pack_bf16(f32_to_bf16(lo), f32_to_bf16(hi)); }
+
+template <int HD>
+__global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv, const uint16_t* bias, Geometry g) {
+  AMR_SHARED(uint16_t, ks, [kTcKeys][HD + 8]);
+  AMR_SHARED(uint16_t, vs, [kTcKeys][HD + 8]);
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;
+  const int64_t r0 = blockIdx.x * (int64_t)kTcRows + warp * 16 + gq, r1 = r0 + 8;  // this lane's two rows
+  const bool v0 = r0 < L, v1 = r1 < L;
+  constexpr int KS = HD / 16, NB = HD / 8;
+  uint32_t qa[KS][4];
+  {
+    const int64_t o0 = v0 ? g.qkv_offset(b, g.token(w, r0), 0, h) : 0;
+    const int64_t o1 = v1 ? g.qkv_offset(b, g.token(w, r1), 0, h) : 0;
+    for (int kk = 0; kk < KS; ++kk) {
+      const int c = kk * 16 + 2 * tig;
+      qa[kk][0] = v0 ? pack_bf16(qkv[o0 + c], qkv[o0 + c + 1]) : 0u;
+      qa[kk][1] = v1 ? pack_bf16(qkv[o1 + c], qkv[o1 + c + 1]) : 0u;
+      qa[kk][2] = v0 ? pack_bf16(qkv[o0 + c + 8], qkv[o0 + c + 9]) : 0u;
+      qa[kk][3] = v1 ? pack_bf16(qkv[o1 + c + 8], qkv[o1 + c + 9]) : 0u;
+    }
+  }
+  float acc[NB][4];
+  for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+  float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+  for (int64_t j0 = 0; j0 < L; j0 += kTcKeys) {
+    __syncthreads();
+    for (int e = threadIdx.x; e < kTcKeys * HD; e += kTcWarps * 32) {
+      const int jj = e / HD, d = e % HD;
+      const bool valid = j0 + jj < L;
+      const int64_t t = valid ? g.token(w, j0 + jj) : 0;
+      ks[jj][d] = valid ? qkv[g.qkv_offset(b, t, 1, h) + d] : (uint16_t)0;
+      vs[jj][d] = valid ? qkv[g.qkv_offset(b, t, 2, h) + d] : (uint16_t)0;
+    }
+    __syncthreads();
+    float sc[kTcKeys / 8][4];
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      float c[4] = {0.f, 0.f, 0.f, 0.f};
+      for (int kk = 0; kk < KS; ++kk) {
+        const int key = nb * 8 + gq, col = kk * 16 + 2 * tig;
+        uint32_t bb[2] = {pack_bf16(ks[key][col], ks[key][col + 1]), pack_bf16(ks[key][col + 8], ks[key][col + 9])};
+        mma_m16n8k16_bf16(c, qa[kk], bb, c);
+      }
+      for (int e = 0; e < 4; ++e) {
+        const int64_t j = j0 + nb * 8 + 2 * tig + (e & 1);
+        const int64_t i = e < 2 ? r0 : r1;
+        const bool vi = e < 2 ? v0 : v1;
+        sc[nb][e] = j < L ? c[e] * g.scale + (bias && vi ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f) : -INFINITY;
+      }
+    }
+    float t0 = m0, t1 = m1;
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      t0 = fmaxf(t0, fmaxf(sc[nb][0], sc[nb][1]));
+      t1 = fmaxf(t1, fmaxf(sc[nb][2], sc[nb][3]));
+    }
+    for (int off = 1; off < 4; off *= 2) {
+      t0 = fmaxf(t0, __shfl_xor_sync(0xffffffffu, t0, off));
+      t1 = fmaxf(t1, __shfl_xor_sync(0xffffffffu, t1, off));
+    }
+    const float c0 = expf(m0 - t0), c1 = expf(m1 - t1);
+    m0 = t0;
+    m1 = t1;
+    float s0 = 0.f, s1 = 0.f;
+    for (int nb = 0; nb < kTcKeys / 8; ++nb) {
+      sc[nb][0] = expf(sc[nb][0] - t0);
+      sc[nb][1] = expf(sc[nb][1] - t0);
+      sc[nb][2] = expf(sc[nb][2] - t1);
+      sc[nb][3] = expf(sc[nb][3] - t1);
+      s0 += sc[nb][0] + sc[nb][1];
+      s1 += sc[nb][2] + sc[nb][3];
+    }
+    for (int off = 1; off < 4; off *= 2) {
+      s0 += __shfl_xor_sync(0xffffffffu, s0, off);
+      s1 += __shfl_xor_sync(0xffffffffu, s1, off);
+    }
+    l0 = l0 * c0 + s0;
+    l1 = l1 * c1 + s1;
+    for (int n = 0; n < NB; ++n) {
+      acc[n][0] *= c0;
+      acc[n][1] *= c0;
+      acc[n][2] *= c1;
+      acc[n][3] *= c1;
+    }
+    for (int kc = 0; kc < kTcKeys / 16; ++kc) {
+      const uint32_t pa[4] = {pack_f32_bf16(sc[2 * kc][0], sc[2 * kc][1]), pack_f32_bf16(sc[2 * kc][2], sc[2 * kc][3]),
+                              pack_f32_bf16(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
+                              pack_f32_bf16(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+      const int key = kc * 16 + 2 * tig;
+      for (int n = 0; n < NB; ++n) {
+        const int ch = n * 8 + gq;
+        uint32_t bb[2] = {pack_bf16(vs[key][ch], vs[key + 1][ch]), pack_bf16(vs[key + 8][ch], vs[key + 9][ch])};
+        mma_m16n8k16_bf16(acc[n], pa, bb, acc[n]);
+      }
+    }
+  }
+  const float i0 = 1.f / l0, i1 = 1.f / l1;
+  const int64_t o0 = v0 ? g.out_offset(b, g.token(w, r0), h) : 0, o1 = v1 ? g.out_offset(b, g.token(w, r1), h) : 0;
+  for (int n = 0; n < NB; ++n) {
+    const int c = n * 8 + 2 * tig;
+    if (v0) {
+      out[o0 + c] = f32_to_bf16(acc[n][0] * i0);
+      out[o0 + c + 1] = f32_to_bf16(acc[n][1] * i0);
+    }
+    if (v1) {
+      out[o1 + c] = f32_to_bf16(acc[n][2] * i1);
+      out[o1 + c + 1] = f32_to_bf16(acc[n][3] * i1);
+    }
+  }
+  const int64_t stat = ((b * g.heads + h) * nw + w) * L;
+  if (tig == 0 && v0) lse[stat + r0] = m0 + logf(l0);
+  if (tig == 0 && v1) lse[stat + r1] = m1 + logf(l1);
+}
+
+// delta = rowsum(dO ∘ O), one thread per statistics row.
+template <typename T>
+__global__ void delta_kernel(float* delta, const T* dout, const T* out, Geometry g) {
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t r = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (r >= g.stat_rows()) return;
+  const int64_t i = r % L, w = (r / L) % nw, h = (r / (L * nw)) % g.heads, b = r / (L * nw * g.heads);
+  const int64_t o = g.out_offset(b, g.token(w, i), h);
+  float s = 0.f;
+  for (int64_t d = 0; d < g.head_dim; ++d) s += Elem<T>::load(dout, o + d) * Elem<T>::load(out, o + d);
+  delta[r] = s;
+}
+
+template <typename T, int HD>
+__global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* delta, const T* bias,
+                          Geometry g) {
+  AMR_SHARED(float, ks, [kTile][HD]);
+  AMR_SHARED(float, vs, [kTile][HD]);
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
+  const int64_t i = blockIdx.x * (int64_t)kRows + threadIdx.x;
+  const bool row = i < L;
+  float q[HD], go[HD], dq[HD];
+  float li = 0.f, di = 0.f;
+  if (row) {
+    const int64_t t = g.token(w, i);
+    const int64_t oq = g.qkv_offset(b, t, 0, h), oo = g.out_offset(b, t, h);
+    for (int d = 0; d < HD; ++d) {
+      q[d] = Elem<T>::load(qkv, oq + d);
+      go[d] = Elem<T>::load(dout, oo + d);
+    }
+    const int64_t r = ((b * g.heads + h) * nw + w) * L + i;
+    li = lse[r];
+    di = delta[r];
+  }
+  for (int d = 0; d < HD; ++d) dq[d] = 0.f;
+  for (int64_t j0 = 0; j0 < L; j0 += kTile) {
+    const int nk = (int)(L - j0 < kTile ? L - j0 : kTile);
+    __syncthreads();
+    stage_kv_tile<T, HD>(ks, vs, qkv, g, b, h, w, j0, nk);
+    __syncthreads();
+    if (row) {
+      for (int jj = 0; jj < nk; ++jj) {
+        float dot = 0.f, dp = 0.f;
+        for (int d = 0; d < HD; ++d) {
+          dot += q[d] * ks[jj][d];
+          dp += go[d] * vs[jj][d];
+        }
+        const float p = expf(dot * g.scale + bias_at(bias, h, L, i, j0 + jj) - li);
+        const float ds = p * (dp - di);
+        for (int d = 0; d < HD; ++d) dq[d] += ds * ks[jj][d];
+      }
+    }
+  }
+  if (row) {
+    const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
+    for (int d = 0; d < HD; ++d) Elem<T>::store(dqkv, o + d, dq[d] * g.scale);
+  }
+}
+
+template <typename T, int HD>
+__global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv, const float* lse, const float* delta,
+                           const T* bias, Geometry g) {
+  AMR_SHARED(float, qs, [kTile][HD]);
+  AMR_SHARED(float, gs, [kTile][HD]);
+  AMR_SHARED(float, ls, [kTile]);
+  AMR_SHARED(float, dls, [kTile]);
+  const int64_t L = g.length(), nw = g.windows();
+  const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
+  const int64_t j = blockIdx.x * (int64_t)kRows + threadIdx.x;
+  const bool row = j < L;
+  float k[HD], v[HD], dk[HD], dv[HD];
+  if (row) {
+    const int64_t t = g.token(w, j);
+    const int64_t ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
+    for (int d = 0; d < HD; ++d) {
+      k[d] = Elem<T>::load(qkv, ok + d);
+      v[d] = Elem<T>::load(qkv, ov + d);
+    }
+  }
+  for (int d = 0; d < HD; ++d) dk[d] = dv[d] = 0.f;
+  const int64_t stat0 = ((b * g.heads + h) * nw + w) * L;
+  float* part = partial ? partial + (bw * g.heads + h) * L * L : nullptr;
+  for (int64_t i0 = 0; i0 < L; i0 += kTile) {
+    const int ni = (int)(L - i0 < kTile ? L - i0 : kTile);
+    __syncthreads();
+    for (int e = threadIdx.x; e < ni * HD; e += kRows) {
+      const int ii = e / HD, d = e % HD;
+      const int64_t t = g.token(w, i0 + ii);
+      qs[ii][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 0, h) + d);
+      gs[ii][d] = Elem<T>::load(dout, g.out_offset(b, t, h) + d);
+    }
+    for (int ii = threadIdx.x; ii < ni; ii += kRows) {
+      ls[ii] = lse[stat0 + i0 + ii];
+      dls[ii] = delta[stat0 + i0 + ii];
+    }
+    __syncthreads();
+    if (row) {
+      for (int ii = 0; ii < ni; ++ii) {
+        float dot = 0.f, dp = 0.f;
+        for (int d = 0; d < HD; ++d) {
+          dot += qs[ii][d] * k[d];
+          dp += gs[ii][d] * v[d];
+        }
+        const float p = expf(dot * g.scale + bias_at(bias, h, L, i0 + ii, j) - ls[ii]);
+        const float ds = p * (dp - dls[ii]);
+        for (int d = 0; d < HD; ++d) {
+          dv[d] += p * gs[ii][d];
+          dk[d] += ds * qs[ii][d];
+        }
+        if (part) part[(i0 + ii) * L + j] = ds;
+      }
+    }
+  }
+  if (row) {
+    const int64_t t = g.token(w, j);
+    const int64_t ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
+    for (int d = 0; d < HD; ++d) {
+      Elem<T>::store(dqkv, ok + d, dk[d] * g.scale);
+      Elem<T>::store(dqkv, ov + d, dv[d]);
+    }
+  }
+}
+
+// dbias[e] = Σ_k partial[k·n + e], k in order.
+template <typename T>
+__global__ void bias_sum_kernel(T* dbias, const float* partial, int64_t n, int64_t parts) {
+  const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (e >= n) return;
+  float s = 0.f;
+  for (int64_t k = 0; k < parts; ++k) s += partial[k * n + e];
+  Elem<T>::store(dbias, e, s);
+}
+
+// Zeroes rows [0, prefix) of every batch of a [B, T, width] tensor.
+template <typename T>
+__global__ void zero_prefix_kernel(T* x, int64_t tokens, int64_t prefix, int64_t width, int64_t n) {
+  const int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+  if (e >= n) return;
+  const int64_t per = prefix * width;
+  Elem<T>::store(x, (e / per) * tokens * width + e % per, 0.f);
+}
+
+template <typename F>
+void with_head_dim(int64_t hd, const char* op, F&& f) {
+  switch (hd) {
+    case 32: f(std::integral_constant<int, 32>()); return;
+    case 64: f(std::integral_constant<int, 64>()); return;
+    case 80: f(std::integral_constant<int, 80>()); return;
+    case 96: f(std::integral_constant<int, 96>()); return;
+    case 128: f(std::integral_constant<int, 128>()); return;
+  }
+  throw Error(std::string(op) + ": head dim " + std::to_string(hd) + " is not supported (32, 64, 80, 96, 128)");
+}
+
+// Heads and batch·windows are the grid's y and z, each limited to 65535 blocks.
+void check_grid(const Geometry& g, const char* op) {
+  if (g.heads > 65535 || g.batch * g.windows() > 65535)
+    throw Error(std::string(op) + ": more than 65535 heads or batch·windows per call");
+}
+
+unsigned blocks_for(int64_t n, int per) { return static_cast<unsigned>((n + per - 1) / per); }
+
+template <typename T>
+void zero_prefix(T* x, const Geometry& g, int64_t width, GpuStream s) {
+  if (!g.window || !g.prefix) return;
+  const int64_t n = g.batch * g.prefix * width;
+  launch("attention_zero_prefix", zero_prefix_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s, x, g.tokens,
+         g.prefix, width, n);
+}
+
+}  // namespace
+
+void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, const void* bias, const Geometry& g,
+                       DType dt) {
+  with_float_dtype(dt, "attention", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    with_head_dim(g.head_dim, "attention", [&](auto hd) {
+      constexpr int HD = decltype(hd)::value;
+      zero_prefix(static_cast<T*>(out), g, g.dim(), s);
+      check_grid(g, "attention");
+      const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
+      if constexpr (std::is_same<T, uint16_t>::value)
+        launch("attention_forward_tc", forward_tc_kernel<HD>, grid, dim3(kTcWarps * 32), 0, s, static_cast<T*>(out),
+               lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+      else
+        launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
+               static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+    });
+  });
+}
+
+void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, const void* qkv, const void* out,
+                        const float* lse, const void* bias, const Geometry& g, DType dt, float* scratch) {
+  with_float_dtype(dt, "attention backward", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    with_head_dim(g.head_dim, "attention backward", [&](auto hd) {
+      constexpr int HD = decltype(hd)::value;
+      T* dx = static_cast<T*>(dqkv);
+      const T* B = static_cast<const T*>(bias);
+      float* delta = scratch;
+      float* partial = bias ? scratch + g.stat_rows() : nullptr;
+      check_grid(g, "attention backward");
+      zero_prefix(dx, g, 3 * g.dim(), s);
+      launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
+             static_cast<const T*>(dout), static_cast<const T*>(out), g);
+      const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
+      launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, static_cast<const T*>(dout),
+             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
+      launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, static_cast<const T*>(dout),
+             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
+      if (bias) {
+        const int64_t n = g.heads * g.length() * g.length();
+        launch("attention_bias_sum", bias_sum_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s,
+               static_cast<T*>(dbias), static_cast<const float*>(partial), n, g.batch * g.windows());
+      }
+    });
+  });
+}
+
+}  // namespace AMR_GPU_NS
+}  // namespace attention
+}  // namespace amr

@@ -1,0 +1,197 @@
+// Fused attention against a naive float64 reference (global and window modes, prefix, bias, every head dim);
+// gradients against the float64 analytic backward and sampled finite differences of the reference.
+import { ops, tensor } from '../ts';
+import type { DType, Device } from '../ts';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
+
+poisonOutputs();
+
+interface Geo {
+  B: number;
+  T: number;
+  heads: number;
+  hd: number;
+  prefix: number;
+  window?: { size: number; gridH: number; gridW: number };
+}
+
+const dims = (g: Geo) => {
+  const D = g.heads * g.hd;
+  const ws = g.window?.size ?? 0;
+  const L = ws ? ws * ws : g.T;
+  const nw = ws ? (g.window!.gridH / ws) * (g.window!.gridW / ws) : 1;
+  const token = (w: number, i: number) => {
+    if (!ws) return i;
+    const per = g.window!.gridW / ws;
+    const wy = Math.floor(w / per);
+    const wx = w % per;
+    return g.prefix + (wy * ws + Math.floor(i / ws)) * g.window!.gridW + wx * ws + (i % ws);
+  };
+  return { D, L, nw, token, scale: 1 / Math.sqrt(g.hd) };
+};
+
+/** out [B, T, D] and, given dout, dqkv and dbias, all in float64. */
+function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout?: Float64Array, round = (x: number) => x) {
+  const { D, L, nw, token, scale } = dims(g);
+  const out = new Float64Array(g.B * g.T * D);
+  const dqkv = new Float64Array(qkv.length);
+  const dbias = bias ? new Float64Array(bias.length) : null;
+  const at = (b: number, t: number, part: number, h: number) => ((b * g.T + t) * 3 + part) * D + h * g.hd;
+  for (let b = 0; b < g.B; b++)
+    for (let h = 0; h < g.heads; h++)
+      for (let w = 0; w < nw; w++) {
+        const P = new Float64Array(L * L);
+        for (let i = 0; i < L; i++) {
+          const qi = at(b, token(w, i), 0, h);
+          let m = -Infinity;
+          for (let j = 0; j < L; j++) {
+            const kj = at(b, token(w, j), 1, h);
+            let s = 0;
+            for (let d = 0; d < g.hd; d++) s += qkv[qi + d] * qkv[kj + d];
+            s = round(round(s * scale) + (bias ? bias[(h * L + i) * L + j] : 0));
+            P[i * L + j] = s;
+            m = Math.max(m, s);
+          }
+          let sum = 0;
+          for (let j = 0; j < L; j++) sum += P[i * L + j] = Math.exp(P[i * L + j] - m);
+          const o = (b * g.T + token(w, i)) * D + h * g.hd;
+          for (let j = 0; j < L; j++) {
+            P[i * L + j] = round(P[i * L + j] / sum);
+            const vj = at(b, token(w, j), 2, h);
+            for (let d = 0; d < g.hd; d++) out[o + d] += P[i * L + j] * qkv[vj + d];
+          }
+        }
+        if (!dout) continue;
+        for (let i = 0; i < L; i++) {
+          const oi = (b * g.T + token(w, i)) * D + h * g.hd;
+          const dp = new Float64Array(L);
+          let delta = 0;
+          for (let j = 0; j < L; j++) {
+            const vj = at(b, token(w, j), 2, h);
+            for (let d = 0; d < g.hd; d++) {
+              dp[j] += dout[oi + d] * qkv[vj + d];
+              dqkv[vj + d] += P[i * L + j] * dout[oi + d];
+            }
+            delta += P[i * L + j] * dp[j];
+          }
+          const qi = at(b, token(w, i), 0, h);
+          for (let j = 0; j < L; j++) {
+            const ds = P[i * L + j] * (dp[j] - delta);
+            if (dbias) dbias[(h * L + i) * L + j] += ds;
+            const kj = at(b, token(w, j), 1, h);
+            for (let d = 0; d < g.hd; d++) {
+              dqkv[qi + d] += ds * scale * qkv[kj + d];
+              dqkv[kj + d] += ds * scale * qkv[qi + d];
+            }
+          }
+        }
+      }
+  return { out: out.map(round), dqkv, dbias };
+}
+
+const f32 = (a: Float64Array) => Float32Array.from(a);
+const quant = (a: Float64Array, dtype: DType) => (dtype === 'bf16' ? a.map(roundBf16) : Float64Array.from(Float32Array.from(a)));
+
+async function check(device: Device, g: Geo, withBias: boolean, dtype: DType = 'f32', fd = dtype === 'f32') {
+  const { D, L } = dims(g);
+  const q0 = quant(randomArray(g.B * g.T * 3 * D, freshSeed(), 1.5), dtype);
+  const b0 = withBias ? quant(randomArray(g.heads * L * L, freshSeed()), dtype) : null;
+  const r0 = quant(randomArray(g.B * g.T * D, freshSeed()), dtype);
+  const qkv = tensor(f32(q0), [g.B, g.T, 3 * D], { device, dtype, requiresGrad: true });
+  const bias = b0 ? tensor(f32(b0), [g.heads, L, L], { device, dtype, requiresGrad: true }) : undefined;
+  const y = ops.attention(qkv, { heads: g.heads, prefix: g.prefix, window: g.window, bias });
+  const ref = refAttention(q0, g, b0, r0);
+  const tol = dtype === 'f32' ? 1e-5 : 1e-2;
+  expect(y.shape).toEqual([g.B, g.T, D]);
+  expect(relativeError(await y.toArray(), ref.out)).toBeLessThanOrEqual(tol);
+  y.mul(tensor(f32(r0), [g.B, g.T, D], { device, dtype })).sum().backward();
+  const dq = await qkv.grad!.toArray();
+  expect(relativeError(dq, ref.dqkv)).toBeLessThanOrEqual(dtype === 'f32' ? 1e-5 : 1e-2);
+  const db = bias ? await bias.grad!.toArray() : null;
+  if (db) expect(relativeError(db, ref.dbias!)).toBeLessThanOrEqual(dtype === 'f32' ? 1e-5 : 1e-2);
+  if (fd) {
+    const loss = (q: Float64Array, bb: Float64Array | null) => refAttention(q, g, bb).out.reduce((s, v, i) => s + v * r0[i], 0);
+    const fdq = sampledFiniteDifference((v) => loss(v, b0), q0, { seed: freshSeed(), h: 1e-5 });
+    expect(sampledRelativeError(dq, fdq)).toBeLessThanOrEqual(1e-4);
+    if (db) {
+      const fdb = sampledFiniteDifference((v) => loss(q0, v), b0!, { seed: freshSeed(), h: 1e-5 });
+      expect(sampledRelativeError(db, fdb)).toBeLessThanOrEqual(1e-4);
+    }
+  }
+  if (g.window && g.prefix) {
+    // Prefix rows take no part: zero output and zero gradient.
+    const ya = await y.toArray();
+    for (let b = 0; b < g.B; b++) for (let c = 0; c < g.prefix * D; c++) expect(ya[b * g.T * D + c]).toBe(0);
+  }
+}
+
+const cases: Array<[string, Geo, boolean]> = [
+  ['global, batch 2, 2 heads', { B: 2, T: 7, heads: 2, hd: 32, prefix: 0 }, false],
+  ['global with bias', { B: 2, T: 9, heads: 2, hd: 32, prefix: 1 }, true],
+  ['global, T = 70 (not a tile multiple)', { B: 1, T: 70, heads: 1, hd: 32, prefix: 0 }, true],
+  ['windows 2x2 over a 4x6 grid, 1 prefix token', { B: 2, T: 25, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 6 } }, false],
+  ['windows with bias and 2 prefix tokens', { B: 2, T: 26, heads: 2, hd: 32, prefix: 2, window: { size: 2, gridH: 6, gridW: 4 } }, true],
+  ['a single 3x3 window', { B: 1, T: 9, heads: 1, hd: 32, prefix: 0, window: { size: 3, gridH: 3, gridW: 3 } }, true],
+  ['9x9 windows (L = 81, two tiles) over 9x18', { B: 1, T: 163, heads: 1, hd: 32, prefix: 1, window: { size: 9, gridH: 9, gridW: 18 } }, true],
+];
+
+describeEachDevice('attention on %s', (device) => {
+  test.each(cases)('%s: forward, dqkv and dbias match float64', async (_name, g, withBias) => {
+    await check(device, g, withBias);
+  });
+
+  test.each([32, 64, 80, 96, 128])('head dim %i', async (hd) => {
+    await check(device, { B: 1, T: 6, heads: 2, hd, prefix: 0 }, true);
+    await check(device, { B: 1, T: 9, heads: 1, hd, prefix: 1, window: { size: 2, gridH: 2, gridW: 4 } }, false);
+  });
+
+  test('bf16 (bf16 in and out, f32 math) within 1e-2', async () => {
+    await check(device, { B: 2, T: 13, heads: 2, hd: 64, prefix: 0 }, true, 'bf16');
+    await check(device, { B: 1, T: 17, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 4 } }, true, 'bf16');
+  });
+
+  test.each([32, 64, 80, 96, 128])('bf16, head dim %i: several query and key tiles, windows, prefix, bias', async (hd) => {
+    await check(device, { B: 1, T: 70, heads: 1, hd, prefix: 1 }, true, 'bf16');
+    await check(device, { B: 2, T: 82, heads: 1, hd, prefix: 1, window: { size: 9, gridH: 9, gridW: 9 } }, hd === 80, 'bf16');
+  });
+
+  test('bf16 error is no worse than 2x the same math done naively in bf16', async () => {
+    const g: Geo = { B: 1, T: 37, heads: 2, hd: 64, prefix: 1, window: { size: 3, gridH: 6, gridW: 6 } };
+    const { D } = dims(g);
+    const q0 = randomArray(g.B * g.T * 3 * D, freshSeed(), 2).map(roundBf16);
+    const y = ops.attention(tensor(f32(q0), [g.B, g.T, 3 * D], { device, dtype: 'bf16' }), { heads: g.heads, prefix: g.prefix, window: g.window });
+    const exact = refAttention(q0, g, null).out;
+    const naive = refAttention(q0, g, null, undefined, roundBf16).out;
+    const err = relativeError(await y.toArray(), exact);
+    expect(err).toBeLessThanOrEqual(1e-2);
+    expect(err).toBeLessThanOrEqual(2 * relativeError(naive, exact));
+  });
+
+  test('gradients are deterministic (bitwise equal across runs)', async () => {
+    const g: Geo = { B: 3, T: 17, heads: 2, hd: 32, prefix: 1, window: { size: 2, gridH: 4, gridW: 4 } };
+    const { D } = dims(g);
+    const q0 = randomArray(g.B * g.T * 3 * D, freshSeed());
+    const b0 = randomArray(g.heads * 16, freshSeed());
+    const run = async () => {
+      const qkv = tensor(f32(q0), [g.B, g.T, 3 * D], { device, requiresGrad: true });
+      const bias = tensor(f32(b0), [g.heads, 4, 4], { device, requiresGrad: true });
+      ops.attention(qkv, { heads: g.heads, prefix: g.prefix, window: g.window, bias }).sum().backward();
+      return [await qkv.grad!.toArray(), await bias.grad!.toArray()];
+    };
+    const [a, b] = [await run(), await run()];
+    expect(Array.from(a[0])).toEqual(Array.from(b[0]));
+    expect(Array.from(a[1])).toEqual(Array.from(b[1]));
+  });
+
+  test('bad input names the problem', () => {
+    const qkv = tensor(new Float32Array(2 * 5 * 192), [2, 5, 192], { device });
+    expect(() => ops.attention(tensor(new Float32Array(2 * 5 * 100), [2, 5, 100], { device }), { heads: 1 })).toThrow(/last dim 100 is not 3\*D/);
+    expect(() => ops.attention(qkv, { heads: 3 })).toThrow(/heads 3 does not divide D 64/);
+    expect(() => ops.attention(qkv, { heads: 4 })).toThrow(/head dim 16 is not supported/);
+    expect(() => ops.attention(qkv, { heads: 2, prefix: 1, window: { size: 3, gridH: 2, gridW: 2 } })).toThrow(/window size 3 does not divide the grid 2x2/);
+    expect(() => ops.attention(qkv, { heads: 2, window: { size: 2, gridH: 2, gridW: 3 } })).toThrow(/does not cover the 5 patch tokens/);
+    const bad = tensor(new Float32Array(2 * 5 * 4), [2, 5, 4], { device });
+    expect(() => ops.attention(qkv, { heads: 2, bias: bad })).toThrow('attention: bias has shape [2, 5, 4], expected [2, 5, 5]');
+    expect(() => ops.attention(tensor(new Float32Array(15), [5, 3], { device }), { heads: 1 })).toThrow(/expected \[B, T, 3\*D\]/);
+  });
+});

@@ -1,0 +1,73 @@
+// Fused attention over a timm-ordered qkv tensor, global or in ViTDet windows, differentiable in qkv and bias.
+import { native } from '../native';
+import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+
+const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
+const HEAD_DIMS = [32, 64, 80, 96, 128];
+
+export interface AttentionOptions {
+  heads: number;
+  /** Softmax scale; default headDim^-0.5. */
+  scale?: number;
+  /** Leading tokens (cls + registers); default 0. In window mode they take no part and their output rows are zero. */
+  prefix?: number;
+  /** ViTDet windows of size × size over the T − prefix patch tokens (raster order, gridH × gridW). */
+  window?: { size: number; gridH: number; gridW: number };
+  /** Additive bias [heads, L, L], L = size² in window mode, else T. */
+  bias?: Tensor;
+}
+
+const isInt = (v: unknown, min: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min;
+
+/**
+ * softmax(q·kᵀ·scale + bias)·v per head, from qkv [B, T, 3·D] (last dim ordered (3, heads, headDim)) to [B, T, D].
+ * Window mode attends within size × size windows of the patch grid, read straight from the raster layout.
+ */
+export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
+  const op = 'attention';
+  const inputs = opts.bias ? [qkv, opts.bias] : [qkv];
+  checkSame(op, inputs);
+  if (qkv.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
+  if (qkv.shape.length !== 3) throw new Error(`${op}: qkv has shape ${fmt(qkv.shape)}, expected [B, T, 3*D]`);
+  const [B, T, C] = qkv.shape;
+  if (C % 3 !== 0) throw new Error(`${op}: qkv's last dim ${C} is not 3*D (not divisible by 3)`);
+  const D = C / 3;
+  const heads = opts.heads;
+  if (!isInt(heads, 1)) throw new Error(`${op}: heads must be a positive integer, got ${heads}`);
+  if (D % heads !== 0) throw new Error(`${op}: heads ${heads} does not divide D ${D}`);
+  const headDim = D / heads;
+  if (!HEAD_DIMS.includes(headDim)) throw new Error(`${op}: head dim ${headDim} is not supported (${HEAD_DIMS.join(', ')})`);
+  const prefix = opts.prefix ?? 0;
+  if (!isInt(prefix, 0) || prefix > T) throw new Error(`${op}: prefix ${prefix} is out of range for ${T} tokens`);
+  const scale = opts.scale ?? 1 / Math.sqrt(headDim);
+  if (!Number.isFinite(scale)) throw new Error(`${op}: scale must be finite, got ${scale}`);
+  let size = 0;
+  let gridH = 0;
+  let gridW = 0;
+  if (opts.window) {
+    ({ size, gridH, gridW } = opts.window);
+    if (!isInt(size, 1) || !isInt(gridH, 1) || !isInt(gridW, 1))
+      throw new Error(`${op}: window size and grid must be positive integers`);
+    if (gridH * gridW !== T - prefix)
+      throw new Error(`${op}: window grid ${gridH}x${gridW} does not cover the ${T - prefix} patch tokens`);
+    if (gridH % size !== 0 || gridW % size !== 0)
+      throw new Error(`${op}: window size ${size} does not divide the grid ${gridH}x${gridW}`);
+  }
+  const L = size ? size * size : T;
+  const windows = size ? (gridH / size) * (gridW / size) : 1;
+  const bias = opts.bias;
+  if (bias && (bias.shape.length !== 3 || bias.shape[0] !== heads || bias.shape[1] !== L || bias.shape[2] !== L))
+    throw new Error(`${op}: bias has shape ${fmt(bias.shape)}, expected [${heads}, ${L}, ${L}]`);
+  const geo = [B, T, heads, headDim, prefix, size, gridH, gridW, scale] as const;
+  const out = emptyTensor([B, T, D], qkv.dtype, qkv.device);
+  const lse = emptyTensor([Math.max(B * heads * windows * L, 1)], 'f32', qkv.device);
+  native.attentionForward(out.native(op), lse.native(op), qkv.native(op), bias ? bias.native(op) : null, ...geo, qkv.dtype);
+  return record(out, op, inputs, (g) => {
+    const bop = 'attention backward';
+    const dqkv = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
+    const dbias = bias ? emptyTensor(bias.shape, bias.dtype, bias.device) : null;
+    native.attentionBackward(dqkv.native(bop), dbias ? dbias.native(bop) : null, g.native(bop), qkv.native(bop), out.native(bop),
+      lse.native(bop), bias ? bias.native(bop) : null, ...geo, qkv.dtype);
+    return dbias ? [dqkv, dbias] : [dqkv];
+  });
+}
