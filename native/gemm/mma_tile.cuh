@@ -1,6 +1,7 @@
 // The tensor-core GEMM tile shared by the cuda/sim gemm and the emulator's self-test: a 64x64 block tile of
-// C = A · op(B) from bf16 operands, 4 warps of 32x32, k tiles of 32 double-buffered with cp.async, fragments
-// loaded with ldmatrix and multiplied with mma.sync m16n8k16 (f32 accumulation). The epilogue functor receives
+// C = A · op(B) from bf16 operands, 4 warps of 32x32, k tiles of 32 in a kMmaStages-deep cp.async pipeline (the
+// copies of the next stages are in flight while one is multiplied), fragments loaded with ldmatrix and multiplied
+// with mma.sync m16n8k16 (f32 accumulation). The epilogue functor receives
 // every in-range (row, col, value) of the tile.
 // Requirements: A is [M, K] row-major, K % 8 == 0 (16-byte cp.async rows) and 16-byte aligned rows; B is [N, K]
 // (kBKN false) or [K, N] with N % 8 == 0 (kBKN true).
@@ -13,15 +14,17 @@ namespace gemm {
 namespace AMR_GPU_NS {
 
 constexpr int kMmaTileM = 64, kMmaTileN = 64, kMmaTileK = 32, kMmaThreads = 128;
+constexpr int kMmaStages = 3;  // 3 x 10 KiB of shared memory, under the 48 KiB static limit
 constexpr int kMmaPad = 8;  // one extra 16-byte chunk per smem row: rows stay 16-byte aligned, banks staggered
 
 template <bool kBKN, typename Epilogue>
 __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ A, const __nv_bfloat16* __restrict__ B,
                                               int M, int N, int K, const Epilogue& epilogue) {
   constexpr int kBM = kMmaTileM, kBN = kMmaTileN, kBK = kMmaTileK, kPad = kMmaPad;
-  AMR_SHARED(__align__(16) __nv_bfloat16, As, [2][kBM][kBK + kPad]);
+  constexpr int kStages = kMmaStages;
+  AMR_SHARED(__align__(16) __nv_bfloat16, As, [kStages][kBM][kBK + kPad]);
   // B tile as stored in global memory: [n][k] for B = [N,K], [k][n] for B = [K,N].
-  AMR_SHARED(__align__(16) __nv_bfloat16, Bs, [2][kBKN ? kBK : kBN][(kBKN ? kBN : kBK) + kPad]);
+  AMR_SHARED(__align__(16) __nv_bfloat16, Bs, [kStages][kBKN ? kBK : kBN][(kBKN ? kBN : kBK) + kPad]);
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = warp >> 1, wn = warp & 1;
   const int m0 = blockIdx.y * kBM, n0 = blockIdx.x * kBN;
@@ -56,14 +59,21 @@ __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ 
     for (int ni = 0; ni < 4; ++ni)
       for (int i = 0; i < 4; ++i) acc[mi][ni][i] = 0.0f;
 
-  load_tile(0, 0);
-  cp_async_commit();
+  // One commit group per k tile, empty past the end, so that before iteration kt exactly kStages - 1 + kt groups
+  // were committed and wait<kStages - 2> means "tile kt has landed".
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < ktiles) load_tile(s, s);
+    cp_async_commit();
+  }
   for (int kt = 0; kt < ktiles; ++kt) {
-    const int stage = kt & 1;
-    if (kt + 1 < ktiles) load_tile(kt + 1, stage ^ 1);
-    cp_async_commit();  // possibly empty, so that wait<1> always means "tile kt has landed"
-    cp_async_wait<1>();
-    __syncthreads();    // ... for every thread's copies
+    const int stage = kt % kStages;
+    cp_async_wait<kStages - 2>();
+    // Every thread's copies of tile kt are visible, and every warp is past iteration kt - 1, so the stage it read
+    // can be refilled.
+    __syncthreads();
+    const int next = kt + kStages - 1;
+    if (next < ktiles) load_tile(next, next % kStages);
+    cp_async_commit();
     for (int kk = 0; kk < kBK; kk += 16) {
       uint32_t a[2][4], b[4][2];
       // A 16x16 fragments: lanes 0-15 address rows 0-15 at k, lanes 16-31 the same rows at k + 8.
@@ -85,7 +95,6 @@ __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ 
       for (int mi = 0; mi < 2; ++mi)
         for (int ni = 0; ni < 4; ++ni) mma_m16n8k16_bf16(acc[mi][ni], a[mi], b[ni], acc[mi][ni]);
     }
-    __syncthreads();  // everyone is done with this stage before it is refilled
   }
 
   for (int mi = 0; mi < 2; ++mi)
