@@ -1,8 +1,8 @@
 // Fused attention throughput at RADIO ViT-B shapes (D 768, 12 heads, head dim 64): 16×16 windows at 768 px (48×48
 // patches, 9 windows of 256 tokens) and global attention at 224 px (197 tokens) and 512 px (1025 tokens).
 // FLOPs: 4·B·heads·windows·L²·headDim forward, 2.5× that backward (timed as forward + backward, so 3.5×).
-import { backends, Device, ops, randn } from '../ts';
-import { BenchRecord, printTable, timeCase, writeResults } from './harness';
+import { ops, randn } from '../ts';
+import { BenchRecord, benchDevices, printTable, timeCase, writeResults } from './harness';
 
 interface Shape {
   name: string;
@@ -22,7 +22,7 @@ const SHAPES: Shape[] = [
 
 async function main(): Promise<void> {
   // sim runs each CUDA thread as a fiber: far too slow at these shapes, so it is left out.
-  const devices = backends().filter((b) => b.available && b.name !== 'sim').map((b) => b.name as Device);
+  const devices = benchDevices(['sim']);
   const records: BenchRecord[] = [];
   for (const device of devices) {
     const batch = device === 'cpu' ? 1 : 8;

@@ -1,9 +1,9 @@
 // Elementwise and reduction throughput: bytes moved over time, per backend.
-import { backends, Device, randn } from '../ts';
-import { BenchRecord, printTable, timeCase, writeResults } from './harness';
+import { randn } from '../ts';
+import { BenchRecord, benchDevices, printTable, timeCase, writeResults } from './harness';
 
 async function main(): Promise<void> {
-  const devices = backends().filter((b) => b.available).map((b) => b.name as Device);
+  const devices = benchDevices();
   const records: BenchRecord[] = [];
   for (const device of devices) {
     const n = device === 'sim' ? 1 << 18 : 1 << 24;

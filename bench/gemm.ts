@@ -1,6 +1,6 @@
 // GEMM throughput: linear at RADIO shapes. On cpu, the built-in kernel against the host BLAS (OpenBLAS's own sgemm).
-import { backends, debug, Device, ops, randn } from '../ts';
-import { BenchRecord, printTable, timeCase, writeResults } from './harness';
+import { debug, ops, randn } from '../ts';
+import { BenchRecord, benchDevices, printTable, timeCase, writeResults } from './harness';
 
 // ViT-B/16 at 224 px, batch 8: tokens × (in → out) of qkv, proj, mlp fc1, fc2, and the patch embedding.
 const SHAPES: Array<[string, number, number, number]> = [
@@ -12,7 +12,7 @@ const SHAPES: Array<[string, number, number, number]> = [
 ];
 
 async function main(): Promise<void> {
-  const devices = backends().filter((b) => b.available).map((b) => b.name as Device);
+  const devices = benchDevices();
   const records: BenchRecord[] = [];
   const blas = debug.cpuBlas();
   for (const device of devices) {

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { synchronize } from '../ts';
+import { backends, synchronize } from '../ts';
 import type { Device } from '../ts';
 
 export interface BenchCase {
@@ -37,6 +37,17 @@ export interface Ceilings {
   bandwidth?: number;
   /** FLOP per second (measured or datasheet) for compute-bound ops. */
   flops?: number;
+}
+
+/**
+ * The backends a bench runs on: every available one except `skipByDefault`, or exactly those listed in
+ * AM_RADIO_BENCH_DEVICES (e.g. `cuda` in the GPU check, `cpu,sim` here) that are available.
+ */
+export function benchDevices(skipByDefault: Device[] = []): Device[] {
+  const wanted = process.env.AM_RADIO_BENCH_DEVICES?.split(',').map((d) => d.trim());
+  return backends()
+    .filter((b) => b.available && (wanted ? wanted.includes(b.name) : !skipByDefault.includes(b.name)))
+    .map((b) => b.name);
 }
 
 /** Times run() (which queues work on device) until `minTimeMs` of samples, reporting the median. */

@@ -7,8 +7,8 @@
 import { spawnSync } from 'child_process';
 import * as path from 'path';
 
-import { backends, Device, DType, ops, randn, rand, tensor, Tensor } from '../ts';
-import { BenchRecord, Ceilings, printTable, timeCase, writeResults } from './harness';
+import { Device, DType, ops, randn, rand, tensor, Tensor } from '../ts';
+import { BenchRecord, benchDevices, Ceilings, printTable, timeCase, writeResults } from './harness';
 
 interface Shape {
   op: 'interpolate' | 'cpe' | 'cpeTrain';
@@ -117,7 +117,7 @@ function torchRecords(device: 'cpu' | 'cuda', dtypes: DType[]): BenchRecord[] {
 async function main(): Promise<void> {
   // AM_RADIO_BENCH_DEVICES=cpu,sim and AM_RADIO_BENCH_DTYPES=f32 narrow the run.
   const only = (name: string) => process.env[name]?.split(',');
-  const devices = backends().filter((b) => b.available && (only('AM_RADIO_BENCH_DEVICES')?.includes(b.name) ?? true)).map((b) => b.name as Device);
+  const devices = benchDevices();
   const dtypes = (only('AM_RADIO_BENCH_DTYPES') ?? ['f32', 'bf16']) as DType[];
   const records: BenchRecord[] = [];
   for (const device of devices) {

@@ -4,9 +4,9 @@
 // composite materialises, counted analytically, and times that composite on Debian's torch (CPU) when present.
 import { spawnSync } from 'child_process';
 
-import { backends, Device, DType, ops, randn, Tensor } from '../ts';
+import { Device, DType, ops, randn, Tensor } from '../ts';
 import type { TeacherTerm } from '../ts/ops';
-import { BenchRecord, printTable, timeCase, writeResults } from './harness';
+import { BenchRecord, benchDevices, printTable, timeCase, writeResults } from './harness';
 
 const STUDENT: [number, number] = [27, 27];
 const TEACHERS = [
@@ -108,7 +108,7 @@ print(json.dumps({'medianMs': statistics.median(times), 'repeats': len(times)}))
 const mb = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
 
 async function main(): Promise<void> {
-  const devices = backends().filter((b) => b.available).map((b) => b.name as Device);
+  const devices = benchDevices();
   const records: BenchRecord[] = [];
   for (const device of devices) {
     const batch = device === 'sim' ? SIM_BATCH : BATCH;
