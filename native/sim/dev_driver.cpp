@@ -3,8 +3,8 @@
 // the PTX ISA's layout and shuffle rules, IEEE rounding by exhaustive neighbour search). Prints PASS/FAIL
 // per check and a few timings. Build and run from the repository root:
 //
-//   g++ -std=c++17 -O2 -I. -Inative -DAMR_SIM native/sim/dev_driver.cpp -x c++ native/sim/selftest.cu
-//       -x none native/sim/sim_runtime.cpp native/sim/sim_warp.cpp native/sim/sim_fiber.cpp -o /tmp/amr_sim_dev
+//   g++ -std=c++17 -O2 -I. -Inative -DAMR_SIM native/sim/dev_driver.cpp native/sim/rule_checks.cpp -x c++
+//       native/sim/selftest.cu -x none native/sim/sim_runtime.cpp native/sim/sim_warp.cpp native/sim/sim_fiber.cpp -o /tmp/amr_sim_dev
 //   /tmp/amr_sim_dev
 #include <chrono>
 #include <cmath>
@@ -18,6 +18,7 @@
 
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
+#include "rule_checks.h"
 #include "selftest.h"
 
 namespace st = amr::sim::selftest;
@@ -349,77 +350,35 @@ static void test_mma_layouts() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Emulator semantics beyond the self-tests (sim-only kernels, defined here). They live in amr::sim like
-// the real ones, so `launch` is found whether launch.cuh declares it in amr or in the backend namespace.
-namespace amr {
-namespace sim {
-namespace dev {
-template <typename... A>
-void start(A... a) { launch(a...); }
-
-__global__ void exited_lane_kernel(float* out) {  // lanes >= 16 exit; the rest shuffle with a full mask
-  const int lane = threadIdx.x;
-  if (lane >= 16) return;
-  out[lane] = __shfl_down_sync(0xffffffffu, 1.0f, 8);  // lanes 8..15 read exited lanes 16..23
-  out[32 + lane] = __all_sync(0xffffffffu, 1);
-}
-__global__ void mismatch_kernel(int* out) {  // lane 0 votes while the others shuffle
-  const int v = threadIdx.x == 0 ? __any_sync(0xffffffffu, 1) : __shfl_sync(0xffffffffu, 1, 0);
-  out[threadIdx.x] = v;
-}
-__global__ void index_kernel(int* hits) {
-  const int bx = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
-  const int tx = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-  atomicAdd(&hits[bx * blockDim.x * blockDim.y * blockDim.z + tx], 1);
-}
-__global__ void throwing_kernel(int* out) {
-  if (threadIdx.x == 5) throw std::runtime_error("thrown from a kernel");
-  out[threadIdx.x] = 1;
-}
-__global__ void spin_kernel(int* out) {  // thread 0 publishes a flag the others spin on
-  __shared__ volatile int flag;
-  if (threadIdx.x == 0) flag = 0;
-  __syncthreads();
-  if (threadIdx.x == 0) flag = 42;
-  while (flag != 42) __nanosleep(100);
-  out[threadIdx.x] = flag;
-}
-__global__ void nested_kernel(int* out) {
-  if (threadIdx.x == 0) launch("inner", index_kernel, dim3(1), dim3(1), 0, GpuStream{}, out);
-}
-}  // namespace dev
-}  // namespace sim
-}  // namespace amr
+// Emulator semantics beyond the self-tests: the sim-only kernels of rule_checks.cpp.
 namespace dev = amr::sim::dev;
 
 static void test_semantics() {
   std::vector<float> f(64, 0.0f);
-  dev::start("exited_lane", dev::exited_lane_kernel, dim3(1), dim3(32), 0, GpuStream{}, f.data());
+  dev::run_kernel("exited_lane", f.data());
   bool ok = true;
   for (int l = 0; l < 16; ++l) ok &= l < 8 ? f[l] == 1.0f && f[32 + l] == 1.0f : std::isnan(f[l]);
   check(ok, "shuffle from an exited lane gives NaN; votes count the live lanes");
   std::vector<int> i(64 * 4 * 3 * 2 * 2 * 3, 0);
-  std::string e = error_of([&] { dev::start("mismatch", dev::mismatch_kernel, dim3(1), dim3(32), 0, GpuStream{}, i.data()); });
+  std::string e = error_of([&] { dev::run_kernel("mismatch", i.data()); });
   check(e.find("kernel mismatch: ") == 0 && e.find("not reached by all lanes of warp 0") != std::string::npos,
         "mismatched warp collectives stop with an error", e);
   std::fill(i.begin(), i.end(), 0);
-  dev::start("index", dev::index_kernel, dim3(2, 2, 3), dim3(4, 4, 4), 0, GpuStream{}, i.data());
+  dev::run_kernel("index", i.data());
   ok = true;
   for (size_t k = 0; k < 64 * 12; ++k) ok &= i[k] == 1;
   check(ok, "3-D grid and block indices cover every thread exactly once");
-  e = error_of([&] { dev::start("thrower", dev::throwing_kernel, dim3(1), dim3(64), 0, GpuStream{}, i.data()); });
+  e = error_of([&] { dev::run_kernel("thrower", i.data()); });
   check(e == "kernel thrower: thrown from a kernel", "an exception thrown in a kernel becomes a KernelError", e);
-  dev::start("spin", dev::spin_kernel, dim3(2), dim3(64), 0, GpuStream{}, i.data());
+  dev::run_kernel("spin", i.data());
   ok = true;
   for (int k = 0; k < 64; ++k) ok &= i[k] == 42;
   check(ok, "__nanosleep lets a spin-wait on another thread's write finish");
-  e = error_of([&] { dev::start("nested", dev::nested_kernel, dim3(1), dim3(1), 0, GpuStream{}, i.data()); });
+  e = error_of([&] { dev::run_kernel("nested", i.data()); });
   check(e.find("kernel inner: launched from inside a running sim kernel") == 0, "launch from inside a kernel is an error", e);
   // Two OS threads launching at once: launches are serialized and both come out right.
   std::vector<float> x(50000, 1.0f), s1(8), s2(8);
-  std::thread t([&] { for (int r = 0; r < 20; ++r) st::block_sum(x.data(), 50000, s1.data(), 8, 128, GpuStream{}); });
-  for (int r = 0; r < 20; ++r) st::block_sum(x.data(), 50000, s2.data(), 8, 256, GpuStream{});
-  t.join();
+  dev::concurrent_launches(x.data(), 50000, s1.data(), s2.data());
   double a = 0, b = 0;
   for (int k = 0; k < 8; ++k) a += s1[k], b += s2[k];
   check(a == 50000 && b == 50000, "concurrent launches from two OS threads");
