@@ -268,6 +268,36 @@ describeEachDevice('%s agrees with cpu', (device) => {
   });
 }, (d) => d !== 'cpu');
 
+// The loss aligns grids with the interpolation family's bilinear taps: resizing the smaller map first with
+// ops.interpolate and taking the equal-grid loss must give the same value and the same student gradient.
+describeEachDevice('alignment on %s agrees with ops.interpolate', (device) => {
+  test.each([
+    ['student upsampled', [3, 5], [7, 6]],
+    ['teacher upsampled', [6, 7], [4, 3]],
+    ['each upsampled along one axis', [6, 3], [4, 7]],
+  ] as const)('%s: loss and student gradient within 1e-5 of resize-then-loss', async (_label, sg, tg) => {
+    const [B, C] = [2, 5];
+    const big: [number, number] = [Math.max(sg[0], tg[0]), Math.max(sg[1], tg[1])];
+    const s0 = Float32Array.from(randomArray(B * sg[0] * sg[1] * C, freshSeed()));
+    const t0 = Float32Array.from(randomArray(B * tg[0] * tg[1] * C, freshSeed()));
+    const resize = (x: Tensor, from: readonly [number, number]) =>
+      from[0] === big[0] && from[1] === big[1] ? x : ops.interpolate(x, { size: big, layout: 'NLC', grid: [from[0], from[1]] });
+    const run = async (prealign: boolean) => {
+      const student = tensor(s0, [B, sg[0] * sg[1], C], { device, requiresGrad: true });
+      const teacher = tensor(t0, [B, tg[0] * tg[1], C], { device });
+      const term: TeacherTerm = prealign
+        ? { student: { features: resize(student, sg), grid: big }, teacher: { features: resize(teacher, tg), grid: big } }
+        : { student: { features: student, grid: [sg[0], sg[1]] }, teacher: { features: teacher, grid: [tg[0], tg[1]] } };
+      const out = ops.multiTeacherLoss([term]);
+      out.total.backward();
+      return [await out.total.toArray(), await student.grad!.toArray()];
+    };
+    const [fused, composed] = [await run(false), await run(true)];
+    expect(relativeError(fused[0], composed[0])).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(fused[1], composed[1])).toBeLessThanOrEqual(1e-5);
+  });
+});
+
 describe('bad input', () => {
   const f = (shape: number[], dtype: DType = 'f32') => tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, { dtype });
   const good = (): TeacherTerm => ({

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "../interpolate/interpolate.h"
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
 
@@ -96,23 +97,15 @@ namespace sim { AMR_LOSS_FUNCS }
 
 // ---- Math shared by every backend, so each element is computed the same way everywhere. ----
 
-// The two input taps of output index o of a linear resize from `in` to `out` samples, align_corners=False, exactly as
-// PyTorch computes them in f32 (scale = in/out, source clamped at 0). An identity axis has one tap of weight 1.
-struct Tap {
-  int i0, i1;
-  float w0, w1;
-};
+// The two input taps of output index o of a linear resize from `in` to `out` samples, align_corners=False: the
+// interpolation family's own taps, so the loss aligns maps exactly as ops.interpolate resizes them. An identity axis
+// has one tap of weight 1 (same value, one read fewer).
+using ::amr::interpolate::Tap;
 AMR_HD Tap axis_tap(int in, int out, int o) {
   if (in == out) return Tap{o, o, 1.f, 0.f};
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  float src = scale * (static_cast<float>(o) + 0.5f) - 0.5f;
-  if (src < 0.f) src = 0.f;
-  const int i0 = static_cast<int>(src);
-  const float l1 = src - static_cast<float>(i0);
-  return Tap{i0, i0 < in - 1 ? i0 + 1 : i0, 1.f - l1, l1};
+  return ::amr::interpolate::linear_tap(o, in, out, false);
 }
-// How much input r contributes to an output with taps t (both taps may name r at the border).
-AMR_HD float tap_weight(Tap t, int r) { return (t.i0 == r ? t.w0 : 0.f) + (t.i1 == r ? t.w1 : 0.f); }
+using ::amr::interpolate::tap_weight;
 // A range [lo, hi) of outputs that contains every output reading input r; callers test each with tap_weight.
 AMR_HD void readers_of(int in, int out, int r, int* lo, int* hi) {
   if (in == out) {
