@@ -22,19 +22,20 @@ void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t o = r * cols;
+          const float x0 = Elem<T>::load(X, o);
           double s = 0;
-          for (int64_t c = 0; c < cols; ++c) s += Elem<T>::load(X, o + c);
+          for (int64_t c = 0; c < cols; ++c) s += Elem<T>::load(X, o + c) - x0;
           const float mu = static_cast<float>(s / cols);
           double v = 0;
           for (int64_t c = 0; c < cols; ++c) {
-            const double d = Elem<T>::load(X, o + c) - mu;
+            const double d = centred(Elem<T>::load(X, o + c), x0, mu);
             v += d * d;
           }
           const float rs = 1.0f / std::sqrt(static_cast<float>(v / cols) + eps);
           mean[r] = mu;
           rstd[r] = rs;
           for (int64_t c = 0; c < cols; ++c)
-            Elem<T>::store(Y, o + c, (Elem<T>::load(X, o + c) - mu) * rs * Elem<T>::load(W, c) + Elem<T>::load(B, c));
+            Elem<T>::store(Y, o + c, centred(Elem<T>::load(X, o + c), x0, mu) * rs * Elem<T>::load(W, c) + Elem<T>::load(B, c));
         }
       });
     }
@@ -53,17 +54,18 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t o = r * cols;
+          const float x0 = Elem<T>::load(X, o);
           double sum_g = 0, sum_gx = 0;
           for (int64_t c = 0; c < cols; ++c) {
             const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
-            const float xh = (Elem<T>::load(X, o + c) - mean[r]) * rstd[r];
+            const float xh = centred(Elem<T>::load(X, o + c), x0, mean[r]) * rstd[r];
             sum_g += g;
             sum_gx += g * xh;
           }
           const float mg = static_cast<float>(sum_g / cols), mgx = static_cast<float>(sum_gx / cols);
           for (int64_t c = 0; c < cols; ++c) {
             const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
-            const float xh = (Elem<T>::load(X, o + c) - mean[r]) * rstd[r];
+            const float xh = centred(Elem<T>::load(X, o + c), x0, mean[r]) * rstd[r];
             Elem<T>::store(DX, o + c, rstd[r] * (g - mg - xh * mgx));
           }
         }
@@ -79,7 +81,7 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
           for (int64_t r = k * per; r < end; ++r)
             for (int64_t c = 0; c < cols; ++c) {
               const float g = Elem<T>::load(DY, r * cols + c);
-              pw[k * cols + c] += g * (Elem<T>::load(X, r * cols + c) - mean[r]) * rstd[r];
+              pw[k * cols + c] += g * centred(Elem<T>::load(X, r * cols + c), Elem<T>::load(X, r * cols), mean[r]) * rstd[r];
               pb[k * cols + c] += g;
             }
         }

@@ -27,12 +27,13 @@ template <typename T>
 __global__ void layer_norm_forward_kernel(T* y, float* mean, float* rstd, const T* x, const T* w, const T* b,
                                           int64_t cols, float eps) {
   const int64_t o = blockIdx.x * cols;
+  const float x0 = Elem<T>::load(x, o);
   float s = 0.f;
-  for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) s += Elem<T>::load(x, o + c);
+  for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) s += Elem<T>::load(x, o + c) - x0;
   const float mu = block_sum(s) / cols;
   float v = 0.f;
   for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) {
-    const float d = Elem<T>::load(x, o + c) - mu;
+    const float d = centred(Elem<T>::load(x, o + c), x0, mu);
     v += d * d;
   }
   const float rs = rsqrtf(block_sum(v) / cols + eps);
@@ -41,25 +42,25 @@ __global__ void layer_norm_forward_kernel(T* y, float* mean, float* rstd, const 
     rstd[blockIdx.x] = rs;
   }
   for (int64_t c = threadIdx.x; c < cols; c += kRowThreads)
-    Elem<T>::store(y, o + c, (Elem<T>::load(x, o + c) - mu) * rs * Elem<T>::load(w, c) + Elem<T>::load(b, c));
+    Elem<T>::store(y, o + c, centred(Elem<T>::load(x, o + c), x0, mu) * rs * Elem<T>::load(w, c) + Elem<T>::load(b, c));
 }
 
 template <typename T>
 __global__ void layer_norm_dx_kernel(T* dx, const T* dy, const T* x, const T* w, const float* mean, const float* rstd,
                                      int64_t cols) {
   const int64_t r = blockIdx.x, o = r * cols;
-  const float mu = mean[r], rs = rstd[r];
+  const float mu = mean[r], rs = rstd[r], x0 = Elem<T>::load(x, o);
   float sg = 0.f, sgx = 0.f;
   for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) {
     const float g = Elem<T>::load(dy, o + c) * Elem<T>::load(w, c);
     sg += g;
-    sgx += g * (Elem<T>::load(x, o + c) - mu) * rs;
+    sgx += g * centred(Elem<T>::load(x, o + c), x0, mu) * rs;
   }
   const float mg = block_sum(sg) / cols;
   const float mgx = block_sum(sgx) / cols;
   for (int64_t c = threadIdx.x; c < cols; c += kRowThreads) {
     const float g = Elem<T>::load(dy, o + c) * Elem<T>::load(w, c);
-    const float xh = (Elem<T>::load(x, o + c) - mu) * rs;
+    const float xh = centred(Elem<T>::load(x, o + c), x0, mu) * rs;
     Elem<T>::store(dx, o + c, rs * (g - mg - xh * mgx));
   }
 }
@@ -75,7 +76,7 @@ __global__ void layer_norm_column_partials_kernel(float* pw, float* pb, const T*
   float sw = 0.f, sb = 0.f;
   for (int64_t r = k * per; r < end; ++r) {
     const float g = Elem<T>::load(dy, r * cols + c);
-    sw += g * (Elem<T>::load(x, r * cols + c) - mean[r]) * rstd[r];
+    sw += g * centred(Elem<T>::load(x, r * cols + c), Elem<T>::load(x, r * cols), mean[r]) * rstd[r];
     sb += g;
   }
   pw[k * cols + c] = sw;
