@@ -2,13 +2,15 @@
 import { debug, ops, randn } from '../ts';
 import { BenchRecord, benchDevices, printTable, timeCase, writeResults } from './harness';
 
-// ViT-B/16 at 224 px, batch 8: tokens × (in → out) of qkv, proj, mlp fc1, fc2, and the patch embedding.
+// ViT-B/16 at 224 px, batch 8: tokens × (in → out) of qkv, proj, mlp fc1, fc2, and the patch embedding; and the
+// qkv of ViT-H/16 at 432 px (27² patches + 8 prefix tokens), batch 8, where the large tensor-core tile is chosen.
 const SHAPES: Array<[string, number, number, number]> = [
   ['qkv', 8 * 197, 768, 3 * 768],
   ['proj', 8 * 197, 768, 768],
   ['fc1', 8 * 197, 768, 3072],
   ['fc2', 8 * 197, 3072, 768],
   ['patch-embed', 8 * 196, 3 * 16 * 16, 768],
+  ['qkv ViT-H 432px', 8 * 737, 1280, 3 * 1280],
 ];
 
 async function main(): Promise<void> {
@@ -17,17 +19,23 @@ async function main(): Promise<void> {
   const blas = debug.cpuBlas();
   for (const device of devices) {
     const scale = device === 'sim' ? 1 / 64 : 1;
-    const modes: Array<[string, boolean]> = device === 'cpu' ? [['built-in', false], ...(blas.loaded ? [[`BLAS ${blas.library}`, true] as [string, boolean]] : [])] : [['', true]];
     for (const dtype of ['f32', 'bf16'] as const) {
+      // cpu: the built-in GEMM and the host BLAS; cuda bf16: the tile chosen by size, then each tile forced.
+      const modes: Array<[string, () => void]> =
+        device === 'cpu'
+          ? [['built-in', () => debug.useCpuBlas(false)], ...(blas.loaded ? [[`BLAS ${blas.library}`, () => debug.useCpuBlas(true)] as [string, () => void]] : [])]
+          : device === 'cuda' && dtype === 'bf16'
+            ? [['', () => debug.gemmTile('auto')], ['small tile', () => debug.gemmTile('small')], ['large tile', () => debug.gemmTile('large')]]
+            : [['', () => {}]];
       for (const [name, m0, k, n] of SHAPES) {
         const m = Math.max(1, Math.round(m0 * scale));
         const x = randn([m, k], { seed: 1, device, dtype });
         const w = randn([n, k], { seed: 2, device, dtype });
-        for (const [note, useBlas] of modes) {
-          debug.useCpuBlas(useBlas);
+        for (const [note, select] of modes) {
+          select();
           records.push(
             await timeCase(
-              { op: `linear ${name}`, shape: `${m}x${k} · ${n}x${k}ᵀ`, dtype, backend: device, flops: 2 * m * n * k, bytes: (m * k + n * k + m * n) * (dtype === 'f32' ? 4 : 2), torch: { fn: 'linear', args: { m, k, n, dtype } } },
+              { op: note.endsWith('tile') ? `linear ${name} (${note})` : `linear ${name}`, shape: `${m}x${k} · ${n}x${k}ᵀ`, dtype, backend: device, flops: 2 * m * n * k, bytes: (m * k + n * k + m * n) * (dtype === 'f32' ? 4 : 2), torch: { fn: 'linear', args: { m, k, n, dtype } } },
               device,
               () => { ops.linear(x, w).dispose(); },
               { minRepeats: 3, minTimeMs: 200 },
@@ -35,6 +43,9 @@ async function main(): Promise<void> {
           );
         }
         debug.useCpuBlas(true);
+        debug.gemmTile('auto');
+        x.dispose();
+        w.dispose();
       }
     }
   }

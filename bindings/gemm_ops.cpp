@@ -116,6 +116,14 @@ Napi::Value SetUseBlas(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SetMmaTile(const Napi::CallbackInfo& info) {
+  const std::string v = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (v != "auto" && v != "small" && v != "large")
+    throw Napi::TypeError::New(info.Env(), "setMmaTile: expected 'auto', 'small' or 'large'");
+  gemm::set_mma_tile_choice(v == "small" ? gemm::MmaTileChoice::Small : v == "large" ? gemm::MmaTileChoice::Large : gemm::MmaTileChoice::Auto);
+  return info.Env().Undefined();
+}
+
 }  // namespace
 
 void init_gemm_ops(Napi::Env env, Napi::Object exports) {
@@ -123,6 +131,7 @@ void init_gemm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("sumRows", Napi::Function::New(env, SumRows));
   exports.Set("blasInfo", Napi::Function::New(env, BlasInfo));
   exports.Set("setUseBlas", Napi::Function::New(env, SetUseBlas));
+  exports.Set("setMmaTile", Napi::Function::New(env, SetMmaTile));
 }
 
 }  // namespace bindings

@@ -109,12 +109,18 @@ describeEachDevice('linear on %s', (device) => {
     expect(err).toBeLessThanOrEqual(Math.max(2 * relativeError(ref.map(roundBf16), ref), 1e-3));
   });
 
-  // K a multiple of 8 sends bf16 to the tensor-core tile on cuda and sim; odd M and N leave partial tiles.
-  test.each([
+  // K a multiple of 8 sends bf16 to the tensor-core tile on cuda and sim; odd M and N leave partial tiles. Each
+  // shape runs on the tile chosen by size and on both tiles forced (on cpu the setting changes nothing).
+  const tcShapes = [
     [1, 8, 8],
     [67, 29, 264],
     [130, 72, 64],
-  ])('bf16 tensor-core shapes M=%i N=%i K=%i with every epilogue, and its gradients', async (m, n, k) => {
+    [200, 136, 96],
+  ];
+  const tiles = ['auto', 'small', 'large'] as const;
+  afterEach(() => debug.gemmTile('auto'));
+  test.each(tiles.flatMap((tile) => tcShapes.map(([m, n, k]) => [m, n, k, tile] as const)))('bf16 tensor-core shapes M=%i N=%i K=%i (%s tile) with every epilogue, and its gradients', async (m, n, k, tile) => {
+    debug.gemmTile(tile);
     const x0 = q(randomArray(m * k, freshSeed()), 'bf16');
     const w0 = q(randomArray(n * k, freshSeed(), 1 / Math.sqrt(k)), 'bf16');
     const b0 = q(randomArray(n, freshSeed()), 'bf16');

@@ -20,3 +20,11 @@ export function cpuBlas(): { loaded: boolean; library?: string; error?: string }
 export function useCpuBlas(on: boolean): void {
   native.setUseBlas(on);
 }
+
+/**
+ * The tensor-core tile of bf16 products on cuda and sim: chosen by size ('auto', the default), or forced to the
+ * 64×64 ('small') or 128×128 ('large') tile, e.g. to test or time one of them. Process-wide.
+ */
+export function gemmTile(tile: 'auto' | 'small' | 'large'): void {
+  native.setMmaTile(tile);
+}

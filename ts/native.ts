@@ -116,6 +116,7 @@ export interface NativeAddon {
   ): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
   setUseBlas(on: boolean): void;
+  setMmaTile(tile: 'auto' | 'small' | 'large'): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
   /** mode 0: cosine + smooth-L1, 1: MSE. Writes total (one f32) and each part's out and grad. */
   multiTeacherLoss(terms: NativeLossTerm[], mode: 0 | 1, alpha: number, beta: number, delta: number, total: NativeBuffer): void;

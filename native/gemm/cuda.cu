@@ -89,8 +89,8 @@ struct Bf16Epilogue {
   }
 };
 
-template <bool kBKN>
-__global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(GemmArgs g) {
+template <typename Tile, bool kBKN>
+__global__ void __launch_bounds__(Tile::kThreads) gemm_bf16_mma_kernel(GemmArgs g) {
   const int64_t e = blockIdx.z;
   const auto* A = static_cast<const __nv_bfloat16*>(g.a) + e * g.stride_a;
   const auto* B = static_cast<const __nv_bfloat16*>(g.b) + e * g.stride_b;
@@ -98,7 +98,7 @@ __global__ void __launch_bounds__(kMmaThreads) gemm_bf16_mma_kernel(GemmArgs g) 
   Bf16Epilogue epi{static_cast<uint16_t*>(g.c) + oc, static_cast<const uint16_t*>(g.bias),
                    g.residual ? static_cast<const uint16_t*>(g.residual) + oc : nullptr,
                    g.preactivation ? static_cast<uint16_t*>(g.preactivation) + oc : nullptr, g.activation, (int)g.n};
-  mma_gemm_tile<kBKN>(A, B, (int)g.m, (int)g.n, (int)g.k, epi);
+  mma_gemm_tile<Tile, kBKN>(A, B, (int)g.m, (int)g.n, (int)g.k, epi);
 }
 
 // The tensor-core tile needs 16-byte rows of A and B and a row-major A; other shapes take the SIMT kernel.
@@ -110,15 +110,33 @@ bool fits_mma(const GemmArgs& g) {
   return (addr & 15u) == 0 && (g.stride_a % 8) == 0 && (g.stride_b % 8) == 0;
 }
 
+template <typename Tile>
+void launch_mma(GpuStream s, const GemmArgs& g) {
+  const dim3 grid((unsigned)((g.n + Tile::kBN - 1) / Tile::kBN), (unsigned)((g.m + Tile::kBM - 1) / Tile::kBM),
+                  (unsigned)g.batch);
+  if (g.trans_b) launch("gemm_bf16_mma_nt", gemm_bf16_mma_kernel<Tile, false>, grid, dim3(Tile::kThreads), 0, s, g);
+  else launch("gemm_bf16_mma_nn", gemm_bf16_mma_kernel<Tile, true>, grid, dim3(Tile::kThreads), 0, s, g);
+}
+
+// The large tile once it still gives about two waves of blocks on a big GPU (132 SMs); below that the small tile's
+// extra blocks keep more SMs busy than the large tile's reuse saves.
+bool wants_large_tile(const GemmArgs& g) {
+  switch (mma_tile_choice()) {
+    case MmaTileChoice::Small: return false;
+    case MmaTileChoice::Large: return true;
+    default: break;
+  }
+  const int64_t blocks = ((g.m + LargeMmaTile::kBM - 1) / LargeMmaTile::kBM) * ((g.n + LargeMmaTile::kBN - 1) / LargeMmaTile::kBN) * g.batch;
+  return blocks >= 264;
+}
+
 }  // namespace
 
 void gemm(GpuStream s, const GemmArgs& g) {
   if (g.batch > 65535) throw Error("matmul: batch of " + std::to_string(g.batch) + " exceeds 65535");
   if (fits_mma(g)) {
-    const dim3 grid((unsigned)((g.n + kMmaTileN - 1) / kMmaTileN), (unsigned)((g.m + kMmaTileM - 1) / kMmaTileM),
-                    (unsigned)g.batch);
-    if (g.trans_b) launch("gemm_bf16_mma_nt", gemm_bf16_mma_kernel<false>, grid, dim3(kMmaThreads), 0, s, g);
-    else launch("gemm_bf16_mma_nn", gemm_bf16_mma_kernel<true>, grid, dim3(kMmaThreads), 0, s, g);
+    if (wants_large_tile(g)) launch_mma<LargeMmaTile>(s, g);
+    else launch_mma<SmallMmaTile>(s, g);
     return;
   }
   with_float_dtype(g.dtype, "matmul", [&](auto* tag) {

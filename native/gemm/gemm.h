@@ -47,5 +47,11 @@ BlasInfo blas_info();
 void set_use_blas(bool on);
 }  // namespace cpu
 
+// Which tensor-core tile bf16 products use on cuda and sim: chosen by size (Auto), or forced, so tests can run
+// every tile on shapes small enough for the emulator.
+enum class MmaTileChoice : int { Auto = 0, Small = 1, Large = 2 };
+MmaTileChoice mma_tile_choice();
+void set_mma_tile_choice(MmaTileChoice choice);
+
 }  // namespace gemm
 }  // namespace amr

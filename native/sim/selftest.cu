@@ -82,11 +82,13 @@ struct StoreF32 {
   __device__ __forceinline__ void operator()(int row, int col, float v) const { c[(long long)row * n + col] = v; }
 };
 
+using SelftestTile = ::amr::gemm::AMR_GPU_NS::SmallMmaTile;
+
 template <bool kBKN>
-__global__ void __launch_bounds__(::amr::gemm::AMR_GPU_NS::kMmaThreads)
+__global__ void __launch_bounds__(SelftestTile::kThreads)
     gemm_bf16_kernel(const __nv_bfloat16* __restrict__ A, const __nv_bfloat16* __restrict__ B, float* __restrict__ C,
                      int M, int N, int K) {
-  ::amr::gemm::AMR_GPU_NS::mma_gemm_tile<kBKN>(A, B, M, N, K, StoreF32{C, N});
+  ::amr::gemm::AMR_GPU_NS::mma_gemm_tile<SelftestTile, kBKN>(A, B, M, N, K, StoreF32{C, N});
 }
 
 void gemm_bf16(const uint16_t* A, const uint16_t* B, float* C, int M, int N, int K, bool b_is_kn, GpuStream s) {
@@ -95,13 +97,13 @@ void gemm_bf16(const uint16_t* A, const uint16_t* B, float* C, int M, int N, int
   require(!b_is_kn || N % 8 == 0, "gemm_bf16: N must be a multiple of 8 when B is [K,N]");
   require(((reinterpret_cast<uintptr_t>(A) | reinterpret_cast<uintptr_t>(B)) & 15u) == 0,
           "gemm_bf16: A and B must be 16-byte aligned");
-  const dim3 grid((N + ::amr::gemm::AMR_GPU_NS::kMmaTileN - 1) / ::amr::gemm::AMR_GPU_NS::kMmaTileN, (M + ::amr::gemm::AMR_GPU_NS::kMmaTileM - 1) / ::amr::gemm::AMR_GPU_NS::kMmaTileM);
+  const dim3 grid((N + SelftestTile::kBN - 1) / SelftestTile::kBN, (M + SelftestTile::kBM - 1) / SelftestTile::kBM);
   const auto* a = reinterpret_cast<const __nv_bfloat16*>(A);
   const auto* b = reinterpret_cast<const __nv_bfloat16*>(B);
   if (b_is_kn)
-    launch("selftest_gemm_bf16_nn", gemm_bf16_kernel<true>, grid, dim3(::amr::gemm::AMR_GPU_NS::kMmaThreads), 0, s, a, b, C, M, N, K);
+    launch("selftest_gemm_bf16_nn", gemm_bf16_kernel<true>, grid, dim3(SelftestTile::kThreads), 0, s, a, b, C, M, N, K);
   else
-    launch("selftest_gemm_bf16_nt", gemm_bf16_kernel<false>, grid, dim3(::amr::gemm::AMR_GPU_NS::kMmaThreads), 0, s, a, b, C, M, N, K);
+    launch("selftest_gemm_bf16_nt", gemm_bf16_kernel<false>, grid, dim3(SelftestTile::kThreads), 0, s, a, b, C, M, N, K);
 }
 
 // ---------------------------------------------------------------------------------------------
