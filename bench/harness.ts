@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { synchronize } from '../ts';
+import { randn, synchronize } from '../ts';
 import type { Device } from '../ts';
 
 export interface BenchCase {
@@ -100,4 +100,15 @@ export function writeResults(name: string, records: BenchRecord[]): string {
   const file = path.join(dir, `${name}.json`);
   fs.writeFileSync(file, JSON.stringify({ name, date: new Date().toISOString(), records }, null, 2));
   return file;
+}
+
+/** Copy bandwidth (bytes read + written per second) of a same-dtype cast, the ceiling for these ops. */
+export async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings; record: BenchRecord }> {
+  const n = device === 'sim' ? 1 << 18 : device === 'cuda' ? 1 << 27 : 1 << 25;
+  const a = randn([n], { seed: 3, device });
+  const record = await timeCase({ op: 'copy (cast f32->f32)', shape: `[${n}]`, dtype: 'f32', backend: device, bytes: 8 * n }, device, () => {
+    a.cast('f32').dispose();
+  });
+  a.dispose();
+  return { ceilings: { bandwidth: record.gbPerS! * 1e9 }, record };
 }

@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as path from 'path';
 
 import { backends, Device, DType, ops, randn, rand, tensor, Tensor } from '../ts';
-import { BenchRecord, Ceilings, printTable, timeCase, writeResults } from './harness';
+import { BenchRecord, copyCeiling, printTable, timeCase, writeResults } from './harness';
 
 interface Shape {
   op: 'interpolate' | 'cpe' | 'cpeTrain';
@@ -65,17 +65,6 @@ function build(s: Shape, x: Tensor): { run: (t: Tensor) => Tensor; inElems: numb
 function inputShape(s: Shape): number[] {
   if (s.op !== 'interpolate') return [1, s.from * s.from, s.channels];
   return s.layout === 'NLC' ? [s.batch, s.from * s.from, s.channels] : [s.batch, s.channels, s.from, s.from];
-}
-
-/** Copy bandwidth (bytes read + written per second) of a same-dtype cast, the ceiling for these ops. */
-async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings; record: BenchRecord }> {
-  const n = device === 'sim' ? 1 << 18 : device === 'cuda' ? 1 << 27 : 1 << 25;
-  const a = randn([n], { seed: 3, device });
-  const record = await timeCase({ op: 'copy (cast f32->f32)', shape: `[${n}]`, dtype: 'f32', backend: device, bytes: 8 * n }, device, () => {
-    a.cast('f32').dispose();
-  });
-  a.dispose();
-  return { ceilings: { bandwidth: record.gbPerS! * 1e9 }, record };
 }
 
 async function benchDevice(device: Device, dtypes: DType[]): Promise<BenchRecord[]> {
