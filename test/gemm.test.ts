@@ -1,22 +1,11 @@
 // linear and matmul against float64 references: odd shapes, every epilogue, transposes, batches, gradients.
 import { debug, ops, tensor, Tensor } from '../ts';
 import type { Device, DType } from '../ts';
-import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, refGelu, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
 
-const erf = (x: number): number => {
-  let sum = 0;
-  let term = x;
-  for (let n = 0; n < 200; n++) {
-    const add = term / (2 * n + 1);
-    sum += add;
-    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    term *= (-x * x) / (n + 1);
-  }
-  return (2 / Math.sqrt(Math.PI)) * sum;
-};
-const ACT = { none: (v: number) => v, gelu: (v: number) => 0.5 * v * (1 + erf(v / Math.SQRT2)), relu: (v: number) => Math.max(v, 0) };
+const ACT = { none: (v: number) => v, gelu: refGelu, relu: (v: number) => Math.max(v, 0) };
 
 /** out[i, j] = Σ_p opA[i, p] · opB[p, j], float64, per batch entry. */
 function refMatmul(a: Float64Array, b: Float64Array, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, sharedB: boolean): Float64Array {
