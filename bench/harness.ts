@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { backends, synchronize } from '../ts';
+import { backends, randn, synchronize } from '../ts';
 import type { Device } from '../ts';
 
 export interface BenchCase {
@@ -48,6 +48,11 @@ export function benchDevices(skipByDefault: Device[] = []): Device[] {
   return backends()
     .filter((b) => b.available && (wanted ? wanted.includes(b.name) : !skipByDefault.includes(b.name)))
     .map((b) => b.name);
+}
+
+/** The dtypes a bench runs: AM_RADIO_BENCH_DTYPES (e.g. `f32`) or both float dtypes. */
+export function benchDtypes(): Array<'f32' | 'bf16'> {
+  return (process.env.AM_RADIO_BENCH_DTYPES?.split(',').map((d) => d.trim()) ?? ['f32', 'bf16']) as Array<'f32' | 'bf16'>;
 }
 
 /** Times run() (which queues work on device) until `minTimeMs` of samples, reporting the median. */
@@ -111,4 +116,15 @@ export function writeResults(name: string, records: BenchRecord[]): string {
   const file = path.join(dir, `${name}.json`);
   fs.writeFileSync(file, JSON.stringify({ name, date: new Date().toISOString(), records }, null, 2));
   return file;
+}
+
+/** Copy bandwidth (bytes read + written per second) of a same-dtype cast, the ceiling for these ops. */
+export async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings; record: BenchRecord }> {
+  const n = device === 'sim' ? 1 << 18 : device === 'cuda' ? 1 << 27 : 1 << 25;
+  const a = randn([n], { seed: 3, device });
+  const record = await timeCase({ op: 'copy (cast f32->f32)', shape: `[${n}]`, dtype: 'f32', backend: device, bytes: 8 * n }, device, () => {
+    a.cast('f32').dispose();
+  });
+  a.dispose();
+  return { ceilings: { bandwidth: record.gbPerS! * 1e9 }, record };
 }

@@ -8,7 +8,7 @@ import { spawnSync } from 'child_process';
 import * as path from 'path';
 
 import { Device, DType, ops, randn, rand, tensor, Tensor } from '../ts';
-import { BenchRecord, benchDevices, Ceilings, printTable, timeCase, writeResults } from './harness';
+import { BenchRecord, benchDevices, benchDtypes, copyCeiling, printTable, timeCase, writeResults } from './harness';
 
 interface Shape {
   op: 'interpolate' | 'cpe' | 'cpeTrain';
@@ -67,17 +67,6 @@ function inputShape(s: Shape): number[] {
   return s.layout === 'NLC' ? [s.batch, s.from * s.from, s.channels] : [s.batch, s.channels, s.from, s.from];
 }
 
-/** Copy bandwidth (bytes read + written per second) of a same-dtype cast, the ceiling for these ops. */
-async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings; record: BenchRecord }> {
-  const n = device === 'sim' ? 1 << 18 : device === 'cuda' ? 1 << 27 : 1 << 25;
-  const a = randn([n], { seed: 3, device });
-  const record = await timeCase({ op: 'copy (cast f32->f32)', shape: `[${n}]`, dtype: 'f32', backend: device, bytes: 8 * n }, device, () => {
-    a.cast('f32').dispose();
-  });
-  a.dispose();
-  return { ceilings: { bandwidth: record.gbPerS! * 1e9 }, record };
-}
-
 async function benchDevice(device: Device, dtypes: DType[]): Promise<BenchRecord[]> {
   const { ceilings, record } = await copyCeiling(device);
   const records = [record];
@@ -116,9 +105,8 @@ function torchRecords(device: 'cpu' | 'cuda', dtypes: DType[]): BenchRecord[] {
 
 async function main(): Promise<void> {
   // AM_RADIO_BENCH_DEVICES=cpu,sim and AM_RADIO_BENCH_DTYPES=f32 narrow the run.
-  const only = (name: string) => process.env[name]?.split(',');
   const devices = benchDevices();
-  const dtypes = (only('AM_RADIO_BENCH_DTYPES') ?? ['f32', 'bf16']) as DType[];
+  const dtypes = benchDtypes();
   const records: BenchRecord[] = [];
   for (const device of devices) {
     records.push(...(await benchDevice(device, dtypes)));

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_selftest_ops(env, exports);
   amr::bindings::init_interpolate_ops(env, exports);
   amr::bindings::init_attention_ops(env, exports);
+  amr::bindings::init_tokens_ops(env, exports);
   return exports;
 }
 

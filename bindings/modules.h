@@ -12,5 +12,6 @@ void init_loss_ops(Napi::Env env, Napi::Object exports);
 void init_selftest_ops(Napi::Env env, Napi::Object exports);
 void init_interpolate_ops(Napi::Env env, Napi::Object exports);
 void init_attention_ops(Napi::Env env, Napi::Object exports);
+void init_tokens_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

@@ -1,7 +1,7 @@
 // LayerNorm and GELU against float64 references; gradients against finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType } from '../ts';
-import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
+import { describeEachDevice, freshSeed, refGelu, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
 
@@ -19,19 +19,6 @@ function refLayerNorm(x: Float64Array, w: Float64Array, b: Float64Array, rows: n
   return y;
 }
 
-const erf = (x: number): number => {
-  // Abramowitz-Stegun 7.1.26 is too coarse for a 1e-6 reference; integrate the series instead.
-  let sum = 0;
-  let term = x;
-  for (let n = 0; n < 200; n++) {
-    const add = term / (2 * n + 1);
-    sum += add;
-    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    term *= (-x * x) / (n + 1);
-  }
-  return (2 / Math.sqrt(Math.PI)) * sum;
-};
-const refGelu = (x: number) => 0.5 * x * (1 + erf(x / Math.SQRT2));
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
 const asF64 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
@@ -116,9 +103,14 @@ describeEachDevice('gelu on %s', (device) => {
     const y = ops.gelu(x);
     expect(relativeError(await y.toArray(), x0.map(refGelu))).toBeLessThanOrEqual(1e-6);
     y.mul(tensor(f32(r0), [n], { device })).sum().backward();
+    // At the f32 inputs the op got, measured against the gradient's own scale ‖r‖ (gelu' is O(1)): gelu' crosses
+    // zero near x = −0.75, so a plain relative error of a few elements has no fixed bound.
     const h = 1e-6;
-    const fd = x0.map((v, i) => (r0[i] * (refGelu(v + h) - refGelu(v - h))) / (2 * h));
-    expect(relativeError(await x.grad!.toArray(), fd)).toBeLessThanOrEqual(1e-5);
+    const stored = Float64Array.from(f32(x0));
+    const fd = stored.map((v, i) => (r0[i] * (refGelu(v + h) - refGelu(v - h))) / (2 * h));
+    const got = await x.grad!.toArray();
+    const diff = Math.hypot(...fd.map((v, i) => got[i] - v));
+    expect(diff / Math.hypot(...r0)).toBeLessThanOrEqual(1e-5);
   });
 
   test('bf16', async () => {

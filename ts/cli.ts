@@ -1,7 +1,15 @@
 #!/usr/bin/env node
-// am-radio command line. `am-radio demo` shows the backends and runs a short tensor + autograd check on each.
-import { backends, memory, randn, synchronize, Tensor } from './index';
+// am-radio command line. `am-radio demo` shows the backends and runs a short tensor + autograd check on each;
+// `am-radio infer <checkpoint-dir>` runs a RADIO checkpoint (see README, "RADIO inference").
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { backends, memory, rand, randn, synchronize, Tensor, tensor } from './index';
+import { SafetensorsFile } from './io/safetensors';
+import { RadioModel } from './model/radio';
 import type { Device } from './native';
+
+const USAGE = 'usage: am-radio demo | am-radio infer <checkpoint-dir> [--device cpu|sim|cuda] [--image-size HxW] [--batch N]';
 
 async function relativeError(a: Tensor, b: Tensor): Promise<number> {
   const [x, y] = await Promise.all([a.toArray(), b.toArray()]);
@@ -40,10 +48,98 @@ async function demo(): Promise<void> {
   console.log('memory:', JSON.stringify(memory()));
 }
 
+function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [number, number]; batch: number } {
+  let dir: string | undefined;
+  let device: Device = 'cpu';
+  let size: [number, number] | undefined;
+  let batch = 1;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const value = () => {
+      if (i + 1 >= args.length) throw new Error(`${a} needs a value; ${USAGE}`);
+      return args[++i];
+    };
+    if (a === '--device') {
+      const d = value();
+      if (d !== 'cpu' && d !== 'sim' && d !== 'cuda') throw new Error(`--device must be cpu, sim or cuda, got ${JSON.stringify(d)}`);
+      device = d;
+    } else if (a === '--image-size') {
+      const m = /^(\d+)x(\d+)$/.exec(value());
+      if (!m) throw new Error(`--image-size must be HxW, e.g. 224x224`);
+      size = [Number(m[1]), Number(m[2])];
+    } else if (a === '--batch') {
+      batch = Number(value());
+      if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be a positive integer');
+    } else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${USAGE}`);
+    else if (dir === undefined) dir = a;
+    else throw new Error(`unexpected argument ${JSON.stringify(a)}; ${USAGE}`);
+  }
+  if (!dir) throw new Error(USAGE);
+  return { dir, device, size, batch };
+}
+
+const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
+
+/**
+ * Runs the checkpoint on its folder's io.safetensors images when there are any (and --image-size does not ask for
+ * another size), else on random images; prints shapes, timings and, when expected outputs exist, errors per head.
+ */
+async function infer(args: string[]): Promise<void> {
+  const { dir, device, size, batch } = parseInferArgs(args);
+  let t0 = process.hrtime.bigint();
+  const model = await RadioModel.load(dir, { device });
+  const c = model.config;
+  console.log(`loaded ${dir}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
+    `prefix=${c.numCls}+${c.numRegisters} adaptors=[${c.adaptors.map((a) => a.name).join(', ')}] on ${device} in ${ms(t0).toFixed(0)} ms`);
+  const ioPath = path.join(dir, 'io.safetensors');
+  const io = fs.existsSync(ioPath) ? await SafetensorsFile.open(ioPath) : null;
+  try {
+    let images: Tensor;
+    let reference = false;
+    const stored = io?.has('images') ? io.entry('images').shape : null;
+    if (io && stored && (!size || (size[0] === stored[2] && size[1] === stored[3]))) {
+      const im = await io.readFloat('images');
+      images = tensor(im.data, im.shape, { device });
+      reference = true;
+      console.log(`images: ${ioPath} [${im.shape.join(', ')}]`);
+    } else {
+      const side = Math.ceil(224 / model.resolutionStep) * model.resolutionStep;
+      const [h, w] = size ?? [side, side];
+      images = rand([batch, 3, h, w], { seed: 1, device });
+      console.log(`images: random [${images.shape.join(', ')}] in [0, 1)`);
+    }
+    for (const label of ['first forward (warm-up)', 'second forward']) {
+      t0 = process.hrtime.bigint();
+      const out = model.forward(images);
+      await synchronize(device);
+      console.log(`${label}: ${ms(t0).toFixed(1)} ms`);
+      if (label === 'first forward (warm-up)') {
+        for (const head of Object.values(out)) for (const t of [head.summary, head.features]) t.dispose();
+        continue;
+      }
+      for (const [name, head] of Object.entries(out)) {
+        const errs: string[] = [];
+        for (const part of ['summary', 'features'] as const) {
+          const key = `${name}.${part}`;
+          if (reference && io!.has(key)) {
+            const expected = tensor((await io!.readFloat(key)).data, head[part].shape);
+            errs.push(`${part} rel. error ${(await relativeError(head[part].to('cpu'), expected)).toExponential(2)}`);
+          }
+        }
+        console.log(`  ${name.padEnd(10)} summary [${head.summary.shape.join(', ')}]  features [${head.features.shape.join(', ')}]${errs.length ? `  ${errs.join(', ')}` : ''}`);
+      }
+    }
+  } finally {
+    await io?.close();
+    model.dispose();
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
-  const [command = 'demo'] = argv;
+  const [command = 'demo', ...rest] = argv;
   if (command === 'demo') return demo();
-  console.error(`unknown command ${JSON.stringify(command)}; usage: am-radio demo`);
+  if (command === 'infer') return infer(rest);
+  console.error(`unknown command ${JSON.stringify(command)}; ${USAGE}`);
   process.exitCode = 2;
 }
 

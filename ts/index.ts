@@ -9,3 +9,8 @@ export * as debug from './debug';
 export * as ops from './ops';
 export { AdamW } from './optim/adamw';
 export type { AdamWOptions } from './optim/adamw';
+export { RadioModel } from './model/radio';
+export type { RadioHeadOutput, RadioLoadOptions, RadioOutput } from './model/radio';
+export type { AdaptorConfig, MlpHeadConfig, RadioConfig, VitDetConfig, VitDetOverride } from './model/config';
+export { SafetensorsFile, writeSafetensors } from './io/safetensors';
+export type { SafetensorsDType, SafetensorsEntry, SafetensorsWriteEntry } from './io/safetensors';

@@ -147,6 +147,15 @@ export interface NativeAddon {
     scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
   interpolateBackward(gradIn: NativeBuffer, gradOut: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
     scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
+  /** images [B, C, H, W] → out [B, (H/P)·(W/P), C·P²], (x − mean[c]) / std[c]; mean and std are C f32 values. */
+  patchify(out: NativeBuffer, outDtype: DType, x: NativeBuffer, xDtype: DType, mean: NativeBuffer, std: NativeBuffer,
+    batch: number, channels: number, height: number, width: number, patch: number): void;
+  /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
+  assembleTokens(out: NativeBuffer, prefix: NativeBuffer, patches: NativeBuffer, pos: NativeBuffer | null, batch: number,
+    prefixRows: number, rows: number, dim: number, prefixBatched: boolean, posBatched: boolean, dtype: DType): void;
+  /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
+  gatherRows(out: NativeBuffer, x: NativeBuffer, starts: Int32Array, sources: Int32Array, batch: number, inRows: number,
+    outRows: number, dim: number, dtype: DType): void;
 }
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports

@@ -136,3 +136,19 @@ export function sampledFiniteDifference(
 export function sampledRelativeError(got: ArrayLike<number>, fd: { indices: number[]; values: Float64Array }): number {
   return relativeError(Float64Array.from(fd.indices, (i) => got[i]), fd.values);
 }
+
+/** erf(x) by its Taylor series: Abramowitz-Stegun 7.1.26 is too coarse for a 1e-6 reference. */
+export function erf(x: number): number {
+  let sum = 0;
+  let term = x;
+  for (let n = 0; n < 200; n++) {
+    const add = term / (2 * n + 1);
+    sum += add;
+    if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    term *= (-x * x) / (n + 1);
+  }
+  return (2 / Math.sqrt(Math.PI)) * sum;
+}
+
+/** The exact (erf) GELU in float64. */
+export const refGelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));

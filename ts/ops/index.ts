@@ -8,3 +8,5 @@ export { cpe, cpeTrain, interpolate } from './interpolate';
 export type { CpeOptions, CpeTrainOptions, InterpolateLayout, InterpolateMode, InterpolateOptions } from './interpolate';
 export { attention } from './attention';
 export type { AttentionOptions } from './attention';
+export { assembleTokens, gatherRows, patchify, sliceRows } from './tokens';
+export type { PatchifyOptions } from './tokens';

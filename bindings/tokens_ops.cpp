@@ -1,0 +1,124 @@
+// Token assembly ops (patchify, assemble, gather-rows): argument checks, then the work is queued on the tensors'
+// backend. Shapes and autograd live in ts/ops/tokens.ts; this layer re-checks every size and every row index
+// against the buffers, so that a wrong call can never read or write past them.
+#include <string>
+#include <vector>
+
+#include "../native/tokens/tokens.h"
+#include "buffer.h"
+#include "dispatch.h"
+#include "modules.h"
+
+namespace amr {
+namespace bindings {
+namespace {
+
+void require_positive(int64_t v, const char* op, const char* name) {
+  if (v <= 0) throw Error(std::string(op) + ": " + name + " must be positive");
+}
+
+StoragePtr optional_buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
+  return buffer_arg(info, i, op);
+}
+
+std::vector<int32_t> int32_array_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
+  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+    throw Napi::TypeError::New(info.Env(), std::string(op) + ": argument " + std::to_string(i) + " must be an Int32Array");
+  Napi::Int32Array a = info[i].As<Napi::Int32Array>();
+  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+}
+
+// patchify(out, outDtype, x, xDtype, mean, std, batch, channels, height, width, patch)
+Napi::Value Patchify(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "patchify";
+    StoragePtr out = buffer_arg(info, 0, op);
+    DType out_dt = dtype_arg(info, 1, op);
+    StoragePtr x = buffer_arg(info, 2, op);
+    DType x_dt = dtype_arg(info, 3, op);
+    StoragePtr mean = buffer_arg(info, 4, op), std = buffer_arg(info, 5, op);
+    tokens::PatchifyGeometry g{int_arg(info, 6, op), int_arg(info, 7, op), int_arg(info, 8, op), int_arg(info, 9, op),
+                               int_arg(info, 10, op)};
+    for (int64_t v : {g.batch, g.channels, g.height, g.width, g.patch}) require_positive(v, op, "every size");
+    if (g.height % g.patch || g.width % g.patch)
+      throw Error(std::string(op) + ": image " + std::to_string(g.height) + "x" + std::to_string(g.width) +
+                  " is not a multiple of the patch size " + std::to_string(g.patch));
+    require_elements(x, g.batch * g.channels * g.height * g.width, x_dt, op, "the image");
+    require_elements(out, g.out_elements(), out_dt, op, "the output");
+    for (const StoragePtr& s : {mean, std}) require_elements(s, g.channels, DType::F32, op, "mean or std");
+    Backend& be = common_backend({out, x, mean, std}, op);
+    be.enqueue(op, [&be, out, out_dt, x, x_dt, mean, std, g] {
+      AMR_DISPATCH(be, tokens, patchify, out->ptr, out_dt, x->ptr, x_dt, static_cast<const float*>(mean->ptr),
+                   static_cast<const float*>(std->ptr), g);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// assembleTokens(out, prefix, patches, pos | null, batch, prefixRows, rows, dim, prefixBatched, posBatched, dtype)
+Napi::Value AssembleTokens(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "assembleTokens";
+    StoragePtr out = buffer_arg(info, 0, op), prefix = buffer_arg(info, 1, op), patches = buffer_arg(info, 2, op);
+    StoragePtr pos = optional_buffer_arg(info, 3, op);
+    tokens::AssembleGeometry g{int_arg(info, 4, op), int_arg(info, 5, op), int_arg(info, 6, op), int_arg(info, 7, op),
+                               info[8].ToBoolean().Value(), info[9].ToBoolean().Value()};
+    DType dt = dtype_arg(info, 10, op);
+    require_elements(out, g.batch * (g.prefix_rows + g.rows) * g.dim, dt, op, "the output");
+    require_elements(prefix, (g.prefix_batched ? g.batch : 1) * g.prefix_rows * g.dim, dt, op, "prefix");
+    require_elements(patches, g.batch * g.rows * g.dim, dt, op, "patches");
+    if (pos) require_elements(pos, (g.pos_batched ? g.batch : 1) * g.rows * g.dim, dt, op, "pos");
+    Backend& be = pos ? common_backend({out, prefix, patches, pos}, op) : common_backend({out, prefix, patches}, op);
+    be.enqueue(op, [&be, out, prefix, patches, pos, g, dt] {
+      AMR_DISPATCH(be, tokens, assemble, out->ptr, prefix->ptr, patches->ptr, pos ? pos->ptr : nullptr, g, dt);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// gatherRows(out, x, starts: Int32Array, sources: Int32Array, batch, inRows, outRows, dim, dtype)
+Napi::Value GatherRows(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "gatherRows";
+    StoragePtr out = buffer_arg(info, 0, op), x = buffer_arg(info, 1, op);
+    std::vector<int32_t> starts = int32_array_arg(info, 2, op), sources = int32_array_arg(info, 3, op);
+    const int64_t batch = int_arg(info, 4, op), in_rows = int_arg(info, 5, op), out_rows = int_arg(info, 6, op),
+                  dim = int_arg(info, 7, op);
+    DType dt = dtype_arg(info, 8, op);
+    if (int64_t(starts.size()) != out_rows + 1 || starts.front() != 0 || starts.back() != int64_t(sources.size()))
+      throw Error(std::string(op) + ": starts must have outRows + 1 entries, from 0 to the number of sources");
+    for (size_t r = 0; r + 1 < starts.size(); ++r)
+      if (starts[r + 1] < starts[r]) throw Error(std::string(op) + ": starts must not decrease");
+    for (int32_t src : sources)
+      if (src < 0 || src >= in_rows)
+        throw Error(std::string(op) + ": row " + std::to_string(src) + " is out of range for " + std::to_string(in_rows) + " rows");
+    require_elements(x, batch * in_rows * dim, dt, op, "the input");
+    require_elements(out, batch * out_rows * dim, dt, op, "the output");
+    Backend& be = common_backend({out, x}, op);
+    // The kernels take int64 rows; the lists go to the device next to each other, ordered before the kernel.
+    auto bytes = std::make_shared<std::vector<uint8_t>>((starts.size() + sources.size()) * sizeof(int64_t));
+    int64_t* list = reinterpret_cast<int64_t*>(bytes->data());
+    for (size_t i = 0; i < starts.size(); ++i) list[i] = starts[i];
+    for (size_t i = 0; i < sources.size(); ++i) list[starts.size() + i] = sources[i];
+    StoragePtr lists = be.allocate(bytes->size());
+    be.upload(lists, [bytes] { return bytes; });
+    const size_t n_starts = starts.size();
+    be.enqueue(op, [&be, out, x, lists, n_starts, batch, in_rows, out_rows, dim, dt] {
+      const int64_t* l = static_cast<const int64_t*>(lists->ptr);
+      AMR_DISPATCH(be, tokens, gather_rows, out->ptr, x->ptr, l, l + n_starts, batch, in_rows, out_rows, dim, dt);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void init_tokens_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("patchify", Napi::Function::New(env, Patchify));
+  exports.Set("assembleTokens", Napi::Function::New(env, AssembleTokens));
+  exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
+}
+
+}  // namespace bindings
+}  // namespace amr

@@ -1,0 +1,172 @@
+// What a RADIO checkpoint's config.json says about the network (spec §1.1, §1.5, §1.8, §2.1, §4.3, §5.2), parsed
+// into plain numbers. Anything this port does not implement is an Error naming the field, never a silent guess.
+
+/** The standard timm ViTs RADIO builds on: [embed dim, depth, heads, MLP hidden (0: 4·D)]. */
+const TIMM_VITS: Record<string, readonly [number, number, number, number]> = {
+  tiny: [192, 12, 3, 0],
+  small: [384, 12, 6, 0],
+  base: [768, 12, 12, 0],
+  large: [1024, 24, 16, 0],
+  huge: [1280, 32, 16, 0],
+  so400m: [1152, 27, 16, 4304],
+};
+
+/** ViTDet schedules of the released checkpoints (the HF config carries only the window size; RADIO's resource map the rest). */
+const VITDET_DEFAULTS: Record<string, { numGlobal?: number; numWindowed?: number }> = {
+  radio_v2: { numWindowed: 5 },
+  'radio_v2.1': { numWindowed: 5 },
+  'radio_v2.5-b': { numGlobal: 4 },
+  'radio_v2.5-l': { numGlobal: 4 },
+  'radio_v2.5-h': { numGlobal: 4 },
+  'radio_v2.5-g': { numGlobal: 8 },
+};
+
+export interface MlpHeadConfig {
+  inputDim: number;
+  hiddenDim: number;
+  outputDim: number;
+  numInner: number;
+}
+
+export interface AdaptorConfig {
+  name: string;
+  /** The cls token this adaptor's summary head reads. */
+  headIdx: number;
+  summary: MlpHeadConfig;
+  feature: MlpHeadConfig;
+}
+
+export interface VitDetConfig {
+  windowSize: number;
+  /** Which blocks attend in windows (the rest, and always the last, attend globally). */
+  windowed: boolean[];
+}
+
+export interface RadioConfig {
+  version: string;
+  timmModel: string;
+  embedDim: number;
+  depth: number;
+  heads: number;
+  mlpHidden: number;
+  patchSize: number;
+  /** G: the position embedding is a G × G grid. */
+  cpeGrid: number;
+  numCls: number;
+  numRegisters: number;
+  /** summary_idxs when the checkpoint has no buffer for it (§1.5). */
+  defaultSummaryIdxs: number[];
+  modelNorm: boolean;
+  vitdet: VitDetConfig | null;
+  adaptors: AdaptorConfig[];
+  featureNormalizer: boolean;
+}
+
+export interface VitDetOverride {
+  windowSize?: number | null;
+  numGlobal?: number;
+  numWindowed?: number;
+}
+
+type Json = Record<string, unknown>;
+
+const isObj = (v: unknown): v is Json => !!v && typeof v === 'object' && !Array.isArray(v);
+
+function posInt(where: string, name: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${where}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Which blocks are windowed, following vitdet.py: switch to windows at i % period == 0, back at period − 1. */
+export function vitdetSchedule(depth: number, opts: { numGlobal?: number; numWindowed?: number }): boolean[] {
+  const period = opts.numWindowed !== undefined ? opts.numWindowed + 1 : Math.max(Math.floor(depth / opts.numGlobal!), 1);
+  const windowed: boolean[] = [];
+  let state = false;
+  for (let i = 0; i < depth; i++) {
+    if (i === depth - 1) state = false;
+    else if (i % period === 0) state = true;
+    else if (i % period === period - 1) state = false;
+    windowed.push(state);
+  }
+  return windowed;
+}
+
+function parseHead(where: string, v: unknown, inputDim: number): MlpHeadConfig {
+  if (!isObj(v)) throw new Error(`${where} is missing`);
+  const upsample = v.upsample_factor;
+  if (upsample !== undefined && upsample !== null && upsample !== 1)
+    throw new Error(`${where}.upsample_factor ${JSON.stringify(upsample)} is not supported (feature upsampling heads)`);
+  const head = {
+    inputDim: posInt(where, 'input_dim', v.input_dim),
+    hiddenDim: posInt(where, 'hidden_dim', v.hidden_dim),
+    outputDim: posInt(where, 'output_dim', v.output_dim),
+    numInner: v.num_inner === undefined ? 0 : (v.num_inner as number),
+  };
+  if (!Number.isInteger(head.numInner) || head.numInner < 0) throw new Error(`${where}.num_inner must be a non-negative integer`);
+  if (head.inputDim !== inputDim) throw new Error(`${where}.input_dim ${head.inputDim} does not match the backbone width ${inputDim}`);
+  return head;
+}
+
+/** Parses a HF RADIO config.json (already JSON.parse'd); `where` names the file in messages. */
+export function parseRadioConfig(json: unknown, where: string, vitdetOverride: VitDetOverride = {}): RadioConfig {
+  if (!isObj(json) || !isObj(json.args)) throw new Error(`${where}: not a RADIO config (no "args" object)`);
+  const args = json.args;
+  const timmModel = String(args.model ?? '');
+  const m = /^vit_([a-z0-9]+)_patch(\d+)(?:_v2)?_\d+$/.exec(timmModel);
+  if (!m || !(m[1] in TIMM_VITS)) throw new Error(`${where}: args.model ${JSON.stringify(timmModel)} is not a supported timm ViT (vit_{tiny,small,base,large,huge,so400m}_patch*_*)`);
+  const kwargs = isObj(args.model_kwargs) ? args.model_kwargs : {};
+  const [d0, depth0, heads0, hidden0] = TIMM_VITS[m[1]];
+  const embedDim = posInt(where, 'model_kwargs.embed_dim', kwargs.embed_dim ?? d0);
+  const depth = posInt(where, 'model_kwargs.depth', kwargs.depth ?? depth0);
+  const heads = posInt(where, 'model_kwargs.num_heads', kwargs.num_heads ?? heads0);
+  const mlpRatio = kwargs.mlp_ratio as number | undefined;
+  const mlpHidden = mlpRatio !== undefined ? Math.floor(embedDim * mlpRatio) : hidden0 && kwargs.embed_dim === undefined ? hidden0 : 4 * embedDim;
+  if (embedDim % heads !== 0) throw new Error(`${where}: num_heads ${heads} does not divide embed_dim ${embedDim}`);
+  const patchSize = posInt(where, 'patch_size', json.patch_size ?? Number(m[2]));
+  const cpeMax = posInt(where, 'args.cpe_max_size', args.cpe_max_size);
+  const cpeGrid = Math.ceil(cpeMax / patchSize);
+
+  const teachers = Array.isArray(args.teachers) ? (args.teachers as Json[]) : [];
+  const names = teachers.map((t) => String(t.name));
+  const numCls = args.cls_token_per_teacher ? new Set(names).size : 1;
+  let numRegisters = 0;
+  if (args.cpe_num_registers !== undefined && args.cpe_num_registers !== null) numRegisters = args.cpe_num_registers as number;
+  else if (args.register_multiple) numRegisters = (args.register_multiple as number) - (numCls % (args.register_multiple as number));
+  const defaultSummaryIdxs = args.cls_token_per_teacher
+    ? [...new Set(teachers.filter((t) => t.use_summary !== false).map((t) => names.indexOf(String(t.name))))].sort((a, b) => a - b)
+    : [0];
+
+  const windowSize = vitdetOverride.windowSize !== undefined ? vitdetOverride.windowSize : (json.vitdet_window_size as number | null | undefined);
+  let vitdet: VitDetConfig | null = null;
+  if (windowSize !== undefined && windowSize !== null) {
+    posInt(where, 'vitdet_window_size', windowSize);
+    const version = String(json.version ?? '');
+    const numGlobal = vitdetOverride.numGlobal ?? (json.vitdet_num_global as number | undefined) ?? VITDET_DEFAULTS[version]?.numGlobal;
+    const numWindowed = vitdetOverride.numWindowed ?? (json.vitdet_num_windowed as number | undefined) ?? VITDET_DEFAULTS[version]?.numWindowed;
+    if (numGlobal === undefined && numWindowed === undefined)
+      throw new Error(`${where}: vitdet_window_size is set but neither vitdet_num_global nor vitdet_num_windowed is known for version ${JSON.stringify(version)}`);
+    if (numWindowed === undefined) posInt(where, 'vitdet_num_global', numGlobal);
+    else if (!Number.isInteger(numWindowed) || numWindowed < 0) throw new Error(`${where}: vitdet_num_windowed must be a non-negative integer`);
+    vitdet = { windowSize, windowed: vitdetSchedule(depth, { numGlobal, numWindowed }) };
+  }
+
+  const adaptorNames = Array.isArray(json.adaptor_names) ? (json.adaptor_names as string[]) : [];
+  const adaptorConfigs = isObj(json.adaptor_configs) ? json.adaptor_configs : {};
+  const adaptors = adaptorNames.map((name): AdaptorConfig => {
+    const c = adaptorConfigs[name];
+    const at = `${where}: adaptor_configs.${name}`;
+    if (!isObj(c)) throw new Error(`${at} is missing`);
+    const headIdx = c.head_idx as number;
+    if (!Number.isInteger(headIdx) || headIdx < 0 || headIdx >= numCls + numRegisters) throw new Error(`${at}.head_idx ${JSON.stringify(headIdx)} is out of range`);
+    return { name, headIdx, summary: parseHead(`${at}.summary`, c.summary, embedDim), feature: parseHead(`${at}.feature`, c.feature, embedDim) };
+  });
+  // inter_feature_normalizer_config is ignored on purpose: it applies only to intermediate-layer features, which
+  // this port does not return.
+  return {
+    version: String(json.version ?? ''),
+    timmModel, embedDim, depth, heads, mlpHidden, patchSize, cpeGrid, numCls, numRegisters, defaultSummaryIdxs,
+    modelNorm: args.model_norm === true,
+    vitdet, adaptors,
+    featureNormalizer: json.feature_normalizer_config !== undefined && json.feature_normalizer_config !== null,
+  };
+}
