@@ -1,6 +1,7 @@
 #!/usr/bin/env node
-// am-radio command line. `am-radio demo` shows the backends and runs a short tensor + autograd check on each;
-// `am-radio infer <checkpoint-dir>` runs a RADIO checkpoint (see README, "RADIO inference").
+// am-radio command line. `am-radio demo` shows the backends, runs a short tensor + autograd check on each and then
+// the embedded tiny RADIO checkpoint on each; `am-radio infer [checkpoint-dir]` runs a RADIO checkpoint (README,
+// "RADIO inference"), the embedded one by default.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -9,7 +10,11 @@ import { SafetensorsFile } from './io/safetensors';
 import { RadioModel } from './model/radio';
 import type { Device } from './native';
 
-const USAGE = 'usage: am-radio demo | am-radio infer <checkpoint-dir> [--device cpu|sim|cuda] [--image-size HxW] [--batch N]';
+const USAGE = 'usage: am-radio demo | am-radio infer [checkpoint-dir] [--device cpu|sim|cuda] [--image-size HxW] [--batch N]';
+
+// A 4-block ViT-B/16-shaped RADIO model (D 64, three adaptor heads) with the reference implementation's outputs on
+// two images, shipped with the package: what `demo` and a bare `infer` run.
+const EMBEDDED_MODEL = path.join(__dirname, '..', 'test', 'fixtures', 'radio', 'vit-b16-v2heads');
 
 async function relativeError(a: Tensor, b: Tensor): Promise<number> {
   const [x, y] = await Promise.all([a.toArray(), b.toArray()]);
@@ -46,6 +51,10 @@ async function demo(): Promise<void> {
     console.log(`  ${device} vs cpu gradient: relative error ${err.toExponential(2)}`);
   }
   console.log('memory:', JSON.stringify(memory()));
+  for (const device of devices) {
+    console.log(`\nRADIO inference on ${device} (the embedded checkpoint, against the reference implementation's outputs):`);
+    await infer([EMBEDDED_MODEL, '--device', device]);
+  }
 }
 
 function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [number, number]; batch: number } {
@@ -74,8 +83,7 @@ function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [
     else if (dir === undefined) dir = a;
     else throw new Error(`unexpected argument ${JSON.stringify(a)}; ${USAGE}`);
   }
-  if (!dir) throw new Error(USAGE);
-  return { dir, device, size, batch };
+  return { dir: dir ?? EMBEDDED_MODEL, device, size, batch };
 }
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -89,7 +97,8 @@ async function infer(args: string[]): Promise<void> {
   let t0 = process.hrtime.bigint();
   const model = await RadioModel.load(dir, { device });
   const c = model.config;
-  console.log(`loaded ${dir}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
+  const shown = path.relative(process.cwd(), dir).startsWith('..') ? dir : path.relative(process.cwd(), dir) || '.';
+  console.log(`loaded ${shown}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
     `prefix=${c.numCls}+${c.numRegisters} adaptors=[${c.adaptors.map((a) => a.name).join(', ')}] on ${device} in ${ms(t0).toFixed(0)} ms`);
   const ioPath = path.join(dir, 'io.safetensors');
   const io = fs.existsSync(ioPath) ? await SafetensorsFile.open(ioPath) : null;
@@ -101,7 +110,7 @@ async function infer(args: string[]): Promise<void> {
       const im = await io.readFloat('images');
       images = tensor(im.data, im.shape, { device });
       reference = true;
-      console.log(`images: ${ioPath} [${im.shape.join(', ')}]`);
+      console.log(`images: ${path.join(shown, 'io.safetensors')} [${im.shape.join(', ')}]`);
     } else {
       const side = Math.ceil(224 / model.resolutionStep) * model.resolutionStep;
       const [h, w] = size ?? [side, side];
