@@ -2,12 +2,14 @@
 // K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
 // backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
 // atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order.
+// bf16 runs on the tensor cores instead: forward_tc_kernel below, the backward in backward_tc.cuh.
 #include <string>
 #include <type_traits>
 
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
 #include "attention.h"
+#include "backward_tc.cuh"
 #include "fragments.cuh"
 
 namespace amr {
@@ -398,11 +400,18 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, 
       zero_prefix(dx, g, 3 * g.dim(), s);
       launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
              static_cast<const T*>(dout), static_cast<const T*>(out), g);
+      // Query blocks for dQ, key blocks for dK/dV: 64 rows each on both paths.
       const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
-      launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, static_cast<const T*>(dout),
-             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
-      launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, static_cast<const T*>(dout),
-             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
+      const T* gout = static_cast<const T*>(dout);
+      const T* x = static_cast<const T*>(qkv);
+      if constexpr (std::is_same<T, uint16_t>::value) {
+        launch("attention_dq_tc", dq_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, gout, x, lse, delta, B, g);
+        launch("attention_dkv_tc", dkv_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, partial, gout, x, lse, delta,
+               B, g);
+      } else {
+        launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, gout, x, lse, delta, B, g);
+        launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, gout, x, lse, delta, B, g);
+      }
       if (bias) {
         const int64_t n = g.heads * g.length() * g.length();
         launch("attention_bias_sum", bias_sum_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s,
