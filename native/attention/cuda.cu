@@ -2,13 +2,15 @@
 // K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
 // backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
 // atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order.
+// bf16 runs on the tensor cores instead: forward_tc_kernel below, the backward in backward_tc.cuh.
 #include <string>
 #include <type_traits>
 
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
-#include "../runtime/tensor_core.cuh"
 #include "attention.h"
+#include "backward_tc.cuh"
+#include "fragments.cuh"
 
 namespace amr {
 namespace attention {
@@ -86,17 +88,13 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
 
 // bf16 forward on the tensor cores: 4 warps × 16 query rows per block; S = Q·Kᵀ and O += P·V by mma.m16n8k16 with
 // f32 accumulators, online softmax on the S fragments (a row's values sit in the 4 lanes of a quad).
-constexpr int kTcWarps = 4;
-constexpr int kTcRows = 16 * kTcWarps;  // = kRows, the same grid as the SIMT kernel
+static_assert(kTcRows == kRows, "the tensor-core kernels use the SIMT kernels' grid");
 constexpr int kTcKeys = 32;
-
-__device__ inline uint32_t pack_bf16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }
-__device__ inline uint32_t pack_f32_bf16(float lo, float hi) { return pack_bf16(f32_to_bf16(lo), f32_to_bf16(hi)); }
 
 template <int HD>
 __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv, const uint16_t* bias, Geometry g) {
-  AMR_SHARED(uint16_t, ks, [kTcKeys][HD + 8]);
-  AMR_SHARED(uint16_t, vs, [kTcKeys][HD + 8]);
+  AMR_SHARED(uint16_t, ks, [kTcKeys][HD + kTcPad]);
+  AMR_SHARED(uint16_t, vs, [kTcKeys][HD + kTcPad]);
   const int64_t L = g.length(), nw = g.windows();
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;
@@ -104,23 +102,14 @@ __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv
   const bool v0 = r0 < L, v1 = r1 < L;
   constexpr int KS = HD / 16, NB = HD / 8;
   uint32_t qa[KS][4];
-  {
-    const int64_t o0 = v0 ? g.qkv_offset(b, g.token(w, r0), 0, h) : 0;
-    const int64_t o1 = v1 ? g.qkv_offset(b, g.token(w, r1), 0, h) : 0;
-    for (int kk = 0; kk < KS; ++kk) {
-      const int c = kk * 16 + 2 * tig;
-      qa[kk][0] = v0 ? pack_bf16(qkv[o0 + c], qkv[o0 + c + 1]) : 0u;
-      qa[kk][1] = v1 ? pack_bf16(qkv[o1 + c], qkv[o1 + c + 1]) : 0u;
-      qa[kk][2] = v0 ? pack_bf16(qkv[o0 + c + 8], qkv[o0 + c + 9]) : 0u;
-      qa[kk][3] = v1 ? pack_bf16(qkv[o1 + c + 8], qkv[o1 + c + 9]) : 0u;
-    }
-  }
+  const int64_t oq0 = v0 ? row_offset(g, b, h, w, 0, r0) : 0, oq1 = v1 ? row_offset(g, b, h, w, 0, r1) : 0;
+  load_a_rows<HD>(qa, qkv, oq0, v0, oq1, v1, tig);
   float acc[NB][4];
   for (int n = 0; n < NB; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
   float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
   for (int64_t j0 = 0; j0 < L; j0 += kTcKeys) {
     __syncthreads();
-    for (int e = threadIdx.x; e < kTcKeys * HD; e += kTcWarps * 32) {
+    for (int e = threadIdx.x; e < kTcKeys * HD; e += kTcThreads) {
       const int jj = e / HD, d = e % HD;
       const bool valid = j0 + jj < L;
       const int64_t t = valid ? g.token(w, j0 + jj) : 0;
@@ -177,9 +166,8 @@ __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv
       acc[n][3] *= c1;
     }
     for (int kc = 0; kc < kTcKeys / 16; ++kc) {
-      const uint32_t pa[4] = {pack_f32_bf16(sc[2 * kc][0], sc[2 * kc][1]), pack_f32_bf16(sc[2 * kc][2], sc[2 * kc][3]),
-                              pack_f32_bf16(sc[2 * kc + 1][0], sc[2 * kc + 1][1]),
-                              pack_f32_bf16(sc[2 * kc + 1][2], sc[2 * kc + 1][3])};
+      uint32_t pa[4];
+      c_to_a(pa, sc[2 * kc], sc[2 * kc + 1]);
       const int key = kc * 16 + 2 * tig;
       for (int n = 0; n < NB; ++n) {
         const int ch = n * 8 + gq;
@@ -389,7 +377,7 @@ void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, cons
       check_grid(g, "attention");
       const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
       if constexpr (std::is_same<T, uint16_t>::value)
-        launch("attention_forward_tc", forward_tc_kernel<HD>, grid, dim3(kTcWarps * 32), 0, s, static_cast<T*>(out),
+        launch("attention_forward_tc", forward_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, static_cast<T*>(out),
                lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
       else
         launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
@@ -412,11 +400,18 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, 
       zero_prefix(dx, g, 3 * g.dim(), s);
       launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
              static_cast<const T*>(dout), static_cast<const T*>(out), g);
+      // Query blocks for dQ, key blocks for dK/dV: 64 rows each on both paths.
       const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
-      launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, static_cast<const T*>(dout),
-             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
-      launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, static_cast<const T*>(dout),
-             static_cast<const T*>(qkv), lse, static_cast<const float*>(delta), B, g);
+      const T* gout = static_cast<const T*>(dout);
+      const T* x = static_cast<const T*>(qkv);
+      if constexpr (std::is_same<T, uint16_t>::value) {
+        launch("attention_dq_tc", dq_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, gout, x, lse, delta, B, g);
+        launch("attention_dkv_tc", dkv_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, partial, gout, x, lse, delta,
+               B, g);
+      } else {
+        launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, gout, x, lse, delta, B, g);
+        launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, gout, x, lse, delta, B, g);
+      }
       if (bias) {
         const int64_t n = g.heads * g.length() * g.length();
         launch("attention_bias_sum", bias_sum_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s,
