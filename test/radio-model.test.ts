@@ -4,9 +4,10 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { RadioModel, SafetensorsFile, tensor, writeSafetensors } from '../ts';
+import { RadioModel, SafetensorsFile, tensor } from '../ts';
 import type { Device, DType, SafetensorsWriteEntry } from '../ts';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError } from './support/reference';
+import { writeCheckpoint } from './support/radio-checkpoint';
 import { refRadio, RefConfig, Weights } from './support/radio-reference';
 
 poisonOutputs();
@@ -120,12 +121,6 @@ const HAND_CONFIG = {
 const HAND_REF: RefConfig = {
   D, heads: 1, P, S, numCls: 2, depth: DEPTH, windowSize: 2, windowed: [true, true, false, false], summaryIdxs: [0], modelNorm: true, layerScale: true,
 };
-
-async function writeCheckpoint(dir: string, config: object, tensors: Record<string, SafetensorsWriteEntry>): Promise<void> {
-  await fs.promises.mkdir(dir, { recursive: true });
-  await fs.promises.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
-  await writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
-}
 
 const asEntries = (ws: Weights): Record<string, SafetensorsWriteEntry> =>
   Object.fromEntries(Object.entries(ws).map(([k, v]) => [k, { dtype: 'F32' as const, shape: v.shape, data: v.data }]));
