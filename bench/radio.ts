@@ -1,6 +1,6 @@
 // End-to-end RADIO inference: RadioModel.forward (backbone and every adaptor head) on random-weight checkpoints
-// written to a temporary folder. ViT-B/16 shaped like RADIO v2.5-b: global attention at 224 px (batch 8; batch 1 on
-// cpu) and ViTDet 16×16 windows at 768 px, batch 1 (8 windowed blocks, 4 global: the v2.5 schedule). sim, an
+// written to a temporary folder. ViT-B/16 shaped like RADIO v2.5-b: global attention at 224 px and ViTDet 16×16
+// windows at 768 px (8 windowed blocks, 4 global: the v2.5 schedule), batch 8 (batch 1 on cpu). sim, an
 // emulator, runs a D 64, depth 2 model instead, at 224 px and with 8×8 windows at 256 px.
 // FLOPs are counted analytically: every matmul 2·rows·in·out (patch embedding; per block qkv, proj, fc1, fc2 over
 // the tokens it sees; the adaptor heads' linears), attention 4·windows·L²·D (D = heads·head dim; global: L = all
@@ -125,7 +125,7 @@ async function main(): Promise<void> {
       const cases: Case[] =
         device === 'sim'
           ? [{ px: 224, batch: 1 }, { px: 256, batch: 1, window: 8 }]
-          : [{ px: 224, batch: device === 'cpu' ? 1 : 8 }, { px: 768, batch: 1, window: 16 }];
+          : [{ px: 224, batch: device === 'cpu' ? 1 : 8 }, { px: 768, batch: device === 'cpu' ? 1 : 8, window: 16 }];
       const dir = await checkpoint(model);
       for (const dtype of dtypes)
         for (const c of cases) {
