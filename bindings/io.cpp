@@ -2,6 +2,7 @@
 #include "modules.h"
 
 #include "buffer.h"
+#include "host_read.h"
 
 namespace amr {
 namespace bindings {
@@ -66,22 +67,11 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
   });
 }
 
-class ReadWorker : public Napi::AsyncWorker {
+class ReadWorker : public HostReadWorker {
  public:
   ReadWorker(Napi::Env env, Backend& be, HostFetch fetch, DType dt, size_t n)
-      : Napi::AsyncWorker(env, "am-radio:read"), deferred_(Napi::Promise::Deferred::New(env)), be_(be),
-        fetch_(std::move(fetch)), dt_(dt), n_(n) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
+      : HostReadWorker(env, "read", be, std::move(fetch)), dt_(dt), n_(n) {}
 
-  void Execute() override {
-    try {
-      bytes_ = fetch_();
-    } catch (const std::exception& e) {
-      be_.record_error("read", e.what());
-    }
-    std::string err = be_.take_error();
-    if (!err.empty()) SetError(err);
-  }
   void OnOK() override {
     Napi::Env env = Env();
     Napi::Float32Array out = Napi::Float32Array::New(env, n_);
@@ -97,13 +87,8 @@ class ReadWorker : public Napi::AsyncWorker {
     }
     deferred_.Resolve(out);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(Napi::Error::New(Env(), e.Message()).Value()); }
 
  private:
-  Napi::Promise::Deferred deferred_;
-  Backend& be_;
-  HostFetch fetch_;
-  HostBytes bytes_;
   DType dt_;
   size_t n_;
 };

@@ -11,6 +11,7 @@
 #include "../native/sim/selftest.h"
 #include "buffer.h"
 #include "dispatch.h"
+#include "host_read.h"
 #include "modules.h"
 
 #ifdef AMR_WITH_SIM
@@ -311,33 +312,14 @@ Napi::Value SimSeed(const Napi::CallbackInfo& info) {
 }
 #endif
 
-class ReadBytesWorker : public Napi::AsyncWorker {
+class ReadBytesWorker : public HostReadWorker {
  public:
-  ReadBytesWorker(Napi::Env env, Backend& be, HostFetch fetch)
-      : Napi::AsyncWorker(env, "am-radio:readBytes"), deferred_(Napi::Promise::Deferred::New(env)), be_(be),
-        fetch_(std::move(fetch)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override {
-    try {
-      bytes_ = fetch_();
-    } catch (const std::exception& e) {
-      be_.record_error("readBytes", e.what());
-    }
-    std::string err = be_.take_error();
-    if (!err.empty()) SetError(err);
-  }
+  ReadBytesWorker(Napi::Env env, Backend& be, HostFetch fetch) : HostReadWorker(env, "readBytes", be, std::move(fetch)) {}
   void OnOK() override {
     Napi::ArrayBuffer out = Napi::ArrayBuffer::New(Env(), bytes_->size());
     if (!bytes_->empty()) std::memcpy(out.Data(), bytes_->data(), bytes_->size());
     deferred_.Resolve(out);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(Napi::Error::New(Env(), e.Message()).Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Backend& be_;
-  HostFetch fetch_;
-  HostBytes bytes_;
 };
 
 // readBytes(buffer, bytes) -> Promise<ArrayBuffer>: the first bytes of the buffer, unconverted, after the work

@@ -119,7 +119,8 @@ export function referenceLoss(terms: RefTerm[], opts: RefOptions = {}): RefResul
   return { total, terms: out };
 }
 
-/** Central differences of f at the listed indices of x (all indices when none are listed). */
+/** Central differences of f at the listed indices of x (all when none are listed), perturbing x in place: the
+ * reference terms hold x itself, so f reads the perturbed values through them (x is restored after each). */
 export function differences(f: (x: Float64Array) => number, x: Float64Array, indices?: number[], h = 1e-6): Float64Array {
   const idx = indices ?? Array.from({ length: x.length }, (_, i) => i);
   const g = new Float64Array(idx.length);

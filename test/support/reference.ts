@@ -23,6 +23,7 @@ export function describeEachDevice(title: string, body: (device: Device) => void
     if (!b.compiled || !filter(b.name)) continue;
     const named = title.replace('%s', b.name);
     if (b.available) describe(named, () => body(b.name));
+    // Registered, not run: the report lists these cases as skipped, with the reason in the title.
     else describe.skip(`${named} (${skipReason(b.name, b.reason)})`, () => body(b.name));
   }
 }
@@ -86,26 +87,26 @@ export function roundF32(x: number): number {
   return Math.fround(x);
 }
 
-/** Central finite-difference gradient of a float64 scalar function. */
-export function finiteDifferenceGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
-  const g = new Float64Array(x.length);
+/** Central differences of f at the listed indices of x (all when none are listed); x itself is left unchanged. */
+export function centralDifferences(f: (x: Float64Array) => number, x: Float64Array, indices?: number[], h = 1e-6): Float64Array {
   const xp = Float64Array.from(x);
-  for (let i = 0; i < x.length; i++) {
+  const idx = indices ?? Array.from({ length: x.length }, (_, i) => i);
+  return Float64Array.from(idx, (i) => {
     const v = xp[i];
     xp[i] = v + h;
     const fp = f(xp);
     xp[i] = v - h;
     const fm = f(xp);
     xp[i] = v;
-    g[i] = (fp - fm) / (2 * h);
-  }
-  return g;
+    return (fp - fm) / (2 * h);
+  });
 }
 
-/**
- * Finite-difference gradient at a few sampled coordinates (all of them when x is small): for large inputs a full
- * finite-difference sweep costs one reference evaluation per element.
- */
+/** Central finite-difference gradient of a float64 scalar function. */
+export function finiteDifferenceGrad(f: (x: Float64Array) => number, x: Float64Array, h = 1e-6): Float64Array {
+  return centralDifferences(f, x, undefined, h);
+}
+
 export function sampledFiniteDifference(
   f: (x: Float64Array) => number,
   x: Float64Array,
@@ -119,17 +120,7 @@ export function sampledFiniteDifference(
     const r = rng(opts.seed ?? 12345);
     indices = Array.from({ length: count }, () => Math.floor(r() * x.length));
   }
-  const xp = Float64Array.from(x);
-  const values = Float64Array.from(indices, (i) => {
-    const v = xp[i];
-    xp[i] = v + h;
-    const fp = f(xp);
-    xp[i] = v - h;
-    const fm = f(xp);
-    xp[i] = v;
-    return (fp - fm) / (2 * h);
-  });
-  return { indices, values };
+  return { indices, values: centralDifferences(f, x, indices, h) };
 }
 
 /** Relative error of got at the sampled indices against their finite-difference values. */
