@@ -3,7 +3,13 @@
 namespace amr {
 namespace bindings {
 
-Napi::FunctionReference* NativeBuffer::constructor = nullptr;
+AddonData& addon_data(Napi::Env env) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (!d) throw Napi::Error::New(env, "am-radio: the addon was not initialized in this environment");
+  return *d;
+}
+
+Backend& env_backend(Napi::Env env, BackendKind kind) { return addon_data(env).backends->get(kind); }
 
 void NativeBuffer::Init(Napi::Env env, Napi::Object exports) {
   Napi::Function cls = DefineClass(env, "NativeBuffer",
@@ -11,7 +17,7 @@ void NativeBuffer::Init(Napi::Env env, Napi::Object exports) {
                                     InstanceMethod("alias", &NativeBuffer::Alias),
                                     InstanceAccessor("bytes", &NativeBuffer::GetBytes, nullptr),
                                     InstanceAccessor("backend", &NativeBuffer::GetBackend, nullptr)});
-  constructor = new Napi::FunctionReference(Napi::Persistent(cls));
+  addon_data(env).buffer_class = Napi::Persistent(cls);
   exports.Set("NativeBuffer", cls);
 }
 
@@ -32,7 +38,7 @@ void NativeBuffer::set_storage(Napi::Env env, StoragePtr s) {
 }
 
 Napi::Object NativeBuffer::Wrap(Napi::Env env, StoragePtr storage) {
-  Napi::Object obj = constructor->New({});
+  Napi::Object obj = addon_data(env).buffer_class.New({});
   NativeBuffer::Unwrap(obj)->set_storage(env, std::move(storage));
   return obj;
 }
@@ -48,7 +54,7 @@ Napi::Value NativeBuffer::Release(const Napi::CallbackInfo& info) {
 
 Napi::Value NativeBuffer::Alias(const Napi::CallbackInfo& info) {
   if (!storage_) throw Napi::Error::New(info.Env(), "tensor was disposed");
-  Napi::Object obj = constructor->New({});
+  Napi::Object obj = addon_data(info.Env()).buffer_class.New({});
   NativeBuffer::Unwrap(obj)->storage_ = storage_;  // shares memory; not counted twice
   return obj;
 }
@@ -62,9 +68,17 @@ Napi::Value NativeBuffer::GetBackend(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), backend_name(storage_->backend->kind()));
 }
 
+StoragePtr buffer_value(Napi::Value v, const std::string& what) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(addon_data(v.Env()).buffer_class.Value()))
+    throw Error(what + " is not a tensor buffer");
+  StoragePtr s = NativeBuffer::Unwrap(v.As<Napi::Object>())->storage();
+  if (!s) throw Error(what + " was disposed");
+  return s;
+}
+
 StoragePtr buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
   Napi::Env env = info.Env();
-  if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(NativeBuffer::constructor->Value()))
+  if (info.Length() <= i || !info[i].IsObject() || !info[i].As<Napi::Object>().InstanceOf(addon_data(env).buffer_class.Value()))
     throw Napi::TypeError::New(env, std::string(op) + ": argument " + std::to_string(i) + " is not a tensor buffer");
   StoragePtr s = NativeBuffer::Unwrap(info[i].As<Napi::Object>())->storage();
   if (!s) throw Napi::Error::New(env, std::string(op) + ": tensor was disposed");

@@ -8,9 +8,18 @@
 namespace amr {
 namespace bindings {
 
+// What the addon keeps per Node environment (N-API instance data): the main thread and every worker_thread
+// that loads the addon get their own, so nothing JS-facing is shared between environments.
+struct AddonData {
+  Napi::FunctionReference buffer_class;
+  std::shared_ptr<BackendSet> backends = std::make_shared<BackendSet>();
+};
+AddonData& addon_data(Napi::Env env);
+// The environment's backend, or a JS Error saying why it cannot be used.
+Backend& env_backend(Napi::Env env, BackendKind kind);
+
 class NativeBuffer : public Napi::ObjectWrap<NativeBuffer> {
  public:
-  static Napi::FunctionReference* constructor;
   static void Init(Napi::Env env, Napi::Object exports);
   static Napi::Object Wrap(Napi::Env env, StoragePtr storage);
 
@@ -30,6 +39,8 @@ class NativeBuffer : public Napi::ObjectWrap<NativeBuffer> {
 };
 
 // Argument helpers: each throws a JS Error naming what is wrong.
+// v as a live tensor buffer; `what` names it in the error ("adamw: parameter 3: grad").
+StoragePtr buffer_value(Napi::Value v, const std::string& what);
 StoragePtr buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
 DType dtype_arg(const Napi::CallbackInfo& info, size_t i, const char* op);
 BackendKind backend_arg(const Napi::CallbackInfo& info, size_t i, const char* op);

@@ -12,11 +12,7 @@ namespace {
 StoragePtr optional_buffer(const Napi::Object& o, const char* key, const char* op) {
   Napi::Value v = o.Get(key);
   if (v.IsUndefined() || v.IsNull()) return nullptr;
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(NativeBuffer::constructor->Value()))
-    throw Error(std::string(op) + ": " + key + " is not a tensor buffer");
-  StoragePtr s = NativeBuffer::Unwrap(v.As<Napi::Object>())->storage();
-  if (!s) throw Error(std::string(op) + ": " + key + " tensor was disposed");
-  return s;
+  return buffer_value(v, std::string(op) + ": " + key);
 }
 
 int64_t field_int(const Napi::Object& o, const char* key, const char* op) {

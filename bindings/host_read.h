@@ -11,10 +11,25 @@
 namespace amr {
 namespace bindings {
 
-class HostReadWorker : public Napi::AsyncWorker {
+// An AsyncWorker whose completion survives its environment's teardown: a read or synchronize can finish while
+// a worker_thread exits with it pending; JS can no longer run then, so resolving the Promise fails. Nobody is
+// left to see it: drop the result instead of letting the failure escape as a C++ exception (std::terminate).
+class EnvSafeWorker : public Napi::AsyncWorker {
+ public:
+  using Napi::AsyncWorker::AsyncWorker;
+  void OnWorkComplete(Napi::Env env, napi_status status) override {
+    try {
+      Napi::AsyncWorker::OnWorkComplete(env, status);
+    } catch (...) {
+      Destroy();
+    }
+  }
+};
+
+class HostReadWorker : public EnvSafeWorker {
  public:
   HostReadWorker(Napi::Env env, const char* op, Backend& be, HostFetch fetch)
-      : Napi::AsyncWorker(env, (std::string("am-radio:") + op).c_str()), deferred_(Napi::Promise::Deferred::New(env)),
+      : EnvSafeWorker(env, (std::string("am-radio:") + op).c_str()), deferred_(Napi::Promise::Deferred::New(env)),
         op_(op), be_(be), fetch_(std::move(fetch)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
 

@@ -30,7 +30,7 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
 Napi::Value Alloc(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    Backend& be = backend(backend_arg(info, 0, "alloc"));
+    Backend& be = env_backend(env, backend_arg(info, 0, "alloc"));
     return NativeBuffer::Wrap(env, be.allocate(static_cast<size_t>(int_arg(info, 1, "alloc"))));
   });
 }
@@ -113,7 +113,7 @@ Napi::Value CopyTo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     StoragePtr src = buffer_arg(info, 0, "to");
-    Backend& dst = backend(backend_arg(info, 1, "to"));
+    Backend& dst = env_backend(env, backend_arg(info, 1, "to"));
     return NativeBuffer::Wrap(env, copy_to_backend(src, dst));
   });
 }
@@ -124,7 +124,7 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
     Napi::Object out = Napi::Object::New(env);
     for (const BackendInfo& bi : backend_infos()) {
       if (!bi.available) continue;
-      Backend& be = backend(bi.kind);
+      Backend& be = env_backend(env, bi.kind);
       Napi::Object o = Napi::Object::New(env);
       o.Set("inUse", static_cast<double>(be.allocator().bytes_in_use()));
       o.Set("cached", static_cast<double>(be.allocator().bytes_cached()));
@@ -134,10 +134,10 @@ Napi::Value Memory(const Napi::CallbackInfo& info) {
   });
 }
 
-class SyncWorker : public Napi::AsyncWorker {
+class SyncWorker : public EnvSafeWorker {
  public:
   SyncWorker(Napi::Env env, Backend& be)
-      : Napi::AsyncWorker(env, "am-radio:synchronize"), deferred_(Napi::Promise::Deferred::New(env)), be_(be) {}
+      : EnvSafeWorker(env, "am-radio:synchronize"), deferred_(Napi::Promise::Deferred::New(env)), be_(be) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     be_.synchronize();
@@ -156,7 +156,7 @@ class SyncWorker : public Napi::AsyncWorker {
 Napi::Value Synchronize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    auto* worker = new SyncWorker(env, backend(backend_arg(info, 0, "synchronize")));
+    auto* worker = new SyncWorker(env, env_backend(env, backend_arg(info, 0, "synchronize")));
     Napi::Promise p = worker->promise();
     worker->Queue();
     return p;
@@ -167,7 +167,7 @@ Napi::Value Synchronize(const Napi::CallbackInfo& info) {
 Napi::Value EmptyCache(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    Backend& be = backend(backend_arg(info, 0, "emptyCache"));
+    Backend& be = env_backend(env, backend_arg(info, 0, "emptyCache"));
     be.synchronize();
     be.allocator().empty_cache();
     return env.Undefined();
@@ -185,7 +185,7 @@ Napi::Value SetPoisonAllocations(const Napi::CallbackInfo& info) {
 Napi::Value QueueFailure(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    Backend& be = backend(backend_arg(info, 0, "queueFailure"));
+    Backend& be = env_backend(env, backend_arg(info, 0, "queueFailure"));
     std::string message = info.Length() > 1 && info[1].IsString() ? info[1].As<Napi::String>().Utf8Value() : "failure";
     be.enqueue("queueFailure", [message] { throw Error(message); });
     return env.Undefined();

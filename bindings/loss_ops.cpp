@@ -49,11 +49,7 @@ struct Fields {
   }
   StoragePtr buffer(const char* key) const {
     Napi::Value v = get(key);
-    if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(NativeBuffer::constructor->Value()))
-      throw Error(who + ": " + key + " is not a tensor buffer");
-    StoragePtr s = NativeBuffer::Unwrap(v.As<Napi::Object>())->storage();
-    if (!s) throw Error(who + ": " + key + " was disposed");
-    return s;
+    return buffer_value(v, who + ": " + key);
   }
   Fields part(const char* key) const { return Fields{object(key), who + " " + key}; }
 };

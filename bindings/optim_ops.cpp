@@ -13,11 +13,7 @@ namespace {
 StoragePtr entry_buffer(const Napi::Object& o, const char* key, size_t index, bool optional) {
   Napi::Value v = o.Get(key);
   if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(NativeBuffer::constructor->Value()))
-    throw Error("adamw: parameter " + std::to_string(index) + ": " + key + " is not a tensor buffer");
-  StoragePtr s = NativeBuffer::Unwrap(v.As<Napi::Object>())->storage();
-  if (!s) throw Error("adamw: parameter " + std::to_string(index) + ": " + key + " was disposed");
-  return s;
+  return buffer_value(v, "adamw: parameter " + std::to_string(index) + ": " + key);
 }
 
 double hyper_number(const Napi::Object& o, const char* key) {

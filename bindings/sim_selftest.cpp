@@ -298,7 +298,7 @@ Napi::Value SimSetSeed(const Napi::CallbackInfo& info) {
     bool lossless = false;
     const uint64_t seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
     if (!lossless) throw Error("simSetSeed: the seed must fit in 64 bits");
-    backend(BackendKind::Sim).enqueue("simSetSeed", [seed] { sim::set_seed(seed); });
+    env_backend(info.Env(), BackendKind::Sim).enqueue("simSetSeed", [seed] { sim::set_seed(seed); });
     return info.Env().Undefined();
   });
 }
@@ -306,7 +306,7 @@ Napi::Value SimSetSeed(const Napi::CallbackInfo& info) {
 // simSeed(): the seed after the work queued on sim so far (waits for it).
 Napi::Value SimSeed(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    backend(BackendKind::Sim).synchronize();
+    env_backend(info.Env(), BackendKind::Sim).synchronize();
     return Napi::BigInt::New(info.Env(), sim::get_seed());
   });
 }

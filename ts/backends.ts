@@ -32,3 +32,16 @@ export function emptyCache(device: Device = 'cpu'): void {
   requireBackend(device);
   native.emptyCache(device);
 }
+
+/**
+ * How many ops may wait in a cpu or sim backend's queue before the next op call blocks until one has run
+ * (default 1024, or the environment variable AM_RADIO_QUEUE_DEPTH). Every queued op keeps its tensors alive, so
+ * the depth bounds the memory a script holds when it queues work faster than the device runs it. Process-wide.
+ */
+export function setQueueDepth(depth: number): void {
+  native.setQueueDepth(depth);
+}
+
+export function queueDepth(): number {
+  return native.queueDepth();
+}

@@ -1,5 +1,5 @@
 // am-radio: AM-RADIO vision backbones for Node.js.
-export { backends, emptyCache, memory, requireBackend, synchronize } from './backends';
+export { backends, emptyCache, memory, queueDepth, requireBackend, setQueueDepth, synchronize } from './backends';
 export type { BackendInfo } from './backends';
 export { full, ones, rand, randn, tensor, Tensor, zeros } from './tensor';
 export type { DType, Device, TensorOptions } from './tensor';

@@ -90,6 +90,8 @@ export interface NativeAddon {
   emptyCache(device: Device): void;
   setPoisonAllocations(on: boolean): void;
   queueFailure(device: Device, message: string): void;
+  setQueueDepth(depth: number): void;
+  queueDepth(): number;
 
   fill(out: NativeBuffer, dtype: DType, n: number, value: number): void;
   binary(op: 0 | 1 | 2, out: NativeBuffer, a: NativeBuffer, b: NativeBuffer, dtype: DType, n: number): void;

@@ -18,7 +18,7 @@ struct Blas {
 };
 
 Blas& blas() {
-  static Blas b;
+  static Blas& b = *new Blas();  // never destroyed: queue threads may still call sgemm while exit() runs
   static std::once_flag once;
   std::call_once(once, [] {
     for (const char* name : {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"}) {

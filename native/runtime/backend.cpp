@@ -1,9 +1,12 @@
 #include "backend.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <cstdlib>
 #include <future>
 
+#include "cancel.h"
 #include "cuda_backend.h"
 #include "host_queue.h"
 
@@ -20,7 +23,7 @@ void set_poison_allocations(bool on) { g_poison = on; }
 StoragePtr Backend::allocate(size_t bytes) {
   size_t block = 0;
   void* p = allocator_->allocate(bytes, &block);
-  StoragePtr s(new Storage{this, p, bytes, block});
+  StoragePtr s(new Storage{this, p, bytes, block, shared_from_this()});
   if (g_poison) fill_bytes(s, 0xff);
   return s;
 }
@@ -45,12 +48,16 @@ void* host_alloc(size_t bytes) { return std::aligned_alloc(64, (bytes + 63) & ~s
 class HostBackend final : public Backend {
  public:
   explicit HostBackend(BackendKind kind)
-      : Backend(kind, std::make_unique<CachingAllocator>(backend_name(kind), host_alloc, std::free)) {}
+      : Backend(kind, std::make_unique<CachingAllocator>(backend_name(kind), host_alloc, std::free)),
+        queue_(backend_name(kind)) {}
+  ~HostBackend() override { queue_.shutdown(); }
 
   void enqueue(const char* op, std::function<void()> work) override {
     queue_.push([this, op, work = std::move(work)] {
       try {
         work();
+      } catch (const Cancelled&) {
+        // the environment is going away: nobody is left to read the result
       } catch (const std::exception& e) {
         record_error(op, e.what());
       } catch (...) {
@@ -69,7 +76,14 @@ class HostBackend final : public Backend {
       std::memcpy(bytes->data(), src->ptr, n);
       done->set_value(bytes);
     });
-    return [result] { return result.get(); };
+    std::string name = backend_name(kind());
+    return [result, name] {
+      try {
+        return result.get();
+      } catch (const std::future_error&) {  // shutdown dropped the read before it ran
+        throw Error("backend " + name + " was shut down before the read ran");
+      }
+    };
   }
 
   void fill_bytes(StoragePtr dst, uint8_t value) override {
@@ -83,21 +97,11 @@ class HostBackend final : public Backend {
     });
   }
 
+  void shutdown() override { queue_.shutdown(); }
+
  private:
   HostQueue queue_;
 };
-
-struct Registry {
-  std::mutex mu;
-  std::unique_ptr<Backend> cpu, sim, cuda;
-  bool cuda_probed = false;
-  BackendInfo cuda_info{BackendKind::Cuda, false, false, "", ""};
-};
-
-Registry& registry() {
-  static Registry* r = new Registry();  // never destroyed: queue threads may outlive static teardown order
-  return *r;
-}
 
 #ifdef AMR_WITH_SIM
 constexpr bool kSimCompiled = true;
@@ -105,53 +109,120 @@ constexpr bool kSimCompiled = true;
 constexpr bool kSimCompiled = false;
 #endif
 
-void probe_cuda(Registry& r) {
-  if (r.cuda_probed) return;
-  r.cuda_probed = true;
-  r.cuda_info.compiled = cuda_compiled();
-  if (!r.cuda_info.compiled) {
-    r.cuda_info.reason = "the addon was built without CUDA (nvcc was not found at build time)";
+// Process-wide state. Never destroyed: it must outlive every environment and the exit handler, and static
+// destructors run while other threads may still be about to ask for it.
+struct Process {
+  std::mutex mu;
+  bool cuda_probed = false;
+  BackendInfo cuda_info{BackendKind::Cuda, false, false, "", ""};
+  std::vector<std::weak_ptr<Backend>> live;  // every backend ever created, for the exit handler
+};
+
+Process& process() {
+  static Process* p = new Process();
+  return *p;
+}
+
+void probe_cuda(Process& p) {
+  if (p.cuda_probed) return;
+  p.cuda_probed = true;
+  p.cuda_info.compiled = cuda_compiled();
+  if (!p.cuda_info.compiled) {
+    p.cuda_info.reason = "the addon was built without CUDA (nvcc was not found at build time)";
     return;
   }
   std::string device, reason;
-  r.cuda = make_cuda_backend(&device, &reason);
-  r.cuda_info.available = r.cuda != nullptr;
-  r.cuda_info.device = device;
-  r.cuda_info.reason = reason;
+  std::unique_ptr<Backend> probe = make_cuda_backend(&device, &reason);
+  p.cuda_info.available = probe != nullptr;
+  p.cuda_info.device = device;
+  p.cuda_info.reason = reason;
+}
+
+// At exit() (process.exit, an uncaught error, the end of the main script) every live backend of every
+// environment stops before the addon's function-local statics and the CUDA runtime are torn down: atexit
+// handlers run in reverse order of registration, and this one is registered after both were initialized.
+void shutdown_all_at_exit() {
+  std::vector<std::shared_ptr<Backend>> live;
+  {
+    Process& p = process();
+    std::lock_guard<std::mutex> lock(p.mu);
+    for (auto& w : p.live)
+      if (auto b = w.lock()) live.push_back(std::move(b));
+  }
+  for (auto& b : live) b->shutdown();
+  // Keep them: releasing the last reference here would free allocator state other exiting threads may touch.
+  new std::vector<std::shared_ptr<Backend>>(std::move(live));
+}
+
+void register_live(const std::shared_ptr<Backend>& b) {
+  Process& p = process();
+  std::lock_guard<std::mutex> lock(p.mu);
+  p.live.erase(std::remove_if(p.live.begin(), p.live.end(), [](const std::weak_ptr<Backend>& w) { return w.expired(); }),
+               p.live.end());
+  p.live.push_back(b);
 }
 
 }  // namespace
 
 std::vector<BackendInfo> backend_infos() {
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);
-  probe_cuda(r);
+  Process& p = process();
+  std::lock_guard<std::mutex> lock(p.mu);
+  probe_cuda(p);
   std::vector<BackendInfo> out;
   out.push_back({BackendKind::Cpu, true, true, "host", ""});
-  out.push_back(r.cuda_info);
+  out.push_back(p.cuda_info);
   BackendInfo sim{BackendKind::Sim, kSimCompiled, kSimCompiled, kSimCompiled ? "CUDA emulator on the host" : "", ""};
   if (!kSimCompiled) sim.reason = "the addon was built without the sim backend (AMR_WITH_SIM=OFF)";
   out.push_back(sim);
   return out;
 }
 
-Backend& backend(BackendKind kind) {
-  Registry& r = registry();
-  std::lock_guard<std::mutex> lock(r.mu);
+BackendSet::BackendSet() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    backend_infos();  // initializes the CUDA runtime (when built) before the exit handler is registered
+    std::atexit(shutdown_all_at_exit);
+  });
+}
+
+BackendSet::~BackendSet() { shutdown(); }
+
+Backend& BackendSet::get(BackendKind kind) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (shut_down_) throw Error(std::string("backend ") + backend_name(kind) + " was shut down (its environment is exiting)");
+  std::shared_ptr<Backend>* slot = kind == BackendKind::Cpu ? &cpu_ : kind == BackendKind::Sim ? &sim_ : &cuda_;
+  if (*slot) return **slot;
   switch (kind) {
     case BackendKind::Cpu:
-      if (!r.cpu) r.cpu = std::make_unique<HostBackend>(BackendKind::Cpu);
-      return *r.cpu;
+      *slot = std::make_shared<HostBackend>(BackendKind::Cpu);
+      break;
     case BackendKind::Sim:
       if (!kSimCompiled) throw Error("backend sim is not available: the addon was built without it (AMR_WITH_SIM=OFF)");
-      if (!r.sim) r.sim = std::make_unique<HostBackend>(BackendKind::Sim);
-      return *r.sim;
-    case BackendKind::Cuda:
-      probe_cuda(r);
-      if (!r.cuda) throw Error("backend cuda is not available: " + r.cuda_info.reason);
-      return *r.cuda;
+      *slot = std::make_shared<HostBackend>(BackendKind::Sim);
+      break;
+    case BackendKind::Cuda: {
+      BackendInfo info = backend_infos()[1];
+      if (!info.available) throw Error("backend cuda is not available: " + info.reason);
+      std::string device, reason;
+      std::unique_ptr<Backend> b = make_cuda_backend(&device, &reason);
+      if (!b) throw Error("backend cuda is not available: " + reason);
+      *slot = std::move(b);
+      break;
+    }
   }
-  throw Error("unknown backend");
+  register_live(*slot);
+  return **slot;
+}
+
+void BackendSet::shutdown() {
+  std::vector<std::shared_ptr<Backend>> all;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    shut_down_ = true;
+    for (auto* b : {&cpu_, &cuda_, &sim_})
+      if (*b) all.push_back(*b);
+  }
+  for (auto& b : all) b->shutdown();
 }
 
 StoragePtr copy_to_backend(const StoragePtr& src, Backend& dst) {

@@ -1,5 +1,12 @@
 // A backend owns device memory (through its caching allocator) and one ordered stream of work.
 // Ops are queued and return at once; only reads wait, and they wait off the JS thread.
+//
+// Lifetime: every Node environment (the main thread, each worker_thread) has its own BackendSet, so
+// environments never share a queue or a stream and tearing one down cannot touch another. A set is shut
+// down in its environment's cleanup hook, and every live backend once more at process exit (an atexit
+// handler that runs before the addon's own static state is destroyed): queued work is dropped, running work
+// stops at its next cancellation point, threads are joined. Storages keep their backend object alive, so a
+// tensor finalized after shutdown still returns its memory safely.
 #pragma once
 #include <functional>
 #include <memory>
@@ -22,6 +29,7 @@ struct Storage {
   void* ptr;
   size_t bytes;
   size_t block_bytes;
+  std::shared_ptr<Backend> owner;  // keeps backend (and its allocator) alive while the memory is referenced
   ~Storage();
 };
 using StoragePtr = std::shared_ptr<Storage>;
@@ -39,7 +47,7 @@ struct BackendInfo {
   std::string reason;  // why it is not available
 };
 
-class Backend {
+class Backend : public std::enable_shared_from_this<Backend> {
  public:
   virtual ~Backend() = default;
   BackendKind kind() const { return kind_; }
@@ -59,6 +67,9 @@ class Backend {
   virtual GpuStream gpu_stream() { return GpuStream{}; }
   // Queues setting every byte of dst to value.
   virtual void fill_bytes(StoragePtr dst, uint8_t value) = 0;
+  // Drops queued work, stops running work at its next cancellation point, joins threads; idempotent. Later
+  // enqueues throw an Error.
+  virtual void shutdown() = 0;
 
   std::string take_error();
   void record_error(const char* op, const std::string& what);
@@ -80,8 +91,21 @@ void set_poison_allocations(bool on);
 
 // Info for every backend, compiled or not.
 std::vector<BackendInfo> backend_infos();
-// The backend, or an amr::Error that says why it cannot be used.
-Backend& backend(BackendKind kind);
+
+// The backends of one Node environment, created on first use.
+class BackendSet {
+ public:
+  BackendSet();
+  ~BackendSet();  // shuts down
+  // The backend, or an amr::Error that says why it cannot be used.
+  Backend& get(BackendKind kind);
+  void shutdown();
+
+ private:
+  std::mutex mu_;
+  bool shut_down_ = false;
+  std::shared_ptr<Backend> cpu_, sim_, cuda_;
+};
 // Queues a copy of src onto another backend, ordered after the work already queued on both.
 StoragePtr copy_to_backend(const StoragePtr& src, Backend& dst);
 

@@ -1,5 +1,7 @@
 #include <cuda_runtime.h>
 
+#include <atomic>
+
 #include "cuda_backend.h"
 
 namespace amr {
@@ -28,6 +30,7 @@ class CudaBackend final : public Backend {
         stream_(stream) {}
 
   void enqueue(const char* op, std::function<void()> work) override {
+    if (stopped_) throw Error("backend cuda was shut down (its environment is exiting); no more work can be queued");
     try {
       work();
     } catch (const std::exception& e) {
@@ -69,8 +72,16 @@ class CudaBackend final : public Backend {
 
   GpuStream gpu_stream() override { return GpuStream{stream_}; }
 
+  // Kernels already launched cannot be recalled; wait for them so no memory is freed under a running kernel.
+  void shutdown() override {
+    if (stopped_.exchange(true)) return;
+    cudaStreamSynchronize(stream_);
+    cudaGetLastError();
+  }
+
  private:
   cudaStream_t stream_;
+  std::atomic<bool> stopped_{false};
 };
 
 }  // namespace

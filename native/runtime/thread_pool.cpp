@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include "cancel.h"
+
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -87,9 +89,11 @@ class ThreadPool {
   std::exception_ptr error_;
 };
 
+// Never destroyed: a static destructor would join the workers at exit() while a backend queue may still be
+// inside run(); the exit handler stops the queues instead, and the parked workers end with the process.
 ThreadPool& pool() {
-  static ThreadPool p;
-  return p;
+  static ThreadPool* p = new ThreadPool();
+  return *p;
 }
 
 }  // namespace
@@ -105,7 +109,9 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   int64_t per = (n + chunks - 1) / chunks;
+  const std::atomic<bool>* cancel = current_cancel_flag();  // the chunks run on pool threads
   pool().run(chunks, [&](int64_t c) {
+    throw_if_cancelled(cancel);
     int64_t b = c * per, e = std::min(n, b + per);
     if (b < e) body(b, e);
   });

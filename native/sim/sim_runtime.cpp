@@ -25,6 +25,7 @@
 #include <string>
 #include <thread>
 
+#include "../runtime/cancel.h"
 #include "sim_internal.h"
 
 namespace amr {
@@ -103,7 +104,8 @@ struct Scheduler {
   unsigned order_buf[kMaxThreads];
 };
 
-Scheduler g;
+// Never destroyed: a queue thread may be inside a launch while exit() runs static destructors.
+Scheduler& g = *new Scheduler();
 
 void push_front(unsigned i) { g.ring[--g.head & (kRing - 1)] = static_cast<uint16_t>(i); }
 void push_back(unsigned i) { g.ring[g.tail++ & (kRing - 1)] = static_cast<uint16_t>(i); }
@@ -367,6 +369,7 @@ void run_grid_impl(const char* name, dim3 grid, dim3 block, std::size_t dynamic_
   // Blocks in a seeded order too: start anywhere and step by a stride coprime with the block count, so
   // a kernel that depends on block order fails reproducibly.
   const uint64_t nblocks = uint64_t(grid.x) * grid.y * grid.z;
+  const std::atomic<bool>* cancel = current_cancel_flag();  // a shutdown waits for one block, not a whole grid
   uint64_t pos = splitmix64(g.rng) % nblocks;
   uint64_t stride = 1 + splitmix64(g.rng) % nblocks;
   while (gcd(stride, nblocks) != 1) ++stride;
@@ -374,6 +377,7 @@ void run_grid_impl(const char* name, dim3 grid, dim3 block, std::size_t dynamic_
     const unsigned bx = static_cast<unsigned>(pos % grid.x);
     const unsigned by = static_cast<unsigned>((pos / grid.x) % grid.y);
     const unsigned bz = static_cast<unsigned>(pos / (uint64_t(grid.x) * grid.y));
+    throw_if_cancelled(cancel);
     run_block(bx, by, bz);
   }
 }
