@@ -92,6 +92,7 @@ describe('SafetensorsFile.open refuses a hostile file, naming the file and the f
     ['one-offset', stBytes({ a: { dtype: 'F32', shape: [0], data_offsets: [0] } }), "tensor 'a' has bad data_offsets [0] (expected [begin, end])"],
     ['duplicate', stBytes(`{"a":${JSON.stringify(f32([0, 8]))},"a":${JSON.stringify(f32([8, 16]))}}`, 16), "tensor 'a' is listed twice"],
     ['duplicate-field', stBytes('{"a":{"dtype":"F32","dtype":"I32","shape":[2],"data_offsets":[0,8]}}', 8), "tensor 'a': dtype is listed twice"],
+    ['duplicate-metadata-key', stBytes('{"__metadata__":{},"__metadata__":{}}'), '__metadata__ is listed twice'],
     ['duplicate-metadata', stBytes('{"__metadata__":{"k":"1","k":"2"}}'), "__metadata__ key 'k' is listed twice"],
     ['metadata-number', stBytes({ __metadata__: { epoch: 3 }, a: f32([0, 8]) }, 8), "__metadata__ 'epoch' is a number (3), not a string"],
     ['metadata-array', stBytes({ __metadata__: ['x'] }), '__metadata__ is an array, not an object of strings'],

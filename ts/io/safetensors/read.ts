@@ -220,7 +220,7 @@ export function parseHeader(file: string, headerBuf: Buffer, dataSize: number): 
   } catch (e) {
     if (e instanceof JsonDuplicateKey) {
       const [top, ...rest] = e.path;
-      if (top === undefined) throw corrupt(`tensor ${quote(e.key)} is listed twice`);
+      if (top === undefined) throw corrupt(e.key === '__metadata__' ? '__metadata__ is listed twice' : `tensor ${quote(e.key)} is listed twice`);
       if (top === '__metadata__' && rest.length === 0) throw corrupt(`__metadata__ key ${quote(e.key)} is listed twice`);
       throw corrupt(`${top === '__metadata__' ? '__metadata__' : `tensor ${quote(top)}`}: ${[...rest, e.key].join('.')} is listed twice`);
     }

@@ -22,7 +22,10 @@ export interface SafetensorsWriteEntry {
   data: ArrayLike<number>;
 }
 
-/** A Tensor to write, read back from its device; dtype defaults to its own (f32 → F32, bf16 → BF16, i32 → I32). */
+/**
+ * A Tensor to write, read back from its device with toArray(); dtype defaults to its own (f32 → F32, bf16 → BF16,
+ * i32 → I32). toArray() gives f32 values, so an i32 Tensor is written exactly up to magnitude 2^24.
+ */
 export interface SafetensorsTensorWriteEntry {
   dtype?: SafetensorsDType;
   /** Defaults to the tensor's shape; another with as many elements stores it reshaped. */
