@@ -13,4 +13,4 @@ export { RadioModel } from './model/radio';
 export type { RadioHeadOutput, RadioLoadOptions, RadioOutput } from './model/radio';
 export type { AdaptorConfig, MlpHeadConfig, RadioConfig, VitDetConfig, VitDetOverride } from './model/config';
 export { SafetensorsFile, writeSafetensors } from './io/safetensors';
-export type { SafetensorsDType, SafetensorsEntry, SafetensorsWriteEntry } from './io/safetensors';
+export type { SafetensorsDType, SafetensorsEntry, SafetensorsTensorWriteEntry, SafetensorsWriteEntry, SafetensorsWriteInput } from './io/safetensors';
