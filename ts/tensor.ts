@@ -314,7 +314,7 @@ function flatValues(data: unknown, s: readonly number[]): { values: ArrayLike<un
   const paths: string[] = [];
   const walk = (v: unknown, dim: number, path: string): void => {
     if (dim === s.length) {
-      if (Array.isArray(v)) throw new Error(`tensor: ${path} is an array, but shape ${fmt(s)} has only ${s.length} dimensions`);
+      if (Array.isArray(v)) throw new Error(`tensor: ${path} is an array, but shape ${fmt(s)} has only ${s.length} dimension${s.length === 1 ? '' : 's'}`);
       values.push(v);
       paths.push(path);
       return;
