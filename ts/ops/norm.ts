@@ -18,7 +18,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
   for (const [name, t] of [['weight', weight], ['bias', bias]] as const)
     if (t.shape.length !== 1 || t.shape[0] !== cols)
       throw new Error(`${op}: ${name} has shape ${fmt(t.shape)}, expected [${cols}] to match the last dimension of ${fmt(x.shape)}`);
-  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new Error(`${op}: eps must be a positive finite number, got ${eps}`);
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new Error(`${op}: eps must be positive and finite, got ${eps}`);
   const rows = numelOf(x.shape.slice(0, -1));
   const y = emptyTensor(x.shape, x.dtype, x.device);
   const mean = emptyTensor([rows], 'f32', x.device);
