@@ -311,20 +311,30 @@ function flatValues(data: unknown, s: readonly number[]): { values: ArrayLike<un
   if (!data.some(Array.isArray)) return { values: data, at: (i) => `data[${i}]` };
   // Nested: every level must have exactly the length the shape gives it, so no value lands in the wrong place.
   const values: unknown[] = [];
-  const paths: string[] = [];
   const walk = (v: unknown, dim: number, path: string): void => {
     if (dim === s.length) {
-      if (Array.isArray(v)) throw new Error(`tensor: ${path} is an array, but shape ${fmt(s)} has only ${s.length} dimension${s.length === 1 ? '' : 's'}`);
+      if (Array.isArray(v))
+        throw new Error(`tensor: ${path} is an array, but shape ${fmt(s)} has only ${s.length} dimension${s.length === 1 ? '' : 's'}`);
       values.push(v);
-      paths.push(path);
       return;
     }
-    if (!Array.isArray(v)) throw new Error(`tensor: ${path} is ${describeValue(v)}, but shape ${fmt(s)} needs an array of ${s[dim]} there (dimension ${dim})`);
-    if (v.length !== s[dim]) throw new Error(`tensor: ${path} has ${v.length} entries, but shape ${fmt(s)} needs ${s[dim]} along dimension ${dim}`);
+    if (!Array.isArray(v))
+      throw new Error(`tensor: ${path} is ${describeValue(v)}, but shape ${fmt(s)} needs an array of ${s[dim]} there (dimension ${dim})`);
+    if (v.length !== s[dim])
+      throw new Error(`tensor: ${path} has ${v.length} entries, but shape ${fmt(s)} needs ${s[dim]} along dimension ${dim}`);
     for (let i = 0; i < v.length; i++) walk(v[i], dim + 1, `${path}[${i}]`);
   };
   walk(data, 0, 'data');
-  return { values, at: (i) => paths[i] };
+  // The nested index of flat element i, from the shape (row-major).
+  const at = (i: number) => {
+    let path = '';
+    for (let d = s.length - 1; d >= 0; d--) {
+      path = `[${i % s[d]}]${path}`;
+      i = Math.floor(i / s[d]);
+    }
+    return `data${path}`;
+  };
+  return { values, at };
 }
 
 /**

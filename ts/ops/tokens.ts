@@ -50,7 +50,8 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   if (dtype === 'i32') throw new Error(`${op}: output dtype must be f32 or bf16`);
   const out = emptyTensor([B, (H / P) * (W / P), C * P * P], dtype, images.device);
   // A zero in B, C, H or W leaves no patch values to write: the result is empty, as unfolding an empty image is.
-  if (out.numel > 0) native.patchify(out.native(op), dtype, images.native(op), images.dtype, opts.mean.native(op), opts.std.native(op), B, C, H, W, P);
+  if (out.numel > 0)
+    native.patchify(out.native(op), dtype, images.native(op), images.dtype, opts.mean.native(op), opts.std.native(op), B, C, H, W, P);
   return out;
 }
 
