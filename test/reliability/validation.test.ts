@@ -466,3 +466,22 @@ describe('AdamW: hyper-parameters and parameters are checked', () => {
     expect(relativeError(await p.toArray(), [0.9, -1.9, 2.9])).toBeLessThanOrEqual(1e-6);
   });
 });
+
+describe('op options are checked where they enter', () => {
+  test('missing or mistyped options name the op and the option', () => {
+    const qkv = zeros([1, 4, 3 * 64]);
+    expect(() => ops.attention(qkv, undefined as never)).toThrow('attention: options { heads } are required');
+    expect(() => ops.attention(qkv, { heads: 1, window: 2 as never })).toThrow('attention: window must be { size, gridH, gridW }, got 2');
+    expect(() => ops.matmul(zeros([2, 3]), zeros([3, 2]), { transA: 'yes' as never })).toThrow('matmul: transA must be a boolean, got "yes"');
+    expect(() => ops.matmul(zeros([2, 3]), zeros([3, 2]), { transB: 1 as never })).toThrow('matmul: transB must be a boolean, got 1');
+    const images = zeros([1, 3, 4, 4]);
+    const stats = { mean: zeros([3]), std: ones([3]) };
+    expect(() => ops.patchify(images, undefined as never)).toThrow('patchify: options { patch, mean, std } are required');
+    expect(() => ops.patchify(images, { patch: 2, ...stats, dtype: 'f64' as never })).toThrow('patchify: output dtype must be f32 or bf16, got "f64"');
+    expect(() => ops.gatherRows(zeros([1, 3, 2]), 'ab' as never)).toThrow('gatherRows: index must be an array or an Int32Array of row numbers');
+    expect(() => ops.gatherRows(zeros([1, 3, 2]), [0.5])).toThrow('gatherRows: index 0.5 is out of range for 3 rows');
+    const w = ones([4]);
+    for (const eps of [Infinity, NaN, -1, '1e-6'])
+      expect(() => ops.layerNorm(zeros([2, 4]), w, w, eps as never)).toThrow(/layerNorm: eps must be positive and finite/);
+  });
+});

@@ -25,6 +25,7 @@ const isInt = (v: unknown, min: number): v is number => typeof v === 'number' &&
  */
 export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const op = 'attention';
+  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { heads } are required`);
   const inputs = opts.bias ? [qkv, opts.bias] : [qkv];
   checkSame(op, inputs);
   if (qkv.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
@@ -49,6 +50,7 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   let gridH = 0;
   let gridW = 0;
   if (opts.window) {
+    if (typeof opts.window !== 'object') throw new Error(`${op}: window must be { size, gridH, gridW }, got ${JSON.stringify(opts.window)}`);
     ({ size, gridH, gridW } = opts.window);
     if (!isInt(size, 1) || !isInt(gridH, 1) || !isInt(gridW, 1))
       throw new Error(`${op}: window size and grid must be positive integers`);

@@ -113,6 +113,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.shape.length < 2 || b.shape.length < 2) throw new Error(`${op}: operands need at least 2 dimensions, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
+  // The kernel reads only true as a transpose; a truthy non-boolean would size the output as transposed but not be.
+  for (const [name, v] of [['transA', transA], ['transB', transB]] as const)
+    if (typeof v !== 'boolean') throw new Error(`${op}: ${name} must be a boolean, got ${JSON.stringify(v)}`);
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
   const [m, k] = transA ? [ac, ar] : [ar, ac];

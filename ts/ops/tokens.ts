@@ -39,6 +39,7 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   if (needsGrad([images])) throw new Error(`${op}: the image cannot require a gradient (patchify has no image gradient)`);
   if (images.shape.length !== 4) throw new Error(`${op}: images have shape ${fmt(images.shape)}, expected [B, C, H, W]`);
   const [B, C, H, W] = images.shape;
+  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { patch, mean, std } are required`);
   const P = positiveInt(op, 'patch', opts.patch);
   if (H % P !== 0 || W % P !== 0) throw new Error(`${op}: image ${H}x${W} is not a multiple of the patch size ${P}`);
   for (const [name, t] of [['mean', opts.mean], ['std', opts.std]] as const) {
@@ -47,7 +48,7 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
       throw new Error(`${op}: ${name} must be f32 with ${C} values on ${images.device}, got ${t}`);
   }
   const dtype = opts.dtype ?? images.dtype;
-  if (dtype === 'i32') throw new Error(`${op}: output dtype must be f32 or bf16`);
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${op}: output dtype must be f32 or bf16, got ${JSON.stringify(dtype)}`);
   const out = emptyTensor([B, (H / P) * (W / P), C * P * P], dtype, images.device);
   // A zero in B, C, H or W leaves no patch values to write: the result is empty, as unfolding an empty image is.
   if (out.numel > 0)
@@ -109,6 +110,7 @@ export function gatherRows(x: Tensor, index: readonly number[] | Int32Array): Te
   checkSame(op, [x]);
   requireFloat(op, x);
   const [B, T, D] = checkTokens(op, 'x', x);
+  if (!Array.isArray(index) && !(index instanceof Int32Array)) throw new Error(`${op}: index must be an array or an Int32Array of row numbers`);
   for (const v of index) if (!Number.isInteger(v) || v < 0 || v >= T) throw new Error(`${op}: index ${v} is out of range for ${T} rows`);
   const idx = Int32Array.from(index as ArrayLike<number>);
   const out = runGather(op, x, oneEach(idx), B, T, D, [B, idx.length, D]);
