@@ -348,7 +348,8 @@ export function tensor(data: TensorData, shape: readonly number[], opts: TensorO
   if (values.length !== n) throw new Error(`tensor: ${values.length} values do not fill shape ${fmt(s)} (${n} elements)`);
   const dtype = checkDtype(opts?.dtype ?? 'f32', 'tensor');
   const target = dtype === 'i32' ? Int32Array : Float32Array;
-  // Float32Array for a float dtype needs no check (every f32 is a valid value); anything else is checked element by element.
+  // A Float32Array for f32 or bf16 and an Int32Array for i32 hold only valid values and go up as they are; any
+  // other data is converted element by element, each checked on the way.
   let upload: Float32Array | Int32Array;
   if (values instanceof target) upload = values;
   else {
