@@ -24,8 +24,10 @@ export function numelOf(shape: readonly number[]): number {
 }
 
 export function checkShape(shape: readonly number[], op: string): number[] {
-  if (!Array.isArray(shape) || shape.some((d) => !Number.isInteger(d) || d < 0))
+  if (!Array.isArray(shape) || shape.some((d) => !Number.isSafeInteger(d) || d < 0))
     throw new Error(`${op}: shape must be an array of non-negative integers, got ${JSON.stringify(shape)}`);
+  // Past 2^53 the element count is no longer exact, so every size and byte count derived from it would be wrong.
+  if (!Number.isSafeInteger(numelOf(shape))) throw new Error(`${op}: shape ${JSON.stringify(shape)} has too many elements`);
   return [...shape];
 }
 
@@ -120,16 +122,17 @@ export class Tensor {
     if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`scale: factor must be a finite number, got ${s}`);
     if (this.dtype === 'i32') throw new Error('scale: i32 tensors are not supported');
     const out = this.empty('scale');
-    native.scale(out.native('scale'), this.native('scale'), s, this.dtype, this.numel);
+    if (this.numel > 0) native.scale(out.native('scale'), this.native('scale'), s, this.dtype, this.numel);
     return record(out, 'scale', [this], (g) => [g.scale(s)]);
   }
 
+  /** The sum of all elements; 0 for an empty tensor, as in PyTorch. */
   sum(): Tensor {
-    return this.reduce('sum', 1);
+    return this.reduce('sum', 1, 0);
   }
+  /** The mean of all elements; NaN (0 / 0) for an empty tensor, as in PyTorch. */
   mean(): Tensor {
-    if (this.numel === 0) throw new Error('mean: tensor is empty');
-    return this.reduce('mean', 1 / this.numel);
+    return this.reduce('mean', 1 / this.numel, NaN);
   }
 
   /** Same values in a new shape with the same element count; shares memory with this tensor. */
@@ -143,8 +146,9 @@ export class Tensor {
 
   cast(dtype: DType): Tensor {
     checkDtype(dtype, 'cast');
+    const input = this.native('cast');
     const out = new Tensor(native.alloc(this.device, this.numel * dtypeSize(dtype)), this.shape, dtype, this.device);
-    native.cast(out.native('cast'), dtype, this.native('cast'), this.dtype, this.numel);
+    if (this.numel > 0) native.cast(out.native('cast'), dtype, input, this.dtype, this.numel);
     if (dtype === 'i32' || this.dtype === 'i32') return out;
     return record(out, 'cast', [this], (g) => [g.cast(this.dtype)]);
   }
@@ -196,13 +200,16 @@ export class Tensor {
     return new Tensor(native.alloc(this.device, this.numel * dtypeSize(this.dtype)), this.shape, this.dtype, this.device);
   }
 
-  private reduce(op: string, alpha: number): Tensor {
+  // alpha · Σ; an empty tensor gives `empty` without a kernel (reductions are launched over at least one element).
+  private reduce(op: string, alpha: number, empty: number): Tensor {
     if (this.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported; cast to f32 first`);
+    const input = this.native(op);
     const out = new Tensor(native.alloc(this.device, dtypeSize(this.dtype)), [], this.dtype, this.device);
-    native.sum(out.native(op), this.native(op), this.dtype, this.numel, alpha);
+    if (this.numel > 0) native.sum(out.native(op), input, this.dtype, this.numel, alpha);
+    else native.fill(out.native(op), this.dtype, 1, empty);
     return record(out, op, [this], (g) => {
       const gi = new Tensor(native.alloc(this.device, this.numel * dtypeSize(this.dtype)), this.shape, this.dtype, this.device);
-      native.broadcastScalar(gi.native(`${op} backward`), g.native(`${op} backward`), alpha, this.dtype, this.numel);
+      if (this.numel > 0) native.broadcastScalar(gi.native(`${op} backward`), g.native(`${op} backward`), alpha, this.dtype, this.numel);
       return [gi];
     });
   }
@@ -237,8 +244,9 @@ export function record(
 
 function binary(op: keyof typeof BINARY_CODE, a: Tensor, b: Tensor, backward: (g: Tensor) => Array<Tensor | null>): Tensor {
   checkSame(op, [a, b], { shape: true });
+  // Kernels are never launched over zero elements (a zero-size GPU grid is an error): an empty result needs no work.
   const out = new Tensor(native.alloc(a.device, a.numel * dtypeSize(a.dtype)), a.shape, a.dtype, a.device);
-  native.binary(BINARY_CODE[op], out.native(op), a.native(op), b.native(op), a.dtype, a.numel);
+  if (a.numel > 0) native.binary(BINARY_CODE[op], out.native(op), a.native(op), b.native(op), a.dtype, a.numel);
   if (a.dtype === 'i32') return out;
   return record(out, op, [a, b], backward);
 }
@@ -249,6 +257,9 @@ export function emptyTensor(shape: readonly number[], dtype: DType, device: Devi
 }
 
 function resolveOptions(op: string, opts: TensorOptions = {}): Required<TensorOptions> {
+  if (typeof opts !== 'object' || opts === null) throw new Error(`${op}: options must be an object, got ${describeValue(opts)}`);
+  if (opts.requiresGrad !== undefined && typeof opts.requiresGrad !== 'boolean')
+    throw new Error(`${op}: requiresGrad must be a boolean, got ${describeValue(opts.requiresGrad)}`);
   return {
     dtype: checkDtype(opts.dtype ?? 'f32', op),
     device: checkDevice(opts.device ?? 'cpu', op),
@@ -262,21 +273,105 @@ function allocate(op: string, shape: readonly number[], opts: TensorOptions): Te
   return new Tensor(native.alloc(o.device, numelOf(s) * dtypeSize(o.dtype)), s, o.dtype, o.device, o.requiresGrad);
 }
 
-/** A tensor holding data (copied now, so the array may be reused at once), laid out row-major in shape. */
-export function tensor(data: Float32Array | Int32Array | number[], shape: readonly number[], opts: TensorOptions = {}): Tensor {
+/** What a value is, for an error message: `a string ("a")`, `an object`, `undefined`. */
+function describeValue(v: unknown): string {
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `a string (${JSON.stringify(v.length > 20 ? `${v.slice(0, 20)}…` : v)})`;
+  if (typeof v === 'number' || typeof v === 'bigint' || typeof v === 'boolean') return `a ${typeof v} (${String(v)})`;
+  return typeof v === 'object' ? `an object (${v.constructor?.name ?? 'Object'})` : `a ${typeof v}`;
+}
+
+const I32_MIN = -(2 ** 31);
+const I32_MAX = 2 ** 31 - 1;
+
+/** Why v cannot be stored as dtype, or null when it can. NaN and ±Infinity are floats like any other; i32 holds integers. */
+function badValue(v: unknown, dtype: DType): string | null {
+  if (typeof v !== 'number') return `is ${describeValue(v)}, not a number`;
+  if (dtype !== 'i32') return null;
+  if (!Number.isInteger(v)) return `= ${v} is not an integer, which dtype i32 needs`;
+  if (v < I32_MIN || v > I32_MAX) return `= ${v} is out of the i32 range [${I32_MIN}, ${I32_MAX}]`;
+  return null;
+}
+
+/** Nested arrays of numbers, one level per dimension of the shape they are given with. */
+export type NestedNumbers = ReadonlyArray<number | NestedNumbers>;
+
+/** Numeric typed arrays are read by value (converted as PyTorch's torch.tensor would); BigInt arrays are refused. */
+export type TensorData = ArrayLike<number> | NestedNumbers;
+
+// The values of data in row-major order, each with its index as data[i] (or data[i][j] for nested arrays).
+function flatValues(data: unknown, s: readonly number[]): { values: ArrayLike<unknown>; at: (i: number) => string } {
+  if (ArrayBuffer.isView(data)) {
+    if (data instanceof DataView || data instanceof BigInt64Array || data instanceof BigUint64Array)
+      throw new Error(`tensor: data must hold numbers; a ${data.constructor.name} is not supported`);
+    return { values: data as unknown as ArrayLike<number>, at: (i) => `data[${i}]` };
+  }
+  if (!Array.isArray(data)) throw new Error(`tensor: data must be an array or a typed array of numbers, got ${describeValue(data)}`);
+  if (!data.some(Array.isArray)) return { values: data, at: (i) => `data[${i}]` };
+  // Nested: every level must have exactly the length the shape gives it, so no value lands in the wrong place.
+  const values: unknown[] = [];
+  const walk = (v: unknown, dim: number, path: string): void => {
+    if (dim === s.length) {
+      if (Array.isArray(v))
+        throw new Error(`tensor: ${path} is an array, but shape ${fmt(s)} has only ${s.length} dimension${s.length === 1 ? '' : 's'}`);
+      values.push(v);
+      return;
+    }
+    if (!Array.isArray(v))
+      throw new Error(`tensor: ${path} is ${describeValue(v)}, but shape ${fmt(s)} needs an array of ${s[dim]} there (dimension ${dim})`);
+    if (v.length !== s[dim])
+      throw new Error(`tensor: ${path} has ${v.length} entries, but shape ${fmt(s)} needs ${s[dim]} along dimension ${dim}`);
+    for (let i = 0; i < v.length; i++) walk(v[i], dim + 1, `${path}[${i}]`);
+  };
+  walk(data, 0, 'data');
+  // The nested index of flat element i, from the shape (row-major).
+  const at = (i: number) => {
+    let path = '';
+    for (let d = s.length - 1; d >= 0; d--) {
+      path = `[${i % s[d]}]${path}`;
+      i = Math.floor(i / s[d]);
+    }
+    return `data${path}`;
+  };
+  return { values, at };
+}
+
+/**
+ * A tensor holding data (copied now, so the array may be reused at once), laid out row-major in shape: a flat
+ * array or typed array of product(shape) numbers, or nested arrays matching shape level by level.
+ */
+export function tensor(data: TensorData, shape: readonly number[], opts: TensorOptions = {}): Tensor {
   const s = checkShape(shape, 'tensor');
   const n = numelOf(s);
-  if (data.length !== n) throw new Error(`tensor: ${data.length} values do not fill shape ${fmt(s)} (${n} elements)`);
+  const { values, at } = flatValues(data, s);
+  if (values.length !== n) throw new Error(`tensor: ${values.length} values do not fill shape ${fmt(s)} (${n} elements)`);
+  const dtype = checkDtype(opts?.dtype ?? 'f32', 'tensor');
+  const target = dtype === 'i32' ? Int32Array : Float32Array;
+  // A Float32Array for f32 or bf16 and an Int32Array for i32 hold only valid values and go up as they are; any
+  // other data is converted element by element, each checked on the way.
+  let upload: Float32Array | Int32Array;
+  if (values instanceof target) upload = values;
+  else {
+    upload = new target(n);
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      const bad = badValue(v, dtype);
+      if (bad) throw new Error(`tensor: ${at(i)} ${bad}`);
+      upload[i] = v as number;
+    }
+  }
   const t = allocate('tensor', s, opts);
-  const values = Array.isArray(data) ? (t.dtype === 'i32' ? Int32Array.from(data) : Float32Array.from(data)) : data;
-  if (values instanceof Int32Array && t.dtype !== 'i32') native.upload(t.native('tensor'), Float32Array.from(values), t.dtype);
-  else native.upload(t.native('tensor'), values, t.dtype);
+  if (n > 0) native.upload(t.native('tensor'), upload, t.dtype);
   return t;
 }
 
+/** A tensor of the given shape with every element value. */
 export function full(shape: readonly number[], value: number, opts: TensorOptions = {}): Tensor {
+  const bad = badValue(value, checkDtype(opts?.dtype ?? 'f32', 'full'));
+  if (bad) throw new Error(`full: value ${bad}`);
   const t = allocate('full', shape, opts);
-  native.fill(t.native('full'), t.dtype, t.numel, value);
+  if (t.numel > 0) native.fill(t.native('full'), t.dtype, t.numel, value);
   return t;
 }
 
@@ -295,7 +390,7 @@ function randomTensor(op: string, dist: 0 | 1, shape: readonly number[], opts: T
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${op}: seed must be a non-negative safe integer, got ${seed}`);
   const t = allocate(op, shape, opts);
   if (t.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
-  native.randomFill(t.native(op), t.dtype, t.numel, dist, Math.floor(seed / 2 ** 32), seed % 2 ** 32);
+  if (t.numel > 0) native.randomFill(t.native(op), t.dtype, t.numel, dist, Math.floor(seed / 2 ** 32), seed % 2 ** 32);
   return t;
 }
 

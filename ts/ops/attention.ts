@@ -1,6 +1,6 @@
 // Fused attention over a timm-ordered qkv tensor, global or in ViTDet windows, differentiable in qkv and bias.
 import { native } from '../native';
-import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 const HEAD_DIMS = [32, 64, 80, 96, 128];
@@ -25,17 +25,22 @@ const isInt = (v: unknown, min: number): v is number => typeof v === 'number' &&
  */
 export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const op = 'attention';
+  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { heads } are required`);
   const inputs = opts.bias ? [qkv, opts.bias] : [qkv];
   checkSame(op, inputs);
   if (qkv.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
   if (qkv.shape.length !== 3) throw new Error(`${op}: qkv has shape ${fmt(qkv.shape)}, expected [B, T, 3*D]`);
   const [B, T, C] = qkv.shape;
+  // Zero tokens means an image without patches, a caller's mistake in a ViT, so it is refused by name rather than
+  // returned empty; a batch of zero samples is simply an empty result.
+  if (T === 0) throw new Error(`${op}: tokens must be > 0 (got qkv ${fmt(qkv.shape)})`);
   if (C % 3 !== 0) throw new Error(`${op}: qkv's last dim ${C} is not 3*D (not divisible by 3)`);
   const D = C / 3;
   const heads = opts.heads;
   if (!isInt(heads, 1)) throw new Error(`${op}: heads must be a positive integer, got ${heads}`);
   if (D % heads !== 0) throw new Error(`${op}: heads ${heads} does not divide D ${D}`);
   const headDim = D / heads;
+  if (headDim === 0) throw new Error(`${op}: head dim must be > 0 (got qkv ${fmt(qkv.shape)})`);
   if (!HEAD_DIMS.includes(headDim)) throw new Error(`${op}: head dim ${headDim} is not supported (${HEAD_DIMS.join(', ')})`);
   const prefix = opts.prefix ?? 0;
   if (!isInt(prefix, 0) || prefix > T) throw new Error(`${op}: prefix ${prefix} is out of range for ${T} tokens`);
@@ -45,6 +50,7 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   let gridH = 0;
   let gridW = 0;
   if (opts.window) {
+    if (typeof opts.window !== 'object') throw new Error(`${op}: window must be { size, gridH, gridW }, got ${JSON.stringify(opts.window)}`);
     ({ size, gridH, gridW } = opts.window);
     if (!isInt(size, 1) || !isInt(gridH, 1) || !isInt(gridW, 1))
       throw new Error(`${op}: window size and grid must be positive integers`);
@@ -61,9 +67,14 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const geo = [B, T, heads, headDim, prefix, size, gridH, gridW, scale] as const;
   const out = emptyTensor([B, T, D], qkv.dtype, qkv.device);
   const lse = emptyTensor([Math.max(B * heads * windows * L, 1)], 'f32', qkv.device);
-  native.attentionForward(out.native(op), lse.native(op), qkv.native(op), bias ? bias.native(op) : null, ...geo, qkv.dtype);
+  if (B > 0) native.attentionForward(out.native(op), lse.native(op), qkv.native(op), bias ? bias.native(op) : null, ...geo, qkv.dtype);
   return record(out, op, inputs, (g) => {
     const bop = 'attention backward';
+    // No samples: dqkv is empty and dbias, a sum over the batch, is zero.
+    if (B === 0) {
+      const empty = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
+      return bias ? [empty, zeros(bias.shape, { dtype: bias.dtype, device: bias.device })] : [empty];
+    }
     const dqkv = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
     const dbias = bias ? emptyTensor(bias.shape, bias.dtype, bias.device) : null;
     native.attentionBackward(dqkv.native(bop), dbias ? dbias.native(bop) : null, g.native(bop), qkv.native(bop), out.native(bop),

@@ -2,7 +2,7 @@
 // training (spec §1.4), each differentiable with respect to its map. Every op is one native kernel each way.
 import { needsGrad } from '../autograd';
 import { InterpolateGeometry, native, NativeBuffer } from '../native';
-import { checkSame, dtypeSize, numelOf, record, Tensor } from '../tensor';
+import { checkSame, dtypeSize, numelOf, record, Tensor, zeros } from '../tensor';
 
 export type InterpolateMode = 'bilinear' | 'nearest';
 export type InterpolateLayout = 'NCHW' | 'NLC';
@@ -53,7 +53,13 @@ function pair(op: string, name: string, v: unknown): [number, number] {
 function checkMap(op: string, x: Tensor): void {
   checkSame(op, [x]);
   if (x.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported (f32 or bf16)`);
-  if (x.numel === 0) throw new Error(`${op}: input ${fmt(x.shape)} has no elements`);
+}
+
+// As PyTorch's upsampling: a batch of zero is an empty result, but every other dimension must be non-zero.
+function checkNonEmpty(op: string, x: Tensor, names: readonly string[]): void {
+  names.forEach((name, i) => {
+    if (i > 0 && x.shape[i] === 0) throw new Error(`${op}: input ${fmt(x.shape)} has no elements (${name} must be > 0)`);
+  });
 }
 
 interface Crop {
@@ -68,7 +74,8 @@ const cropBuffers = (op: string, crop?: Crop): [NativeBuffer | null, NativeBuffe
 // Samples x into a new tensor of outShape as geometry says, and records the gather backward.
 function resample(op: string, x: Tensor, outShape: number[], geometry: InterpolateGeometry, crop?: Crop): Tensor {
   const out = new Tensor(native.alloc(x.device, numelOf(outShape) * dtypeSize(x.dtype)), outShape, x.dtype, x.device);
-  native.interpolate(out.native(op), x.native(op), x.dtype, geometry, ...cropBuffers(op, crop));
+  // Only a batch of zero gets here with nothing to sample (the callers refuse every other empty dimension).
+  if (out.numel > 0) native.interpolate(out.native(op), x.native(op), x.dtype, geometry, ...cropBuffers(op, crop));
   if (!needsGrad([x])) return out;
   // The backward needs the crop parameters as they are now, even if the caller disposes them meanwhile.
   const saved = crop && { scale: crop.scale.detach(), offset: crop.offset.detach(), keep: crop.keep.detach() };
@@ -76,6 +83,8 @@ function resample(op: string, x: Tensor, outShape: number[], geometry: Interpola
     const bop = `${op} backward`;
     if (g.dtype !== x.dtype || g.device !== x.device || g.numel !== out.numel)
       throw new Error(`${bop}: gradient ${g} does not match the output ${fmt(outShape)} ${x.dtype} on ${x.device}`);
+    // An empty batch sends nothing back: zeros, or an empty gradient for an empty input.
+    if (out.numel === 0) return [zeros(x.shape, { dtype: x.dtype, device: x.device })];
     const gi = new Tensor(native.alloc(x.device, x.numel * dtypeSize(x.dtype)), x.shape, x.dtype, x.device);
     native.interpolateBackward(gi.native(bop), g.native(bop), x.dtype, geometry, ...cropBuffers(bop, saved));
     return [gi];
@@ -100,11 +109,13 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   if (layout === 'NCHW') {
     if (x.shape.length !== 4) throw new Error(`${op}: layout NCHW needs a rank-4 tensor [N, C, H, W], got ${fmt(x.shape)}`);
     if (opts.grid !== undefined) throw new Error(`${op}: grid is only for layout NLC (an NCHW tensor carries its own H and W)`);
+    checkNonEmpty(op, x, ['batch', 'channels', 'height', 'width']);
     [batch, channels, inH, inW] = x.shape;
     outShape = [batch, channels, outH, outW];
   } else {
     if (x.shape.length !== 3) throw new Error(`${op}: layout NLC needs a rank-3 tensor [B, H*W, C], got ${fmt(x.shape)}`);
     if (opts.grid === undefined) throw new Error(`${op}: layout NLC needs grid = [H, W] for the ${x.shape[1]} tokens`);
+    checkNonEmpty(op, x, ['batch', 'tokens', 'channels']);
     [inH, inW] = pair(op, 'grid', opts.grid);
     if (inH * inW !== x.shape[1])
       throw new Error(`${op}: grid [${inH}, ${inW}] does not match the token count ${x.shape[1]} of ${fmt(x.shape)}`);
@@ -119,6 +130,7 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
 function checkPosEmbed(op: string, pe: Tensor): { G: number; D: number } {
   checkMap(op, pe);
   if (pe.shape.length !== 3 || pe.shape[0] !== 1) throw new Error(`${op}: posEmbed must have shape [1, G*G, D], got ${fmt(pe.shape)}`);
+  checkNonEmpty(op, pe, ['batch', 'positions', 'channels']);
   const G = Math.round(Math.sqrt(pe.shape[1]));
   if (G * G !== pe.shape[1]) throw new Error(`${op}: posEmbed has ${pe.shape[1]} positions, not a square grid G*G`);
   return { G, D: pe.shape[2] };
@@ -167,8 +179,9 @@ export function cpeTrain(posEmbed: Tensor, opts: CpeTrainOptions): Tensor {
   const op = 'cpeTrain';
   const { G, D } = checkPosEmbed(op, posEmbed);
   const [gridH, gridW] = gridOf(op, opts);
-  if (!(opts.scale instanceof Tensor) || opts.scale.shape.length !== 2 || opts.scale.shape[0] < 1)
-    throw new Error(`${op}: scale must be a Tensor [B, 2] with B >= 1`);
+  // B = 0 crops is an empty result, as grid_sample gives for an empty batch.
+  if (!(opts.scale instanceof Tensor) || opts.scale.shape.length !== 2)
+    throw new Error(`${op}: scale must be a Tensor [B, 2]`);
   const B = opts.scale.shape[0];
   const crop = {
     scale: checkCropParam(op, 'scale', opts.scale, posEmbed, [B, 2]),

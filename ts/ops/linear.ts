@@ -1,6 +1,6 @@
 // Matrix products: linear (PyTorch's layout, fused bias/activation/residual epilogue) and batched matmul.
 import { GemmArgs, native } from '../native';
-import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
 import { activationBackward } from './norm';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -18,7 +18,20 @@ function runGemm(op: string, a: Tensor, b: Tensor, c: Tensor, dims: GemmOperands
   native.gemm({ a: a.native(op), b: b.native(op), c: c.native(op), activation: 0, dtype: a.dtype, ...dims, ...extra });
 }
 
+/**
+ * A new tensor of shape holding a plain product (no epilogue), as PyTorch defines it for zero sizes: an empty
+ * result when it has no elements, zeros when the sum runs over k = 0 terms, else one gemm. The kernels are never
+ * asked for a zero-size product, which they would leave unwritten.
+ */
+function product(shape: readonly number[], like: Tensor, k: number, gemm: (out: Tensor) => void): Tensor {
+  if (numelOf(shape) > 0 && k === 0) return zeros(shape, { dtype: like.dtype, device: like.device });
+  const out = emptyTensor(shape, like.dtype, like.device);
+  if (out.numel > 0) gemm(out);
+  return out;
+}
+
 function rowSums(op: string, g: Tensor, rows: number, cols: number): Tensor {
+  if (rows === 0 || cols === 0) return zeros([cols], { dtype: g.dtype, device: g.device });
   const out = emptyTensor([cols], g.dtype, g.device);
   native.sumRows(out.native(op), g.native(op), g.dtype, rows, cols);
   return out;
@@ -41,34 +54,42 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, opts: LinearOpt
     throw new Error(`${op}: residual has shape ${fmt(opts.residual.shape)}, expected ${fmt(outShape)}`);
   if (opts.activation !== undefined && !(opts.activation in ACTIVATION_CODE))
     throw new Error(`${op}: unknown activation ${JSON.stringify(opts.activation)} (expected gelu or relu)`);
-  const m = x.numel / Math.max(k, 1);
+  // The rows of x: its leading dimensions, which may hold rows even when K = 0 leaves x with no elements.
+  const m = numelOf(x.shape.slice(0, -1));
   const out = emptyTensor(outShape, x.dtype, x.device);
   const inputs = [x, weight, bias ?? null, opts.residual ?? null];
   const wantsGrad = inputs.some((t) => t?.requiresGrad);
   const act = opts.activation;
   // The activation's backward needs its input; keep it only when a gradient will be asked for.
   const preact = act && wantsGrad ? emptyTensor(outShape, x.dtype, x.device) : undefined;
-  runGemm(op, x, weight, out, { m, n, k, batch: 1, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0 }, {
+  const epilogue = {
     bias: bias?.native(op),
     activation: act ? ACTIVATION_CODE[act] : 0,
     residual: opts.residual?.native(op),
     preactivation: preact?.native(op),
-  });
+  } as const;
+  if (out.numel > 0 && k > 0) {
+    runGemm(op, x, weight, out, { m, n, k, batch: 1, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0 }, epilogue);
+  } else if (out.numel > 0) {
+    // K = 0: x·Wᵀ is all zeros, so out = act(bias) + residual (act(0) + residual without bias). A product of
+    // zero operands with K = 1 runs exactly that through the same fused epilogue.
+    const zx = zeros([m, 1], { dtype: x.dtype, device: x.device });
+    const zw = zeros([n, 1], { dtype: x.dtype, device: x.device });
+    runGemm(op, zx, zw, out, { m, n, k: 1, batch: 1, transA: false, transB: true, strideA: 0, strideB: 0, strideC: 0 }, epilogue);
+    zx.dispose();
+    zw.dispose();
+  }
   const recorded = inputs.filter((t): t is Tensor => t !== null);
   return record(out, op, recorded, (g) => {
     const bop = 'linear backward';
-    const gz = act ? activationBackward(act, g, preact!) : g;
+    const gz = act && g.numel > 0 ? activationBackward(act, g, preact!) : g;
     const grads = new Map<Tensor, Tensor | null>();
-    if (x.requiresGrad) {
-      const dx = emptyTensor(x.shape, x.dtype, x.device);
-      runGemm(bop, gz, weight, dx, { m, n: k, k: n, batch: 1, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0 });
-      grads.set(x, dx);
-    }
-    if (weight.requiresGrad) {
-      const dw = emptyTensor(weight.shape, x.dtype, x.device);
-      runGemm(bop, gz, x, dw, { m: n, n: k, k: m, batch: 1, transA: true, transB: false, strideA: 0, strideB: 0, strideC: 0 });
-      grads.set(weight, dw);
-    }
+    if (x.requiresGrad)
+      grads.set(x, product(x.shape, x, n, (dx) =>
+        runGemm(bop, gz, weight, dx, { m, n: k, k: n, batch: 1, transA: false, transB: false, strideA: 0, strideB: 0, strideC: 0 })));
+    if (weight.requiresGrad)
+      grads.set(weight, product(weight.shape, x, m, (dw) =>
+        runGemm(bop, gz, x, dw, { m: n, n: k, k: m, batch: 1, transA: true, transB: false, strideA: 0, strideB: 0, strideC: 0 })));
     if (bias?.requiresGrad) grads.set(bias, rowSums(bop, gz, m, n));
     if (opts.residual?.requiresGrad) grads.set(opts.residual, g.alias());
     if (gz !== g) gz.dispose();
@@ -92,6 +113,9 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   if (a.shape.length < 2 || b.shape.length < 2) throw new Error(`${op}: operands need at least 2 dimensions, got ${fmt(a.shape)} and ${fmt(b.shape)}`);
   const transA = opts.transA ?? false;
   const transB = opts.transB ?? false;
+  // The kernel reads only true as a transpose; a truthy non-boolean would size the output as transposed but not be.
+  for (const [name, v] of [['transA', transA], ['transB', transB]] as const)
+    if (typeof v !== 'boolean') throw new Error(`${op}: ${name} must be a boolean, got ${JSON.stringify(v)}`);
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
   const [m, k] = transA ? [ac, ar] : [ar, ac];
@@ -101,28 +125,29 @@ export function matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
   const shared = b.shape.length === 2 && lead.length > 0;
   if (!shared && fmt(b.shape.slice(0, -2)) !== fmt(lead))
     throw new Error(`${op}: batch dimensions differ: ${fmt(a.shape)} and ${fmt(b.shape)}`);
-  const batch = lead.reduce((p, d) => p * d, 1);
-  const out = emptyTensor([...lead, m, n], a.dtype, a.device);
+  const batch = numelOf(lead);
   const dims = { batch, strideA: m * k, strideB: shared ? 0 : k * n, strideC: m * n };
-  runGemm(op, a, b, out, { m, n, k, transA, transB, ...dims });
+  const out = product([...lead, m, n], a, k, (c) => runGemm(op, a, b, c, { m, n, k, transA, transB, ...dims }));
   return record(out, op, [a, b], (g) => {
     const bop = 'matmul backward';
     let da: Tensor | null = null;
     let db: Tensor | null = null;
     if (a.requiresGrad) {
-      da = emptyTensor(a.shape, a.dtype, a.device);
       const strides = { batch, strideA: m * n, strideB: shared ? 0 : k * n, strideC: m * k };
-      if (!transA) runGemm(bop, g, b, da, { m, n: k, k: n, transA: false, transB: !transB, ...strides });
-      else runGemm(bop, b, g, da, { m: k, n: m, k: n, transA: transB, transB: true, ...strides, strideA: shared ? 0 : k * n, strideB: m * n });
+      da = product(a.shape, a, n, (da) => {
+        if (!transA) runGemm(bop, g, b, da, { m, n: k, k: n, transA: false, transB: !transB, ...strides });
+        else runGemm(bop, b, g, da, { m: k, n: m, k: n, transA: transB, transB: true, ...strides, strideA: shared ? 0 : k * n, strideB: m * n });
+      });
     }
     if (b.requiresGrad) {
-      db = emptyTensor(b.shape, b.dtype, b.device);
       if (shared && transA) throw new Error(`${bop}: the gradient of a shared b needs transA false`);
       // A shared b collects every batch entry: fold the batch into the rows of a and g.
       const rows = shared ? batch * m : m;
       const strides = { batch: shared ? 1 : batch, strideA: m * k, strideB: m * n, strideC: k * n };
-      if (!transB) runGemm(bop, a, g, db, { m: k, n, k: rows, transA: !transA, transB: false, ...strides });
-      else runGemm(bop, g, a, db, { m: n, n: k, k: rows, transA: true, transB: transA, ...strides, strideA: m * n, strideB: m * k });
+      db = product(b.shape, b, rows, (db) => {
+        if (!transB) runGemm(bop, a, g, db, { m: k, n, k: rows, transA: !transA, transB: false, ...strides });
+        else runGemm(bop, g, a, db, { m: n, n: k, k: rows, transA: true, transB: transA, ...strides, strideA: m * n, strideB: m * k });
+      });
     }
     return [da, db];
   });

@@ -57,7 +57,11 @@ function checkTensor(t: unknown, who: string, rank: number, shape: string): Tens
   t.native(OP);
   if (t.dtype !== 'f32' && t.dtype !== 'bf16') throw new Error(`${who} must be f32 or bf16, got ${t.dtype}`);
   if (t.shape.length !== rank) throw new Error(`${who} must have shape ${shape}, got ${fmt(t.shape)}`);
-  if (t.numel === 0) throw new Error(`${who} is empty (${fmt(t.shape)})`);
+  // The loss is a mean over samples (and tokens) of per-vector distances: with a zero dimension there is nothing
+  // to average, so PyTorch's NaN would only poison training later. Refused here, naming the dimension.
+  const names = rank === 2 ? ['batch', 'channels'] : ['batch', 'tokens', 'channels'];
+  const empty = t.shape.findIndex((d) => d === 0);
+  if (empty >= 0) throw new Error(`${who} is empty (${fmt(t.shape)}): ${names[empty]} must be > 0`);
   return t;
 }
 

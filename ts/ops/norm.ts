@@ -1,6 +1,6 @@
 // LayerNorm over the last dimension and the exact GELU, both differentiable.
 import { native } from '../native';
-import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -18,17 +18,24 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
   for (const [name, t] of [['weight', weight], ['bias', bias]] as const)
     if (t.shape.length !== 1 || t.shape[0] !== cols)
       throw new Error(`${op}: ${name} has shape ${fmt(t.shape)}, expected [${cols}] to match the last dimension of ${fmt(x.shape)}`);
-  if (!(eps > 0)) throw new Error(`${op}: eps must be positive, got ${eps}`);
-  const rows = x.numel / Math.max(cols, 1);
+  if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new Error(`${op}: eps must be positive and finite, got ${eps}`);
+  const rows = numelOf(x.shape.slice(0, -1));
   const y = emptyTensor(x.shape, x.dtype, x.device);
   const mean = emptyTensor([rows], 'f32', x.device);
   const rstd = emptyTensor([rows], 'f32', x.device);
-  native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype);
+  // No rows or no columns: nothing to normalise, so the (empty) output needs no kernel.
+  if (y.numel > 0)
+    native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype);
   return record(y, op, [x, weight, bias], (g) => {
+    const bop = 'layerNorm backward';
+    if (y.numel === 0) {
+      // dweight and dbias are sums over the rows: zeros over no rows (empty when there are no columns).
+      const like = { dtype: x.dtype, device: x.device };
+      return [emptyTensor(x.shape, x.dtype, x.device), zeros(weight.shape, like), zeros(bias.shape, like)];
+    }
     const dx = emptyTensor(x.shape, x.dtype, x.device);
     const dw = emptyTensor(weight.shape, x.dtype, x.device);
     const db = emptyTensor(bias.shape, x.dtype, x.device);
-    const bop = 'layerNorm backward';
     native.layerNormBackward(dx.native(bop), dw.native(bop), db.native(bop), g.native(bop), x.native(bop), weight.native(bop),
       mean.native(bop), rstd.native(bop), rows, cols, x.dtype);
     return [dx, dw, db];
@@ -40,7 +47,7 @@ export function gelu(x: Tensor): Tensor {
   checkSame('gelu', [x]);
   requireFloat('gelu', x);
   const y = emptyTensor(x.shape, x.dtype, x.device);
-  native.geluForward(y.native('gelu'), x.native('gelu'), x.numel, x.dtype);
+  if (x.numel > 0) native.geluForward(y.native('gelu'), x.native('gelu'), x.numel, x.dtype);
   return record(y, 'gelu', [x], (g) => [activationBackward('gelu', g, x)]);
 }
 
@@ -48,6 +55,6 @@ export function gelu(x: Tensor): Tensor {
 export function activationBackward(kind: 'gelu' | 'relu', g: Tensor, x: Tensor): Tensor {
   const op = `${kind} backward`;
   const dx = emptyTensor(x.shape, x.dtype, x.device);
-  native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
+  if (x.numel > 0) native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
   return dx;
 }

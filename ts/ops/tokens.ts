@@ -5,7 +5,7 @@
 import { needsGrad } from '../autograd';
 import { native } from '../native';
 import type { DType } from '../native';
-import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -39,18 +39,20 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   if (needsGrad([images])) throw new Error(`${op}: the image cannot require a gradient (patchify has no image gradient)`);
   if (images.shape.length !== 4) throw new Error(`${op}: images have shape ${fmt(images.shape)}, expected [B, C, H, W]`);
   const [B, C, H, W] = images.shape;
+  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { patch, mean, std } are required`);
   const P = positiveInt(op, 'patch', opts.patch);
   if (H % P !== 0 || W % P !== 0) throw new Error(`${op}: image ${H}x${W} is not a multiple of the patch size ${P}`);
-  if (B === 0 || C === 0 || H === 0 || W === 0) throw new Error(`${op}: images ${fmt(images.shape)} have no elements`);
   for (const [name, t] of [['mean', opts.mean], ['std', opts.std]] as const) {
     if (!(t instanceof Tensor)) throw new Error(`${op}: ${name} must be a Tensor`);
     if (t.dtype !== 'f32' || t.numel !== C || t.device !== images.device)
       throw new Error(`${op}: ${name} must be f32 with ${C} values on ${images.device}, got ${t}`);
   }
   const dtype = opts.dtype ?? images.dtype;
-  if (dtype === 'i32') throw new Error(`${op}: output dtype must be f32 or bf16`);
+  if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${op}: output dtype must be f32 or bf16, got ${JSON.stringify(dtype)}`);
   const out = emptyTensor([B, (H / P) * (W / P), C * P * P], dtype, images.device);
-  native.patchify(out.native(op), dtype, images.native(op), images.dtype, opts.mean.native(op), opts.std.native(op), B, C, H, W, P);
+  // A zero in B, C, H or W leaves no patch values to write: the result is empty, as unfolding an empty image is.
+  if (out.numel > 0)
+    native.patchify(out.native(op), dtype, images.native(op), images.dtype, opts.mean.native(op), opts.std.native(op), B, C, H, W, P);
   return out;
 }
 
@@ -86,7 +88,10 @@ function inverse(index: Int32Array, rows: number): RowLists {
 // x viewed as [batch, inRows, dim] → a new [batch, outRows, dim] tensor of the given shape.
 function runGather(op: string, x: Tensor, lists: RowLists, batch: number, inRows: number, dim: number, shape: readonly number[]): Tensor {
   const outRows = lists.starts.length - 1;
+  // Every output row sums no rows at all (a gradient of an empty selection): zeros, with no kernel over empty lists.
+  if (lists.sources.length === 0) return zeros(shape, { dtype: x.dtype, device: x.device });
   const out = emptyTensor(shape, x.dtype, x.device);
+  if (out.numel === 0) return out;
   native.gatherRows(out.native(op), x.native(op), lists.starts, lists.sources, batch, inRows, outRows, dim, x.dtype);
   return out;
 }
@@ -105,6 +110,7 @@ export function gatherRows(x: Tensor, index: readonly number[] | Int32Array): Te
   checkSame(op, [x]);
   requireFloat(op, x);
   const [B, T, D] = checkTokens(op, 'x', x);
+  if (!Array.isArray(index) && !(index instanceof Int32Array)) throw new Error(`${op}: index must be an array or an Int32Array of row numbers`);
   for (const v of index) if (!Number.isInteger(v) || v < 0 || v >= T) throw new Error(`${op}: index ${v} is out of range for ${T} rows`);
   const idx = Int32Array.from(index as ArrayLike<number>);
   const out = runGather(op, x, oneEach(idx), B, T, D, [B, idx.length, D]);
@@ -143,8 +149,9 @@ export function assembleTokens(prefix: Tensor, patches: Tensor, pos?: Tensor): T
   }
   const T = S + N;
   const out = emptyTensor([B, T, D], patches.dtype, patches.device);
-  native.assembleTokens(out.native(op), prefix.native(op), patches.native(op), pos ? pos.native(op) : null, B, S, N, D,
-    prefixBatched, posBatched, patches.dtype);
+  if (out.numel > 0)
+    native.assembleTokens(out.native(op), prefix.native(op), patches.native(op), pos ? pos.native(op) : null, B, S, N, D,
+      prefixBatched, posBatched, patches.dtype);
   return record(out, op, inputs, (g) => {
     // g viewed as one batch of B·T rows: every gradient is a set of its rows, summed over b for shared inputs.
     const bop = `${op} backward`;

@@ -28,27 +28,43 @@ export class AdamW {
 
   constructor(params: Tensor[], opts: AdamWOptions) {
     if (!Array.isArray(params) || params.some((p) => !(p instanceof Tensor))) throw new Error('AdamW: params must be an array of Tensors');
+    if (params.length === 0) throw new Error('AdamW: params is empty (the optimizer has nothing to update)');
     const devices = new Set(params.map((p) => p.device));
     if (devices.size > 1) throw new Error(`AdamW: params are on different devices (${[...devices].join(', ')})`);
+    const seen = new Map<Tensor, number>();
     for (const [i, p] of params.entries()) {
       if (p.dtype === 'i32') throw new Error(`AdamW: parameter ${i} is i32`);
       if (!p.requiresGrad) throw new Error(`AdamW: parameter ${i} does not require a gradient`);
+      // Listed twice, a parameter would take two updates per step from one gradient.
+      const first = seen.get(p);
+      if (first !== undefined) throw new Error(`AdamW: parameter ${i} is the same tensor as parameter ${first}`);
+      seen.set(p, i);
     }
+    if (typeof opts !== 'object' || opts === null) throw new Error('AdamW: options { lr } are required');
     this.params = [...params];
     this.lr = opts.lr;
     this.betas = opts.betas ?? [0.9, 0.999];
     this.eps = opts.eps ?? 1e-8;
     this.weightDecay = opts.weightDecay ?? 0.01;
-    if (!(this.lr >= 0)) throw new Error(`AdamW: lr must be non-negative, got ${opts.lr}`);
-    for (const b of this.betas) if (!(b >= 0 && b < 1)) throw new Error(`AdamW: betas must be in [0, 1), got ${JSON.stringify(this.betas)}`);
+    this.checkHyperParameters();
   }
 
   /** Updates every parameter that has a gradient, in one fused launch. */
   step(): void {
+    // lr is reassigned by schedules (and the others may be, from JS): checked on every step, before anything changes.
+    this.checkHyperParameters();
+    for (const [i, p] of this.params.entries()) {
+      const g = p.grad;
+      if (!g) continue;
+      if (!(g instanceof Tensor)) throw new Error(`AdamW: the gradient of parameter ${i} is not a Tensor`);
+      if (g.dtype !== p.dtype || g.device !== p.device || g.shape.length !== p.shape.length || g.shape.some((d, j) => d !== p.shape[j]))
+        throw new Error(`AdamW: the gradient of parameter ${i} is ${g}, expected [${p.shape.join(', ')}] ${p.dtype} on ${p.device}`);
+    }
     const withGrad = this.params.filter((p) => p.grad);
     if (withGrad.length === 0) return;
     this.stepCount++;
-    const entries = withGrad.map((p) => {
+    // An empty parameter has nothing to update, and the fused kernel is never given a zero-size entry.
+    const entries = withGrad.filter((p) => p.numel > 0).map((p) => {
       const s = this.stateFor(p);
       return {
         param: p.native('AdamW.step'),
@@ -60,6 +76,7 @@ export class AdamW {
         dtype: p.dtype,
       };
     });
+    if (entries.length === 0) return;
     native.adamwStep(entries, {
       lr: this.lr,
       beta1: this.betas[0],
@@ -68,6 +85,18 @@ export class AdamW {
       weightDecay: this.weightDecay,
       step: this.stepCount,
     });
+  }
+
+  // The ranges PyTorch's AdamW accepts, with non-finite values refused too: any of them would turn every weight NaN.
+  private checkHyperParameters(): void {
+    const finite = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+    if (!finite(this.lr) || this.lr < 0) throw new Error(`AdamW: lr must be a finite number >= 0, got ${this.lr}`);
+    if (!finite(this.eps) || this.eps < 0) throw new Error(`AdamW: eps must be a finite number >= 0, got ${this.eps}`);
+    if (!finite(this.weightDecay) || this.weightDecay < 0)
+      throw new Error(`AdamW: weightDecay must be a finite number >= 0, got ${this.weightDecay}`);
+    const b = this.betas;
+    if (!Array.isArray(b) || b.length !== 2 || !b.every((v) => finite(v) && v >= 0 && v < 1))
+      throw new Error(`AdamW: betas must be in [0, 1), got ${Array.isArray(b) ? `[${b.join(', ')}]` : String(b)}`);
   }
 
   zeroGrad(): void {
