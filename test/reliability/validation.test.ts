@@ -1,6 +1,6 @@
 // Every value a user hands in is checked where it enters (a JS Error naming the problem), and every op gives
 // PyTorch's result for zero-size dimensions, forward and backward, with outputs poisoned so nothing unwritten leaks.
-import { AdamW, full, ones, ops, rand, randn, tensor, Tensor, zeros } from '../../ts';
+import { AdamW, full, ones, ops, RadioModel, rand, randn, tensor, Tensor, zeros } from '../../ts';
 import type { Device, DType } from '../../ts';
 import { describeEachDevice, erf, poisonOutputs, refGelu, relativeError, roundBf16, testDevices } from '../support/reference';
 
@@ -483,5 +483,40 @@ describe('op options are checked where they enter', () => {
     const w = ones([4]);
     for (const eps of [Infinity, NaN, -1, '1e-6'])
       expect(() => ops.layerNorm(zeros([2, 4]), w, w, eps as never)).toThrow(/layerNorm: eps must be positive and finite/);
+  });
+});
+
+describe('RadioModel.load: the checkpoint path is checked before anything is read', () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const fs = require('fs') as typeof import('fs');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const os = require('os') as typeof import('os');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const path = require('path') as typeof import('path');
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { execFileSync } = require('child_process') as typeof import('child_process');
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'am-radio-ckpt-'));
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('a missing folder, a file, a folder without config.json', async () => {
+    await expect(RadioModel.load(path.join(dir, 'missing'))).rejects.toThrow(/cannot open the checkpoint folder .*missing/);
+    const file = path.join(dir, 'plain.txt');
+    fs.writeFileSync(file, 'x');
+    await expect(RadioModel.load(file)).rejects.toThrow(/plain\.txt is not a folder/);
+    const empty = fs.mkdtempSync(path.join(dir, 'empty-'));
+    await expect(RadioModel.load(empty)).rejects.toThrow(/config\.json: cannot read the RADIO config/);
+    await expect(RadioModel.load('' as string)).rejects.toThrow(/dir must be a checkpoint folder path/);
+  });
+
+  test('config.json that is a folder or a FIFO is refused at once, naming it', async () => {
+    const a = fs.mkdtempSync(path.join(dir, 'a-'));
+    fs.mkdirSync(path.join(a, 'config.json'));
+    await expect(RadioModel.load(a)).rejects.toThrow(/config\.json: cannot read the RADIO config \(not a regular file\)/);
+    const b = fs.mkdtempSync(path.join(dir, 'b-'));
+    execFileSync('mkfifo', [path.join(b, 'config.json')]);
+    await expect(RadioModel.load(b)).rejects.toThrow(/config\.json: cannot read the RADIO config \(not a regular file\)/);
   });
 });

@@ -86,9 +86,16 @@ export class RadioModel {
     const device = opts.device ?? 'cpu';
     const dtype = opts.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`RadioModel.load: dtype must be f32 or bf16, got ${JSON.stringify(dtype)}`);
+    if (typeof dir !== 'string' || dir === '') throw new Error(`RadioModel.load: dir must be a checkpoint folder path, got ${JSON.stringify(dir)}`);
+    const dirStat = await fs.promises.stat(dir).catch((e: Error) => {
+      throw new Error(`RadioModel.load: cannot open the checkpoint folder ${dir} (${e.message})`);
+    });
+    if (!dirStat.isDirectory()) throw new Error(`RadioModel.load: ${dir} is not a folder (expected one holding config.json and model.safetensors)`);
     const configPath = path.join(dir, 'config.json');
     let json: unknown;
     try {
+      // Checked first: reading a FIFO or a device would wait forever for a writer.
+      if (!(await fs.promises.stat(configPath)).isFile()) throw new Error('not a regular file');
       json = JSON.parse(await fs.promises.readFile(configPath, 'utf8'));
     } catch (e) {
       throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
