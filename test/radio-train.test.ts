@@ -9,7 +9,8 @@ import * as path from 'path';
 import { AdamW, memory, nn, noGrad, ops, RadioModel, SafetensorsFile, synchronize, tensor, tidy } from '../ts';
 import type { Device, DType, RadioOutput, Tensor } from '../ts';
 import type { TeacherTerm } from '../ts/ops';
-import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError } from './support/reference';
+import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, testDevices } from './support/reference';
+import { evalPositions } from '../ts/model/cpe';
 import { randomRadioTensors, writeCheckpoint } from './support/radio-checkpoint';
 
 poisonOutputs();
@@ -102,8 +103,9 @@ describeEachDevice('RADIO training step against the reference on %s', (device: D
     expect(relativeError(await watched.toArray(), before)).toBeGreaterThan(0);
     expect(losses[1]).toBeLessThan(losses[0]);
     expect(losses[steps - 1]).toBeLessThan(losses[1]);
-    // From the second step on (the optimizer's moments exist after the first) nothing is left behind.
-    expect(inUse.slice(1)).toEqual(new Array(steps - 1).fill(inUse[1]));
+    // From the second step on (the optimizer's moments exist after the first) nothing is left behind. (Garbage
+    // of other tests that V8 collects meanwhile can only lower the count, never raise it.)
+    expect(Math.max(...inUse.slice(1))).toBeLessThanOrEqual(inUse[1]);
     model.dispose();
   });
 
@@ -167,6 +169,55 @@ describe('RADIO module API (cpu)', () => {
     model.eval();
     expect(modes()).toEqual(new Set([false]));
     expect(relativeError(await model.forward(images).backbone.features.toArray(), await evalOut.backbone.features.toArray())).toBe(0);
+    model.dispose();
+  });
+
+  test('an eval forward frees its intermediates before it returns; to() moves the model', async () => {
+    const model = await RadioModel.load(FIXTURE, { device });
+    const images = onDevice('images', device);
+    await synchronize(device);
+    const base = memory()[device]!.inUse;
+    let expected: Float32Array | null = null;
+    for (let i = 0; i < 4; i++) {
+      const out = model.forward(images);
+      expected ??= await out.clip.features.toArray();
+      for (const h of Object.values(out)) for (const t of [h.summary, h.features]) t.dispose();
+      await synchronize(device);
+      expect(memory()[device]!.inUse).toBeLessThanOrEqual(base);
+    }
+    if (testDevices().includes('sim')) {
+      model.to('sim');
+      expect(model.device).toBe('sim');
+      expect(new Set(model.parameters().map((p) => p.device))).toEqual(new Set(['sim']));
+      const moved = model.forward(onDevice('images', 'sim'));
+      expect(relativeError(await moved.clip.features.toArray(), expected!)).toBeLessThanOrEqual(1e-5);
+    }
+    model.dispose();
+  });
+
+  test('not in CPE mode (cpe_max_size = img_size), positions are the table\'s corner and no crop is drawn', async () => {
+    const config = {
+      args: { model: 'vit_tiny_patch16_224', model_kwargs: { embed_dim: 32, depth: 1, num_heads: 1, img_size: 16 }, cpe_max_size: 16, teachers: [{ name: 'a' }], cls_token_per_teacher: true, register_multiple: 4 },
+      patch_size: 4,
+    };
+    const dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'am-radio-nocpe-'));
+    await writeCheckpoint(dir, config, randomRadioTensors(config, freshSeed()));
+    const model = await RadioModel.load(dir);
+    await fs.promises.rm(dir, { recursive: true, force: true });
+    expect(model.config.cpeMode).toBe(false);
+    const pe = model.namedParameters().find(([key]) => key.endsWith('pos_embed'))![1];
+    const table = await pe.toArray();
+    const g = { grid: 4, cpeMode: false, alignCorners: false };
+    const corner = await evalPositions(pe, g, 2, 3).toArray();
+    const rows = [0, 1, 2, 4, 5, 6].flatMap((r) => Array.from(table.subarray(r * 32, (r + 1) * 32)));
+    expect(Array.from(corner)).toEqual(rows);
+    // Taller than the table: the 4 × 3 corner resized to 6 × 3 (align_corners false, RADIO's current code).
+    const tall = await evalPositions(pe, g, 6, 3).toArray();
+    const cornerRows = tensor(Float32Array.from([0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14].flatMap((r) => Array.from(table.subarray(r * 32, (r + 1) * 32)))), [1, 12, 32]);
+    expect(tall).toEqual(await ops.interpolate(cornerRows, { layout: 'NLC', grid: [4, 3], size: [6, 3] }).toArray());
+    expect(model.sampleCpe(2, 8, 12).scale).toBeUndefined();
+    model.train();
+    expect(model.forward(tensor(new Float32Array(2 * 3 * 8 * 12).fill(0.5), [2, 3, 8, 12]), { cpe: { keep: tensor([1, 0], [2]) } }).backbone.features.shape).toEqual([2, 6, 32]);
     model.dispose();
   });
 

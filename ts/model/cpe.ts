@@ -80,8 +80,12 @@ export function checkCrop(op: string, crop: unknown, g: CpeGeometry, B: number, 
 export class CropRng {
   private state: number;
 
-  constructor(seed: number) {
+  static check(seed: number): void {
     if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`seed must be a non-negative safe integer, got ${seed}`);
+  }
+
+  constructor(seed: number) {
+    CropRng.check(seed);
     this.state = ((seed % 2 ** 32) ^ Math.imul(Math.floor(seed / 2 ** 32), 0x9e3779b9)) >>> 0;
   }
 

@@ -110,7 +110,7 @@ export class RadioModel extends Module {
     const posDropout = opts.posDropout ?? 0.1;
     if (!(posDropout >= 0 && posDropout < 1)) throw new Error(`RadioModel.load: posDropout must be in [0, 1), got ${opts.posDropout}`);
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
-    new CropRng(seed);
+    CropRng.check(seed);
     const configPath = path.join(dir, 'config.json');
     let json: unknown;
     try {

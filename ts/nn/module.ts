@@ -188,6 +188,7 @@ export abstract class Module {
           if (p.device === device) continue;
           const moved = p.to(device);
           m.params.set(k, Parameter.from(moved, p.requiresGrad));
+          p.zeroGrad();
           p.dispose();
         }
         for (const [k, b] of m.buffers) {
