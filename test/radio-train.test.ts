@@ -18,10 +18,11 @@ poisonOutputs();
 const FIXTURE = path.join(__dirname, 'fixtures', 'radio', 'train-b16-v2heads');
 const HEADS = ['clip', 'dino_v2', 'sam'] as const;
 // f32: the design's whole-model tolerance. bf16: every weight and activation is rounded to 8 significant bits
-// (outputs and losses measured within 1e-2 of the reference). Gradients go back through as many rounded ops again
-// and are summed over every token (LayerNorm weights, the position table, the shared prefix tokens), where terms of
-// both signs cancel: the deepest ones, block 0's, are measured at 1.5–2.5e-2 on cpu and sim. A real mistake in a
-// backward shows as O(1), far above either bound.
+// (outputs and losses measured within 1e-2 of the reference). The gradients of block 0, the deepest, are measured
+// at 1.8–2.4e-2 on cpu and sim (worst: norm1.weight, a sum over every token where terms of both signs cancel), and
+// that is rounding: an f32 forward and backward on the bf16-rounded weights is already 1.5e-2 from the reference
+// there, and bf16 arithmetic on those weights is another 1.6e-2 from that f32 run. Hence 3e-2 for the bf16
+// gradients; a real mistake in a backward shows as O(1).
 const TOLERANCE: Record<'f32' | 'bf16', { output: number; grad: number }> = {
   f32: { output: 1e-4, grad: 1e-4 },
   bf16: { output: 2e-2, grad: 3e-2 },
