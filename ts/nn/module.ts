@@ -223,6 +223,10 @@ export abstract class Module {
   get disposed(): boolean {
     return this.disposedFlag;
   }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
 }
 
 /** Children named 0, 1, 2, ... (PyTorch's ModuleList and, with forward, Sequential). */
