@@ -54,14 +54,28 @@ export function registerTensorClass(cls: Function): void {
   tensorClass = cls;
 }
 
+export interface TidyOptions {
+  /**
+   * Tensors that pass into the new scope, from whichever scope owned them (or none): they are disposed with the
+   * rest unless fn returns them. For a chain of steps where each consumes the previous result and nothing else
+   * (no recorded graph) still needs it, so that at most one step's intermediates are alive at a time.
+   */
+  consume?: readonly Tensor[];
+}
+
 /**
  * Runs fn inside a new scope and returns its result. Every tensor made during fn and not escaped is disposed
  * when fn returns (or throws), except the tensors fn returns, found inside arrays, Maps, Sets and plain objects;
  * those belong to the enclosing scope from then on. fn must be synchronous (a Promise result is an Error).
  */
-export function tidy<T>(fn: () => T): T {
+export function tidy<T>(fn: () => T, opts: TidyOptions = {}): T {
   if (typeof fn !== 'function') throw new Error('tidy: expected a function');
   const scope = new Scope();
+  for (const t of opts.consume ?? []) {
+    escape(t);
+    scope.owned.add(t);
+    ownerOf.set(t, scope);
+  }
   stack.push(scope);
   let result: T;
   try {

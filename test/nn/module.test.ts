@@ -117,6 +117,22 @@ describe('tidy and escape', () => {
     expect(await inUse('cpu')).toBe(base);
   });
 
+  test('consume hands a tensor to the new scope: a chain of steps holds one step at a time', async () => {
+    const start = tensor([1, 2], [2]);
+    let x = start;
+    const seen: Tensor[] = [];
+    for (let i = 0; i < 3; i++) {
+      const input = x;
+      x = tidy(() => input.scale(2).add(input), { consume: [input] });
+      seen.push(input);
+    }
+    expect(seen.map((t) => t.disposed)).toEqual([true, true, true]);
+    expect(Array.from(await x.toArray())).toEqual([27, 54]);
+    const kept = tensor([1], [1]);
+    expect(tidy(() => kept, { consume: [kept] })).toBe(kept);
+    expect(kept.disposed).toBe(false);
+  });
+
   test('an escaped tensor, a parameter and a leaf gradient outlive the scope; a throw still frees', async () => {
     const p = nn.Parameter.from(tensor([1, 2], [2]));
     let kept: Tensor | null = null;

@@ -10,7 +10,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { noGrad } from '../autograd';
+import { isGradEnabled, noGrad } from '../autograd';
 import { SafetensorsFile } from '../io/safetensors';
 import type { DType, Device } from '../native';
 import { Module, ModuleDict } from '../nn/module';
@@ -246,7 +246,11 @@ export class RadioModel extends Module {
         x = assembleTokens(prefix, x);
         prefix = null;
       }
-      x = windowed ? block.forward(x, 0, { size: c.vitdet!.windowSize, gridH: gh, gridW: gw }) : block.forward(x, S);
+      const input = x;
+      const run = () => (windowed ? block.forward(input, 0, { size: c.vitdet!.windowSize, gridH: gh, gridW: gw }) : block.forward(input, S));
+      // Without a recorded graph nothing needs a block's input or intermediates once its output exists: each block
+      // runs in its own scope that takes its input along, so inference holds one block's activations at a time.
+      x = isGradEnabled() ? run() : tidy(run, { consume: [input] });
     }
     return x;
   }

@@ -6,3 +6,4 @@ export { Gelu, LayerNorm, LayerScale, Linear } from './layers';
 export type { LayerOptions } from './layers';
 export { scaleLastDim, scaleRows } from './broadcast';
 export { escape, tidy } from '../scope';
+export type { TidyOptions } from '../scope';
