@@ -37,7 +37,7 @@ export function escape<T extends Tensor | null | undefined>(t: T): T {
 
 // Every tensor in a result: the value itself, or inside arrays, Maps, Sets and plain objects.
 function collect(value: unknown, out: Set<Tensor>, seen: Set<unknown>, TensorClass: Function): void {
-  if (value === null || typeof value !== 'object' || seen.has(value)) return;
+  if (value === null || typeof value !== 'object' || seen.has(value) || ArrayBuffer.isView(value)) return;
   seen.add(value);
   if (value instanceof TensorClass) {
     out.add(value as Tensor);
