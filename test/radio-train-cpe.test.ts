@@ -1,5 +1,6 @@
 // RADIO's training-time CPE (spec §1.4): the seeded crop and position-dropout draws and their distribution, the
-// cases where RADIO takes no crop (the whole table; a checkpoint not in CPE mode), and LayerScale trained unfolded.
+// cases where RADIO takes no crop (the whole table; a checkpoint not in CPE mode), and a ViTDet + LayerScale
+// checkpoint trained with its windows and its LayerScale unfolded.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -106,9 +107,10 @@ describe('not in CPE mode (cpu)', () => {
 
 const k = (suffix: string, model: RadioModel) => model.namedParameters().find(([key]) => key.endsWith(suffix))![0];
 
-// LayerScale is not in the reference fixture: a random checkpoint with it checks that training uses it unfolded
-// (finite differences of the loss in its parameter) and that eval's folded copy follows an optimizer step.
-describe('LayerScale in training (cpu)', () => {
+// Neither LayerScale nor ViTDet windows are in the reference fixture: a random checkpoint with both checks the
+// training backward through them against finite differences of the loss, and that eval's folded LayerScale copy
+// follows an optimizer step.
+describe('ViTDet and LayerScale in training (cpu)', () => {
   let dir: string;
   beforeAll(async () => {
     dir = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'am-radio-train-'));
@@ -117,12 +119,14 @@ describe('LayerScale in training (cpu)', () => {
     await fs.promises.rm(dir, { recursive: true, force: true });
   });
 
-  test('grandma gradients match finite differences; eval after an AdamW step equals the unfolded forward', async () => {
+  test('ViTDet + LayerScale: gradients match finite differences; eval after an AdamW step equals the unfolded forward', async () => {
     const D = 32;
+    // Block 0 attends in 2 × 2 windows (the prefix tokens sit it out), block 1 globally.
     const config = {
       args: { model: 'vit_tiny_patch16_224', model_kwargs: { embed_dim: D, depth: 2, num_heads: 1, init_values: 0.5 }, cpe_max_size: 16, teachers: [{ name: 'a' }], cls_token_per_teacher: true, register_multiple: 4 },
       patch_size: 4,
-      vitdet_window_size: null,
+      vitdet_window_size: 2,
+      vitdet_num_windowed: 1,
       adaptor_names: null,
     };
     const tensors = randomRadioTensors(config, freshSeed());
@@ -131,31 +135,43 @@ describe('LayerScale in training (cpu)', () => {
         tensors[`radio_model.model.blocks.${i}.${ls}.grandma`] = { dtype: 'F32', shape: [D], data: Float32Array.from(randomArray(D, freshSeed(), 0.5), (v) => v + 0.6) };
     await writeCheckpoint(dir, config, tensors);
     const model = await RadioModel.load(dir, { seed: 3 });
+    expect(model.config.vitdet?.windowed).toEqual([true, false]);
     const images = tensor(Float32Array.from(randomArray(2 * 3 * 16 * 16, freshSeed()), (v) => (v + 1) / 2), [2, 3, 16, 16]);
     const target = tensor(Float32Array.from(randomArray(2 * 16 * D, freshSeed())), [2, 16, D]);
+    const targetSummary = tensor(Float32Array.from(randomArray(2 * D, freshSeed())), [2, D]);
     const keep = tensor([1, 1], [2]);
-    const loss = () => ops.multiTeacherLoss([{ student: { features: model.forward(images, { cpe: { keep } }).backbone.features }, teacher: { features: target } }]).total;
+    const loss = () => {
+      const out = model.forward(images, { cpe: { keep } }).backbone;
+      return ops.multiTeacherLoss([{ student: { summary: out.summary, features: out.features }, teacher: { summary: targetSummary, features: target } }]).total;
+    };
     model.train();
-    const total = loss();
-    total.backward();
-    const key = 'radio_model.model.blocks.0.ls2.grandma';
-    const gamma = model.namedParameters().find(([n]) => n === key)![1];
-    const grad = await gamma.grad!.toArray();
-    const base = await gamma.toArray();
-    const h = 1e-2;
-    const idx = [0, 5, 17, 31];
-    const fd: number[] = [];
-    for (const i of idx) {
-      const at = async (d: number) => {
-        const v = Float32Array.from(base);
-        v[i] += d;
-        model.loadStateDict(new Map([[key, tensor(v, [D])]]), { strict: false });
-        return noGrad(() => tidy(() => loss().detach())).item();
-      };
-      fd.push(((await at(h)) - (await at(-h))) / (2 * h));
+    loss().backward();
+    const params = new Map(model.namedParameters());
+    // Steps small against each parameter's scale (the prefix tokens are ~0.02) and large against f32 noise.
+    const checks: Array<[string, number[], number]> = [
+      ['radio_model.model.blocks.0.ls2.grandma', [0, 5, 17, 31], 1e-2],
+      ['radio_model.model.blocks.1.ls1.grandma', [2, 30], 1e-2],
+      ['radio_model.model.blocks.0.attn.qkv.weight', [3, 1000, 2500], 1e-2],
+      ['radio_model.model.patch_generator.cls_token.token', [0, 40], 1e-3],
+    ];
+    for (const [key, idx, h] of checks) {
+      const p = params.get(key)!;
+      const grad = await p.grad!.toArray();
+      const base = await p.toArray();
+      const fd: number[] = [];
+      for (const i of idx) {
+        const at = async (d: number) => {
+          const v = Float32Array.from(base);
+          v[i] += d;
+          model.loadStateDict(new Map([[key, tensor(v, p.shape)]]), { strict: false });
+          return noGrad(() => tidy(() => loss().detach())).item();
+        };
+        fd.push(((await at(h)) - (await at(-h))) / (2 * h));
+      }
+      model.loadStateDict(new Map([[key, tensor(base, p.shape)]]), { strict: false });
+      const err = relativeError(idx.map((i) => grad[i]), fd);
+      expect({ key, ok: err < 1e-2, err }).toMatchObject({ key, ok: true });
     }
-    model.loadStateDict(new Map([[key, tensor(base, [D])]]), { strict: false });
-    expect(relativeError(idx.map((i) => grad[i]), fd)).toBeLessThan(1e-2);
     // At the whole table with keep 1 the eval forward (LayerScale folded, cached) is the recorded training forward
     // (unfolded); an optimizer step taken in eval mode must reach the cached fold.
     const unfolded = async () => {
