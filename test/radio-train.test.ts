@@ -114,6 +114,7 @@ describe('RADIO module API (cpu)', () => {
     const evalOut = model.forward(images);
     expect(evalOut.clip.features.requiresGrad).toBe(false);
     expect(() => model.forward(images, { cpe: fx.replay(device) })).toThrow(/opts\.cpe replays a training crop; the model is in eval mode/);
+    expect(() => model.forward([1, 2] as unknown as Tensor)).toThrow('RadioModel.forward: images must be a Tensor [B, 3, H, W]');
     expect(model.train()).toBe(model);
     expect(modes()).toEqual(new Set([true]));
     const trainOut = model.forward(images, { cpe: fx.replay(device) });

@@ -16,7 +16,7 @@ import type { DType, Device } from '../native';
 import { Module, ModuleDict } from '../nn/module';
 import { assembleTokens, gatherRows, patchify, sliceRows } from '../ops/tokens';
 import { tidy } from '../scope';
-import type { Tensor } from '../tensor';
+import { Tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetOverride } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
@@ -192,6 +192,7 @@ export class RadioModel extends Module {
   forward(images: Tensor, opts: RadioForwardOptions = {}): RadioOutput {
     const op = 'RadioModel.forward';
     if (this.disposed) throw new Error(`${op}: the model was disposed`);
+    if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
     if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
     const [B, , H, W] = images.shape;
     const [gh, gw] = this.grid(op, H, W);
