@@ -1,5 +1,6 @@
 // Tape-based reverse-mode autograd. Every differentiable op that sees an input requiring a gradient records a
 // GradNode on its output; backward() walks the recorded graph from a scalar in reverse topological order.
+import { escape } from './scope';
 import type { Tensor } from './tensor';
 
 export interface GradNode {
@@ -61,6 +62,8 @@ export function runBackward(root: Tensor, seed: Tensor): void {
       const node = t.gradNode;
       if (!node) {
         t.accumulateGrad(g);
+        // A leaf's gradient belongs to the leaf, not to the scope backward runs in.
+        escape(t.grad);
         if (g !== seed) g.dispose();
         continue;
       }

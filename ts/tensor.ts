@@ -2,6 +2,7 @@
 // Ops queue work on the tensor's backend and return at once; `await t.toArray()` is the only wait.
 import { GradNode, isGradEnabled, needsGrad, noGrad, runBackward } from './autograd';
 import { DType, Device, native, NativeBuffer } from './native';
+import { adopt, registerTensorClass } from './scope';
 
 export type { DType, Device } from './native';
 
@@ -62,6 +63,7 @@ export class Tensor {
     this.device = device;
     if (requiresGrad && dtype === 'i32') throw new Error('requiresGrad: i32 tensors cannot require a gradient');
     this.requiresGrad = requiresGrad;
+    adopt(this);
   }
 
   get numel(): number {
@@ -214,6 +216,8 @@ export class Tensor {
     });
   }
 }
+
+registerTensorClass(Tensor);
 
 /** Checks what every op over several tensors needs: none disposed, one device, one dtype, (optionally) one shape. */
 export function checkSame(op: string, tensors: readonly Tensor[], opts: { shape?: boolean } = {}): void {

@@ -1,59 +1,72 @@
 // Adaptor heads (spec §4.3): RADIO's MLP v2, `[pre_norm: LN + GELU] → fc1 → (x + Linear(GELU(LN(x))))·num_inner →
-// LN → GELU → Linear`. Every LayerNorm here uses eps 1e-5 (torch's default), unlike the backbone's 1e-6.
-import { gelu, layerNorm } from '../ops/norm';
-import { linear } from '../ops/linear';
+// LN → GELU → Linear`, and the GenericAdaptor that pairs a summary head (head_mlp) with a feature head (feat_mlp).
+// Every LayerNorm here uses eps 1e-5 (torch's default), unlike the backbone's 1e-6. Module and key names follow
+// RADIO's: pre_norm.0, fc1, blocks.{k}.0 / .2, final.0 / .2 (the GELUs hold the odd Sequential slots).
+import { Gelu, LayerNorm, LayerOptions, Linear } from '../nn/layers';
+import { Module, ModuleList, Sequential } from '../nn/module';
 import type { Tensor } from '../tensor';
-import type { MlpHeadConfig } from './config';
-import { LinearWeights, loadLinear, loadNorm, NormWeights, WeightReader } from './weights';
+import type { AdaptorConfig, MlpHeadConfig } from './config';
 
 const EPS = 1e-5;
 
-export class MlpV2Head {
-  private constructor(
-    private readonly preNorm: NormWeights | null,
-    private readonly fc1: LinearWeights,
-    private readonly blocks: Array<{ norm: NormWeights; linear: LinearWeights }>,
-    private readonly finalNorm: NormWeights,
-    private readonly finalLinear: LinearWeights,
-  ) {}
+// LN → GELU → Linear, the shape of every MLP v2 stage; the norm and linear are kept typed for the fused calls.
+class NormGeluLinear extends Sequential {
+  readonly norm: LayerNorm;
+  readonly linear: Linear;
 
-  static async load(r: WeightReader, key: string, c: MlpHeadConfig): Promise<MlpV2Head> {
-    if (r.has(`${key}.fc2.weight`) && !r.has(`${key}.final.2.weight`))
-      throw new Error(`${r.file.file}: adaptor head '${key}' is an MLP v1 head (fc1, norm, fc2), which is not supported; only MLP v2`);
-    const preNorm = r.has(`${key}.pre_norm.0.weight`) ? await loadNorm(r, `${key}.pre_norm.0`, c.inputDim) : null;
-    const fc1 = await loadLinear(r, `${key}.fc1`, c.hiddenDim, c.inputDim);
-    const blocks = [];
-    for (let k = 0; k < c.numInner; k++)
-      blocks.push({ norm: await loadNorm(r, `${key}.blocks.${k}.0`, c.hiddenDim), linear: await loadLinear(r, `${key}.blocks.${k}.2`, c.hiddenDim, c.hiddenDim) });
-    if (r.has(`${key}.blocks.${c.numInner}.0.weight`))
-      throw new Error(`${r.file.file}: adaptor head '${key}' has more inner blocks than num_inner ${c.numInner} in config.json`);
-    const finalNorm = await loadNorm(r, `${key}.final.0`, c.hiddenDim);
-    const finalLinear = await loadLinear(r, `${key}.final.2`, c.outputDim, c.hiddenDim);
-    return new MlpV2Head(preNorm, fc1, blocks, finalNorm, finalLinear);
+  constructor(dim: number, out: number, opts: LayerOptions) {
+    const norm = new LayerNorm(dim, EPS, opts);
+    const linear = new Linear(dim, out, opts);
+    super([norm, new Gelu(), linear]);
+    this.norm = norm;
+    this.linear = linear;
   }
 
-  /** x [..., D] → [..., output dim]. `free` releases each intermediate once used (a no-op while autograd records). */
-  forward(x: Tensor, free: (t: Tensor) => void): Tensor {
-    const normGelu = (t: Tensor, n: NormWeights): Tensor => {
-      const h = layerNorm(t, n.weight, n.bias, EPS);
-      const g = gelu(h);
-      free(h);
-      return g;
-    };
-    const pre = this.preNorm ? normGelu(x, this.preNorm) : x;
-    let h = linear(pre, this.fc1.weight, this.fc1.bias);
-    if (pre !== x) free(pre);
-    for (const b of this.blocks) {
-      const a = normGelu(h, b.norm);
-      const next = linear(a, b.linear.weight, b.linear.bias, { residual: h });
-      free(a);
-      free(h);
-      h = next;
-    }
-    const a = normGelu(h, this.finalNorm);
-    free(h);
-    const out = linear(a, this.finalLinear.weight, this.finalLinear.bias);
-    free(a);
-    return out;
+  /** linear(GELU(LN(x))), with the residual (if any) fused into the GEMM. */
+  apply(x: Tensor, residual?: Tensor): Tensor {
+    return this.linear.forward((this.at(1) as Gelu).forward(this.norm.forward(x)), { residual });
+  }
+}
+
+class NormGelu extends Sequential {
+  constructor(dim: number, opts: LayerOptions) {
+    super([new LayerNorm(dim, EPS, opts), new Gelu()]);
+  }
+}
+
+export class MlpV2 extends Module {
+  readonly preNorm: NormGelu | null;
+  readonly fc1: Linear;
+  readonly blocks: ModuleList<NormGeluLinear>;
+  readonly final: NormGeluLinear;
+
+  constructor(readonly config: MlpHeadConfig, opts: LayerOptions & { preNorm?: boolean } = {}) {
+    super();
+    const { inputDim, hiddenDim, outputDim, numInner } = config;
+    this.preNorm = opts.preNorm ? this.registerModule('pre_norm', new NormGelu(inputDim, opts)) : null;
+    this.fc1 = this.registerModule('fc1', new Linear(inputDim, hiddenDim, opts));
+    this.blocks = this.registerModule('blocks', new ModuleList(Array.from({ length: numInner }, () => new NormGeluLinear(hiddenDim, hiddenDim, opts))));
+    this.final = this.registerModule('final', new NormGeluLinear(hiddenDim, outputDim, opts));
+  }
+
+  /** x [..., D] → [..., output dim]. */
+  forward(x: Tensor): Tensor {
+    let h = this.fc1.forward(this.preNorm ? this.preNorm.forward(x) : x);
+    for (const b of this.blocks) h = b.apply(h, h);
+    return this.final.apply(h);
+  }
+}
+
+/** One teacher's heads: head_mlp on its cls token, feat_mlp on the patch features. */
+export class GenericAdaptor extends Module {
+  readonly headMlp: MlpV2;
+  readonly featMlp: MlpV2;
+
+  constructor(readonly config: AdaptorConfig, opts: LayerOptions & { summaryPreNorm?: boolean; featurePreNorm?: boolean } = {}) {
+    super();
+    this.headMlp = this.registerModule('head_mlp', new MlpV2(config.summary, { ...opts, preNorm: opts.summaryPreNorm }));
+    this.featMlp = this.registerModule('feat_mlp', new MlpV2(config.feature, { ...opts, preNorm: opts.featurePreNorm }));
+    // A teacher without a summary target sends no gradient to its summary head (RADIO leaves its .grad None).
+    if (!config.useSummary) for (const p of this.headMlp.parameters()) p.requiresGrad = false;
   }
 }

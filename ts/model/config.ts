@@ -32,6 +32,8 @@ export interface AdaptorConfig {
   name: string;
   /** The cls token this adaptor's summary head reads. */
   headIdx: number;
+  /** False when the teacher of this name has `use_summary: false`: no loss reaches the summary head, so it does not train. */
+  useSummary: boolean;
   summary: MlpHeadConfig;
   feature: MlpHeadConfig;
 }
@@ -52,6 +54,13 @@ export interface RadioConfig {
   patchSize: number;
   /** G: the position embedding is a G × G grid. */
   cpeGrid: number;
+  /**
+   * RADIO's cpe_mode (spec §1.4): the table is larger than the arch's native img_size. True for every released
+   * checkpoint; when false, eval and training take the table's top-left corner (resized only if still too small).
+   */
+  cpeMode: boolean;
+  /** timm's drop_path rate (applied in training only). */
+  dropPath: number;
   numCls: number;
   numRegisters: number;
   /** summary_idxs when the checkpoint has no buffer for it (§1.5). */
@@ -75,6 +84,13 @@ const isObj = (v: unknown): v is Json => !!v && typeof v === 'object' && !Array.
 function posInt(where: string, name: string, v: unknown): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new Error(`${where}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
   return v;
+}
+
+/** Python's round(): halves go to the even neighbour. */
+function roundHalfEven(v: number): number {
+  const f = Math.floor(v);
+  const d = v - f;
+  return d > 0.5 || (d === 0.5 && f % 2 !== 0) ? f + 1 : f;
 }
 
 /** Which blocks are windowed, following vitdet.py: switch to windows at i % period == 0, back at period − 1. */
@@ -125,6 +141,14 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   const patchSize = posInt(where, 'patch_size', json.patch_size ?? Number(m[2]));
   const cpeMax = posInt(where, 'args.cpe_max_size', args.cpe_max_size);
   const cpeGrid = Math.ceil(cpeMax / patchSize);
+  const imgSize = kwargs.img_size ?? Number(/_(\d+)$/.exec(timmModel)![1]);
+  const native = Array.isArray(imgSize) ? imgSize : [imgSize, imgSize];
+  if (native.length !== 2 || !native.every((v) => Number.isInteger(v) && (v as number) > 0))
+    throw new Error(`${where}: model_kwargs.img_size must be a positive integer or [h, w], got ${JSON.stringify(imgSize)}`);
+  const maxDims = Math.ceil((roundHalfEven(cpeMax / patchSize) * patchSize) / patchSize) * patchSize;
+  const cpeMode = native.some((v) => v !== maxDims);
+  const dropPath = args.drop_path === undefined || args.drop_path === null ? 0 : Number(args.drop_path);
+  if (!(dropPath >= 0 && dropPath < 1)) throw new Error(`${where}: args.drop_path must be in [0, 1), got ${JSON.stringify(args.drop_path)}`);
 
   const teachers = Array.isArray(args.teachers) ? (args.teachers as Json[]) : [];
   const names = teachers.map((t) => String(t.name));
@@ -158,13 +182,14 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     if (!isObj(c)) throw new Error(`${at} is missing`);
     const headIdx = c.head_idx as number;
     if (!Number.isInteger(headIdx) || headIdx < 0 || headIdx >= numCls + numRegisters) throw new Error(`${at}.head_idx ${JSON.stringify(headIdx)} is out of range`);
-    return { name, headIdx, summary: parseHead(`${at}.summary`, c.summary, embedDim), feature: parseHead(`${at}.feature`, c.feature, embedDim) };
+    const teacher = teachers.find((t) => String(t.name) === name);
+    return { name, headIdx, useSummary: teacher?.use_summary !== false, summary: parseHead(`${at}.summary`, c.summary, embedDim), feature: parseHead(`${at}.feature`, c.feature, embedDim) };
   });
   // inter_feature_normalizer_config is ignored on purpose: it applies only to intermediate-layer features, which
   // this port does not return.
   return {
     version: String(json.version ?? ''),
-    timmModel, embedDim, depth, heads, mlpHidden, patchSize, cpeGrid, numCls, numRegisters, defaultSummaryIdxs,
+    timmModel, embedDim, depth, heads, mlpHidden, patchSize, cpeGrid, cpeMode, dropPath, numCls, numRegisters, defaultSummaryIdxs,
     modelNorm: args.model_norm === true,
     vitdet, adaptors,
     featureNormalizer: json.feature_normalizer_config !== undefined && json.feature_normalizer_config !== null,

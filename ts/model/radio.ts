@@ -1,25 +1,29 @@
-// RADIO inference from a released-format (Hugging Face) checkpoint folder: config.json + model.safetensors.
-// The forward pass is spec §1.2–1.7 (and §2.1 for ViTDet checkpoints) composed from the ops: patchify (input
-// conditioning fused) → patch embedding (linear, no bias) → eval CPE → [cls/registers, patches + pos] → blocks
-// (LayerNorm eps 1e-6, qkv, fused attention, proj + residual, fc1 + GELU, fc2 + residual) → summary rows and
-// feature rows → adaptor heads.
+// RADIO from a released-format (Hugging Face) checkpoint folder, config.json + model.safetensors, as a module tree
+// whose parameter keys are the checkpoint's (`radio_model.model.blocks.0.attn.qkv.weight`, ...). The forward pass is
+// spec §1.2–1.7 (and §2.1 for ViTDet checkpoints): patchify (input conditioning fused) → patch embedding → CPE →
+// [cls/registers, patches + pos] → blocks → summary rows and feature rows → adaptor heads.
+//
+// Eval mode (what load() returns) is inference: nothing is recorded for autograd, LayerScale runs folded into the
+// weights, and every intermediate is freed before forward returns. Training mode (train()) records the graph over
+// the live parameters and draws RADIO's random CPE crop and position dropout per sample (or replays a given one);
+// the intermediates belong to the graph and are freed by the caller's tensor scope (nn.tidy) or by GC.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { isGradEnabled } from '../autograd';
+import { isGradEnabled, noGrad } from '../autograd';
 import { SafetensorsFile } from '../io/safetensors';
 import type { DType, Device } from '../native';
-import { attention } from '../ops/attention';
-import { cpe } from '../ops/interpolate';
-import { linear } from '../ops/linear';
-import { layerNorm } from '../ops/norm';
+import { Module, ModuleDict } from '../nn/module';
 import { assembleTokens, gatherRows, patchify, sliceRows } from '../ops/tokens';
-import type { Tensor } from '../tensor';
-import { MlpV2Head } from './adaptor';
+import { tidy } from '../scope';
+import { Tensor } from '../tensor';
+import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetOverride } from './config';
-import { LinearWeights, loadLinear, loadNorm, loadScaledLinear, NormWeights, WeightReader } from './weights';
+import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
+import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
+import { fillFromCheckpoint } from './weights';
 
-const BLOCK_EPS = 1e-6;
+const PREFIX = 'radio_model.';
 
 export interface RadioLoadOptions {
   /** Default 'cpu'. Weights are uploaded there once. */
@@ -30,6 +34,19 @@ export interface RadioLoadOptions {
   cpeAlignCorners?: boolean;
   /** Overrides the ViTDet settings of config.json (windowSize null turns windows off). */
   vitdet?: VitDetOverride;
+  /** Seed of the training-mode CPE crop and position dropout draws; default a random one. */
+  seed?: number;
+  /** Probability that a sample's position encoding is dropped in training; default 0.1, RADIO's hard-coded value. */
+  posDropout?: number;
+}
+
+export interface RadioForwardOptions {
+  /**
+   * Training mode only: replay a CPE crop instead of drawing one. scale and offset [B, 2] (x, y) and keep [B]
+   * (1 kept, 0 position dropout), f32 on the model's device; scale and offset only where a crop applies (CPE mode,
+   * grid other than the whole table): sampleCpe() says which.
+   */
+  cpe?: CpeCrop;
 }
 
 export interface RadioHeadOutput {
@@ -42,46 +59,50 @@ export interface RadioHeadOutput {
 /** `backbone` plus one entry per adaptor head in the checkpoint (e.g. clip, dino_v2, sam). */
 export type RadioOutput = { backbone: RadioHeadOutput } & Record<string, RadioHeadOutput>;
 
-interface Block {
-  norm1: NormWeights;
-  qkv: LinearWeights;
-  proj: LinearWeights;
-  norm2: NormWeights;
-  fc1: LinearWeights;
-  fc2: LinearWeights;
+// RADIO's own module (HF wrapper's `radio_model`): model, input_conditioner, adaptors, feature_normalizer.
+class RadioCore extends Module {
+  readonly model: VisionTransformer;
+  readonly inputConditioner: InputConditioner;
+  readonly adaptors: ModuleDict<GenericAdaptor>;
+  readonly featureNormalizer: FeatureNormalizer | null;
+
+  constructor(c: RadioConfig, opts: { device: Device; dtype: DType }, has: (key: string) => boolean) {
+    super();
+    const layer = { ...opts, init: 'empty' as const };
+    const layerScale = has('model.blocks.0.ls1.grandma') ? 1e-5 : undefined;
+    const S = c.numCls + c.numRegisters;
+    this.model = this.registerModule('model', new VisionTransformer({ ...c, prefixRows: S, layerScale }, layer));
+    this.inputConditioner = this.registerModule('input_conditioner', new InputConditioner(layer));
+    const adaptors = c.adaptors.map((a): [string, GenericAdaptor] => {
+      const k = `adaptors.${a.name}`;
+      return [a.name, new GenericAdaptor(a, { ...layer, summaryPreNorm: has(`${k}.head_mlp.pre_norm.0.weight`), featurePreNorm: has(`${k}.feat_mlp.pre_norm.0.weight`) })];
+    });
+    this.adaptors = this.registerModule('adaptors', new ModuleDict(adaptors));
+    const normalizer = c.featureNormalizer || has('feature_normalizer.tx');
+    this.featureNormalizer = normalizer ? this.registerModule('feature_normalizer', new FeatureNormalizer(c.embedDim, layer)) : null;
+  }
 }
 
-interface Adaptor {
-  name: string;
-  headIdx: number;
-  summary: MlpV2Head;
-  feature: MlpV2Head;
-}
-
-export class RadioModel {
-  private disposed = false;
+export class RadioModel extends Module {
+  private readonly core: RadioCore;
+  private rng: CropRng;
 
   private constructor(
     readonly config: RadioConfig,
-    readonly device: Device,
     readonly dtype: DType,
-    private readonly cpeAlignCorners: boolean,
+    device: Device,
+    private readonly geometry: CpeGeometry,
     private readonly summaryIdxs: number[],
-    private readonly tensors: Tensor[],
-    private readonly w: {
-      mean: Tensor;
-      std: Tensor;
-      embedder: Tensor;
-      posEmbed: Tensor;
-      prefix: Tensor;
-      blocks: Block[];
-      norm: NormWeights | null;
-      featureNormalizer: LinearWeights | null;
-      adaptors: Adaptor[];
-    },
-  ) {}
+    private readonly posDropout: number,
+    seed: number,
+    has: (key: string) => boolean,
+  ) {
+    super();
+    this.core = this.registerModule('radio_model', new RadioCore(config, { device, dtype }, has));
+    this.rng = new CropRng(seed);
+  }
 
-  /** Loads `dir`/config.json and `dir`/model.safetensors; every problem is an Error naming the file and key. */
+  /** Loads `dir`/config.json and `dir`/model.safetensors in eval mode; every problem is an Error naming the file and key. */
   static async load(dir: string, opts: RadioLoadOptions = {}): Promise<RadioModel> {
     const device = opts.device ?? 'cpu';
     const dtype = opts.dtype ?? 'f32';
@@ -91,6 +112,10 @@ export class RadioModel {
       throw new Error(`RadioModel.load: cannot open the checkpoint folder ${dir} (${e.message})`);
     });
     if (!dirStat.isDirectory()) throw new Error(`RadioModel.load: ${dir} is not a folder (expected one holding config.json and model.safetensors)`);
+    const posDropout = opts.posDropout ?? 0.1;
+    if (!(posDropout >= 0 && posDropout < 1)) throw new Error(`RadioModel.load: posDropout must be in [0, 1), got ${opts.posDropout}`);
+    const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+    CropRng.check(seed);
     const configPath = path.join(dir, 'config.json');
     let json: unknown;
     try {
@@ -100,66 +125,41 @@ export class RadioModel {
     } catch (e) {
       throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
     }
-    const config = parseRadioConfig(json, configPath, opts.vitdet);
+    const c = parseRadioConfig(json, configPath, opts.vitdet);
     const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-    const prefix = file.has('radio_model.model.patch_generator.embedder.weight') ? 'radio_model.' : '';
-    const r = new WeightReader(file, prefix, device, dtype);
+    let model: RadioModel | null = null;
     try {
-      return await RadioModel.build(r, config, opts);
+      const prefix = file.has(`${PREFIX}model.patch_generator.embedder.weight`) ? PREFIX : '';
+      const has = (key: string) => file.has(prefix + key);
+      for (const a of c.adaptors)
+        for (const head of ['head_mlp', 'feat_mlp']) {
+          const k = `adaptors.${a.name}.${head}`;
+          if (has(`${k}.fc2.weight`) && !has(`${k}.final.2.weight`))
+            throw new Error(`${file.file}: adaptor head '${prefix}${k}' is an MLP v1 head (fc1, norm, fc2), which is not supported; only MLP v2`);
+          const inner = head === 'head_mlp' ? a.summary.numInner : a.feature.numInner;
+          if (has(`${k}.blocks.${inner}.0.weight`))
+            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has more inner blocks than num_inner ${inner} in config.json`);
+        }
+      if (has(`model.blocks.${c.depth}.norm1.weight`)) throw new Error(`${file.file}: the checkpoint has more blocks than depth ${c.depth} in config.json`);
+      if ((c.featureNormalizer || has('feature_normalizer.tx')) && c.adaptors.length)
+        throw new Error(`${file.file}: a feature normalizer together with adaptor heads is not supported (which features the heads read is unverified)`);
+      const summaryIdxs = has('summary_idxs') ? (await file.readInts(`${prefix}summary_idxs`)).data : c.defaultSummaryIdxs;
+      for (const i of summaryIdxs)
+        if (!Number.isInteger(i) || i < 0 || i >= c.numCls) throw new Error(`${file.file}: summary_idxs holds ${i}, outside the ${c.numCls} cls tokens`);
+      const geometry = { grid: c.cpeGrid, cpeMode: c.cpeMode, alignCorners: opts.cpeAlignCorners ?? false };
+      model = new RadioModel(c, dtype, device, geometry, summaryIdxs, posDropout, seed, has);
+      await fillFromCheckpoint(model, file, PREFIX);
+      return model.eval();
     } catch (e) {
-      for (const t of r.made) t.dispose();
+      model?.dispose();
       throw e;
     } finally {
       await file.close();
     }
   }
 
-  private static async build(r: WeightReader, c: RadioConfig, opts: RadioLoadOptions): Promise<RadioModel> {
-    const { embedDim: D, patchSize: P, mlpHidden: M } = c;
-    const S = c.numCls + c.numRegisters;
-    // The conditioner's buffers stay f32 whatever the model dtype: the patchify kernel computes in f32.
-    const mean = r.upload(await r.host('input_conditioner.norm_mean', [3, 1, 1]), [3], 'f32');
-    const std = r.upload(await r.host('input_conditioner.norm_std', [3, 1, 1]), [3], 'f32');
-    const pg = 'model.patch_generator';
-    const embedder = await r.load(`${pg}.embedder.weight`, [D, 3 * P * P]);
-    const posEmbed = await r.load(`${pg}.pos_embed`, [1, c.cpeGrid * c.cpeGrid, D]);
-    const prefix = await r.load(`${pg}.cls_token.token`, [S, D]);
-    const blocks: Block[] = [];
-    for (let i = 0; i < c.depth; i++) {
-      const k = `model.blocks.${i}`;
-      // LayerScale (`grandma`, spec §1.6) multiplies the branch output per channel: folded into proj and fc2.
-      const scaled = r.has(`${k}.ls1.grandma`);
-      blocks.push({
-        norm1: await loadNorm(r, `${k}.norm1`, D),
-        qkv: await loadLinear(r, `${k}.attn.qkv`, 3 * D, D),
-        proj: scaled ? await loadScaledLinear(r, `${k}.attn.proj`, D, D, `${k}.ls1.grandma`) : await loadLinear(r, `${k}.attn.proj`, D, D),
-        norm2: await loadNorm(r, `${k}.norm2`, D),
-        fc1: await loadLinear(r, `${k}.mlp.fc1`, M, D),
-        fc2: scaled ? await loadScaledLinear(r, `${k}.mlp.fc2`, D, M, `${k}.ls2.grandma`) : await loadLinear(r, `${k}.mlp.fc2`, D, M),
-      });
-    }
-    if (r.has(`model.blocks.${c.depth}.norm1.weight`)) throw new Error(`${r.file.file}: the checkpoint has more blocks than depth ${c.depth} in config.json`);
-    const norm = c.modelNorm ? await loadNorm(r, 'model.norm', D) : null;
-    const summaryIdxs = r.has('summary_idxs') ? await r.ints('summary_idxs') : c.defaultSummaryIdxs;
-    for (const i of summaryIdxs)
-      if (!Number.isInteger(i) || i < 0 || i >= c.numCls) throw new Error(`${r.file.file}: summary_idxs holds ${i}, outside the ${c.numCls} cls tokens`);
-    let featureNormalizer: LinearWeights | null = null;
-    if (c.featureNormalizer || r.has('feature_normalizer.tx')) {
-      if (c.adaptors.length)
-        throw new Error(`${r.file.file}: a feature normalizer together with adaptor heads is not supported (which features the heads read is unverified)`);
-      // (f − mean)·txᵀ = f·txᵀ − tx·mean: one linear with a folded bias.
-      const tx = await r.host('feature_normalizer.tx', [D, D]);
-      const mu = await r.host('feature_normalizer.mean', [D]);
-      const bias = Float32Array.from({ length: D }, (_, o) => -tx.subarray(o * D, (o + 1) * D).reduce((s, v, i) => s + v * mu[i], 0));
-      featureNormalizer = { weight: r.upload(tx, [D, D]), bias: r.upload(bias, [D]) };
-    }
-    const adaptors: Adaptor[] = [];
-    for (const a of c.adaptors) {
-      const k = `adaptors.${a.name}`;
-      adaptors.push({ name: a.name, headIdx: a.headIdx, summary: await MlpV2Head.load(r, `${k}.head_mlp`, a.summary), feature: await MlpV2Head.load(r, `${k}.feat_mlp`, a.feature) });
-    }
-    const weights = { mean, std, embedder, posEmbed, prefix, blocks, norm, featureNormalizer, adaptors };
-    return new RadioModel(c, r.device, r.dtype, opts.cpeAlignCorners ?? false, summaryIdxs, r.made, weights);
+  get device(): Device {
+    return this.core.model.patchGenerator.posEmbed.device;
   }
 
   /** H and W must be multiples of this: the patch size, times the window size in ViTDet mode. */
@@ -167,115 +167,99 @@ export class RadioModel {
     return this.config.patchSize * (this.config.vitdet?.windowSize ?? 1);
   }
 
+  /** Restarts the training draws (CPE crop, position dropout) from seed. */
+  seed(seed: number): void {
+    this.rng = new CropRng(seed);
+  }
+
+  /**
+   * Draws a training crop for `batch` images of H × W pixels from the model's generator, as a training forward
+   * without opts.cpe would: keep [B], and scale, offset [B, 2] where a crop applies; f32 on the model's device.
+   */
+  sampleCpe(batch: number, height: number, width: number): CpeCrop {
+    if (!Number.isInteger(batch) || batch < 1) throw new Error(`RadioModel.sampleCpe: batch must be a positive integer, got ${batch}`);
+    const [gh, gw] = this.grid('RadioModel.sampleCpe', height, width);
+    return drawCrop(this.rng, batch, cropApplies(this.geometry, gh, gw), this.posDropout, this.device);
+  }
+
+  private grid(op: string, H: number, W: number): [number, number] {
+    const step = this.resolutionStep;
+    const c = this.config;
+    if (!Number.isInteger(H) || !Number.isInteger(W) || H % step !== 0 || W % step !== 0 || H <= 0 || W <= 0) {
+      const near = (v: number) => Math.max(step, Math.round(v / step) * step);
+      throw new Error(`${op}: input resolution ${H}x${W} is not a multiple of ${step} (patch ${c.patchSize}${c.vitdet ? ` × window ${c.vitdet.windowSize}` : ''}); nearest supported: ${near(H)}x${near(W)}`);
+    }
+    return [H / c.patchSize, W / c.patchSize];
+  }
+
   /**
    * images [B, 3, H, W] with values in [0, 1] (any dtype; moved to the model's device when elsewhere) → the
    * backbone's and every adaptor's summary and features, in the model dtype, on the model's device.
    */
-  forward(images: Tensor): RadioOutput {
-    if (this.disposed) throw new Error('RadioModel.forward: the model was disposed');
-    const c = this.config;
-    if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`RadioModel.forward: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
+  forward(images: Tensor, opts: RadioForwardOptions = {}): RadioOutput {
+    const op = 'RadioModel.forward';
+    if (this.disposed) throw new Error(`${op}: the model was disposed`);
+    if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
+    if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
     const [B, , H, W] = images.shape;
-    const step = this.resolutionStep;
-    if (H % step !== 0 || W % step !== 0 || H === 0 || W === 0) {
-      const near = (v: number) => Math.max(step, Math.round(v / step) * step);
-      throw new Error(`RadioModel.forward: input resolution ${H}x${W} is not a multiple of ${step} (patch ${c.patchSize}${c.vitdet ? ` × window ${c.vitdet.windowSize}` : ''}); nearest supported: ${near(H)}x${near(W)}`);
+    const [gh, gw] = this.grid(op, H, W);
+    if (!this.training) {
+      if (opts.cpe !== undefined) throw new Error(`${op}: opts.cpe replays a training crop; the model is in eval mode (call train())`);
+      return noGrad(() => tidy(() => this.run(images, gh, gw, null)));
     }
-    // Intermediates are freed as soon as used, unless autograd is recording a graph that still needs them.
-    const recording = isGradEnabled() && this.tensors.some((t) => t.requiresGrad);
-    const free = recording ? () => undefined : (t: Tensor) => t.dispose();
-    const gh = H / c.patchSize;
-    const gw = W / c.patchSize;
+    if (this.config.dropPath > 0) throw new Error(`${op}: drop_path ${this.config.dropPath} in training is not supported`);
+    const crop = opts.cpe !== undefined
+      ? checkCrop(op, opts.cpe, this.geometry, B, gh, gw, this.device)
+      : drawCrop(this.rng, B, cropApplies(this.geometry, gh, gw), this.posDropout, this.device);
+    return this.run(images, gh, gw, crop);
+  }
+
+  private run(images: Tensor, gh: number, gw: number, crop: CpeCrop | null): RadioOutput {
+    const c = this.config;
+    const { model: vit, inputConditioner: cond, featureNormalizer } = this.core;
+    const pg = vit.patchGenerator;
+    const B = images.shape[0];
     const S = c.numCls + c.numRegisters;
     const onDevice = images.device === this.device ? images : images.to(this.device);
-    const patches = patchify(onDevice, { patch: c.patchSize, mean: this.w.mean, std: this.w.std, dtype: this.dtype });
-    if (onDevice !== images) free(onDevice);
-    const embedded = linear(patches, this.w.embedder);
-    free(patches);
-    const pos = cpe(this.w.posEmbed, { gridH: gh, gridW: gw, alignCorners: this.cpeAlignCorners });
-    let x = assembleTokens(this.w.prefix, embedded, pos);
-    free(embedded);
-    free(pos);
-    x = this.runBlocks(x, B, S, gh, gw, free);
-    if (this.w.norm) {
-      const n = layerNorm(x, this.w.norm.weight, this.w.norm.bias, BLOCK_EPS);
-      free(x);
-      x = n;
-    }
-    const summary = gatherRows(x, this.summaryIdxs);
+    const patches = patchify(onDevice, { patch: c.patchSize, mean: cond.mean, std: cond.std, dtype: this.dtype });
+    const embedded = pg.embedder.forward(patches);
+    const pos = crop ? trainPositions(pg.posEmbed, this.geometry, gh, gw, crop) : evalPositions(pg.posEmbed, this.geometry, gh, gw);
+    let x = this.runBlocks(assembleTokens(pg.clsToken.token, embedded, pos), S, gh, gw);
+    if (vit.norm) x = vit.norm.forward(x);
     let features = sliceRows(x, S, S + gh * gw);
-    if (this.w.featureNormalizer) {
-      const f = linear(features, this.w.featureNormalizer.weight, this.w.featureNormalizer.bias);
-      free(features);
-      features = f;
+    if (featureNormalizer) features = featureNormalizer.forward(features);
+    const summary = gatherRows(x, this.summaryIdxs).reshape([B, this.summaryIdxs.length * c.embedDim]);
+    const out: Record<string, RadioHeadOutput> = { backbone: { summary, features } };
+    for (const [name, a] of this.core.adaptors.entries()) {
+      const s = gatherRows(x, [a.config.headIdx]).reshape([B, c.embedDim]);
+      out[name] = { summary: a.headMlp.forward(s), features: a.featMlp.forward(features) };
     }
-    const out: Record<string, RadioHeadOutput> = { backbone: { summary: summary.reshape([B, this.summaryIdxs.length * c.embedDim]), features } };
-    free(summary);
-    for (const a of this.w.adaptors) {
-      const rows = gatherRows(x, [a.headIdx]);
-      const s = rows.reshape([B, c.embedDim]);
-      free(rows);
-      out[a.name] = { summary: a.summary.forward(s, free), features: a.feature.forward(features, free) };
-      free(s);
-    }
-    free(x);
     return out as RadioOutput;
   }
 
   // Global blocks see all S + N tokens. In ViTDet mode the prefix tokens sit out windowed blocks entirely (spec
   // §2.1): they are set aside when windows start and put back, unchanged, when global attention resumes. The
   // attention op reads windows straight from the raster layout, so no reordering is needed.
-  private runBlocks(x: Tensor, B: number, S: number, gh: number, gw: number, free: (t: Tensor) => void): Tensor {
+  private runBlocks(x: Tensor, S: number, gh: number, gw: number): Tensor {
     const c = this.config;
     const schedule = c.vitdet?.windowed ?? new Array<boolean>(c.depth).fill(false);
     let prefix: Tensor | null = null;
-    for (let i = 0; i < this.w.blocks.length; i++) {
-      const windowed = schedule[i];
+    let i = 0;
+    for (const block of this.core.model.blocks) {
+      const windowed = schedule[i++];
       if (windowed && !prefix) {
         prefix = sliceRows(x, 0, S);
-        const p = sliceRows(x, S, S + gh * gw);
-        free(x);
-        x = p;
+        x = sliceRows(x, S, S + gh * gw);
       } else if (!windowed && prefix) {
-        const joined = assembleTokens(prefix, x);
-        free(prefix);
-        free(x);
+        x = assembleTokens(prefix, x);
         prefix = null;
-        x = joined;
       }
-      const window = windowed ? { size: c.vitdet!.windowSize, gridH: gh, gridW: gw } : undefined;
-      const next = this.block(this.w.blocks[i], x, window ? 0 : S, window, free);
-      free(x);
-      x = next;
+      const input = x;
+      const run = () => (windowed ? block.forward(input, 0, { size: c.vitdet!.windowSize, gridH: gh, gridW: gw }) : block.forward(input, S));
+      // Without a recorded graph nothing needs a block's input or intermediates once its output exists: each block
+      // runs in its own scope that takes its input along, so inference holds one block's activations at a time.
+      x = isGradEnabled() ? run() : tidy(run, { consume: [input] });
     }
     return x;
-  }
-
-  private block(b: Block, x: Tensor, prefix: number, window: { size: number; gridH: number; gridW: number } | undefined, free: (t: Tensor) => void): Tensor {
-    const h1 = layerNorm(x, b.norm1.weight, b.norm1.bias, BLOCK_EPS);
-    const qkv = linear(h1, b.qkv.weight, b.qkv.bias);
-    free(h1);
-    const a = attention(qkv, { heads: this.config.heads, prefix, window });
-    free(qkv);
-    const x1 = linear(a, b.proj.weight, b.proj.bias, { residual: x });
-    free(a);
-    const h2 = layerNorm(x1, b.norm2.weight, b.norm2.bias, BLOCK_EPS);
-    const m = linear(h2, b.fc1.weight, b.fc1.bias, { activation: 'gelu' });
-    free(h2);
-    const out = linear(m, b.fc2.weight, b.fc2.bias, { residual: x1 });
-    free(m);
-    free(x1);
-    return out;
-  }
-
-  /** Every learned weight (the input conditioner's mean and std are buffers, not included). */
-  parameters(): Tensor[] {
-    return this.tensors.filter((t) => t !== this.w.mean && t !== this.w.std);
-  }
-
-  /** Frees every weight now; the model cannot be used afterwards. */
-  dispose(): void {
-    for (const t of this.tensors) t.dispose();
-    this.disposed = true;
   }
 }

@@ -157,7 +157,9 @@ export function multiTeacherLoss(terms: TeacherTerm[], opts: MultiTeacherLossOpt
         out: result.native(OP),
       };
       if (isGradEnabled() && s.requiresGrad) {
-        np.grad = native.alloc(device, s.numel * dtypeSize(s.dtype));
+        // Held by a Tensor so that the tensor scope of the step frees it with the rest of the graph.
+        const kept = new Tensor(native.alloc(device, s.numel * dtypeSize(s.dtype)), s.shape, s.dtype, device);
+        np.grad = kept.native(OP);
         grads.push({ input: s, grad: np.grad });
       }
       return np;

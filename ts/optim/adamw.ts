@@ -1,6 +1,8 @@
 // AdamW (Loshchilov & Hutter): decoupled weight decay and bias-corrected moments, one fused step for all params.
 import { native } from '../native';
 import { noGrad } from '../autograd';
+import { markModified } from '../nn/parameter';
+import { escape } from '../scope';
 import { Tensor, zeros } from '../tensor';
 
 export interface AdamWOptions {
@@ -85,6 +87,8 @@ export class AdamW {
       weightDecay: this.weightDecay,
       step: this.stepCount,
     });
+    // Values derived from the parameters (a module's folded eval weights) must see the change.
+    markModified(withGrad);
   }
 
   // The ranges PyTorch's AdamW accepts, with non-finite values refused too: any of them would turn every weight NaN.
@@ -106,10 +110,11 @@ export class AdamW {
   private stateFor(p: Tensor): ParamState {
     let s = this.state.get(p);
     if (!s) {
+      // Optimizer state lives as long as the optimizer, whatever tensor scope the first step runs in.
       s = noGrad(() => ({
-        m: zeros(p.shape, { device: p.device }),
-        v: zeros(p.shape, { device: p.device }),
-        master: p.dtype === 'bf16' ? p.cast('f32') : undefined,
+        m: escape(zeros(p.shape, { device: p.device })),
+        v: escape(zeros(p.shape, { device: p.device })),
+        master: escape(p.dtype === 'bf16' ? p.cast('f32') : undefined),
       }));
       this.state.set(p, s);
     }
