@@ -30,7 +30,8 @@ node -e "const b=require('./dist').backends().find(b=>b.name==='cuda');console.l
 
 echo "gpu-check: test suite (cpu, sim, cuda)"
 set +e
-npx jest --json --outputFile="$OUT/jest.json" >"$OUT/jest.log" 2>&1
+# 20 runs of every exit / worker_threads case: the races they guard against hit one run in ten.
+AM_RADIO_RELIABILITY_RUNS=20 npx jest --json --outputFile="$OUT/jest.json" >"$OUT/jest.log" 2>&1
 jest_status=$?
 set -e
 node -e "const r=require('$OUT/jest.json');console.log(r.numPassedTests+' passed, '+r.numFailedTests+' failed, '+r.numPendingTests+' skipped');for(const f of r.testResults)for(const t of f.assertionResults)if(t.status==='failed')console.log('FAILED',t.fullName)"

@@ -1,5 +1,7 @@
 // The fused AdamW step: the tensor table is built here and copied to the backend ahead of the kernel.
 #include <cmath>
+#include <cstring>
+#include <vector>
 
 #include "../native/optim/optim.h"
 #include "buffer.h"
@@ -85,9 +87,63 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   });
 }
 
+// gradNorm([{ grad, n, dtype }], out, maxNorm, apply): out (2 f32) = [Σ g², clip coefficient]; with apply every
+// gradient is multiplied by the coefficient on the device, so clipping needs no read-back at all.
+Napi::Value GradNorm(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    if (info.Length() < 4 || !info[0].IsArray() || !info[2].IsNumber() || !info[3].IsBoolean())
+      throw Error("gradNorm: expected (entries, out, maxNorm, apply)");
+    Napi::Array entries = info[0].As<Napi::Array>();
+    StoragePtr out = buffer_arg(info, 1, "gradNorm");
+    require_elements(out, 2, DType::F32, "gradNorm", "output");
+    const float max_norm = static_cast<float>(info[2].As<Napi::Number>().DoubleValue());
+    const bool apply = info[3].As<Napi::Boolean>().Value();
+    std::vector<StoragePtr> keep{out};
+    std::vector<optim::NormTensor> rows;
+    int64_t total = 0;
+    for (uint32_t i = 0; i < entries.Length(); ++i) {
+      const std::string what = "gradNorm: gradient " + std::to_string(i);
+      if (!entries.Get(i).IsObject()) throw Error(what + " is not an object");
+      Napi::Object e = entries.Get(i).As<Napi::Object>();
+      StoragePtr g = buffer_value(e.Get("grad"), what);
+      Napi::Value nv = e.Get("n"), dtv = e.Get("dtype");
+      const double nd = nv.IsNumber() ? nv.As<Napi::Number>().DoubleValue() : -1;
+      if (!(nd >= 0) || nd != static_cast<double>(static_cast<int64_t>(nd))) throw Error(what + ": n must be a non-negative integer");
+      const std::string dt = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
+      if (dt != "f32" && dt != "bf16") throw Error(what + " must be f32 or bf16");
+      const int64_t n = static_cast<int64_t>(nd);
+      require_elements(g, n, dt == "bf16" ? DType::BF16 : DType::F32, "gradNorm", ("gradient " + std::to_string(i)).c_str());
+      common_backend({out, g}, "gradNorm");
+      if (n == 0) continue;
+      rows.push_back(optim::NormTensor{g->ptr, n, total, dt == "bf16" ? 1 : 0, 0});
+      total += n;
+      keep.push_back(g);
+    }
+    Backend& be = *out->backend;
+    // No elements: the kernels still run (and write norm 0, coefficient 1) over one empty row.
+    if (rows.empty()) rows.push_back(optim::NormTensor{nullptr, 0, 0, 0, 0});
+    auto table = std::make_shared<std::vector<uint8_t>>(rows.size() * sizeof(optim::NormTensor));
+    std::memcpy(table->data(), rows.data(), table->size());
+    StoragePtr device_table = be.allocate(table->size());
+    be.upload(device_table, [table] { return table; });
+    StoragePtr partial = be.allocate(static_cast<size_t>(optim::norm_blocks(total)) * sizeof(float));
+    const int64_t tensors = static_cast<int64_t>(rows.size());
+    be.enqueue("gradNorm", [&be, device_table, partial, keep, tensors, total, max_norm, apply] {
+      const auto* t = static_cast<const optim::NormTensor*>(device_table->ptr);
+      float* o = static_cast<float*>(keep[0]->ptr);
+      AMR_DISPATCH(be, optim, grad_norm, t, tensors, total, max_norm, static_cast<float*>(partial->ptr), o);
+      if (apply) AMR_DISPATCH(be, optim, grad_scale, t, tensors, total, o + 1);
+    });
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
-void init_optim_ops(Napi::Env env, Napi::Object exports) { exports.Set("adamwStep", Napi::Function::New(env, AdamwStep)); }
+void init_optim_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("adamwStep", Napi::Function::New(env, AdamwStep));
+  exports.Set("gradNorm", Napi::Function::New(env, GradNorm));
+}
 
 }  // namespace bindings
 }  // namespace amr

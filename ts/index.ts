@@ -10,6 +10,7 @@ export * as ops from './ops';
 export * as nn from './nn';
 export { escape, tidy } from './scope';
 export { AdamW } from './optim/adamw';
+export { clipGradNorm, gradNorm } from './optim/clip';
 export type { AdamWOptions } from './optim/adamw';
 export { RadioModel } from './model/radio';
 export type { RadioForwardOptions, RadioHeadOutput, RadioLoadOptions, RadioOutput } from './model/radio';

@@ -116,6 +116,8 @@ export interface NativeAddon {
     entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,
     hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
   ): void;
+  /** out (2 f32) = [Σ g² over every entry, clip coefficient min(1, maxNorm / (‖g‖ + 1e-6)) (1 when not finite or maxNorm ≤ 0)]; apply scales every grad by it. */
+  gradNorm(entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>, out: NativeBuffer, maxNorm: number, apply: boolean): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
   setUseBlas(on: boolean): void;
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;

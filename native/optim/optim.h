@@ -38,8 +38,59 @@ AMR_HD float adamw_update(float p, float g, float* m, float* v, const AdamHyper&
   return p - h.lr * (m1 / h.bias_correction1) / denom;
 }
 
-#define AMR_OPTIM_FUNCS \
-  void adamw_step(GpuStream s, const AdamTensor* table, int64_t tensors, int64_t total, const AdamHyper& h);
+// Global gradient norm for clipping, over many tensors in one pass, without reading anything back per tensor.
+// The flattened gradients are cut into `norm_blocks(total)` fixed chunks (a function of total only), each chunk
+// summed in a fixed order and the chunk sums added in order, so the result is bitwise reproducible run to run.
+struct NormTensor {
+  void* grad;      // f32 or bf16
+  int64_t n;
+  int64_t offset;  // prefix sum of n, as in AdamTensor
+  int32_t is_bf16;
+  int32_t pad;
+};
+
+// The row of a tensor table (AdamTensor, NormTensor) holding element i of the flattened step: the last row whose
+// offset is ≤ i. An empty row shares its successor's offset, so it is never the one chosen.
+template <typename Row>
+AMR_HD int64_t table_row(const Row* table, int64_t rows, int64_t i) {
+  int64_t lo = 0, hi = rows - 1;
+  while (lo < hi) {
+    const int64_t mid = (lo + hi + 1) / 2;
+    if (table[mid].offset <= i) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
+AMR_HD float norm_grad_at(const NormTensor& d, int64_t j) {
+  return d.is_bf16 ? bf16_to_f32(static_cast<const uint16_t*>(d.grad)[j]) : static_cast<const float*>(d.grad)[j];
+}
+
+constexpr int kNormThreads = 256;
+constexpr int64_t kNormItemsPerBlock = kNormThreads * 32;
+constexpr int64_t kNormMaxBlocks = 1024;
+inline int64_t norm_blocks(int64_t total) {
+  const int64_t b = (total + kNormItemsPerBlock - 1) / kNormItemsPerBlock;
+  return b < 1 ? 1 : b > kNormMaxBlocks ? kNormMaxBlocks : b;
+}
+
+// What the clip does with the sum of squares s (both backends evaluate this same expression): the factor every
+// gradient is multiplied by. A non-finite norm leaves the gradients alone (factor 1): the step is to be skipped,
+// and scaling by NaN would only destroy what a caller may want to inspect.
+AMR_HD float clip_coefficient(float s, float max_norm) {
+  const float norm = sqrtf(s);
+  if (!(max_norm > 0.f) || !(norm <= 3.4e38f)) return 1.f;
+  const float c = max_norm / (norm + 1e-6f);
+  return c < 1.f ? c : 1.f;
+}
+
+#define AMR_OPTIM_FUNCS                                                                                       \
+  void adamw_step(GpuStream s, const AdamTensor* table, int64_t tensors, int64_t total, const AdamHyper& h);   \
+  /* out[0] = Σ g² over every tensor, out[1] = clip_coefficient(out[0], max_norm); partial: norm_blocks f32 */ \
+  void grad_norm(GpuStream s, const NormTensor* table, int64_t tensors, int64_t total, float max_norm,         \
+                 float* partial, float* out);                                                                  \
+  /* every gradient *= coef[0] (in place) */                                                                   \
+  void grad_scale(GpuStream s, const NormTensor* table, int64_t tensors, int64_t total, const float* coef);
 
 namespace cpu { AMR_OPTIM_FUNCS }
 namespace cuda { AMR_OPTIM_FUNCS }

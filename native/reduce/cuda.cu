@@ -1,4 +1,5 @@
 #include "../runtime/kernel.cuh"
+#include "../runtime/block_sum.cuh"
 #include "../runtime/launch.cuh"
 #include "plan.h"
 #include "reduce.h"
@@ -7,19 +8,9 @@ namespace amr {
 namespace reduce {
 namespace AMR_GPU_NS {
 
-namespace {
+using ::amr::AMR_GPU_NS::block_sum;
 
-// Tree reduction of one value per thread; the pairing is fixed, so the result does not depend on timing.
-__device__ float block_sum(float v) {
-  AMR_SHARED(float, buf, [kSumThreads]);
-  buf[threadIdx.x] = v;
-  __syncthreads();
-  for (int stride = kSumThreads / 2; stride > 0; stride /= 2) {
-    if ((int)threadIdx.x < stride) buf[threadIdx.x] += buf[threadIdx.x + stride];
-    __syncthreads();
-  }
-  return buf[0];
-}
+namespace {
 
 template <typename T>
 __global__ void partial_sum_kernel(const T* a, int64_t n, int64_t per_block, float* partial) {
@@ -27,7 +18,7 @@ __global__ void partial_sum_kernel(const T* a, int64_t n, int64_t per_block, flo
   const int64_t end = begin + per_block < n ? begin + per_block : n;
   float acc = 0.f;
   for (int64_t i = begin + threadIdx.x; i < end; i += kSumThreads) acc += Elem<T>::load(a, i);
-  float total = block_sum(acc);
+  float total = block_sum<kSumThreads>(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = total;
 }
 
@@ -35,7 +26,7 @@ template <typename T>
 __global__ void final_sum_kernel(const float* partial, int64_t blocks, float alpha, T* out) {
   float acc = 0.f;
   for (int64_t i = threadIdx.x; i < blocks; i += kSumThreads) acc += partial[i];
-  float total = block_sum(acc);
+  float total = block_sum<kSumThreads>(acc);
   if (threadIdx.x == 0) Elem<T>::store(out, 0, total * alpha);
 }
 
