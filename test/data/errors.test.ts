@@ -100,6 +100,15 @@ test('state errors: foreign, malformed or for another dataset', async () => {
   await s.close();
 });
 
+test('close() while a batch is being decoded rejects the pending next() instead of leaving it hanging', async () => {
+  const s = new ImageFolderSource(opts({ workers: 1, prefetch: 0, partitions: [{ height: 1024, width: 1024, batch: 2 }] }));
+  const pending = s.next();
+  // One turn of the event loop: next() has planned and dispatched its batch, and two 1024 px decodes take longer.
+  await new Promise((r) => setImmediate(r));
+  await s.close();
+  await expect(pending).rejects.toThrow('the image source is closed');
+});
+
 function runChild(args: string[], timeoutMs: number): Promise<{ code: number | null; signal: string | null; out: string; err: string; ms: number }> {
   return new Promise((resolve) => {
     const t0 = Date.now();

@@ -118,5 +118,7 @@ export class DecodePool {
     }
     for (const j of this.queue) j.reject(e);
     this.queue = [];
+    // The survivors may be mid-job (and so ref'd); stop them, or a finished program would wait for them.
+    for (const s of this.slots) void s.worker.terminate();
   }
 }
