@@ -43,7 +43,7 @@ describe('loadImage', () => {
     }
     expect(at(contain.images, 60, 60, 1, 30, 30)).toBe(1);
 
-    // stretch to 30×20 halves the width: all three bands survive, at 10 columns each.
+    // stretch to 30×30 halves the width (and shrinks the height): all three bands survive, 10 columns each.
     const stretch = await loadImage(file, { height: 30, width: 30 });
     expect([stretch.height, stretch.width]).toEqual([30, 30]);
     expect(at(stretch.images, 30, 30, 0, 15, 3)).toBeCloseTo(1, 2);

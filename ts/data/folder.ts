@@ -65,6 +65,10 @@ interface Planned {
   promise: Promise<ImageFolderBatch>;
 }
 
+/**
+ * The dataset is found (folder scanned or list read and checked) in the constructor, synchronously, so every
+ * options error is thrown there; decoding starts on the first next().
+ */
 export class ImageFolderSource implements DataSource {
   readonly partitions: readonly Partition[];
   /** Image ids in dataset order (the order the epoch permutations index). */
