@@ -26,6 +26,14 @@ void pin_addon_in_memory() {
 // use is still alive.
 void shutdown_environment(void* arg) { static_cast<amr::bindings::AddonData*>(arg)->backends->shutdown(); }
 
+// shutdownEnvironment(): what the cleanup hook does, called from JS at process 'exit'. A worker that calls
+// process.exit with a read pending would otherwise wait, before its cleanup hooks run, for that read, i.e.
+// for every op queued ahead of it.
+Napi::Value ShutdownEnvironment(const Napi::CallbackInfo& info) {
+  amr::bindings::addon_data(info.Env()).backends->shutdown();
+  return info.Env().Undefined();
+}
+
 // setQueueDepth(n) / queueDepth(): see amr::HostQueue::set_capacity.
 Napi::Value SetQueueDepth(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -57,6 +65,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_interpolate_ops(env, exports);
   amr::bindings::init_attention_ops(env, exports);
   amr::bindings::init_tokens_ops(env, exports);
+  exports.Set("shutdownEnvironment", Napi::Function::New(env, ShutdownEnvironment));
   exports.Set("setQueueDepth", Napi::Function::New(env, SetQueueDepth));
   exports.Set("queueDepth", Napi::Function::New(env, QueueDepth));
   return exports;

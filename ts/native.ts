@@ -90,6 +90,8 @@ export interface NativeAddon {
   emptyCache(device: Device): void;
   setPoisonAllocations(on: boolean): void;
   queueFailure(device: Device, message: string): void;
+  /** Drops this environment's queued work and stops its backends (idempotent); later ops throw. */
+  shutdownEnvironment(): void;
   setQueueDepth(depth: number): void;
   queueDepth(): number;
 
@@ -177,3 +179,8 @@ function packageRoot(): string {
 }
 
 export const native: NativeAddon = load(packageRoot());
+
+// Nothing queued can be observed once 'exit' is emitted (no callback runs after it), so stop the backends then:
+// a worker_thread that calls process.exit with a read pending does not first run every op queued before the read.
+// The addon's cleanup hook does the same later; this only makes it happen before Node waits for pending reads.
+process.once('exit', () => native.shutdownEnvironment());

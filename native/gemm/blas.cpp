@@ -21,10 +21,18 @@ Blas& blas() {
   static Blas& b = *new Blas();  // never destroyed: queue threads may still call sgemm while exit() runs
   static std::once_flag once;
   std::call_once(once, [] {
+    std::string errors;
     for (const char* name : {"libopenblas.so.0", "libopenblas.so", "libblas.so.3"}) {
       void* h = dlopen(name, RTLD_NOW | RTLD_LOCAL);
       if (!h) {
-        b.error = dlerror();
+        errors += std::string(errors.empty() ? "" : "; ") + dlerror();
+        continue;
+      }
+      // libblas.so.3 is whatever the system's alternatives point at; the reference (netlib) BLAS there is single
+      // threaded and several times slower than the built-in GEMM, so only OpenBLAS behind that name is taken.
+      if (!dlsym(h, "openblas_get_num_threads")) {
+        errors += std::string(errors.empty() ? "" : "; ") + name + " is not OpenBLAS (the built-in GEMM is faster)";
+        dlclose(h);
         continue;
       }
       if (auto f = reinterpret_cast<SgemmFn>(dlsym(h, "cblas_sgemm"))) {
@@ -33,9 +41,10 @@ Blas& blas() {
         b.error.clear();
         return;
       }
-      b.error = std::string(name) + " has no cblas_sgemm";
+      errors += std::string(errors.empty() ? "" : "; ") + name + " has no cblas_sgemm";
       dlclose(h);
     }
+    b.error = errors;
   });
   return b;
 }
