@@ -9,9 +9,9 @@ import * as path from 'path';
 
 import { RadioModel, SafetensorsFile, tensor } from '../ts';
 import type { Device, DType, Tensor } from '../ts';
+import { parseRadioConfig } from '../ts/model/config';
 import { describeEachDevice, poisonOutputs, relativeError } from './support/reference';
 import { TrainFixture } from './support/radio-train-fixture';
-import { parseRadioConfig } from '../ts/model/config';
 
 poisonOutputs();
 
