@@ -48,6 +48,15 @@ export function randomRadioTensors(config: object, seed = 1): Record<string, Saf
   };
   const head = (key: string, h: MlpHeadConfig) => {
     linear(`${key}.fc1`, h.hiddenDim, h.inputDim);
+    if (h.version === 'v1') {
+      norm(`${key}.norm`, h.hiddenDim);
+      for (let k = 0; k < h.numInner; k++) {
+        linear(`${key}.inner.${3 * k}`, h.hiddenDim, h.hiddenDim);
+        norm(`${key}.inner.${3 * k + 1}`, h.hiddenDim);
+      }
+      linear(`${key}.fc2`, h.outputDim, h.hiddenDim);
+      return;
+    }
     for (let k = 0; k < h.numInner; k++) {
       norm(`${key}.blocks.${k}.0`, h.hiddenDim);
       linear(`${key}.blocks.${k}.2`, h.hiddenDim, h.hiddenDim);

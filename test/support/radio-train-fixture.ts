@@ -1,5 +1,5 @@
-// The reference implementation's training-step fixture (test/fixtures/radio/train-b16-v2heads): its case, its
-// tensors, and the loss it was trained with, for the training tests.
+// The reference implementation's training-step fixtures (test/fixtures/radio/train-*; train-b16-v2heads by
+// default): their case, their tensors, and the loss they were trained with, for the training tests.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -19,15 +19,20 @@ interface Case {
 }
 
 export class TrainFixture {
-  private constructor(readonly spec: Case, readonly io: Map<string, { data: Float32Array; shape: number[] }>) {}
+  /** The adaptor heads the case trains against a teacher, in case.json's order. */
+  readonly heads: string[];
 
-  static async read(): Promise<TrainFixture> {
-    const c = JSON.parse(await fs.promises.readFile(path.join(TRAIN_FIXTURE, 'case.json'), 'utf8'));
-    const file = await SafetensorsFile.open(path.join(TRAIN_FIXTURE, 'io.safetensors'));
+  private constructor(readonly dir: string, readonly spec: Case, readonly io: Map<string, { data: Float32Array; shape: number[] }>) {
+    this.heads = Object.keys(spec.teacher_grids);
+  }
+
+  static async read(dir: string = TRAIN_FIXTURE): Promise<TrainFixture> {
+    const c = JSON.parse(await fs.promises.readFile(path.join(dir, 'case.json'), 'utf8'));
+    const file = await SafetensorsFile.open(path.join(dir, 'io.safetensors'));
     const io = new Map();
     for (const k of file.keys()) io.set(k, await file.readFloat(k));
     await file.close();
-    return new TrainFixture(c, io);
+    return new TrainFixture(dir, c, io);
   }
 
   onDevice(key: string, device: Device): Tensor {
@@ -48,7 +53,7 @@ export class TrainFixture {
 
   /** The case's loss terms: each head against its teacher, on the teacher's own grid, with the case's weights. */
   terms(out: RadioOutput, device: Device): TeacherTerm[] {
-    return HEADS.map((h) => {
+    return this.heads.map((h) => {
       const hasSummary = this.io.has(`teacher.${h}.summary`);
       return {
         student: { summary: hasSummary ? out[h].summary : undefined, features: out[h].features, grid: this.spec.student_grid },

@@ -1,10 +1,13 @@
-// Adaptor heads (spec §4.3): RADIO's MLP v2, `[pre_norm: LN + GELU] → fc1 → (x + Linear(GELU(LN(x))))·num_inner →
-// LN → GELU → Linear`, and the GenericAdaptor that pairs a summary head (head_mlp) with a feature head (feat_mlp).
+// Adaptor heads (spec §4.3, RADIO's adaptor_mlp.py): MLP v2, `[pre_norm: LN + GELU] → fc1 → (x + Linear(GELU(LN(x))))
+// ·num_inner → LN → GELU → Linear`; MLP v1, `fc1 → LN → ReLU → (Linear → LN → ReLU)·num_inner → fc2` (ReLU, not
+// GELU, and no residual); and the GenericAdaptor that pairs a summary head (head_mlp) with a feature head (feat_mlp).
 // Every LayerNorm here uses eps 1e-5 (torch's default), unlike the backbone's 1e-6. Module and key names follow
-// RADIO's: pre_norm.0, fc1, blocks.{k}.0 / .2, final.0 / .2 (the GELUs hold the odd Sequential slots).
+// RADIO's: v2 pre_norm.0, fc1, blocks.{k}.0 / .2, final.0 / .2 (the GELUs hold the odd Sequential slots); v1 fc1,
+// norm, inner.{3k} / .{3k+1} (the ReLUs hold the slots 3k+2), fc2.
 import { Gelu, LayerNorm, LayerOptions, Linear } from '../nn/layers';
 import { Module, ModuleList, Sequential } from '../nn/module';
-import type { Tensor } from '../tensor';
+import { activationBackward } from '../ops/norm';
+import { record, Tensor } from '../tensor';
 import type { AdaptorConfig, MlpHeadConfig } from './config';
 
 const EPS = 1e-5;
@@ -34,6 +37,53 @@ class NormGelu extends Sequential {
   }
 }
 
+/**
+ * max(x, 0). There is no ReLU forward kernel: the ReLU backward kernel, dx = (x > 0 ? dy : 0), given dy = x, is
+ * exactly it (a select, no arithmetic, so exact in every dtype). Its backward is that kernel again. Unlike torch's
+ * relu it maps NaN to 0.
+ */
+export function relu(x: Tensor): Tensor {
+  const y = activationBackward('relu', x, x);
+  return record(y, 'relu', [x], (g) => [activationBackward('relu', g, x)]);
+}
+
+class Relu extends Module {
+  forward(x: Tensor): Tensor {
+    return relu(x);
+  }
+}
+
+/** RADIO's flat `inner` Sequential: num_inner × (Linear, LayerNorm, ReLU), keys inner.{3k}, inner.{3k+1}. */
+class InnerV1 extends Sequential {
+  constructor(numInner: number, dim: number, opts: LayerOptions) {
+    super(Array.from({ length: numInner }, () => [new Linear(dim, dim, opts), new LayerNorm(dim, EPS, opts), new Relu()]).flat());
+  }
+}
+
+export class MlpV1 extends Module {
+  readonly fc1: Linear;
+  readonly norm: LayerNorm;
+  readonly inner: InnerV1 | null;
+  readonly fc2: Linear;
+
+  constructor(readonly config: MlpHeadConfig, opts: LayerOptions = {}) {
+    super();
+    const { inputDim, hiddenDim, outputDim, numInner } = config;
+    this.fc1 = this.registerModule('fc1', new Linear(inputDim, hiddenDim, opts));
+    this.norm = this.registerModule('norm', new LayerNorm(hiddenDim, EPS, opts));
+    // num_inner 0 is an nn.Identity in RADIO: no keys.
+    this.inner = numInner > 0 ? this.registerModule('inner', new InnerV1(numInner, hiddenDim, opts)) : null;
+    this.fc2 = this.registerModule('fc2', new Linear(hiddenDim, outputDim, opts));
+  }
+
+  /** x [..., D] → [..., output dim]. */
+  forward(x: Tensor): Tensor {
+    let h = relu(this.norm.forward(this.fc1.forward(x)));
+    if (this.inner) h = this.inner.forward(h);
+    return this.fc2.forward(h);
+  }
+}
+
 export class MlpV2 extends Module {
   readonly preNorm: NormGelu | null;
   readonly fc1: Linear;
@@ -57,15 +107,26 @@ export class MlpV2 extends Module {
   }
 }
 
+export type MlpHead = MlpV1 | MlpV2;
+
+function makeHead(config: MlpHeadConfig, opts: LayerOptions, preNorm: boolean | undefined): MlpHead {
+  if (config.version === 'v1') {
+    // MLP v1 has no pre_norm option in RADIO.
+    if (preNorm) throw new Error('the checkpoint has pre_norm weights for an MLP v1 adaptor head, which has no pre_norm');
+    return new MlpV1(config, opts);
+  }
+  return new MlpV2(config, { ...opts, preNorm });
+}
+
 /** One teacher's heads: head_mlp on its cls token, feat_mlp on the patch features. */
 export class GenericAdaptor extends Module {
-  readonly headMlp: MlpV2;
-  readonly featMlp: MlpV2;
+  readonly headMlp: MlpHead;
+  readonly featMlp: MlpHead;
 
   constructor(readonly config: AdaptorConfig, opts: LayerOptions & { summaryPreNorm?: boolean; featurePreNorm?: boolean } = {}) {
     super();
-    this.headMlp = this.registerModule('head_mlp', new MlpV2(config.summary, { ...opts, preNorm: opts.summaryPreNorm }));
-    this.featMlp = this.registerModule('feat_mlp', new MlpV2(config.feature, { ...opts, preNorm: opts.featurePreNorm }));
+    this.headMlp = this.registerModule('head_mlp', makeHead(config.summary, opts, opts.summaryPreNorm));
+    this.featMlp = this.registerModule('feat_mlp', makeHead(config.feature, opts, opts.featurePreNorm));
     // A teacher without a summary target sends no gradient to its summary head (RADIO leaves its .grad None).
     if (!config.useSummary) for (const p of this.headMlp.parameters()) p.requiresGrad = false;
   }

@@ -21,7 +21,11 @@ const VITDET_DEFAULTS: Record<string, { numGlobal?: number; numWindowed?: number
   'radio_v2.5-g': { numGlobal: 8 },
 };
 
+/** RADIO's adaptor MLP variants (spec §4.3): v1 `MLP` (LN + ReLU), v2 `MLP2` (residual LN + GELU blocks). */
+export type MlpVersion = 'v1' | 'v2';
+
 export interface MlpHeadConfig {
+  version: MlpVersion;
   inputDim: number;
   hiddenDim: number;
   outputDim: number;
@@ -107,12 +111,20 @@ export function vitdetSchedule(depth: number, opts: { numGlobal?: number; numWin
   return windowed;
 }
 
-function parseHead(where: string, v: unknown, inputDim: number): MlpHeadConfig {
+function mlpVersion(where: string, name: string, v: unknown): MlpVersion {
+  if (v === 'v1' || v === 'v2') return v;
+  throw new Error(`${where}: ${name} ${JSON.stringify(v)} is not supported (MLP heads 'v1' and 'v2'; not 'attn' feature heads)`);
+}
+
+function parseHead(where: string, v: unknown, inputDim: number, version: MlpVersion): MlpHeadConfig {
   if (!isObj(v)) throw new Error(`${where} is missing`);
   const upsample = v.upsample_factor;
   if (upsample !== undefined && upsample !== null && upsample !== 1)
     throw new Error(`${where}.upsample_factor ${JSON.stringify(upsample)} is not supported (feature upsampling heads)`);
+  if (version === 'v1' && upsample !== undefined && upsample !== null && upsample !== 1)
+    throw new Error(`${where}.upsample_factor: MLP v1 heads do not upsample`);
   const head = {
+    version,
     inputDim: posInt(where, 'input_dim', v.input_dim),
     hiddenDim: posInt(where, 'hidden_dim', v.hidden_dim),
     outputDim: posInt(where, 'output_dim', v.output_dim),
@@ -141,7 +153,8 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   const patchSize = posInt(where, 'patch_size', json.patch_size ?? Number(m[2]));
   const cpeMax = posInt(where, 'args.cpe_max_size', args.cpe_max_size);
   const cpeGrid = Math.ceil(cpeMax / patchSize);
-  const imgSize = kwargs.img_size ?? Number(/_(\d+)$/.exec(timmModel)![1]);
+  // The *_v2 archs (extra_timm_models.py) are built at img_size 518·16/14 = 592 whatever their name says.
+  const imgSize = kwargs.img_size ?? (/_v2_\d+$/.test(timmModel) ? Math.floor((518 * 16) / 14) : Number(/_(\d+)$/.exec(timmModel)![1]));
   const native = Array.isArray(imgSize) ? imgSize : [imgSize, imgSize];
   if (native.length !== 2 || !native.every((v) => Number.isInteger(v) && (v as number) > 0))
     throw new Error(`${where}: model_kwargs.img_size must be a positive integer or [h, w], got ${JSON.stringify(imgSize)}`);
@@ -174,6 +187,14 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     vitdet = { windowSize, windowed: vitdetSchedule(depth, { numGlobal, numWindowed }) };
   }
 
+  // RADIO's HF loader (hf_model.py → GenericAdaptor(args, None, None, mlp_config)) takes the summary head's MLP
+  // variant from args.mlp_version and the feature head's from args.spatial_mlp_version, falling back to the
+  // summary's; per-teacher overrides are not read on that path. Without args.mlp_version (that loader would fail)
+  // the heads are taken as v2 and RadioModel.load checks their keys against that: v1 keys are then an Error.
+  const summaryVersion = args.mlp_version === undefined || args.mlp_version === null ? 'v2' : mlpVersion(where, 'args.mlp_version', args.mlp_version);
+  const featureVersion = args.spatial_mlp_version === undefined || args.spatial_mlp_version === null
+    ? summaryVersion
+    : mlpVersion(where, 'args.spatial_mlp_version', args.spatial_mlp_version);
   const adaptorNames = Array.isArray(json.adaptor_names) ? (json.adaptor_names as string[]) : [];
   const adaptorConfigs = isObj(json.adaptor_configs) ? json.adaptor_configs : {};
   const adaptors = adaptorNames.map((name): AdaptorConfig => {
@@ -183,7 +204,11 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     const headIdx = c.head_idx as number;
     if (!Number.isInteger(headIdx) || headIdx < 0 || headIdx >= numCls + numRegisters) throw new Error(`${at}.head_idx ${JSON.stringify(headIdx)} is out of range`);
     const teacher = teachers.find((t) => String(t.name) === name);
-    return { name, headIdx, useSummary: teacher?.use_summary !== false, summary: parseHead(`${at}.summary`, c.summary, embedDim), feature: parseHead(`${at}.feature`, c.feature, embedDim) };
+    return {
+      name, headIdx, useSummary: teacher?.use_summary !== false,
+      summary: parseHead(`${at}.summary`, c.summary, embedDim, summaryVersion),
+      feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion),
+    };
   });
   // inter_feature_normalizer_config is ignored on purpose: it applies only to intermediate-layer features, which
   // this port does not return.

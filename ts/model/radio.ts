@@ -132,13 +132,20 @@ export class RadioModel extends Module {
       const prefix = file.has(`${PREFIX}model.patch_generator.embedder.weight`) ? PREFIX : '';
       const has = (key: string) => file.has(prefix + key);
       for (const a of c.adaptors)
-        for (const head of ['head_mlp', 'feat_mlp']) {
+        for (const head of ['head_mlp', 'feat_mlp'] as const) {
           const k = `adaptors.${a.name}.${head}`;
-          if (has(`${k}.fc2.weight`) && !has(`${k}.final.2.weight`))
-            throw new Error(`${file.file}: adaptor head '${prefix}${k}' is an MLP v1 head (fc1, norm, fc2), which is not supported; only MLP v2`);
-          const inner = head === 'head_mlp' ? a.summary.numInner : a.feature.numInner;
-          if (has(`${k}.blocks.${inner}.0.weight`))
-            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has more inner blocks than num_inner ${inner} in config.json`);
+          const hc = head === 'head_mlp' ? a.summary : a.feature;
+          // The variant comes from config.json; a checkpoint whose keys are the other variant's says so here
+          // rather than as a missing tensor.
+          const isV1 = has(`${k}.fc2.weight`) && !has(`${k}.final.2.weight`);
+          const isV2 = has(`${k}.final.2.weight`) && !has(`${k}.fc2.weight`);
+          if ((hc.version === 'v2' && isV1) || (hc.version === 'v1' && isV2)) {
+            const field = head === 'head_mlp' ? 'args.mlp_version' : 'args.spatial_mlp_version (or args.mlp_version)';
+            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has MLP ${isV1 ? 'v1 keys (fc1, norm, fc2)' : 'v2 keys (fc1, blocks, final)'}, but config.json ${field} makes it ${hc.version}`);
+          }
+          const extra = hc.version === 'v1' ? `${k}.inner.${3 * hc.numInner}.weight` : `${k}.blocks.${hc.numInner}.0.weight`;
+          if (has(extra))
+            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has more inner blocks than num_inner ${hc.numInner} in config.json`);
         }
       if (has(`model.blocks.${c.depth}.norm1.weight`)) throw new Error(`${file.file}: the checkpoint has more blocks than depth ${c.depth} in config.json`);
       if ((c.featureNormalizer || has('feature_normalizer.tx')) && c.adaptors.length)
