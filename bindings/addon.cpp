@@ -58,6 +58,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_io(env, exports);
   amr::bindings::init_core_ops(env, exports);
   amr::bindings::init_norm_ops(env, exports);
+  amr::bindings::init_activation_ops(env, exports);
   amr::bindings::init_gemm_ops(env, exports);
   amr::bindings::init_optim_ops(env, exports);
   amr::bindings::init_loss_ops(env, exports);

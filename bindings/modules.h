@@ -6,6 +6,7 @@ namespace bindings {
 void init_io(Napi::Env env, Napi::Object exports);
 void init_core_ops(Napi::Env env, Napi::Object exports);
 void init_norm_ops(Napi::Env env, Napi::Object exports);
+void init_activation_ops(Napi::Env env, Napi::Object exports);
 void init_gemm_ops(Napi::Env env, Napi::Object exports);
 void init_optim_ops(Napi::Env env, Napi::Object exports);
 void init_loss_ops(Napi::Env env, Napi::Object exports);

@@ -1,4 +1,4 @@
-// LayerNorm and GELU: argument checks, then the work is queued on the tensors' backend.
+// LayerNorm: argument checks, then the work is queued on the tensors' backend.
 #include "../native/norm/norm.h"
 #include "buffer.h"
 #include "dispatch.h"
@@ -52,46 +52,11 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// geluForward(y, x, n, dtype)
-Napi::Value GeluForward(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr y = buffer_arg(info, 0, "gelu"), x = buffer_arg(info, 1, "gelu");
-    int64_t n = int_arg(info, 2, "gelu");
-    DType dt = dtype_arg(info, 3, "gelu");
-    for (const StoragePtr& s : {y, x}) require_elements(s, n, dt, "gelu", "a tensor");
-    Backend& be = common_backend({y, x}, "gelu");
-    be.enqueue("gelu", [&be, y, x, n, dt] { AMR_DISPATCH(be, norm, gelu_forward, y->ptr, x->ptr, n, dt); });
-    return info.Env().Undefined();
-  });
-}
-
-// activationBackward(kind ('gelu' | 'relu'), dx, dy, x, n, dtype)
-Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    std::string kind = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-    if (kind != "gelu" && kind != "relu") throw Error("activation backward: unknown activation '" + kind + "'");
-    const bool is_gelu = kind == "gelu";
-    const char* op = is_gelu ? "gelu backward" : "relu backward";
-    StoragePtr dx = buffer_arg(info, 1, op), dy = buffer_arg(info, 2, op), x = buffer_arg(info, 3, op);
-    int64_t n = int_arg(info, 4, op);
-    DType dt = dtype_arg(info, 5, op);
-    for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
-    Backend& be = common_backend({dx, dy, x}, op);
-    be.enqueue(op, [&be, is_gelu, dx, dy, x, n, dt] {
-      if (is_gelu) AMR_DISPATCH(be, norm, gelu_backward, dx->ptr, dy->ptr, x->ptr, n, dt);
-      else AMR_DISPATCH(be, norm, relu_backward, dx->ptr, dy->ptr, x->ptr, n, dt);
-    });
-    return info.Env().Undefined();
-  });
-}
-
 }  // namespace
 
 void init_norm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("layerNormForward", Napi::Function::New(env, LayerNormForward));
   exports.Set("layerNormBackward", Napi::Function::New(env, LayerNormBackward));
-  exports.Set("geluForward", Napi::Function::New(env, GeluForward));
-  exports.Set("activationBackward", Napi::Function::New(env, ActivationBackward));
 }
 
 }  // namespace bindings

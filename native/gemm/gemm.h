@@ -5,12 +5,12 @@
 
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
-#include "../norm/norm.h"
+#include "../activation/activation.h"
 
 namespace amr {
 namespace gemm {
 
-enum class Activation : int { None = 0, Gelu = 1, Relu = 2 };
+using Activation = activation::Kind;
 
 struct GemmArgs {
   int64_t batch = 1, m = 0, n = 0, k = 0;
@@ -26,9 +26,7 @@ struct GemmArgs {
   DType dtype = DType::F32;
 };
 
-AMR_HD float activate(Activation act, float v) {
-  return act == Activation::Gelu ? norm::gelu_value(v) : act == Activation::Relu ? (v > 0.f ? v : 0.f) : v;
-}
+AMR_HD float activate(Activation act, float v) { return activation::apply(act, v); }
 
 #define AMR_GEMM_FUNCS void gemm(GpuStream s, const GemmArgs& args);
 

@@ -101,43 +101,6 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
   });
 }
 
-void gelu_forward(GpuStream, void* y, const void* x, int64_t n, DType dt) {
-  with_dtype(dt, [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    if constexpr (!std::is_same<T, int32_t>::value) {
-      parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-          Elem<T>::store(static_cast<T*>(y), i, gelu_value(Elem<T>::load(static_cast<const T*>(x), i)));
-      });
-    }
-  });
-}
-
-void gelu_backward(GpuStream, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
-  with_dtype(dt, [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    if constexpr (!std::is_same<T, int32_t>::value) {
-      parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
-        for (int64_t i = b; i < e; ++i)
-          Elem<T>::store(static_cast<T*>(dx), i,
-                         Elem<T>::load(static_cast<const T*>(dy), i) *
-                             gelu_derivative(Elem<T>::load(static_cast<const T*>(x), i)));
-      });
-    }
-  });
-}
-
-void relu_backward(GpuStream, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
-  with_float_dtype(dt, "relu backward", [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    parallel_for(n, 1 << 14, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; ++i)
-        Elem<T>::store(static_cast<T*>(dx), i,
-                       Elem<T>::load(static_cast<const T*>(x), i) > 0.f ? Elem<T>::load(static_cast<const T*>(dy), i) : 0.f);
-    });
-  });
-}
-
 }  // namespace cpu
 }  // namespace norm
 }  // namespace amr

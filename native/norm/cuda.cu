@@ -96,29 +96,6 @@ __global__ void column_sum_kernel(T* dw, T* db, const float* pw, const float* pb
   Elem<T>::store(db, c, sb);
 }
 
-template <typename T>
-__global__ void gelu_forward_kernel(T* y, const T* x, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    Elem<T>::store(y, i, gelu_value(Elem<T>::load(x, i)));
-}
-
-template <typename T>
-__global__ void gelu_backward_kernel(T* dx, const T* dy, const T* x, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    Elem<T>::store(dx, i, Elem<T>::load(dy, i) * gelu_derivative(Elem<T>::load(x, i)));
-}
-
-template <typename T>
-__global__ void relu_backward_kernel(T* dx, const T* dy, const T* x, int64_t n) {
-  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-    Elem<T>::store(dx, i, Elem<T>::load(x, i) > 0.f ? Elem<T>::load(dy, i) : 0.f);
-}
-
-dim3 elementwise_grid(int64_t n) {
-  const int64_t blocks = (n + 255) / 256;
-  return dim3(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8));
-}
-
 }  // namespace
 
 void layer_norm_forward(GpuStream s, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
@@ -146,30 +123,6 @@ void layer_norm_backward(GpuStream s, void* dx, void* dw, void* db, const void* 
            static_cast<const T*>(dy), static_cast<const T*>(x), mean, rstd, rows, cols, per);
     launch("layer_norm_column_sum", column_sum_kernel<T>, dim3((unsigned)((cols + 255) / 256)), dim3(256), 0, s,
            static_cast<T*>(dw), static_cast<T*>(db), static_cast<const float*>(pw), static_cast<const float*>(pb), cols);
-  });
-}
-
-void gelu_forward(GpuStream s, void* y, const void* x, int64_t n, DType dt) {
-  with_float_dtype(dt, "gelu", [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    launch("gelu_forward", gelu_forward_kernel<T>, elementwise_grid(n), dim3(256), 0, s, static_cast<T*>(y),
-           static_cast<const T*>(x), n);
-  });
-}
-
-void gelu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
-  with_float_dtype(dt, "gelu backward", [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    launch("gelu_backward", gelu_backward_kernel<T>, elementwise_grid(n), dim3(256), 0, s, static_cast<T*>(dx),
-           static_cast<const T*>(dy), static_cast<const T*>(x), n);
-  });
-}
-
-void relu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt) {
-  with_float_dtype(dt, "relu backward", [&](auto* tag) {
-    using T = std::remove_pointer_t<decltype(tag)>;
-    launch("relu_backward", relu_backward_kernel<T>, elementwise_grid(n), dim3(256), 0, s, static_cast<T*>(dx),
-           static_cast<const T*>(dy), static_cast<const T*>(x), n);
   });
 }
 

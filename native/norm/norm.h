@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension (rows × cols), and the exact-erf GELU.
+// LayerNorm over the last dimension (rows × cols).
 // Statistics are f32 whatever the storage. Each row is shifted by its first element before anything is summed:
 // x − x₀ is exact for the values near x₀ (Sterbenz), so the kept mean is small and precise even where the row mean
 // is large (an f32 mean of 1e4 alone is off by up to 5e-4), and the variance is taken around it (two passes).
@@ -27,24 +27,11 @@ AMR_HD float centred(float x, float x0, float shifted_mean) { return (x - x0) - 
   /* dx (per row) and dw, db (column sums over rows); scratch: column_sum_scratch_bytes(cols) */                 \
   void layer_norm_backward(GpuStream s, void* dx, void* dw, void* db, const void* dy, const void* x,             \
                            const void* w, const float* mean, const float* rstd, int64_t rows, int64_t cols,      \
-                           DType dt, float* scratch);                                                           \
-  void gelu_forward(GpuStream s, void* y, const void* x, int64_t n, DType dt);                                   \
-  /* dx = dy * gelu'(x) */                                                                                      \
-  void gelu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt);                 \
-  /* dx = dy where x > 0, else 0 */                                                                             \
-  void relu_backward(GpuStream s, void* dx, const void* dy, const void* x, int64_t n, DType dt);
+                           DType dt, float* scratch);
 
 namespace cpu { AMR_NORM_FUNCS }
 namespace cuda { AMR_NORM_FUNCS }
 namespace sim { AMR_NORM_FUNCS }
-
-// Φ(x) as erfc(-x/√2)/2: unlike 1 + erf(x/√2), it keeps its relative precision in the negative tail.
-AMR_HD float gelu_value(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
-AMR_HD float gelu_derivative(float x) {
-  const float cdf = 0.5f * erfcf(-x * 0.70710678118654752f);
-  const float pdf = 0.39894228040143268f * expf(-0.5f * x * x);
-  return cdf + x * pdf;
-}
 
 }  // namespace norm
 }  // namespace amr

@@ -6,8 +6,8 @@
 // norm, inner.{3k} / .{3k+1} (the ReLUs hold the slots 3k+2), fc2.
 import { Gelu, LayerNorm, LayerOptions, Linear } from '../nn/layers';
 import { Module, ModuleList, Sequential } from '../nn/module';
-import { activationBackward } from '../ops/norm';
-import { record, Tensor } from '../tensor';
+import { relu } from '../ops/activation';
+import { Tensor } from '../tensor';
 import type { AdaptorConfig, MlpHeadConfig } from './config';
 
 const EPS = 1e-5;
@@ -35,16 +35,6 @@ class NormGelu extends Sequential {
   constructor(dim: number, opts: LayerOptions) {
     super([new LayerNorm(dim, EPS, opts), new Gelu()]);
   }
-}
-
-/**
- * max(x, 0). There is no ReLU forward kernel: the ReLU backward kernel, dx = (x > 0 ? dy : 0), given dy = x, is
- * exactly it (a select, no arithmetic, so exact in every dtype). Its backward is that kernel again. Unlike torch's
- * relu it maps NaN to 0.
- */
-export function relu(x: Tensor): Tensor {
-  const y = activationBackward('relu', x, x);
-  return record(y, 'relu', [x], (g) => [activationBackward('relu', g, x)]);
 }
 
 class Relu extends Module {

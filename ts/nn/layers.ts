@@ -3,7 +3,8 @@
 // from a checkpoint) or with PyTorch's default initialisation.
 import type { DType, Device } from '../native';
 import { linear, LinearOptions } from '../ops/linear';
-import { gelu, layerNorm } from '../ops/norm';
+import { gelu } from '../ops/activation';
+import { layerNorm } from '../ops/norm';
 import { noGrad } from '../autograd';
 import { tidy } from '../scope';
 import { emptyTensor, full, rand, randn, Tensor } from '../tensor';

@@ -1,5 +1,7 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
-export { gelu, layerNorm } from './norm';
+export { layerNorm } from './norm';
+export { gelu, relu } from './activation';
+export type { ActivationKind } from './activation';
 export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';
 export { multiTeacherLoss } from './loss';

@@ -1,7 +1,7 @@
 // Matrix products: linear (PyTorch's layout, fused bias/activation/residual epilogue) and batched matmul.
 import { GemmArgs, native } from '../native';
 import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
-import { activationBackward } from './norm';
+import { activationBackward } from './activation';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 const ACTIVATION_CODE = { gelu: 1, relu: 2 } as const;

@@ -1,4 +1,4 @@
-// LayerNorm over the last dimension and the exact GELU, both differentiable.
+// LayerNorm over the last dimension, differentiable.
 import { native } from '../native';
 import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
 
@@ -40,21 +40,4 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
       mean.native(bop), rstd.native(bop), rows, cols, x.dtype);
     return [dx, dw, db];
   });
-}
-
-/** x · Φ(x), the exact (erf) GELU. */
-export function gelu(x: Tensor): Tensor {
-  checkSame('gelu', [x]);
-  requireFloat('gelu', x);
-  const y = emptyTensor(x.shape, x.dtype, x.device);
-  if (x.numel > 0) native.geluForward(y.native('gelu'), x.native('gelu'), x.numel, x.dtype);
-  return record(y, 'gelu', [x], (g) => [activationBackward('gelu', g, x)]);
-}
-
-/** g · f'(x) for f = gelu or relu: the gradient at x (also used by linear's fused activation epilogue). */
-export function activationBackward(kind: 'gelu' | 'relu', g: Tensor, x: Tensor): Tensor {
-  const op = `${kind} backward`;
-  const dx = emptyTensor(x.shape, x.dtype, x.device);
-  if (x.numel > 0) native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
-  return dx;
 }

@@ -1,0 +1,32 @@
+// Pointwise activations, differentiable: the exact (erf) GELU and ReLU. NaN passes through both as in PyTorch, so a
+// poisoned activation reaches the loss (and the trainer's non-finite check) instead of turning into 0.
+import { native } from '../native';
+import { checkSame, emptyTensor, record, Tensor } from '../tensor';
+
+export type ActivationKind = 'gelu' | 'relu';
+
+function activation(kind: ActivationKind, x: Tensor): Tensor {
+  checkSame(kind, [x]);
+  if (x.dtype === 'i32') throw new Error(`${kind}: i32 tensors are not supported`);
+  const y = emptyTensor(x.shape, x.dtype, x.device);
+  if (x.numel > 0) native.activationForward(kind, y.native(kind), x.native(kind), x.numel, x.dtype);
+  return record(y, kind, [x], (g) => [activationBackward(kind, g, x)]);
+}
+
+/** x · Φ(x), the exact (erf) GELU. */
+export function gelu(x: Tensor): Tensor {
+  return activation('gelu', x);
+}
+
+/** max(x, 0); NaN stays NaN. */
+export function relu(x: Tensor): Tensor {
+  return activation('relu', x);
+}
+
+/** g · f'(x) for f = gelu or relu: the gradient at x (also used by linear's fused activation epilogue). */
+export function activationBackward(kind: ActivationKind, g: Tensor, x: Tensor): Tensor {
+  const op = `${kind} backward`;
+  const dx = emptyTensor(x.shape, x.dtype, x.device);
+  if (x.numel > 0) native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
+  return dx;
+}
