@@ -66,7 +66,8 @@ export interface DistillOptions {
   resume?: boolean;
   /** false: silent. */
   progress?: false | { stream?: NodeJS.WritableStream & { isTTY?: boolean }; tty?: boolean; every?: number };
-  onStep?: (m: StepMetrics) => void | Promise<void>;
+  /** Called after every step with the live student and optimizer (read them, do not keep them). */
+  onStep?: (m: StepMetrics, live: { student: RadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
   /** Awaited midway through every checkpoint save (tests kill a save there). */
   checkpointMidway?: () => Promise<void>;
 }
@@ -232,7 +233,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       history.push(m);
       metrics?.append(m);
       progress?.step(m);
-      await o.onStep?.(m);
+      await o.onStep?.(m, { student, optimizer });
       if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < stopAfter) await save();
     }
     await save();
