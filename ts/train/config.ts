@@ -208,7 +208,7 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     accumulate: c.num('accumulate', { opt: true, int: true, positive: true }),
     maxGradNorm: c.num('maxGradNorm', { opt: true, positive: true }),
     seed: c.num('seed', { opt: true, int: true, min: 0 }),
-    outDir: c.path('output', base),
+    outDir: c.path('output', base, true),
     checkpointEvery: c.num('checkpointEvery', { opt: true, int: true, positive: true }),
     keepCheckpoints: c.num('keepCheckpoints', { opt: true, int: true, positive: true }),
     resume: c.bool('resume'),
