@@ -113,3 +113,27 @@ test('CLI: am-radio distill on a tiny config exits 0 and writes a checkpoint, me
   const bad = run();
   expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 1, stderr: 'config.teachers[0].type: unknown teacher type "dino" (expected "radio" or "shards")\n' });
 });
+
+test('CLI: am-radio teach writes shards a shards teacher reads, and a rerun finds them complete', async () => {
+  const dir = tempDir('teach');
+  const config = {
+    teacher: { type: 'radio', dir: TEACHER_DIR, name: 'radio', heads: { clip: 'clip', sam: 'sam' } },
+    data: { type: 'synthetic', seed: 2, images: 6, partitions: [{ height: 32, width: 32, batch: 2 }] },
+    images: 6,
+    shardSize: 4,
+    output: 'shards',
+  };
+  fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify(config));
+  const run = () => spawnSync(process.execPath, ['-r', REGISTER, CLI, 'teach', path.join(dir, 'teach.json')], { encoding: 'utf8', timeout: 120_000 });
+  const r = run();
+  expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(r.stderr).toMatch(/teach radio: 6\/6 images, [\d.]+ img\/s, ETA 0s\n$/);
+  const { ShardTeacher } = await import('../../ts');
+  const shards = await ShardTeacher.open(path.join(dir, 'shards'));
+  expect(shards.images).toBe(6);
+  expect(Object.keys(shards.heads)).toEqual(['clip', 'sam']);
+  await shards.close();
+  const index = fs.readFileSync(path.join(dir, 'shards', 'index.json'), 'utf8');
+  expect(run().status).toBe(0);
+  expect(fs.readFileSync(path.join(dir, 'shards', 'index.json'), 'utf8')).toBe(index);
+});
