@@ -5,7 +5,7 @@ import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { createDataSource, parseDistillConfig, RadioModel, readMetrics } from '../../ts';
+import { createDataSource, parseDistillConfig, RadioModel, readMetrics, ShardTeacher } from '../../ts';
 import { makeStudent, REGISTER, TEACHER_DIR, tempDir } from './support';
 
 const CLI = path.join(__dirname, '..', '..', 'ts', 'cli.ts');
@@ -128,7 +128,6 @@ test('CLI: am-radio teach writes shards a shards teacher reads, and a rerun find
   const r = run();
   expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr }).toEqual({ status: 0, stderr: '' });
   expect(r.stderr).toMatch(/teach radio: 6\/6 images, [\d.]+ img\/s, ETA 0s\n$/);
-  const { ShardTeacher } = await import('../../ts');
   const shards = await ShardTeacher.open(path.join(dir, 'shards'));
   expect(shards.images).toBe(6);
   expect(Object.keys(shards.heads)).toEqual(['clip', 'sam']);

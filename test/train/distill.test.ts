@@ -5,8 +5,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Writable } from 'stream';
 
-import { distill, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
-import type { StepMetrics, Teacher, TeacherBatch, TeacherTargets } from '../../ts';
+import { distill, RadioModel, RadioTeacher, readMetrics, SafetensorsFile, SyntheticSource, tensor } from '../../ts';
+import type { Device, StepMetrics, Teacher, TeacherBatch, TeacherTargets } from '../../ts';
+import { testDevices } from '../support/reference';
 import { differingKeys, makeStudent, TEACHER_DIR, tempDir, weightsOf } from './support';
 
 let teacher: RadioTeacher;
@@ -77,7 +78,6 @@ test('cpu: the loss falls by more than half; metrics JSONL, loss SVG and a loada
   expect(lines[0]).toMatch(/img\/s {2}ETA \S+ {2}lr 6\.00e-4 {2}loss \d\.\d{4} .*radio\.clip\.summary/);
   expect(r.checkpoint).toBe(path.join(dir, 'run', 'checkpoints', 'step-00000040'));
   // The saved student is the trained one, readable as a RADIO checkpoint.
-  const { RadioModel } = await import('../../ts');
   const saved = await RadioModel.load(r.checkpoint!);
   expect(differingKeys(await weightsOf(saved), await weightsOf(r.student))).toEqual([]);
   saved.dispose();
@@ -141,11 +141,49 @@ test('bf16 student: trains from f32 masters, and the checkpoint holds the master
   const g = r.optimizer.groups[0];
   const masters = g.optimizer.stateTensors();
   expect(masters.every((s) => s?.master?.dtype === 'f32')).toBe(true);
-  const { SafetensorsFile } = await import('../../ts');
   const file = await SafetensorsFile.open(path.join(r.checkpoint!, 'model.safetensors'));
   const key = g.keys[0];
   expect(file.entry(key).dtype).toBe('F32');
   expect((await file.readFloat(key)).data).toEqual(await masters[0]!.master!.toArray());
   await file.close();
   r.student.dispose();
+});
+
+// sim runs the CUDA kernels' sources on the CPU (cuda itself where a GPU exists): the same run must follow cpu.
+describe.each(testDevices().filter((d) => d !== 'cpu'))('%s: three steps follow cpu', (device) => {
+  test('loss curve, gradient norms and weights within f32 tolerance of the cpu run', async () => {
+    const dir = tempDir(`device-${device}`);
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const run = async (d: Device) => {
+      const t = await RadioTeacher.load(TEACHER_DIR, { name: 'radio', device: d });
+      const r = await distill({
+        student: { dir: studentDir, device: d },
+        teachers: [{ teacher: t }],
+        data: new SyntheticSource({ seed: 1, partitions: [{ height: 32, width: 32, batch: 2 }] }),
+        steps: 3,
+        accumulate: 2,
+        maxGradNorm: 1,
+        progress: false,
+      });
+      await t.close();
+      return r;
+    };
+    const [ref, dev] = [await run('cpu'), await run(device)];
+    for (const [i, m] of dev.history.entries()) {
+      expect(Math.abs(m.loss - ref.history[i].loss) / ref.history[i].loss).toBeLessThan(1e-5);
+      expect(Math.abs(m.gradNorm - ref.history[i].gradNorm) / ref.history[i].gradNorm).toBeLessThan(1e-4);
+    }
+    const [a, b] = [await weightsOf(dev.student), await weightsOf(ref.student)];
+    let num = 0;
+    let den = 0;
+    for (const [k, x] of b) {
+      const y = a.get(k)!;
+      for (let j = 0; j < x.length; j++) {
+        num += (x[j] - y[j]) ** 2;
+        den += x[j] ** 2;
+      }
+    }
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
+    for (const r of [ref, dev]) r.student.dispose();
+  });
 });

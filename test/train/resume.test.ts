@@ -5,7 +5,7 @@ import { spawn } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { distill, latestCheckpoint, RadioModel, RadioTeacher, readMetrics, SyntheticSource } from '../../ts';
+import { distill, latestCheckpoint, RadioModel, RadioTeacher, readMetrics, SafetensorsFile, SyntheticSource } from '../../ts';
 import type { DistillOptions, DistillResult } from '../../ts';
 import { differingKeys, makeStudent, TEACHER_DIR, tempDir, weightsOf } from './support';
 
@@ -74,7 +74,6 @@ test('3 steps + checkpoint + resume + 3 steps equals 6 steps exactly (two partit
   const saved = await RadioModel.load(secondHalf.checkpoint!);
   expect(differingKeys(await weightsOf(saved), await weightsOf(whole.student))).toEqual([]);
   saved.dispose();
-  const { SafetensorsFile } = await import('../../ts');
   const [src, out] = await Promise.all([studentDir, secondHalf.checkpoint!].map((d) => SafetensorsFile.open(path.join(d, 'model.safetensors'))));
   expect(out.keys().sort()).toEqual(src.keys().sort());
   expect(out.keys().map((k) => [k, out.entry(k).dtype, out.entry(k).shape])).toEqual(out.keys().map((k) => [k, src.entry(k).dtype, src.entry(k).shape]));

@@ -39,7 +39,6 @@ export class Progress {
   private readonly stream: NodeJS.WritableStream;
   private readonly tty: boolean;
   private readonly every: number;
-  private imagesAtStart = 0;
   private wrote = false;
 
   constructor(private readonly o: ProgressOptions) {
@@ -77,7 +76,6 @@ export class Progress {
   done(): void {
     if (this.tty && this.wrote) this.stream.write('\n');
     this.wrote = false;
-    void this.imagesAtStart;
   }
 }
 
