@@ -81,6 +81,9 @@ test('3 steps + checkpoint + resume + 3 steps equals 6 steps exactly (two partit
   expect(fs.readFileSync(path.join(secondHalf.checkpoint!, 'config.json'), 'utf8')).toBe(fs.readFileSync(path.join(studentDir, 'config.json'), 'utf8'));
   // Only the newest two checkpoints are kept.
   expect(fs.readdirSync(path.join(dir, 'run', 'checkpoints')).sort()).toEqual(['latest', 'step-00000003', 'step-00000006']);
+  // A fresh run into the same folder would mix two runs' checkpoints: refused, the folder untouched.
+  await expect(distill(options(studentDir, path.join(dir, 'run')))).rejects.toThrow(/run already holds checkpoints \(latest .*step-00000006\); pass resume to continue that run/);
+  expect(readMetrics(path.join(dir, 'run', 'metrics.jsonl')).length).toBe(6);
   for (const r of [whole, secondHalf]) r.student.dispose();
 });
 

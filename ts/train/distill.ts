@@ -169,7 +169,10 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
 
   const root = o.outDir ? path.join(o.outDir, 'checkpoints') : null;
-  const resumeDir = o.resume && root ? await latestCheckpoint(root) : null;
+  const existing = root ? await latestCheckpoint(root) : null;
+  // A fresh run into a folder with checkpoints would interleave two runs' steps there.
+  if (existing && !o.resume) throw new Error(`distill: ${o.outDir} already holds checkpoints (latest ${existing}); pass resume to continue that run, or choose another outDir`);
+  const resumeDir = o.resume ? existing : null;
   const sourceDir = resumeDir ?? o.student.dir;
   const configJson = await fs.promises.readFile(path.join(sourceDir, 'config.json'), 'utf8').catch((e: Error) => {
     throw new Error(`distill: cannot read the student's config.json in ${sourceDir} (${e.message})`);

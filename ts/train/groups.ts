@@ -12,7 +12,7 @@ export function decays(key: string, shape: readonly number[]): boolean {
   return !NO_DECAY_NAMES.some((r) => r.test(key));
 }
 
-export interface GroupedAdamWOptions extends AdamWOptions {}
+export type GroupedAdamWOptions = AdamWOptions;
 
 export interface ParamGroup {
   name: 'decay' | 'no_decay';
