@@ -257,6 +257,18 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   }
 }
 
+/** A teacher on another device (a large teacher on its own GPU, shards read to cpu): its targets join the student. */
+function onDevice(targets: TeacherTargets, device: Device): TeacherTargets {
+  for (const t of Object.values(targets))
+    for (const part of ['summary', 'features'] as const) {
+      const x = t[part];
+      if (!x || x.device === device) continue;
+      t[part] = x.to(device);
+      x.dispose();
+    }
+  return targets;
+}
+
 /** One micro-batch: teachers, student forward, loss, backward (gradients accumulate). Returns the unscaled values. */
 async function microStep(
   student: RadioModel,
@@ -274,7 +286,7 @@ async function microStep(
     for (const p of active) {
       const input = teacherImages(images, p.spec.teacher);
       try {
-        targets.push(await p.spec.teacher.forward(input, batch));
+        targets.push(onDevice(await p.spec.teacher.forward(input, batch), student.device));
       } finally {
         if (input !== images) input.dispose();
       }
