@@ -63,10 +63,18 @@ export function studentConfigJson(spec: StudentSpec): Record<string, unknown> {
     model_type: 'radio',
     args: {
       model: `vit_base_patch${P}_224`,
+      in_chans: null,
+      input_size: null,
       pretrained: false,
       num_classes: 0,
       drop: 0.0,
       drop_path: null,
+      drop_block: null,
+      gp: null,
+      bn_momentum: null,
+      bn_eps: null,
+      torchscript: false,
+      initial_checkpoint: '',
       model_kwargs: { embed_dim: D, depth: posInt('depth', spec.depth), num_heads: posInt('heads', spec.heads), mlp_ratio: spec.mlpRatio ?? 4 },
       cpe_max_size: posInt('cpeMaxSize', spec.cpeMaxSize ?? 256),
       teachers: spec.adaptors.map((a) => ({ name: a.name, type: 'generic', ...(a.useSummary === false ? { use_summary: false } : {}) })),
@@ -89,11 +97,18 @@ export function studentConfigJson(spec: StudentSpec): Record<string, unknown> {
   };
 }
 
-/** A student spec with the adaptor names and output dims of a teacher checkpoint's heads (what it will learn). */
+/** A student spec with the adaptor names, output dims and head shapes of a teacher checkpoint's heads (what it will learn). */
 export function studentSpecFor(teacher: RadioConfig, backbone: { embedDim: number; depth: number; heads: number; patchSize?: number; cpeMaxSize?: number }): StudentSpec {
   return {
     ...backbone,
-    adaptors: teacher.adaptors.map((a) => ({ name: a.name, summaryDim: a.summary.outputDim, featureDim: a.feature.outputDim, useSummary: a.useSummary })),
+    adaptors: teacher.adaptors.map((a) => ({
+      name: a.name,
+      summaryDim: a.summary.outputDim,
+      featureDim: a.feature.outputDim,
+      useSummary: a.useSummary,
+      hiddenDim: a.feature.hiddenDim,
+      numInner: a.feature.numInner,
+    })),
   };
 }
 
