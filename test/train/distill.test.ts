@@ -5,7 +5,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { Writable } from 'stream';
 
-import { distill, RadioModel, RadioTeacher, readMetrics, SafetensorsFile, SyntheticSource, tensor } from '../../ts';
+import { distill, ops, RadioModel, RadioTeacher, readMetrics, SafetensorsFile, SyntheticSource, tensor } from '../../ts';
+import { mixSeed } from '../../ts/train/rng';
 import type { Device, StepMetrics, Teacher, TeacherBatch, TeacherTargets } from '../../ts';
 import { testDevices } from '../support/reference';
 import { differingKeys, makeStudent, TEACHER_DIR, tempDir, weightsOf } from './support';
@@ -186,4 +187,46 @@ describe.each(testDevices().filter((d) => d !== 'cpu'))('%s: three steps follow 
     expect(Math.sqrt(num / den)).toBeLessThan(1e-4);
     for (const r of [ref, dev]) r.student.dispose();
   });
+});
+
+test('gradient accumulation: the step uses the mean of the micro-batch gradients (checked by replaying them by hand)', async () => {
+  const dir = tempDir('accumulate');
+  const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+  const data = () => new SyntheticSource({ seed: 8, partitions: [{ height: 32, width: 48, batch: 2 }] });
+  const r = await distill({ student: { dir: studentDir }, teachers: [{ teacher }], data: data(), steps: 1, accumulate: 3, seed: 4, progress: false });
+  // By hand: the same batches, the same crop seeds, each micro-batch's loss backward unscaled, then averaged.
+  const model = (await RadioModel.load(studentDir)).train();
+  const source = data();
+  const sums = new Map<string, Float64Array>();
+  const losses: number[] = [];
+  for (let micro = 0; micro < 3; micro++) {
+    const b = await source.next();
+    const images = tensor(b.images, [b.batch, 3, b.height, b.width]);
+    const t = await teacher.forward(images, b);
+    model.seed(mixSeed(4, 0, micro));
+    const out = model.forward(images);
+    const { total } = ops.multiTeacherLoss(
+      (['clip', 'dino_v2', 'sam'] as const).map((h) => ({
+        student: { features: out[h].features, grid: [2, 3] as [number, number], ...(h === 'sam' ? {} : { summary: out[h].summary }) },
+        teacher: { features: t[h].features, grid: t[h].grid, ...(h === 'sam' ? {} : { summary: t[h].summary }) },
+      })),
+    );
+    total.backward();
+    losses.push(await total.item());
+    for (const [k, p] of model.namedParameters()) {
+      if (!p.grad) continue;
+      const g = await p.grad.toArray();
+      const acc = sums.get(k) ?? new Float64Array(g.length);
+      g.forEach((v, i) => (acc[i] += v));
+      sums.set(k, acc);
+      p.zeroGrad();
+    }
+  }
+  let sq = 0;
+  for (const acc of sums.values()) for (const v of acc) sq += (v / 3) ** 2;
+  const mean = losses.reduce((s, v) => s + v, 0) / 3;
+  expect(Math.abs(r.history[0].loss - mean) / mean).toBeLessThan(1e-6);
+  expect(Math.abs(r.history[0].gradNorm - Math.sqrt(sq)) / Math.sqrt(sq)).toBeLessThan(1e-5);
+  model.dispose();
+  r.student.dispose();
 });
