@@ -92,8 +92,14 @@ test('CLI: am-radio distill on a tiny config exits 0 and writes a checkpoint, me
   const r = run();
   expect({ status: r.status, signal: r.signal, stderr: r.status === 0 ? '' : r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
   expect(r.stdout).toMatch(/^distilled 6 steps \(to step 6, 0 skipped\) in \d+\.\d s; loss \d+\.\d{4} -> \d+\.\d{4}\ncheckpoint: .*step-00000006\nmetrics: /);
-  // Not a terminal: plain lines at the first step and every 3rd.
-  expect(r.stderr.trim().split('\n').map((l) => l.split(' ').slice(0, 2).join(' '))).toEqual(['step 1/6', 'step 3/6', 'step 6/6']);
+  // Not a terminal: plain lines at the first step and every 3rd, and one per checkpoint.
+  expect(r.stderr.trim().split('\n').map((l) => /^(step \d+\/\d+  |checkpoint at step \d+: )/.exec(l)?.[1] ?? l)).toEqual([
+    'step 1/6  ',
+    'step 3/6  ',
+    'checkpoint at step 3: ',
+    'step 6/6  ',
+    'checkpoint at step 6: ',
+  ]);
   const out = path.join(dir, 'run');
   expect(readMetrics(path.join(out, 'metrics.jsonl')).map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6]);
   expect(fs.readFileSync(path.join(out, 'loss.svg'), 'utf8')).toMatch(/^<svg [^]*<polyline [^]*radio\.sam\.features[^]*<\/svg>\n$/);

@@ -214,6 +214,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         root, configJson, student, summaryIdxs, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
         state: { step, seed, skipped, data: o.data.state(), optimizerSteps },
       });
+      progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
     };
 
     while (step < stopAfter) {
