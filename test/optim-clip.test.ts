@@ -90,10 +90,17 @@ describeEachDevice('gradient norm and clipping on %s', (device) => {
 });
 
 describe('clipGradNorm refuses bad input', () => {
-  test.each([0, -1, NaN, Infinity, '1' as unknown as number])('maxNorm %p', async (bad) => {
+  test.each([0, -1, NaN, -Infinity, '1' as unknown as number])('maxNorm %p', async (bad) => {
     const x = tensor([1], [1], { requiresGrad: true });
     x.grad = tensor([1], [1]);
-    await expect(clipGradNorm([x], bad)).rejects.toThrow(/clipGradNorm: maxNorm must be a finite number > 0/);
+    await expect(clipGradNorm([x], bad)).rejects.toThrow(/clipGradNorm: maxNorm must be a number > 0/);
+  });
+
+  test('maxNorm Infinity measures without scaling', async () => {
+    const x = tensor([1, 1], [2], { requiresGrad: true });
+    x.grad = tensor([3, 4], [2]);
+    expect(await clipGradNorm([x], Infinity)).toBeCloseTo(5, 6);
+    expect(Array.from(await x.grad.toArray())).toEqual([3, 4]);
   });
 
   test('not tensors', async () => {

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // am-radio command line. `am-radio demo` shows the backends, runs a short tensor + autograd check on each and then
 // the embedded tiny RADIO checkpoint on each; `am-radio infer [checkpoint-dir]` runs a RADIO checkpoint (README,
-// "RADIO inference"), the embedded one by default.
+// "RADIO inference"), the embedded one by default; `am-radio distill config.json` trains a student (README,
+// "Distillation (the trainer)"); `am-radio teach config.json` precomputes a teacher's targets as shards.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -9,8 +10,13 @@ import { backends, memory, rand, randn, synchronize, Tensor, tensor } from './in
 import { SafetensorsFile } from './io/safetensors';
 import { RadioModel } from './model/radio';
 import type { Device } from './native';
+import { readDistillConfig } from './train/config';
+import { distill } from './train/distill';
+import { runTeachConfig } from './train/teach';
 
-const USAGE = 'usage: am-radio demo | am-radio infer [checkpoint-dir] [--device cpu|sim|cuda] [--image-size HxW] [--batch N]';
+const USAGE =
+  'usage: am-radio demo | am-radio infer [checkpoint-dir] [--device cpu|sim|cuda] [--image-size HxW] [--batch N]' +
+  ' | am-radio distill config.json [--resume] | am-radio teach config.json';
 
 // A 4-block ViT-B/16-shaped RADIO model (D 64, three adaptor heads) with the reference implementation's outputs on
 // two images, shipped with the package: what `demo` and a bare `infer` run.
@@ -144,10 +150,39 @@ async function infer(args: string[]): Promise<void> {
   }
 }
 
+async function distillCommand(args: string[]): Promise<void> {
+  const files = args.filter((a) => !a.startsWith('--'));
+  const flags = args.filter((a) => a.startsWith('--'));
+  for (const f of flags) if (f !== '--resume') throw new Error(`unknown option ${f}; ${USAGE}`);
+  if (files.length !== 1) throw new Error(`distill takes one config file; ${USAGE}`);
+  const config = await readDistillConfig(files[0]);
+  const { teachers, data, close } = await config.prepare();
+  try {
+    const t0 = process.hrtime.bigint();
+    const r = await distill({ ...config.options, teachers, data, resume: config.options.resume || flags.includes('--resume') });
+    const first = r.history[0];
+    const last = r.history[r.history.length - 1];
+    console.log(`distilled ${r.history.length} steps (to step ${r.step}, ${r.skipped} skipped) in ${(ms(t0) / 1000).toFixed(1)} s` +
+      (first && last ? `; loss ${first.loss.toFixed(4)} -> ${last.loss.toFixed(4)}` : ''));
+    if (r.checkpoint) console.log(`checkpoint: ${r.checkpoint}`);
+    if (config.options.outDir) console.log(`metrics: ${path.join(config.options.outDir, 'metrics.jsonl')}, curves: ${path.join(config.options.outDir, 'loss.svg')}`);
+    r.student.dispose();
+  } finally {
+    await close();
+  }
+}
+
+async function teachCommand(args: string[]): Promise<void> {
+  if (args.length !== 1 || args[0].startsWith('--')) throw new Error(`teach takes one config file; ${USAGE}`);
+  await runTeachConfig(args[0]);
+}
+
 async function main(argv: string[]): Promise<void> {
   const [command = 'demo', ...rest] = argv;
   if (command === 'demo') return demo();
   if (command === 'infer') return infer(rest);
+  if (command === 'distill') return distillCommand(rest);
+  if (command === 'teach') return teachCommand(rest);
   console.error(`unknown command ${JSON.stringify(command)}; ${USAGE}`);
   process.exitCode = 2;
 }

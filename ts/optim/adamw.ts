@@ -3,7 +3,7 @@ import { native } from '../native';
 import { noGrad } from '../autograd';
 import { markModified } from '../nn/parameter';
 import { escape } from '../scope';
-import { Tensor, zeros } from '../tensor';
+import { tensor, Tensor, zeros } from '../tensor';
 
 export interface AdamWOptions {
   lr: number;
@@ -105,6 +105,45 @@ export class AdamW {
 
   zeroGrad(): void {
     for (const p of this.params) p.zeroGrad();
+  }
+
+  /** Steps taken: the count the bias corrections use. */
+  get steps(): number {
+    return this.stepCount;
+  }
+
+  /** Per parameter, in params order: its moments and f32 master (the live tensors), or null before its first update. For checkpoints. */
+  stateTensors(): Array<{ m: Tensor; v: Tensor; master?: Tensor } | null> {
+    return this.params.map((p) => this.state.get(p) ?? null);
+  }
+
+  /**
+   * Continues from a checkpoint: the step count and, per parameter in params order, its moments and f32 master
+   * (null: not updated yet). Everything is checked before anything changes.
+   */
+  loadState(steps: number, state: ReadonlyArray<{ m: ArrayLike<number>; v: ArrayLike<number>; master?: ArrayLike<number> } | null>): void {
+    if (!Number.isSafeInteger(steps) || steps < 0) throw new Error(`AdamW.loadState: steps must be a non-negative integer, got ${steps}`);
+    if (!Array.isArray(state) || state.length !== this.params.length)
+      throw new Error(`AdamW.loadState: expected the state of ${this.params.length} parameters, got ${Array.isArray(state) ? state.length : typeof state}`);
+    state.forEach((s, i) => {
+      if (s === null) return;
+      const p = this.params[i];
+      for (const k of ['m', 'v', ...(p.dtype === 'bf16' ? ['master'] : [])] as const) {
+        const a = s[k as 'm'];
+        if (!a || a.length !== p.numel) throw new Error(`AdamW.loadState: parameter ${i} [${p.shape.join(', ')}]: ${k} has ${a?.length ?? 'no'} values, expected ${p.numel}`);
+      }
+    });
+    for (const old of this.state.values()) for (const t of [old.m, old.v, old.master]) t?.dispose();
+    this.state.clear();
+    noGrad(() =>
+      state.forEach((s, i) => {
+        if (s === null) return;
+        const p = this.params[i];
+        const make = (a: ArrayLike<number>) => escape(tensor(a, p.shape, { device: p.device }));
+        this.state.set(p, { m: make(s.m), v: make(s.v), master: p.dtype === 'bf16' ? make(s.master!) : undefined });
+      }),
+    );
+    this.stepCount = steps;
   }
 
   private stateFor(p: Tensor): ParamState {

@@ -52,10 +52,11 @@ export async function gradNorm(params: readonly Tensor[]): Promise<number> {
 /**
  * Scales every gradient by min(1, maxNorm / (‖g‖ + 1e-6)), ‖g‖ the global 2-norm over all of them, and resolves to
  * that norm before clipping. When the norm is not finite (a NaN or Inf anywhere) the gradients are left unchanged
- * and the result is NaN or Infinity: skip the optimizer step then.
+ * and the result is NaN or Infinity: skip the optimizer step then. maxNorm Infinity only measures.
  */
 export async function clipGradNorm(params: readonly Tensor[], maxNorm: number): Promise<number> {
-  if (typeof maxNorm !== 'number' || !(maxNorm > 0) || !Number.isFinite(maxNorm))
-    throw new Error(`clipGradNorm: maxNorm must be a finite number > 0, got ${String(maxNorm)}`);
+  if (typeof maxNorm !== 'number' || !(maxNorm > 0))
+    throw new Error(`clipGradNorm: maxNorm must be a number > 0 (Infinity: measure only), got ${String(maxNorm)}`);
+  if (maxNorm === Infinity) return readNorm(run('clipGradNorm', params, 0, false));
   return readNorm(run('clipGradNorm', params, maxNorm, true));
 }

@@ -1,0 +1,331 @@
+// The distillation loop (AM-RADIO §3–4): per optimizer step, for each of N micro-batches, a batch from the data
+// source; every teacher of the batch's partition run without a graph at its own input size; the student in train
+// mode; the multi-teacher loss scaled by 1/N and its backward. Then the global gradient norm (one scalar read),
+// clipping, and an AdamW step with parameter groups, unless the loss or a gradient is not finite: then the step is
+// skipped and nothing changes. Every step's intermediates belong to a tensor scope, so memory stays flat.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { DataSource } from '../data/types';
+import { SafetensorsFile } from '../io/safetensors';
+import { RadioModel } from '../model/radio';
+import type { DType, Device } from '../native';
+import { multiTeacherLoss } from '../ops/loss';
+import type { MultiTeacherLossOptions, TeacherTerm } from '../ops/loss';
+import { tidy } from '../scope';
+import { tensor, Tensor } from '../tensor';
+import { teacherImages } from '../teachers/input';
+import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
+import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
+import { clipGradNorm } from '../optim/clip';
+import { GroupedAdamW } from './groups';
+import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
+import { mixSeed } from './rng';
+import { checkSchedule, learningRate } from './schedule';
+import { lossCurveSvg } from './svg';
+
+export interface HeadWeights {
+  /** λ of the summary term; default the teacher's, else 1. */
+  summaryWeight?: number;
+  /** γ of the feature term; default the teacher's, else 1. */
+  featureWeight?: number;
+}
+
+export interface TeacherSpec extends HeadWeights {
+  teacher: Teacher;
+  /** Heads to train with their weights; default every head of the teacher. */
+  heads?: Record<string, HeadWeights>;
+  /** Indices of the data partitions this teacher trains on (spec §3, "Rank/Teacher Partitioning"); default all. */
+  partitions?: number[];
+}
+
+export interface DistillOptions {
+  /** The student's checkpoint folder (a resumed run loads the latest checkpoint's weights instead). */
+  student: { dir: string; device?: Device; dtype?: DType };
+  teachers: TeacherSpec[];
+  data: DataSource;
+  /** Optimizer steps of the whole run: the schedule's length. */
+  steps: number;
+  /** Stop (and checkpoint) after this many steps though the schedule runs to `steps`; default steps. */
+  stopAfter?: number;
+  optimizer?: { lr?: number; weightDecay?: number; betas?: [number, number]; eps?: number };
+  schedule?: { warmupSteps?: number; minLr?: number };
+  loss?: MultiTeacherLossOptions;
+  /** Micro-batches per optimizer step; default 1. */
+  accumulate?: number;
+  /** Global gradient-norm clipping; default none. */
+  maxGradNorm?: number;
+  /** Seed of the student's CPE crop and position-dropout draws; default 0. */
+  seed?: number;
+  /** Where checkpoints/, metrics.jsonl and loss.svg go; without it nothing is written. */
+  outDir?: string;
+  /** Checkpoint every this many steps (and always at the end); default only at the end. */
+  checkpointEvery?: number;
+  keepCheckpoints?: number;
+  /** Continue from outDir's latest checkpoint when there is one. */
+  resume?: boolean;
+  /** false: silent. */
+  progress?: false | { stream?: NodeJS.WritableStream & { isTTY?: boolean }; tty?: boolean; every?: number };
+  /** Called after every step with the live student and optimizer (read them, do not keep them). */
+  onStep?: (m: StepMetrics, live: { student: RadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
+  /** Awaited midway through every checkpoint save (tests kill a save there). */
+  checkpointMidway?: () => Promise<void>;
+}
+
+export interface DistillResult {
+  /** The trained student (train mode); the caller disposes it. */
+  student: RadioModel;
+  optimizer: GroupedAdamW;
+  step: number;
+  skipped: number;
+  /** The steps of this call (a resumed run's earlier steps are in metrics.jsonl). */
+  history: StepMetrics[];
+  checkpoint: string | null;
+  resumedFrom: string | null;
+}
+
+const termKey = (teacher: string, head: string, part: 'summary' | 'features') => `${teacher}.${head}.${part}`;
+
+interface Plan {
+  spec: TeacherSpec;
+  heads: Array<{ head: string; summaryWeight: number; featureWeight: number; summary: boolean }>;
+  partitions: Set<number>;
+}
+
+function weight(v: unknown, where: string, fallback: number): number {
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${where} must be a finite number >= 0, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Checks every teacher head against the student's adaptors, naming the teacher and head. */
+function planTeachers(student: RadioModel, teachers: TeacherSpec[], data: DataSource): Plan[] {
+  if (!Array.isArray(teachers) || teachers.length === 0) throw new Error('distill: teachers must be a non-empty array');
+  const names = new Set<string>();
+  const plans = teachers.map((spec, t) => {
+    const where = `distill: teachers[${t}]`;
+    const teacher = spec.teacher;
+    if (!teacher || typeof teacher.forward !== 'function') throw new Error(`${where}.teacher must be a Teacher`);
+    if (names.has(teacher.name)) throw new Error(`${where}: two teachers are named ${JSON.stringify(teacher.name)} (names key the loss terms)`);
+    names.add(teacher.name);
+    const wanted: Record<string, HeadWeights> = spec.heads ?? Object.fromEntries(Object.keys(teacher.heads).map((h) => [h, {}]));
+    const heads = Object.entries(wanted).map(([head, w]) => {
+      const dims = teacher.heads[head];
+      if (!dims) throw new Error(`${where}.heads.${head}: teacher ${teacher.name} has no head ${JSON.stringify(head)} (it has ${Object.keys(teacher.heads).join(', ')})`);
+      const a = student.config.adaptors.find((x) => x.name === head);
+      if (!a) throw new Error(`${where}.heads.${head}: the student has no adaptor ${JSON.stringify(head)} (it has ${student.config.adaptors.map((x) => x.name).join(', ') || 'none'})`);
+      if (a.feature.outputDim !== dims.featureDim)
+        throw new Error(`${where}.heads.${head}: the student's feature head gives ${a.feature.outputDim} channels, the teacher's ${dims.featureDim}`);
+      // A frozen summary head (use_summary false) must not pass a summary loss on into the backbone.
+      const summary = dims.summaryDim !== null && a.useSummary;
+      if (summary && a.summary.outputDim !== dims.summaryDim)
+        throw new Error(`${where}.heads.${head}: the student's summary head gives ${a.summary.outputDim} channels, the teacher's ${dims.summaryDim}`);
+      return {
+        head,
+        summary,
+        summaryWeight: weight(w.summaryWeight, `${where}.heads.${head}.summaryWeight`, weight(spec.summaryWeight, `${where}.summaryWeight`, 1)),
+        featureWeight: weight(w.featureWeight, `${where}.heads.${head}.featureWeight`, weight(spec.featureWeight, `${where}.featureWeight`, 1)),
+      };
+    });
+    const all = data.partitions.map((_, i) => i);
+    const partitions = spec.partitions ?? all;
+    for (const p of partitions)
+      if (!Number.isInteger(p) || p < 0 || p >= all.length) throw new Error(`${where}.partitions: ${JSON.stringify(p)} is not a partition index of the data source (0..${all.length - 1})`);
+    return { spec, heads, partitions: new Set(partitions) };
+  });
+  for (const [i, p] of data.partitions.entries()) {
+    const step = student.resolutionStep;
+    if (p.height % step !== 0 || p.width % step !== 0)
+      throw new Error(`distill: data partition ${i} is ${p.height}x${p.width}, not a multiple of the student's resolution step ${step}`);
+    if (!plans.some((pl) => pl.partitions.has(i))) throw new Error(`distill: no teacher trains on data partition ${i}`);
+  }
+  return plans;
+}
+
+async function readSummaryIdxs(dir: string): Promise<number[] | null> {
+  const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  try {
+    const key = ['radio_model.summary_idxs', 'summary_idxs'].find((k) => file.has(k));
+    return key ? (await file.readInts(key)).data : null;
+  } finally {
+    await file.close();
+  }
+}
+
+/** Runs the distillation; see DistillOptions. */
+export async function distill(o: DistillOptions): Promise<DistillResult> {
+  const steps = o.steps;
+  if (!Number.isInteger(steps) || steps < 1) throw new Error(`distill: steps must be a positive integer, got ${steps}`);
+  const stopAfter = o.stopAfter ?? steps;
+  if (!Number.isInteger(stopAfter) || stopAfter < 1 || stopAfter > steps) throw new Error(`distill: stopAfter must be an integer in [1, steps ${steps}], got ${o.stopAfter}`);
+  const accumulate = o.accumulate ?? 1;
+  if (!Number.isInteger(accumulate) || accumulate < 1) throw new Error(`distill: accumulate must be a positive integer, got ${o.accumulate}`);
+  const maxGradNorm = o.maxGradNorm ?? Infinity;
+  if (!(maxGradNorm > 0)) throw new Error(`distill: maxGradNorm must be > 0, got ${o.maxGradNorm}`);
+  const seed = o.seed ?? 0;
+  if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`distill: seed must be a non-negative integer, got ${o.seed}`);
+  const lr = o.optimizer?.lr ?? 1e-3;
+  const schedule = checkSchedule({ lr, totalSteps: steps, warmupSteps: o.schedule?.warmupSteps ?? 0, minLr: o.schedule?.minLr ?? 0 }, 'distill: schedule');
+  if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
+
+  const root = o.outDir ? path.join(o.outDir, 'checkpoints') : null;
+  const existing = root ? await latestCheckpoint(root) : null;
+  // A fresh run into a folder with checkpoints would interleave two runs' steps there.
+  if (existing && !o.resume) throw new Error(`distill: ${o.outDir} already holds checkpoints (latest ${existing}); pass resume to continue that run, or choose another outDir`);
+  const resumeDir = o.resume ? existing : null;
+  const sourceDir = resumeDir ?? o.student.dir;
+  const configJson = await fs.promises.readFile(path.join(sourceDir, 'config.json'), 'utf8').catch((e: Error) => {
+    throw new Error(`distill: cannot read the student's config.json in ${sourceDir} (${e.message})`);
+  });
+  const summaryIdxs = await readSummaryIdxs(sourceDir);
+  const student = await RadioModel.load(sourceDir, { device: o.student.device, dtype: o.student.dtype, seed });
+  try {
+    student.train();
+    const plans = planTeachers(student, o.teachers, o.data);
+    const optimizer = new GroupedAdamW(student.namedParameters(), {
+      lr,
+      weightDecay: o.optimizer?.weightDecay ?? 0.02,
+      betas: o.optimizer?.betas,
+      eps: o.optimizer?.eps,
+    });
+    const params = optimizer.groups.flatMap((g) => [...g.optimizer.params]);
+    let step = 0;
+    let skipped = 0;
+    if (resumeDir) {
+      const state = await loadTrainingState(resumeDir, optimizer);
+      if (state.seed !== seed) throw new Error(`distill: ${resumeDir} was trained with seed ${state.seed}, this run has seed ${seed}`);
+      o.data.restore(state.data);
+      step = state.step;
+      skipped = state.skipped;
+      if (step > stopAfter) throw new Error(`distill: ${resumeDir} is at step ${step}, beyond stopAfter ${stopAfter}`);
+    }
+    if (o.outDir) await fs.promises.mkdir(o.outDir, { recursive: true });
+    const metrics = o.outDir ? new MetricsFile(path.join(o.outDir, 'metrics.jsonl'), resumeDir ? step : null) : null;
+    const progress = o.progress === false ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
+    if (resumeDir) progress?.message(`resumed from ${resumeDir} at step ${step}`);
+    const history: StepMetrics[] = [];
+    const started = process.hrtime.bigint();
+    let images = 0;
+    let checkpoint: string | null = resumeDir;
+    const save = async () => {
+      if (!root) return;
+      const optimizerSteps = Object.fromEntries(optimizer.groups.map((g) => [g.name, g.optimizer.steps]));
+      checkpoint = await saveCheckpoint({
+        root, configJson, student, summaryIdxs, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
+        state: { step, seed, skipped, data: o.data.state(), optimizerSteps },
+      });
+      progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
+    };
+
+    while (step < stopAfter) {
+      optimizer.lr = learningRate(step, schedule);
+      let loss = 0;
+      const terms: Record<string, number> = {};
+      for (let micro = 0; micro < accumulate; micro++) {
+        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro));
+        loss += r.loss / accumulate;
+        for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v / accumulate;
+        images += r.images;
+      }
+      const gradNorm = await clipGradNorm(params, maxGradNorm);
+      const bad = !Number.isFinite(loss) || !Number.isFinite(gradNorm);
+      if (bad) skipped++;
+      else optimizer.step();
+      optimizer.zeroGrad();
+      step++;
+      const m: StepMetrics = { step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9 };
+      history.push(m);
+      metrics?.append(m);
+      progress?.step(m);
+      await o.onStep?.(m, { student, optimizer });
+      if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < stopAfter) await save();
+    }
+    await save();
+    progress?.done();
+    if (o.outDir) {
+      const all = readMetrics(path.join(o.outDir, 'metrics.jsonl'));
+      const names = [...new Set(all.flatMap((m) => Object.keys(m.terms)))];
+      const series = [
+        { name: 'total', points: all.map((m): [number, number] => [m.step, m.loss]) },
+        ...names.map((n) => ({ name: n, points: all.filter((m) => n in m.terms).map((m): [number, number] => [m.step, m.terms[n]]) })),
+      ];
+      await fs.promises.writeFile(path.join(o.outDir, 'loss.svg'), lossCurveSvg(series, { title: `distillation loss (${all.length} steps)` }));
+    }
+    return { student, optimizer, step, skipped, history, checkpoint, resumedFrom: resumeDir };
+  } catch (e) {
+    student.dispose();
+    throw e;
+  }
+}
+
+/** A teacher on another device (a large teacher on its own GPU, shards read to cpu): its targets join the student. */
+function onDevice(targets: TeacherTargets, device: Device): TeacherTargets {
+  for (const t of Object.values(targets))
+    for (const part of ['summary', 'features'] as const) {
+      const x = t[part];
+      if (!x || x.device === device) continue;
+      t[part] = x.to(device);
+      x.dispose();
+    }
+  return targets;
+}
+
+/** One micro-batch: teachers, student forward, loss, backward (gradients accumulate). Returns the unscaled values. */
+async function microStep(
+  student: RadioModel,
+  plans: Plan[],
+  data: DataSource,
+  lossOpts: MultiTeacherLossOptions,
+  accumulate: number,
+  cropSeed: number,
+): Promise<{ loss: number; terms: Record<string, number>; images: number }> {
+  const batch = await data.next();
+  const images = tensor(batch.images, [batch.batch, 3, batch.height, batch.width], { device: student.device });
+  const active = plans.filter((p) => p.partitions.has(batch.partition));
+  const targets: TeacherTargets[] = [];
+  try {
+    for (const p of active) {
+      const input = teacherImages(images, p.spec.teacher);
+      try {
+        targets.push(onDevice(await p.spec.teacher.forward(input, batch), student.device));
+      } finally {
+        if (input !== images) input.dispose();
+      }
+    }
+    // The crop draws are a function of (seed, step, micro-batch): a resumed run re-derives them.
+    student.seed(cropSeed);
+    const grid: [number, number] = [batch.height / student.config.patchSize, batch.width / student.config.patchSize];
+    const keys: string[] = [];
+    const { total, parts } = tidy(() => {
+      const out = student.forward(images);
+      const terms: TeacherTerm[] = [];
+      active.forEach((p, t) => {
+        for (const h of p.heads) {
+          const target = targets[t][h.head];
+          if (!target) throw new Error(`distill: teacher ${p.spec.teacher.name} returned no targets for head ${h.head}`);
+          const summary = h.summary && target.summary !== undefined;
+          terms.push({
+            student: { features: out[h.head].features, grid, ...(summary ? { summary: out[h.head].summary } : {}) },
+            teacher: { features: target.features, grid: target.grid, ...(summary ? { summary: target.summary } : {}) },
+            summaryWeight: h.summaryWeight,
+            featureWeight: h.featureWeight,
+          });
+          if (summary) keys.push(termKey(p.spec.teacher.name, h.head, 'summary'));
+          keys.push(termKey(p.spec.teacher.name, h.head, 'features'));
+        }
+      });
+      const r = multiTeacherLoss(terms, lossOpts);
+      (accumulate > 1 ? r.total.scale(1 / accumulate) : r.total).backward();
+      return { total: r.total.detach(), parts: r.terms.flatMap((x) => [x.summary, x.features].filter((v): v is Tensor => v !== undefined)) };
+    });
+    try {
+      const values = await Promise.all([total, ...parts].map((t) => t.item()));
+      return { loss: values[0], terms: Object.fromEntries(keys.map((k, i) => [k, values[i + 1]])), images: batch.batch };
+    } finally {
+      for (const t of [total, ...parts]) t.dispose();
+    }
+  } finally {
+    images.dispose();
+    for (const t of targets) disposeTargets(t);
+  }
+}

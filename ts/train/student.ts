@@ -1,0 +1,181 @@
+// A freshly initialised student: a RADIO checkpoint folder (config.json + model.safetensors in the Hugging Face
+// layout RadioModel.load and the reference implementation read) with timm's ViT initialisation for the backbone
+// and PyTorch's default Linear initialisation for the adaptor heads.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { writeSafetensors } from '../io/safetensors';
+import type { SafetensorsWriteEntry } from '../io/safetensors';
+import { parseRadioConfig, RadioConfig } from '../model/config';
+import { Rng } from './rng';
+
+export interface StudentAdaptorSpec {
+  /** The teacher head this adaptor learns (clip, dino_v2, sam, ...). */
+  name: string;
+  summaryDim: number;
+  featureDim: number;
+  /** False for a teacher without a summary target (SAM): its summary head stays frozen. Default true. */
+  useSummary?: boolean;
+  /** Default: the largest output dim over all adaptors, as the paper's heads (spec §4.3). */
+  hiddenDim?: number;
+  /** Residual blocks of the MLP v2 heads; default 1. */
+  numInner?: number;
+}
+
+export interface StudentSpec {
+  embedDim: number;
+  depth: number;
+  heads: number;
+  /** Default 16. */
+  patchSize?: number;
+  /** Side of the CPE position table in pixels (cpe_max_size); default 256. */
+  cpeMaxSize?: number;
+  /** MLP hidden = mlpRatio·D; default 4. */
+  mlpRatio?: number;
+  /** cls + registers are padded to a multiple of this (RADIO's register_multiple); default 8. */
+  registerMultiple?: number;
+  adaptors: StudentAdaptorSpec[];
+}
+
+/** The config.json RADIO writes for such a student (the fields RadioModel.load and hf_model.RADIOModel read). */
+export function studentConfigJson(spec: StudentSpec): Record<string, unknown> {
+  const where = 'createStudent';
+  const posInt = (name: string, v: unknown) => {
+    if (!Number.isInteger(v) || (v as number) <= 0) throw new Error(`${where}: ${name} must be a positive integer, got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const D = posInt('embedDim', spec.embedDim);
+  const P = posInt('patchSize', spec.patchSize ?? 16);
+  if (!Array.isArray(spec.adaptors)) throw new Error(`${where}: adaptors must be an array`);
+  const names = new Set<string>();
+  for (const [i, a] of spec.adaptors.entries()) {
+    if (typeof a.name !== 'string' || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(a.name)) throw new Error(`${where}: adaptors[${i}].name must be an identifier, got ${JSON.stringify(a.name)}`);
+    if (a.name === 'backbone') throw new Error(`${where}: adaptors[${i}].name 'backbone' is reserved for the backbone output`);
+    if (names.has(a.name)) throw new Error(`${where}: adaptors[${i}].name ${JSON.stringify(a.name)} is given twice`);
+    names.add(a.name);
+    posInt(`adaptors[${i}].summaryDim`, a.summaryDim);
+    posInt(`adaptors[${i}].featureDim`, a.featureDim);
+  }
+  const widest = Math.max(1, ...spec.adaptors.map((a) => Math.max(a.summaryDim, a.featureDim)));
+  const head = (a: StudentAdaptorSpec, out: number) => ({ input_dim: D, hidden_dim: a.hiddenDim ?? widest, output_dim: out, num_inner: a.numInner ?? 1 });
+  return {
+    architectures: ['RADIOModel'],
+    model_type: 'radio',
+    args: {
+      model: `vit_base_patch${P}_224`,
+      in_chans: null,
+      input_size: null,
+      pretrained: false,
+      num_classes: 0,
+      drop: 0.0,
+      drop_path: null,
+      drop_block: null,
+      gp: null,
+      bn_momentum: null,
+      bn_eps: null,
+      torchscript: false,
+      initial_checkpoint: '',
+      model_kwargs: { embed_dim: D, depth: posInt('depth', spec.depth), num_heads: posInt('heads', spec.heads), mlp_ratio: spec.mlpRatio ?? 4 },
+      cpe_max_size: posInt('cpeMaxSize', spec.cpeMaxSize ?? 256),
+      teachers: spec.adaptors.map((a) => ({ name: a.name, type: 'generic', ...(a.useSummary === false ? { use_summary: false } : {}) })),
+      cls_token_per_teacher: true,
+      register_multiple: posInt('registerMultiple', spec.registerMultiple ?? 8),
+      mlp_version: 'v2',
+      model_norm: false,
+      spectral_reparam: false,
+      dtype: 'float32',
+    },
+    version: 'radio_v2.5-b',
+    patch_size: P,
+    max_resolution: 2048,
+    preferred_resolution: [spec.cpeMaxSize ?? 256, spec.cpeMaxSize ?? 256],
+    adaptor_names: spec.adaptors.map((a) => a.name),
+    adaptor_configs: Object.fromEntries(spec.adaptors.map((a, i) => [a.name, { summary: head(a, a.summaryDim), feature: head(a, a.featureDim), head_idx: i }])),
+    vitdet_window_size: null,
+    feature_normalizer_config: null,
+    inter_feature_normalizer_config: null,
+  };
+}
+
+/** A student spec with the adaptor names, output dims and head shapes of a teacher checkpoint's heads (what it will learn). */
+export function studentSpecFor(teacher: RadioConfig, backbone: { embedDim: number; depth: number; heads: number; patchSize?: number; cpeMaxSize?: number }): StudentSpec {
+  return {
+    ...backbone,
+    adaptors: teacher.adaptors.map((a) => ({
+      name: a.name,
+      summaryDim: a.summary.outputDim,
+      featureDim: a.feature.outputDim,
+      useSummary: a.useSummary,
+      hiddenDim: a.feature.hiddenDim,
+      numInner: a.feature.numInner,
+    })),
+  };
+}
+
+/** Every tensor of the student, initialised from seed: timm's ViT init for the backbone, torch's for the heads. */
+export function initStudentTensors(config: RadioConfig, seed: number): Record<string, SafetensorsWriteEntry> {
+  const rng = new Rng(seed);
+  const out: Record<string, SafetensorsWriteEntry> = {};
+  const put = (key: string, shape: number[], value: () => number) => {
+    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    for (let i = 0; i < data.length; i++) data[i] = value();
+    out[`radio_model.${key}`] = { dtype: 'F32', shape, data };
+  };
+  // timm's trunc_normal_(std=0.02) truncates at ±2 (absolute), which at std 0.02 never binds: a plain normal.
+  const normal = (std: number) => () => std * rng.normal();
+  const uniform = (bound: number) => () => bound * (2 * rng.next() - 1);
+  const constant = (v: number) => () => v;
+  const { embedDim: D, patchSize: P, mlpHidden: M } = config;
+  const vitLinear = (key: string, o: number, i: number) => {
+    put(`${key}.weight`, [o, i], normal(0.02));
+    put(`${key}.bias`, [o], constant(0));
+  };
+  const norm = (key: string, dim: number) => {
+    put(`${key}.weight`, [dim], constant(1));
+    put(`${key}.bias`, [dim], constant(0));
+  };
+  const torchLinear = (key: string, o: number, i: number) => {
+    put(`${key}.weight`, [o, i], uniform(1 / Math.sqrt(i)));
+    put(`${key}.bias`, [o], uniform(1 / Math.sqrt(i)));
+  };
+  out['radio_model.summary_idxs'] = { dtype: 'I64', shape: [config.defaultSummaryIdxs.length], data: config.defaultSummaryIdxs };
+  out['radio_model.input_conditioner.norm_mean'] = { dtype: 'F32', shape: [3, 1, 1], data: [0.485, 0.456, 0.406] };
+  out['radio_model.input_conditioner.norm_std'] = { dtype: 'F32', shape: [3, 1, 1], data: [0.229, 0.224, 0.225] };
+  put('model.patch_generator.embedder.weight', [D, 3 * P * P], uniform(1 / Math.sqrt(3 * P * P)));
+  put('model.patch_generator.pos_embed', [1, config.cpeGrid * config.cpeGrid, D], normal(0.02));
+  put('model.patch_generator.cls_token.token', [config.numCls + config.numRegisters, D], normal(0.02));
+  for (let b = 0; b < config.depth; b++) {
+    const k = `model.blocks.${b}`;
+    norm(`${k}.norm1`, D);
+    vitLinear(`${k}.attn.qkv`, 3 * D, D);
+    vitLinear(`${k}.attn.proj`, D, D);
+    norm(`${k}.norm2`, D);
+    vitLinear(`${k}.mlp.fc1`, M, D);
+    vitLinear(`${k}.mlp.fc2`, D, M);
+  }
+  for (const a of config.adaptors)
+    for (const [head, h] of [['head_mlp', a.summary], ['feat_mlp', a.feature]] as const) {
+      const k = `adaptors.${a.name}.${head}`;
+      torchLinear(`${k}.fc1`, h.hiddenDim, h.inputDim);
+      for (let i = 0; i < h.numInner; i++) {
+        norm(`${k}.blocks.${i}.0`, h.hiddenDim);
+        torchLinear(`${k}.blocks.${i}.2`, h.hiddenDim, h.hiddenDim);
+      }
+      norm(`${k}.final.0`, h.hiddenDim);
+      torchLinear(`${k}.final.2`, h.outputDim, h.hiddenDim);
+    }
+  return out;
+}
+
+/** Writes a randomly initialised student checkpoint into dir (created); returns its parsed config. */
+export async function createStudent(dir: string, spec: StudentSpec, opts: { seed?: number } = {}): Promise<RadioConfig> {
+  const json = studentConfigJson(spec);
+  const config = parseRadioConfig(json, 'createStudent');
+  await fs.promises.mkdir(dir, { recursive: true });
+  const configPath = path.join(dir, 'config.json');
+  const tmp = `${configPath}.tmp-${process.pid}`;
+  await fs.promises.writeFile(tmp, `${JSON.stringify(json, null, 1)}\n`);
+  await fs.promises.rename(tmp, configPath);
+  await writeSafetensors(path.join(dir, 'model.safetensors'), initStudentTensors(config, opts.seed ?? 0), { format: 'pt' });
+  return config;
+}

@@ -1,0 +1,57 @@
+// `am-radio teach config.json`: runs a RADIO teacher once over a data source and writes its targets as shards
+// (ts/teachers/shards.ts) that `{ "type": "shards" }` teachers of later distill runs read. Re-running the same
+// config continues an interrupted run.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import type { Device } from '../native';
+import { RadioTeacher } from '../teachers/radio';
+import { writeFeatureShards } from '../teachers/shards';
+import { createDataSource, Fields } from './config';
+
+export async function runTeachConfig(file: string, stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Promise<number> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fs.promises.readFile(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: cannot read the teach config (${(e as Error).message})`);
+  }
+  const base = path.dirname(path.resolve(file));
+  const c = Fields.of('config', json, ['teacher', 'data', 'images', 'output', 'shardSize', 'device']);
+  const t = Fields.of('config.teacher', c.obj.teacher, ['type', 'dir', 'name', 'inputSize', 'heads']);
+  if (t.str('type') !== 'radio') throw new Error(`config.teacher.type: unknown teacher type ${JSON.stringify(t.obj.type)} (teach runs "radio" teachers)`);
+  const device = c.str('device', true) ?? 'cpu';
+  if (!['cpu', 'sim', 'cuda'].includes(device)) throw new Error(`config.device must be cpu, sim or cuda, got ${JSON.stringify(device)}`);
+  const images = c.num('images', { int: true, positive: true })!;
+  const shardSize = c.num('shardSize', { opt: true, int: true, positive: true });
+  const out = c.path('output', base);
+  let heads: Record<string, string> | undefined;
+  if (t.has('heads')) {
+    const m = Fields.of('config.teacher.heads', t.obj.heads, Object.keys(t.obj.heads as object));
+    heads = Object.fromEntries(Object.keys(m.obj).map((h) => [h, m.str(h)]));
+  }
+  const data = createDataSource(c.obj.data, 'config.data', base);
+  let teacher: RadioTeacher | null = null;
+  try {
+    teacher = await RadioTeacher.load(t.path('dir', base), { name: t.str('name', true), inputSize: t.size('inputSize') ?? null, heads, device: device as Device }).catch((e: Error) => {
+      throw new Error(`config.teacher: ${e.message}`, { cause: e });
+    });
+    const t0 = Date.now();
+    let last = 0;
+    const written = await writeFeatureShards({
+      teacher, data, dir: out, images, shardSize, device: device as Device,
+      onProgress: (done, total) => {
+        const now = Date.now();
+        if (done < total && now - last < (stream.isTTY ? 200 : 5000)) return;
+        last = now;
+        const rate = done / Math.max((now - t0) / 1000, 1e-9);
+        const line = `teach ${teacher!.name}: ${done}/${total} images, ${rate.toFixed(1)} img/s, ETA ${Math.round((total - done) / Math.max(rate, 1e-9))}s`;
+        stream.write(stream.isTTY ? `\r\x1b[K${line}${done >= total ? '\n' : ''}` : `${line}\n`);
+      },
+    });
+    return written;
+  } finally {
+    await data.close();
+    await teacher?.close();
+  }
+}
