@@ -1,4 +1,4 @@
-// LayerNorm and GELU against float64 references; gradients against finite differences of the reference.
+// LayerNorm, GELU and ReLU against float64 references; gradients against finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType } from '../ts';
 import { describeEachDevice, freshSeed, refGelu, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
@@ -117,5 +117,45 @@ describeEachDevice('gelu on %s', (device) => {
     const x0 = quant(randomArray(999, freshSeed(), 4), 'bf16');
     const y = ops.gelu(tensor(f32(x0), [999], { device, dtype: 'bf16' }));
     expect(relativeError(await y.toArray(), x0.map(refGelu))).toBeLessThanOrEqual(1e-2);
+  });
+});
+
+describeEachDevice('relu on %s', (device) => {
+  test.each([1, 31, 1000, 70001])('%i elements: value and gradient match float64', async (n) => {
+    // Values near 0 in both signs, and exact zeros, where the kink is.
+    const x0 = asF64(randomArray(n, freshSeed(), 2)).map((v, i) => (i % 97 === 0 ? 0 : v));
+    const r0 = asF64(randomArray(n, freshSeed()));
+    const x = tensor(f32(x0), [n], { device, requiresGrad: true });
+    const y = ops.relu(x);
+    expect(Array.from(await y.toArray())).toEqual(Array.from(x0, (v) => (v < 0 ? 0 : v)));
+    y.mul(tensor(f32(r0), [n], { device })).sum().backward();
+    // Away from the kink the finite difference of max(x, 0) is exact: r where x > h, 0 where x < −h.
+    const h = 1e-3;
+    const got = await x.grad!.toArray();
+    for (let i = 0; i < n; i++) {
+      if (x0[i] > h) expect(got[i]).toBe(Math.fround(r0[i]) * ((Math.max(x0[i] + h, 0) - Math.max(x0[i] - h, 0)) / (2 * h) > 0.5 ? 1 : 0));
+      else if (x0[i] < -h) expect(got[i]).toBe(0);
+      else if (x0[i] === 0) expect(got[i]).toBe(0);  // PyTorch's threshold_backward: 0 at x ≤ 0
+    }
+  });
+
+  test('NaN passes through forward and backward, as in PyTorch', async () => {
+    const x = tensor([NaN, -1, 2], [3], { device, requiresGrad: true });
+    const y = ops.relu(x);
+    const v = await y.toArray();
+    expect(v[0]).toBeNaN();
+    expect([v[1], v[2]]).toEqual([0, 2]);
+    y.mul(tensor([5, 6, 7], [3], { device })).sum().backward();
+    expect(Array.from(await x.grad!.toArray())).toEqual([5, 0, 7]);
+  });
+
+  test('bf16 is exact (a select)', async () => {
+    const x0 = quant(randomArray(999, freshSeed(), 4), 'bf16');
+    const y = ops.relu(tensor(f32(x0), [999], { device, dtype: 'bf16' }));
+    expect(Array.from(await y.toArray())).toEqual(Array.from(x0, (v) => (v < 0 ? 0 : v)));
+  });
+
+  test('i32 is refused', () => {
+    expect(() => ops.relu(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/relu: i32 tensors are not supported/);
   });
 });
