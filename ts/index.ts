@@ -13,6 +13,8 @@ export { AdamW } from './optim/adamw';
 export { clipGradNorm, gradNorm } from './optim/clip';
 export type { AdamWOptions } from './optim/adamw';
 export { RadioModel } from './model/radio';
+export { downloadCheckpoint, hubCacheDir } from './model/hub';
+export type { DownloadProgress, HubDownloadOptions } from './model/hub';
 export type { RadioForwardOptions, RadioHeadOutput, RadioLoadOptions, RadioOutput } from './model/radio';
 export type { CpeCrop } from './model/cpe';
 export type { AdaptorConfig, MlpHeadConfig, RadioConfig, VitDetConfig, VitDetOverride } from './model/config';

@@ -20,6 +20,7 @@ import { Tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetOverride } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
+import { downloadCheckpoint, HubDownloadOptions } from './hub';
 import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
 import { fillFromCheckpoint } from './weights';
 
@@ -100,6 +101,15 @@ export class RadioModel extends Module {
     super();
     this.core = this.registerModule('radio_model', new RadioCore(config, { device, dtype }, has));
     this.rng = new CropRng(seed);
+  }
+
+  /**
+   * Downloads a checkpoint from the Hugging Face hub into its cache (see ts/model/hub.ts: resumable, offline with
+   * HF_HUB_OFFLINE=1, HF_TOKEN for gated repos) and loads it, e.g. `RadioModel.fromPretrained('nvidia/RADIO-B')`.
+   */
+  static async fromPretrained(repo: string, opts: RadioLoadOptions & HubDownloadOptions = {}): Promise<RadioModel> {
+    const { revision, cacheDir, token, endpoint, offline, progress, ...load } = opts;
+    return RadioModel.load(await downloadCheckpoint(repo, { revision, cacheDir, token, endpoint, offline, progress }), load);
   }
 
   /** Loads `dir`/config.json and `dir`/model.safetensors in eval mode; every problem is an Error naming the file and key. */
