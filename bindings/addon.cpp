@@ -56,13 +56,18 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   napi_add_env_cleanup_hook(env, shutdown_environment, data);
   amr::bindings::NativeBuffer::Init(env, exports);
   amr::bindings::init_io(env, exports);
-  amr::bindings::init_core_ops(env, exports);
+  amr::bindings::init_elementwise_ops(env, exports);
+  amr::bindings::init_reduce_ops(env, exports);
+  amr::bindings::init_random_ops(env, exports);
   amr::bindings::init_norm_ops(env, exports);
   amr::bindings::init_activation_ops(env, exports);
   amr::bindings::init_gemm_ops(env, exports);
   amr::bindings::init_optim_ops(env, exports);
   amr::bindings::init_loss_ops(env, exports);
+#ifdef AMR_WITH_SELFTEST
   amr::bindings::init_selftest_ops(env, exports);
+#endif
+  amr::bindings::init_sim_ops(env, exports);
   amr::bindings::init_interpolate_ops(env, exports);
   amr::bindings::init_attention_ops(env, exports);
   amr::bindings::init_tokens_ops(env, exports);

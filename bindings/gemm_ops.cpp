@@ -1,6 +1,5 @@
-// Matrix products with fused epilogues, row sums (bias gradients), and the cpu backend's BLAS switch.
+// Matrix products with fused epilogues, and the cpu backend's BLAS and tile switches.
 #include "../native/gemm/gemm.h"
-#include "../native/reduce/reduce.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -79,24 +78,6 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   });
 }
 
-// sumRows(out, a, dtype, rows, cols): out[c] = sum over rows of a[r, c]
-Napi::Value SumRows(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    const char* op = "sum over rows";
-    StoragePtr out = buffer_arg(info, 0, op), a = buffer_arg(info, 1, op);
-    DType dt = dtype_arg(info, 2, op);
-    int64_t rows = int_arg(info, 3, op), cols = int_arg(info, 4, op);
-    require_elements(out, cols, dt, op, "output");
-    require_elements(a, rows * cols, dt, op, "input");
-    Backend& be = common_backend({out, a}, op);
-    StoragePtr scratch = be.allocate(static_cast<size_t>(reduce::sum_rows_scratch_bytes(cols)));
-    be.enqueue(op, [&be, out, a, dt, rows, cols, scratch] {
-      AMR_DISPATCH(be, reduce, sum_rows, out->ptr, a->ptr, dt, rows, cols, scratch->ptr);
-    });
-    return info.Env().Undefined();
-  });
-}
-
 Napi::Value BlasInfo(const Napi::CallbackInfo& info) {
   gemm::cpu::BlasInfo bi = gemm::cpu::blas_info();
   Napi::Object o = Napi::Object::New(info.Env());
@@ -124,7 +105,6 @@ Napi::Value SetMmaTile(const Napi::CallbackInfo& info) {
 
 void init_gemm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, Gemm));
-  exports.Set("sumRows", Napi::Function::New(env, SumRows));
   exports.Set("blasInfo", Napi::Function::New(env, BlasInfo));
   exports.Set("setUseBlas", Napi::Function::New(env, SetUseBlas));
   exports.Set("setMmaTile", Napi::Function::New(env, SetMmaTile));

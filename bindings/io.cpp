@@ -1,6 +1,8 @@
 // Memory, transfers and host reads. Reads are Promises resolved off the JS thread.
 #include "modules.h"
 
+#include <cstring>
+
 #include "buffer.h"
 #include "host_read.h"
 
@@ -192,6 +194,32 @@ Napi::Value QueueFailure(const Napi::CallbackInfo& info) {
   });
 }
 
+
+class ReadBytesWorker : public HostReadWorker {
+ public:
+  ReadBytesWorker(Napi::Env env, Backend& be, HostFetch fetch) : HostReadWorker(env, "readBytes", be, std::move(fetch)) {}
+  void OnOK() override {
+    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(Env(), bytes_->size());
+    if (!bytes_->empty()) std::memcpy(out.Data(), bytes_->data(), bytes_->size());
+    deferred_.Resolve(out);
+  }
+};
+
+// readBytes(buffer, bytes) -> Promise<ArrayBuffer>: the first bytes of the buffer, unconverted, after the work
+// queued before the call (rejects with the backend's pending error, as read() does).
+Napi::Value ReadBytes(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    StoragePtr src = buffer_arg(info, 0, "readBytes");
+    const int64_t n = int_arg(info, 1, "readBytes");
+    if (static_cast<uint64_t>(n) > src->bytes)
+      throw Error("readBytes: the buffer holds " + std::to_string(src->bytes) + " bytes, fewer than " + std::to_string(n));
+    auto* worker = new ReadBytesWorker(info.Env(), *src->backend, src->backend->begin_read(src, static_cast<size_t>(n)));
+    Napi::Promise p = worker->promise();
+    worker->Queue();
+    return p;
+  });
+}
+
 }  // namespace
 
 void init_io(Napi::Env env, Napi::Object exports) {
@@ -205,6 +233,7 @@ void init_io(Napi::Env env, Napi::Object exports) {
   exports.Set("emptyCache", Napi::Function::New(env, EmptyCache));
   exports.Set("setPoisonAllocations", Napi::Function::New(env, SetPoisonAllocations));
   exports.Set("queueFailure", Napi::Function::New(env, QueueFailure));
+  exports.Set("readBytes", Napi::Function::New(env, ReadBytes));
 }
 
 }  // namespace bindings

@@ -4,13 +4,16 @@
 namespace amr {
 namespace bindings {
 void init_io(Napi::Env env, Napi::Object exports);
-void init_core_ops(Napi::Env env, Napi::Object exports);
+void init_elementwise_ops(Napi::Env env, Napi::Object exports);
+void init_reduce_ops(Napi::Env env, Napi::Object exports);
+void init_random_ops(Napi::Env env, Napi::Object exports);
 void init_norm_ops(Napi::Env env, Napi::Object exports);
 void init_activation_ops(Napi::Env env, Napi::Object exports);
 void init_gemm_ops(Napi::Env env, Napi::Object exports);
 void init_optim_ops(Napi::Env env, Napi::Object exports);
 void init_loss_ops(Napi::Env env, Napi::Object exports);
 void init_selftest_ops(Napi::Env env, Napi::Object exports);
+void init_sim_ops(Napi::Env env, Napi::Object exports);
 void init_interpolate_ops(Napi::Env env, Napi::Object exports);
 void init_attention_ops(Napi::Env env, Napi::Object exports);
 void init_tokens_ops(Napi::Env env, Napi::Object exports);

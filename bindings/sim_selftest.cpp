@@ -15,12 +15,6 @@
 #include "modules.h"
 
 #ifdef AMR_WITH_SIM
-namespace amr {
-namespace sim {
-void set_seed(uint64_t seed);  // native/sim/sim_cuda.h (kernel-side header, so declared here)
-uint64_t get_seed();
-}  // namespace sim
-}  // namespace amr
 #include "../native/sim/rule_checks.h"
 #endif
 
@@ -290,52 +284,7 @@ Napi::Value SimConcurrentLaunches(const Napi::CallbackInfo& info) {
     return info.Env().Undefined();
   });
 }
-
-// simSetSeed(seed: bigint): queued on sim, so it applies to the launches queued after it.
-Napi::Value SimSetSeed(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 1 || !info[0].IsBigInt()) throw Napi::TypeError::New(info.Env(), "simSetSeed: expected a bigint");
-    bool lossless = false;
-    const uint64_t seed = info[0].As<Napi::BigInt>().Uint64Value(&lossless);
-    if (!lossless) throw Error("simSetSeed: the seed must fit in 64 bits");
-    env_backend(info.Env(), BackendKind::Sim).enqueue("simSetSeed", [seed] { sim::set_seed(seed); });
-    return info.Env().Undefined();
-  });
-}
-
-// simSeed(): the seed after the work queued on sim so far (waits for it).
-Napi::Value SimSeed(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    env_backend(info.Env(), BackendKind::Sim).synchronize();
-    return Napi::BigInt::New(info.Env(), sim::get_seed());
-  });
-}
 #endif
-
-class ReadBytesWorker : public HostReadWorker {
- public:
-  ReadBytesWorker(Napi::Env env, Backend& be, HostFetch fetch) : HostReadWorker(env, "readBytes", be, std::move(fetch)) {}
-  void OnOK() override {
-    Napi::ArrayBuffer out = Napi::ArrayBuffer::New(Env(), bytes_->size());
-    if (!bytes_->empty()) std::memcpy(out.Data(), bytes_->data(), bytes_->size());
-    deferred_.Resolve(out);
-  }
-};
-
-// readBytes(buffer, bytes) -> Promise<ArrayBuffer>: the first bytes of the buffer, unconverted, after the work
-// queued before the call (rejects with the backend's pending error, as read() does).
-Napi::Value ReadBytes(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr src = buffer_arg(info, 0, "readBytes");
-    const int64_t n = int_arg(info, 1, "readBytes");
-    if (static_cast<uint64_t>(n) > src->bytes)
-      throw Error("readBytes: the buffer holds " + std::to_string(src->bytes) + " bytes, fewer than " + std::to_string(n));
-    auto* worker = new ReadBytesWorker(info.Env(), *src->backend, src->backend->begin_read(src, static_cast<size_t>(n)));
-    Napi::Promise p = worker->promise();
-    worker->Queue();
-    return p;
-  });
-}
 
 }  // namespace
 
@@ -354,10 +303,7 @@ void init_selftest_ops(Napi::Env env, Napi::Object exports) {
 #ifdef AMR_WITH_SIM
   exports.Set("selftestSimKernel", Napi::Function::New(env, SimKernel));
   exports.Set("selftestSimConcurrentLaunches", Napi::Function::New(env, SimConcurrentLaunches));
-  exports.Set("simSetSeed", Napi::Function::New(env, SimSetSeed));
-  exports.Set("simSeed", Napi::Function::New(env, SimSeed));
 #endif
-  exports.Set("readBytes", Napi::Function::New(env, ReadBytes));
 }
 
 }  // namespace bindings

@@ -1,5 +1,5 @@
-// The GPU emulator's self-test kernels (native/sim/selftest.cu) against float64 and PTX-rule references: the
-// checks of native/sim/dev_driver.cpp, with fresh random inputs each run. They all run on sim. The ones whose
+// The GPU emulator's self-test kernels (native/sim/selftest.cu) against float64 and PTX-rule references, with
+// fresh random inputs each run. They all run on sim. The ones whose
 // results the hardware defines (block sums, GEMM, rounding, votes and shuffles, cp.async, ldmatrix and mma
 // fragment layouts) also run on cuda when a GPU is here: that is what checks sim's rules against the hardware.
 // Sim only: what only sim defines (missing barriers always caught, seeded schedules, poisoned shared memory,
@@ -14,7 +14,14 @@ import {
 } from './support/simSelftest';
 
 const gpu = backends().some((b) => b.name === 'cuda' && b.available);
-const targets: Array<[Device, boolean]> = [['sim', true], ['cuda', gpu]];
+const sim = backends().some((b) => b.name === 'sim' && b.available);
+// Builds made with AM_RADIO_SELFTEST=0 (the published binaries) leave the self-test kernels out.
+const selftests = typeof (native as Partial<typeof native>).selftestBlockSum === 'function';
+const unbuilt = !selftests ? 'skipped: addon built without the emulator self-tests (AM_RADIO_SELFTEST=0)' : !sim ? 'skipped: addon built without sim' : '';
+const targets: Array<[Device, boolean, string]> = [
+  ['sim', selftests && sim, unbuilt],
+  ['cuda', selftests && gpu, unbuilt || 'skipped: no GPU'],
+];
 const randomF32 = (n: number, r: () => number, lo = -1, hi = 1) => Float32Array.from({ length: n }, () => lo + (hi - lo) * r());
 
 /** expect(value <= limit), showing the seed of the random inputs when it fails (NaN fails). */
@@ -56,7 +63,7 @@ async function gemmError(device: Device, m: number, n: number, k: number, kn: bo
 const GEMM_SHAPES = (kn: boolean): Array<[number, number, number]> =>
   [[1, 8, 8], [17, 24, 40], [64, 64, 32], [100, 72, 136], [129, kn ? 72 : 65, 264], [33, 200, 0], [256, 256, 256]];
 
-// Rounding edge cases of dev_driver.cpp as float32 bit patterns, plus the bf16 overflow boundary (largest finite
+// Rounding edge cases as float32 bit patterns, plus the bf16 overflow boundary (largest finite
 // bf16, just below and at the midpoint to inf) and NaNs of either sign (bits, since JS numbers lose NaN signs).
 const ROUNDING_CASES = Uint32Array.from([
   ...[0, -0, 1, -1, 3.14159265, 1 + 2 ** -8, 1 + 2 ** -8 + 2 ** -20, 1 + 3 * 2 ** -8, 65504, 65519, 65520, 1e5, 2 ** -14, 2 ** -24,
@@ -65,9 +72,9 @@ const ROUNDING_CASES = Uint32Array.from([
   0x7f7f0000, 0x7f7f7fff, 0x7f7f8000, 0xff7f7fff, 0x7fc00000, 0xffc00000, 0x7f800001,
 ]);
 
-for (const [device, here] of targets) {
+for (const [device, here, why] of targets) {
   const it = here ? test : test.skip;
-  describe(here ? `self-tests on ${device}` : `self-tests on ${device} (skipped: no GPU)`, () => {
+  describe(here ? `self-tests on ${device}` : `self-tests on ${device} (${why})`, () => {
     it.each([[1, 1, 32], [1000, 3, 64], [4097, 5, 256], [100000, 7, 1024]])('block_sum n=%i blocks=%i threads=%i', async (n, blocks, threads) => {
       const seed = freshSeed();
       const x = randomF32(n, rng(seed));
@@ -245,7 +252,7 @@ for (const [device, here] of targets) {
   });
 }
 
-describe('sim only: what the emulator alone defines', () => {
+(selftests && sim ? describe : describe.skip)(`sim only: what the emulator alone defines${selftests && sim ? '' : ` (${unbuilt})`}`, () => {
   const device = 'sim';
   let savedSeed = 0n;
   beforeAll(async () => {

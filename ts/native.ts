@@ -129,7 +129,8 @@ export interface NativeAddon {
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(out: NativeBuffer, grad: NativeBuffer, dtype: DType, n: number, scalar: NativeBuffer): void;
   // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or
-  // cuda buffers; u16 arguments are raw bf16/f16 bits. The simXxx and selftestSim* ones exist on sim builds only.
+  // cuda buffers; u16 arguments are raw bf16/f16 bits. The selftest* functions exist only in builds with the
+  // self-tests (not AM_RADIO_SELFTEST=0, which the published binaries use); simXxx and selftestSim* on sim builds only.
   selftestBlockSum(x: NativeBuffer, n: number, blockSums: NativeBuffer, blocks: number, threads: number): void;
   selftestNeighborExchange(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number, useBarrier: boolean): void;
   selftestGemmBf16(a: NativeBuffer, b: NativeBuffer, c: NativeBuffer, m: number, n: number, k: number, bIsKN: boolean): void;

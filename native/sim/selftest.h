@@ -4,7 +4,7 @@
 // work on the stream and throws amr::KernelError (a std::runtime_error) on a launch error, or
 // std::invalid_argument on bad arguments.
 //
-// What each test expects is written next to it; native/sim/dev_driver.cpp checks all of them on sim
+// What each test expects is written next to it; test/sim.test.ts checks all of them on sim
 // against float64 / PTX-rule references. On a real GPU the layout tests (ldmatrix_layouts, mma_layouts,
 // warp_ops) check that sim's fragment and shuffle rules are the hardware's.
 #pragma once

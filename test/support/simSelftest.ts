@@ -1,5 +1,5 @@
 // Helpers for test/sim.test.ts: device buffers holding exact bytes, raw reads (bit patterns and u32 registers
-// come back unconverted), and the references of native/sim/dev_driver.cpp: bf16/f16 decoding in float64 and
+// come back unconverted), and the references: bf16/f16 decoding in float64 and
 // round-to-nearest-even found by searching the representable neighbours (no bit tricks shared with the code
 // under test).
 import type { Device } from '../../ts';

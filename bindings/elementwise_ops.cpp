@@ -1,7 +1,5 @@
-// Elementwise, reduction and random ops: argument checks, then the work is queued on the tensors' backend.
+// Elementwise ops: argument checks, then the work is queued on the tensors' backend.
 #include "../native/elementwise/elementwise.h"
-#include "../native/random/random.h"
-#include "../native/reduce/reduce.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -89,54 +87,14 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
   });
 }
 
-// sum(out, a, dtype, n, alpha): out[0] = alpha * sum(a)
-Napi::Value Sum(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "sum"), a = buffer_arg(info, 1, "sum");
-    DType dt = dtype_arg(info, 2, "sum");
-    int64_t n = int_arg(info, 3, "sum");
-    double alpha = number_arg(info, 4, "sum");
-    if (dt == DType::I32) throw Error("sum: i32 tensors are not supported; cast to f32 first");
-    require_elements(out, 1, dt, "sum", "output");
-    require_elements(a, n, dt, "sum", "input");
-    Backend& be = common_backend({out, a}, "sum");
-    StoragePtr scratch = be.allocate(static_cast<size_t>(reduce::sum_scratch_bytes(n)));
-    be.enqueue("sum", [&be, out, a, dt, n, alpha, scratch] {
-      AMR_DISPATCH(be, reduce, sum, out->ptr, a->ptr, dt, n, alpha, scratch->ptr);
-    });
-    return info.Env().Undefined();
-  });
-}
-
-// randomFill(out, dtype, n, distribution (0 normal, 1 uniform), seedHi, seedLo)
-Napi::Value RandomFill(const Napi::CallbackInfo& info) {
-  return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "random");
-    DType dt = dtype_arg(info, 1, "random");
-    int64_t n = int_arg(info, 2, "random");
-    int64_t dist = int_arg(info, 3, "random");
-    uint64_t seed = (static_cast<uint64_t>(int_arg(info, 4, "random")) << 32) |
-                    static_cast<uint64_t>(int_arg(info, 5, "random") & 0xffffffff);
-    if (dt == DType::I32) throw Error("random: i32 tensors are not supported");
-    if (dist > 1) throw Error("random: unknown distribution");
-    require_elements(out, n, dt, "random", "output");
-    Backend& be = *out->backend;
-    auto d = static_cast<random::Distribution>(dist);
-    be.enqueue("random", [&be, out, dt, n, d, seed] { AMR_DISPATCH(be, random, fill, out->ptr, dt, n, d, seed); });
-    return info.Env().Undefined();
-  });
-}
-
 }  // namespace
 
-void init_core_ops(Napi::Env env, Napi::Object exports) {
+void init_elementwise_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("fill", Napi::Function::New(env, Fill));
   exports.Set("binary", Napi::Function::New(env, Binary));
   exports.Set("scale", Napi::Function::New(env, Scale));
   exports.Set("broadcastScalar", Napi::Function::New(env, BroadcastScalar));
   exports.Set("cast", Napi::Function::New(env, Cast));
-  exports.Set("sum", Napi::Function::New(env, Sum));
-  exports.Set("randomFill", Napi::Function::New(env, RandomFill));
 }
 
 }  // namespace bindings

@@ -1,0 +1,56 @@
+// Reductions (full sums, row sums for bias gradients): argument checks, then the work is queued.
+#include "../native/reduce/reduce.h"
+#include "buffer.h"
+#include "dispatch.h"
+#include "modules.h"
+
+namespace amr {
+namespace bindings {
+namespace {
+
+// sum(out, a, dtype, n, alpha): out[0] = alpha * sum(a)
+Napi::Value Sum(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    StoragePtr out = buffer_arg(info, 0, "sum"), a = buffer_arg(info, 1, "sum");
+    DType dt = dtype_arg(info, 2, "sum");
+    int64_t n = int_arg(info, 3, "sum");
+    double alpha = number_arg(info, 4, "sum");
+    if (dt == DType::I32) throw Error("sum: i32 tensors are not supported; cast to f32 first");
+    require_elements(out, 1, dt, "sum", "output");
+    require_elements(a, n, dt, "sum", "input");
+    Backend& be = common_backend({out, a}, "sum");
+    StoragePtr scratch = be.allocate(static_cast<size_t>(reduce::sum_scratch_bytes(n)));
+    be.enqueue("sum", [&be, out, a, dt, n, alpha, scratch] {
+      AMR_DISPATCH(be, reduce, sum, out->ptr, a->ptr, dt, n, alpha, scratch->ptr);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+// sumRows(out, a, dtype, rows, cols): out[c] = sum over rows of a[r, c]
+Napi::Value SumRows(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "sum over rows";
+    StoragePtr out = buffer_arg(info, 0, op), a = buffer_arg(info, 1, op);
+    DType dt = dtype_arg(info, 2, op);
+    int64_t rows = int_arg(info, 3, op), cols = int_arg(info, 4, op);
+    require_elements(out, cols, dt, op, "output");
+    require_elements(a, rows * cols, dt, op, "input");
+    Backend& be = common_backend({out, a}, op);
+    StoragePtr scratch = be.allocate(static_cast<size_t>(reduce::sum_rows_scratch_bytes(cols)));
+    be.enqueue(op, [&be, out, a, dt, rows, cols, scratch] {
+      AMR_DISPATCH(be, reduce, sum_rows, out->ptr, a->ptr, dt, rows, cols, scratch->ptr);
+    });
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void init_reduce_ops(Napi::Env env, Napi::Object exports) {
+  exports.Set("sum", Napi::Function::New(env, Sum));
+  exports.Set("sumRows", Napi::Function::New(env, SumRows));
+}
+
+}  // namespace bindings
+}  // namespace amr
