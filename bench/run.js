@@ -8,7 +8,9 @@ const path = require('path');
 const root = path.join(__dirname, '..');
 const tsc = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.bench.json'], { cwd: root, stdio: 'inherit' });
 if (tsc.status !== 0) process.exit(tsc.status || 1);
-const available = fs.readdirSync(__dirname).filter((f) => f.endsWith('.ts') && f !== 'harness.ts').map((f) => f.replace(/\.ts$/, ''));
+// Shared code, not benchmarks.
+const helpers = ['harness.ts', 'radio-models.ts'];
+const available = fs.readdirSync(__dirname).filter((f) => f.endsWith('.ts') && !helpers.includes(f)).map((f) => f.replace(/\.ts$/, ''));
 const wanted = process.argv.slice(2);
 for (const name of wanted) if (!available.includes(name)) {
   console.error(`unknown benchmark ${name}; available: ${available.join(', ')}`);
