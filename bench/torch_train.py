@@ -9,10 +9,10 @@ is F.scaled_dot_product_attention where torch has it (what timm's fused_attn cal
 `--verify FIXTURE_DIR` checks this port against test/fixtures/radio/train-b16-v2heads, a training step of the
 NVlabs/RADIO code itself: outputs, loss terms and every gradient.
 
-usage: torch_train.py DIR [--device cpu|cuda] [--dtype f32|bf16] [--compile]
-  DIR holds config.json + model.safetensors (the student), io.safetensors (images, the CPE crop `cpe.scale`,
-  `cpe.offset`, `cpe.keep`, the targets `teacher.<name>.summary|features`) and train.json (grids, loss weights,
-  loss and AdamW settings, step counts). Prints one JSON object on stdout.
+usage: torch_train.py CHECKPOINT CASE [--device cpu|cuda] [--dtype f32|bf16] [--compile] [--threads N]
+  CHECKPOINT holds config.json + model.safetensors (the student); CASE holds io.safetensors (images, the CPE crop
+  `cpe.scale`, `cpe.offset`, `cpe.keep`, the targets `teacher.<name>.summary|features`) and train.json (grids,
+  loss weights, loss and AdamW settings, step counts). Prints one JSON object on stdout.
        torch_train.py --verify FIXTURE_DIR
 """
 import argparse
@@ -258,25 +258,30 @@ def verify(fixture):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("dir", nargs="?")
+    ap.add_argument("checkpoint", nargs="?")
+    ap.add_argument("case", nargs="?")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     ap.add_argument("--compile", action="store_true", help="torch.compile the forward and loss (backward through AOTAutograd)")
+    ap.add_argument("--threads", type=int, help="intra-op threads (bench/train.ts passes as many as our cpu backend runs)")
     ap.add_argument("--verify", metavar="FIXTURE_DIR")
     a = ap.parse_args()
     if a.verify:
         sys.exit(verify(a.verify))
-    if not a.dir:
-        ap.error("DIR is required")
+    if not a.checkpoint or not a.case:
+        ap.error("CHECKPOINT and CASE are required")
     dev = torch.device(a.device)
+    # torch's default can be 1 thread (OpenMP under a CPU quota); the comparison needs the same number as ours.
+    if a.threads:
+        torch.set_num_threads(a.threads)
     if dev.type == "cuda" and not torch.cuda.is_available():
         sys.exit("torch_train: torch sees no CUDA GPU")
     if a.compile and not hasattr(torch, "compile"):
         sys.exit(f"torch_train: torch {torch.__version__} has no torch.compile")
-    config = json.load(open(os.path.join(a.dir, "config.json")))
-    case = json.load(open(os.path.join(a.dir, "train.json")))
-    io = {k: v.to(dev) for k, v in read_safetensors(os.path.join(a.dir, "io.safetensors")).items()}
-    model = RadioStudent(config, read_safetensors(os.path.join(a.dir, "model.safetensors"))).to(dev).train()
+    config = json.load(open(os.path.join(a.checkpoint, "config.json")))
+    case = json.load(open(os.path.join(a.case, "train.json")))
+    io = {k: v.to(dev) for k, v in read_safetensors(os.path.join(a.case, "io.safetensors")).items()}
+    model = RadioStudent(config, read_safetensors(os.path.join(a.checkpoint, "model.safetensors"))).to(dev).train()
     o = case["optim"]
     extra = {}
     # On a GPU the fused kernel is PyTorch's fastest AdamW (ours is one fused launch too); on cpu the default.
