@@ -48,6 +48,14 @@ def read_safetensors(path):
     return out
 
 
+class LayerNorm(nn.LayerNorm):
+    """LayerNorm in f32 whatever its input, as CUDA autocast runs it (CPU autocast in torch 1.13 does not, and
+    refuses a bf16 input with f32 weights). The identity in f32."""
+
+    def forward(self, x):
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight, self.bias, self.eps)
+
+
 class Attention(nn.Module):
     def __init__(self, dim, heads):
         super().__init__()
@@ -80,9 +88,9 @@ class Block(nn.Module):
 
     def __init__(self, dim, heads, hidden):
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = LayerNorm(dim, eps=1e-6)
         self.attn = Attention(dim, heads)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(dim, hidden)
 
     def forward(self, x):
@@ -97,8 +105,8 @@ class Mlp2(nn.Module):
         super().__init__()
         hd = c["hidden_dim"]
         self.fc1 = nn.Linear(c["input_dim"], hd)
-        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(hd), nn.GELU(), nn.Linear(hd, hd)) for _ in range(c["num_inner"]))
-        self.final = nn.Sequential(nn.LayerNorm(hd), nn.GELU(), nn.Linear(hd, c["output_dim"]))
+        self.blocks = nn.ModuleList(nn.Sequential(LayerNorm(hd), nn.GELU(), nn.Linear(hd, hd)) for _ in range(c["num_inner"]))
+        self.final = nn.Sequential(LayerNorm(hd), nn.GELU(), nn.Linear(hd, c["output_dim"]))
 
     def forward(self, x):
         x = self.fc1(x)
@@ -292,16 +300,17 @@ def main():
     # bf16 as PyTorch trains in it: autocast (matmuls in bf16, f32 weights, norms and softmax in f32).
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=a.dtype == "bf16")
 
+    # Only the loss leaves the (compiled) function: nothing else needs the outputs materialized.
     def forward_loss(images, scale, offset, keep):
         with autocast:
             out = model(images, scale, offset, keep)
-        return out, multi_teacher_loss(out, io, case)[0]
+        return multi_teacher_loss(out, io, case)[0]
 
     fwd = torch.compile(forward_loss) if a.compile else forward_loss
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
     def step():
-        _, loss = fwd(images, scale, offset, keep)
+        loss = fwd(images, scale, offset, keep)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
