@@ -15,7 +15,8 @@
 //   AM_RADIO_BENCH_TRAIN_STEPS      timed steps after the two check steps (default cpu 3, cuda 20, sim 2)
 //   AM_RADIO_BENCH_TRAIN_BREAKDOWN  repeats of each per-phase pass (default cpu 1, cuda 5, sim 1; 0: none)
 //   AM_RADIO_BENCH_TRAIN_BATCH      batch size (default cpu 8, cuda 64, sim 2)
-//   AM_RADIO_BENCH_TORCH=0          no PyTorch;  AM_RADIO_BENCH_TRAIN_COMPILE=0  no torch.compile on cuda
+//   AM_RADIO_BENCH_TORCH=0          no PyTorch
+//   AM_RADIO_BENCH_TRAIN_COMPILE    the dtypes torch.compile runs for on cuda (default all; 0: none), e.g. bf16
 //   AM_RADIO_BENCH_PYTHON           the interpreter with torch (default /usr/bin/python3, where Debian's is)
 // GFLOP/s counts 3× the forward's FLOPs (bench/radio-models.ts, forwardFlops): backward is about twice a forward.
 import { spawnSync } from 'child_process';
@@ -235,7 +236,9 @@ async function benchCase(device: Device, dtype: DType, m: ModelSpec, checkpoint:
   const details: Record<string, unknown> = { losses, warmupMs, phasesMs, threads: os.cpus().length };
   const notes = [`${rec.imgPerS.toFixed(2)} img/s`];
   const torchOn = (device === 'cpu' || device === 'cuda') && process.env.AM_RADIO_BENCH_TORCH !== '0';
-  const modes: Array<'eager' | 'compile'> = !torchOn ? [] : device === 'cuda' && process.env.AM_RADIO_BENCH_TRAIN_COMPILE !== '0' ? ['eager', 'compile'] : ['eager'];
+  const compileFor = process.env.AM_RADIO_BENCH_TRAIN_COMPILE;
+  const compile = device === 'cuda' && (compileFor === undefined || compileFor === '' || compileFor.split(',').map((s) => s.trim()).includes(dtype));
+  const modes: Array<'eager' | 'compile'> = !torchOn ? [] : compile ? ['eager', 'compile'] : ['eager'];
   rec.vsTorch = {};
   for (const mode of modes) {
     const r = runTorch(checkpoint, caseDir, device, dtype, mode === 'compile');
