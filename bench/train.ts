@@ -125,6 +125,8 @@ interface TorchResult {
   minMs: number;
   repeats: number;
   phasesMs?: Record<string, number>;
+  /** 1-minute load average after its timed steps (filled in here). */
+  loadAvg?: number;
 }
 
 /** bench/torch_train.py on the same case, or null (with the reason printed) when it cannot run. */
@@ -143,6 +145,8 @@ function runTorch(checkpoint: string, caseDir: string, device: Device, dtype: DT
     return null;
   }
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as TorchResult;
+  // The script ends right after its breakdown pass; close enough to its timed steps on a cpu that stays loaded.
+  res.loadAvg = os.loadavg()[0];
   console.log(`train: ${label} done in ${seconds(t0)} (torch ${res.torch}, ${res.threads} threads, attention ${res.attention}, AdamW ${res.adamw})`);
   return res;
 }
@@ -206,6 +210,9 @@ async function benchCase(device: Device, dtype: DType, m: ModelSpec, checkpoint:
   const flops = 3 * forwardFlops(model.config, batch, PX);
   const base = { op: `radio train step ${label}`, shape: `B${batch} 3x${PX}x${PX}`, dtype, flops };
   const rec = await timeCase({ ...base, backend: device }, device, () => step().dispose(), { warmup: 0, minRepeats: steps, minTimeMs: 0 });
+  // Ours and PyTorch run one after the other: on a machine shared with other work, the load each saw (1-minute
+  // load average after its timed steps) says how comparable their times are.
+  const loadAvg = os.loadavg()[0];
   rec.imgPerS = batch / (rec.medianMs / 1000);
 
   // Per phase, from passes that stop after each phase (forward; + loss; + backward), synchronized only at their
@@ -233,7 +240,7 @@ async function benchCase(device: Device, dtype: DType, m: ModelSpec, checkpoint:
   await synchronize(device);
 
   const records: BenchRecord[] = [];
-  const details: Record<string, unknown> = { losses, warmupMs, phasesMs, threads: os.cpus().length };
+  const details: Record<string, unknown> = { losses, warmupMs, phasesMs, threads: os.cpus().length, loadAvg };
   const notes = [`${rec.imgPerS.toFixed(2)} img/s`];
   const torchOn = (device === 'cpu' || device === 'cuda') && process.env.AM_RADIO_BENCH_TORCH !== '0';
   const compileFor = process.env.AM_RADIO_BENCH_TRAIN_COMPILE;
@@ -255,7 +262,7 @@ async function benchCase(device: Device, dtype: DType, m: ModelSpec, checkpoint:
       gflopPerS: flops / (r.medianMs * 1e-3) / 1e9,
       imgPerS: batch / (r.medianMs / 1000),
       note: `${(batch / (r.medianMs / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}${dtype === 'bf16' ? ' (autocast)' : ''}`,
-      details: { losses: r.losses, warmupMs: r.warmupMs, phasesMs: r.phasesMs, threads: r.threads, attention: r.attention, adamw: r.adamw, lossRelErr: agreement },
+      details: { losses: r.losses, warmupMs: r.warmupMs, phasesMs: r.phasesMs, threads: r.threads, attention: r.attention, adamw: r.adamw, lossRelErr: agreement, loadAvg: r.loadAvg },
     });
     rec.vsTorch[mode] = r.medianMs / rec.medianMs;
     details[`lossRelErr_${mode}`] = agreement;
@@ -294,7 +301,10 @@ async function main(): Promise<void> {
   printTable('train (one step: forward, multi-teacher loss, backward, AdamW; GFLOP/s = 3x forward FLOPs / median)', records);
   for (const r of records) {
     const p = (r.details?.phasesMs ?? undefined) as Record<string, number> | undefined;
-    if (p) console.log(`phases ${r.backend} ${r.dtype}: ${Object.entries(p).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}`);
+    const load = r.details?.loadAvg as number | undefined;
+    const at = load !== undefined ? ` (load average ${load.toFixed(1)} on ${os.cpus().length} cpus)` : '';
+    if (p) console.log(`phases ${r.backend}${r.torchMode ? ` ${r.torchMode}` : ''} ${r.dtype}: ${Object.entries(p).map(([k, v]) => `${k} ${v.toFixed(1)} ms`).join(', ')}${at}`);
+    else if (at) console.log(`${r.backend}${r.torchMode ? ` ${r.torchMode}` : ''} ${r.dtype}:${at}`);
   }
   console.log(`results: ${writeResults('train', records)}`);
 }
