@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, one command on a machine with an NVIDIA GPU (about 8 minutes):
 #   builds the addon for this GPU, runs the whole test suite (every op on cuda against cpu and the float64
-#   references), runs every benchmark, times the same computations in PyTorch (eager and torch.compile), measures
+#   references), runs every benchmark (the training step against PyTorch's own, with the losses compared), times
+#   the same computations in PyTorch (eager and torch.compile), measures
 #   copy bandwidth and bf16 GEMM ceilings, and prints one table. Full results go to $OUT (default bench/results).
 # On a machine without a GPU it stops at once with a message.
 set -euo pipefail
@@ -38,7 +39,14 @@ node -e "const r=require('$OUT/jest.json');console.log(r.numPassedTests+' passed
 
 echo "gpu-check: benchmarks"
 # Only the cuda backend: cpu and sim are benchmarked without a GPU, and here they would take most of the 8 minutes.
-AM_RADIO_BENCH_DEVICES=cuda AM_RADIO_BENCH_OUT="$OUT" npm run bench >"$OUT/bench.log" 2>&1 || { tail -30 "$OUT/bench.log"; exit 1; }
+AM_RADIO_BENCH_DEVICES=cuda AM_RADIO_BENCH_SKIP=train AM_RADIO_BENCH_OUT="$OUT" npm run bench >"$OUT/bench.log" 2>&1 || { tail -30 "$OUT/bench.log"; exit 1; }
+echo "gpu-check: training step (ViT-B/16, 224 px, batch 64) against PyTorch eager and torch.compile"
+# Short: 10 timed steps. f32 is timed against eager only, for the loss agreement of identical f32 steps (~1e-5);
+# bf16, how a GPU trains, against eager and torch.compile too (compiling the training graph takes a minute or so).
+AM_RADIO_BENCH_DEVICES=cuda AM_RADIO_BENCH_DTYPES=f32,bf16 AM_RADIO_BENCH_TRAIN_COMPILE=bf16 AM_RADIO_BENCH_TRAIN_STEPS=10 \
+  AM_RADIO_BENCH_TRAIN_BREAKDOWN=3 AM_RADIO_BENCH_PYTHON="$(command -v python3)" AM_RADIO_BENCH_OUT="$OUT" \
+  npm run bench -- train >"$OUT/train.log" 2>&1 || { tail -30 "$OUT/train.log"; exit 1; }
+grep -E '^(train: .*(loss ours|WARNING|not measured)|phases )' "$OUT/train.log" || true
 python3 bench/torch_reference.py "$OUT" "$OUT/torch.json"
 node bench/gpu-report.js "$OUT" | tee "$OUT/report.txt"
 exit $jest_status

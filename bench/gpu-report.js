@@ -12,9 +12,14 @@ const torchByKey = new Map(torch.cases.map((c) => [key(c), c]));
 const benchRecords = fs.readdirSync(dir)
   .filter((f) => f.endsWith('.json') && !['torch.json', 'jest.json', 'report.json'].includes(f))
   .flatMap((f) => JSON.parse(fs.readFileSync(path.join(dir, f), 'utf8')).records || []);
-// Benches that call PyTorch themselves (interpolate) record it as backend torch-cuda: eager timings for the join.
+// Benches that call PyTorch themselves (interpolate, train) record it as backend torch-cuda: eager timings for the
+// join, or torch.compile ones where the record says torchMode 'compile' (train). torch.json's own cases come first.
 for (const r of benchRecords) {
-  if (r.backend === 'torch-cuda' && r.repeats > 0 && !torchByKey.has(key(r))) torchByKey.set(key(r), { eager_ms: r.medianMs });
+  if (r.backend !== 'torch-cuda' || !(r.repeats > 0)) continue;
+  const t = torchByKey.get(key(r)) || {};
+  if (r.torchMode === 'compile') t.compiled_ms = t.compiled_ms ?? r.medianMs;
+  else t.eager_ms = t.eager_ms ?? r.medianMs;
+  torchByKey.set(key(r), t);
 }
 const rows = [];
 {
@@ -25,7 +30,7 @@ const rows = [];
     rows.push({
       op: r.op, shape: r.shape, dtype: r.dtype, ms: r.medianMs,
       floorPct: floorS ? (100 * floorS) / (r.medianMs * 1e-3) : null,
-      vsEager: t ? t.eager_ms / r.medianMs : null,
+      vsEager: t && t.eager_ms ? t.eager_ms / r.medianMs : null,
       vsCompiled: t && t.compiled_ms ? t.compiled_ms / r.medianMs : null,
     });
   }

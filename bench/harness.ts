@@ -30,6 +30,14 @@ export interface BenchRecord extends BenchCase {
   /** Measured time as a fraction of the floor (bytes/bandwidth or flops/peak), when a ceiling is known. */
   fractionOfFloor?: number;
   note?: string;
+  /** Whole-model benches: images per second at the median. */
+  imgPerS?: number;
+  /** A PyTorch record: which mode ran it (gpu-report joins compile records as torch.compile timings). */
+  torchMode?: 'eager' | 'compile';
+  /** Our speed over PyTorch's on the same case (their median / ours; > 1: we are faster). */
+  vsTorch?: { eager?: number; compile?: number };
+  /** Bench-specific measurements (per-phase times, loss agreement, ...). */
+  details?: Record<string, unknown>;
 }
 
 export interface Ceilings {

@@ -2,27 +2,15 @@
 // written to a temporary folder. ViT-B/16 shaped like RADIO v2.5-b: global attention at 224 px and ViTDet 16×16
 // windows at 768 px (8 windowed blocks, 4 global: the v2.5 schedule), batch 8 (batch 1 on cpu). sim, an
 // emulator, runs a D 64, depth 2 model instead, at 224 px and with 8×8 windows at 256 px.
-// FLOPs are counted analytically: every matmul 2·rows·in·out (patch embedding; per block qkv, proj, fc1, fc2 over
-// the tokens it sees; the adaptor heads' linears), attention 4·windows·L²·D (D = heads·head dim; global: L = all
-// tokens, prefix included); LayerNorm, GELU, CPE and the residual adds are left out.
+// FLOPs are counted analytically (bench/radio-models.ts, forwardFlops).
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
 import { rand, RadioModel, synchronize } from '../ts';
-import type { MlpHeadConfig, RadioConfig, RadioOutput, Tensor } from '../ts';
-import { randomRadioTensors, writeCheckpoint } from '../test/support/radio-checkpoint';
+import type { Tensor } from '../ts';
 import { BenchRecord, benchDevices, benchDtypes, printTable, timeCase, writeResults } from './harness';
-
-interface ModelSpec {
-  name: string;
-  embedDim: number;
-  depth: number;
-  heads: number;
-  cpeMaxSize: number;
-  /** Adaptor heads (summary and feature alike): [hidden, output] per teacher. */
-  adaptors: Record<'clip' | 'dino_v2' | 'sam', [number, number]>;
-}
+import { disposeOutput, forwardFlops, ModelSpec, seconds, SIM_MODEL, VIT_B, writeRandomCheckpoint } from './radio-models';
 
 interface Case {
   px: number;
@@ -30,73 +18,6 @@ interface Case {
   /** ViTDet window size (blocks windowed by the checkpoint version's schedule); global attention when absent. */
   window?: number;
 }
-
-// The adaptor shapes are plausible, not the released checkpoint's: a CLIP-like 1024-dim head, DINOv2-B 768,
-// SAM ViT-H 1280, all with hidden 1536 and one inner block (MLP v2).
-const VIT_B: ModelSpec = {
-  name: 'ViT-B/16',
-  embedDim: 768,
-  depth: 12,
-  heads: 12,
-  cpeMaxSize: 2048,
-  adaptors: { clip: [1536, 1024], dino_v2: [1536, 768], sam: [1536, 1280] },
-};
-// The test fixture's widths at half its depth: the emulator runs about 0.5 GFLOP/s.
-const SIM_MODEL: ModelSpec = { name: 'D64 depth 2', embedDim: 64, depth: 2, heads: 2, cpeMaxSize: 256, adaptors: { clip: [96, 32], dino_v2: [96, 48], sam: [96, 40] } };
-
-/** A HF config.json: teachers, per-teacher cls tokens and registers as in test/fixtures/radio/vit-b16-v2heads. */
-function radioConfigJson(m: ModelSpec): object {
-  const mlp = ([hidden, out]: [number, number]) => ({ input_dim: m.embedDim, hidden_dim: hidden, output_dim: out, num_inner: 1 });
-  const names = Object.keys(m.adaptors) as Array<keyof ModelSpec['adaptors']>;
-  return {
-    architectures: ['RADIOModel'],
-    model_type: 'radio',
-    args: {
-      model: 'vit_base_patch16_224',
-      model_kwargs: { embed_dim: m.embedDim, depth: m.depth, num_heads: m.heads },
-      cpe_max_size: m.cpeMaxSize,
-      teachers: [{ name: 'clip' }, { name: 'dino_v2' }, { name: 'sam', use_summary: false }],
-      cls_token_per_teacher: true,
-      register_multiple: 8,
-      mlp_version: 'v2',
-      model_norm: false,
-    },
-    version: 'radio_v2.5-b',
-    patch_size: 16,
-    max_resolution: m.cpeMaxSize,
-    adaptor_names: names,
-    adaptor_configs: Object.fromEntries(names.map((n, i) => [n, { summary: mlp(m.adaptors[n]), feature: mlp(m.adaptors[n]), head_idx: i }])),
-    vitdet_window_size: null,
-    feature_normalizer_config: null,
-  };
-}
-
-function forwardFlops(c: RadioConfig, batch: number, px: number): number {
-  const D = c.embedDim;
-  const N = (px / c.patchSize) ** 2;
-  const mm = (rows: number, inp: number, out: number) => 2 * batch * rows * inp * out;
-  const head = (rows: number, h: MlpHeadConfig) => mm(rows, h.inputDim, h.hiddenDim) + h.numInner * mm(rows, h.hiddenDim, h.hiddenDim) + mm(rows, h.hiddenDim, h.outputDim);
-  let flops = mm(N, 3 * c.patchSize ** 2, D);
-  for (let i = 0; i < c.depth; i++) {
-    // Windowed blocks see the patch tokens only, global ones the prefix too.
-    const windowed = c.vitdet?.windowed[i] ?? false;
-    const T = windowed ? N : N + c.numCls + c.numRegisters;
-    flops += mm(T, D, 3 * D) + mm(T, D, D) + mm(T, D, c.mlpHidden) + mm(T, c.mlpHidden, D);
-    const L = windowed ? c.vitdet!.windowSize ** 2 : T;
-    flops += 4 * batch * (T / L) * L * L * D;
-  }
-  for (const a of c.adaptors) flops += head(1, a.summary) + head(N, a.feature);
-  return flops;
-}
-
-function disposeOutput(out: RadioOutput): void {
-  for (const h of Object.values(out)) {
-    h.summary.dispose();
-    h.features.dispose();
-  }
-}
-
-const seconds = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;
 
 async function main(): Promise<void> {
   const devices = benchDevices();
@@ -107,13 +28,8 @@ async function main(): Promise<void> {
   const checkpoint = async (m: ModelSpec): Promise<string> => {
     let dir = folders.get(m);
     if (!dir) {
-      const t0 = performance.now();
-      console.log(`radio: building a random ${m.name} checkpoint...`);
-      const config = radioConfigJson(m);
       dir = path.join(tmp, m.name.replace(/[^A-Za-z0-9]+/g, '-'));
-      await writeCheckpoint(dir, config, randomRadioTensors(config));
-      const mb = (await fs.promises.stat(path.join(dir, 'model.safetensors'))).size / 2 ** 20;
-      console.log(`radio: ${m.name} checkpoint written (${mb.toFixed(0)} MiB) in ${seconds(t0)}`);
+      await writeRandomCheckpoint(dir, m, 'radio');
       folders.set(m, dir);
     }
     return dir;
