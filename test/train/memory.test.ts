@@ -50,9 +50,9 @@ test('cpu: memory().inUse exactly flat, V8 heap flat and RSS bounded over 500 st
   console.log(`memory: ${r.history.length} steps in ${seconds.toFixed(1)} s; inUse ${mb(inUse[1])} MiB at step 2, max ${mb(Math.max(...inUse.slice(1)))} MiB after; ` +
     `after GC from step 100 to 500: RSS ${mb(rss0)} MiB + at most ${mb(rssGrowth)}, V8 heap ${mb(heap0)} MiB + at most ${mb(heapGrowth)}, ArrayBuffers ${mb(buffers[1])} MiB + at most ${mb(bufferGrowth)}`);
   expect(r.history.length).toBe(500);
-  // From the second step on (AdamW's moments exist after the first) the device holds exactly the same.
+  // From the second step on (AdamW's moments exist after the first) the device never holds more than at step 2
+  // (a step may hold a few KiB less, when the queue has already released a buffer by the time it is counted).
   expect(Math.max(...inUse.slice(1))).toBeLessThanOrEqual(inUse[1]);
-  expect(Math.min(...inUse.slice(1))).toBe(inUse[1]);
   // The V8 heap holds the run's history (one small StepMetrics object per step, ~0.3 MiB for 400 steps); a kept
   // graph or set of tensor handles per step would be several times that; a kept batch (24 KiB of pixels) or read-back
   // per step would add ~10 MiB of ArrayBuffers.
