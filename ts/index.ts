@@ -26,7 +26,7 @@ export { checkPartitions } from './data/partitions';
 export { cropBox, loadImage } from './data/decode';
 export type { CropBox, LoadedImage, LoadImageOptions, ResizeMode } from './data/decode';
 export { distill } from './train/distill';
-export type { DistillOptions, DistillResult, HeadWeights, TeacherSpec } from './train/distill';
+export type { DistillOptions, DistillResult, HeadWeights, TeacherSpec, VitDetAugment } from './train/distill';
 export { decays, GroupedAdamW } from './train/groups';
 export type { ParamGroup } from './train/groups';
 export { checkSchedule, learningRate } from './train/schedule';

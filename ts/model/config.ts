@@ -46,6 +46,9 @@ export interface VitDetConfig {
   windowSize: number;
   /** Which blocks attend in windows (the rest, and always the last, attend globally). */
   windowed: boolean[];
+  /** The schedule's parameter (vitdet.py takes one of the two). */
+  numGlobal?: number;
+  numWindowed?: number;
 }
 
 export interface RadioConfig {
@@ -109,6 +112,22 @@ export function vitdetSchedule(depth: number, opts: { numGlobal?: number; numWin
     windowed.push(state);
   }
   return windowed;
+}
+
+/**
+ * The ViTDet settings of `windowSize` windows on a `depth`-block model, the schedule from numWindowed when given,
+ * else numGlobal. Errors name `where` and the field (the vitdet_* names of config.json).
+ */
+export function vitdetConfig(where: string, depth: number, windowSize: number, opts: { numGlobal?: number; numWindowed?: number }): VitDetConfig {
+  posInt(where, 'vitdet_window_size', windowSize);
+  const { numGlobal, numWindowed } = opts;
+  if (numWindowed !== undefined) {
+    if (!Number.isInteger(numWindowed) || numWindowed < 0) throw new Error(`${where}: vitdet_num_windowed must be a non-negative integer, got ${JSON.stringify(numWindowed)}`);
+    return { windowSize, windowed: vitdetSchedule(depth, { numWindowed }), numWindowed };
+  }
+  if (numGlobal === undefined) throw new Error(`${where}: ViTDet windows need vitdet_num_global or vitdet_num_windowed`);
+  posInt(where, 'vitdet_num_global', numGlobal);
+  return { windowSize, windowed: vitdetSchedule(depth, { numGlobal }), numGlobal };
 }
 
 function mlpVersion(where: string, name: string, v: unknown): MlpVersion {
@@ -176,15 +195,12 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   const windowSize = vitdetOverride.windowSize !== undefined ? vitdetOverride.windowSize : (json.vitdet_window_size as number | null | undefined);
   let vitdet: VitDetConfig | null = null;
   if (windowSize !== undefined && windowSize !== null) {
-    posInt(where, 'vitdet_window_size', windowSize);
     const version = String(json.version ?? '');
     const numGlobal = vitdetOverride.numGlobal ?? (json.vitdet_num_global as number | undefined) ?? VITDET_DEFAULTS[version]?.numGlobal;
     const numWindowed = vitdetOverride.numWindowed ?? (json.vitdet_num_windowed as number | undefined) ?? VITDET_DEFAULTS[version]?.numWindowed;
     if (numGlobal === undefined && numWindowed === undefined)
       throw new Error(`${where}: vitdet_window_size is set but neither vitdet_num_global nor vitdet_num_windowed is known for version ${JSON.stringify(version)}`);
-    if (numWindowed === undefined) posInt(where, 'vitdet_num_global', numGlobal);
-    else if (!Number.isInteger(numWindowed) || numWindowed < 0) throw new Error(`${where}: vitdet_num_windowed must be a non-negative integer`);
-    vitdet = { windowSize, windowed: vitdetSchedule(depth, { numGlobal, numWindowed }) };
+    vitdet = vitdetConfig(where, depth, windowSize, { numGlobal, numWindowed });
   }
 
   // RADIO's HF loader (hf_model.py → GenericAdaptor(args, None, None, mlp_config)) takes the summary head's MLP

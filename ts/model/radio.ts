@@ -18,7 +18,7 @@ import { assembleTokens, gatherRows, patchify, sliceRows } from '../ops/tokens';
 import { tidy } from '../scope';
 import { Tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
-import { parseRadioConfig, RadioConfig, VitDetOverride } from './config';
+import { parseRadioConfig, RadioConfig, VitDetConfig, vitdetConfig, VitDetOverride } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
 import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
@@ -48,6 +48,11 @@ export interface RadioForwardOptions {
    * grid other than the whole table): sampleCpe() says which.
    */
   cpe?: CpeCrop;
+  /**
+   * ViTDet windows for this call instead of the config's (training uses it as an augmentation, spec §2.1):
+   * windowSize null runs every block globally; numGlobal / numWindowed default to the config's schedule.
+   */
+  vitdet?: VitDetOverride;
 }
 
 export interface RadioHeadOutput {
@@ -199,14 +204,30 @@ export class RadioModel extends Module {
     return drawCrop(this.rng, batch, cropApplies(this.geometry, gh, gw), this.posDropout, this.device);
   }
 
-  private grid(op: string, H: number, W: number): [number, number] {
-    const step = this.resolutionStep;
+  private grid(op: string, H: number, W: number, vitdet: VitDetConfig | null = this.config.vitdet): [number, number] {
     const c = this.config;
+    const step = c.patchSize * (vitdet?.windowSize ?? 1);
     if (!Number.isInteger(H) || !Number.isInteger(W) || H % step !== 0 || W % step !== 0 || H <= 0 || W <= 0) {
       const near = (v: number) => Math.max(step, Math.round(v / step) * step);
-      throw new Error(`${op}: input resolution ${H}x${W} is not a multiple of ${step} (patch ${c.patchSize}${c.vitdet ? ` × window ${c.vitdet.windowSize}` : ''}); nearest supported: ${near(H)}x${near(W)}`);
+      throw new Error(`${op}: input resolution ${H}x${W} is not a multiple of ${step} (patch ${c.patchSize}${vitdet ? ` × window ${vitdet.windowSize}` : ''}); nearest supported: ${near(H)}x${near(W)}`);
     }
     return [H / c.patchSize, W / c.patchSize];
+  }
+
+  /** The ViTDet settings a forward with `override` runs (the config's without one; null: all global). */
+  private vitdetFor(op: string, override: VitDetOverride | undefined): VitDetConfig | null {
+    const own = this.config.vitdet;
+    if (override === undefined) return own;
+    if (!override || typeof override !== 'object') throw new Error(`${op}: opts.vitdet must be { windowSize, numGlobal?, numWindowed? }, got ${JSON.stringify(override)}`);
+    const windowSize = override.windowSize === undefined ? own?.windowSize : override.windowSize;
+    if (windowSize === null) return null;
+    if (windowSize === undefined) throw new Error(`${op}: opts.vitdet.windowSize is required (the model has no ViTDet windows of its own)`);
+    const schedule = override.numGlobal !== undefined || override.numWindowed !== undefined
+      ? { numGlobal: override.numGlobal, numWindowed: override.numWindowed }
+      : { numGlobal: own?.numGlobal, numWindowed: own?.numWindowed };
+    if (schedule.numGlobal === undefined && schedule.numWindowed === undefined)
+      throw new Error(`${op}: opts.vitdet needs numGlobal or numWindowed (the model has no ViTDet schedule of its own)`);
+    return vitdetConfig(`${op}: opts.vitdet`, this.config.depth, windowSize, schedule);
   }
 
   /**
@@ -219,19 +240,20 @@ export class RadioModel extends Module {
     if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
     if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
     const [B, , H, W] = images.shape;
-    const [gh, gw] = this.grid(op, H, W);
+    const vitdet = this.vitdetFor(op, opts.vitdet);
+    const [gh, gw] = this.grid(op, H, W, vitdet);
     if (!this.training) {
       if (opts.cpe !== undefined) throw new Error(`${op}: opts.cpe replays a training crop; the model is in eval mode (call train())`);
-      return noGrad(() => tidy(() => this.run(images, gh, gw, null)));
+      return noGrad(() => tidy(() => this.run(images, gh, gw, null, vitdet)));
     }
     if (this.config.dropPath > 0) throw new Error(`${op}: drop_path ${this.config.dropPath} in training is not supported`);
     const crop = opts.cpe !== undefined
       ? checkCrop(op, opts.cpe, this.geometry, B, gh, gw, this.device)
       : drawCrop(this.rng, B, cropApplies(this.geometry, gh, gw), this.posDropout, this.device);
-    return this.run(images, gh, gw, crop);
+    return this.run(images, gh, gw, crop, vitdet);
   }
 
-  private run(images: Tensor, gh: number, gw: number, crop: CpeCrop | null): RadioOutput {
+  private run(images: Tensor, gh: number, gw: number, crop: CpeCrop | null, vitdet: VitDetConfig | null): RadioOutput {
     const c = this.config;
     const { model: vit, inputConditioner: cond, featureNormalizer } = this.core;
     const pg = vit.patchGenerator;
@@ -241,7 +263,7 @@ export class RadioModel extends Module {
     const patches = patchify(onDevice, { patch: c.patchSize, mean: cond.mean, std: cond.std, dtype: this.dtype });
     const embedded = pg.embedder.forward(patches);
     const pos = crop ? trainPositions(pg.posEmbed, this.geometry, gh, gw, crop) : evalPositions(pg.posEmbed, this.geometry, gh, gw);
-    let x = this.runBlocks(assembleTokens(pg.clsToken.token, embedded, pos), S, gh, gw);
+    let x = this.runBlocks(assembleTokens(pg.clsToken.token, embedded, pos), S, gh, gw, vitdet);
     if (vit.norm) x = vit.norm.forward(x);
     let features = sliceRows(x, S, S + gh * gw);
     if (featureNormalizer) features = featureNormalizer.forward(features);
@@ -257,9 +279,9 @@ export class RadioModel extends Module {
   // Global blocks see all S + N tokens. In ViTDet mode the prefix tokens sit out windowed blocks entirely (spec
   // §2.1): they are set aside when windows start and put back, unchanged, when global attention resumes. The
   // attention op reads windows straight from the raster layout, so no reordering is needed.
-  private runBlocks(x: Tensor, S: number, gh: number, gw: number): Tensor {
+  private runBlocks(x: Tensor, S: number, gh: number, gw: number, vitdet: VitDetConfig | null): Tensor {
     const c = this.config;
-    const schedule = c.vitdet?.windowed ?? new Array<boolean>(c.depth).fill(false);
+    const schedule = vitdet?.windowed ?? new Array<boolean>(c.depth).fill(false);
     let prefix: Tensor | null = null;
     let i = 0;
     for (const block of this.core.model.blocks) {
@@ -272,7 +294,7 @@ export class RadioModel extends Module {
         prefix = null;
       }
       const input = x;
-      const run = () => (windowed ? block.forward(input, 0, { size: c.vitdet!.windowSize, gridH: gh, gridW: gw }) : block.forward(input, S));
+      const run = () => (windowed ? block.forward(input, 0, { size: vitdet!.windowSize, gridH: gh, gridW: gw }) : block.forward(input, S));
       // Without a recorded graph nothing needs a block's input or intermediates once its output exists: each block
       // runs in its own scope that takes its input along, so inference holds one block's activations at a time.
       x = isGradEnabled() ? run() : tidy(run, { consume: [input] });

@@ -94,7 +94,7 @@ function parsePartitions(where: string, list: unknown[]): Partition[] {
 
 /**
  * A data source from its config: `{ type: 'synthetic', partitions, seed?, images? }`, or `{ type: 'folder', dir,
- * partitions, ... }` (the image-folder source, when this build has it).
+ * partitions, ... }` (ImageFolderSource; `dir` and `list` relative to base).
  */
 export function createDataSource(config: unknown, where = 'config.data', base = process.cwd()): DataSource {
   const type = Fields.of(where, config, Object.keys((config as Json) ?? {})).str('type');
@@ -139,7 +139,7 @@ function headWeights(f: Fields): HeadWeights {
 /** Parses a distill config (JSON.parse'd); paths are relative to base (the config file's folder). */
 export function parseDistillConfig(json: unknown, base: string): DistillConfig {
   const c = Fields.of('config', json, TOP);
-  const s = Fields.of('config.student', c.obj.student, ['dir', 'device', 'dtype', 'init']);
+  const s = Fields.of('config.student', c.obj.student, ['dir', 'device', 'dtype', 'init', 'vitdet']);
   const device = s.str('device', true);
   if (device !== undefined && !['cpu', 'sim', 'cuda'].includes(device)) throw new Error(`config.student.device must be cpu, sim or cuda, got ${JSON.stringify(device)}`);
   const dtype = s.str('dtype', true);
@@ -153,6 +153,16 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     patchSize: init.num('patchSize', { opt: true, int: true, positive: true }),
     cpeMaxSize: init.num('cpeMaxSize', { opt: true, int: true, positive: true }),
     seed: init.num('seed', { opt: true, int: true, min: 0 }),
+  };
+
+  const vd = s.has('vitdet') ? Fields.of('config.student.vitdet', s.obj.vitdet, ['windowSizes', 'numGlobal', 'numWindowed']) : null;
+  const vitdet = vd && {
+    windowSizes: vd.array('windowSizes')!.map((ws, j) => {
+      if (ws !== null && !(Number.isInteger(ws) && (ws as number) > 0)) throw new Error(`${vd.at('windowSizes')}[${j}] must be a window size in patches (a positive integer) or null, got ${JSON.stringify(ws)}`);
+      return ws as number | null;
+    }),
+    numGlobal: vd.num('numGlobal', { opt: true, int: true, positive: true }),
+    numWindowed: vd.num('numWindowed', { opt: true, int: true, min: 0 }),
   };
 
   const teacherConfigs = c.array('teachers')!.map((t, i) => {
@@ -202,6 +212,7 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
   const options: DistillConfig['options'] = {
     student: { dir: studentDir, device: device as Device | undefined, dtype: dtype as DType | undefined },
     steps,
+    ...(vitdet ? { vitdet } : {}),
     optimizer: o ? { lr: o.num('lr', { opt: true, min: 0 }), weightDecay: o.num('weightDecay', { opt: true, min: 0 }), betas: betas as [number, number] | undefined, eps: o.num('eps', { opt: true, min: 0 }) } : undefined,
     schedule: sch ? { warmupSteps, minLr: sch.num('minLr', { opt: true, min: 0 }) } : undefined,
     loss: l ? { mode: mode as 'mse' | undefined, alpha: l.num('alpha', { opt: true }), beta: l.num('beta', { opt: true }), delta: l.num('delta', { opt: true, positive: true }) } : undefined,

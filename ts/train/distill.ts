@@ -8,6 +8,7 @@ import * as path from 'path';
 
 import type { DataSource } from '../data/types';
 import { SafetensorsFile } from '../io/safetensors';
+import type { VitDetOverride } from '../model/config';
 import { RadioModel } from '../model/radio';
 import type { DType, Device } from '../native';
 import { multiTeacherLoss } from '../ops/loss';
@@ -20,7 +21,7 @@ import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoin
 import { clipGradNorm } from '../optim/clip';
 import { GroupedAdamW } from './groups';
 import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
-import { mixSeed } from './rng';
+import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
 import { lossCurveSvg } from './svg';
 
@@ -55,6 +56,12 @@ export interface DistillOptions {
   accumulate?: number;
   /** Global gradient-norm clipping; default none. */
   maxGradNorm?: number;
+  /**
+   * ViTDet as a training augmentation (paper §4, spec §2.1): each micro-batch runs the student's blocks in windows of
+   * a size drawn uniformly from windowSizes (null: that draw runs globally), on the schedule numGlobal /
+   * numWindowed (default the student's own). Every window size must divide every data partition's patch grid.
+   */
+  vitdet?: VitDetAugment;
   /** Seed of the student's CPE crop and position-dropout draws; default 0. */
   seed?: number;
   /** Where checkpoints/, metrics.jsonl and loss.svg go; without it nothing is written. */
@@ -70,6 +77,12 @@ export interface DistillOptions {
   onStep?: (m: StepMetrics, live: { student: RadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
   /** Awaited midway through every checkpoint save (tests kill a save there). */
   checkpointMidway?: () => Promise<void>;
+}
+
+export interface VitDetAugment {
+  windowSizes: Array<number | null>;
+  numGlobal?: number;
+  numWindowed?: number;
 }
 
 export interface DistillResult {
@@ -142,6 +155,26 @@ function planTeachers(student: RadioModel, teachers: TeacherSpec[], data: DataSo
   return plans;
 }
 
+/** Checks the ViTDet augmentation against the student and every data partition, naming the field. */
+function checkVitdet(student: RadioModel, v: VitDetAugment | undefined, data: DataSource): VitDetAugment | null {
+  if (v === undefined) return null;
+  const where = 'distill: vitdet';
+  if (!v || typeof v !== 'object') throw new Error(`${where} must be { windowSizes, numGlobal?, numWindowed? }, got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v.windowSizes) || v.windowSizes.length === 0) throw new Error(`${where}.windowSizes must be a non-empty array of window sizes (patches) or null`);
+  for (const [j, ws] of v.windowSizes.entries())
+    if (ws !== null && !(Number.isInteger(ws) && ws > 0)) throw new Error(`${where}.windowSizes[${j}] must be a positive integer or null, got ${JSON.stringify(ws)}`);
+  for (const k of ['numGlobal', 'numWindowed'] as const)
+    if (v[k] !== undefined && !(Number.isInteger(v[k]) && v[k]! >= (k === 'numGlobal' ? 1 : 0))) throw new Error(`${where}.${k} must be an integer >= ${k === 'numGlobal' ? 1 : 0}, got ${JSON.stringify(v[k])}`);
+  if (v.numGlobal === undefined && v.numWindowed === undefined && !student.config.vitdet)
+    throw new Error(`${where} needs numGlobal or numWindowed (the student has no ViTDet schedule of its own)`);
+  const P = student.config.patchSize;
+  for (const [i, p] of data.partitions.entries())
+    for (const ws of v.windowSizes)
+      if (ws !== null && ((p.height / P) % ws !== 0 || (p.width / P) % ws !== 0))
+        throw new Error(`${where}.windowSizes: window ${ws} does not divide data partition ${i}'s patch grid ${p.height / P}x${p.width / P} (${p.height}x${p.width} px, patch ${P})`);
+  return v;
+}
+
 async function readSummaryIdxs(dir: string): Promise<number[] | null> {
   const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
   try {
@@ -182,6 +215,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   try {
     student.train();
     const plans = planTeachers(student, o.teachers, o.data);
+    const vitdet = checkVitdet(student, o.vitdet, o.data);
     const optimizer = new GroupedAdamW(student.namedParameters(), {
       lr,
       weightDecay: o.optimizer?.weightDecay ?? 0.02,
@@ -221,8 +255,16 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       optimizer.lr = learningRate(step, schedule);
       let loss = 0;
       const terms: Record<string, number> = {};
+      const windows: Array<number | null> = [];
       for (let micro = 0; micro < accumulate; micro++) {
-        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro));
+        // Like the crop, the window draw is a function of (seed, step, micro-batch), so a resumed run repeats it.
+        let window: VitDetOverride | undefined;
+        if (vitdet) {
+          const ws = vitdet.windowSizes[Math.floor(new Rng(mixSeed(seed, step, micro, 1)).next() * vitdet.windowSizes.length)];
+          window = { windowSize: ws, numGlobal: vitdet.numGlobal, numWindowed: vitdet.numWindowed };
+          windows.push(ws);
+        }
+        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro), window);
         loss += r.loss / accumulate;
         for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v / accumulate;
         images += r.images;
@@ -233,7 +275,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       else optimizer.step();
       optimizer.zeroGrad();
       step++;
-      const m: StepMetrics = { step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9 };
+      const m: StepMetrics = { step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9, ...(vitdet ? { windows } : {}) };
       history.push(m);
       metrics?.append(m);
       progress?.step(m);
@@ -278,6 +320,7 @@ async function microStep(
   lossOpts: MultiTeacherLossOptions,
   accumulate: number,
   cropSeed: number,
+  vitdet: VitDetOverride | undefined,
 ): Promise<{ loss: number; terms: Record<string, number>; images: number }> {
   const batch = await data.next();
   const images = tensor(batch.images, [batch.batch, 3, batch.height, batch.width], { device: student.device });
@@ -297,7 +340,7 @@ async function microStep(
     const grid: [number, number] = [batch.height / student.config.patchSize, batch.width / student.config.patchSize];
     const keys: string[] = [];
     const { total, parts } = tidy(() => {
-      const out = student.forward(images);
+      const out = student.forward(images, vitdet ? { vitdet } : {});
       const terms: TeacherTerm[] = [];
       active.forEach((p, t) => {
         for (const h of p.heads) {

@@ -16,6 +16,8 @@ export interface StepMetrics {
   images: number;
   /** Seconds since the run (or the resumed run) started. */
   elapsed: number;
+  /** With ViTDet augmentation: the window size each micro-batch drew (null: global). */
+  windows?: Array<number | null>;
 }
 
 const fmtTime = (s: number) => {
