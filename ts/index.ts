@@ -27,6 +27,8 @@ export { cropBox, loadImage } from './data/decode';
 export type { CropBox, ImageSource, LoadedImage, LoadImageOptions, ResizeMode } from './data/decode';
 export { nearestSupportedResolution, targetResolution } from './model/preprocess';
 export type { ImageSizeRequest, ResolutionRule } from './model/preprocess';
+export { pca, pcaColors, robustUnitRange } from './viz/pca';
+export type { Pca, PcaOptions } from './viz/pca';
 export { distill } from './train/distill';
 export type { DistillOptions, DistillResult, HeadWeights, TeacherSpec } from './train/distill';
 export { decays, GroupedAdamW } from './train/groups';
