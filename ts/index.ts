@@ -27,6 +27,8 @@ export { cropBox, loadImage } from './data/decode';
 export type { CropBox, ImageSource, LoadedImage, LoadImageOptions, ResizeMode } from './data/decode';
 export { nearestSupportedResolution, targetResolution } from './model/preprocess';
 export type { ImageSizeRequest, ResolutionRule } from './model/preprocess';
+export { collectImages, headNames, inferImages } from './infer';
+export type { InferImagesOptions, InferInput, InferredImage } from './infer';
 export { pca, pcaColors, robustUnitRange } from './viz/pca';
 export type { Pca, PcaOptions } from './viz/pca';
 export { distill } from './train/distill';
