@@ -3,8 +3,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { collectImages, inferImages, RadioModel } from '../../ts';
+import { collectImages, inferImages, RadioModel, SafetensorsFile } from '../../ts';
 import { gradient, tempDir, writeImage } from '../data/helpers';
+import { describeEachDevice } from '../support/reference';
 import { TEACHER_DIR } from '../train/support';
 
 const tmp = tempDir('am-radio-infer-api-');
@@ -55,3 +56,36 @@ test('bad options are Errors before anything is read or written', async () => {
   }
   expect(fs.existsSync(outDir)).toBe(false);
 });
+
+// The design's whole-model tolerance in f32 (relative error 1e-4 against cpu).
+describeEachDevice('inferImages on %s', (device) => {
+  test('writes what the cpu model computes', async () => {
+    const onDevice = await RadioModel.load(TEACHER_DIR, { device });
+    const outDir = path.join(tmp.dir, `out-${device}`);
+    try {
+      const [r] = await inferImages({ model: onDevice, images: collectImages([path.join(tmp.dir, 'in', 'x.png')]), outDir });
+      expect([r.height, r.width]).toEqual([32, 48]);
+      const expected = model.forward(await model.preprocess(path.join(tmp.dir, 'in', 'x.png')));
+      const file = await SafetensorsFile.open(r.features);
+      try {
+        for (const [head, o] of Object.entries(expected))
+          for (const part of ['summary', 'features'] as const) {
+            const got = (await file.readFloat(`${head}.${part}`)).data;
+            const want = await o[part].toArray();
+            let num = 0;
+            let den = 0;
+            for (let i = 0; i < want.length; i++) {
+              num += (got[i] - want[i]) ** 2;
+              den += want[i] ** 2;
+            }
+            expect([head, part, Math.sqrt(num / den) <= 1e-4]).toEqual([head, part, true]);
+          }
+      } finally {
+        await file.close();
+        for (const o of Object.values(expected)) for (const t of [o.summary, o.features]) t.dispose();
+      }
+    } finally {
+      onDevice.dispose();
+    }
+  });
+}, (d) => d !== 'cpu');
