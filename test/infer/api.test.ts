@@ -5,7 +5,7 @@ import * as path from 'path';
 
 import { collectImages, inferImages, RadioModel, SafetensorsFile } from '../../ts';
 import { gradient, tempDir, writeImage } from '../data/helpers';
-import { describeEachDevice } from '../support/reference';
+import { describeEachDevice, relativeError } from '../support/reference';
 import { TEACHER_DIR } from '../train/support';
 
 const tmp = tempDir('am-radio-infer-api-');
@@ -70,15 +70,8 @@ describeEachDevice('inferImages on %s', (device) => {
       try {
         for (const [head, o] of Object.entries(expected))
           for (const part of ['summary', 'features'] as const) {
-            const got = (await file.readFloat(`${head}.${part}`)).data;
-            const want = await o[part].toArray();
-            let num = 0;
-            let den = 0;
-            for (let i = 0; i < want.length; i++) {
-              num += (got[i] - want[i]) ** 2;
-              den += want[i] ** 2;
-            }
-            expect([head, part, Math.sqrt(num / den) <= 1e-4]).toEqual([head, part, true]);
+            const err = relativeError((await file.readFloat(`${head}.${part}`)).data, await o[part].toArray());
+            expect([head, part, err <= 1e-4]).toEqual([head, part, true]);
           }
       } finally {
         await file.close();

@@ -8,6 +8,7 @@ import sharp from 'sharp';
 
 import { RadioModel, SafetensorsFile, type RadioOutput } from '../../ts';
 import { gradient, rawImage, tempDir, writeImage } from '../data/helpers';
+import { relativeError } from '../support/reference';
 import { REGISTER, TEACHER_DIR } from '../train/support';
 
 const CLI = path.join(__dirname, '..', '..', 'ts', 'cli.ts');
@@ -18,16 +19,6 @@ afterAll(() => tmp.cleanup());
 
 function run(args: string[], cwd = tmp.dir) {
   return spawnSync(process.execPath, ['-r', REGISTER, CLI, 'infer', ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
-}
-
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 /** A picture with structure for the features to see: a disc on diagonal stripes over a gradient. */
@@ -76,7 +67,7 @@ test('a folder and a file: per image a safetensors with every head, as the model
           const t = expected[head][part];
           const got = await file.readFloat(`${head}.${part}`);
           expect([head, part, got.shape, file.entry(`${head}.${part}`).dtype]).toEqual([head, part, t.shape, 'F32']);
-          expect(relErr(got.data, await t.toArray())).toBeLessThanOrEqual(1e-6);
+          expect(relativeError(got.data, await t.toArray())).toBeLessThanOrEqual(1e-6);
         }
       expect(expected.backbone.features.shape).toEqual([1, (h / 16) * (w / 16), 64]);
       expect(file.metadata).toMatchObject({
