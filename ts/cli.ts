@@ -1,22 +1,57 @@
 #!/usr/bin/env node
 // am-radio command line. `am-radio demo` shows the backends, runs a short tensor + autograd check on each and then
-// the embedded tiny RADIO checkpoint on each; `am-radio infer [checkpoint-dir]` runs a RADIO checkpoint (README,
-// "RADIO inference"), the embedded one by default; `am-radio distill config.json` trains a student (README,
-// "Distillation (the trainer)"); `am-radio teach config.json` precomputes a teacher's targets as shards.
+// the embedded tiny RADIO checkpoint on each; `am-radio infer [checkpoint-dir] <image|folder>...` writes each image's
+// features and PCA picture (README, "Run on your images"), and without images checks the checkpoint on its own
+// io.safetensors or random images (README, "RADIO inference"), the embedded checkpoint by default; `am-radio distill
+// config.json` trains a student (README, "Distillation (the trainer)"); `am-radio teach config.json` precomputes a
+// teacher's targets as shards.
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { backends, memory, rand, randn, synchronize, Tensor, tensor } from './index';
+import { collectImages, inferImages } from './infer';
 import { SafetensorsFile } from './io/safetensors';
+import { checkSizeRequest, type ImageSizeRequest } from './model/preprocess';
 import { RadioModel } from './model/radio';
-import type { Device } from './native';
+import type { DType, Device } from './native';
 import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
 import { runTeachConfig } from './train/teach';
 
 const USAGE =
-  'usage: am-radio demo | am-radio infer [checkpoint-dir] [--device cpu|sim|cuda] [--image-size HxW] [--batch N]' +
-  ' | am-radio distill config.json [--resume] | am-radio teach config.json';
+  'usage: am-radio demo | am-radio infer [checkpoint-dir] [image|folder...] [options] | am-radio distill config.json [--resume]' +
+  ' | am-radio teach config.json | am-radio help';
+
+const HELP = `${USAGE}
+
+am-radio demo
+  Lists the backends, runs a tensor + autograd check on each, then the embedded checkpoint on each.
+
+am-radio infer [checkpoint-dir] [image|folder...] [options]
+  checkpoint-dir   a folder with config.json and model.safetensors (the first argument is taken as the checkpoint
+                   when it is a folder holding either); default: the embedded tiny checkpoint test/fixtures/radio/vit-b16-v2heads
+  image|folder     JPEG, PNG or WebP files, or folders searched recursively for .jpg .jpeg .png .webp. For each
+                   image, writes <out>/<name>.safetensors (<head>.summary [1, C], <head>.features [1, N, C] for
+                   each head, and the resolution as metadata) and <out>/<name>.pca.png (the input beside the first
+                   three principal components of the features as RGB); a folder's images keep their sub-paths.
+                   Without images: runs the checkpoint folder's io.safetensors images (else random ones) and prints
+                   the shapes, the forward time and each head's error against the expected outputs stored there.
+  --out DIR        where the outputs go (default: the current folder)
+  --image-size S   N: the shorter side scaled to N, aspect kept; HxW: exactly H by W (multiples of the patch size,
+                   times the ViTDet window). Default: the image's own size, its longer side at most the checkpoint's
+                   position table (cpe_max_size), rounded to the nearest supported resolution
+  --device D       cpu (default), sim or cuda
+  --dtype T        f32 (default) or bf16
+  --heads A,B      the heads written (backbone and the checkpoint's adaptor names); default all
+  --pca-head H     the head whose features the PCA picture shows (default backbone)
+  --batch N        without images only: the random batch's size (default 1)
+
+am-radio distill config.json [--resume]
+  Trains a student (README, "Distillation (the trainer)").
+
+am-radio teach config.json
+  Precomputes a teacher's targets as feature shards.
+`;
 
 // A 4-block ViT-B/16-shaped RADIO model (D 64, three adaptor heads) with the reference implementation's outputs on
 // two images, shipped with the package: what `demo` and a bare `infer` run.
@@ -63,11 +98,28 @@ async function demo(): Promise<void> {
   }
 }
 
-function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [number, number]; batch: number } {
-  let dir: string | undefined;
-  let device: Device = 'cpu';
-  let size: [number, number] | undefined;
-  let batch = 1;
+interface InferArgs {
+  dir: string;
+  images: string[];
+  device: Device;
+  dtype: DType;
+  size?: ImageSizeRequest;
+  batch?: number;
+  out?: string;
+  heads?: string[];
+  pcaHead?: string;
+}
+
+/**
+ * A folder holding config.json or model.safetensors is a checkpoint (one missing the other then fails to load with
+ * the file named, rather than as a folder without images); anything else given first is an image or image folder.
+ */
+const isCheckpointDir = (p: string) =>
+  fs.existsSync(p) && fs.statSync(p).isDirectory() && ['config.json', 'model.safetensors'].some((f) => fs.existsSync(path.join(p, f)));
+
+function parseInferArgs(args: string[]): InferArgs {
+  const positional: string[] = [];
+  const o: Partial<InferArgs> = {};
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = () => {
@@ -77,35 +129,63 @@ function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [
     if (a === '--device') {
       const d = value();
       if (d !== 'cpu' && d !== 'sim' && d !== 'cuda') throw new Error(`--device must be cpu, sim or cuda, got ${JSON.stringify(d)}`);
-      device = d;
+      o.device = d;
+    } else if (a === '--dtype') {
+      const d = value();
+      if (d !== 'f32' && d !== 'bf16') throw new Error(`--dtype must be f32 or bf16, got ${JSON.stringify(d)}`);
+      o.dtype = d;
     } else if (a === '--image-size') {
-      const m = /^(\d+)x(\d+)$/.exec(value());
-      if (!m) throw new Error(`--image-size must be HxW, e.g. 224x224`);
-      size = [Number(m[1]), Number(m[2])];
+      const v = value();
+      const m = /^(\d+)(?:x(\d+))?$/.exec(v);
+      if (!m || Number(m[1]) < 1 || (m[2] !== undefined && Number(m[2]) < 1))
+        throw new Error(`--image-size must be N (the shorter side) or HxW with positive integers, e.g. 224 or 224x320, got ${JSON.stringify(v)}`);
+      o.size = m[2] === undefined ? Number(m[1]) : [Number(m[1]), Number(m[2])];
     } else if (a === '--batch') {
-      batch = Number(value());
-      if (!Number.isInteger(batch) || batch < 1) throw new Error('--batch must be a positive integer');
-    } else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${USAGE}`);
-    else if (dir === undefined) dir = a;
-    else throw new Error(`unexpected argument ${JSON.stringify(a)}; ${USAGE}`);
+      o.batch = Number(value());
+      if (!Number.isInteger(o.batch) || o.batch < 1) throw new Error('--batch must be a positive integer');
+    } else if (a === '--out') o.out = value();
+    else if (a === '--heads') o.heads = value().split(',').map((h) => h.trim()).filter((h) => h !== '');
+    else if (a === '--pca-head') o.pcaHead = value();
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${USAGE}`);
+    else positional.push(a);
   }
-  return { dir: dir ?? EMBEDDED_MODEL, device, size, batch };
+  const dir = positional.length > 0 && isCheckpointDir(positional[0]) ? positional.shift()! : EMBEDDED_MODEL;
+  const images = positional;
+  if (images.length > 0 && o.batch !== undefined) throw new Error('--batch applies only without images (each image runs on its own)');
+  if (images.length === 0)
+    for (const [flag, v] of [['--out', o.out], ['--heads', o.heads], ['--pca-head', o.pcaHead]] as const)
+      if (v !== undefined) throw new Error(`${flag} needs images to run on; ${USAGE}`);
+  return { dir, images, device: o.device ?? 'cpu', dtype: o.dtype ?? 'f32', size: o.size, batch: o.batch, out: o.out, heads: o.heads, pcaHead: o.pcaHead };
 }
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 
 /**
- * Runs the checkpoint on its folder's io.safetensors images when there are any (and --image-size does not ask for
- * another size), else on random images; prints shapes, timings and, when expected outputs exist, errors per head.
+ * With image files or folders: writes each one's features and PCA picture (inferFiles). Without: runs the checkpoint
+ * on its folder's io.safetensors images when there are any (and --image-size does not ask for another size), else on
+ * random images; prints shapes, timings and, when expected outputs exist, errors per head.
  */
 async function infer(args: string[]): Promise<void> {
-  const { dir, device, size, batch } = parseInferArgs(args);
+  const parsed = parseInferArgs(args);
+  const { dir, device, dtype } = parsed;
+  // The inputs are found before the model loads, so a mistyped path fails at once.
+  const images = parsed.images.length > 0 ? collectImages(parsed.images) : null;
   let t0 = process.hrtime.bigint();
-  const model = await RadioModel.load(dir, { device });
+  const model = await RadioModel.load(dir, { device, dtype });
+  if (images) {
+    try {
+      await inferFiles(model, images, parsed);
+    } finally {
+      model.dispose();
+    }
+    return;
+  }
+  const size = typeof parsed.size === 'number' ? [parsed.size, parsed.size] : parsed.size;
+  const batch = parsed.batch ?? 1;
   const c = model.config;
   const shown = path.relative(process.cwd(), dir).startsWith('..') ? dir : path.relative(process.cwd(), dir) || '.';
   console.log(`loaded ${shown}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
-    `prefix=${c.numCls}+${c.numRegisters} adaptors=[${c.adaptors.map((a) => a.name).join(', ')}] on ${device} in ${ms(t0).toFixed(0)} ms`);
+    `prefix=${c.numCls}+${c.numRegisters} adaptors=[${c.adaptors.map((a) => a.name).join(', ')}] on ${device} (${dtype}) in ${ms(t0).toFixed(0)} ms`);
   const ioPath = path.join(dir, 'io.safetensors');
   const io = fs.existsSync(ioPath) ? await SafetensorsFile.open(ioPath) : null;
   try {
@@ -150,6 +230,24 @@ async function infer(args: string[]): Promise<void> {
   }
 }
 
+/** `infer` on image files: one progress line per image on stdout, then where everything went. */
+async function inferFiles(model: RadioModel, images: ReturnType<typeof collectImages>, a: InferArgs): Promise<void> {
+  const size = checkSizeRequest(a.size, model.resolutionStep, '--image-size');
+  const outDir = a.out ?? '.';
+  const t0 = process.hrtime.bigint();
+  await inferImages({
+    model,
+    images,
+    outDir,
+    size,
+    heads: a.heads,
+    pcaHead: a.pcaHead,
+    metadata: { checkpoint: path.basename(path.resolve(a.dir)), dtype: a.dtype },
+    log: (line) => console.log(line),
+  });
+  console.log(`${images.length} image${images.length === 1 ? '' : 's'} in ${(ms(t0) / 1000).toFixed(1)} s: features (.safetensors) and PCA pictures (.pca.png) in ${outDir}`);
+}
+
 async function distillCommand(args: string[]): Promise<void> {
   const files = args.filter((a) => !a.startsWith('--'));
   const flags = args.filter((a) => a.startsWith('--'));
@@ -179,6 +277,10 @@ async function teachCommand(args: string[]): Promise<void> {
 
 async function main(argv: string[]): Promise<void> {
   const [command = 'demo', ...rest] = argv;
+  if (command === 'help' || command === '--help' || command === '-h' || rest.includes('--help')) {
+    console.log(HELP);
+    return;
+  }
   if (command === 'demo') return demo();
   if (command === 'infer') return infer(rest);
   if (command === 'distill') return distillCommand(rest);

@@ -25,7 +25,8 @@ export const CROP_UNIFORMS = 22;
 
 /** What a worker (or `loadImage`) is asked to produce for one image. */
 export interface DecodeTask {
-  path: string;
+  /** A file path, or (main thread only: tasks sent to workers are paths) the encoded file's bytes. */
+  path: string | Uint8Array;
   height: number;
   width: number;
   /** Random-resized-crop parameters, or null for a plain resize by `resize`. */
@@ -173,9 +174,29 @@ export interface LoadedImage {
   width: number;
 }
 
+/** A file path, or an encoded JPEG, PNG or WebP file in memory. */
+export type ImageSource = string | Uint8Array;
+
+/** How an Error names an image source: its path, or the buffer's size. */
+export function describeSource(source: ImageSource): string {
+  return typeof source === 'string' ? source : `the ${source.length}-byte image buffer`;
+}
+
+function checkSource(op: string, source: unknown): ImageSource {
+  if (typeof source === 'string') {
+    if (source === '') throw new Error(`${op}: the image path is an empty string`);
+    if (!existsSync(source) || !statSync(source).isFile()) throw new Error(`${op}: no such image file: ${source}`);
+    return source;
+  }
+  if (source instanceof Uint8Array) {
+    if (source.length === 0) throw new Error(`${op}: the image buffer is empty`);
+    return source;
+  }
+  throw new Error(`${op}: the image must be a file path or a Buffer, got ${source === null ? 'null' : typeof source}`);
+}
+
 /** Decodes one JPEG, PNG or WebP file (on libuv's thread pool, via sharp) to planar RGB floats in [0, 1]. */
-export async function loadImage(path: string, options: LoadImageOptions = {}): Promise<LoadedImage> {
-  if (typeof path !== 'string' || path === '') throw new Error('loadImage: path must be a non-empty string');
+export async function loadImage(path: ImageSource, options: LoadImageOptions = {}): Promise<LoadedImage> {
   if (typeof options !== 'object' || options === null) throw new Error('loadImage: options must be an object');
   for (const k of Object.keys(options)) {
     if (!['height', 'width', 'resize'].includes(k)) throw new Error(`loadImage: unknown option '${k}'`);
@@ -184,28 +205,37 @@ export async function loadImage(path: string, options: LoadImageOptions = {}): P
   if ((options.height === undefined) !== (options.width === undefined)) {
     throw new Error('loadImage: give both height and width, or neither');
   }
-  if (!existsSync(path) || !statSync(path).isFile()) throw new Error(`loadImage: no such image file: ${path}`);
+  const source = checkSource('loadImage', path);
   let { height, width } = options;
-  if (height === undefined || width === undefined) {
-    const meta = await metadataOf(path);
-    height = meta.height;
-    width = meta.width;
-  }
+  if (height === undefined || width === undefined) ({ height, width } = await sizeOf('loadImage', source));
   checkSize(height, 'loadImage: height');
   checkSize(width, 'loadImage: width');
+  return decodeSource('loadImage', source, height, width, resize);
+}
+
+/**
+ * What `loadImage` does, with Errors prefixed by `op` and no option parsing: for callers that checked their
+ * arguments and first asked `imageSize` for the size to choose a resize.
+ */
+export async function decodeSource(op: string, source: ImageSource, height: number, width: number, resize: ResizeMode): Promise<LoadedImage> {
   try {
-    const r = await decodeImage({ path, height, width, crop: null, resize, flip: false });
+    const r = await decodeImage({ path: source, height, width, crop: null, resize, flip: false });
     return { images: r.pixels, height, width };
   } catch (e) {
-    throw new Error(`loadImage: cannot decode ${path}: ${(e as Error).message}`);
+    throw new Error(`${op}: cannot decode ${describeSource(source)}: ${(e as Error).message}`);
   }
 }
 
-async function metadataOf(path: string): Promise<{ height: number; width: number }> {
+/** The (EXIF-oriented) size of an image file or buffer, read from its header; a missing or undecodable one is an Error prefixed by `op`. */
+export async function imageSize(op: string, source: unknown): Promise<{ height: number; width: number }> {
+  return sizeOf(op, checkSource(op, source));
+}
+
+async function sizeOf(op: string, source: ImageSource): Promise<{ height: number; width: number }> {
   try {
-    const meta = await loadSharp()(path).autoOrient().metadata();
+    const meta = await loadSharp()(source).autoOrient().metadata();
     return meta.autoOrient ?? { height: meta.height, width: meta.width };
   } catch (e) {
-    throw new Error(`loadImage: cannot decode ${path}: ${(e as Error).message}`);
+    throw new Error(`${op}: cannot decode ${describeSource(source)}: ${(e as Error).message}`);
   }
 }

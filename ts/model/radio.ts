@@ -16,11 +16,12 @@ import type { DType, Device } from '../native';
 import { Module, ModuleDict } from '../nn/module';
 import { assembleTokens, gatherRows, patchify, sliceRows } from '../ops/tokens';
 import { tidy } from '../scope';
-import { Tensor } from '../tensor';
+import { Tensor, tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetConfig, vitdetConfig, VitDetOverride } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
+import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from './preprocess';
 import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
 import { fillFromCheckpoint } from './weights';
 
@@ -187,6 +188,33 @@ export class RadioModel extends Module {
   /** H and W must be multiples of this: the patch size, times the window size in ViTDet mode. */
   get resolutionStep(): number {
     return this.config.patchSize * (this.config.vitdet?.windowSize ?? 1);
+  }
+
+  /**
+   * How preprocess() picks a resolution: multiples of resolutionStep, and at most the position table's side
+   * (cpe_max_size, which released checkpoints also give as max_resolution) when no size is asked for.
+   */
+  get resolutionRule(): ResolutionRule {
+    return { step: this.resolutionStep, maxSide: this.config.cpeGrid * this.config.patchSize };
+  }
+
+  /**
+   * An image file path or its bytes in a Buffer (JPEG, PNG or WebP, decoded with sharp) → `[1, 3, H, W]` f32 RGB in
+   * [0, 1] on the model's device, ready for forward(). H × W is a resolution this model supports: by default the
+   * image's own size (longer side at most the position table's) rounded to the nearest multiples of resolutionStep,
+   * aspect kept; `size: N` scales the shorter side to N first (RADIO's examples' mode); `size: [H, W]` asks for
+   * exactly that (multiples of resolutionStep). A missing or corrupt file and an unsupported size are Errors naming it.
+   *
+   * ```ts
+   * const images = await model.preprocess('photo.jpg');     // e.g. [1, 3, 480, 640] for a 480 × 640 photo
+   * const out = model.forward(images);
+   * ```
+   */
+  async preprocess(source: string | Buffer, opts: { size?: ImageSizeRequest } = {}): Promise<Tensor> {
+    const op = 'RadioModel.preprocess';
+    if (this.disposed) throw new Error(`${op}: the model was disposed`);
+    const img = await preprocessImage(op, source, this.resolutionRule, opts.size);
+    return tensor(img.pixels, [1, 3, img.height, img.width], { device: this.device });
   }
 
   /** Restarts the training draws (CPE crop, position dropout) from seed. */
