@@ -161,7 +161,9 @@ describe('MLP head variants in config.json (cpu)', () => {
     const spatial = await withArgs('spatial-v2', (a) => (a.spatial_mlp_version = 'v2'));
     await expect(RadioModel.load(spatial)).rejects.toThrow(/adaptor head 'radio_model\.adaptors\.clip\.feat_mlp' has MLP v1 keys .* args\.spatial_mlp_version/);
     const attn = await withArgs('attn', (a) => (a.spatial_mlp_version = 'attn'));
-    await expect(RadioModel.load(attn)).rejects.toThrow(/config\.json: args\.spatial_mlp_version "attn" is not supported/);
+    await expect(RadioModel.load(attn)).rejects.toThrow(/adaptor head 'radio_model\.adaptors\.clip\.feat_mlp' has MLP v1 keys .* makes it attn/);
+    const attnSummary = await withArgs('attn-summary', (a) => (a.mlp_version = 'attn'));
+    await expect(RadioModel.load(attnSummary)).rejects.toThrow(/config\.json: args\.mlp_version "attn" is not supported \(summary heads are 'v1' or 'v2'\)/);
   });
 
   test('v1 heads are fc1, norm, inner.{3k}/{3k+1} and fc2, with num_inner from the config', async () => {
