@@ -4,12 +4,12 @@
 // crop and position dropout, loss, every gradient) with ViTDet + LayerScale and with patch 14 + MLP v1 heads.
 // vit-hd16 and vit-hd72 are generated too, but wait for attention head dims 16 and 72.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 
-import { RadioModel, SafetensorsFile, tensor } from '../ts';
+import { RadioModel, tensor } from '../ts';
 import type { Device, DType, Tensor } from '../ts';
 import { parseRadioConfig } from '../ts/model/config';
+import { expectWithin, readIo, useTmpDir } from './support/radio-fixtures';
 import { describeEachDevice, poisonOutputs, relativeError } from './support/reference';
 import { TrainFixture } from './support/radio-train-fixture';
 
@@ -39,11 +39,6 @@ interface CaseJson {
   runs?: EvalRun[];
 }
 
-/** err ≤ bound, with what, err and bound in the failure's diff. */
-function expectWithin(what: string, err: number, bound: number): void {
-  expect({ what, err, bound, ok: err <= bound }).toEqual({ what, err, bound, ok: true });
-}
-
 function readCase(name: string): CaseJson {
   return JSON.parse(fs.readFileSync(path.join(ROOT, name, 'case.json'), 'utf8'));
 }
@@ -52,17 +47,6 @@ function readCase(name: string): CaseJson {
 function expectGeometry(model: RadioModel, c: CaseJson): void {
   expect(model.config.cpeMode).toBe(c.cpe_mode);
   expect(model.config.vitdet?.windowed ?? null).toEqual(c.vitdet_windowed);
-}
-
-async function readIo(file: string): Promise<Map<string, { data: Float32Array; shape: number[] }>> {
-  const io = await SafetensorsFile.open(file);
-  try {
-    const out = new Map<string, { data: Float32Array; shape: number[] }>();
-    for (const k of io.keys()) out.set(k, await io.readFloat(k));
-    return out;
-  } finally {
-    await io.close();
-  }
 }
 
 const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls'];
@@ -156,19 +140,13 @@ describeEachDevice('RADIO reference cases, one training step, on %s', (device: D
 
 describe('MLP head variants in config.json (cpu)', () => {
   const src = path.join(ROOT, 'vit-p14-reg-v1heads');
-  let tmp: string;
-  beforeAll(async () => {
-    tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'am-radio-cases-'));
-  });
-  afterAll(async () => {
-    await fs.promises.rm(tmp, { recursive: true, force: true });
-  });
+  const tmp = useTmpDir('am-radio-cases-');
 
   /** The v1 fixture's weights under a config whose args were edited. */
   async function withArgs(dirName: string, edit: (args: Record<string, unknown>) => void): Promise<string> {
     const config = JSON.parse(await fs.promises.readFile(path.join(src, 'config.json'), 'utf8'));
     edit(config.args);
-    const dir = path.join(tmp, dirName);
+    const dir = path.join(tmp.dir(), dirName);
     await fs.promises.mkdir(dir);
     await fs.promises.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
     await fs.promises.copyFile(path.join(src, 'model.safetensors'), path.join(dir, 'model.safetensors'));
@@ -183,7 +161,9 @@ describe('MLP head variants in config.json (cpu)', () => {
     const spatial = await withArgs('spatial-v2', (a) => (a.spatial_mlp_version = 'v2'));
     await expect(RadioModel.load(spatial)).rejects.toThrow(/adaptor head 'radio_model\.adaptors\.clip\.feat_mlp' has MLP v1 keys .* args\.spatial_mlp_version/);
     const attn = await withArgs('attn', (a) => (a.spatial_mlp_version = 'attn'));
-    await expect(RadioModel.load(attn)).rejects.toThrow(/config\.json: args\.spatial_mlp_version "attn" is not supported/);
+    await expect(RadioModel.load(attn)).rejects.toThrow(/adaptor head 'radio_model\.adaptors\.clip\.feat_mlp' has MLP v1 keys .* makes it attn/);
+    const attnSummary = await withArgs('attn-summary', (a) => (a.mlp_version = 'attn'));
+    await expect(RadioModel.load(attnSummary)).rejects.toThrow(/config\.json: args\.mlp_version "attn" is not supported \(summary heads are 'v1' or 'v2'\)/);
   });
 
   test('v1 heads are fc1, norm, inner.{3k}/{3k+1} and fc2, with num_inner from the config', async () => {

@@ -6,6 +6,7 @@ import * as path from 'path';
 
 import { RadioModel, SafetensorsFile, tensor } from '../ts';
 import type { Device, DType, SafetensorsWriteEntry } from '../ts';
+import { readEntries } from './support/radio-fixtures';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError } from './support/reference';
 import { writeCheckpoint } from './support/radio-checkpoint';
 import { refRadio, RefConfig, Weights } from './support/radio-reference';
@@ -165,11 +166,7 @@ describe('checkpoint errors name the file and the problem', () => {
 
   /** The fixture's tensors, rewritten with edit applied to the entry list. */
   async function rewritten(name: string, edit: (e: Record<string, SafetensorsWriteEntry>) => void): Promise<string> {
-    const src = await SafetensorsFile.open(modelFile);
-    const entries: Record<string, SafetensorsWriteEntry> = {};
-    for (const [k, e] of src.entries)
-      entries[k] = e.dtype === 'I64' ? { dtype: 'I64', shape: e.shape, data: (await src.readInts(k)).data } : { dtype: 'F32', shape: e.shape, data: (await src.readFloat(k)).data };
-    await src.close();
+    const entries = await readEntries(modelFile);
     edit(entries);
     const dir = path.join(tmp, name);
     await writeCheckpoint(dir, JSON.parse(await fs.promises.readFile(path.join(FIXTURE, 'config.json'), 'utf8')), entries);

@@ -47,6 +47,7 @@ export function randomRadioTensors(config: object, seed = 1): Record<string, Saf
     add(`${key}.bias`, [dim], 0.02);
   };
   const head = (key: string, h: MlpHeadConfig) => {
+    if (h.version === 'attn') throw new Error('randomRadioTensors: attention feature heads are not made');
     linear(`${key}.fc1`, h.hiddenDim, h.inputDim);
     if (h.version === 'v1') {
       norm(`${key}.norm`, h.hiddenDim);

@@ -4,7 +4,15 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { createStudent, RadioModel, SafetensorsFile, studentSpecFor } from '../../ts';
+import { parseRadioConfig } from '../../ts/model/config';
 import { teacherConfig, TEACHER_DIR, tempDir } from './support';
+
+test("a student of an upsampling teacher head learns the head's channels, not its pre-shuffle width", () => {
+  const teacher = parseRadioConfig(JSON.parse(fs.readFileSync(path.join(__dirname, '..', 'fixtures', 'radio', 'vit-upsample2', 'config.json'), 'utf8')), 'teacher');
+  const spec = studentSpecFor(teacher, { embedDim: 32, depth: 1, heads: 1 });
+  // clip: output_dim 96 with upsample_factor 2 is 24 channels on the 2x finer grid; dino_v2 does not upsample.
+  expect(spec.adaptors.map((a) => [a.name, a.featureDim])).toEqual([['clip', 24], ['dino_v2', 16]]);
+});
 
 test('a student of the teacher architecture has the reference checkpoint layout and config fields', async () => {
   const dir = path.join(tempDir('student'), 's');

@@ -21,15 +21,22 @@ const VITDET_DEFAULTS: Record<string, { numGlobal?: number; numWindowed?: number
   'radio_v2.5-g': { numGlobal: 8 },
 };
 
-/** RADIO's adaptor MLP variants (spec §4.3): v1 `MLP` (LN + ReLU), v2 `MLP2` (residual LN + GELU blocks). */
-export type MlpVersion = 'v1' | 'v2';
+/**
+ * RADIO's adaptor head variants (spec §4.3, adaptor_module_factory.py): v1 `MLP` (LN + ReLU), v2 `MLP2` (residual
+ * LN + GELU blocks), and, for feature heads only, attn `AttnFDHead` (two timm blocks, then an MLP2).
+ */
+export type MlpVersion = 'v1' | 'v2' | 'attn';
 
 export interface MlpHeadConfig {
   version: MlpVersion;
   inputDim: number;
   hiddenDim: number;
+  /** The last Linear's width: for an upsampling head C·u², pixel-shuffled to C channels on a u× finer grid. */
   outputDim: number;
+  /** num_inner of config.json; an attn head's MLP2 has none whatever it says (RADIO builds it with 0). */
   numInner: number;
+  /** Feature heads of C-RADIOv3+: each patch's output is a u × u block of the u× finer feature map; 1 otherwise. */
+  upsampleFactor: number;
 }
 
 export interface AdaptorConfig {
@@ -76,6 +83,8 @@ export interface RadioConfig {
   vitdet: VitDetConfig | null;
   adaptors: AdaptorConfig[];
   featureNormalizer: boolean;
+  /** config.json has an inter_feature_normalizer_config (the -norm checkpoints). */
+  interFeatureNormalizer: boolean;
 }
 
 export interface VitDetOverride {
@@ -130,27 +139,32 @@ export function vitdetConfig(where: string, depth: number, windowSize: number, o
   return { windowSize, windowed: vitdetSchedule(depth, { numGlobal }), numGlobal };
 }
 
-function mlpVersion(where: string, name: string, v: unknown): MlpVersion {
-  if (v === 'v1' || v === 'v2') return v;
-  throw new Error(`${where}: ${name} ${JSON.stringify(v)} is not supported (MLP heads 'v1' and 'v2'; not 'attn' feature heads)`);
+function mlpVersion(where: string, name: string, v: unknown, feature: boolean): MlpVersion {
+  if (v === 'v1' || v === 'v2' || (feature && v === 'attn')) return v;
+  throw new Error(`${where}: ${name} ${JSON.stringify(v)} is not supported (${feature ? "'v1', 'v2' and 'attn'" : "summary heads are 'v1' or 'v2'"})`);
 }
 
-function parseHead(where: string, v: unknown, inputDim: number, version: MlpVersion): MlpHeadConfig {
+function parseHead(where: string, v: unknown, inputDim: number, version: MlpVersion, feature: boolean): MlpHeadConfig {
   if (!isObj(v)) throw new Error(`${where} is missing`);
-  const upsample = v.upsample_factor;
-  if (upsample !== undefined && upsample !== null && upsample !== 1)
-    throw new Error(`${where}.upsample_factor ${JSON.stringify(upsample)} is not supported (feature upsampling heads)`);
-  if (version === 'v1' && upsample !== undefined && upsample !== null && upsample !== 1)
-    throw new Error(`${where}.upsample_factor: MLP v1 heads do not upsample`);
   const head = {
     version,
     inputDim: posInt(where, 'input_dim', v.input_dim),
     hiddenDim: posInt(where, 'hidden_dim', v.hidden_dim),
     outputDim: posInt(where, 'output_dim', v.output_dim),
     numInner: v.num_inner === undefined ? 0 : (v.num_inner as number),
+    upsampleFactor: v.upsample_factor === undefined || v.upsample_factor === null ? 1 : posInt(where, 'upsample_factor', v.upsample_factor),
   };
   if (!Number.isInteger(head.numInner) || head.numInner < 0) throw new Error(`${where}.num_inner must be a non-negative integer`);
   if (head.inputDim !== inputDim) throw new Error(`${where}.input_dim ${head.inputDim} does not match the backbone width ${inputDim}`);
+  const u = head.upsampleFactor;
+  if (u > 1) {
+    // RADIO hands upsample_factor to feature heads only, and only its MLP2 uses it: v1 would take the keyword and
+    // ignore it, and AttnFDHead.forward does not pass its MLP2 the image size it needs, so the reference fails.
+    // Either way the checkpoint is not one RADIO runs as its config says.
+    if (!feature) throw new Error(`${where}.upsample_factor ${u}: RADIO does not upsample summary heads`);
+    if (version !== 'v2') throw new Error(`${where}.upsample_factor ${u}: only MLP v2 feature heads upsample (this head is ${version})`);
+    if (head.outputDim % (u * u) !== 0) throw new Error(`${where}.output_dim ${head.outputDim} is not a multiple of upsample_factor² ${u * u}`);
+  }
   return head;
 }
 
@@ -159,6 +173,8 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   if (!isObj(json) || !isObj(json.args)) throw new Error(`${where}: not a RADIO config (no "args" object)`);
   const args = json.args;
   const timmModel = String(args.model ?? '');
+  if (/^dino_v2_.*_student$/.test(timmModel) || String(json.version ?? '') === 'radio_v2.5-g')
+    throw new Error(`${where}: ${JSON.stringify(json.version ?? timmModel)} (args.model ${JSON.stringify(timmModel)}) is radio_v2.5-g's DINOv2 architecture (DinoWrapper, keys model.inner.*), which this port does not support yet`);
   const m = /^vit_([a-z0-9]+)_patch(\d+)(?:_v2)?_\d+$/.exec(timmModel);
   if (!m || !(m[1] in TIMM_VITS)) throw new Error(`${where}: args.model ${JSON.stringify(timmModel)} is not a supported timm ViT (vit_{tiny,small,base,large,huge,so400m}_patch*_*)`);
   const kwargs = isObj(args.model_kwargs) ? args.model_kwargs : {};
@@ -207,10 +223,10 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   // variant from args.mlp_version and the feature head's from args.spatial_mlp_version, falling back to the
   // summary's; per-teacher overrides are not read on that path. Without args.mlp_version (that loader would fail)
   // the heads are taken as v2 and RadioModel.load checks their keys against that: v1 keys are then an Error.
-  const summaryVersion = args.mlp_version === undefined || args.mlp_version === null ? 'v2' : mlpVersion(where, 'args.mlp_version', args.mlp_version);
+  const summaryVersion = args.mlp_version === undefined || args.mlp_version === null ? 'v2' : mlpVersion(where, 'args.mlp_version', args.mlp_version, false);
   const featureVersion = args.spatial_mlp_version === undefined || args.spatial_mlp_version === null
     ? summaryVersion
-    : mlpVersion(where, 'args.spatial_mlp_version', args.spatial_mlp_version);
+    : mlpVersion(where, 'args.spatial_mlp_version', args.spatial_mlp_version, true);
   const adaptorNames = Array.isArray(json.adaptor_names) ? (json.adaptor_names as string[]) : [];
   const adaptorConfigs = isObj(json.adaptor_configs) ? json.adaptor_configs : {};
   const adaptors = adaptorNames.map((name): AdaptorConfig => {
@@ -222,17 +238,18 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     const teacher = teachers.find((t) => String(t.name) === name);
     return {
       name, headIdx, useSummary: teacher?.use_summary !== false,
-      summary: parseHead(`${at}.summary`, c.summary, embedDim, summaryVersion),
-      feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion),
+      summary: parseHead(`${at}.summary`, c.summary, embedDim, summaryVersion, false),
+      feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion, true),
     };
   });
-  // inter_feature_normalizer_config is ignored on purpose: it applies only to intermediate-layer features, which
-  // this port does not return.
+  // inter_feature_normalizer_config is not parsed: it applies only to intermediate-layer features, which this port
+  // does not return (RadioModel.load warns that it is ignored).
   return {
     version: String(json.version ?? ''),
     timmModel, embedDim, depth, heads, mlpHidden, patchSize, cpeGrid, cpeMode, dropPath, numCls, numRegisters, defaultSummaryIdxs,
     modelNorm: args.model_norm === true,
     vitdet, adaptors,
     featureNormalizer: json.feature_normalizer_config !== undefined && json.feature_normalizer_config !== null,
+    interFeatureNormalizer: json.inter_feature_normalizer_config !== undefined && json.inter_feature_normalizer_config !== null,
   };
 }

@@ -19,6 +19,7 @@ import { tidy } from '../scope';
 import { Tensor, tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetConfig, vitdetConfig, VitDetOverride } from './config';
+import type { MlpHeadConfig, MlpVersion } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
 import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from './preprocess';
@@ -40,6 +41,11 @@ export interface RadioLoadOptions {
   seed?: number;
   /** Probability that a sample's position encoding is dropped in training; default 0.1, RADIO's hard-coded value. */
   posDropout?: number;
+  /**
+   * Receives what the load ignores (checkpoint tensors no module reads, an inter-feature normalizer), one message
+   * per kind; default process.emitWarning with type 'RadioCheckpointWarning'.
+   */
+  onWarning?: (message: string) => void;
 }
 
 export interface RadioForwardOptions {
@@ -59,7 +65,10 @@ export interface RadioForwardOptions {
 export interface RadioHeadOutput {
   /** [B, C]: the backbone's is the summary_idxs cls tokens concatenated ([B, len·D]); an adaptor's, its summary head. */
   summary: Tensor;
-  /** [B, N, C], N = (H/P)·(W/P) patch tokens in raster order. */
+  /**
+   * [B, N, C], N = (H/P)·(W/P) patch tokens in raster order; for an upsampling head (upsample_factor u) the u×
+   * finer grid, N = (H/P·u)·(W/P·u).
+   */
   features: Tensor;
 }
 
@@ -82,12 +91,58 @@ class RadioCore extends Module {
     this.inputConditioner = this.registerModule('input_conditioner', new InputConditioner(layer));
     const adaptors = c.adaptors.map((a): [string, GenericAdaptor] => {
       const k = `adaptors.${a.name}`;
-      return [a.name, new GenericAdaptor(a, { ...layer, summaryPreNorm: has(`${k}.head_mlp.pre_norm.0.weight`), featurePreNorm: has(`${k}.feat_mlp.pre_norm.0.weight`) })];
+      const featMlp = a.feature.version === 'attn' ? `${k}.feat_mlp.mlp` : `${k}.feat_mlp`;
+      return [a.name, new GenericAdaptor(a, { ...layer, summaryPreNorm: has(`${k}.head_mlp.pre_norm.0.weight`), featurePreNorm: has(`${featMlp}.pre_norm.0.weight`) })];
     });
     this.adaptors = this.registerModule('adaptors', new ModuleDict(adaptors));
     const normalizer = c.featureNormalizer || has('feature_normalizer.tx');
     this.featureNormalizer = normalizer ? this.registerModule('feature_normalizer', new FeatureNormalizer(c.embedDim, layer)) : null;
   }
+}
+
+const HEAD_KEYS: Record<MlpVersion, { probe: string; what: string }> = {
+  v1: { probe: 'fc2.weight', what: 'MLP v1 keys (fc1, norm, fc2)' },
+  v2: { probe: 'final.2.weight', what: 'MLP v2 keys (fc1, blocks, final)' },
+  attn: { probe: 'mlp.final.2.weight', what: 'attention-head keys (blocks.{0,1}, mlp)' },
+};
+
+/**
+ * The head variant comes from config.json; a checkpoint whose keys are another variant's says so here rather than
+ * as a list of missing tensors, and one with more inner blocks than the config builds is refused (they would be
+ * ignored, and the head's output wrong).
+ */
+function checkHeadKeys(file: string, prefix: string, k: string, head: 'head_mlp' | 'feat_mlp', hc: MlpHeadConfig, has: (key: string) => boolean): void {
+  const found = (Object.keys(HEAD_KEYS) as MlpVersion[]).filter((v) => has(`${k}.${HEAD_KEYS[v].probe}`));
+  if (found.length === 1 && found[0] !== hc.version) {
+    const field = head === 'head_mlp' ? 'args.mlp_version' : 'args.spatial_mlp_version (or args.mlp_version)';
+    throw new Error(`${file}: adaptor head '${prefix}${k}' has ${HEAD_KEYS[found[0]].what}, but config.json ${field} makes it ${hc.version}`);
+  }
+  const extra = {
+    v1: [`${k}.inner.${3 * hc.numInner}.weight`],
+    v2: [`${k}.blocks.${hc.numInner}.0.weight`],
+    // RADIO builds AttnFDHead with two blocks and an MLP2 without inner blocks, whatever num_inner says.
+    attn: [`${k}.blocks.2.norm1.weight`, `${k}.mlp.blocks.0.0.weight`],
+  }[hc.version].find(has);
+  if (extra) {
+    const built = hc.version === 'attn' ? 'the two blocks and no MLP inner blocks RADIO builds for an attention head' : `num_inner ${hc.numInner} in config.json`;
+    throw new Error(`${file}: adaptor head '${prefix}${k}' has more inner blocks than ${built} ('${prefix}${extra}')`);
+  }
+}
+
+/**
+ * Tensors no module reads that are expected: summary_idxs (read apart from the modules) and timm's reg_token,
+ * which RADIO's patch generator replaces but leaves in the model (spec §1.1). No warning for these.
+ */
+const UNUSED_BY_RADIO = new Set(['summary_idxs', 'model.reg_token']);
+
+/** One warning for the inter-feature normalizer, one listing every other tensor no module read. */
+function warnUnread(file: string, prefix: string, c: RadioConfig, unread: string[], warn: (message: string) => void): void {
+  const bare = (k: string) => (prefix && k.startsWith(prefix) ? k.slice(prefix.length) : k);
+  const inter = unread.filter((k) => bare(k).startsWith('inter_feature_normalizer.'));
+  const unknown = unread.filter((k) => !UNUSED_BY_RADIO.has(bare(k)) && !inter.includes(k)).sort();
+  if (inter.length || c.interFeatureNormalizer)
+    warn(`${file}: the inter_feature_normalizer (${inter.map((k) => `'${k}'`).join(', ') || 'in config.json only'}) is ignored: it normalizes intermediate-layer features, which RadioModel does not return`);
+  if (unknown.length) warn(`${file}: ${unknown.length} tensor${unknown.length > 1 ? 's' : ''} that no module reads, ignored: ${unknown.map((k) => `'${k}'`).join(', ')}`);
 }
 
 export class RadioModel extends Module {
@@ -148,30 +203,19 @@ export class RadioModel extends Module {
       const prefix = file.has(`${PREFIX}model.patch_generator.embedder.weight`) ? PREFIX : '';
       const has = (key: string) => file.has(prefix + key);
       for (const a of c.adaptors)
-        for (const head of ['head_mlp', 'feat_mlp'] as const) {
-          const k = `adaptors.${a.name}.${head}`;
-          const hc = head === 'head_mlp' ? a.summary : a.feature;
-          // The variant comes from config.json; a checkpoint whose keys are the other variant's says so here
-          // rather than as a missing tensor.
-          const isV1 = has(`${k}.fc2.weight`) && !has(`${k}.final.2.weight`);
-          const isV2 = has(`${k}.final.2.weight`) && !has(`${k}.fc2.weight`);
-          if ((hc.version === 'v2' && isV1) || (hc.version === 'v1' && isV2)) {
-            const field = head === 'head_mlp' ? 'args.mlp_version' : 'args.spatial_mlp_version (or args.mlp_version)';
-            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has MLP ${isV1 ? 'v1 keys (fc1, norm, fc2)' : 'v2 keys (fc1, blocks, final)'}, but config.json ${field} makes it ${hc.version}`);
-          }
-          const extra = hc.version === 'v1' ? `${k}.inner.${3 * hc.numInner}.weight` : `${k}.blocks.${hc.numInner}.0.weight`;
-          if (has(extra))
-            throw new Error(`${file.file}: adaptor head '${prefix}${k}' has more inner blocks than num_inner ${hc.numInner} in config.json`);
-        }
+        for (const head of ['head_mlp', 'feat_mlp'] as const) checkHeadKeys(file.file, prefix, `adaptors.${a.name}.${head}`, head, head === 'head_mlp' ? a.summary : a.feature, has);
       if (has(`model.blocks.${c.depth}.norm1.weight`)) throw new Error(`${file.file}: the checkpoint has more blocks than depth ${c.depth} in config.json`);
-      if ((c.featureNormalizer || has('feature_normalizer.tx')) && c.adaptors.length)
-        throw new Error(`${file.file}: a feature normalizer together with adaptor heads is not supported (which features the heads read is unverified)`);
+      if (has('model.inner.blocks.0.norm1.weight'))
+        throw new Error(`${file.file}: the keys model.inner.* are radio_v2.5-g's DINOv2 architecture (DinoWrapper), which this port does not support yet`);
+      // The buffer is the authority, as in RADIO: its HF loader derives one from the teachers (without the
+      // deduplication of spec §1.5), and loading the checkpoint then overwrites it with the stored one.
       const summaryIdxs = has('summary_idxs') ? (await file.readInts(`${prefix}summary_idxs`)).data : c.defaultSummaryIdxs;
       for (const i of summaryIdxs)
         if (!Number.isInteger(i) || i < 0 || i >= c.numCls) throw new Error(`${file.file}: summary_idxs holds ${i}, outside the ${c.numCls} cls tokens`);
       const geometry = { grid: c.cpeGrid, cpeMode: c.cpeMode, alignCorners: opts.cpeAlignCorners ?? false };
       model = new RadioModel(c, dtype, device, geometry, summaryIdxs, posDropout, seed, has);
-      await fillFromCheckpoint(model, file, PREFIX);
+      const unread = await fillFromCheckpoint(model, file, PREFIX);
+      warnUnread(file.file, prefix, c, unread, opts.onWarning ?? ((m: string) => process.emitWarning(m, 'RadioCheckpointWarning')));
       return model.eval();
     } catch (e) {
       model?.dispose();
@@ -230,6 +274,19 @@ export class RadioModel extends Module {
     if (!Number.isInteger(batch) || batch < 1) throw new Error(`RadioModel.sampleCpe: batch must be a positive integer, got ${batch}`);
     const [gh, gw] = this.grid('RadioModel.sampleCpe', height, width);
     return drawCrop(this.rng, batch, cropApplies(this.geometry, gh, gw), this.posDropout, this.device);
+  }
+
+  /**
+   * The (rows, cols) grid of `head`'s features for H × W images: the patch grid, or u× finer for a head with
+   * upsample_factor u. An Error for a head the model does not have.
+   */
+  featureGrid(head: string, height: number, width: number): [number, number] {
+    const [gh, gw] = this.grid('RadioModel.featureGrid', height, width);
+    if (head === 'backbone') return [gh, gw];
+    const a = this.config.adaptors.find((x) => x.name === head);
+    if (!a) throw new Error(`RadioModel.featureGrid: no head ${JSON.stringify(head)} (heads: backbone${this.config.adaptors.map((x) => `, ${x.name}`).join('')})`);
+    const u = a.feature.upsampleFactor;
+    return [gh * u, gw * u];
   }
 
   private grid(op: string, H: number, W: number, vitdet: VitDetConfig | null = this.config.vitdet): [number, number] {
@@ -299,7 +356,7 @@ export class RadioModel extends Module {
     const out: Record<string, RadioHeadOutput> = { backbone: { summary, features } };
     for (const [name, a] of this.core.adaptors.entries()) {
       const s = gatherRows(x, [a.config.headIdx]).reshape([B, c.embedDim]);
-      out[name] = { summary: a.headMlp.forward(s), features: a.featMlp.forward(features) };
+      out[name] = { summary: a.headMlp.forward(s), features: a.featMlp.forward(features, [gh, gw]) };
     }
     return out as RadioOutput;
   }

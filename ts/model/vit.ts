@@ -26,9 +26,9 @@ export interface WindowSpec {
 class Attention extends Module {
   readonly qkv: Linear;
   readonly proj: Linear;
-  constructor(dim: number, opts: LayerOptions) {
+  constructor(dim: number, opts: LayerOptions & { qkvBias: boolean }) {
     super();
-    this.qkv = this.registerModule('qkv', new Linear(dim, 3 * dim, opts));
+    this.qkv = this.registerModule('qkv', new Linear(dim, 3 * dim, { ...opts, bias: opts.qkvBias }));
     this.proj = this.registerModule('proj', new Linear(dim, dim, opts));
   }
 }
@@ -76,6 +76,16 @@ class FoldedLinear {
   }
 }
 
+export interface BlockOptions extends LayerOptions {
+  /** LayerScale init value when the block has LayerScale. */
+  layerScale?: number;
+  /** LayerScale's parameter name: RADIO's backbone blocks use `grandma` (the default), plain timm blocks `gamma`. */
+  layerScaleName?: string;
+  /** Default true, as timm's VisionTransformer builds its blocks; a bare timm Block defaults to false. */
+  qkvBias?: boolean;
+}
+
+/** timm's pre-norm ViT block (LayerNorm eps 1e-6, erf GELU). */
 export class Block extends Module {
   readonly norm1: LayerNorm;
   readonly attn: Attention;
@@ -85,14 +95,16 @@ export class Block extends Module {
   readonly ls2: LayerScale | null;
   private readonly folds: [FoldedLinear, FoldedLinear] | null;
 
-  constructor(dim: number, hidden: number, readonly heads: number, opts: LayerOptions & { layerScale?: number } = {}) {
+  constructor(dim: number, hidden: number, readonly heads: number, opts: BlockOptions = {}) {
     super();
-    this.norm1 = this.registerModule('norm1', new LayerNorm(dim, BLOCK_EPS, opts));
-    this.attn = this.registerModule('attn', new Attention(dim, opts));
-    this.ls1 = opts.layerScale !== undefined ? this.registerModule('ls1', new LayerScale(dim, opts.layerScale, opts)) : null;
-    this.norm2 = this.registerModule('norm2', new LayerNorm(dim, BLOCK_EPS, opts));
-    this.mlp = this.registerModule('mlp', new Mlp(dim, hidden, opts));
-    this.ls2 = opts.layerScale !== undefined ? this.registerModule('ls2', new LayerScale(dim, opts.layerScale, opts)) : null;
+    const { layerScale, layerScaleName, qkvBias, ...layer } = opts;
+    const ls = { ...layer, name: layerScaleName };
+    this.norm1 = this.registerModule('norm1', new LayerNorm(dim, BLOCK_EPS, layer));
+    this.attn = this.registerModule('attn', new Attention(dim, { ...layer, qkvBias: qkvBias ?? true }));
+    this.ls1 = layerScale !== undefined ? this.registerModule('ls1', new LayerScale(dim, layerScale, ls)) : null;
+    this.norm2 = this.registerModule('norm2', new LayerNorm(dim, BLOCK_EPS, layer));
+    this.mlp = this.registerModule('mlp', new Mlp(dim, hidden, layer));
+    this.ls2 = layerScale !== undefined ? this.registerModule('ls2', new LayerScale(dim, layerScale, ls)) : null;
     this.folds = this.ls1 && this.ls2 ? [new FoldedLinear(this.attn.proj, this.ls1), new FoldedLinear(this.mlp.fc2, this.ls2)] : null;
   }
 

@@ -1,17 +1,29 @@
 // Fills a module tree from a checkpoint: every parameter and buffer is read under its own key, checked against
-// the shape the module has, and uploaded into the module's tensor (converted to its dtype on the way).
+// the shape the module has, and uploaded into the module's tensor (converted to its dtype on the way: F32, BF16,
+// F16 and F64 checkpoints all load into an f32 or bf16 model).
 import { SafetensorsFile } from '../io/safetensors';
 import { native } from '../native';
 import type { Module } from '../nn/module';
 import { Parameter } from '../nn/parameter';
 
-/** Reads every parameter and buffer of m from file; a missing or misshapen tensor is an Error naming file and key. */
-export async function fillFromCheckpoint(m: Module, file: SafetensorsFile, prefix: string): Promise<void> {
+const quote = (k: string) => `'${k}'`;
+
+/**
+ * Reads every parameter and buffer of m from file and returns the file's keys that were not read, for the caller
+ * to judge. Missing tensors are one Error naming the file and all of them (a checkpoint of another variant is
+ * missing many, and one at a time would take as many attempts to see); a misshapen tensor is an Error naming it.
+ */
+export async function fillFromCheckpoint(m: Module, file: SafetensorsFile, prefix: string): Promise<string[]> {
   const bare = !file.has(`${prefix}model.patch_generator.embedder.weight`);
-  for (const [key, t] of [...m.namedParameters(), ...m.namedBuffers()]) {
-    const k = bare && key.startsWith(prefix) ? key.slice(prefix.length) : key;
+  const wanted = [...m.namedParameters(), ...m.namedBuffers()].map(([key, t]) => ({ k: bare && key.startsWith(prefix) ? key.slice(prefix.length) : key, t }));
+  const missing = wanted.filter(({ k }) => !file.has(k)).map(({ k }) => k);
+  if (missing.length === 1) throw new Error(`${file.file}: missing tensor ${quote(missing[0])}`);
+  if (missing.length > 1) throw new Error(`${file.file}: missing ${missing.length} tensors: ${missing.map(quote).join(', ')}`);
+  for (const { k, t } of wanted) {
     const { data } = await file.readFloat(k, t.shape);
     native.upload(t.native('load'), data, t.dtype);
     if (t instanceof Parameter) t.markModified();
   }
+  const read = new Set(wanted.map(({ k }) => k));
+  return file.keys().filter((k) => !read.has(k));
 }

@@ -75,7 +75,6 @@ export class RadioTeacher implements Teacher {
 
   async forward(images: Tensor, _batch: TeacherBatch): Promise<TeacherTargets> {
     const [, , H, W] = images.shape;
-    const grid: [number, number] = [H / this.model.config.patchSize, W / this.model.config.patchSize];
     const out = noGrad(() => this.model.forward(images));
     const targets: TeacherTargets = {};
     const used = new Set<Tensor>();
@@ -83,7 +82,7 @@ export class RadioTeacher implements Teacher {
       const o = out[source];
       // Two student heads may learn the same teacher output: each gets its own handle to dispose.
       const own = (t: Tensor) => (used.has(t) ? t.alias() : (used.add(t), t));
-      targets[head] = { features: own(o.features), grid, ...(this.useSummary[head] ? { summary: own(o.summary) } : {}) };
+      targets[head] = { features: own(o.features), grid: this.model.featureGrid(source, H, W), ...(this.useSummary[head] ? { summary: own(o.summary) } : {}) };
     }
     for (const o of Object.values(out)) for (const t of [o.summary, o.features]) if (!used.has(t)) t.dispose();
     return targets;

@@ -337,7 +337,6 @@ async function microStep(
     }
     // The crop draws are a function of (seed, step, micro-batch): a resumed run re-derives them.
     student.seed(cropSeed);
-    const grid: [number, number] = [batch.height / student.config.patchSize, batch.width / student.config.patchSize];
     const keys: string[] = [];
     const { total, parts } = tidy(() => {
       const out = student.forward(images, vitdet ? { vitdet } : {});
@@ -348,7 +347,7 @@ async function microStep(
           if (!target) throw new Error(`distill: teacher ${p.spec.teacher.name} returned no targets for head ${h.head}`);
           const summary = h.summary && target.summary !== undefined;
           terms.push({
-            student: { features: out[h.head].features, grid, ...(summary ? { summary: out[h.head].summary } : {}) },
+            student: { features: out[h.head].features, grid: student.featureGrid(h.head, batch.height, batch.width), ...(summary ? { summary: out[h.head].summary } : {}) },
             teacher: { features: target.features, grid: target.grid, ...(summary ? { summary: target.summary } : {}) },
             summaryWeight: h.summaryWeight,
             featureWeight: h.featureWeight,

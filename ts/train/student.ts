@@ -97,14 +97,18 @@ export function studentConfigJson(spec: StudentSpec): Record<string, unknown> {
   };
 }
 
-/** A student spec with the adaptor names, output dims and head shapes of a teacher checkpoint's heads (what it will learn). */
+/**
+ * A student spec with the adaptor names, output dims and head shapes of a teacher checkpoint's heads (what it will
+ * learn). The student's heads are plain MLP v2 on its patch grid: an upsampling teacher head's C·u² outputs are C
+ * channels on a finer grid, so the student's feature head has C outputs and the loss aligns the grids.
+ */
 export function studentSpecFor(teacher: RadioConfig, backbone: { embedDim: number; depth: number; heads: number; patchSize?: number; cpeMaxSize?: number }): StudentSpec {
   return {
     ...backbone,
     adaptors: teacher.adaptors.map((a) => ({
       name: a.name,
       summaryDim: a.summary.outputDim,
-      featureDim: a.feature.outputDim,
+      featureDim: a.feature.outputDim / a.feature.upsampleFactor ** 2,
       useSummary: a.useSummary,
       hiddenDim: a.feature.hiddenDim,
       numInner: a.feature.numInner,
