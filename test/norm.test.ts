@@ -87,9 +87,45 @@ describeEachDevice('layerNorm on %s', (device) => {
     expect(relativeError(await y.toArray(), refLayerNorm(x0, w0, b0, rows, cols, 1e-6))).toBeLessThanOrEqual(1e-2);
   });
 
+  test('mixed precision: bf16 input with f32 weight and bias, forward and all three gradients', async () => {
+    const rows = 7;
+    const cols = 80;
+    const eps = 1e-6;
+    // Norm weights of a trained model sit near 1: 1 + δ with small δ is what bf16 cannot hold and f32 can.
+    const x0 = quant(randomArray(rows * cols, freshSeed(), 3), 'bf16');
+    const w0 = asF64(randomArray(cols, freshSeed(), 0.05).map((v) => 1 + v));
+    const b0 = asF64(randomArray(cols, freshSeed(), 0.05));
+    const r0 = quant(randomArray(rows * cols, freshSeed()), 'bf16');
+    const x = tensor(f32(x0), [rows, cols], { device, dtype: 'bf16', requiresGrad: true });
+    const w = tensor(f32(w0), [cols], { device, requiresGrad: true });
+    const b = tensor(f32(b0), [cols], { device, requiresGrad: true });
+    const y = ops.layerNorm(x, w, b, eps);
+    expect(y.dtype).toBe('bf16');
+    const ref = refLayerNorm(x0, w0, b0, rows, cols, eps);
+    expect(relativeError(await y.toArray(), ref)).toBeLessThanOrEqual(1e-2);
+    // The f32 weights are used as they are: rounding them to bf16 first is measurably worse (by the 2⁻⁹ steps
+    // near 1, against the bf16 rounding of the output only).
+    const yRounded = ops.layerNorm(x, w.cast('bf16'), b.cast('bf16'), eps);
+    expect(relativeError(await y.toArray(), ref)).toBeLessThan(relativeError(await yRounded.toArray(), ref));
+    y.mul(tensor(f32(r0), [rows, cols], { device, dtype: 'bf16' })).sum().backward();
+    expect([x.grad!.dtype, w.grad!.dtype, b.grad!.dtype]).toEqual(['bf16', 'f32', 'f32']);
+    const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array) =>
+      refLayerNorm(xx, ww, bb, rows, cols, eps).reduce((s, v, i) => s + v * r0[i], 0);
+    const fd = sampledFiniteDifference((v) => loss(v, w0, b0), x0, { seed: freshSeed(), h: 1e-5 });
+    expect(sampledRelativeError(await x.grad!.toArray(), fd)).toBeLessThanOrEqual(1e-2);
+    // dw and db are f32 sums, kept f32: with dy and x exact in bf16 (quantised above) only f32 rounding remains.
+    const fdw = sampledFiniteDifference((v) => loss(x0, v, b0), w0, { seed: freshSeed() });
+    const fdb = sampledFiniteDifference((v) => loss(x0, w0, v), b0, { seed: freshSeed() });
+    expect(sampledRelativeError(await w.grad!.toArray(), fdw)).toBeLessThanOrEqual(1e-4);
+    expect(sampledRelativeError(await b.grad!.toArray(), fdb)).toBeLessThanOrEqual(1e-4);
+  });
+
   test('bad input names the problem', () => {
     const x = tensor(new Float32Array(12), [3, 4], { device });
     const w = tensor(new Float32Array(4), [4], { device });
+    const wb = tensor(new Float32Array(4), [4], { device, dtype: 'bf16' });
+    expect(() => ops.layerNorm(x, wb, wb)).toThrow('layerNorm: weight and bias are bf16, expected f32');
+    expect(() => ops.layerNorm(x, w, wb)).toThrow('layerNorm: dtype mismatch (f32 and bf16)');
     expect(() => ops.layerNorm(x, tensor(new Float32Array(3), [3], { device }), w)).toThrow('layerNorm: weight has shape [3], expected [4] to match the last dimension of [3, 4]');
     expect(() => ops.layerNorm(x, w, w, 0)).toThrow(/eps must be positive/);
   });

@@ -19,10 +19,11 @@ const ROOT = path.join(__dirname, 'fixtures', 'radio');
 
 // The tolerances of test/radio-model.test.ts (eval) and test/radio-train.test.ts (training), for the same reasons:
 // f32 is the design's whole-model bound; bf16 rounds every weight and activation to 8 significant bits, which
-// adds up to ~1e-2 over a model and ~2e-2 in the deepest gradients, while a real mistake shows as O(1).
+// adds up to ~1e-2 over a model and, in mixed-precision training, 1.4–1.6e-2 in the deepest gradients here (below
+// the reference's own bf16 sensitivity in case.json), while a real mistake shows as O(1).
 const TOLERANCE: Record<'f32' | 'bf16', { output: number; grad: number }> = {
   f32: { output: 1e-4, grad: 1e-4 },
-  bf16: { output: 2e-2, grad: 3e-2 },
+  bf16: { output: 2e-2, grad: 2e-2 },
 };
 
 interface EvalRun {

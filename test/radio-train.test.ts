@@ -11,15 +11,15 @@ import { HEADS, TRAIN_FIXTURE, TrainFixture } from './support/radio-train-fixtur
 
 poisonOutputs();
 
-// f32: the design's whole-model tolerance. bf16: every weight and activation is rounded to 8 significant bits
-// (outputs and losses measured within 1e-2 of the reference). The gradients of block 0, the deepest, are measured
-// at 1.8–2.4e-2 on cpu and sim (worst: norm1.weight, a sum over every token where terms of both signs cancel), and
-// that is rounding: an f32 forward and backward on the bf16-rounded weights is already 1.5e-2 from the reference
-// there, and bf16 arithmetic on those weights is another 1.6e-2 from that f32 run. Hence 3e-2 for the bf16
-// gradients; a real mistake in a backward shows as O(1).
+// f32: the design's whole-model tolerance. bf16 (the issue's bound): the port trains in mixed precision as
+// autocast does (bf16 linears and attention; f32 norm parameters and an f32 residual stream). What is left is
+// rounding: the deepest gradients (block 0's norm1.weight, a sum over every token where terms of both signs cancel)
+// measure 1.98e-2 on cpu and 1.3e-2 on sim, 1.0e-2 of it from storing the weight matrices in bf16 at all (an f32 step on
+// those rounded weights), while a real mistake in a backward shows as O(1). All-bf16 (stream and norms rounded to
+// 8 bits too) measured 2.4e-2.
 const TOLERANCE: Record<'f32' | 'bf16', { output: number; grad: number }> = {
   f32: { output: 1e-4, grad: 1e-4 },
-  bf16: { output: 2e-2, grad: 3e-2 },
+  bf16: { output: 2e-2, grad: 2e-2 },
 };
 
 let fx: TrainFixture;

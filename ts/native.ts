@@ -102,9 +102,9 @@ export interface NativeAddon {
   cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
   sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
   layerNormForward(y: NativeBuffer, mean: NativeBuffer, rstd: NativeBuffer, x: NativeBuffer, w: NativeBuffer, b: NativeBuffer,
-    rows: number, cols: number, eps: number, dtype: DType): void;
+    rows: number, cols: number, eps: number, dtype: DType, paramDtype: DType): void;
   layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
-    mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType): void;
+    mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType, paramDtype: DType): void;
   activationForward(kind: 'gelu' | 'relu', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   activationBackward(kind: 'gelu' | 'relu', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;

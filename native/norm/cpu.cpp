@@ -11,13 +11,14 @@ namespace cpu {
 
 
 void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
-                        int64_t rows, int64_t cols, float eps, DType dt) {
+                        int64_t rows, int64_t cols, float eps, DType dt, DType pdt) {
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    if constexpr (!std::is_same<T, int32_t>::value) {
+    if constexpr (!std::is_same<T, int32_t>::value) with_param_type<T>(pdt, [&](auto* ptag) {
+      using P = std::remove_pointer_t<decltype(ptag)>;
       const T* X = static_cast<const T*>(x);
-      const T* W = static_cast<const T*>(w);
-      const T* B = static_cast<const T*>(b);
+      const P* W = static_cast<const P*>(w);
+      const P* B = static_cast<const P*>(b);
       T* Y = static_cast<T*>(y);
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
@@ -35,20 +36,22 @@ void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void
           mean[r] = mu;
           rstd[r] = rs;
           for (int64_t c = 0; c < cols; ++c)
-            Elem<T>::store(Y, o + c, centred(Elem<T>::load(X, o + c), x0, mu) * rs * Elem<T>::load(W, c) + Elem<T>::load(B, c));
+            Elem<T>::store(Y, o + c, centred(Elem<T>::load(X, o + c), x0, mu) * rs * Elem<P>::load(W, c) + Elem<P>::load(B, c));
         }
       });
-    }
+    });
   });
 }
 
 void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy, const void* x, const void* w,
-                         const float* mean, const float* rstd, int64_t rows, int64_t cols, DType dt, float* scratch) {
+                         const float* mean, const float* rstd, int64_t rows, int64_t cols, DType dt, DType pdt,
+                         float* scratch) {
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    if constexpr (!std::is_same<T, int32_t>::value) {
+    if constexpr (!std::is_same<T, int32_t>::value) with_param_type<T>(pdt, [&](auto* ptag) {
+      using P = std::remove_pointer_t<decltype(ptag)>;
       const T* X = static_cast<const T*>(x);
-      const T* W = static_cast<const T*>(w);
+      const P* W = static_cast<const P*>(w);
       const T* DY = static_cast<const T*>(dy);
       T* DX = static_cast<T*>(dx);
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
@@ -57,14 +60,14 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
           const float x0 = Elem<T>::load(X, o);
           double sum_g = 0, sum_gx = 0;
           for (int64_t c = 0; c < cols; ++c) {
-            const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
+            const float g = Elem<T>::load(DY, o + c) * Elem<P>::load(W, c);
             const float xh = centred(Elem<T>::load(X, o + c), x0, mean[r]) * rstd[r];
             sum_g += g;
             sum_gx += g * xh;
           }
           const float mg = static_cast<float>(sum_g / cols), mgx = static_cast<float>(sum_gx / cols);
           for (int64_t c = 0; c < cols; ++c) {
-            const float g = Elem<T>::load(DY, o + c) * Elem<T>::load(W, c);
+            const float g = Elem<T>::load(DY, o + c) * Elem<P>::load(W, c);
             const float xh = centred(Elem<T>::load(X, o + c), x0, mean[r]) * rstd[r];
             Elem<T>::store(DX, o + c, rstd[r] * (g - mg - xh * mgx));
           }
@@ -93,11 +96,11 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
             sw += pw[k * cols + c];
             sb += pb[k * cols + c];
           }
-          Elem<T>::store(static_cast<T*>(dw), c, sw);
-          Elem<T>::store(static_cast<T*>(db), c, sb);
+          Elem<P>::store(static_cast<P*>(dw), c, sw);
+          Elem<P>::store(static_cast<P*>(db), c, sb);
         }
       });
-    }
+    });
   });
 }
 

@@ -20,14 +20,24 @@ int64_t column_sum_scratch_bytes(int64_t cols);
 // x minus its row mean, from the row's first element x0 and the mean of (x − x0) the forward keeps.
 AMR_HD float centred(float x, float x0, float shifted_mean) { return (x - x0) - shifted_mean; }
 
+// The affine parameters w, b (and their gradients dw, db) are stored either like x (dt) or in f32 (pdt), as mixed
+// precision keeps them: bf16 holds a weight 1 + δ only to 2⁻⁸, which for the small δ of a trained norm is most of
+// δ, and that rounding alone moved RADIO's deepest bf16 gradients by ~7e-3 (PyTorch's autocast keeps norms in f32
+// for the same reason). Calls f with a null pointer of the parameters' element type.
+template <typename T, typename F>
+void with_param_type(DType pdt, F&& f) {
+  if (pdt == DType::F32) f(static_cast<float*>(nullptr));
+  else f(static_cast<T*>(nullptr));
+}
+
 #define AMR_NORM_FUNCS                                                                                          \
   /* y = centred(x) * rstd * w + b; mean (of x - x0, see centred) and rstd, f32 per row, kept for backward */  \
   void layer_norm_forward(GpuStream s, void* y, float* mean, float* rstd, const void* x, const void* w,         \
-                          const void* b, int64_t rows, int64_t cols, float eps, DType dt);                      \
+                          const void* b, int64_t rows, int64_t cols, float eps, DType dt, DType pdt);           \
   /* dx (per row) and dw, db (column sums over rows); scratch: column_sum_scratch_bytes(cols) */                 \
   void layer_norm_backward(GpuStream s, void* dx, void* dw, void* db, const void* dy, const void* x,             \
                            const void* w, const float* mean, const float* rstd, int64_t rows, int64_t cols,      \
-                           DType dt, float* scratch);
+                           DType dt, DType pdt, float* scratch);
 
 namespace cpu { AMR_NORM_FUNCS }
 namespace cuda { AMR_NORM_FUNCS }

@@ -348,8 +348,14 @@ export class RadioModel extends Module {
     const patches = patchify(onDevice, { patch: c.patchSize, mean: cond.mean, std: cond.std, dtype: this.dtype });
     const embedded = pg.embedder.forward(patches);
     const pos = crop ? trainPositions(pg.posEmbed, this.geometry, gh, gw, crop) : evalPositions(pg.posEmbed, this.geometry, gh, gw);
-    let x = this.runBlocks(assembleTokens(pg.clsToken.token, embedded, pos), S, gh, gw, vitdet);
+    // bf16 training is mixed precision (see Block.forward): the residual stream, from the token assembly (patch
+    // embedding + position encoding added in f32) through the final norm, is f32; the heads run in bf16 again.
+    // Inference stays all-bf16, the fast path with LayerScale folded and residuals fused into the GEMMs.
+    const mixed = this.training && this.dtype === 'bf16';
+    const f32 = (t: Tensor) => t.cast('f32');
+    let x = this.runBlocks(mixed ? assembleTokens(f32(pg.clsToken.token), f32(embedded), f32(pos)) : assembleTokens(pg.clsToken.token, embedded, pos), S, gh, gw, vitdet);
     if (vit.norm) x = vit.norm.forward(x);
+    if (mixed) x = x.cast(this.dtype);
     let features = sliceRows(x, S, S + gh * gw);
     if (featureNormalizer) features = featureNormalizer.forward(features);
     const summary = gatherRows(x, this.summaryIdxs).reshape([B, this.summaryIdxs.length * c.embedDim]);

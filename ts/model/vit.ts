@@ -118,8 +118,32 @@ export class Block extends Module {
     return x.add(ls.forward(lin.forward(h)));
   }
 
-  /** Pre-norm residual block; `prefix` leading tokens are cls/registers (0 in window mode, where they sit out). */
+  /** ls(lin(h)) without the residual (the mixed-precision path adds it in the stream's dtype). */
+  private branchOnly(i: 0 | 1, lin: Linear, ls: LayerScale | null, h: Tensor): Tensor {
+    if (!ls) return lin.forward(h);
+    if (!needsGrad([h, ls.gamma, lin.weight, lin.bias!])) {
+      const f = this.folds![i].get();
+      return linear(h, f.weight, f.bias);
+    }
+    return ls.forward(lin.forward(h));
+  }
+
+  /**
+   * Pre-norm residual block; `prefix` leading tokens are cls/registers (0 in window mode, where they sit out).
+   * x in the weights' dtype runs everything in it. An f32 x on bf16 weights is mixed precision, as PyTorch's
+   * autocast trains: the residual stream and the norms stay f32 and only the linears and attention run in bf16, so
+   * the stream is not rounded to 8 bits at every block (that rounding was most of the bf16 gradient error left
+   * against the reference's training step once the norm parameters were f32).
+   */
   forward(x: Tensor, prefix: number, window?: WindowSpec): Tensor {
+    const compute = this.attn.qkv.weight.dtype;
+    if (x.dtype !== compute) {
+      const low = (t: Tensor) => t.cast(compute);
+      const a = attention(this.attn.qkv.forward(low(this.norm1.forward(x))), { heads: this.heads, prefix, window });
+      const x1 = x.add(this.branchOnly(0, this.attn.proj, this.ls1, a).cast(x.dtype));
+      const m = this.mlp.fc1.forward(low(this.norm2.forward(x1)), { activation: 'gelu' });
+      return x1.add(this.branchOnly(1, this.mlp.fc2, this.ls2, m).cast(x.dtype));
+    }
     const a = attention(this.attn.qkv.forward(this.norm1.forward(x)), { heads: this.heads, prefix, window });
     const x1 = this.branch(0, this.attn.proj, this.ls1, a, x);
     const m = this.mlp.fc1.forward(this.norm2.forward(x1), { activation: 'gelu' });

@@ -63,14 +63,18 @@ export class Linear extends Module {
   }
 }
 
-/** LayerNorm over the last dimension with affine weight and bias (keys `weight`, `bias`). */
+/**
+ * LayerNorm over the last dimension with affine weight and bias (keys `weight`, `bias`). The parameters are f32 in
+ * a bf16 model too (mixed precision, as autocast runs norms): see ops.layerNorm.
+ */
 export class LayerNorm extends Module {
   constructor(readonly dim: number, readonly eps: number, opts: LayerOptions = {}) {
     super();
     dims('LayerNorm', dim);
     if (!(eps > 0)) throw new Error(`LayerNorm: eps must be positive, got ${eps}`);
-    this.registerParameter('weight', makeParameter([dim], opts, { fill: 1 }));
-    this.registerParameter('bias', makeParameter([dim], opts, { fill: 0 }));
+    const f32 = { ...opts, dtype: 'f32' as const };
+    this.registerParameter('weight', makeParameter([dim], f32, { fill: 1 }));
+    this.registerParameter('bias', makeParameter([dim], f32, { fill: 0 }));
   }
 
   get weight(): Parameter {

@@ -8,11 +8,19 @@ function requireFloat(op: string, t: Tensor): void {
   if (t.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
 }
 
-/** (x − mean) / sqrt(var + eps) · weight + bias over the last dimension; weight and bias have shape [C]. */
+/**
+ * (x − mean) / sqrt(var + eps) · weight + bias over the last dimension; weight and bias have shape [C], and x's
+ * dtype or f32 (mixed precision: bf16 activations with f32 norm parameters, as PyTorch's autocast runs norms).
+ * The output has x's dtype; the parameters' gradients have theirs.
+ */
 export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): Tensor {
   const op = 'layerNorm';
-  checkSame(op, [x, weight, bias]);
+  checkSame(op, [x]);
+  checkSame(op, [weight, bias]);
   requireFloat(op, x);
+  if (weight.device !== x.device) throw new Error(`${op}: tensors are on different devices (${x.device} and ${weight.device})`);
+  if (weight.dtype !== x.dtype && weight.dtype !== 'f32')
+    throw new Error(`${op}: weight and bias are ${weight.dtype}, expected ${x.dtype === 'f32' ? 'f32' : `${x.dtype} (the input's dtype) or f32`}`);
   if (x.shape.length < 1) throw new Error(`${op}: input must have at least one dimension`);
   const cols = x.shape[x.shape.length - 1];
   for (const [name, t] of [['weight', weight], ['bias', bias]] as const)
@@ -25,19 +33,19 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
   const rstd = emptyTensor([rows], 'f32', x.device);
   // No rows or no columns: nothing to normalise, so the (empty) output needs no kernel.
   if (y.numel > 0)
-    native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype);
+    native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype, weight.dtype);
   return record(y, op, [x, weight, bias], (g) => {
     const bop = 'layerNorm backward';
     if (y.numel === 0) {
       // dweight and dbias are sums over the rows: zeros over no rows (empty when there are no columns).
-      const like = { dtype: x.dtype, device: x.device };
+      const like = { dtype: weight.dtype, device: x.device };
       return [emptyTensor(x.shape, x.dtype, x.device), zeros(weight.shape, like), zeros(bias.shape, like)];
     }
     const dx = emptyTensor(x.shape, x.dtype, x.device);
-    const dw = emptyTensor(weight.shape, x.dtype, x.device);
-    const db = emptyTensor(bias.shape, x.dtype, x.device);
+    const dw = emptyTensor(weight.shape, weight.dtype, x.device);
+    const db = emptyTensor(bias.shape, weight.dtype, x.device);
     native.layerNormBackward(dx.native(bop), dw.native(bop), db.native(bop), g.native(bop), x.native(bop), weight.native(bop),
-      mean.native(bop), rstd.native(bop), rows, cols, x.dtype);
+      mean.native(bop), rstd.native(bop), rows, cols, x.dtype, weight.dtype);
     return [dx, dw, db];
   });
 }
