@@ -1,8 +1,8 @@
 // RadioModel against more cases made by the reference implementation (scripts/fixtures/make_radio_cases.py; see
 // test/fixtures/radio/README.md): patch 14 with registers and MLP v1 heads, non-CPE mode at grids smaller and
-// larger than the table, ViTDet with LayerScale and a final norm, in eval; and one training step (replayed CPE
-// crop and position dropout, loss, every gradient) with ViTDet + LayerScale and with patch 14 + MLP v1 heads.
-// vit-hd16 and vit-hd72 are generated too, but wait for attention head dims 16 and 72.
+// larger than the table, ViTDet with LayerScale and a final norm, head dims 16 (also in ViTDet windows) and 72, in
+// eval; and one training step (replayed CPE crop and position dropout, loss, every gradient) with ViTDet +
+// LayerScale and with patch 14 + MLP v1 heads.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -65,7 +65,7 @@ async function readIo(file: string): Promise<Map<string, { data: Float32Array; s
   }
 }
 
-const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls'];
+const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls', 'vit-hd16', 'vit-hd16-vitdet', 'vit-hd72'];
 
 describeEachDevice('RADIO reference cases, eval, on %s', (device: Device) => {
   describe.each(EVAL_CASES)('%s', (name: string) => {
