@@ -221,3 +221,17 @@ describe('CPE mode of the *_v2 archs (config only)', () => {
     expect({ cpeMode: c.cpeMode, grid: c.cpeGrid }).toEqual({ cpeMode, grid });
   });
 });
+
+describe('head dims in config.json (config only)', () => {
+  const config = (embedDim: number, heads: number) => ({
+    args: { model: 'vit_base_patch16_224', model_kwargs: { embed_dim: embedDim, depth: 1, num_heads: heads }, cpe_max_size: 224, teachers: [{ name: 'a' }] },
+    patch_size: 16,
+  });
+  test('a head dim that attention does not run is an Error naming it at load time', () => {
+    expect(() => parseRadioConfig(config(36, 3), 'config.json')).toThrow(
+      'config.json: model_kwargs embed_dim 36 / num_heads 3: attention head dim 12 is not supported (a multiple of 8 from 8 to 256)',
+    );
+    expect(() => parseRadioConfig(config(1056, 2), 'config.json')).toThrow(/head dim 528 is not supported/);
+    expect(parseRadioConfig(config(1152, 16), 'config.json').heads).toBe(16); // so400m: head dim 72
+  });
+});
