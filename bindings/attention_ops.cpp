@@ -16,8 +16,9 @@ StoragePtr optional_buffer(const Napi::CallbackInfo& info, size_t i, const char*
   return is_absent(info, i) ? nullptr : buffer_arg(info, i, op);
 }
 
-// (batch, tokens, heads, headDim, prefix, window, gridH, gridW, scale) from argument `at` on, checked.
-attention::Geometry geometry_arg(const Napi::CallbackInfo& info, size_t at, const char* op) {
+// (batch, tokens, heads, headDim, prefix, window, gridH, gridW, scale) from argument `at` on, checked, for tensors
+// of dtype dt.
+attention::Geometry geometry_arg(const Napi::CallbackInfo& info, size_t at, DType dt, const char* op) {
   attention::Geometry g{};
   g.batch = int_arg(info, at, op);
   g.tokens = int_arg(info, at + 1, op);
@@ -30,8 +31,8 @@ attention::Geometry geometry_arg(const Napi::CallbackInfo& info, size_t at, cons
   g.scale = static_cast<float>(number_arg(info, at + 8, op));
   const std::string o(op);
   if (g.batch < 0 || g.tokens < 1 || g.heads < 1 || g.head_dim < 1) throw Error(o + ": bad shape");
-  if (g.head_dim != 32 && g.head_dim != 64 && g.head_dim != 80 && g.head_dim != 96 && g.head_dim != 128)
-    throw Error(o + ": head dim " + std::to_string(g.head_dim) + " is not supported (32, 64, 80, 96, 128)");
+  const std::string why = attention::attention_unsupported(g.head_dim, dt);
+  if (!why.empty()) throw Error(o + ": " + why);
   if (g.prefix < 0 || g.prefix > g.tokens) throw Error(o + ": prefix out of range");
   if (g.window < 0) throw Error(o + ": window size must be positive");
   if (g.window) {
@@ -50,9 +51,8 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     const char* op = "attention";
     StoragePtr out = buffer_arg(info, 0, op), lse = buffer_arg(info, 1, op), qkv = buffer_arg(info, 2, op);
     StoragePtr bias = optional_buffer(info, 3, op);
-    const attention::Geometry g = geometry_arg(info, 4, op);
-    DType dt = dtype_arg(info, 13, op);
-    if (dt == DType::I32) throw Error("attention: i32 tensors are not supported");
+    const DType dt = dtype_arg(info, 13, op);
+    const attention::Geometry g = geometry_arg(info, 4, dt, op);
     require_elements(qkv, g.batch * g.tokens * 3 * g.dim(), dt, op, "qkv");
     require_elements(out, g.batch * g.tokens * g.dim(), dt, op, "out");
     require_elements(lse, g.stat_rows(), DType::F32, op, "logsumexp");
@@ -74,9 +74,8 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
     StoragePtr dqkv = buffer_arg(info, 0, op), dbias = optional_buffer(info, 1, op);
     StoragePtr dout = buffer_arg(info, 2, op), qkv = buffer_arg(info, 3, op), out = buffer_arg(info, 4, op);
     StoragePtr lse = buffer_arg(info, 5, op), bias = optional_buffer(info, 6, op);
-    const attention::Geometry g = geometry_arg(info, 7, op);
-    DType dt = dtype_arg(info, 16, op);
-    if (dt == DType::I32) throw Error("attention backward: i32 tensors are not supported");
+    const DType dt = dtype_arg(info, 16, op);
+    const attention::Geometry g = geometry_arg(info, 7, dt, op);
     if (!bias != !dbias) throw Error("attention backward: bias and its gradient go together");
     for (const StoragePtr& s : {dqkv, qkv}) require_elements(s, g.batch * g.tokens * 3 * g.dim(), dt, op, "qkv");
     for (const StoragePtr& s : {dout, out}) require_elements(s, g.batch * g.tokens * g.dim(), dt, op, "out");
@@ -96,11 +95,21 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   });
 }
 
+// attentionUnsupported(headDim, dtype): null when every backend runs that head dim and dtype, else why not.
+Napi::Value AttentionUnsupported(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "attentionUnsupported";
+    const std::string why = attention::attention_unsupported(int_arg(info, 0, op), dtype_arg(info, 1, op));
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
+  });
+}
+
 }  // namespace
 
 void init_attention_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward));
+  exports.Set("attentionUnsupported", Napi::Function::New(env, AttentionUnsupported));
 }
 
 }  // namespace bindings

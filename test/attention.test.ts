@@ -2,6 +2,7 @@
 // gradients against the float64 analytic backward and sampled finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType, Device } from '../ts';
+import { native } from '../ts/native';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
@@ -167,12 +168,19 @@ const cases: Array<[string, Geo, boolean]> = [
   ['9x9 windows (L = 81, two tiles) over 9x18', { B: 1, T: 163, heads: 1, hd: 32, prefix: 1, window: { size: 9, gridH: 9, gridW: 18 } }, true],
 ];
 
+// Head dims, one of each kind the kernels tell apart (cuda.cu's dispatch): the SIMT kernels' exact capacities (16,
+// 32, 64, 80, 96, 128, 256, the last with 16-row tiles) and padded ones (8 → 16, 40 → 48, 72 → 80, 136 → 160,
+// 200 → 224); for bf16 the tensor cores forward and backward (multiples of 16 to 128; 112 and 128 with 32- and
+// 16-query dK/dV tiles), the tensor-core forward with the SIMT backward (144, 256), and SIMT both ways at
+// the dims that are not multiples of 16.
+const HEAD_DIMS = [8, 16, 32, 40, 64, 72, 80, 96, 112, 128, 136, 144, 200, 256];
+
 describeEachDevice('attention on %s', (device) => {
   test.each(cases)('%s: forward, dqkv and dbias match float64', async (_name, g, withBias) => {
     await check(device, g, withBias);
   });
 
-  test.each([32, 64, 80, 96, 128])('head dim %i', async (hd) => {
+  test.each(HEAD_DIMS)('head dim %i', async (hd) => {
     await check(device, { B: 1, T: 6, heads: 2, hd, prefix: 0 }, true);
     await check(device, { B: 1, T: 9, heads: 1, hd, prefix: 1, window: { size: 2, gridH: 2, gridW: 4 } }, false);
   });
@@ -184,14 +192,14 @@ describeEachDevice('attention on %s', (device) => {
 
   // The bf16 backward runs on the tensor cores in 64-row blocks with 16- or 32-row tiles: L = 1 and 4 leave most
   // of a tile out of range, 70 and 81 need a second block and a partial last tile.
-  test.each([32, 64, 80, 96, 128])('bf16, head dim %i: L = 70, 81, 1 and 4 (one or two blocks, partial tiles), windows, prefix, bias', async (hd) => {
+  test.each(HEAD_DIMS)('bf16, head dim %i: L = 70, 81, 1 and 4 (one or two blocks, partial tiles), windows, prefix, bias', async (hd) => {
     await check(device, { B: 1, T: 70, heads: 1, hd, prefix: 1 }, true, 'bf16');
     await check(device, { B: 2, T: 82, heads: 1, hd, prefix: 1, window: { size: 9, gridH: 9, gridW: 9 } }, hd === 80, 'bf16');
     await check(device, { B: 1, T: 9, heads: 2, hd, prefix: 1, window: { size: 1, gridH: 2, gridW: 4 } }, true, 'bf16');
     await check(device, { B: 2, T: 25, heads: 2, hd, prefix: 1, window: { size: 2, gridH: 4, gridW: 6 } }, true, 'bf16');
   });
 
-  test.each([32, 64, 80, 96, 128])('bf16 gradients, head dim %i: as accurate as rounding only the mma operands', async (hd) => {
+  test.each(HEAD_DIMS)('bf16 gradients, head dim %i: as accurate as rounding only the mma operands', async (hd) => {
     // The kernels round P and dS to bf16 where they enter an mma, and the results; everything else is f32. The
     // float64 model of exactly that (TENSOR_CORE_BF16) errs by about 2.4e-3 on dqkv and 1.8e-3 on dbias, the
     // kernels on sim within a few % of it (rounding dP as well, for one, takes dbias to 1.4x). The naive bf16 math
@@ -240,11 +248,40 @@ describeEachDevice('attention on %s', (device) => {
     const qkv = tensor(new Float32Array(2 * 5 * 192), [2, 5, 192], { device });
     expect(() => ops.attention(tensor(new Float32Array(2 * 5 * 100), [2, 5, 100], { device }), { heads: 1 })).toThrow(/last dim 100 is not 3\*D/);
     expect(() => ops.attention(qkv, { heads: 3 })).toThrow(/heads 3 does not divide D 64/);
-    expect(() => ops.attention(qkv, { heads: 4 })).toThrow(/head dim 16 is not supported/);
+    // Head dims that are not a multiple of 8, or past 256, are refused by name, on every backend alike.
+    const supported = /\(a multiple of 8 from 8 to 256\)/;
+    expect(() => ops.attention(qkv, { heads: 16 })).toThrow(/^attention: head dim 4 is not supported/);
+    expect(() => ops.attention(qkv, { heads: 16 })).toThrow(supported);
+    expect(() => ops.attention(tensor(new Float32Array(5 * 36), [1, 5, 36], { device }), { heads: 1 })).toThrow(/^attention: head dim 12 is not supported/);
+    expect(() => ops.attention(tensor(new Float32Array(5 * 792), [1, 5, 792], { device }), { heads: 1 })).toThrow(/^attention: head dim 264 is not supported/);
+    expect(() => ops.attention(tensor(new Float32Array(5 * 300), [1, 5, 300], { device, dtype: 'bf16' }), { heads: 1 })).toThrow(/^attention: head dim 100 is not supported/);
     expect(() => ops.attention(qkv, { heads: 2, prefix: 1, window: { size: 3, gridH: 2, gridW: 2 } })).toThrow(/window size 3 does not divide the grid 2x2/);
     expect(() => ops.attention(qkv, { heads: 2, window: { size: 2, gridH: 2, gridW: 3 } })).toThrow(/does not cover the 5 patch tokens/);
     const bad = tensor(new Float32Array(2 * 5 * 4), [2, 5, 4], { device });
     expect(() => ops.attention(qkv, { heads: 2, bias: bad })).toThrow('attention: bias has shape [2, 5, 4], expected [2, 5, 5]');
     expect(() => ops.attention(tensor(new Float32Array(15), [5, 3], { device }), { heads: 1 })).toThrow(/expected \[B, T, 3\*D\]/);
+  });
+
+  test('the binding refuses an unsupported head dim by itself (the kernels are never reached)', () => {
+    const hd = 12;
+    const qkv = tensor(new Float32Array(5 * 3 * hd), [1, 5, 3 * hd], { device });
+    const out = tensor(new Float32Array(5 * hd), [1, 5, hd], { device });
+    const lse = tensor(new Float32Array(5), [5], { device });
+    expect(() => native.attentionForward(out.native('t'), lse.native('t'), qkv.native('t'), null, 1, 5, 1, hd, 0, 0, 0, 0, 1, 'f32'))
+      .toThrow('attention: head dim 12 is not supported (a multiple of 8 from 8 to 256)');
+    expect(() => native.attentionBackward(qkv.native('t'), null, out.native('t'), qkv.native('t'), out.native('t'), lse.native('t'), null,
+      1, 5, 1, hd, 0, 0, 0, 0, 1, 'f32')).toThrow('attention backward: head dim 12 is not supported (a multiple of 8 from 8 to 256)');
+  });
+});
+
+describe('attentionUnsupported: the one list of head dims', () => {
+  test('every multiple of 8 from 8 to 256, f32 and bf16; nothing else', () => {
+    for (const dtype of ['f32', 'bf16'] as const)
+      for (let hd = 0; hd <= 272; hd++) {
+        const why = native.attentionUnsupported(hd, dtype);
+        if (hd >= 8 && hd <= 256 && hd % 8 === 0) expect({ hd, why }).toEqual({ hd, why: null });
+        else expect({ hd, why }).toEqual({ hd, why: `head dim ${hd} is not supported (a multiple of 8 from 8 to 256)` });
+      }
+    expect(native.attentionUnsupported(64, 'i32')).toBe('i32 tensors are not supported');
   });
 });

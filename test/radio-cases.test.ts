@@ -1,8 +1,8 @@
 // RadioModel against more cases made by the reference implementation (scripts/fixtures/make_radio_cases.py; see
 // test/fixtures/radio/README.md): patch 14 with registers and MLP v1 heads, non-CPE mode at grids smaller and
-// larger than the table, ViTDet with LayerScale and a final norm, in eval; and one training step (replayed CPE
-// crop and position dropout, loss, every gradient) with ViTDet + LayerScale and with patch 14 + MLP v1 heads.
-// vit-hd16 and vit-hd72 are generated too, but wait for attention head dims 16 and 72.
+// larger than the table, ViTDet with LayerScale and a final norm, head dims 16 (also in ViTDet windows) and 72, in
+// eval; and one training step (replayed CPE crop and position dropout, loss, every gradient) with ViTDet +
+// LayerScale and with patch 14 + MLP v1 heads.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -50,7 +50,7 @@ function expectGeometry(model: RadioModel, c: CaseJson): void {
   expect(model.config.vitdet?.windowed ?? null).toEqual(c.vitdet_windowed);
 }
 
-const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls'];
+const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls', 'vit-hd16', 'vit-hd16-vitdet', 'vit-hd72'];
 
 describeEachDevice('RADIO reference cases, eval, on %s', (device: Device) => {
   describe.each(EVAL_CASES)('%s', (name: string) => {
@@ -200,5 +200,19 @@ describe('CPE mode of the *_v2 archs (config only)', () => {
   ] as const)('%s at cpe_max_size %d: cpeMode %s', (model, cpe, cpeMode, grid) => {
     const c = parseRadioConfig(config(model, cpe), 'config.json');
     expect({ cpeMode: c.cpeMode, grid: c.cpeGrid }).toEqual({ cpeMode, grid });
+  });
+});
+
+describe('head dims in config.json (config only)', () => {
+  const config = (embedDim: number, heads: number) => ({
+    args: { model: 'vit_base_patch16_224', model_kwargs: { embed_dim: embedDim, depth: 1, num_heads: heads }, cpe_max_size: 224, teachers: [{ name: 'a' }] },
+    patch_size: 16,
+  });
+  test('a head dim that attention does not run is an Error naming it at load time', () => {
+    expect(() => parseRadioConfig(config(36, 3), 'config.json')).toThrow(
+      'config.json: model_kwargs embed_dim 36 / num_heads 3: attention head dim 12 is not supported (a multiple of 8 from 8 to 256)',
+    );
+    expect(() => parseRadioConfig(config(1056, 2), 'config.json')).toThrow(/head dim 528 is not supported/);
+    expect(parseRadioConfig(config(1152, 16), 'config.json').heads).toBe(16); // so400m: head dim 72
   });
 });

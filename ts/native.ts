@@ -113,6 +113,8 @@ export interface NativeAddon {
   attentionBackward(dqkv: NativeBuffer, dbias: NativeBuffer | null, dout: NativeBuffer, qkv: NativeBuffer, out: NativeBuffer,
     lse: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number, heads: number, headDim: number, prefix: number,
     window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;
+  /** null when attention runs this head dim and dtype on every backend, else why not (naming it). */
+  attentionUnsupported(headDim: number, dtype: DType): string | null;
   sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;
   adamwStep(
     entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,

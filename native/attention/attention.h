@@ -3,6 +3,7 @@
 // logsumexp so the backward recomputes the probabilities instead of storing them.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
@@ -37,6 +38,23 @@ struct Geometry {
   // Floats of the per-(batch, window) bias-gradient partials [batch·windows, heads, L, L].
   AMR_HD int64_t bias_partial_floats() const { return batch * windows() * heads * length() * length(); }
 };
+
+// The head dims attention runs, on every backend, in f32 and bf16, forward and backward: every multiple of 8 from 8
+// to 256. This is the one place that says so; the binding (native.attentionUnsupported) and the TypeScript op ask it.
+// Multiples of 8 because the bf16 kernels move rows in 16-byte pieces (8 channels) and the SIMT kernels pad a row
+// to their capacity in such pieces; 256 bounds what one thread holds of a row in the SIMT kernels (4 rows of f32 in
+// the dK/dV kernel). Which kernel runs a supported dim is cuda.cu's business (tensor cores or SIMT).
+constexpr int64_t kHeadDimStep = 8;
+constexpr int64_t kMaxHeadDim = 256;
+
+// Empty when attention runs head dim head_dim on dtype dt, else the reason, naming the head dim or the dtype.
+inline std::string attention_unsupported(int64_t head_dim, DType dt) {
+  if (dt == DType::I32) return "i32 tensors are not supported";
+  if (head_dim < kHeadDimStep || head_dim > kMaxHeadDim || head_dim % kHeadDimStep)
+    return "head dim " + std::to_string(head_dim) + " is not supported (a multiple of " + std::to_string(kHeadDimStep) +
+           " from " + std::to_string(kHeadDimStep) + " to " + std::to_string(kMaxHeadDim) + ")";
+  return std::string();
+}
 
 #define AMR_ATTENTION_FUNCS                                                                                     \
   /* out [B, T, D] (prefix rows zero in window mode), lse [B, heads, windows, L] */                            \

@@ -17,11 +17,22 @@ namespace amr {
 namespace attention {
 namespace AMR_GPU_NS {
 
-// Queries per tile of dkv_tc_kernel: 32 where everything fits in 48 KiB of static shared memory; at head dim 128
-// the 64 keys of K and V alone take 34 KiB, so 16.
-constexpr int dkv_queries(int hd) { return hd <= 96 ? 32 : 16; }
-constexpr int kDqKeys = 32;  // keys per K/V tile of dq_tc_kernel, double-buffered
 constexpr int kStaticSmem = 48 * 1024;
+
+// Shared memory of dkv_tc_kernel with br queries per tile: the block's 64 keys of K and V, br rows of Q and dO
+// (bf16, padded rows), and br rows of statistics.
+constexpr int dkv_tc_smem(int hd, int br) { return (2 * kTcRows + 2 * br) * (hd + kTcPad) * 2 + 2 * br * 4; }
+// Queries per tile of dkv_tc_kernel: 32 where everything fits in 48 KiB of static shared memory (up to head dim
+// 112), else 16 (at 128 the 64 keys of K and V alone take 34 KiB).
+constexpr int dkv_queries(int hd) { return dkv_tc_smem(hd, 32) <= kStaticSmem ? 32 : 16; }
+constexpr int kDqKeys = 32;  // keys per K/V tile of dq_tc_kernel, double-buffered
+
+// The largest head dim the tensor-core backward runs; the SIMT kernels take bf16 above it. At 144 dkv_tc_kernel's
+// tiles (64 keys of K and V, 16 queries of Q and dO) no longer fit 48 KiB of static shared memory, and its dK and
+// dV accumulators take head dim floats per thread (256 at 256, beyond the 255 registers a thread has, before any
+// fragment): larger dims need dynamic shared memory and a different split of the work (fewer keys per warp, or dK
+// and dV in separate passes), not just a bigger template.
+constexpr int kTcBackwardMaxHeadDim = 128;
 
 template <int HD>
 __global__ void __launch_bounds__(kTcThreads)
@@ -34,7 +45,7 @@ __global__ void __launch_bounds__(kTcThreads)
   AMR_SHARED(__align__(16) uint16_t, gs, [BR][W]);  // dO
   AMR_SHARED(float, ls, [BR]);
   AMR_SHARED(float, dls, [BR]);
-  static_assert((2 * kTcRows + 2 * BR) * W * 2 + 2 * BR * 4 <= kStaticSmem, "dK/dV tiles exceed 48 KiB");
+  static_assert(dkv_tc_smem(HD, BR) <= kStaticSmem, "dK/dV tiles exceed 48 KiB");
   const int64_t L = g.length(), nw = g.windows();
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;

@@ -2,7 +2,8 @@
 // K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
 // backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
 // atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order.
-// bf16 runs on the tensor cores instead: forward_tc_kernel below, the backward in backward_tc.cuh.
+// bf16 runs on the tensor cores where the head dim allows (forward_tc_kernel below, the backward in
+// backward_tc.cuh; see the dispatch at the end for which dims), the SIMT kernels everywhere else.
 #include <string>
 #include <type_traits>
 
@@ -19,27 +20,46 @@ namespace AMR_GPU_NS {
 namespace {
 
 constexpr int kRows = 64;  // rows (threads) per block
-constexpr int kTile = 32;  // staged rows per shared-memory tile
+
+// The SIMT kernels keep a whole row per thread in registers, so their head dim is a template parameter: a capacity
+// C, the head dim rounded up to a multiple of 16 (of 32 above 128; simt_capacity below). Channels from
+// g.head_dim to C are zero in every register row and staged tile, so they add exact zeros to each dot product, in
+// the same order, and are never stored: the result is the one a kernel of the exact dim would give. Twelve
+// capacities instead of 32 head dims keep this file's build time and the binary small; the padding costs at most
+// 8 channels up to 128 (half the work only at dim 8, where there is little) and 24 of at least 160 above.
+constexpr int simt_capacity(int64_t hd) { return hd <= 128 ? (int)(hd + 15) / 16 * 16 : (int)(hd + 31) / 32 * 32; }
+
+// Staged rows per shared-memory tile: 32 while two f32 tiles of C channels (and the dK/dV kernel's two rows of
+// statistics) fit the 48 KiB of static shared memory, 16 above (C > 160).
+constexpr int simt_tile(int hd) { return 2 * 32 * hd * 4 + 2 * 32 * 4 <= kStaticSmem ? 32 : 16; }
+
+// Element d of a row of g.head_dim channels starting at o, as f32; zero in the padding (d >= g.head_dim).
+template <typename T>
+__device__ float load_padded(const T* x, int64_t o, int d, const Geometry& g) {
+  return d < g.head_dim ? Elem<T>::load(x, o + d) : 0.f;
+}
 
 template <typename T>
 __device__ float bias_at(const T* bias, int64_t h, int64_t L, int64_t i, int64_t j) {
   return bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f;
 }
 
-// Keys and values of tokens j0 .. j0+nk of one window into shared memory, as f32; the whole block takes part.
+// Keys and values of tokens j0 .. j0+nk of one window into shared memory, as f32, zero-padded to HD channels; the
+// whole block takes part.
 template <typename T, int HD>
 __device__ void stage_kv_tile(float (*ks)[HD], float (*vs)[HD], const T* qkv, const Geometry& g, int64_t b, int64_t h,
                               int64_t w, int64_t j0, int nk) {
   for (int e = threadIdx.x; e < nk * HD; e += kRows) {
     const int jj = e / HD, d = e % HD;
     const int64_t t = g.token(w, j0 + jj);
-    ks[jj][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 1, h) + d);
-    vs[jj][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 2, h) + d);
+    ks[jj][d] = load_padded(qkv, g.qkv_offset(b, t, 1, h), d, g);
+    vs[jj][d] = load_padded(qkv, g.qkv_offset(b, t, 2, h), d, g);
   }
 }
 
 template <typename T, int HD>
 __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, Geometry g) {
+  constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, ks, [kTile][HD]);
   AMR_SHARED(float, vs, [kTile][HD]);
   const int64_t L = g.length(), nw = g.windows();
@@ -49,7 +69,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
   float q[HD], acc[HD];
   if (row) {
     const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
-    for (int d = 0; d < HD; ++d) q[d] = Elem<T>::load(qkv, o + d);
+    for (int d = 0; d < HD; ++d) q[d] = load_padded(qkv, o, d, g);
   }
   for (int d = 0; d < HD; ++d) acc[d] = 0.f;
   float m = -INFINITY, l = 0.f;
@@ -81,7 +101,8 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
   if (row) {
     const int64_t o = g.out_offset(b, g.token(w, i), h);
     const float inv = 1.f / l;
-    for (int d = 0; d < HD; ++d) Elem<T>::store(out, o + d, acc[d] * inv);
+    for (int d = 0; d < HD; ++d)
+      if (d < g.head_dim) Elem<T>::store(out, o + d, acc[d] * inv);
     lse[((b * g.heads + h) * nw + w) * L + i] = m + logf(l);
   }
 }
@@ -210,6 +231,7 @@ __global__ void delta_kernel(float* delta, const T* dout, const T* out, Geometry
 template <typename T, int HD>
 __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* delta, const T* bias,
                           Geometry g) {
+  constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, ks, [kTile][HD]);
   AMR_SHARED(float, vs, [kTile][HD]);
   const int64_t L = g.length(), nw = g.windows();
@@ -222,8 +244,8 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
     const int64_t t = g.token(w, i);
     const int64_t oq = g.qkv_offset(b, t, 0, h), oo = g.out_offset(b, t, h);
     for (int d = 0; d < HD; ++d) {
-      q[d] = Elem<T>::load(qkv, oq + d);
-      go[d] = Elem<T>::load(dout, oo + d);
+      q[d] = load_padded(qkv, oq, d, g);
+      go[d] = load_padded(dout, oo, d, g);
     }
     const int64_t r = ((b * g.heads + h) * nw + w) * L + i;
     li = lse[r];
@@ -250,17 +272,20 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
   }
   if (row) {
     const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
-    for (int d = 0; d < HD; ++d) Elem<T>::store(dqkv, o + d, dq[d] * g.scale);
+    for (int d = 0; d < HD; ++d)
+      if (d < g.head_dim) Elem<T>::store(dqkv, o + d, dq[d] * g.scale);
   }
 }
 
 template <typename T, int HD>
 __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv, const float* lse, const float* delta,
                            const T* bias, Geometry g) {
+  constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, qs, [kTile][HD]);
   AMR_SHARED(float, gs, [kTile][HD]);
   AMR_SHARED(float, ls, [kTile]);
   AMR_SHARED(float, dls, [kTile]);
+  static_assert(2 * kTile * HD * 4 + 2 * kTile * 4 <= kStaticSmem, "dK/dV tiles exceed 48 KiB");
   const int64_t L = g.length(), nw = g.windows();
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int64_t j = blockIdx.x * (int64_t)kRows + threadIdx.x;
@@ -270,8 +295,8 @@ __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv,
     const int64_t t = g.token(w, j);
     const int64_t ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
     for (int d = 0; d < HD; ++d) {
-      k[d] = Elem<T>::load(qkv, ok + d);
-      v[d] = Elem<T>::load(qkv, ov + d);
+      k[d] = load_padded(qkv, ok, d, g);
+      v[d] = load_padded(qkv, ov, d, g);
     }
   }
   for (int d = 0; d < HD; ++d) dk[d] = dv[d] = 0.f;
@@ -283,8 +308,8 @@ __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv,
     for (int e = threadIdx.x; e < ni * HD; e += kRows) {
       const int ii = e / HD, d = e % HD;
       const int64_t t = g.token(w, i0 + ii);
-      qs[ii][d] = Elem<T>::load(qkv, g.qkv_offset(b, t, 0, h) + d);
-      gs[ii][d] = Elem<T>::load(dout, g.out_offset(b, t, h) + d);
+      qs[ii][d] = load_padded(qkv, g.qkv_offset(b, t, 0, h), d, g);
+      gs[ii][d] = load_padded(dout, g.out_offset(b, t, h), d, g);
     }
     for (int ii = threadIdx.x; ii < ni; ii += kRows) {
       ls[ii] = lse[stat0 + i0 + ii];
@@ -311,10 +336,11 @@ __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv,
   if (row) {
     const int64_t t = g.token(w, j);
     const int64_t ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
-    for (int d = 0; d < HD; ++d) {
-      Elem<T>::store(dqkv, ok + d, dk[d] * g.scale);
-      Elem<T>::store(dqkv, ov + d, dv[d]);
-    }
+    for (int d = 0; d < HD; ++d)
+      if (d < g.head_dim) {
+        Elem<T>::store(dqkv, ok + d, dk[d] * g.scale);
+        Elem<T>::store(dqkv, ov + d, dv[d]);
+      }
   }
 }
 
@@ -337,16 +363,46 @@ __global__ void zero_prefix_kernel(T* x, int64_t tokens, int64_t prefix, int64_t
   Elem<T>::store(x, (e / per) * tokens * width + e % per, 0.f);
 }
 
-template <typename F>
-void with_head_dim(int64_t hd, const char* op, F&& f) {
-  switch (hd) {
-    case 32: f(std::integral_constant<int, 32>()); return;
-    case 64: f(std::integral_constant<int, 64>()); return;
-    case 80: f(std::integral_constant<int, 80>()); return;
-    case 96: f(std::integral_constant<int, 96>()); return;
-    case 128: f(std::integral_constant<int, 128>()); return;
+// f(std::integral_constant<int, HD>) for the HD in First, First + Step, .., Last that equals hd; false if none does.
+template <int First, int Last, int Step, typename F>
+bool with_dim(int64_t hd, F&& f) {
+  if constexpr (First > Last) {
+    return false;
+  } else {
+    if (hd == First) {
+      f(std::integral_constant<int, First>());
+      return true;
+    }
+    return with_dim<First + Step, Last, Step>(hd, f);
   }
-  throw Error(std::string(op) + ": head dim " + std::to_string(hd) + " is not supported (32, 64, 80, 96, 128)");
+}
+
+// The SIMT kernels' capacity for head dim hd (simt_capacity: multiples of 16 to 128, of 32 to 256).
+template <typename F>
+void with_simt_capacity(int64_t hd, const char* op, F&& f) {
+  const int c = simt_capacity(hd);
+  if (!with_dim<16, 128, 16>(c, f) && !with_dim<160, kMaxHeadDim, 32>(c, f))
+    throw Error(std::string(op) + ": no SIMT kernel for head dim " + std::to_string(hd));
+}
+
+// The exact head dim of a tensor-core kernel, a multiple of 16 from 16 to Last.
+template <int Last, typename F>
+void with_tc_dim(int64_t hd, const char* op, F&& f) {
+  if (!with_dim<16, Last, 16>(hd, f))
+    throw Error(std::string(op) + ": no tensor-core kernel for head dim " + std::to_string(hd));
+}
+
+// The tensor-core kernels take 16 channels per mma k-step (m16n8k16), so they run head dims that are multiples of
+// 16; the forward up to 256 (its K/V tiles take 33 KiB of shared memory there; above 128 its Q fragments and
+// accumulators exceed the register file and part of them spills, still far faster than the SIMT kernel), the
+// backward up to kTcBackwardMaxHeadDim (backward_tc.cuh says why). bf16 at other dims takes the SIMT kernels.
+bool tc_forward(const Geometry& g) { return g.head_dim % 16 == 0; }
+bool tc_backward(const Geometry& g) { return g.head_dim % 16 == 0 && g.head_dim <= kTcBackwardMaxHeadDim; }
+
+// The family header's answer, again here: the kernels are sized for it, and a native caller may skip the binding.
+void check_supported(const Geometry& g, DType dt, const char* op) {
+  const std::string why = attention_unsupported(g.head_dim, dt);
+  if (!why.empty()) throw Error(std::string(op) + ": " + why);
 }
 
 // Heads and batch·windows are the grid's y and z, each limited to 65535 blocks.
@@ -369,55 +425,68 @@ void zero_prefix(T* x, const Geometry& g, int64_t width, GpuStream s) {
 
 void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, const void* bias, const Geometry& g,
                        DType dt) {
+  check_supported(g, dt, "attention");
   with_float_dtype(dt, "attention", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_head_dim(g.head_dim, "attention", [&](auto hd) {
-      constexpr int HD = decltype(hd)::value;
-      zero_prefix(static_cast<T*>(out), g, g.dim(), s);
-      check_grid(g, "attention");
-      const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
-      if constexpr (std::is_same<T, uint16_t>::value)
-        launch("attention_forward_tc", forward_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, static_cast<T*>(out),
-               lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
-      else
-        launch("attention_forward", forward_kernel<T, HD>, grid, dim3(kRows), 0, s, static_cast<T*>(out), lse,
-               static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+    zero_prefix(static_cast<T*>(out), g, g.dim(), s);
+    check_grid(g, "attention");
+    const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      if (tc_forward(g)) {
+        with_tc_dim<kMaxHeadDim>(g.head_dim, "attention", [&](auto hd) {
+          launch("attention_forward_tc", forward_tc_kernel<decltype(hd)::value>, grid, dim3(kTcThreads), 0, s,
+                 static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+        });
+        return;
+      }
+    }
+    with_simt_capacity(g.head_dim, "attention", [&](auto hd) {
+      launch("attention_forward", forward_kernel<T, decltype(hd)::value>, grid, dim3(kRows), 0, s,
+             static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
     });
   });
 }
 
 void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, const void* qkv, const void* out,
                         const float* lse, const void* bias, const Geometry& g, DType dt, float* scratch) {
+  check_supported(g, dt, "attention backward");
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    with_head_dim(g.head_dim, "attention backward", [&](auto hd) {
-      constexpr int HD = decltype(hd)::value;
-      T* dx = static_cast<T*>(dqkv);
-      const T* B = static_cast<const T*>(bias);
-      float* delta = scratch;
-      float* partial = bias ? scratch + g.stat_rows() : nullptr;
-      check_grid(g, "attention backward");
-      zero_prefix(dx, g, 3 * g.dim(), s);
-      launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
-             static_cast<const T*>(dout), static_cast<const T*>(out), g);
-      // Query blocks for dQ, key blocks for dK/dV: 64 rows each on both paths.
-      const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
-      const T* gout = static_cast<const T*>(dout);
-      const T* x = static_cast<const T*>(qkv);
-      if constexpr (std::is_same<T, uint16_t>::value) {
-        launch("attention_dq_tc", dq_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, gout, x, lse, delta, B, g);
-        launch("attention_dkv_tc", dkv_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, partial, gout, x, lse, delta,
-               B, g);
-      } else {
+    T* dx = static_cast<T*>(dqkv);
+    const T* B = static_cast<const T*>(bias);
+    float* delta = scratch;
+    float* partial = bias ? scratch + g.stat_rows() : nullptr;
+    check_grid(g, "attention backward");
+    zero_prefix(dx, g, 3 * g.dim(), s);
+    launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
+           static_cast<const T*>(dout), static_cast<const T*>(out), g);
+    // Query blocks for dQ, key blocks for dK/dV: 64 rows each on both paths.
+    const dim3 grid(blocks_for(g.length(), kRows), (unsigned)g.heads, (unsigned)(g.batch * g.windows()));
+    const T* gout = static_cast<const T*>(dout);
+    const T* x = static_cast<const T*>(qkv);
+    bool done = false;
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      if (tc_backward(g)) {
+        with_tc_dim<kTcBackwardMaxHeadDim>(g.head_dim, "attention backward", [&](auto hd) {
+          constexpr int HD = decltype(hd)::value;
+          launch("attention_dq_tc", dq_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, gout, x, lse, delta, B, g);
+          launch("attention_dkv_tc", dkv_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, partial, gout, x, lse,
+                 delta, B, g);
+        });
+        done = true;
+      }
+    }
+    if (!done)
+      with_simt_capacity(g.head_dim, "attention backward", [&](auto hd) {
+        constexpr int HD = decltype(hd)::value;
         launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, gout, x, lse, delta, B, g);
         launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, gout, x, lse, delta, B, g);
-      }
-      if (bias) {
-        const int64_t n = g.heads * g.length() * g.length();
-        launch("attention_bias_sum", bias_sum_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s,
-               static_cast<T*>(dbias), static_cast<const float*>(partial), n, g.batch * g.windows());
-      }
-    });
+      });
+    if (bias) {
+      const int64_t n = g.heads * g.length() * g.length();
+      launch("attention_bias_sum", bias_sum_kernel<T>, dim3(blocks_for(n, 256)), dim3(256), 0, s,
+             static_cast<T*>(dbias), static_cast<const float*>(partial), n, g.batch * g.windows());
+    }
   });
 }
 

@@ -25,7 +25,8 @@ constexpr int kTcWarps = 4;
 constexpr int kTcThreads = 32 * kTcWarps;
 constexpr int kTcRows = 16 * kTcWarps;  // rows a block owns: one m16 row block per warp
 // One extra 16-byte chunk per shared row: rows stay 16-byte aligned for ldmatrix and cp.async, and the 8 rows one
-// ldmatrix reads start in different banks for every supported head dim.
+// ldmatrix reads start in different banks for every head dim these kernels run (a multiple of 16: HD/8 + 1, an odd
+// number of 16-byte chunks per row).
 constexpr int kTcPad = 8;
 
 __device__ inline uint32_t pack_bf16(uint16_t lo, uint16_t hi) { return (uint32_t)lo | ((uint32_t)hi << 16); }

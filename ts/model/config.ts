@@ -1,5 +1,6 @@
 // What a RADIO checkpoint's config.json says about the network (spec §1.1, §1.5, §1.8, §2.1, §4.3, §5.2), parsed
 // into plain numbers. Anything this port does not implement is an Error naming the field, never a silent guess.
+import { native as addon } from '../native';
 
 /** The standard timm ViTs RADIO builds on: [embed dim, depth, heads, MLP hidden (0: 4·D)]. */
 const TIMM_VITS: Record<string, readonly [number, number, number, number]> = {
@@ -185,6 +186,9 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   const mlpRatio = kwargs.mlp_ratio as number | undefined;
   const mlpHidden = mlpRatio !== undefined ? Math.floor(embedDim * mlpRatio) : hidden0 && kwargs.embed_dim === undefined ? hidden0 : 4 * embedDim;
   if (embedDim % heads !== 0) throw new Error(`${where}: num_heads ${heads} does not divide embed_dim ${embedDim}`);
+  // The attention op's own answer (for f32; bf16 runs the same head dims), at load time rather than at the first forward.
+  const unsupported = addon.attentionUnsupported(embedDim / heads, 'f32');
+  if (unsupported) throw new Error(`${where}: model_kwargs embed_dim ${embedDim} / num_heads ${heads}: attention ${unsupported}`);
   const patchSize = posInt(where, 'patch_size', json.patch_size ?? Number(m[2]));
   const cpeMax = posInt(where, 'args.cpe_max_size', args.cpe_max_size);
   const cpeGrid = Math.ceil(cpeMax / patchSize);

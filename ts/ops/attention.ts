@@ -3,7 +3,6 @@ import { native } from '../native';
 import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
-const HEAD_DIMS = [32, 64, 80, 96, 128];
 
 export interface AttentionOptions {
   heads: number;
@@ -41,7 +40,9 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   if (D % heads !== 0) throw new Error(`${op}: heads ${heads} does not divide D ${D}`);
   const headDim = D / heads;
   if (headDim === 0) throw new Error(`${op}: head dim must be > 0 (got qkv ${fmt(qkv.shape)})`);
-  if (!HEAD_DIMS.includes(headDim)) throw new Error(`${op}: head dim ${headDim} is not supported (${HEAD_DIMS.join(', ')})`);
+  // The native family decides which head dims it runs (one answer for every backend), so no list is kept here.
+  const unsupported = native.attentionUnsupported(headDim, qkv.dtype);
+  if (unsupported) throw new Error(`${op}: ${unsupported}`);
   const prefix = opts.prefix ?? 0;
   if (!isInt(prefix, 0) || prefix > T) throw new Error(`${op}: prefix ${prefix} is out of range for ${T} tokens`);
   const scale = opts.scale ?? 1 / Math.sqrt(headDim);
