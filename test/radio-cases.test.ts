@@ -1,6 +1,6 @@
 // RadioModel against more cases made by the reference implementation (scripts/fixtures/make_radio_cases.py; see
 // test/fixtures/radio/README.md): patch 14 with registers and MLP v1 heads, non-CPE mode at grids smaller and
-// larger than the table, ViTDet with LayerScale and a final norm, head dims 16 (also in ViTDet windows) and 72, in
+// larger than the table, ViTDet with LayerScale and a final norm, MLP v1 heads with LayerScale, head dims 16 (also in ViTDet windows) and 72, in
 // eval; and one training step (replayed CPE crop and position dropout, loss, every gradient) with ViTDet +
 // LayerScale and with patch 14 + MLP v1 heads.
 import * as fs from 'fs';
@@ -50,7 +50,7 @@ function expectGeometry(model: RadioModel, c: CaseJson): void {
   expect(model.config.vitdet?.windowed ?? null).toEqual(c.vitdet_windowed);
 }
 
-const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls', 'vit-hd16', 'vit-hd16-vitdet', 'vit-hd72'];
+const EVAL_CASES = ['vit-p14-reg-v1heads', 'vit-p14-noncpe', 'vit-vitdet-ls', 'vit-v1heads-ls', 'vit-hd16', 'vit-hd16-vitdet', 'vit-hd72'];
 
 describeEachDevice('RADIO reference cases, eval, on %s', (device: Device) => {
   describe.each(EVAL_CASES)('%s', (name: string) => {
