@@ -212,8 +212,11 @@ describe('checkpoint errors name the file and the problem', () => {
   });
 
   test('a config this port does not implement', async () => {
-    const dir = path.join(tmp, 'eradio');
-    await writeCheckpoint(dir, { args: { model: 'eradio', cpe_max_size: 256 } }, {});
-    await expect(RadioModel.load(dir)).rejects.toThrow(/config\.json: args\.model "eradio" is not a supported timm ViT/);
+    const dir = path.join(tmp, 'convnext');
+    await writeCheckpoint(dir, { args: { model: 'convnext_base', cpe_max_size: 256 } }, {});
+    await expect(RadioModel.load(dir)).rejects.toThrow(/config\.json: args\.model "convnext_base" is not a supported timm ViT/);
+    const eradio = path.join(tmp, 'eradio');
+    await writeCheckpoint(eradio, { args: { model: 'eradio', cpe_max_size: 256 } }, {});
+    await expect(RadioModel.load(eradio)).rejects.toThrow(/config\.json: args\.model "eradio" is E-RADIO \(the hybrid CNN-transformer\), which this port does not support yet/);
   });
 });
