@@ -76,6 +76,8 @@ export interface RadioConfig {
   vitdet: VitDetConfig | null;
   adaptors: AdaptorConfig[];
   featureNormalizer: boolean;
+  /** config.json's preferred_resolution [H, W], when it names one. */
+  preferredResolution?: [number, number];
 }
 
 export interface VitDetOverride {
@@ -226,6 +228,13 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
       feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion),
     };
   });
+  let preferredResolution: [number, number] | undefined;
+  if (json.preferred_resolution !== undefined && json.preferred_resolution !== null) {
+    const r = json.preferred_resolution;
+    if (!Array.isArray(r) || r.length !== 2 || !r.every((v) => Number.isInteger(v) && v > 0))
+      throw new Error(`${where}: preferred_resolution must be [height, width] in positive integers, got ${JSON.stringify(r)}`);
+    preferredResolution = [r[0], r[1]];
+  }
   // inter_feature_normalizer_config is ignored on purpose: it applies only to intermediate-layer features, which
   // this port does not return.
   return {
@@ -234,5 +243,6 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     modelNorm: args.model_norm === true,
     vitdet, adaptors,
     featureNormalizer: json.feature_normalizer_config !== undefined && json.feature_normalizer_config !== null,
+    ...(preferredResolution ? { preferredResolution } : {}),
   };
 }
