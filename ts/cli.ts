@@ -3,10 +3,16 @@
 // the embedded tiny RADIO checkpoint on each; `am-radio infer [checkpoint-dir]` runs a RADIO checkpoint (README,
 // "RADIO inference"), the embedded one by default; `am-radio distill config.json` trains a student (README,
 // "Distillation (the trainer)"); `am-radio teach config.json` precomputes a teacher's targets as shards.
+// `am-radio --help` lists every command (ts/cli/help.ts); help, version, doctor and build live in ts/cli/.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { backends, memory, rand, randn, synchronize, Tensor, tensor } from './index';
+import { handleCommand } from './cli/commands';
+import { demo } from './cli/demo';
+import { UsageError } from './cli/help';
+import { relativeError } from './cli/parity';
+import { embeddedCheckpoint } from './embedded';
+import { rand, synchronize, Tensor, tensor } from './index';
 import { SafetensorsFile } from './io/safetensors';
 import { RadioModel } from './model/radio';
 import type { Device } from './native';
@@ -17,51 +23,6 @@ import { runTeachConfig } from './train/teach';
 const USAGE =
   'usage: am-radio demo | am-radio infer [checkpoint-dir] [--device cpu|sim|cuda] [--image-size HxW] [--batch N]' +
   ' | am-radio distill config.json [--resume] | am-radio teach config.json';
-
-// A 4-block ViT-B/16-shaped RADIO model (D 64, three adaptor heads) with the reference implementation's outputs on
-// two images, shipped with the package: what `demo` and a bare `infer` run.
-const EMBEDDED_MODEL = path.join(__dirname, '..', 'test', 'fixtures', 'radio', 'vit-b16-v2heads');
-
-async function relativeError(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = await Promise.all([a.toArray(), b.toArray()]);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num += (x[i] - y[i]) ** 2;
-    den += y[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
-
-async function demo(): Promise<void> {
-  console.log('am-radio backends:');
-  for (const b of backends())
-    console.log(`  ${b.name.padEnd(5)} compiled=${b.compiled} available=${b.available}${b.device ? `  ${b.device}` : ''}${b.reason ? `  (${b.reason})` : ''}`);
-  const devices = backends().filter((b) => b.available).map((b) => b.name as Device);
-  const n = 1 << 20;
-  const reference: Record<string, Tensor> = {};
-  for (const device of devices) {
-    const start = process.hrtime.bigint();
-    const x = randn([n], { seed: 7, device, requiresGrad: true });
-    const y = randn([n], { seed: 8, device });
-    const loss = x.mul(y).add(x).mean();
-    loss.backward();
-    const value = await loss.item();
-    await synchronize(device);
-    const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    console.log(`  ${device}: mean(x*y + x) over ${n} elements = ${value.toFixed(6)}, d/dx computed, ${ms.toFixed(1)} ms`);
-    reference[device] = x.grad!;
-  }
-  for (const device of devices.filter((d) => d !== 'cpu')) {
-    const err = await relativeError(reference[device].to('cpu'), reference.cpu);
-    console.log(`  ${device} vs cpu gradient: relative error ${err.toExponential(2)}`);
-  }
-  console.log('memory:', JSON.stringify(memory()));
-  for (const device of devices) {
-    console.log(`\nRADIO inference on ${device} (the embedded checkpoint, against the reference implementation's outputs):`);
-    await infer([EMBEDDED_MODEL, '--device', device]);
-  }
-}
 
 function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [number, number]; batch: number } {
   let dir: string | undefined;
@@ -89,7 +50,7 @@ function parseInferArgs(args: string[]): { dir: string; device: Device; size?: [
     else if (dir === undefined) dir = a;
     else throw new Error(`unexpected argument ${JSON.stringify(a)}; ${USAGE}`);
   }
-  return { dir: dir ?? EMBEDDED_MODEL, device, size, batch };
+  return { dir: dir ?? embeddedCheckpoint(), device, size, batch };
 }
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -178,6 +139,7 @@ async function teachCommand(args: string[]): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (await handleCommand(argv)) return; // help, version, doctor, build; unknown commands and options throw
   const [command = 'demo', ...rest] = argv;
   if (command === 'demo') return demo();
   if (command === 'infer') return infer(rest);
@@ -189,5 +151,5 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((e: unknown) => {
   console.error(e instanceof Error ? e.message : e);
-  process.exitCode = 1;
+  process.exitCode = e instanceof UsageError ? 2 : 1;
 });
