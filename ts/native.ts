@@ -203,9 +203,18 @@ let glibcVersion: string | null | undefined;
 /** The running glibc's version ("2.36"), null on musl or off Linux; from Node's diagnostic report (read once). */
 export function glibcRuntime(): string | null {
   if (glibcVersion === undefined) {
-    const header = process.platform === 'linux'
-      ? (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header
-      : undefined;
+    let header: { glibcVersionRuntime?: string } | undefined;
+    if (process.platform === 'linux' && process.report) {
+      // The report's network section can take seconds on some hosts and is not needed here; the setting is restored.
+      const report = process.report as typeof process.report & { excludeNetwork?: boolean };
+      const excluded = report.excludeNetwork;
+      report.excludeNetwork = true;
+      try {
+        header = (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+      } finally {
+        report.excludeNetwork = excluded;
+      }
+    }
     glibcVersion = header?.glibcVersionRuntime ?? null;
   }
   return glibcVersion;
