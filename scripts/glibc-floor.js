@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The newest symbol versions a built .node asks of the system libraries (objdump -T): its GLIBC_ version is the
-// oldest glibc it loads on. Used by scripts/pack-platform.js (the platform package's README) and by the test that
+// The newest symbol versions a built .node asks of the system libraries (objdump -T, and the version references of
+// objdump -p): its GLIBC_ version is the oldest glibc it loads on. Used by scripts/pack-platform.js (the platform package's README) and by the test that
 // holds the binary to the floor the README documents. `node scripts/glibc-floor.js file.node` prints them.
 'use strict';
 const { execFileSync } = require('child_process');
@@ -30,6 +30,16 @@ function symbolVersions(file) {
       newest[lib] = version;
       symbols[lib] = [name];
     } else if (c === 0) symbols[lib].push(name);
+  }
+  // What the dynamic loader checks before any symbol: every version the file's Version References name must exist.
+  // Normally each belongs to an imported symbol above; one that does not still sets the floor.
+  const refs = execFileSync('objdump', ['-p', file], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  for (const m of refs.matchAll(/^\s+0x[0-9a-f]+ 0x[0-9a-f]+ \d+ (GLIBCXX|CXXABI|GLIBC|GCC)_([0-9][0-9.]*)$/gm)) {
+    const [, lib, version] = m;
+    if (newest[lib] === undefined || cmp(version, newest[lib]) > 0) {
+      newest[lib] = version;
+      symbols[lib] = ['(a version reference with no imported symbol)'];
+    }
   }
   if (!newest.GLIBC) throw new Error(`${file}: objdump -T shows no GLIBC_ symbol version; is it an ELF shared object built against glibc?`);
   return { newest, symbols };
