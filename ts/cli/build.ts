@@ -15,8 +15,9 @@ interface BuildOptions {
 }
 
 function parseBuildArgs(args: string[]): BuildOptions {
-  // The emulator's self-test kernels are only for the repository's test/sim.test.ts: left out unless asked for.
-  const o: BuildOptions = { ifMissing: false, env: { AM_RADIO_SELFTEST: '0' } };
+  // The emulator's self-test kernels are only for the repository's test/sim.test.ts: left out unless asked for
+  // (--self-tests, or AM_RADIO_SELFTEST in the environment, which is kept as given).
+  const o: BuildOptions = { ifMissing: false, env: { AM_RADIO_SELFTEST: process.env.AM_RADIO_SELFTEST ?? '0' } };
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     if (a === '--if-missing') o.ifMissing = true;
