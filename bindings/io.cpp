@@ -5,6 +5,7 @@
 
 #include "buffer.h"
 #include "host_read.h"
+#include "runtime/cuda_backend.h"
 
 namespace amr {
 namespace bindings {
@@ -25,6 +26,20 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
       out.Set(i, o);
     }
     return out;
+  });
+}
+
+// cudaVersions() -> { runtime, driver, requiredDriver }: CUDA API versions (1000 * major + 10 * minor), 0 where
+// there is none; for `am-radio doctor` and for telling a missing driver from an old one.
+Napi::Value CudaVersionsInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    CudaVersions v = cuda_versions();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("runtime", v.runtime);
+    o.Set("driver", v.driver);
+    o.Set("requiredDriver", v.required_driver);
+    return o;
   });
 }
 
@@ -224,6 +239,7 @@ Napi::Value ReadBytes(const Napi::CallbackInfo& info) {
 
 void init_io(Napi::Env env, Napi::Object exports) {
   exports.Set("backends", Napi::Function::New(env, Backends));
+  exports.Set("cudaVersions", Napi::Function::New(env, CudaVersionsInfo));
   exports.Set("alloc", Napi::Function::New(env, Alloc));
   exports.Set("upload", Napi::Function::New(env, Upload));
   exports.Set("read", Napi::Function::New(env, Read));

@@ -1,25 +1,45 @@
-// What a user of the npm package relies on: the addon's dependencies, and loading with require() and import.
+// What a user of the npm package relies on: the addon's dependencies and glibc floor, and loading with require()
+// and import.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
+
+import { GLIBC_FLOOR } from '../ts/native';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { compareVersions, symbolVersions } = require('../scripts/glibc-floor.js') as {
+  compareVersions(a: string, b: string): number;
+  symbolVersions(file: string): { newest: Record<string, string>; symbols: Record<string, string[]> };
+};
 
 const root = path.join(__dirname, '..');
 
 function builtAddon(): string {
   const file = path.join(root, 'build', 'Release', 'am_radio.node');
-  if (!fs.existsSync(file)) throw new Error(`no local build at ${file}; run npm install`);
+  if (!fs.existsSync(file)) throw new Error(`no local build at ${file}; npm test builds it (pretest), or run npm run build`);
   return file;
 }
 
 describe('package', () => {
-  test('the addon needs nothing beyond libc and libstdc++: no CUDA library is linked', () => {
+  test('the addon needs nothing beyond glibc: no CUDA library, libstdc++ and libgcc linked in', () => {
     const deps = execFileSync('ldd', [builtAddon()], { encoding: 'utf8' });
     expect(deps).not.toMatch(/libcuda|libcudart|libcublas|libnccl/);
     const needed = execFileSync('objdump', ['-p', builtAddon()], { encoding: 'utf8' })
       .split('\n')
       .filter((l) => l.includes('NEEDED'))
       .map((l) => l.trim().split(/\s+/)[1]);
-    for (const lib of needed) expect(lib).toMatch(/^(libstdc\+\+|libm|libgcc_s|libc|libpthread|libdl|librt|ld-linux)[.-]/);
+    for (const lib of needed) expect(lib).toMatch(/^(libm|libc|libpthread|libdl|librt|ld-linux)[.-]/);
+  });
+
+  test(`the addon loads on glibc ${GLIBC_FLOOR}, the floor the README documents: no newer GLIBC_ symbol, no GLIBCXX_ or GCC_ at all`, () => {
+    const { newest, symbols } = symbolVersions(builtAddon());
+    expect({ newest: newest.GLIBC, ok: compareVersions(newest.GLIBC, GLIBC_FLOOR) <= 0, symbols: symbols.GLIBC.slice(0, 5) })
+      .toMatchObject({ ok: true });
+    expect(Object.keys(newest).sort()).toEqual(['GLIBC']);
+    const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8');
+    const documented = [...readme.matchAll(/glibc (\d+\.\d+) or newer/g)].map((m) => m[1]);
+    expect(documented.length).toBeGreaterThan(0);
+    expect([...new Set(documented)]).toEqual([GLIBC_FLOOR]);
   });
 
   test('the addon exports only the Node-API entry points', () => {

@@ -5,10 +5,16 @@
 // io.safetensors or random images (README, "RADIO inference"), the embedded checkpoint by default; `am-radio distill
 // config.json` trains a student (README, "Distillation (the trainer)"); `am-radio teach config.json` precomputes a
 // teacher's targets as shards.
+// `am-radio --help` lists every command (ts/cli/help.ts); help, version, doctor and build live in ts/cli/.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { backends, memory, rand, randn, synchronize, Tensor, tensor } from './index';
+import { handleCommand } from './cli/commands';
+import { demo } from './cli/demo';
+import { UsageError } from './cli/help';
+import { relativeError } from './cli/parity';
+import { embeddedCheckpoint } from './embedded';
+import { rand, synchronize, Tensor, tensor } from './index';
 import { collectImages, inferImages } from './infer';
 import { SafetensorsFile } from './io/safetensors';
 import { checkSizeRequest, type ImageSizeRequest } from './model/preprocess';
@@ -22,81 +28,6 @@ const USAGE =
   'usage: am-radio demo | am-radio infer [checkpoint-dir] [image|folder...] [options] | am-radio distill config.json [--resume]' +
   ' | am-radio teach config.json | am-radio help';
 
-const HELP = `${USAGE}
-
-am-radio demo
-  Lists the backends, runs a tensor + autograd check on each, then the embedded checkpoint on each.
-
-am-radio infer [checkpoint-dir] [image|folder...] [options]
-  checkpoint-dir   a folder with config.json and model.safetensors (the first argument is taken as the checkpoint
-                   when it is a folder holding either); default: the embedded tiny checkpoint test/fixtures/radio/vit-b16-v2heads
-  image|folder     JPEG, PNG or WebP files, or folders searched recursively for .jpg .jpeg .png .webp. For each
-                   image, writes <out>/<name>.safetensors (<head>.summary [1, C], <head>.features [1, N, C] for
-                   each head, and the resolution as metadata) and <out>/<name>.pca.png (the input beside the first
-                   three principal components of the features as RGB); a folder's images keep their sub-paths.
-                   Without images: runs the checkpoint folder's io.safetensors images (else random ones) and prints
-                   the shapes, the forward time and each head's error against the expected outputs stored there.
-  --out DIR        where the outputs go (default: the current folder)
-  --image-size S   N: the shorter side scaled to N, aspect kept; HxW: exactly H by W (multiples of the patch size,
-                   times the ViTDet window). Default: the image's own size, its longer side at most the checkpoint's
-                   position table (cpe_max_size), rounded to the nearest supported resolution
-  --device D       cpu (default), sim or cuda
-  --dtype T        f32 (default) or bf16
-  --heads A,B      the heads written (backbone and the checkpoint's adaptor names); default all
-  --pca-head H     the head whose features the PCA picture shows (default backbone)
-  --batch N        without images only: the random batch's size (default 1)
-
-am-radio distill config.json [--resume]
-  Trains a student (README, "Distillation (the trainer)").
-
-am-radio teach config.json
-  Precomputes a teacher's targets as feature shards.
-`;
-
-// A 4-block ViT-B/16-shaped RADIO model (D 64, three adaptor heads) with the reference implementation's outputs on
-// two images, shipped with the package: what `demo` and a bare `infer` run.
-const EMBEDDED_MODEL = path.join(__dirname, '..', 'test', 'fixtures', 'radio', 'vit-b16-v2heads');
-
-async function relativeError(a: Tensor, b: Tensor): Promise<number> {
-  const [x, y] = await Promise.all([a.toArray(), b.toArray()]);
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < x.length; i++) {
-    num += (x[i] - y[i]) ** 2;
-    den += y[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
-
-async function demo(): Promise<void> {
-  console.log('am-radio backends:');
-  for (const b of backends())
-    console.log(`  ${b.name.padEnd(5)} compiled=${b.compiled} available=${b.available}${b.device ? `  ${b.device}` : ''}${b.reason ? `  (${b.reason})` : ''}`);
-  const devices = backends().filter((b) => b.available).map((b) => b.name as Device);
-  const n = 1 << 20;
-  const reference: Record<string, Tensor> = {};
-  for (const device of devices) {
-    const start = process.hrtime.bigint();
-    const x = randn([n], { seed: 7, device, requiresGrad: true });
-    const y = randn([n], { seed: 8, device });
-    const loss = x.mul(y).add(x).mean();
-    loss.backward();
-    const value = await loss.item();
-    await synchronize(device);
-    const ms = Number(process.hrtime.bigint() - start) / 1e6;
-    console.log(`  ${device}: mean(x*y + x) over ${n} elements = ${value.toFixed(6)}, d/dx computed, ${ms.toFixed(1)} ms`);
-    reference[device] = x.grad!;
-  }
-  for (const device of devices.filter((d) => d !== 'cpu')) {
-    const err = await relativeError(reference[device].to('cpu'), reference.cpu);
-    console.log(`  ${device} vs cpu gradient: relative error ${err.toExponential(2)}`);
-  }
-  console.log('memory:', JSON.stringify(memory()));
-  for (const device of devices) {
-    console.log(`\nRADIO inference on ${device} (the embedded checkpoint, against the reference implementation's outputs):`);
-    await infer([EMBEDDED_MODEL, '--device', device]);
-  }
-}
 
 interface InferArgs {
   dir: string;
@@ -149,7 +80,7 @@ function parseInferArgs(args: string[]): InferArgs {
     else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${USAGE}`);
     else positional.push(a);
   }
-  const dir = positional.length > 0 && isCheckpointDir(positional[0]) ? positional.shift()! : EMBEDDED_MODEL;
+  const dir = positional.length > 0 && isCheckpointDir(positional[0]) ? positional.shift()! : embeddedCheckpoint();
   const images = positional;
   if (images.length > 0 && o.batch !== undefined) throw new Error('--batch applies only without images (each image runs on its own)');
   if (images.length === 0)
@@ -276,11 +207,8 @@ async function teachCommand(args: string[]): Promise<void> {
 }
 
 async function main(argv: string[]): Promise<void> {
+  if (await handleCommand(argv)) return; // help, version, doctor, build; unknown commands and options throw
   const [command = 'demo', ...rest] = argv;
-  if (command === 'help' || command === '--help' || command === '-h' || rest.includes('--help')) {
-    console.log(HELP);
-    return;
-  }
   if (command === 'demo') return demo();
   if (command === 'infer') return infer(rest);
   if (command === 'distill') return distillCommand(rest);
@@ -291,5 +219,5 @@ async function main(argv: string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((e: unknown) => {
   console.error(e instanceof Error ? e.message : e);
-  process.exitCode = 1;
+  process.exitCode = e instanceof UsageError ? 2 : 1;
 });

@@ -1,6 +1,9 @@
 // am-radio: AM-RADIO vision backbones for Node.js.
 export { backends, emptyCache, memory, queueDepth, requireBackend, setQueueDepth, synchronize } from './backends';
 export type { BackendInfo } from './backends';
+export { nativeBinary, platformPackageName } from './native';
+export type { NativeBinary } from './native';
+export { embeddedCheckpoint } from './embedded';
 export { full, ones, rand, randn, tensor, Tensor, zeros } from './tensor';
 export type { DType, Device, TensorOptions } from './tensor';
 export { isGradEnabled, noGrad } from './autograd';

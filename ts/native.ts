@@ -1,7 +1,9 @@
-// The native addon, loaded once (a prebuilt binary or the local build), and the shape of what it exports.
+// The native addon, loaded once on first use (a local build or the platform package), and the shape of what it exports.
 // Nothing outside ts/ talks to it directly.
 import * as fs from 'fs';
 import * as path from 'path';
+
+import { packageJson, packageRoot } from './package-root';
 
 export type DType = 'f32' | 'bf16' | 'i32';
 export type Device = 'cpu' | 'cuda' | 'sim';
@@ -123,6 +125,8 @@ export interface NativeAddon {
   /** out (2 f32) = [Σ g² over every entry, clip coefficient min(1, maxNorm / (‖g‖ + 1e-6)) (1 when not finite or maxNorm ≤ 0)]; apply scales every grad by it. */
   gradNorm(entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>, out: NativeBuffer, maxNorm: number, apply: boolean): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
+  /** CUDA API versions (1000 * major + 10 * minor); 0 where there is none (no driver, or a build without CUDA). */
+  cudaVersions(): { runtime: number; driver: number; requiredDriver: number };
   setUseBlas(on: boolean): void;
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
   randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
@@ -167,23 +171,157 @@ export interface NativeAddon {
     outRows: number, dim: number, dtype: DType): void;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const load = require('node-gyp-build') as (dir: string) => NativeAddon;
+// Where the addon comes from. Tried in this order, the first that loads wins:
+//   1. AM_RADIO_NATIVE, a path to an am_radio.node: when set, the only place tried (an explicit choice must not be
+//      shadowed, nor silently replaced by another binary when it fails);
+//   2. the package's own build/Release (what `npx am-radio build` or `npm run build:native` writes): a source build
+//      is always a deliberate act, so it wins over the prebuilt binary;
+//   3. the platform package (@am-radio/linux-x64, ...), an optionalDependency npm installs only on its platform.
+// The addon is opened on first use, not at import: `am-radio --help`, `am-radio build` and scripts that only list
+// the exports work where no binary loads yet.
 
-// The package root: the nearest folder above this file with a package.json (dist/, dist-bench/ts/ or ts/).
-function packageRoot(): string {
-  let dir = path.join(__dirname, '..');
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`am-radio: no package.json above ${__dirname}`);
-    dir = parent;
-  }
-  return dir;
+/** Platforms with a published binary package. */
+export const PUBLISHED_PLATFORMS = ['linux-x64'] as const;
+
+/**
+ * The oldest glibc the published linux binaries load on: the newest GLIBC_ symbol version they import (test/package.test.ts
+ * holds the build to it, and the README states it). 2.34 is where pthread, dl and rt moved into libc.so.6, so a
+ * build on a glibc of 2.34 or newer cannot go below it without an older build image.
+ */
+export const GLIBC_FLOOR = '2.34';
+
+export interface NativeBinary {
+  /** Which of the places above it came from. */
+  source: 'AM_RADIO_NATIVE' | 'local build' | 'platform package';
+  /** The .node file loaded. */
+  file: string;
+  /** The platform package's name and version (source 'platform package'). */
+  package?: string;
+  version?: string;
 }
 
-export const native: NativeAddon = load(packageRoot());
+let glibcVersion: string | null | undefined;
 
-// Nothing queued can be observed once 'exit' is emitted (no callback runs after it), so stop the backends then:
-// a worker_thread that calls process.exit with a read pending does not first run every op queued before the read.
-// The addon's cleanup hook does the same later; this only makes it happen before Node waits for pending reads.
-process.once('exit', () => native.shutdownEnvironment());
+/** The running glibc's version ("2.36"), null on musl or off Linux; from Node's diagnostic report (read once). */
+export function glibcRuntime(): string | null {
+  if (glibcVersion === undefined) {
+    let header: { glibcVersionRuntime?: string } | undefined;
+    if (process.platform === 'linux' && process.report) {
+      // The report's network section can take seconds on some hosts and is not needed here; the setting is restored.
+      const report = process.report as typeof process.report & { excludeNetwork?: boolean };
+      const excluded = report.excludeNetwork;
+      report.excludeNetwork = true;
+      try {
+        header = (report.getReport() as { header?: { glibcVersionRuntime?: string } }).header;
+      } finally {
+        report.excludeNetwork = excluded;
+      }
+    }
+    glibcVersion = header?.glibcVersionRuntime ?? null;
+  }
+  return glibcVersion;
+}
+
+function libc(): 'glibc' | 'musl' | null {
+  if (process.platform !== 'linux') return null;
+  return glibcRuntime() ? 'glibc' : 'musl';
+}
+
+/** The binary package npm installs on this machine: @am-radio/<platform>-<arch>, with -musl on musl libc. */
+export function platformPackageName(): string {
+  return `@am-radio/${process.platform}-${process.arch}${libc() === 'musl' ? '-musl' : ''}`;
+}
+
+/** What `npx am-radio build` needs beyond the package: read from package.json, so the message and npm agree. */
+export function sourceBuildCommand(): string {
+  const peers = packageJson().peerDependencies ?? {};
+  const tools = ['cmake-js', 'node-addon-api'].map((n) => (peers[n] ? `${n}@${peers[n]}` : n));
+  return `npm install --save-dev ${tools.join(' ')} && npx am-radio build`;
+}
+
+function firstLine(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.split('\n')[0];
+}
+
+function tryLoad(): { addon: NativeAddon; binary: NativeBinary } {
+  const tried: string[] = [];
+  const open = (file: string) => require(file) as NativeAddon; // eslint-disable-line @typescript-eslint/no-require-imports
+  const override = process.env.AM_RADIO_NATIVE;
+  if (override) {
+    const file = path.resolve(override);
+    try {
+      return { addon: open(file), binary: { source: 'AM_RADIO_NATIVE', file } };
+    } catch (e) {
+      tried.push(`AM_RADIO_NATIVE=${override}: ${fs.existsSync(file) ? firstLine(e) : 'no such file'} (when set, it is the only place tried)`);
+    }
+  } else {
+    const local = path.join(packageRoot(), 'build', 'Release', 'am_radio.node');
+    if (!fs.existsSync(local)) tried.push(`local build ${local}: not built`);
+    else {
+      try {
+        return { addon: open(local), binary: { source: 'local build', file: local } };
+      } catch (e) {
+        tried.push(`local build ${local}: ${firstLine(e)}`);
+      }
+    }
+    const name = platformPackageName();
+    let manifest: string | undefined;
+    try {
+      manifest = require.resolve(`${name}/package.json`, { paths: [packageRoot()] });
+    } catch {
+      tried.push(`platform package ${name}: not installed` + ((PUBLISHED_PLATFORMS as readonly string[]).includes(name.slice('@am-radio/'.length))
+        ? ' (npm leaves optional dependencies out with --omit=optional or --no-optional, or when the lock file was made on another platform)'
+        : ' (none is published for this platform)'));
+    }
+    if (manifest) {
+      const pkg = JSON.parse(fs.readFileSync(manifest, 'utf8')) as { version: string; main?: string };
+      const file = path.join(path.dirname(manifest), pkg.main ?? 'am-radio.node');
+      const want = packageJson().version;
+      // The binary and the JS must come from the same release: the JS calls the addon's functions by name and shape.
+      if (pkg.version !== want) tried.push(`platform package ${name}@${pkg.version} at ${file}: am-radio is ${want}; install ${name}@${want}`);
+      else {
+        try {
+          return { addon: open(file), binary: { source: 'platform package', file, package: name, version: pkg.version } };
+        } catch (e) {
+          tried.push(`platform package ${name}@${pkg.version} at ${file}: ${firstLine(e)}`);
+        }
+      }
+    }
+  }
+  const glibc = glibcRuntime();
+  throw new Error(
+    `am-radio: no native addon loads on ${process.platform}-${process.arch}${glibc ? ` (glibc ${glibc})` : ''}, Node ${process.version}. Tried:\n` +
+      tried.map((t, i) => `  ${i + 1}. ${t}\n`).join('') +
+      `Prebuilt binaries are published for: ${PUBLISHED_PLATFORMS.join(', ')} (glibc ${GLIBC_FLOOR} or newer).\n` +
+      `To build from source (a C++17 compiler, CMake and Ninja or Make; nvcc for the cuda backend):\n  ${sourceBuildCommand()}`,
+  );
+}
+
+let loaded: { addon: NativeAddon; binary: NativeBinary } | undefined;
+
+function addon(): NativeAddon {
+  if (!loaded) {
+    loaded = tryLoad();
+    const a = loaded.addon;
+    // Nothing queued can be observed once 'exit' is emitted (no callback runs after it), so stop the backends then:
+    // a worker_thread that calls process.exit with a read pending does not first run every op queued before the
+    // read. The addon's cleanup hook does the same later; this only makes it happen before Node waits for reads.
+    process.once('exit', () => a.shutdownEnvironment());
+  }
+  return loaded.addon;
+}
+
+/** Which binary was loaded (loading it now if nothing has yet); throws the loader's Error when none loads. */
+export function nativeBinary(): NativeBinary {
+  addon();
+  return { ...loaded!.binary };
+}
+
+/** The addon, opened on first use; a property read throws the loader's Error (every place tried) when none loads. */
+export const native: NativeAddon = new Proxy({} as NativeAddon, {
+  get: (_t, key) => (addon() as unknown as Record<string | symbol, unknown>)[key],
+  has: (_t, key) => key in addon(),
+  ownKeys: () => Reflect.ownKeys(addon()),
+  getOwnPropertyDescriptor: (_t, key) => Reflect.getOwnPropertyDescriptor(addon(), key),
+});

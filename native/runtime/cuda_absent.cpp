@@ -3,6 +3,7 @@
 
 namespace amr {
 bool cuda_compiled() { return false; }
+CudaVersions cuda_versions() { return {}; }
 std::unique_ptr<Backend> make_cuda_backend(std::string*, std::string* reason) {
   *reason = "the addon was built without CUDA (nvcc was not found at build time)";
   return nullptr;

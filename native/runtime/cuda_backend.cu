@@ -88,16 +88,60 @@ class CudaBackend final : public Backend {
 
 bool cuda_compiled() { return true; }
 
+namespace {
+// The oldest driver that runs this runtime: CUDA's minor-version compatibility lets any driver of the same major
+// CUDA version run it, so the floor is major.0; its R-number is what users see in nvidia-smi.
+int required_driver_api() { return CUDART_VERSION / 1000 * 1000; }
+std::string driver_branch(int api) {
+  switch (api / 1000) {
+    case 12: return "R525";
+    case 13: return "R580";
+    default: return "the driver for CUDA " + std::to_string(api / 1000);
+  }
+}
+std::string api_name(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+}  // namespace
+
+CudaVersions cuda_versions() {
+  CudaVersions v;
+  v.runtime = CUDART_VERSION;
+  v.required_driver = required_driver_api();
+  // 0 (with success) when no driver is installed: the static runtime could not open libcuda.so.1.
+  if (cudaDriverGetVersion(&v.driver) != cudaSuccess) v.driver = 0;
+  cudaGetLastError();
+  return v;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(std::string* device, std::string* reason) {
+  // Told apart before asking for devices: cudaGetDeviceCount reports a missing driver and an old one with codes
+  // whose messages both read like "update your driver".
+  const CudaVersions v = cuda_versions();
+  const std::string needs = "CUDA " + api_name(v.required_driver) + " (NVIDIA driver " + driver_branch(v.required_driver) +
+                            " or newer)";
+  if (v.driver == 0) {
+    *reason = "no NVIDIA driver: libcuda.so.1 could not be loaded; the cuda backend needs " + needs;
+    return nullptr;
+  }
+  if (v.driver < v.required_driver) {
+    *reason = "NVIDIA driver too old for this CUDA runtime: the driver supports CUDA " + api_name(v.driver) +
+              ", am-radio's CUDA " + api_name(v.runtime) + " runtime needs " + needs;
+    return nullptr;
+  }
   int count = 0;
   cudaError_t e = cudaGetDeviceCount(&count);
+  if (e == cudaErrorNoDevice || (e == cudaSuccess && count == 0)) {
+    cudaGetLastError();
+    *reason = "no GPU: the NVIDIA driver (CUDA " + api_name(v.driver) + ") is installed but reports no CUDA device";
+    return nullptr;
+  }
+  if (e == cudaErrorInsufficientDriver) {
+    cudaGetLastError();
+    *reason = "NVIDIA driver too old for this CUDA runtime (" + std::string(cudaGetErrorString(e)) + "); needs " + needs;
+    return nullptr;
+  }
   if (e != cudaSuccess) {
     *reason = std::string("no usable CUDA driver or GPU (") + cudaGetErrorName(e) + ": " + cudaGetErrorString(e) + ")";
     cudaGetLastError();
-    return nullptr;
-  }
-  if (count == 0) {
-    *reason = "no CUDA GPU found";
     return nullptr;
   }
   cudaDeviceProp prop;

@@ -9,6 +9,15 @@
 namespace amr {
 
 bool cuda_compiled();
+
+// CUDA versions as the runtime API encodes them (1000 * major + 10 * minor); 0 where there is none (no driver,
+// or a build without CUDA). required_driver: the oldest driver API version this runtime runs on.
+struct CudaVersions {
+  int runtime = 0;
+  int driver = 0;
+  int required_driver = 0;
+};
+CudaVersions cuda_versions();
 // nullptr (and *reason set) when no usable GPU/driver is present.
 std::unique_ptr<Backend> make_cuda_backend(std::string* device, std::string* reason);
 

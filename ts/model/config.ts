@@ -86,6 +86,8 @@ export interface RadioConfig {
   featureNormalizer: boolean;
   /** config.json has an inter_feature_normalizer_config (the -norm checkpoints). */
   interFeatureNormalizer: boolean;
+  /** config.json's preferred_resolution [H, W], when it names one. */
+  preferredResolution?: [number, number];
 }
 
 export interface VitDetOverride {
@@ -248,6 +250,13 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
       feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion, true),
     };
   });
+  let preferredResolution: [number, number] | undefined;
+  if (json.preferred_resolution !== undefined && json.preferred_resolution !== null) {
+    const r = json.preferred_resolution;
+    if (!Array.isArray(r) || r.length !== 2 || !r.every((v) => Number.isInteger(v) && v > 0))
+      throw new Error(`${where}: preferred_resolution must be [height, width] in positive integers, got ${JSON.stringify(r)}`);
+    preferredResolution = [r[0], r[1]];
+  }
   // inter_feature_normalizer_config is not parsed: it applies only to intermediate-layer features, which this port
   // does not return (RadioModel.load warns that it is ignored).
   return {
@@ -257,5 +266,6 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     vitdet, adaptors,
     featureNormalizer: json.feature_normalizer_config !== undefined && json.feature_normalizer_config !== null,
     interFeatureNormalizer: json.inter_feature_normalizer_config !== undefined && json.inter_feature_normalizer_config !== null,
+    ...(preferredResolution ? { preferredResolution } : {}),
   };
 }

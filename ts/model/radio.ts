@@ -261,6 +261,26 @@ export class RadioModel extends Module {
     return tensor(img.pixels, [1, 3, img.height, img.width], { device: this.device });
   }
 
+  /** RADIO's min_resolution_step: the same number as resolutionStep, under the reference's name. */
+  get minResolutionStep(): number {
+    return this.resolutionStep;
+  }
+
+  get patchSize(): number {
+    return this.config.patchSize;
+  }
+
+  /**
+   * [H, W] the checkpoint was tuned for: config.json's preferred_resolution; a config without one gets the
+   * position table's own size (cpe grid × patch), the largest input that needs no position resampling.
+   */
+  get preferredResolution(): [number, number] {
+    const r = this.config.preferredResolution;
+    if (r) return [r[0], r[1]];
+    const side = this.config.cpeGrid * this.config.patchSize;
+    return [side, side];
+  }
+
   /** Restarts the training draws (CPE crop, position dropout) from seed. */
   seed(seed: number): void {
     this.rng = new CropRng(seed);
