@@ -40,7 +40,9 @@ describe('am-radio CLI', () => {
         expect(r.stdout).toMatch(new RegExp(`^usage: am-radio ${c}\\b`));
       }
     }
-    expect(am(['infer', '--help'], { env: NO_ADDON }).stdout).toContain('--image-size HxW');
+    const inferHelp = am(['infer', '--help'], { env: NO_ADDON }).stdout;
+    for (const option of ['--out DIR', '--image-size S', '--device D', '--dtype T', '--heads A,B', '--pca-head H', '--batch N'])
+      expect(inferHelp).toMatch(new RegExp(`^${option} +\\S`, 'm'));  // each option on a line of its own, then its text
   });
 
   test('--version prints the package version', () => {
