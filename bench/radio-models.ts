@@ -4,7 +4,9 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import type { MlpHeadConfig, RadioConfig, RadioOutput } from '../ts';
-import { randomRadioTensors, writeCheckpoint } from '../test/support/radio-checkpoint';
+import { parseRadioConfig } from '../ts/model/config';
+import { randomCheckpointTensors } from '../ts/model/layout';
+import { writeSafetensors } from '../ts';
 
 export interface ModelSpec {
   name: string;
@@ -68,7 +70,9 @@ export async function writeRandomCheckpoint(dir: string, m: ModelSpec, who: stri
   const t0 = performance.now();
   console.log(`${who}: building a random ${m.name} checkpoint...`);
   const config = radioConfigJson(m);
-  await writeCheckpoint(dir, config, randomRadioTensors(config));
+  await fs.promises.mkdir(dir, { recursive: true });
+  await fs.promises.writeFile(path.join(dir, 'config.json'), JSON.stringify(config));
+  await writeSafetensors(path.join(dir, 'model.safetensors'), randomCheckpointTensors(parseRadioConfig(config, dir)));
   const mb = (await fs.promises.stat(path.join(dir, 'model.safetensors'))).size / 2 ** 20;
   console.log(`${who}: ${m.name} checkpoint written (${mb.toFixed(0)} MiB) in ${seconds(t0)}`);
 }

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { writeSafetensors } from '../io/safetensors';
 import type { SafetensorsWriteEntry } from '../io/safetensors';
 import { parseRadioConfig, RadioConfig } from '../model/config';
+import { fillLayout } from '../model/layout';
 import { Rng } from './rng';
 
 export interface StudentAdaptorSpec {
@@ -119,56 +120,27 @@ export function studentSpecFor(teacher: RadioConfig, backbone: { embedDim: numbe
 /** Every tensor of the student, initialised from seed: timm's ViT init for the backbone, torch's for the heads. */
 export function initStudentTensors(config: RadioConfig, seed: number): Record<string, SafetensorsWriteEntry> {
   const rng = new Rng(seed);
-  const out: Record<string, SafetensorsWriteEntry> = {};
-  const put = (key: string, shape: number[], value: () => number) => {
-    const data = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let i = 0; i < data.length; i++) data[i] = value();
-    out[`radio_model.${key}`] = { dtype: 'F32', shape, data };
-  };
   // timm's trunc_normal_(std=0.02) truncates at ±2 (absolute), which at std 0.02 never binds: a plain normal.
   const normal = (std: number) => () => std * rng.normal();
   const uniform = (bound: number) => () => bound * (2 * rng.next() - 1);
   const constant = (v: number) => () => v;
-  const { embedDim: D, patchSize: P, mlpHidden: M } = config;
-  const vitLinear = (key: string, o: number, i: number) => {
-    put(`${key}.weight`, [o, i], normal(0.02));
-    put(`${key}.bias`, [o], constant(0));
-  };
-  const norm = (key: string, dim: number) => {
-    put(`${key}.weight`, [dim], constant(1));
-    put(`${key}.bias`, [dim], constant(0));
-  };
-  const torchLinear = (key: string, o: number, i: number) => {
-    put(`${key}.weight`, [o, i], uniform(1 / Math.sqrt(i)));
-    put(`${key}.bias`, [o], uniform(1 / Math.sqrt(i)));
-  };
-  out['radio_model.summary_idxs'] = { dtype: 'I64', shape: [config.defaultSummaryIdxs.length], data: config.defaultSummaryIdxs };
-  out['radio_model.input_conditioner.norm_mean'] = { dtype: 'F32', shape: [3, 1, 1], data: [0.485, 0.456, 0.406] };
-  out['radio_model.input_conditioner.norm_std'] = { dtype: 'F32', shape: [3, 1, 1], data: [0.229, 0.224, 0.225] };
-  put('model.patch_generator.embedder.weight', [D, 3 * P * P], uniform(1 / Math.sqrt(3 * P * P)));
-  put('model.patch_generator.pos_embed', [1, config.cpeGrid * config.cpeGrid, D], normal(0.02));
-  put('model.patch_generator.cls_token.token', [config.numCls + config.numRegisters, D], normal(0.02));
-  for (let b = 0; b < config.depth; b++) {
-    const k = `model.blocks.${b}`;
-    norm(`${k}.norm1`, D);
-    vitLinear(`${k}.attn.qkv`, 3 * D, D);
-    vitLinear(`${k}.attn.proj`, D, D);
-    norm(`${k}.norm2`, D);
-    vitLinear(`${k}.mlp.fc1`, M, D);
-    vitLinear(`${k}.mlp.fc2`, D, M);
-  }
-  for (const a of config.adaptors)
-    for (const [head, h] of [['head_mlp', a.summary], ['feat_mlp', a.feature]] as const) {
-      const k = `adaptors.${a.name}.${head}`;
-      torchLinear(`${k}.fc1`, h.hiddenDim, h.inputDim);
-      for (let i = 0; i < h.numInner; i++) {
-        norm(`${k}.blocks.${i}.0`, h.hiddenDim);
-        torchLinear(`${k}.blocks.${i}.2`, h.hiddenDim, h.hiddenDim);
-      }
-      norm(`${k}.final.0`, h.hiddenDim);
-      torchLinear(`${k}.final.2`, h.outputDim, h.hiddenDim);
+  return fillLayout(config, (e) => {
+    switch (e.role) {
+      case 'patch_embed':
+        return uniform(1 / Math.sqrt(e.fanIn));
+      case 'pos_embed':
+      case 'prefix_tokens':
+        return normal(0.02);
+      case 'norm.weight':
+        return constant(1);
+      case 'norm.bias':
+        return constant(0);
+      case 'linear.weight':
+        return e.part === 'backbone' ? normal(0.02) : uniform(1 / Math.sqrt(e.fanIn));
+      case 'linear.bias':
+        return e.part === 'backbone' ? constant(0) : uniform(1 / Math.sqrt(e.fanIn));
     }
-  return out;
+  }, 'createStudent');
 }
 
 /** Writes a randomly initialised student checkpoint into dir (created); returns its parsed config. */
