@@ -87,9 +87,10 @@ describeEachDevice('layerNorm on %s', (device) => {
     expect(relativeError(await y.toArray(), refLayerNorm(x0, w0, b0, rows, cols, 1e-6))).toBeLessThanOrEqual(1e-2);
   });
 
-  test('mixed precision: bf16 input with f32 weight and bias, forward and all three gradients', async () => {
-    const rows = 7;
-    const cols = 80;
+  test.each([
+    [7, 80],
+    [3, 257],
+  ])('mixed precision, %i rows × %i cols: bf16 input with f32 weight and bias, forward and all three gradients', async (rows, cols) => {
     const eps = 1e-6;
     // Norm weights of a trained model sit near 1: 1 + δ with small δ is what bf16 cannot hold and f32 can.
     const x0 = quant(randomArray(rows * cols, freshSeed(), 3), 'bf16');

@@ -11,7 +11,7 @@ import * as path from 'path';
 
 import { handleCommand } from './cli/commands';
 import { demo } from './cli/demo';
-import { UsageError } from './cli/help';
+import { unknownCommand, usageOf, UsageError } from './cli/help';
 import { relativeError } from './cli/parity';
 import { embeddedCheckpoint } from './embedded';
 import { rand, synchronize, Tensor, tensor } from './index';
@@ -24,9 +24,6 @@ import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
 import { runTeachConfig } from './train/teach';
 
-const USAGE =
-  'usage: am-radio demo | am-radio infer [checkpoint-dir] [image|folder...] [options] | am-radio distill config.json [--resume]' +
-  ' | am-radio teach config.json | am-radio help';
 
 
 interface InferArgs {
@@ -54,7 +51,7 @@ function parseInferArgs(args: string[]): InferArgs {
   for (let i = 0; i < args.length; i++) {
     const a = args[i];
     const value = () => {
-      if (i + 1 >= args.length) throw new Error(`${a} needs a value; ${USAGE}`);
+      if (i + 1 >= args.length) throw new Error(`${a} needs a value; ${usageOf('infer')}`);
       return args[++i];
     };
     if (a === '--device') {
@@ -77,7 +74,7 @@ function parseInferArgs(args: string[]): InferArgs {
     } else if (a === '--out') o.out = value();
     else if (a === '--heads') o.heads = value().split(',').map((h) => h.trim()).filter((h) => h !== '');
     else if (a === '--pca-head') o.pcaHead = value();
-    else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${USAGE}`);
+    else if (a.startsWith('--')) throw new Error(`unknown option ${a}; ${usageOf('infer')}`);
     else positional.push(a);
   }
   const dir = positional.length > 0 && isCheckpointDir(positional[0]) ? positional.shift()! : embeddedCheckpoint();
@@ -85,7 +82,7 @@ function parseInferArgs(args: string[]): InferArgs {
   if (images.length > 0 && o.batch !== undefined) throw new Error('--batch applies only without images (each image runs on its own)');
   if (images.length === 0)
     for (const [flag, v] of [['--out', o.out], ['--heads', o.heads], ['--pca-head', o.pcaHead]] as const)
-      if (v !== undefined) throw new Error(`${flag} needs images to run on; ${USAGE}`);
+      if (v !== undefined) throw new Error(`${flag} needs images to run on; ${usageOf('infer')}`);
   return { dir, images, device: o.device ?? 'cpu', dtype: o.dtype ?? 'f32', size: o.size, batch: o.batch, out: o.out, heads: o.heads, pcaHead: o.pcaHead };
 }
 
@@ -182,8 +179,8 @@ async function inferFiles(model: RadioModel, images: ReturnType<typeof collectIm
 async function distillCommand(args: string[]): Promise<void> {
   const files = args.filter((a) => !a.startsWith('--'));
   const flags = args.filter((a) => a.startsWith('--'));
-  for (const f of flags) if (f !== '--resume') throw new Error(`unknown option ${f}; ${USAGE}`);
-  if (files.length !== 1) throw new Error(`distill takes one config file; ${USAGE}`);
+  for (const f of flags) if (f !== '--resume') throw new Error(`unknown option ${f}; ${usageOf('distill')}`);
+  if (files.length !== 1) throw new Error(`distill takes one config file; ${usageOf('distill')}`);
   const config = await readDistillConfig(files[0]);
   const { teachers, data, close } = await config.prepare();
   try {
@@ -202,7 +199,7 @@ async function distillCommand(args: string[]): Promise<void> {
 }
 
 async function teachCommand(args: string[]): Promise<void> {
-  if (args.length !== 1 || args[0].startsWith('--')) throw new Error(`teach takes one config file; ${USAGE}`);
+  if (args.length !== 1 || args[0].startsWith('--')) throw new Error(`teach takes one config file; ${usageOf('teach')}`);
   await runTeachConfig(args[0]);
 }
 
@@ -213,8 +210,7 @@ async function main(argv: string[]): Promise<void> {
   if (command === 'infer') return infer(rest);
   if (command === 'distill') return distillCommand(rest);
   if (command === 'teach') return teachCommand(rest);
-  console.error(`unknown command ${JSON.stringify(command)}; ${USAGE}`);
-  process.exitCode = 2;
+  throw unknownCommand(command); // handleCommand refuses unknown commands first: this is a listed one not run here
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {

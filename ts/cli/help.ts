@@ -110,6 +110,13 @@ export function mainHelp(): string {
   ].join('\n');
 }
 
+/** One command's usage line, for the errors a command gives about what was typed. */
+export function usageOf(name: string): string {
+  const c = COMMANDS.find((x) => x.name === name);
+  if (!c) throw unknownCommand(name);
+  return `usage: ${c.usage} (am-radio ${name} --help explains it)`;
+}
+
 export function commandHelp(name: string): string {
   const c = COMMANDS.find((x) => x.name === name);
   if (!c) throw unknownCommand(name);

@@ -231,7 +231,16 @@ export class RadioModel extends Module {
 
   /** H and W must be multiples of this: the patch size, times the window size in ViTDet mode. */
   get resolutionStep(): number {
-    return this.config.patchSize * (this.config.vitdet?.windowSize ?? 1);
+    return this.stepFor(this.config.vitdet);
+  }
+
+  private stepFor(vitdet: VitDetConfig | null): number {
+    return this.config.patchSize * (vitdet?.windowSize ?? 1);
+  }
+
+  /** The side in pixels of the position table (cpe_max_size): the largest input needing no position resampling. */
+  private get tableSide(): number {
+    return this.config.cpeGrid * this.config.patchSize;
   }
 
   /**
@@ -239,7 +248,7 @@ export class RadioModel extends Module {
    * (cpe_max_size, which released checkpoints also give as max_resolution) when no size is asked for.
    */
   get resolutionRule(): ResolutionRule {
-    return { step: this.resolutionStep, maxSide: this.config.cpeGrid * this.config.patchSize };
+    return { step: this.resolutionStep, maxSide: this.tableSide };
   }
 
   /**
@@ -276,9 +285,7 @@ export class RadioModel extends Module {
    */
   get preferredResolution(): [number, number] {
     const r = this.config.preferredResolution;
-    if (r) return [r[0], r[1]];
-    const side = this.config.cpeGrid * this.config.patchSize;
-    return [side, side];
+    return r ? [r[0], r[1]] : [this.tableSide, this.tableSide];
   }
 
   /** Restarts the training draws (CPE crop, position dropout) from seed. */
@@ -311,7 +318,7 @@ export class RadioModel extends Module {
 
   private grid(op: string, H: number, W: number, vitdet: VitDetConfig | null = this.config.vitdet): [number, number] {
     const c = this.config;
-    const step = c.patchSize * (vitdet?.windowSize ?? 1);
+    const step = this.stepFor(vitdet);
     if (!Number.isInteger(H) || !Number.isInteger(W) || H % step !== 0 || W % step !== 0 || H <= 0 || W <= 0) {
       const near = (v: number) => Math.max(step, Math.round(v / step) * step);
       throw new Error(`${op}: input resolution ${H}x${W} is not a multiple of ${step} (patch ${c.patchSize}${vitdet ? ` × window ${vitdet.windowSize}` : ''}); nearest supported: ${near(H)}x${near(W)}`);

@@ -108,24 +108,19 @@ export class Block extends Module {
     this.folds = this.ls1 && this.ls2 ? [new FoldedLinear(this.attn.proj, this.ls1), new FoldedLinear(this.mlp.fc2, this.ls2)] : null;
   }
 
-  /** x + ls(lin(h)): fused residual always; LayerScale folded in unless autograd records. */
-  private branch(i: 0 | 1, lin: Linear, ls: LayerScale | null, h: Tensor, x: Tensor): Tensor {
-    if (!ls) return lin.forward(h, { residual: x });
-    if (!needsGrad([h, x, ls.gamma, lin.weight, lin.bias!])) {
+  /**
+   * ls(lin(h)), plus `residual` when given (fused into the GEMM where it can be); LayerScale folded in unless
+   * autograd records. The mixed-precision path passes no residual: it adds the branch in the stream's dtype.
+   */
+  private branch(i: 0 | 1, lin: Linear, ls: LayerScale | null, h: Tensor, residual?: Tensor): Tensor {
+    const fused = residual ? { residual } : {};
+    if (!ls) return lin.forward(h, fused);
+    if (!needsGrad([h, ls.gamma, lin.weight, lin.bias!, ...(residual ? [residual] : [])])) {
       const f = this.folds![i].get();
-      return linear(h, f.weight, f.bias, { residual: x });
+      return linear(h, f.weight, f.bias, fused);
     }
-    return x.add(ls.forward(lin.forward(h)));
-  }
-
-  /** ls(lin(h)) without the residual (the mixed-precision path adds it in the stream's dtype). */
-  private branchOnly(i: 0 | 1, lin: Linear, ls: LayerScale | null, h: Tensor): Tensor {
-    if (!ls) return lin.forward(h);
-    if (!needsGrad([h, ls.gamma, lin.weight, lin.bias!])) {
-      const f = this.folds![i].get();
-      return linear(h, f.weight, f.bias);
-    }
-    return ls.forward(lin.forward(h));
+    const out = ls.forward(lin.forward(h));
+    return residual ? residual.add(out) : out;
   }
 
   /**
@@ -140,9 +135,9 @@ export class Block extends Module {
     if (x.dtype !== compute) {
       const low = (t: Tensor) => t.cast(compute);
       const a = attention(this.attn.qkv.forward(low(this.norm1.forward(x))), { heads: this.heads, prefix, window });
-      const x1 = x.add(this.branchOnly(0, this.attn.proj, this.ls1, a).cast(x.dtype));
+      const x1 = x.add(this.branch(0, this.attn.proj, this.ls1, a).cast(x.dtype));
       const m = this.mlp.fc1.forward(low(this.norm2.forward(x1)), { activation: 'gelu' });
-      return x1.add(this.branchOnly(1, this.mlp.fc2, this.ls2, m).cast(x.dtype));
+      return x1.add(this.branch(1, this.mlp.fc2, this.ls2, m).cast(x.dtype));
     }
     const a = attention(this.attn.qkv.forward(this.norm1.forward(x)), { heads: this.heads, prefix, window });
     const x1 = this.branch(0, this.attn.proj, this.ls1, a, x);
