@@ -63,16 +63,29 @@ describeEachDevice('linear on %s', (device) => {
       const g0 = weights(m * n);
       y.mul(up(g0, [m, n], device)).sum().backward();
       const loss = (xx: Float64Array, ww: Float64Array, bb: Float64Array, rr: Float64Array) => dot(refLinear(xx, ww, bb, rr, m, n, k, act), g0);
-      const checks: Array<[Tensor, Float64Array, (v: Float64Array) => number]> = [
-        [x, x0, (v) => loss(v, w0, b0, r0)],
-        [w, w0, (v) => loss(x0, v, b0, r0)],
-        [b, b0, (v) => loss(x0, w0, v, r0)],
-        [res, r0, (v) => loss(x0, w0, b0, v)],
+      // The preactivations x·Wᵀ + b as a function of the checked input (the residual is added after the activation).
+      const pre = (xx: Float64Array, ww: Float64Array, bb: Float64Array) => refMatmul(xx, ww, 1, m, n, k, false, true, false).map((v, i) => v + bb[i % n]);
+      const z0 = pre(x0, w0, b0);
+      const checks: Array<[Tensor, Float64Array, (v: Float64Array) => number, (v: Float64Array) => Float64Array]> = [
+        [x, x0, (v) => loss(v, w0, b0, r0), (v) => pre(v, w0, b0)],
+        [w, w0, (v) => loss(x0, v, b0, r0), (v) => pre(x0, v, b0)],
+        [b, b0, (v) => loss(x0, w0, v, r0), (v) => pre(x0, w0, v)],
+        [res, r0, (v) => loss(x0, w0, b0, v), () => z0],
       ];
-      for (const [t, v0, f] of checks) {
-        const fd = sampledFiniteDifference(f, v0, { seed: freshSeed(), h: 1e-5 });
-        // relu's kink: a coordinate within h of it has no meaningful finite difference.
-        expect(sampledRelativeError(await t.grad!.toArray(), fd)).toBeLessThanOrEqual(act === 'relu' ? 1e-3 : 1e-5);
+      const h = 1e-5;
+      for (const [t, v0, f, preOf] of checks) {
+        const fd = sampledFiniteDifference(f, v0, { seed: freshSeed(), h });
+        // relu's kink: where nudging a coordinate by ±h moves a preactivation across 0, the central difference mixes
+        // two slopes and means nothing; such samples (rare, but fresh inputs meet them) are left out for relu.
+        const crosses = (i: number) => {
+          const at = (d: number) => preOf(Float64Array.from(v0, (v, j) => (j === i ? v + d : v)));
+          const [lo, hi] = [at(-h), at(h)];
+          return lo.some((v, j) => v > 0 !== hi[j] > 0);
+        };
+        const keep = fd.indices.map((i) => act !== 'relu' || !crosses(i));
+        const kept = { indices: fd.indices.filter((_, s) => keep[s]), values: fd.values.filter((_, s) => keep[s]) };
+        expect(kept.indices.length).toBeGreaterThan(fd.indices.length / 2);
+        expect(sampledRelativeError(await t.grad!.toArray(), kept)).toBeLessThanOrEqual(act === 'relu' ? 1e-3 : 1e-5);
       }
     });
   });
