@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "../native/loss/loss.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -14,55 +15,6 @@ namespace bindings {
 namespace {
 
 constexpr const char* kOp = "multiTeacherLoss";
-
-struct Fields {
-  Napi::Object obj;
-  std::string who;  // "multiTeacherLoss: teacher k" (and the part), for messages
-
-  Napi::Value get(const char* key) const { return obj.Get(key); }
-  bool has(const char* key) const {
-    Napi::Value v = get(key);
-    return !v.IsUndefined() && !v.IsNull();
-  }
-  Napi::Object object(const char* key) const {
-    if (!get(key).IsObject()) throw Error(who + ": " + key + " must be an object");
-    return get(key).As<Napi::Object>();
-  }
-  int integer(const char* key, int min) const {
-    Napi::Value v = get(key);
-    const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1.0;
-    if (d != static_cast<double>(static_cast<int64_t>(d)) || d < min || d > 2147483647.0)
-      throw Error(who + ": " + key + " must be an integer >= " + std::to_string(min));
-    return static_cast<int>(d);
-  }
-  float number(const char* key) const {
-    Napi::Value v = get(key);
-    if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
-      throw Error(who + ": " + key + " must be a finite number");
-    return v.As<Napi::Number>().FloatValue();
-  }
-  DType dtype(const char* key) const {
-    const std::string s = get(key).IsString() ? get(key).As<Napi::String>().Utf8Value() : "";
-    if (s == "f32") return DType::F32;
-    if (s == "bf16") return DType::BF16;
-    throw Error(who + ": " + key + " must be 'f32' or 'bf16', got '" + s + "'");
-  }
-  StoragePtr buffer(const char* key) const {
-    Napi::Value v = get(key);
-    return buffer_value(v, who + ": " + key);
-  }
-  Fields part(const char* key) const { return Fields{object(key), who + " " + key}; }
-};
-
-// Element count of a product of sizes, refusing anything that could overflow an offset.
-int64_t elements(const std::string& who, std::initializer_list<int64_t> dims) {
-  double n = 1;
-  for (int64_t d : dims) n *= static_cast<double>(d);
-  if (n > 9.0e15) throw Error(who + ": tensor too large");
-  int64_t out = 1;
-  for (int64_t d : dims) out *= d;
-  return out;
-}
 
 // Reads one part (summary or features) of a term: the student and teacher buffers, their dtypes, the optional
 // gradient output and the scalar output. Returns the channel count.
