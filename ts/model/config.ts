@@ -227,36 +227,8 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     vitdet = vitdetConfig(where, depth, windowSize, { numGlobal, numWindowed });
   }
 
-  // RADIO's HF loader (hf_model.py → GenericAdaptor(args, None, None, mlp_config)) takes the summary head's MLP
-  // variant from args.mlp_version and the feature head's from args.spatial_mlp_version, falling back to the
-  // summary's; per-teacher overrides are not read on that path. Without args.mlp_version (that loader would fail)
-  // the heads are taken as v2 and RadioModel.load checks their keys against that: v1 keys are then an Error.
-  const summaryVersion = args.mlp_version === undefined || args.mlp_version === null ? 'v2' : mlpVersion(where, 'args.mlp_version', args.mlp_version, false);
-  const featureVersion = args.spatial_mlp_version === undefined || args.spatial_mlp_version === null
-    ? summaryVersion
-    : mlpVersion(where, 'args.spatial_mlp_version', args.spatial_mlp_version, true);
-  const adaptorNames = Array.isArray(json.adaptor_names) ? (json.adaptor_names as string[]) : [];
-  const adaptorConfigs = isObj(json.adaptor_configs) ? json.adaptor_configs : {};
-  const adaptors = adaptorNames.map((name): AdaptorConfig => {
-    const c = adaptorConfigs[name];
-    const at = `${where}: adaptor_configs.${name}`;
-    if (!isObj(c)) throw new Error(`${at} is missing`);
-    const headIdx = c.head_idx as number;
-    if (!Number.isInteger(headIdx) || headIdx < 0 || headIdx >= numCls + numRegisters) throw new Error(`${at}.head_idx ${JSON.stringify(headIdx)} is out of range`);
-    const teacher = teachers.find((t) => String(t.name) === name);
-    return {
-      name, headIdx, useSummary: teacher?.use_summary !== false,
-      summary: parseHead(`${at}.summary`, c.summary, embedDim, summaryVersion, false),
-      feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion, true),
-    };
-  });
-  let preferredResolution: [number, number] | undefined;
-  if (json.preferred_resolution !== undefined && json.preferred_resolution !== null) {
-    const r = json.preferred_resolution;
-    if (!Array.isArray(r) || r.length !== 2 || !r.every((v) => Number.isInteger(v) && v > 0))
-      throw new Error(`${where}: preferred_resolution must be [height, width] in positive integers, got ${JSON.stringify(r)}`);
-    preferredResolution = [r[0], r[1]];
-  }
+  const adaptors = parseAdaptors(json, where, embedDim, numCls + numRegisters);
+  const preferredResolution = parsePreferredResolution(json, where);
   // inter_feature_normalizer_config is not parsed: it applies only to intermediate-layer features, which this port
   // does not return (RadioModel.load warns that it is ignored).
   return {
@@ -268,4 +240,47 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
     interFeatureNormalizer: json.inter_feature_normalizer_config !== undefined && json.inter_feature_normalizer_config !== null,
     ...(preferredResolution ? { preferredResolution } : {}),
   };
+}
+
+/**
+ * The adaptor heads of config.json (adaptor_names, adaptor_configs, args.mlp_version / spatial_mlp_version), each
+ * reading a backbone of width embedDim; head_idx must name one of the numPrefix summary tokens.
+ */
+export function parseAdaptors(json: Json, where: string, embedDim: number, numPrefix: number): AdaptorConfig[] {
+  const args = json.args as Json;
+  const teachers = Array.isArray(args.teachers) ? (args.teachers as Json[]) : [];
+  // RADIO's HF loader (hf_model.py → GenericAdaptor(args, None, None, mlp_config)) takes the summary head's MLP
+  // variant from args.mlp_version and the feature head's from args.spatial_mlp_version, falling back to the
+  // summary's; per-teacher overrides are not read on that path. Without args.mlp_version (that loader would fail)
+  // the heads are taken as v2 and RadioModel.load checks their keys against that: v1 keys are then an Error.
+  const summaryVersion = args.mlp_version === undefined || args.mlp_version === null ? 'v2' : mlpVersion(where, 'args.mlp_version', args.mlp_version, false);
+  const featureVersion = args.spatial_mlp_version === undefined || args.spatial_mlp_version === null
+    ? summaryVersion
+    : mlpVersion(where, 'args.spatial_mlp_version', args.spatial_mlp_version, true);
+  const adaptorNames = Array.isArray(json.adaptor_names) ? (json.adaptor_names as string[]) : [];
+  const adaptorConfigs = isObj(json.adaptor_configs) ? json.adaptor_configs : {};
+  return adaptorNames.map((name): AdaptorConfig => {
+    const c = adaptorConfigs[name];
+    const at = `${where}: adaptor_configs.${name}`;
+    if (!isObj(c)) throw new Error(`${at} is missing`);
+    const headIdx = c.head_idx as number;
+    if (!Number.isInteger(headIdx) || headIdx < 0 || headIdx >= numPrefix) throw new Error(`${at}.head_idx ${JSON.stringify(headIdx)} is out of range`);
+    const teacher = teachers.find((t) => String(t.name) === name);
+    return {
+      name, headIdx, useSummary: teacher?.use_summary !== false,
+      summary: parseHead(`${at}.summary`, c.summary, embedDim, summaryVersion, false),
+      feature: parseHead(`${at}.feature`, c.feature, embedDim, featureVersion, true),
+    };
+  });
+}
+
+/** config.json's preferred_resolution [H, W], when it names one. */
+export function parsePreferredResolution(json: Json, where: string): [number, number] | undefined {
+  if (json.preferred_resolution !== undefined && json.preferred_resolution !== null) {
+    const r = json.preferred_resolution;
+    if (!Array.isArray(r) || r.length !== 2 || !r.every((v) => Number.isInteger(v) && v > 0))
+      throw new Error(`${where}: preferred_resolution must be [height, width] in positive integers, got ${JSON.stringify(r)}`);
+    return [r[0], r[1]];
+  }
+  return undefined;
 }
