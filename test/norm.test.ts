@@ -1,6 +1,6 @@
 // LayerNorm, GELU and ReLU against float64 references; gradients against finite differences of the reference.
 import { ops, tensor } from '../ts';
-import type { DType } from '../ts';
+import type { DType, Tensor } from '../ts';
 import { describeEachDevice, freshSeed, refGelu, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
@@ -194,5 +194,55 @@ describeEachDevice('relu on %s', (device) => {
 
   test('i32 is refused', () => {
     expect(() => ops.relu(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/relu: i32 tensors are not supported/);
+  });
+});
+
+// σ and SiLU in float64, the stable forms (no overflow in either tail).
+const refSigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+const refSilu = (x: number) => x * refSigmoid(x);
+const SMOOTH: Array<['silu' | 'sigmoid', (x: number) => number]> = [['silu', refSilu], ['sigmoid', refSigmoid]];
+
+describeEachDevice('silu and sigmoid on %s', (device) => {
+  const run = (kind: 'silu' | 'sigmoid', x: Tensor) => (kind === 'silu' ? ops.silu(x) : ops.sigmoid(x));
+
+  test.each(SMOOTH.flatMap(([k, f]) => [1, 31, 1000, 70001].map((n) => [k, n, f] as const)))('%s, %i elements: value and gradient match float64', async (kind, n, f) => {
+    // Spread over ±12 so both tails (σ → 0 and → 1, SiLU → 0 and → x) are reached.
+    const x0 = asF64(randomArray(n, freshSeed(), 12));
+    const r0 = asF64(randomArray(n, freshSeed()));
+    const x = tensor(f32(x0), [n], { device, requiresGrad: true });
+    const y = run(kind, x);
+    const stored = Float64Array.from(f32(x0));
+    expect(relativeError(await y.toArray(), stored.map(f))).toBeLessThanOrEqual(1e-6);
+    y.mul(tensor(f32(r0), [n], { device })).sum().backward();
+    // Central differences at the f32 inputs, against the gradient's own scale ‖r‖ (both derivatives are O(1) and
+    // SiLU' crosses zero near x = −1.28, so a plain relative error of a few elements has no fixed bound).
+    const h = 1e-6;
+    const fd = stored.map((v, i) => (r0[i] * (f(v + h) - f(v - h))) / (2 * h));
+    const got = await x.grad!.toArray();
+    expect(Math.hypot(...fd.map((v, i) => got[i] - v)) / Math.hypot(...r0)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test.each(SMOOTH)('%s: extreme inputs stay finite and NaN passes through', async (kind, f) => {
+    const x0 = [-1e4, -90, -20, 0, 20, 90, 1e4];
+    const x = tensor([...x0, NaN], [8], { device, requiresGrad: true });
+    const y = run(kind, x);
+    const v = await y.toArray();
+    for (let i = 0; i < 7; i++) expect(v[i]).toBeCloseTo(Math.fround(f(x0[i])), 5);
+    expect(v[7]).toBeNaN();
+    y.sum().backward();
+    const g = await x.grad!.toArray();
+    for (let i = 0; i < 7; i++) expect(Number.isFinite(g[i])).toBe(true);
+    expect(g[7]).toBeNaN();
+  });
+
+  test.each(SMOOTH)('%s in bf16', async (kind, f) => {
+    const x0 = quant(randomArray(999, freshSeed(), 6), 'bf16');
+    const y = run(kind, tensor(f32(x0), [999], { device, dtype: 'bf16' }));
+    expect(relativeError(await y.toArray(), x0.map(f))).toBeLessThanOrEqual(1e-2);
+  });
+
+  test('i32 is refused', () => {
+    expect(() => ops.silu(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/silu: i32 tensors are not supported/);
+    expect(() => ops.sigmoid(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/sigmoid: i32 tensors are not supported/);
   });
 });

@@ -107,8 +107,8 @@ export interface NativeAddon {
     rows: number, cols: number, eps: number, dtype: DType, paramDtype: DType): void;
   layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
     mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType, paramDtype: DType): void;
-  activationForward(kind: 'gelu' | 'relu', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
-  activationBackward(kind: 'gelu' | 'relu', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  activationForward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  activationBackward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;
   attentionForward(out: NativeBuffer, lse: NativeBuffer, qkv: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number,
     heads: number, headDim: number, prefix: number, window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;

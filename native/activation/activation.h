@@ -1,4 +1,4 @@
-// Pointwise activations: the exact-erf GELU and ReLU, forward and backward. The scalar formulas are the ones the
+// Pointwise activations: the exact-erf GELU, ReLU, SiLU and sigmoid, forward and backward. The scalar formulas are the ones the
 // GEMM epilogue fuses, so a fused linear + activation and a standalone activation give the same bits.
 // NaN passes through both, as in PyTorch: relu(NaN) = NaN and its gradient there is the incoming one, so a
 // poisoned value is never silently turned into 0 on its way to the loss.
@@ -12,7 +12,8 @@
 namespace amr {
 namespace activation {
 
-enum class Kind : int { None = 0, Gelu = 1, Relu = 2 };
+// The GEMM epilogue fuses None, Gelu and Relu (its binding refuses the others); every kind runs standalone.
+enum class Kind : int { None = 0, Gelu = 1, Relu = 2, Silu = 3, Sigmoid = 4 };
 
 // Φ(x) as erfc(-x/√2)/2: unlike 1 + erf(x/√2), it keeps its relative precision in the negative tail.
 AMR_HD float gelu_value(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
@@ -25,9 +26,41 @@ AMR_HD float relu_value(float x) { return x < 0.f ? 0.f : x; }
 // PyTorch's threshold_backward: 0 where the input is ≤ 0, the incoming gradient elsewhere (NaN included).
 AMR_HD float relu_grad(float dy, float x) { return x <= 0.f ? 0.f : dy; }
 
-AMR_HD float apply(Kind k, float v) { return k == Kind::Gelu ? gelu_value(v) : k == Kind::Relu ? relu_value(v) : v; }
+// σ(x) = 1/(1 + e^−x), written so that e^x never overflows: for x < 0 it is e^x/(1 + e^x), whose e^x is ≤ 1.
+// (1/(1 + e^−x) would be fine too in f32, e^−x → inf → σ → 0, but this form keeps the tail's relative precision.)
+AMR_HD float sigmoid_value(float x) {
+  if (x >= 0.f) return 1.f / (1.f + expf(-x));
+  const float e = expf(x);
+  return e / (1.f + e);
+}
+// σ' = σ(1 − σ); SiLU = x·σ(x), SiLU' = σ(1 + x(1 − σ)): PyTorch's sigmoid_backward and silu_backward formulas.
+AMR_HD float sigmoid_grad(float dy, float x) {
+  const float s = sigmoid_value(x);
+  return dy * (s * (1.f - s));
+}
+AMR_HD float silu_value(float x) { return x * sigmoid_value(x); }
+AMR_HD float silu_grad(float dy, float x) {
+  const float s = sigmoid_value(x);
+  return dy * (s * (1.f + x * (1.f - s)));
+}
+
+AMR_HD float apply(Kind k, float v) {
+  switch (k) {
+    case Kind::Gelu: return gelu_value(v);
+    case Kind::Relu: return relu_value(v);
+    case Kind::Silu: return silu_value(v);
+    case Kind::Sigmoid: return sigmoid_value(v);
+    default: return v;
+  }
+}
 AMR_HD float grad(Kind k, float dy, float x) {
-  return k == Kind::Gelu ? dy * gelu_derivative(x) : k == Kind::Relu ? relu_grad(dy, x) : dy;
+  switch (k) {
+    case Kind::Gelu: return dy * gelu_derivative(x);
+    case Kind::Relu: return relu_grad(dy, x);
+    case Kind::Silu: return silu_grad(dy, x);
+    case Kind::Sigmoid: return sigmoid_grad(dy, x);
+    default: return dy;
+  }
 }
 
 #define AMR_ACTIVATION_FUNCS                                                                 \

@@ -1,9 +1,9 @@
-// Pointwise activations, differentiable: the exact (erf) GELU and ReLU. NaN passes through both as in PyTorch, so a
+// Pointwise activations, differentiable: the exact (erf) GELU, ReLU, SiLU and sigmoid. NaN passes through all as in PyTorch, so a
 // poisoned activation reaches the loss (and the trainer's non-finite check) instead of turning into 0.
 import { native } from '../native';
 import { checkSame, emptyTensor, record, Tensor } from '../tensor';
 
-export type ActivationKind = 'gelu' | 'relu';
+export type ActivationKind = 'gelu' | 'relu' | 'silu' | 'sigmoid';
 
 function activation(kind: ActivationKind, x: Tensor): Tensor {
   checkSame(kind, [x]);
@@ -23,7 +23,17 @@ export function relu(x: Tensor): Tensor {
   return activation('relu', x);
 }
 
-/** g · f'(x) for f = gelu or relu: the gradient at x (also used by linear's fused activation epilogue). */
+/** x · σ(x) (SiLU, "swish"), YOLO's and E-RADIO's conv activation. */
+export function silu(x: Tensor): Tensor {
+  return activation('silu', x);
+}
+
+/** 1 / (1 + e^−x). */
+export function sigmoid(x: Tensor): Tensor {
+  return activation('sigmoid', x);
+}
+
+/** g · f'(x) for f an activation: the gradient at x (also used by linear's fused activation epilogue). */
 export function activationBackward(kind: ActivationKind, g: Tensor, x: Tensor): Tensor {
   const op = `${kind} backward`;
   const dx = emptyTensor(x.shape, x.dtype, x.device);

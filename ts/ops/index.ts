@@ -1,6 +1,6 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
 export { layerNorm } from './norm';
-export { gelu, relu } from './activation';
+export { gelu, relu, sigmoid, silu } from './activation';
 export type { ActivationKind } from './activation';
 export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';
