@@ -125,7 +125,7 @@ function runChild(args: string[], timeoutMs: number): Promise<{ code: number | n
   });
 }
 
-test.each([['close'], ['no-close']])('a process that takes a batch (%s) exits by itself with code 0', async (mode) => {
+test.each([['close'], ['idle-close'], ['no-close']])('a process that takes a batch (%s) exits by itself with code 0', async (mode) => {
   const r = await runChild([good, mode], 20_000);
   expect({ code: r.code, signal: r.signal, err: r.err }).toEqual({ code: 0, signal: null, err: '' });
   expect(JSON.parse(r.out)).toEqual({ batch: 3, values: 3 * 3 * 16 * 16 });

@@ -82,7 +82,13 @@ export class DecodePool {
     if (this.closed) return;
     this.closed = true;
     const err = new Error('the image source is closed');
-    for (const s of this.slots) s.job?.reject(err);
+    for (const s of this.slots) {
+      s.job?.reject(err);
+      s.job = null;
+      // Until it has exited, a worker keeps the process alive: an idle (unref'd) one would otherwise let a caller
+      // that awaits close() with nothing else pending see the process end before close() settles.
+      s.worker.ref();
+    }
     for (const j of this.queue) j.reject(err);
     this.queue = [];
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
@@ -101,7 +107,8 @@ export class DecodePool {
 
   private onMessage(slot: Slot, m: { id: number; pixels?: Float32Array; box?: CropBox | null; error?: string }): void {
     const job = slot.job;
-    if (!job || job.id !== m.id) return;
+    // After close() a late result is dropped without unref'ing the worker, which close() holds until it exits.
+    if (this.closed || !job || job.id !== m.id) return;
     slot.job = null;
     slot.worker.unref();
     if (m.error !== undefined) job.reject(new Error(`cannot decode ${job.task.path}: ${m.error}`));
