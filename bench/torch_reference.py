@@ -35,6 +35,11 @@ def case_fn(fn, a, dev):
         x = torch.randn(a["m"], a["k"], device=dev, dtype=dt)
         w = torch.randn(a["n"], a["k"], device=dev, dtype=dt)
         return lambda: F.linear(x, w)
+    if fn == "conv2d":
+        x = torch.randn(a["batch"], a["c"], a["h"], a["h"], device=dev, dtype=dt)
+        w = torch.randn(a["o"], a["c"] // a["groups"], a["k"], a["k"], device=dev, dtype=dt)
+        b = torch.randn(a["o"], device=dev, dtype=dt)
+        return lambda: F.silu(F.conv2d(x, w, b, stride=a["stride"], padding=a["padding"], groups=a["groups"]))
     if fn == "add":
         x = torch.randn(a["n"], device=dev, dtype=dt)
         y = torch.randn(a["n"], device=dev, dtype=dt)

@@ -81,6 +81,22 @@ export interface InterpolateGeometry {
   virtW: number;
 }
 
+/** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
+export interface ConvGeometry {
+  batch: number;
+  inC: number;
+  inH: number;
+  inW: number;
+  outC: number;
+  outH: number;
+  outW: number;
+  groups: number;
+  kernel: [number, number];
+  stride: [number, number];
+  padding: [number, number];
+  dilation: [number, number];
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -166,6 +182,14 @@ export interface NativeAddon {
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
   assembleTokens(out: NativeBuffer, prefix: NativeBuffer, patches: NativeBuffer, pos: NativeBuffer | null, batch: number,
     prefixRows: number, rows: number, dim: number, prefixBatched: boolean, posBatched: boolean, dtype: DType): void;
+  /** y = act(conv(x, weight) + bias) + residual; preactivation receives conv(x, weight) + bias. */
+  conv2d(args: { y: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; residual?: NativeBuffer;
+    preactivation?: NativeBuffer; activation: 'none' | 'gelu' | 'relu' | 'silu' | 'sigmoid'; dtype: DType; geometry: ConvGeometry }): void;
+  /** dx = conv's input gradient from dy (+ bias [inC]): also ConvTranspose2d's forward. */
+  conv2dBackwardInput(args: { dx: NativeBuffer; dy: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: ConvGeometry }): void;
+  conv2dBackwardWeight(args: { dw: NativeBuffer; x: NativeBuffer; dy: NativeBuffer; dtype: DType; geometry: ConvGeometry }): void;
+  /** out[c] = Σ t[n, c, p] over t [batch, channels, pixels]. */
+  channelSum(args: { out: NativeBuffer; t: NativeBuffer; batch: number; channels: number; pixels: number; dtype: DType }): void;
   /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
   gatherRows(out: NativeBuffer, x: NativeBuffer, starts: Int32Array, sources: Int32Array, batch: number, inRows: number,
     outRows: number, dim: number, dtype: DType): void;

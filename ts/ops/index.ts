@@ -12,3 +12,5 @@ export { attention } from './attention';
 export type { AttentionOptions } from './attention';
 export { assembleTokens, gatherRows, patchify, sliceRows } from './tokens';
 export type { PatchifyOptions } from './tokens';
+export { conv2d, convTranspose2d } from './conv';
+export type { Conv2dOptions, ConvTranspose2dOptions } from './conv';

@@ -1,0 +1,155 @@
+// 2-D convolution, NCHW, PyTorch's Conv2d semantics (any kernel, stride, padding, dilation, groups; optional bias),
+// as im2col + the GEMM family's matrix product, so conv runs on whatever GEMM runs on (BLAS on cpu, the
+// tensor-core tiles for bf16 on cuda) and gets faster with it. Three entry points cover conv2d and its transpose:
+//   forward          y  = act(conv(x, w) + bias) + residual
+//   backward_input   dx = conv(·, w)ᵀ dy (+ bias): also the forward of ConvTranspose2d, whose weight is conv's
+//   backward_weight  dw = dy ⋆ x: the weight gradient of both
+// Columns are laid out [K, N·Ho·Wo] (K = Cg·kh·kw, one row per input channel and tap, one column per output
+// pixel of every image), so one product per group covers the whole batch: the weight gradient then sums over the
+// batch inside the product's f32 accumulator instead of in rounded storage, and a channel's outputs form one row.
+// col2im is a gather (each input pixel sums the columns that read it, in a fixed order): no float atomics, the
+// same bits run to run.
+#pragma once
+#include <cstdint>
+
+#include "../activation/activation.h"
+#include "../gemm/gemm.h"
+#include "../runtime/common.h"
+#include "../runtime/launch_types.h"
+
+namespace amr {
+namespace conv {
+
+struct Geometry {
+  int batch = 0, in_c = 0, in_h = 0, in_w = 0;
+  int out_c = 0, out_h = 0, out_w = 0;
+  int groups = 1;
+  int kh = 1, kw = 1, sh = 1, sw = 1, ph = 0, pw = 0, dh = 1, dw = 1;
+};
+
+// PyTorch's output size of a convolution along one axis; < 1 means the input is too small for the kernel.
+AMR_HD int64_t out_size(int64_t in, int k, int s, int p, int d) { return (in + 2 * int64_t(p) - int64_t(d) * (k - 1) - 1) / s + 1; }
+
+AMR_HD int64_t group_in(const Geometry& g) { return g.in_c / g.groups; }
+AMR_HD int64_t group_out(const Geometry& g) { return g.out_c / g.groups; }
+AMR_HD int64_t col_rows(const Geometry& g) { return group_in(g) * g.kh * g.kw; }
+AMR_HD int64_t col_cols(const Geometry& g) { return int64_t(g.batch) * g.out_h * g.out_w; }
+AMR_HD int64_t input_elements(const Geometry& g) { return int64_t(g.batch) * g.in_c * g.in_h * g.in_w; }
+AMR_HD int64_t output_elements(const Geometry& g) { return int64_t(g.batch) * g.out_c * g.out_h * g.out_w; }
+AMR_HD int64_t weight_elements(const Geometry& g) { return int64_t(g.out_c) * col_rows(g); }
+
+// Every entry point's scratch, in elements of the storage dtype: one group's columns, the [O, N·Ho·Wo] channel-major
+// copy of y or dy, and (backward_input) one group's transposed weight.
+inline int64_t workspace_elements(const Geometry& g) {
+  return col_rows(g) * col_cols(g) + int64_t(g.out_c) * col_cols(g) + weight_elements(g);
+}
+
+// The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim.
+inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k) {
+  return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
+}
+
+// Why a geometry cannot run, or nullptr: the one list of limits, asked by the binding (and so by every caller).
+inline const char* unsupported(const Geometry& g) {
+  if (g.batch < 1 || g.in_c < 1 || g.in_h < 1 || g.in_w < 1 || g.out_c < 1) return "sizes must be positive";
+  if (g.groups < 1 || g.in_c % g.groups != 0 || g.out_c % g.groups != 0)
+    return "groups must divide both the input and the output channels";
+  if (g.kh < 1 || g.kw < 1 || g.sh < 1 || g.sw < 1 || g.dh < 1 || g.dw < 1 || g.ph < 0 || g.pw < 0)
+    return "kernel, stride and dilation must be >= 1 and padding >= 0";
+  if (g.out_h != out_size(g.in_h, g.kh, g.sh, g.ph, g.dh) || g.out_w != out_size(g.in_w, g.kw, g.sw, g.pw, g.dw))
+    return "the output size does not follow from the input, kernel, stride, padding and dilation";
+  if (g.out_h < 1 || g.out_w < 1) return "the input is smaller than the dilated kernel";
+  // The kernels index with 32-bit integers within a tensor.
+  const int64_t lim = 2147483647;
+  if (input_elements(g) > lim || output_elements(g) > lim || col_rows(g) * col_cols(g) > lim ||
+      int64_t(g.out_c) * col_cols(g) > lim)
+    return "tensors (or their column matrix) of 2^31 elements or more are not supported";
+  return nullptr;
+}
+
+// The fused epilogue of forward, per output channel o: v = acc + bias[o]; pre = v; v = act(v); v += residual.
+struct Epilogue {
+  const void* bias = nullptr;      // [O]
+  activation::Kind activation = activation::Kind::None;
+  const void* residual = nullptr;  // like y
+  void* preactivation = nullptr;   // like y; what the activation's backward needs
+};
+
+// The scratch's three parts, in elements of S (f32 on cpu, the storage dtype on cuda and sim): one group's
+// columns [K, Q], the channel-major copy of y or dy [O, Q], and a weight-sized slot [O, K].
+template <typename S>
+struct Scratch {
+  S *col, *rows, *weight;
+  Scratch(const Geometry& g, void* ws)
+      : col(static_cast<S*>(ws)), rows(col + col_rows(g) * col_cols(g)), weight(rows + int64_t(g.out_c) * col_cols(g)) {}
+};
+
+// C [m, n] = op(A) · op(B), the GEMM family's arguments for one group's product.
+inline gemm::GemmArgs product(int64_t m, int64_t n, int64_t k, const void* a, const void* b, void* c, DType dt,
+                              bool trans_a = false, bool trans_b = false) {
+  gemm::GemmArgs p;
+  p.m = m;
+  p.n = n;
+  p.k = k;
+  p.a = a;
+  p.b = b;
+  p.c = c;
+  p.trans_a = trans_a;
+  p.trans_b = trans_b;
+  p.dtype = dt;
+  return p;
+}
+
+#define AMR_CONV_FUNCS                                                                                             \
+  void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const void* x, const void* w, DType dt, \
+               void* workspace);                                                                                 \
+  /* bias (optional, [C]) is added to dx: ConvTranspose2d's bias. */                                              \
+  void backward_input(GpuStream s, const Geometry& g, void* dx, const void* dy, const void* w, const void* bias,  \
+                      DType dt, void* workspace);                                                                \
+  void backward_weight(GpuStream s, const Geometry& g, void* dw, const void* x, const void* dy, DType dt,        \
+                       void* workspace);                                                                         \
+  /* db[c] = Σ over n, y, x of t[n, c, y, x]: the bias gradient of conv (t = dy) and of its transpose. */         \
+  void channel_sum(GpuStream s, void* out, const void* t, int64_t n, int64_t c, int64_t hw, DType dt);
+
+namespace cpu { AMR_CONV_FUNCS }
+namespace cuda { AMR_CONV_FUNCS }
+namespace sim { AMR_CONV_FUNCS }
+
+// im2col's one rule, shared by every backend: column row r = (c, i, j) of group channel c and tap (i, j), column
+// q = (n, oy, ox), reads x[n, c, oy·sh − ph + i·dh, ox·sw − pw + j·dw], 0 outside. Returns the input offset or −1.
+AMR_HD int64_t col_source(const Geometry& g, int64_t group, int64_t r, int64_t q) {
+  const int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (int64_t(g.kw) * g.kh) + group * group_in(g);
+  const int64_t ox = q % g.out_w, oy = (q / g.out_w) % g.out_h, n = q / (int64_t(g.out_w) * g.out_h);
+  const int64_t iy = oy * g.sh - g.ph + i * g.dh, ix = ox * g.sw - g.pw + j * g.dw;
+  if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return -1;
+  return ((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix;
+}
+
+// col2im's gather for input pixel (iy, ix) and tap i along one axis: the output index that read it, or −1.
+AMR_HD int64_t tap_output(int64_t in_pos, int tap, int stride, int pad, int dil, int out) {
+  const int64_t t = in_pos + pad - int64_t(tap) * dil;
+  if (t < 0 || t % stride != 0) return -1;
+  const int64_t o = t / stride;
+  return o < out ? o : -1;
+}
+
+// col2im for input pixel (iy, ix) of group channel cl, image n: the sum of the column gradient entries that read
+// it, taps in a fixed order.
+template <typename T>
+AMR_HD float gather_columns(const Geometry& g, int64_t cl, int64_t n, int64_t iy, int64_t ix, const T* dcol) {
+  const int64_t HW = int64_t(g.out_h) * g.out_w, Q = col_cols(g);
+  float acc = 0.f;
+  for (int i = 0; i < g.kh; ++i) {
+    const int64_t oy = tap_output(iy, i, g.sh, g.ph, g.dh, g.out_h);
+    if (oy < 0) continue;
+    for (int j = 0; j < g.kw; ++j) {
+      const int64_t ox = tap_output(ix, j, g.sw, g.pw, g.dw, g.out_w);
+      if (ox < 0) continue;
+      acc += Elem<T>::load(dcol, ((cl * g.kh + i) * g.kw + j) * Q + n * HW + oy * g.out_w + ox);
+    }
+  }
+  return acc;
+}
+
+}  // namespace conv
+}  // namespace amr
