@@ -18,5 +18,6 @@ void init_interpolate_ops(Napi::Env env, Napi::Object exports);
 void init_attention_ops(Napi::Env env, Napi::Object exports);
 void init_tokens_ops(Napi::Env env, Napi::Object exports);
 void init_conv_ops(Napi::Env env, Napi::Object exports);
+void init_layout_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

@@ -95,6 +95,20 @@ export interface ConvGeometry {
   stride: [number, number];
   padding: [number, number];
   dilation: [number, number];
+/** A strided copy as the layout kernels walk it: see native/layout/layout.h (CopyPlan). */
+export interface LayoutCopyPlan {
+  /** The iteration space, row-major; at most 6 dims. */
+  sizes: number[];
+  srcStrides: number[];
+  dstStrides: number[];
+  srcOffset?: number;
+  dstOffset?: number;
+  /** Coordinates = Σ index·coef − lo checked against [0, extent): a source axis pads outside, a destination axis skips. */
+  axes?: Array<{ coef: number[]; lo: number; extent: number; stride: number; dst?: boolean }>;
+  /** What a source axis reads outside its extent; default 'zero'. */
+  mode?: 'zero' | 'reflect' | 'replicate';
+  /** Multiplies every value (floats only); default 1. */
+  scale?: number;
 }
 
 export interface NativeAddon {
@@ -193,6 +207,14 @@ export interface NativeAddon {
   /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
   gatherRows(out: NativeBuffer, x: NativeBuffer, starts: Int32Array, sources: Int32Array, batch: number, inRows: number,
     outRows: number, dim: number, dtype: DType): void;
+  /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
+  layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
+  /** gradIn [planes, inH, inW] = the sum of the gradOut [planes, outH, outW] elements that a reflect or replicate pad read from it. */
+  layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
+    inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate' }): void;
+  /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
+  layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
+    alpha: number }): void;
 }
 
 // Where the addon comes from. Tried in this order, the first that loads wins:

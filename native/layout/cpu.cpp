@@ -1,0 +1,90 @@
+#include <type_traits>
+#include <vector>
+
+#include "../runtime/thread_pool.h"
+#include "layout.h"
+
+namespace amr {
+namespace layout {
+namespace cpu {
+
+namespace {
+
+// Roughly this many elements per parallel chunk, so small copies stay on one thread.
+constexpr int64_t kGrain = 1 << 14;
+
+int64_t rows_grain(int64_t row) { return row >= kGrain ? 1 : kGrain / (row > 0 ? row : 1); }
+
+// One row (the innermost dimension) at a time: when no axis depends on the innermost index, the row's elements
+// are a fixed stride apart in both buffers and only its first element goes through plan_step.
+template <typename T>
+void copy_plan(const CopyPlan& p, T* out, const T* in) {
+  const int last = p.rank - 1;
+  const int64_t row = p.rank > 0 ? p.size[last] : 1;
+  const int64_t rows = plan_elements(p) / row;
+  bool row_fast = p.rank > 0;
+  for (int a = 0; a < p.axes; ++a) row_fast = row_fast && p.axis[a].coef[last] == 0;
+  parallel_for(rows, rows_grain(row), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      if (!row_fast) {
+        for (int64_t j = 0; j < row; ++j) {
+          Step s;
+          if (plan_step(p, r * row + j, &s)) copy_element(p, out, in, s);
+        }
+        continue;
+      }
+      Step s;
+      if (!plan_step(p, r * row, &s)) continue;
+      const int64_t ss = s.src < 0 ? 0 : p.src_stride[last], ds = p.dst_stride[last];
+      for (int64_t j = 0; j < row; ++j, s.dst += ds, s.src += ss) copy_element(p, out, in, s);
+    }
+  });
+}
+
+}  // namespace
+
+void copy(GpuStream, const CopyPlan& plan, void* out, const void* in, DType dt) {
+  const CopyPlan p = simplify(plan);
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    copy_plan(p, static_cast<T*>(out), static_cast<const T*>(in));
+  });
+}
+
+void pad_backward(GpuStream, const PadGeometry& g, void* grad_in, const void* grad_out, DType dt) {
+  with_float_dtype(dt, "pad2d backward", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* gi = static_cast<T*>(grad_in);
+    const T* go = static_cast<const T*>(grad_out);
+    parallel_for(g.planes * g.in_h, rows_grain(g.in_w), [&](int64_t lo, int64_t hi) {
+      for (int64_t r = lo; r < hi; ++r) {
+        const int64_t plane = r / g.in_h;
+        const int32_t h = int32_t(r % g.in_h);
+        for (int32_t w = 0; w < g.in_w; ++w) Elem<T>::store(gi, size_t(r * g.in_w + w), pad_gather(g, go, plane, h, w));
+      }
+    });
+  });
+}
+
+// Each output row of `inner` values accumulates the n input rows in order, which keeps the reads contiguous.
+void reduce(GpuStream, const ReduceGeometry& g, void* out, const void* in, DType dt) {
+  with_float_dtype(dt, "sum", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = static_cast<T*>(out);
+    const T* x = static_cast<const T*>(in);
+    parallel_for(g.outer, rows_grain(g.n * g.inner), [&](int64_t lo, int64_t hi) {
+      std::vector<float> acc(size_t(g.inner));
+      for (int64_t r = lo; r < hi; ++r) {
+        std::fill(acc.begin(), acc.end(), 0.f);
+        const T* src = x + r * g.n * g.inner;
+        for (int64_t k = 0; k < g.n; ++k)
+          for (int64_t i = 0; i < g.inner; ++i) acc[size_t(i)] += Elem<T>::load(src, size_t(k * g.inner + i));
+        for (int64_t i = 0; i < g.inner; ++i) Elem<T>::store(o, size_t(r * g.inner + i), acc[size_t(i)] * g.alpha);
+      }
+    });
+  });
+}
+
+}  // namespace cpu
+}  // namespace layout
+}  // namespace amr

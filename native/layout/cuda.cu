@@ -1,0 +1,108 @@
+#include "../runtime/kernel.cuh"
+#include "../runtime/launch.cuh"
+#include "layout.h"
+
+namespace amr {
+namespace layout {
+namespace AMR_GPU_NS {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int kWarp = 32;
+
+// Grid-stride kernels: enough blocks to fill any GPU, few enough that the grid limit never matters.
+dim3 stride_grid(int64_t threads) {
+  const int64_t blocks = (threads + kThreads - 1) / kThreads;
+  return dim3(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8));
+}
+
+// One thread per element, consecutive threads on consecutive innermost indices, so the side whose innermost
+// stride is 1 (the destination of every op but cat's inputs and narrow's backward) is written in full lines.
+// I is uint32_t when the element count allows: a 64-bit division costs several times a 32-bit one.
+template <typename T, typename I>
+__global__ void copy_kernel(CopyPlan p, T* out, const T* in, I total) {
+  const I stride = I(gridDim.x) * blockDim.x;
+  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+    Step s;
+    if (plan_step(p, i, &s)) copy_element(p, out, in, s);
+  }
+}
+
+template <typename T>
+__global__ void pad_backward_kernel(PadGeometry g, T* grad_in, const T* grad_out, int64_t total) {
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t row = e / g.in_w;
+    const int32_t w = int32_t(e - row * g.in_w), h = int32_t(row % g.in_h);
+    Elem<T>::store(grad_in, size_t(e), pad_gather(g, grad_out, row / g.in_h, h, w));
+  }
+}
+
+// inner > 1: one thread per output, looping over n; neighbouring threads read neighbouring inner elements.
+template <typename T>
+__global__ void reduce_strided_kernel(ReduceGeometry g, T* out, const T* in) {
+  const int64_t total = g.outer * g.inner;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t o = e / g.inner, i = e - o * g.inner;
+    const T* src = in + o * g.n * g.inner + i;
+    float acc = 0.f;
+    for (int64_t k = 0; k < g.n; ++k) acc += Elem<T>::load(src, size_t(k * g.inner));
+    Elem<T>::store(out, size_t(e), acc * g.alpha);
+  }
+}
+
+// inner == 1 (the last dim): a warp per output row reads the row in full lines and adds the lanes' partial sums
+// by a fixed butterfly, so the result does not depend on timing.
+template <typename T>
+__global__ void reduce_rows_kernel(ReduceGeometry g, T* out, const T* in) {
+  const int lane = int(threadIdx.x) % kWarp;
+  const int64_t warps = int64_t(gridDim.x) * (blockDim.x / kWarp);
+  for (int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / kWarp; r < g.outer; r += warps) {
+    const T* src = in + r * g.n;
+    float acc = 0.f;
+    for (int64_t k = lane; k < g.n; k += kWarp) acc += Elem<T>::load(src, size_t(k));
+    for (int off = kWarp / 2; off > 0; off /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+    if (lane == 0) Elem<T>::store(out, size_t(r), acc * g.alpha);
+  }
+}
+
+}  // namespace
+
+void copy(GpuStream s, const CopyPlan& plan, void* out, const void* in, DType dt) {
+  const CopyPlan p = simplify(plan);
+  const int64_t total = plan_elements(p);
+  with_dtype(dt, [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = static_cast<T*>(out);
+    const T* x = static_cast<const T*>(in);
+    if (total <= int64_t(UINT32_MAX) - int64_t(65535) * 8 * kThreads)
+      launch("layout_copy", copy_kernel<T, uint32_t>, stride_grid(total), dim3(kThreads), 0, s, p, o, x, uint32_t(total));
+    else
+      launch("layout_copy", copy_kernel<T, uint64_t>, stride_grid(total), dim3(kThreads), 0, s, p, o, x, uint64_t(total));
+  });
+}
+
+void pad_backward(GpuStream s, const PadGeometry& g, void* grad_in, const void* grad_out, DType dt) {
+  with_float_dtype(dt, "pad2d backward", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    const int64_t total = g.planes * g.in_h * g.in_w;
+    launch("layout_pad_backward", pad_backward_kernel<T>, stride_grid(total), dim3(kThreads), 0, s, g,
+           static_cast<T*>(grad_in), static_cast<const T*>(grad_out), total);
+  });
+}
+
+void reduce(GpuStream s, const ReduceGeometry& g, void* out, const void* in, DType dt) {
+  with_float_dtype(dt, "sum", [&](auto* tag) {
+    using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = static_cast<T*>(out);
+    const T* x = static_cast<const T*>(in);
+    if (g.inner == 1)
+      launch("layout_reduce_rows", reduce_rows_kernel<T>, stride_grid(g.outer * kWarp), dim3(kThreads), 0, s, g, o, x);
+    else
+      launch("layout_reduce", reduce_strided_kernel<T>, stride_grid(g.outer * g.inner), dim3(kThreads), 0, s, g, o, x);
+  });
+}
+
+}  // namespace AMR_GPU_NS
+}  // namespace layout
+}  // namespace amr

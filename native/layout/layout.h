@@ -1,0 +1,208 @@
+// Layout ops (permute, cat, narrow/chunk, pad2d, window partition/reverse, sum/mean over a dim): every data
+// movement among them is one strided copy described by a CopyPlan, so one kernel per backend serves them all
+// and the bounds check in the binding covers every op at once.
+//
+// A plan walks an iteration space of up to kMaxDims dimensions in row-major order. Each element's source and
+// destination offsets are linear in its index, plus up to kMaxAxes "axes": a coordinate that is a linear form of
+// the index (window partition's h = wh·ws + r spans two dimensions) checked against an extent. A source axis out
+// of range reads as padding (zero, or a reflected / replicated coordinate); a destination axis out of range is
+// not written (window reverse dropping the padded rows). The one gather that is not a copy, the reflect and
+// replicate pad backward, has its own PadGeometry; it sums in a fixed order, so there are no float atomics.
+#pragma once
+#include <cstdint>
+
+#include "../runtime/common.h"
+#include "../runtime/launch_types.h"
+
+namespace amr {
+namespace layout {
+
+constexpr int kMaxDims = 6;
+constexpr int kMaxAxes = 4;
+
+enum class PadMode : int32_t { Zero = 0, Reflect = 1, Replicate = 2 };
+
+struct Axis {
+  int64_t coef[kMaxDims];  // coordinate = Σ index[d]·coef[d] − lo
+  int64_t lo, extent;      // valid coordinates are [0, extent)
+  int64_t stride;          // elements per coordinate step in the source (or, for a destination axis, the output)
+  int32_t dst;             // 1: a destination axis (skip the write outside), 0: a source axis (pad outside)
+};
+
+struct CopyPlan {
+  int32_t rank;
+  int64_t size[kMaxDims];
+  int64_t src_stride[kMaxDims], dst_stride[kMaxDims];
+  int64_t src_offset, dst_offset;
+  int32_t axes;
+  Axis axis[kMaxAxes];
+  PadMode mode;  // what a source axis out of range reads
+  float scale;   // multiplies every value (mean's backward); 1 copies the bits of f32 and bf16 exactly
+};
+
+inline int64_t plan_elements(const CopyPlan& p) {
+  int64_t n = 1;
+  for (int d = 0; d < p.rank; ++d) n *= p.size[d];
+  return n;
+}
+
+// Merges dimension d into d+1 wherever the pair walks memory (source, destination and every axis) as one
+// dimension would, and drops dimensions of size 1: a permute of a contiguous block or a narrow of the leading
+// dimension becomes a copy of rank 1 or 2, which the kernels walk with one division per dimension left.
+inline CopyPlan simplify(CopyPlan p) {
+  CopyPlan q = p;
+  q.rank = 0;
+  for (int d = 0; d < p.rank; ++d) {
+    if (p.size[d] == 1) continue;
+    const int k = q.rank;
+    bool merge = k > 0;
+    if (merge) {
+      const int64_t n = p.size[d];
+      merge = q.src_stride[k - 1] == n * p.src_stride[d] && q.dst_stride[k - 1] == n * p.dst_stride[d];
+      for (int a = 0; a < p.axes && merge; ++a) merge = q.axis[a].coef[k - 1] == n * p.axis[a].coef[d];
+    }
+    if (merge) {
+      q.size[k - 1] *= p.size[d];
+      q.src_stride[k - 1] = p.src_stride[d];
+      q.dst_stride[k - 1] = p.dst_stride[d];
+      for (int a = 0; a < p.axes; ++a) q.axis[a].coef[k - 1] = p.axis[a].coef[d];
+      continue;
+    }
+    q.size[k] = p.size[d];
+    q.src_stride[k] = p.src_stride[d];
+    q.dst_stride[k] = p.dst_stride[d];
+    for (int a = 0; a < p.axes; ++a) q.axis[a].coef[k] = p.axis[a].coef[d];
+    ++q.rank;
+  }
+  return q;
+}
+
+// A source coordinate brought inside [0, n) as PyTorch's padding modes do. Reflect assumes the pad is below n
+// (the ops check it); the clamp after it keeps any coordinate in range whatever the plan says.
+AMR_HD int64_t pad_coordinate(int64_t c, int64_t n, PadMode mode) {
+  if (mode == PadMode::Reflect && n > 1) {
+    if (c < 0) c = -c;
+    if (c >= n) c = 2 * (n - 1) - c;
+  }
+  return c < 0 ? 0 : (c >= n ? n - 1 : c);
+}
+
+// Where element i of the iteration space comes from and goes to; false when it is not written at all.
+// src < 0 means the element reads as zero padding.
+struct Step {
+  int64_t src, dst;
+};
+template <typename I>
+AMR_HD bool plan_step(const CopyPlan& p, I i, Step* s) {
+  int64_t idx[kMaxDims];
+  int64_t src = p.src_offset, dst = p.dst_offset;
+  for (int d = p.rank - 1; d >= 0; --d) {
+    const I n = I(p.size[d]);
+    const I q = i / n;
+    idx[d] = int64_t(i - q * n);
+    i = q;
+    src += idx[d] * p.src_stride[d];
+    dst += idx[d] * p.dst_stride[d];
+  }
+  bool zero = false;
+  for (int a = 0; a < p.axes; ++a) {
+    const Axis& ax = p.axis[a];
+    int64_t c = -ax.lo;
+    for (int d = 0; d < p.rank; ++d) c += idx[d] * ax.coef[d];
+    const bool inside = c >= 0 && c < ax.extent;
+    if (ax.dst) {
+      if (!inside) return false;
+      dst += c * ax.stride;
+    } else if (!inside && p.mode == PadMode::Zero) {
+      zero = true;
+    } else {
+      src += pad_coordinate(c, ax.extent, p.mode) * ax.stride;
+    }
+  }
+  s->src = zero ? -1 : src;
+  s->dst = dst;
+  return true;
+}
+
+// Storage moved by one element: floats scale (exact for scale 1), i32 copies.
+template <typename T>
+AMR_HD void copy_element(const CopyPlan& p, T* out, const T* in, const Step& s) {
+  if (s.src < 0) {
+    out[s.dst] = T(0);  // +0 in every dtype
+  } else if (p.scale == 1.f) {
+    out[s.dst] = in[s.src];
+  } else {
+    Elem<T>::store(out, size_t(s.dst), Elem<T>::load(in, size_t(s.src)) * p.scale);
+  }
+}
+template <>
+AMR_HD void copy_element<int32_t>(const CopyPlan&, int32_t* out, const int32_t* in, const Step& s) {
+  out[s.dst] = s.src < 0 ? 0 : in[s.src];
+}
+
+// The reflect / replicate pad's backward over the last two dims: planes × [in_h, in_w] gathers the gradient of
+// planes × [out_h, out_w], whose (0, 0) is the input's (-top, -left).
+struct PadGeometry {
+  int64_t planes;
+  int32_t in_h, in_w, out_h, out_w, top, left;
+  PadMode mode;
+};
+
+// The output coordinates along one axis that read input coordinate s, as up to three [begin, end) ranges in
+// increasing order (so every backend sums in the same order). Mirrors pad_coordinate.
+struct Ranges {
+  int32_t n;
+  int32_t begin[3], end[3];
+};
+AMR_HD Ranges source_ranges(int32_t s, int32_t in, int32_t out, int32_t lo, PadMode mode) {
+  Ranges r{0, {0, 0, 0}, {0, 0, 0}};
+  auto add = [&](int32_t b, int32_t e) {
+    if (b < 0) b = 0;
+    if (e > out) e = out;
+    if (b < e) {
+      r.begin[r.n] = b;
+      r.end[r.n] = e;
+      ++r.n;
+    }
+  };
+  if (mode == PadMode::Replicate) {
+    add(s == 0 ? 0 : s + lo, s == in - 1 ? out : s + lo + 1);
+  } else {
+    if (s > 0 && in > 1) add(lo - s, lo - s + 1);
+    add(lo + s, lo + s + 1);
+    if (s < in - 1 && in > 1) add(lo + 2 * (in - 1) - s, lo + 2 * (in - 1) - s + 1);
+  }
+  return r;
+}
+
+template <typename T>
+AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t plane, int32_t h, int32_t w) {
+  const Ranges rh = source_ranges(h, g.in_h, g.out_h, g.top, g.mode);
+  const Ranges rw = source_ranges(w, g.in_w, g.out_w, g.left, g.mode);
+  const T* base = grad_out + plane * g.out_h * g.out_w;
+  float acc = 0.f;
+  for (int a = 0; a < rh.n; ++a)
+    for (int32_t oh = rh.begin[a]; oh < rh.end[a]; ++oh)
+      for (int b = 0; b < rw.n; ++b)
+        for (int32_t ow = rw.begin[b]; ow < rw.end[b]; ++ow)
+          acc += Elem<T>::load(base, size_t(oh) * g.out_w + ow);
+  return acc;
+}
+
+// out [outer, inner] = alpha · Σ_k x [outer, n, inner], accumulated in f32 (sum and mean over one dim).
+struct ReduceGeometry {
+  int64_t outer, n, inner;
+  float alpha;
+};
+
+#define AMR_LAYOUT_FUNCS                                                                          \
+  void copy(GpuStream s, const CopyPlan& p, void* out, const void* in, DType dt);                \
+  void pad_backward(GpuStream s, const PadGeometry& g, void* grad_in, const void* grad_out, DType dt); \
+  void reduce(GpuStream s, const ReduceGeometry& g, void* out, const void* in, DType dt);
+
+namespace cpu { AMR_LAYOUT_FUNCS }
+namespace cuda { AMR_LAYOUT_FUNCS }
+namespace sim { AMR_LAYOUT_FUNCS }
+
+}  // namespace layout
+}  // namespace amr

@@ -1,0 +1,418 @@
+// The layout ops (ops.permute, cat, narrow, chunk, pad2d, sum, mean, windowPartition, windowReverse) on every backend
+// against plain float64 references: outputs poisoned first, fresh random inputs, odd shapes, bf16 against the
+// bf16-rounded reference, gradients against the reference's adjoint (exact for pure copies) and, for sum and mean,
+// finite differences; then bad input.
+import { Device, DType, ops, Tensor, tensor } from '../ts';
+import { native } from '../ts/native';
+import {
+  describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference,
+  sampledRelativeError, testDevices,
+} from './support/reference';
+
+poisonOutputs();
+
+const TOL: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 1e-2 };
+const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+const quantize = (x: ArrayLike<number>, dtype: DType) =>
+  Float64Array.from(x, dtype === 'bf16' ? roundBf16 : dtype === 'i32' ? (v) => Math.round(v * 1000) : Math.fround);
+
+/** Row-major multi-index of flat index i in shape. */
+function unravel(i: number, shape: readonly number[]): number[] {
+  const idx = new Array<number>(shape.length);
+  for (let d = shape.length - 1; d >= 0; d--) {
+    idx[d] = i % shape[d];
+    i = Math.floor(i / shape[d]);
+  }
+  return idx;
+}
+function ravel(idx: readonly number[], shape: readonly number[]): number {
+  return idx.reduce((a, v, d) => a * shape[d] + v, 0);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Pure data movement: each output element is one input element (or zero padding), so the float64 reference is an
+// index map over the inputs laid end to end: src[j] = that index, -1 for padding. Its adjoint scatter-adds.
+
+interface Movement {
+  name: string;
+  shapes: number[][];
+  run: (xs: Tensor[]) => Tensor[];
+  /** One output shape and one index map per output. */
+  ref: () => Array<{ shape: number[]; src: Int32Array }>;
+  /** Several outputs read one input element (reflect / replicate): the gradient is a sum, compared with TOL. */
+  sums?: boolean;
+}
+
+function mapOf(shape: number[], f: (idx: number[]) => number): { shape: number[]; src: Int32Array } {
+  return { shape, src: Int32Array.from({ length: numel(shape) }, (_, j) => f(unravel(j, shape))) };
+}
+
+function permuteCase(shape: number[], dims: number[]): Movement {
+  const r = shape.length;
+  const p = dims.map((d) => (d < 0 ? d + r : d));
+  const outShape = p.map((d) => shape[d]);
+  return {
+    name: `permute ${JSON.stringify(shape)} by ${JSON.stringify(dims)}`,
+    shapes: [shape],
+    run: ([x]) => [ops.permute(x, dims)],
+    ref: () => [mapOf(outShape, (o) => {
+      const idx = new Array<number>(r);
+      p.forEach((d, i) => (idx[d] = o[i]));
+      return ravel(idx, shape);
+    })],
+  };
+}
+
+function catCase(shapes: number[][], dim: number): Movement {
+  const d = dim < 0 ? dim + shapes[0].length : dim;
+  const outShape = [...shapes[0]];
+  outShape[d] = shapes.reduce((a, s) => a + s[d], 0);
+  return {
+    name: `cat ${JSON.stringify(shapes)} along ${dim}`,
+    shapes,
+    run: (xs) => [ops.cat(xs, dim)],
+    ref: () => [mapOf(outShape, (o) => {
+      let at = o[d], base = 0, k = 0;
+      while (at >= shapes[k][d]) {
+        at -= shapes[k][d];
+        base += numel(shapes[k]);
+        k++;
+      }
+      const idx = [...o];
+      idx[d] = at;
+      return base + ravel(idx, shapes[k]);
+    })],
+  };
+}
+
+const narrowMap = (shape: number[], d: number, start: number, length: number) => {
+  const outShape = [...shape];
+  outShape[d] = length;
+  return mapOf(outShape, (o) => ravel(o.map((v, k) => (k === d ? v + start : v)), shape));
+};
+
+function narrowCase(shape: number[], dim: number, start: number, length: number): Movement {
+  const d = dim < 0 ? dim + shape.length : dim;
+  const s = start < 0 ? start + shape[d] : start;
+  return {
+    name: `narrow ${JSON.stringify(shape)} dim ${dim} start ${start} length ${length}`,
+    shapes: [shape],
+    run: ([x]) => [ops.narrow(x, dim, start, length)],
+    ref: () => [narrowMap(shape, d, s, length)],
+  };
+}
+
+function chunkCase(shape: number[], chunks: number, dim: number, sizes: number[]): Movement {
+  const d = dim < 0 ? dim + shape.length : dim;
+  return {
+    name: `chunk ${JSON.stringify(shape)} into ${chunks} along ${dim} (sizes ${sizes.join(', ')})`,
+    shapes: [shape],
+    run: ([x]) => ops.chunk(x, chunks, dim),
+    ref: () => {
+      let at = 0;
+      return sizes.map((n) => narrowMap(shape, d, (at += n) - n, n));
+    },
+  };
+}
+
+/** F.pad's source index along one axis, -1 for zero padding. */
+function padSource(o: number, lo: number, n: number, mode: ops.PadMode): number {
+  let s = o - lo;
+  if (s >= 0 && s < n) return s;
+  if (mode === 'zero') return -1;
+  if (mode === 'replicate') return s < 0 ? 0 : n - 1;
+  if (s < 0) s = -s;
+  if (s >= n) s = 2 * (n - 1) - s;
+  return s;
+}
+
+function padCase(shape: number[], pads: [number, number, number, number], mode: ops.PadMode): Movement {
+  const [left, right, top, bottom] = pads;
+  const H = shape[shape.length - 2], W = shape[shape.length - 1];
+  const outShape = [...shape.slice(0, -2), H + top + bottom, W + left + right];
+  return {
+    name: `pad2d ${mode} ${JSON.stringify(shape)} by ${JSON.stringify(pads)}`,
+    shapes: [shape],
+    run: ([x]) => [ops.pad2d(x, pads, mode)],
+    ref: () => [mapOf(outShape, (o) => {
+      const h = padSource(o[o.length - 2], top, H, mode), w = padSource(o[o.length - 1], left, W, mode);
+      return h < 0 || w < 0 ? -1 : ravel([...o.slice(0, -2), h, w], shape);
+    })],
+    sums: mode !== 'zero',
+  };
+}
+
+/** timm's window_partition of a zero-padded [B, Hp, Wp, C], as an index map into x [B, H, W, C]. */
+function partitionMap(B: number, H: number, W: number, C: number, ws: number) {
+  const nWh = Math.ceil(H / ws), nWw = Math.ceil(W / ws);
+  return mapOf([B * nWh * nWw, ws * ws, C], ([n, t, c]) => {
+    const b = Math.floor(n / (nWh * nWw)), wh = Math.floor(n / nWw) % nWh, ww = n % nWw;
+    const h = wh * ws + Math.floor(t / ws), w = ww * ws + (t % ws);
+    return h < H && w < W ? ((b * H + h) * W + w) * C + c : -1;
+  });
+}
+
+function partitionCase(shape: number[], ws: number): Movement {
+  const [B, H, W, C] = shape;
+  return {
+    name: `windowPartition ${JSON.stringify(shape)} ws ${ws}`,
+    shapes: [shape],
+    run: ([x]) => {
+      const r = ops.windowPartition(x, ws);
+      expect([r.Hp, r.Wp]).toEqual([Math.ceil(H / ws) * ws, Math.ceil(W / ws) * ws]);
+      return [r.tokens];
+    },
+    ref: () => [partitionMap(B, H, W, C, ws)],
+  };
+}
+
+function reverseCase(B: number, H: number, W: number, C: number, ws: number): Movement {
+  const Hp = Math.ceil(H / ws) * ws, Wp = Math.ceil(W / ws) * ws, nWh = Hp / ws, nWw = Wp / ws;
+  return {
+    name: `windowReverse to [${B}, ${H}, ${W}, ${C}] ws ${ws} from ${Hp}x${Wp}`,
+    shapes: [[B * nWh * nWw, ws * ws, C]],
+    run: ([t]) => [ops.windowReverse(t, ws, H, W, Hp, Wp)],
+    ref: () => [mapOf([B, H, W, C], ([b, h, w, c]) => {
+      const n = (b * nWh + Math.floor(h / ws)) * nWw + Math.floor(w / ws);
+      return (n * ws * ws + (h % ws) * ws + (w % ws)) * C + c;
+    })],
+  };
+}
+
+const MOVEMENTS: Movement[] = [
+  permuteCase([3, 1, 5, 2], [2, 0, 3, 1]),
+  permuteCase([2, 3, 1, 2, 3, 2], [5, 3, 1, 0, 4, 2]),
+  permuteCase([4, 7], [-1, 0]),
+  permuteCase([7], [0]),
+  permuteCase([], []),
+  permuteCase([2, 5, 3, 4], [0, 2, 3, 1]),
+  catCase([[2, 3, 4], [2, 1, 4], [2, 0, 4], [2, 2, 4]], 1),
+  catCase([[3, 5], [2, 5]], 0),
+  catCase([[2, 3, 1], [2, 3, 4]], -1),
+  narrowCase([5, 7], 1, 2, 3),
+  narrowCase([6, 3, 2], 0, -4, 3),
+  narrowCase([2, 3, 9], -1, 8, 1),
+  narrowCase([3, 4], 1, 4, 0),
+  chunkCase([7, 3], 3, 0, [3, 3, 1]),
+  chunkCase([2, 5], 4, 1, [2, 2, 1]),
+  chunkCase([4, 6], 2, -1, [3, 3]),
+  padCase([2, 3, 5, 4], [1, 2, 0, 3], 'zero'),
+  padCase([1, 2, 5, 6], [-1, 2, 1, -2], 'zero'),
+  padCase([2, 2, 5, 4], [2, 3, 1, 4], 'reflect'),
+  padCase([1, 3, 3, 7], [0, 6, 2, 0], 'reflect'),
+  padCase([2, 3, 2, 3], [4, 1, 3, 5], 'replicate'),
+  padCase([1, 1, 1, 1], [2, 1, 0, 3], 'replicate'),
+  partitionCase([2, 5, 7, 3], 3),
+  partitionCase([1, 4, 4, 2], 2),
+  partitionCase([1, 3, 2, 5], 4),
+  partitionCase([2, 3, 3, 1], 1),
+  reverseCase(2, 5, 7, 3, 3),
+  reverseCase(1, 4, 4, 2, 2),
+  reverseCase(1, 3, 2, 5, 4),
+];
+
+/** inputs laid end to end, then read through each index map (0 for padding). */
+function gather(flat: Float64Array, src: Int32Array): Float64Array {
+  return Float64Array.from(src, (s) => (s < 0 ? 0 : flat[s]));
+}
+
+describeEachDevice('layout data movement on %s against float64', (device) => {
+  describe.each(['f32', 'bf16'] as const)('%s', (dtype) => {
+    test.each(MOVEMENTS.map((c) => [c.name, c] as const))('%s: output and gradient', async (_, c) => {
+      const inputs = c.shapes.map((s) => quantize(randomArray(numel(s), freshSeed()), dtype));
+      const flat = Float64Array.from(inputs.flatMap((v) => Array.from(v)));
+      const xs = inputs.map((v, i) => tensor(Float32Array.from(v), c.shapes[i], { device, dtype, requiresGrad: true }));
+      const outs = c.run(xs);
+      const ref = c.ref();
+      expect(outs.length).toBe(ref.length);
+      // Every output element is a copy, so bf16 and f32 alike must match the reference bit for bit.
+      for (let k = 0; k < ref.length; k++) {
+        expect(outs[k].shape).toEqual(ref[k].shape);
+        expect(outs[k].dtype).toBe(dtype);
+        expect(Array.from(await outs[k].toArray())).toEqual(Array.from(gather(flat, ref[k].src)));
+      }
+      // d Σ_k Σ out_k · w_k: the adjoint of the index map scatter-adds each weight into the element it read.
+      const ws = ref.map((r) => quantize(randomArray(r.src.length, freshSeed()), dtype));
+      const loss = outs.map((o, k) => o.mul(tensor(Float32Array.from(ws[k]), o.shape, { device, dtype })).sum()).reduce((a, b) => a.add(b));
+      loss.backward();
+      const adjoint = new Float64Array(flat.length);
+      ref.forEach((r, k) => r.src.forEach((s, j) => s >= 0 && (adjoint[s] += ws[k][j])));
+      let at = 0;
+      for (const x of xs) {
+        const want = adjoint.subarray(at, (at += x.numel));
+        const got = await x.grad!.toArray();
+        if (c.sums) expect(relativeError(got, want)).toBeLessThanOrEqual(TOL[dtype]);
+        else expect(Array.from(got)).toEqual(Array.from(want));
+      }
+    });
+  });
+
+  test.each(MOVEMENTS.filter((c) => !c.sums).map((c) => [c.name, c] as const))(
+    'i32 %s copies integers exactly', async (_, c) => {
+      const inputs = c.shapes.map((s) => quantize(randomArray(numel(s), freshSeed()), 'i32'));
+      const flat = Float64Array.from(inputs.flatMap((v) => Array.from(v)));
+      const outs = c.run(inputs.map((v, i) => tensor(Array.from(v), c.shapes[i], { device, dtype: 'i32' })));
+      const ref = c.ref();
+      for (let k = 0; k < ref.length; k++) expect(Array.from(await outs[k].toArray())).toEqual(Array.from(gather(flat, ref[k].src)));
+    },
+  );
+
+  test('reflect and replicate backward are bitwise the same run to run', async () => {
+    const x = tensor(Float32Array.from(randomArray(2 * 3 * 6 * 5, freshSeed())), [2, 3, 6, 5], { device, requiresGrad: true });
+    for (const mode of ['reflect', 'replicate'] as const) {
+      const y = ops.pad2d(x, [4, 3, 5, 2], mode);
+      const g = tensor(Float32Array.from(randomArray(y.numel, freshSeed())), y.shape, { device });
+      const a = await y.gradNode!.backward(g)[0]!.toArray();
+      const b = await y.gradNode!.backward(g)[0]!.toArray();
+      expect(Array.from(b)).toEqual(Array.from(a));
+    }
+  });
+
+  test('windowReverse undoes windowPartition, and the pair passes gradients straight through', async () => {
+    const x0 = Float32Array.from(randomArray(2 * 7 * 9 * 4, freshSeed()));
+    const x = tensor(x0, [2, 7, 9, 4], { device, requiresGrad: true });
+    const { tokens, Hp, Wp } = ops.windowPartition(x, 4);
+    const y = ops.windowReverse(tokens, 4, 7, 9, Hp, Wp);
+    expect(Array.from(await y.toArray())).toEqual(Array.from(x0));
+    y.sum().backward();
+    expect(Array.from(await x.grad!.toArray())).toEqual(new Array(x0.length).fill(1));
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// sum and mean over one dim.
+
+function refReduce(x: ArrayLike<number>, shape: number[], dim: number, mean: boolean): Float64Array {
+  const d = dim < 0 ? dim + shape.length : dim;
+  const outer = numel(shape.slice(0, d)), n = shape[d], inner = numel(shape.slice(d + 1));
+  const out = new Float64Array(outer * inner);
+  for (let o = 0; o < outer; o++)
+    for (let i = 0; i < inner; i++) {
+      let acc = 0;
+      for (let k = 0; k < n; k++) acc += x[(o * n + k) * inner + i];
+      out[o * inner + i] = mean ? acc / n : acc;
+    }
+  return out;
+}
+
+const REDUCTIONS: Array<{ shape: number[]; dim: number; keepdim: boolean }> = [
+  { shape: [3, 5, 7], dim: 0, keepdim: false },
+  { shape: [3, 5, 7], dim: 1, keepdim: true },
+  { shape: [3, 5, 7], dim: -1, keepdim: false },
+  { shape: [2, 300], dim: 1, keepdim: true },
+  { shape: [4, 1, 3], dim: 1, keepdim: false },
+  { shape: [1, 67, 2], dim: -2, keepdim: false },
+  { shape: [11], dim: 0, keepdim: false },
+];
+
+describeEachDevice('sum and mean over a dim on %s against float64', (device) => {
+  describe.each(['f32', 'bf16'] as const)('%s', (dtype) => {
+    test.each(REDUCTIONS.flatMap((r) => (['sum', 'mean'] as const).map((op) => [`${op} ${JSON.stringify(r.shape)} dim ${r.dim}${r.keepdim ? ' keepdim' : ''}`, op, r] as const)))(
+      '%s: output and gradient', async (_, op, r) => {
+        const isMean = op === 'mean';
+        const x0 = quantize(randomArray(numel(r.shape), freshSeed()), dtype);
+        const x = tensor(Float32Array.from(x0), r.shape, { device, dtype, requiresGrad: true });
+        const y = ops[op](x, r.dim, r.keepdim);
+        const d = r.dim < 0 ? r.dim + r.shape.length : r.dim;
+        expect(y.shape).toEqual(r.keepdim ? r.shape.map((s, k) => (k === d ? 1 : s)) : r.shape.filter((_, k) => k !== d));
+        const ref = refReduce(x0, r.shape, r.dim, isMean);
+        const got = await y.toArray();
+        expect(relativeError(got, dtype === 'bf16' ? Float64Array.from(ref, roundBf16) : ref)).toBeLessThanOrEqual(TOL[dtype]);
+        const w0 = quantize(randomArray(ref.length, freshSeed()), dtype);
+        y.mul(tensor(Float32Array.from(w0), y.shape, { device, dtype })).sum().backward();
+        const grad = await x.grad!.toArray();
+        const f = (v: Float64Array) => refReduce(v, r.shape, r.dim, isMean).reduce((a, o, i) => a + o * w0[i], 0);
+        const fd = sampledFiniteDifference(f, x0, { count: 32, seed: freshSeed(), h: 1e-3 });
+        expect(sampledRelativeError(grad, fd)).toBeLessThanOrEqual(TOL[dtype]);
+        // The adjoint exactly: each input gets its output's weight (over n for mean).
+        const adj = Float64Array.from(x0, (_, i) => {
+          const idx = unravel(i, r.shape).filter((_, k) => k !== d);
+          const outShape = r.shape.filter((_, k) => k !== d);
+          return w0[ravel(idx, outShape)] / (isMean ? r.shape[d] : 1);
+        });
+        expect(relativeError(grad, dtype === 'bf16' ? Float64Array.from(adj, roundBf16) : adj)).toBeLessThanOrEqual(TOL[dtype] / 10);
+      },
+    );
+  });
+
+  test('an empty dim sums to 0 and averages to NaN; an empty output is empty', async () => {
+    const x = tensor([], [3, 0, 2], { device });
+    expect(Array.from(await ops.sum(x, 1).toArray())).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(Array.from(await ops.mean(x, 1).toArray()).every(Number.isNaN)).toBe(true);
+    expect(ops.sum(x, 0).shape).toEqual([0, 2]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Bad input: every op names itself and the problem; the binding refuses plans that reach past a buffer.
+
+describeEachDevice('layout ops on %s refuse bad input', (device) => {
+  const t = (shape: number[], dtype: DType = 'f32', dev: Device = device) => tensor(new Float32Array(numel(shape)), shape, { dtype, device: dev });
+
+  test('permute', () => {
+    expect(() => ops.permute(t([2, 3]), [0, 0])).toThrow(/permute: dims \[0,0\] repeat a dimension/);
+    expect(() => ops.permute(t([2, 3]), [0])).toThrow(/permute: dims must list all 2 dimensions/);
+    expect(() => ops.permute(t([2, 3]), [0, 2])).toThrow(/permute: dims\[1\] 2 is out of range for a rank-2 tensor/);
+    expect(() => ops.permute(t([1, 1, 1, 1, 1, 1, 1]), [0, 1, 2, 3, 4, 5, 6])).toThrow(/permute: tensors of rank 7 are not supported \(at most 6/);
+    expect(ops.MAX_PERMUTE_DIMS).toBe(6);
+  });
+
+  test('cat', () => {
+    expect(() => ops.cat([], 0)).toThrow(/cat: expected a non-empty array/);
+    expect(() => ops.cat([t([2, 3]), t([3, 3])], 1)).toThrow(/cat: tensors\[1\] \[3, 3\] does not match tensors\[0\] \[2, 3\] outside dim 1/);
+    expect(() => ops.cat([t([2, 3]), t([2, 3, 1])], 0)).toThrow(/cat: tensors\[1\] \[2, 3, 1\] does not match/);
+    expect(() => ops.cat([t([2, 3]), t([2, 3], 'bf16')], 0)).toThrow(/cat: dtype mismatch \(f32 and bf16\)/);
+    expect(() => ops.cat([t([2, 3])], 2)).toThrow(/cat: dim 2 is out of range for a rank-2 tensor/);
+    const other = testDevices().find((d) => d !== device);
+    if (other) expect(() => ops.cat([t([2, 3]), t([2, 3], 'f32', other)], 0)).toThrow(/cat: tensors are on different devices/);
+  });
+
+  test('narrow and chunk', () => {
+    expect(() => ops.narrow(t([4, 5]), 1, 3, 3)).toThrow(/narrow: start 3 \+ length 3 exceeds dim 1 of size 5/);
+    expect(() => ops.narrow(t([4, 5]), 1, -6, 1)).toThrow(/narrow: start -6 is out of range for dim 1 of size 5/);
+    expect(() => ops.narrow(t([4, 5]), 2, 0, 1)).toThrow(/narrow: dim 2 is out of range/);
+    expect(() => ops.narrow(t([4, 5]), 0, 0, -1)).toThrow(/narrow: length must be an integer >= 0/);
+    expect(() => ops.chunk(t([4, 5]), 0)).toThrow(/chunk: chunks must be an integer >= 1/);
+    expect(() => ops.chunk(t([4, 5]), 2, -3)).toThrow(/chunk: dim -3 is out of range/);
+    expect(ops.chunk(t([0, 5]), 3).map((c) => c.shape)).toEqual([[0, 5], [0, 5], [0, 5]]);
+  });
+
+  test('pad2d', () => {
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [4, 0, 0, 0], 'reflect')).toThrow(/pad2d: reflect pads \[4,0,0,0\] must be smaller than the padded dims \(H 3, W 4\)/);
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [0, 0, 3, 0], 'reflect')).toThrow(/pad2d: reflect pads/);
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [-1, 0, 0, 0], 'replicate')).toThrow(/pad2d: negative pads \(cropping\) are only allowed in zero mode/);
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [0, 0, -2, -2], 'zero')).toThrow(/pad2d: pads \[0,0,-2,-2\] crop \[1, 1, 3, 4\] to a negative size/);
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [1, 1, 1], 'zero')).toThrow(/pad2d: pads must be 4 integers/);
+    expect(() => ops.pad2d(t([1, 1, 3, 4]), [1, 1, 1, 1], 'circular' as ops.PadMode)).toThrow(/pad2d: unknown mode "circular"/);
+    expect(() => ops.pad2d(t([4]), [1, 1, 1, 1])).toThrow(/pad2d: x must have at least 2 dims/);
+    expect(() => ops.pad2d(t([1, 0, 4]), [1, 1, 1, 1], 'replicate')).toThrow(/pad2d: replicate padding needs a non-empty map/);
+  });
+
+  test('sum and mean', () => {
+    expect(() => ops.sum(t([2, 3], 'i32'), 0)).toThrow(/sum: i32 tensors are not supported/);
+    expect(() => ops.mean(t([2, 3]), 2)).toThrow(/mean: dim 2 is out of range for a rank-2 tensor/);
+    expect(() => ops.sum(t([]), 0)).toThrow(/sum: a zero-dimensional tensor has no dim to reduce/);
+  });
+
+  test('windowPartition and windowReverse', () => {
+    expect(() => ops.windowPartition(t([2, 3, 4]), 2)).toThrow(/windowPartition: x must be NHWC \[B, H, W, C\], got \[2, 3, 4\]/);
+    expect(() => ops.windowPartition(t([1, 3, 4, 2]), 0)).toThrow(/windowPartition: window size ws must be an integer >= 1/);
+    expect(() => ops.windowReverse(t([4, 4, 2]), 2, 3, 4, 5, 4)).toThrow(/windowReverse: the padded map 5x4 is not a multiple of the window size 2/);
+    expect(() => ops.windowReverse(t([4, 4, 2]), 2, 5, 4, 4, 4)).toThrow(/windowReverse: the map 5x4 does not fit in the padded map 4x4/);
+    expect(() => ops.windowReverse(t([3, 4, 2]), 2, 4, 4, 4, 4)).toThrow(/windowReverse: tokens must be \[B·4, 4, C\]/);
+  });
+
+  test('the binding bounds every plan by its buffers', () => {
+    const x = t([2, 3]).native('test'), out = t([6]).native('test');
+    const plan = { op: 'test', out, x, dtype: 'f32' as const, sizes: [2, 3], srcStrides: [3, 1], dstStrides: [3, 1] };
+    expect(() => native.layoutCopy({ ...plan, srcOffset: 1 })).toThrow(/test \(layoutCopy\)/);
+    expect(() => native.layoutCopy({ ...plan, dstStrides: [4, 1] })).toThrow(/test \(layoutCopy\)/);
+    expect(() => native.layoutCopy({ ...plan, srcStrides: [3, -1] })).toThrow(/test \(layoutCopy\): srcStrides\[1\] must be an integer in \[0/);
+    expect(() => native.layoutCopy({ ...plan, sizes: [1, 1, 1, 1, 1, 1, 1], srcStrides: [], dstStrides: [] })).toThrow(/sizes must be an array of at most 6/);
+    expect(() => native.layoutCopy({ ...plan, axes: [{ coef: [0, 1], lo: 0, extent: 4, stride: 1 }] })).toThrow(/test \(layoutCopy\)/);
+    expect(() => native.layoutCopy({ ...plan, dtype: 'i32', scale: 2 })).toThrow(/i32 copies cannot scale/);
+    expect(() => native.layoutPadBackward({ op: 'test', gradIn: x, gradOut: out, dtype: 'f32', planes: 1, inH: 2, inW: 3, outH: 3, outW: 3, top: 1, left: 0, mode: 'reflect' }))
+      .toThrow(/test \(layoutPadBackward\)/);
+    expect(() => native.layoutReduce({ op: 'test', out, x, dtype: 'f32', outer: 2, n: 4, inner: 1, alpha: 1 })).toThrow(/test \(layoutReduce\)/);
+  });
+});
