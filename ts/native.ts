@@ -95,6 +95,8 @@ export interface ConvGeometry {
   stride: [number, number];
   padding: [number, number];
   dilation: [number, number];
+}
+
 /** A strided copy as the layout kernels walk it: see native/layout/layout.h (CopyPlan). */
 export interface LayoutCopyPlan {
   /** The iteration space, row-major; at most 6 dims. */
