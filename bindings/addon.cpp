@@ -60,6 +60,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_reduce_ops(env, exports);
   amr::bindings::init_random_ops(env, exports);
   amr::bindings::init_norm_ops(env, exports);
+  amr::bindings::init_batchnorm_ops(env, exports);
   amr::bindings::init_activation_ops(env, exports);
   amr::bindings::init_gemm_ops(env, exports);
   amr::bindings::init_optim_ops(env, exports);

@@ -8,6 +8,7 @@ void init_elementwise_ops(Napi::Env env, Napi::Object exports);
 void init_reduce_ops(Napi::Env env, Napi::Object exports);
 void init_random_ops(Napi::Env env, Napi::Object exports);
 void init_norm_ops(Napi::Env env, Napi::Object exports);
+void init_batchnorm_ops(Napi::Env env, Napi::Object exports);
 void init_activation_ops(Napi::Env env, Napi::Object exports);
 void init_gemm_ops(Napi::Env env, Napi::Object exports);
 void init_optim_ops(Napi::Env env, Napi::Object exports);

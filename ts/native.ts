@@ -113,6 +113,66 @@ export interface LayoutCopyPlan {
   scale?: number;
 }
 
+/** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes. */
+interface NchwCall {
+  n: number;
+  c: number;
+  hw: number;
+  dtype: DType;
+  /** weight and bias (and their gradients): dtype or f32. */
+  paramDtype: DType;
+}
+
+export interface BatchNormForwardArgs extends NchwCall {
+  y: NativeBuffer;
+  x: NativeBuffer;
+  weight?: NativeBuffer;
+  bias?: NativeBuffer;
+  runningMean?: NativeBuffer;
+  runningVar?: NativeBuffer;
+  /** [c] f32 out, kept for backward: the statistics used (in training the mean of x − x[0, c, 0]). */
+  mean: NativeBuffer;
+  invstd: NativeBuffer;
+  eps: number;
+  momentum: number;
+  training: boolean;
+  statsDtype: DType;
+}
+
+export interface BatchNormBackwardArgs extends NchwCall {
+  dx?: NativeBuffer;
+  dweight?: NativeBuffer;
+  dbias?: NativeBuffer;
+  dy: NativeBuffer;
+  x: NativeBuffer;
+  weight?: NativeBuffer;
+  mean: NativeBuffer;
+  invstd: NativeBuffer;
+  training: boolean;
+}
+
+export interface LayerNorm2dForwardArgs extends NchwCall {
+  y: NativeBuffer;
+  /** [n, hw] f32 out, kept for backward. */
+  mean: NativeBuffer;
+  rstd: NativeBuffer;
+  x: NativeBuffer;
+  weight: NativeBuffer;
+  bias: NativeBuffer;
+  eps: number;
+}
+
+export interface LayerNorm2dBackwardArgs extends NchwCall {
+  dx: NativeBuffer;
+  dweight: NativeBuffer;
+  dbias: NativeBuffer;
+  dy: NativeBuffer;
+  x: NativeBuffer;
+  weight: NativeBuffer;
+  mean: NativeBuffer;
+  rstd: NativeBuffer;
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -139,6 +199,10 @@ export interface NativeAddon {
     rows: number, cols: number, eps: number, dtype: DType, paramDtype: DType): void;
   layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
     mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType, paramDtype: DType): void;
+  batchNormForward(args: BatchNormForwardArgs): void;
+  batchNormBackward(args: BatchNormBackwardArgs): void;
+  layerNorm2dForward(args: LayerNorm2dForwardArgs): void;
+  layerNorm2dBackward(args: LayerNorm2dBackwardArgs): void;
   activationForward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   activationBackward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;

@@ -1,5 +1,7 @@
 // The op families beyond Tensor's methods, each in its own module: `import { ops } from 'am-radio'`.
 export { layerNorm } from './norm';
+export { batchNorm2d, foldBatchNorm, layerNorm2d } from './batchnorm';
+export type { BatchNormOptions, FoldBatchNormOptions } from './batchnorm';
 export { gelu, relu, sigmoid, silu } from './activation';
 export type { ActivationKind } from './activation';
 export { linear, matmul } from './linear';
