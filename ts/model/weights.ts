@@ -13,8 +13,9 @@ const quote = (k: string) => `'${k}'`;
  * to judge. Missing tensors are one Error naming the file and all of them (a checkpoint of another variant is
  * missing many, and one at a time would take as many attempts to see); a misshapen tensor is an Error naming it.
  */
-export async function fillFromCheckpoint(m: Module, file: SafetensorsFile, prefix: string): Promise<string[]> {
-  const bare = !file.has(`${prefix}model.patch_generator.embedder.weight`);
+export async function fillFromCheckpoint(m: Module, file: SafetensorsFile, prefix: string, probe = 'model.patch_generator.embedder.weight'): Promise<string[]> {
+  // Keys with or without the prefix: whichever the probe (a key every checkpoint of the architecture has) is stored under.
+  const bare = !file.has(`${prefix}${probe}`);
   const wanted = [...m.namedParameters(), ...m.namedBuffers()].map(([key, t]) => ({ k: bare && key.startsWith(prefix) ? key.slice(prefix.length) : key, t }));
   const missing = wanted.filter(({ k }) => !file.has(k)).map(({ k }) => k);
   if (missing.length === 1) throw new Error(`${file.file}: missing tensor ${quote(missing[0])}`);
