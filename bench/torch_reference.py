@@ -57,6 +57,8 @@ def case_fn(fn, a, dev):
     if fn == "gelu":
         x = torch.randn(a["n"], device=dev, dtype=dt)
         return lambda: F.gelu(x)
+    if fn.startswith("batch_norm") or fn.startswith("layer_norm2d"):
+        return norm2d_fn(fn, a, dev, dt)
     if fn == "sdpa":
         # Windows as batch: [B·windows, heads, L, headDim], as PyTorch runs ViTDet window attention.
         shape = (a["batch"] * a["windows"], a["heads"], a["length"], a["headDim"])
@@ -67,6 +69,32 @@ def case_fn(fn, a, dev):
         g = torch.randn(*shape, device=dev, dtype=dt)
         return lambda: torch.autograd.grad(F.scaled_dot_product_attention(q, k, v), (q, k, v), g)
     return None
+
+
+def layer_norm2d(x, w, b, eps=1e-6):
+    """SAM's LayerNorm2d: mean and biased variance over the channels of each pixel."""
+    u = x.mean(1, keepdim=True)
+    s = (x - u).pow(2).mean(1, keepdim=True)
+    return (x - u) / torch.sqrt(s + eps) * w[:, None, None] + b[:, None, None]
+
+
+def norm2d_fn(fn, a, dev, dt):
+    """bench/batchnorm.ts's cases: NCHW x in dt, f32 parameters and running stats (mixed precision)."""
+    c = a["c"]
+    need = fn.endswith("backward")
+    x = torch.randn(a["n"], c, a["h"], a["w"], device=dev, dtype=dt, requires_grad=need)
+    w = torch.ones(c, device=dev, requires_grad=need)
+    b = torch.zeros(c, device=dev, requires_grad=need)
+    rm, rv = torch.zeros(c, device=dev), torch.ones(c, device=dev)
+    if fn.startswith("layer_norm2d"):
+        # PyTorch has no fused LayerNorm2d: what SAM runs, in f32 for bf16 input as autocast would.
+        run = lambda: layer_norm2d(x.float(), w, b).to(dt)
+    else:
+        run = lambda: F.batch_norm(x, rm, rv, w, b, training=fn != "batch_norm_eval", momentum=0.1, eps=1e-5)
+    if not need:
+        return run
+    g = torch.randn_like(x)
+    return lambda: torch.autograd.grad(run(), (x, w, b), g)
 
 
 def ceilings(dev):

@@ -4,6 +4,8 @@
 import { ops, tensor, zeros } from '../ts';
 import { native } from '../ts/native';
 import type { Device, DType, Tensor } from '../ts';
+import { dimsOf, refBatchNorm, refBatchNormGrads, refLayerNorm2d } from './support/batchnorm-reference';
+import type { BnParams } from './support/batchnorm-reference';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
@@ -11,92 +13,6 @@ poisonOutputs();
 const f32 = (a: ArrayLike<number>) => Float32Array.from(a);
 const quant = (a: Float64Array, dtype: DType) => (dtype === 'bf16' ? a.map(roundBf16) : Float64Array.from(f32(a)));
 const read = async (t: Tensor) => Float64Array.from(await t.toArray());
-// NCHW dims: [N, C] is [N, C, 1, 1].
-const dimsOf = (shape: number[]) => ({ n: shape[0], c: shape[1], hw: (shape[2] ?? 1) * (shape[3] ?? 1) });
-
-interface BnParams {
-  w?: Float64Array;
-  b?: Float64Array;
-  rm?: Float64Array;
-  rv?: Float64Array;
-  training: boolean;
-  momentum: number;
-  eps: number;
-}
-
-// PyTorch's batch_norm in float64: y, the statistics used (mean, 1/√(var + eps)), and the updated running stats.
-function refBatchNorm(x: Float64Array, shape: number[], p: BnParams) {
-  const { n, c, hw } = dimsOf(shape);
-  const count = n * hw;
-  const mean = new Float64Array(c);
-  const invstd = new Float64Array(c);
-  const rm = p.rm && Float64Array.from(p.rm);
-  const rv = p.rv && Float64Array.from(p.rv);
-  for (let ch = 0; ch < c; ch++) {
-    let m = 0;
-    let v = 0;
-    if (p.training) {
-      for (let i = 0; i < n; i++) for (let q = 0; q < hw; q++) m += x[(i * c + ch) * hw + q];
-      m /= count;
-      for (let i = 0; i < n; i++) for (let q = 0; q < hw; q++) v += (x[(i * c + ch) * hw + q] - m) ** 2;
-      v /= count;
-      if (rm && rv) {
-        rm[ch] = (1 - p.momentum) * rm[ch] + p.momentum * m;
-        rv[ch] = (1 - p.momentum) * rv[ch] + (p.momentum * v * count) / (count - 1);
-      }
-    } else {
-      m = p.rm![ch];
-      v = p.rv![ch];
-    }
-    mean[ch] = m;
-    invstd[ch] = 1 / Math.sqrt(v + p.eps);
-  }
-  const y = x.map((v, i) => {
-    const ch = Math.floor(i / hw) % c;
-    return (v - mean[ch]) * invstd[ch] * (p.w ? p.w[ch] : 1) + (p.b ? p.b[ch] : 0);
-  });
-  return { y, mean, invstd, rm, rv };
-}
-
-// The analytic gradients of Σ y·r in float64 (the formulas of the brief, written independently of the kernels).
-function refBatchNormGrads(x: Float64Array, r: Float64Array, shape: number[], p: BnParams) {
-  const { n, c, hw } = dimsOf(shape);
-  const { mean, invstd } = refBatchNorm(x, shape, p);
-  const ch = (i: number) => Math.floor(i / hw) % c;
-  const xh = x.map((v, i) => (v - mean[ch(i)]) * invstd[ch(i)]);
-  const dw = new Float64Array(c);
-  const db = new Float64Array(c);
-  r.forEach((g, i) => {
-    dw[ch(i)] += g * xh[i];
-    db[ch(i)] += g;
-  });
-  const count = n * hw;
-  const dx = r.map((g, i) => {
-    const k = ch(i);
-    const w = p.w ? p.w[k] : 1;
-    return p.training ? ((w * invstd[k]) / count) * (count * g - db[k] - xh[i] * dw[k]) : g * w * invstd[k];
-  });
-  return { dx, dw, db };
-}
-
-// LayerNorm2d in float64: over the channels of each pixel.
-function refLayerNorm2d(x: Float64Array, shape: number[], w: Float64Array, b: Float64Array, eps: number) {
-  const { n, c, hw } = dimsOf(shape);
-  const y = new Float64Array(x.length);
-  for (let i = 0; i < n; i++)
-    for (let q = 0; q < hw; q++) {
-      const at = (ch: number) => (i * c + ch) * hw + q;
-      let m = 0;
-      for (let ch = 0; ch < c; ch++) m += x[at(ch)];
-      m /= c;
-      let v = 0;
-      for (let ch = 0; ch < c; ch++) v += (x[at(ch)] - m) ** 2;
-      const rs = 1 / Math.sqrt(v / c + eps);
-      for (let ch = 0; ch < c; ch++) y[at(ch)] = (x[at(ch)] - m) * rs * w[ch] + b[ch];
-    }
-  return y;
-}
-
 const dot = (a: Float64Array, b: Float64Array) => a.reduce((s, v, i) => s + v * b[i], 0);
 const positive = (n: number, seed: number) => randomArray(n, seed, 0.5).map((v) => 1 + v); // in (0.5, 1.5)
 
@@ -182,6 +98,21 @@ describeEachDevice('batchNorm2d on %s', (device: Device) => {
     expect(relativeError(await y.toArray(), refBatchNorm(x0, shape, p).y)).toBeLessThanOrEqual(1e-5);
     y.mul(make(r0, shape)).sum().backward();
     expect(relativeError(await x.grad!.toArray(), refBatchNormGrads(x0, r0, shape, p).dx)).toBeLessThanOrEqual(1e-4);
+  });
+
+  test('only the weight and bias require a gradient (training): dx is not computed, dweight and dbias are', async () => {
+    const shape = [3, 4, 2, 5];
+    const x0 = quant(randomArray(120, freshSeed()), 'f32');
+    const r0 = quant(randomArray(120, freshSeed()), 'f32');
+    const w0 = quant(randomArray(4, freshSeed()), 'f32');
+    const x = make(x0, shape);
+    const w = make(w0, [4], 'f32', true);
+    const b = make(new Float64Array(4), [4], 'f32', true);
+    ops.batchNorm2d(x, { weight: w, bias: b, training: true }).mul(make(r0, shape)).sum().backward();
+    const g = refBatchNormGrads(x0, r0, shape, { w: w0, training: true, momentum: 0.1, eps: 1e-5 });
+    expect(x.grad).toBeNull();
+    expect(relativeError(await w.grad!.toArray(), g.dw)).toBeLessThanOrEqual(1e-5);
+    expect(relativeError(await b.grad!.toArray(), g.db)).toBeLessThanOrEqual(1e-5);
   });
 
   test('training without running stats uses the batch statistics; momentum 0 and 1 are the ends of the update', async () => {
