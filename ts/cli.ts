@@ -18,7 +18,8 @@ import { rand, synchronize, Tensor, tensor } from './index';
 import { collectImages, inferImages } from './infer';
 import { SafetensorsFile } from './io/safetensors';
 import { checkSizeRequest, type ImageSizeRequest } from './model/preprocess';
-import { RadioModel } from './model/radio';
+import { ERadioModel } from './model/eradio/model';
+import { AnyRadioModel, loadRadio } from './model/load';
 import type { DType, Device } from './native';
 import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
@@ -99,7 +100,7 @@ async function infer(args: string[]): Promise<void> {
   // The inputs are found before the model loads, so a mistyped path fails at once.
   const images = parsed.images.length > 0 ? collectImages(parsed.images) : null;
   let t0 = process.hrtime.bigint();
-  const model = await RadioModel.load(dir, { device, dtype });
+  const model = await loadRadio(dir, { device, dtype });
   if (images) {
     try {
       await inferFiles(model, images, parsed);
@@ -110,10 +111,17 @@ async function infer(args: string[]): Promise<void> {
   }
   const size = typeof parsed.size === 'number' ? [parsed.size, parsed.size] : parsed.size;
   const batch = parsed.batch ?? 1;
-  const c = model.config;
   const shown = path.relative(process.cwd(), dir).startsWith('..') ? dir : path.relative(process.cwd(), dir) || '.';
-  console.log(`loaded ${shown}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
-    `prefix=${c.numCls}+${c.numRegisters} adaptors=[${c.adaptors.map((a) => a.name).join(', ')}] on ${device} (${dtype}) in ${ms(t0).toFixed(0)} ms`);
+  const adaptors = `adaptors=[${model.config.adaptors.map((a) => a.name).join(', ')}]`;
+  if (model instanceof ERadioModel) {
+    const a = model.config.arch;
+    console.log(`loaded ${shown}: ${model.config.timmModel} (E-RADIO) dim=${a.dim} depths=${a.depths.join('/')} window=${model.windowSize} ` +
+      `features 1/${model.featureStride} x ${a.neckDim} ${adaptors} on ${device} (${dtype}) in ${ms(t0).toFixed(0)} ms`);
+  } else {
+    const c = model.config;
+    console.log(`loaded ${shown}: ${c.timmModel} D=${c.embedDim} depth=${c.depth} heads=${c.heads} patch=${c.patchSize} ` +
+      `prefix=${c.numCls}+${c.numRegisters} ${adaptors} on ${device} (${dtype}) in ${ms(t0).toFixed(0)} ms`);
+  }
   const ioPath = path.join(dir, 'io.safetensors');
   const io = fs.existsSync(ioPath) ? await SafetensorsFile.open(ioPath) : null;
   try {
@@ -159,7 +167,7 @@ async function infer(args: string[]): Promise<void> {
 }
 
 /** `infer` on image files: one progress line per image on stdout, then where everything went. */
-async function inferFiles(model: RadioModel, images: ReturnType<typeof collectImages>, a: InferArgs): Promise<void> {
+async function inferFiles(model: AnyRadioModel, images: ReturnType<typeof collectImages>, a: InferArgs): Promise<void> {
   const size = checkSizeRequest(a.size, model.resolutionStep, '--image-size');
   const outDir = a.out ?? '.';
   const t0 = process.hrtime.bigint();

@@ -19,6 +19,8 @@ export { RadioModel } from './model/radio';
 export { ERadioModel, ERADIO_STEP } from './model/eradio/model';
 export type { ERadioLoadOptions } from './model/eradio/model';
 export { optimalWindowSize } from './model/eradio/config';
+export { isERadioCheckpoint, loadRadio } from './model/load';
+export type { AnyRadioModel, LoadRadioOptions } from './model/load';
 export type { ERadioArch, ERadioConfig } from './model/eradio/config';
 export { downloadCheckpoint, hubCacheDir } from './model/hub';
 export type { DownloadProgress, HubDownloadOptions } from './model/hub';

@@ -8,7 +8,7 @@ import { synchronize } from './backends';
 import { IMAGE_EXTENSIONS, scanFolder } from './data/scan';
 import { writeSafetensors, type SafetensorsWriteInput } from './io/safetensors';
 import { preprocessImage, checkSizeRequest, type ImageSizeRequest } from './model/preprocess';
-import type { RadioModel } from './model/radio';
+import type { AnyRadioModel } from './model/load';
 import { tensor } from './tensor';
 import { pcaColors } from './viz/pca';
 import { sideBySide, writeRgbPng } from './viz/picture';
@@ -59,7 +59,7 @@ function withoutExtension(name: string): string {
 }
 
 export interface InferImagesOptions {
-  model: RadioModel;
+  model: AnyRadioModel;
   images: readonly InferInput[];
   /** Created when missing. */
   outDir: string;
@@ -90,11 +90,11 @@ export interface InferredImage {
 }
 
 /** The heads a model outputs, backbone first. */
-export function headNames(model: RadioModel): string[] {
+export function headNames(model: AnyRadioModel): string[] {
   return ['backbone', ...model.config.adaptors.map((a) => a.name)];
 }
 
-function checkHeads(model: RadioModel, heads: readonly string[], what: string): void {
+function checkHeads(model: AnyRadioModel, heads: readonly string[], what: string): void {
   const known = headNames(model);
   for (const h of heads) if (!known.includes(h)) throw new Error(`${what}: this checkpoint has no head ${JSON.stringify(h)} (it has ${known.join(', ')})`);
 }
@@ -132,8 +132,7 @@ export async function inferImages(opts: InferImagesOptions): Promise<InferredIma
     const out = model.forward(input);
     input.dispose();
     try {
-      const gh = pre.height / model.config.patchSize;
-      const gw = pre.width / model.config.patchSize;
+      const [gh, gw] = model.featureGrid('backbone', pre.height, pre.width);
       const entries: Record<string, SafetensorsWriteInput> = {};
       for (const h of heads) {
         entries[`${h}.summary`] = out[h].summary;

@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { createStudent, RadioModel } from '../../ts';
+import { createStudent, nn } from '../../ts';
 import type { RadioConfig } from '../../ts';
 import { parseRadioConfig } from '../../ts/model/config';
 import { studentSpecFor } from '../../ts/train/student';
@@ -28,7 +28,7 @@ export function tempDir(tag: string): string {
 }
 
 /** Every parameter and buffer of a model, by key, as plain arrays. */
-export async function weightsOf(m: RadioModel): Promise<Map<string, Float32Array>> {
+export async function weightsOf(m: nn.Module): Promise<Map<string, Float32Array>> {
   const out = new Map<string, Float32Array>();
   for (const [k, t] of [...m.namedParameters(), ...m.namedBuffers()]) out.set(k, await t.toArray());
   return out;

@@ -19,6 +19,7 @@ import { tidy } from '../scope';
 import { Tensor, tensor } from '../tensor';
 import { GenericAdaptor } from './adaptor';
 import { parseRadioConfig, RadioConfig, VitDetConfig, vitdetConfig, VitDetOverride } from './config';
+import { isERadioConfig } from './eradio/config';
 import type { MlpHeadConfig, MlpVersion } from './config';
 import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPositions, trainPositions } from './cpe';
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
@@ -196,6 +197,8 @@ export class RadioModel extends Module {
     } catch (e) {
       throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
     }
+    if (isERadioConfig(json))
+      throw new Error(`${configPath}: an E-RADIO checkpoint (args.model ${JSON.stringify((json as { args: { model: string } }).args.model)}); load it with ERadioModel.load(dir) or loadRadio(dir)`);
     const c = parseRadioConfig(json, configPath, opts.vitdet);
     const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
     let model: RadioModel | null = null;

@@ -10,7 +10,7 @@ import * as path from 'path';
 import type { DataState } from '../data/types';
 import { SafetensorsFile, writeSafetensors } from '../io/safetensors';
 import type { SafetensorsWriteInput } from '../io/safetensors';
-import type { RadioModel } from '../model/radio';
+import type { AnyRadioModel } from '../model/load';
 import type { GroupedAdamW } from './groups';
 
 const FORMAT = 'am-radio-training-state/1';
@@ -32,7 +32,7 @@ export interface SaveCheckpointOptions {
   root: string;
   /** The text of the student's config.json, written unchanged. */
   configJson: string;
-  student: RadioModel;
+  student: AnyRadioModel;
   /** The checkpoint's summary_idxs buffer, written back when the source had one. */
   summaryIdxs: number[] | null;
   optimizer: GroupedAdamW;

@@ -10,6 +10,7 @@ import type { DataSource } from '../data/types';
 import { SafetensorsFile } from '../io/safetensors';
 import type { VitDetOverride } from '../model/config';
 import { RadioModel } from '../model/radio';
+import { AnyRadioModel, loadRadio } from '../model/load';
 import type { DType, Device } from '../native';
 import { multiTeacherLoss } from '../ops/loss';
 import type { MultiTeacherLossOptions, TeacherTerm } from '../ops/loss';
@@ -74,7 +75,7 @@ export interface DistillOptions {
   /** false: silent. */
   progress?: false | { stream?: NodeJS.WritableStream & { isTTY?: boolean }; tty?: boolean; every?: number };
   /** Called after every step with the live student and optimizer (read them, do not keep them). */
-  onStep?: (m: StepMetrics, live: { student: RadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
+  onStep?: (m: StepMetrics, live: { student: AnyRadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
   /** Awaited midway through every checkpoint save (tests kill a save there). */
   checkpointMidway?: () => Promise<void>;
 }
@@ -87,7 +88,7 @@ export interface VitDetAugment {
 
 export interface DistillResult {
   /** The trained student (train mode); the caller disposes it. */
-  student: RadioModel;
+  student: AnyRadioModel;
   optimizer: GroupedAdamW;
   step: number;
   skipped: number;
@@ -112,7 +113,7 @@ function weight(v: unknown, where: string, fallback: number): number {
 }
 
 /** Checks every teacher head against the student's adaptors, naming the teacher and head. */
-function planTeachers(student: RadioModel, teachers: TeacherSpec[], data: DataSource): Plan[] {
+function planTeachers(student: AnyRadioModel, teachers: TeacherSpec[], data: DataSource): Plan[] {
   if (!Array.isArray(teachers) || teachers.length === 0) throw new Error('distill: teachers must be a non-empty array');
   const names = new Set<string>();
   const plans = teachers.map((spec, t) => {
@@ -156,9 +157,10 @@ function planTeachers(student: RadioModel, teachers: TeacherSpec[], data: DataSo
 }
 
 /** Checks the ViTDet augmentation against the student and every data partition, naming the field. */
-function checkVitdet(student: RadioModel, v: VitDetAugment | undefined, data: DataSource): VitDetAugment | null {
+function checkVitdet(student: AnyRadioModel, v: VitDetAugment | undefined, data: DataSource): VitDetAugment | null {
   if (v === undefined) return null;
   const where = 'distill: vitdet';
+  if (!(student instanceof RadioModel)) throw new Error(`${where}: ViTDet window augmentation applies to ViT students; this student is E-RADIO (${student.config.timmModel})`);
   if (!v || typeof v !== 'object') throw new Error(`${where} must be { windowSizes, numGlobal?, numWindowed? }, got ${JSON.stringify(v)}`);
   if (!Array.isArray(v.windowSizes) || v.windowSizes.length === 0) throw new Error(`${where}.windowSizes must be a non-empty array of window sizes (patches) or null`);
   for (const [j, ws] of v.windowSizes.entries())
@@ -211,7 +213,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     throw new Error(`distill: cannot read the student's config.json in ${sourceDir} (${e.message})`);
   });
   const summaryIdxs = await readSummaryIdxs(sourceDir);
-  const student = await RadioModel.load(sourceDir, { device: o.student.device, dtype: o.student.dtype, seed });
+  const student = await loadRadio(sourceDir, { device: o.student.device, dtype: o.student.dtype, seed });
   try {
     student.train();
     const plans = planTeachers(student, o.teachers, o.data);
@@ -314,7 +316,7 @@ function onDevice(targets: TeacherTargets, device: Device): TeacherTargets {
 
 /** One micro-batch: teachers, student forward, loss, backward (gradients accumulate). Returns the unscaled values. */
 async function microStep(
-  student: RadioModel,
+  student: AnyRadioModel,
   plans: Plan[],
   data: DataSource,
   lossOpts: MultiTeacherLossOptions,
@@ -336,10 +338,10 @@ async function microStep(
       }
     }
     // The crop draws are a function of (seed, step, micro-batch): a resumed run re-derives them.
-    student.seed(cropSeed);
+    if (student instanceof RadioModel) student.seed(cropSeed);
     const keys: string[] = [];
     const { total, parts } = tidy(() => {
-      const out = student.forward(images, vitdet ? { vitdet } : {});
+      const out = student instanceof RadioModel ? student.forward(images, vitdet ? { vitdet } : {}) : student.forward(images);
       const terms: TeacherTerm[] = [];
       active.forEach((p, t) => {
         for (const h of p.heads) {
