@@ -14,7 +14,7 @@ poisonOutputs();
 const TOL: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 1e-2 };
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const quantize = (x: ArrayLike<number>, dtype: DType) =>
-  Float64Array.from(x, dtype === 'bf16' ? roundBf16 : dtype === 'i32' ? (v) => Math.round(v * 1000) : Math.fround);
+  Float64Array.from(x, dtype === 'bf16' ? roundBf16 : dtype === 'i32' ? (v) => Math.round(v * 1000) + 0 : Math.fround); // + 0: an i32 holds no -0
 
 /** Row-major multi-index of flat index i in shape. */
 function unravel(i: number, shape: readonly number[]): number[] {

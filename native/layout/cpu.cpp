@@ -1,3 +1,4 @@
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
@@ -15,28 +16,38 @@ constexpr int64_t kGrain = 1 << 14;
 
 int64_t rows_grain(int64_t row) { return row >= kGrain ? 1 : kGrain / (row > 0 ? row : 1); }
 
-// One row (the innermost dimension) at a time: when no axis depends on the innermost index, the row's elements
-// are a fixed stride apart in both buffers and only its first element goes through plan_step.
+// One row (the innermost dimension) at a time: a flat index is split once per row. When no axis depends on the
+// innermost index the whole row is either padding or a fixed-stride run (a memcpy when both sides are contiguous);
+// otherwise each step along the row moves the offsets and axis coordinates by constants.
 template <typename T>
 void copy_plan(const CopyPlan& p, T* out, const T* in) {
   const int last = p.rank - 1;
   const int64_t row = p.rank > 0 ? p.size[last] : 1;
   const int64_t rows = plan_elements(p) / row;
-  bool row_fast = p.rank > 0;
-  for (int a = 0; a < p.axes; ++a) row_fast = row_fast && p.axis[a].coef[last] == 0;
+  const int64_t ss = p.rank > 0 ? p.src_stride[last] : 0, ds = p.rank > 0 ? p.dst_stride[last] : 0;
+  bool row_uniform = true;
+  for (int a = 0; a < p.axes; ++a) row_uniform = row_uniform && (p.rank == 0 || p.axis[a].coef[last] == 0);
+  const bool plain = ss == 1 && ds == 1 && p.scale == 1.f;
   parallel_for(rows, rows_grain(row), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      if (!row_fast) {
-        for (int64_t j = 0; j < row; ++j) {
-          Step s;
-          if (plan_step(p, r * row + j, &s)) copy_element(p, out, in, s);
+      Cursor c = plan_cursor(p, r * row);
+      Step s;
+      if (row_uniform) {
+        if (!cursor_step(p, c, &s)) continue;
+        if (s.src >= 0 && plain) {
+          std::memcpy(out + s.dst, in + s.src, size_t(row) * sizeof(T));
+          continue;
         }
+        const int64_t step = s.src < 0 ? 0 : ss;
+        for (int64_t j = 0; j < row; ++j, s.src += step, s.dst += ds) copy_element(p, out, in, s);
         continue;
       }
-      Step s;
-      if (!plan_step(p, r * row, &s)) continue;
-      const int64_t ss = s.src < 0 ? 0 : p.src_stride[last], ds = p.dst_stride[last];
-      for (int64_t j = 0; j < row; ++j, s.dst += ds, s.src += ss) copy_element(p, out, in, s);
+      for (int64_t j = 0; j < row; ++j) {
+        if (cursor_step(p, c, &s)) copy_element(p, out, in, s);
+        c.src += ss;
+        c.dst += ds;
+        for (int a = 0; a < p.axes; ++a) c.coord[a] += p.axis[a].coef[last];
+      }
     }
   });
 }
