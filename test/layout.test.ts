@@ -142,37 +142,46 @@ function padCase(shape: number[], pads: [number, number, number, number], mode: 
   };
 }
 
-/** timm's window_partition of a zero-padded [B, Hp, Wp, C], as an index map into x [B, H, W, C]. */
-function partitionMap(B: number, H: number, W: number, C: number, ws: number) {
+/** Flat index of map element (b, h, w, c) in either layout. */
+const mapIndex = (layout: ops.WindowLayout, [B, H, W, C]: number[], b: number, h: number, w: number, c: number) =>
+  layout === 'NHWC' ? ((b * H + h) * W + w) * C + c : ((b * C + c) * H + h) * W + w;
+
+/** window_partition of the map padded to multiples of ws, as an index map into it (-1: zero padding). */
+function partitionMap(dims: number[], ws: number, layout: ops.WindowLayout, mode: 'zero' | 'reflect') {
+  const [B, H, W, C] = dims;
   const nWh = Math.ceil(H / ws), nWw = Math.ceil(W / ws);
   return mapOf([B * nWh * nWw, ws * ws, C], ([n, t, c]) => {
     const b = Math.floor(n / (nWh * nWw)), wh = Math.floor(n / nWw) % nWh, ww = n % nWw;
-    const h = wh * ws + Math.floor(t / ws), w = ww * ws + (t % ws);
-    return h < H && w < W ? ((b * H + h) * W + w) * C + c : -1;
+    const h = padSource(wh * ws + Math.floor(t / ws), 0, H, mode), w = padSource(ww * ws + (t % ws), 0, W, mode);
+    return h < 0 || w < 0 ? -1 : mapIndex(layout, dims, b, h, w, c);
   });
 }
 
-function partitionCase(shape: number[], ws: number): Movement {
-  const [B, H, W, C] = shape;
+/** dims = [B, H, W, C] whatever the layout. */
+function partitionCase(dims: number[], ws: number, layout: ops.WindowLayout = 'NHWC', mode: 'zero' | 'reflect' = 'zero'): Movement {
+  const [B, H, W, C] = dims;
   return {
-    name: `windowPartition ${JSON.stringify(shape)} ws ${ws}`,
-    shapes: [shape],
+    name: `windowPartition ${layout} ${mode} [B, H, W, C] = ${JSON.stringify(dims)} ws ${ws}`,
+    shapes: [layout === 'NHWC' ? dims : [B, C, H, W]],
     run: ([x]) => {
-      const r = ops.windowPartition(x, ws);
+      const r = ops.windowPartition(x, ws, { layout, mode });
       expect([r.Hp, r.Wp]).toEqual([Math.ceil(H / ws) * ws, Math.ceil(W / ws) * ws]);
       return [r.tokens];
     },
-    ref: () => [partitionMap(B, H, W, C, ws)],
+    ref: () => [partitionMap(dims, ws, layout, mode)],
+    sums: mode === 'reflect',
   };
 }
 
-function reverseCase(B: number, H: number, W: number, C: number, ws: number): Movement {
+function reverseCase(B: number, H: number, W: number, C: number, ws: number, layout: ops.WindowLayout = 'NHWC'): Movement {
   const Hp = Math.ceil(H / ws) * ws, Wp = Math.ceil(W / ws) * ws, nWh = Hp / ws, nWw = Wp / ws;
+  const shape = layout === 'NHWC' ? [B, H, W, C] : [B, C, H, W];
   return {
-    name: `windowReverse to [${B}, ${H}, ${W}, ${C}] ws ${ws} from ${Hp}x${Wp}`,
+    name: `windowReverse to ${layout} ${JSON.stringify(shape)} ws ${ws} from ${Hp}x${Wp}`,
     shapes: [[B * nWh * nWw, ws * ws, C]],
-    run: ([t]) => [ops.windowReverse(t, ws, H, W, Hp, Wp)],
-    ref: () => [mapOf([B, H, W, C], ([b, h, w, c]) => {
+    run: ([t]) => [ops.windowReverse(t, ws, H, W, Hp, Wp, { layout })],
+    ref: () => [mapOf(shape, (o) => {
+      const [b, h, w, c] = layout === 'NHWC' ? o : [o[0], o[2], o[3], o[1]];
       const n = (b * nWh + Math.floor(h / ws)) * nWw + Math.floor(w / ws);
       return (n * ws * ws + (h % ws) * ws + (w % ws)) * C + c;
     })],
@@ -206,9 +215,14 @@ const MOVEMENTS: Movement[] = [
   partitionCase([1, 4, 4, 2], 2),
   partitionCase([1, 3, 2, 5], 4),
   partitionCase([2, 3, 3, 1], 1),
+  partitionCase([2, 5, 7, 3], 3, 'NCHW'),
+  partitionCase([2, 5, 7, 3], 3, 'NHWC', 'reflect'),
+  partitionCase([1, 6, 5, 4], 4, 'NCHW', 'reflect'),
+  partitionCase([1, 4, 4, 2], 2, 'NCHW', 'reflect'),
   reverseCase(2, 5, 7, 3, 3),
   reverseCase(1, 4, 4, 2, 2),
   reverseCase(1, 3, 2, 5, 4),
+  reverseCase(2, 5, 7, 3, 3, 'NCHW'),
 ];
 
 /** inputs laid end to end, then read through each index map (0 for padding). */
@@ -397,6 +411,10 @@ describeEachDevice('layout ops on %s refuse bad input', (device) => {
   test('windowPartition and windowReverse', () => {
     expect(() => ops.windowPartition(t([2, 3, 4]), 2)).toThrow(/windowPartition: x must be NHWC \[B, H, W, C\], got \[2, 3, 4\]/);
     expect(() => ops.windowPartition(t([1, 3, 4, 2]), 0)).toThrow(/windowPartition: window size ws must be an integer >= 1/);
+    expect(() => ops.windowPartition(t([1, 2, 4, 2]), 4, { mode: 'reflect' })).toThrow(/windowPartition: reflect padding of 2x4 to 4x4 needs each pad smaller than its dim/);
+    expect(() => ops.windowPartition(t([1, 3, 2, 4]), 4, { layout: 'NCHW', mode: 'reflect' })).toThrow(/windowPartition: reflect padding of 2x4 to 4x4/);
+    expect(() => ops.windowPartition(t([1, 3, 4, 2]), 2, { layout: 'CHW' as ops.WindowLayout })).toThrow(/windowPartition: unknown layout "CHW"/);
+    expect(() => ops.windowPartition(t([1, 3, 4, 2]), 2, { mode: 'replicate' as 'zero' })).toThrow(/windowPartition: unknown mode "replicate"/);
     expect(() => ops.windowReverse(t([4, 4, 2]), 2, 3, 4, 5, 4)).toThrow(/windowReverse: the padded map 5x4 is not a multiple of the window size 2/);
     expect(() => ops.windowReverse(t([4, 4, 2]), 2, 5, 4, 4, 4)).toThrow(/windowReverse: the map 5x4 does not fit in the padded map 4x4/);
     expect(() => ops.windowReverse(t([3, 4, 2]), 2, 4, 4, 4, 4)).toThrow(/windowReverse: tokens must be \[B·4, 4, C\]/);

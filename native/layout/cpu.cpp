@@ -67,12 +67,9 @@ void pad_backward(GpuStream, const PadGeometry& g, void* grad_in, const void* gr
     using T = std::remove_pointer_t<decltype(tag)>;
     T* gi = static_cast<T*>(grad_in);
     const T* go = static_cast<const T*>(grad_out);
-    parallel_for(g.planes * g.in_h, rows_grain(g.in_w), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) {
-        const int64_t plane = r / g.in_h;
-        const int32_t h = int32_t(r % g.in_h);
-        for (int32_t w = 0; w < g.in_w; ++w) Elem<T>::store(gi, size_t(r * g.in_w + w), pad_gather(g, go, plane, h, w));
-      }
+    const int64_t total = g.planes * g.in_h * g.in_w * g.inner;
+    parallel_for(total, kGrain / 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t e = lo; e < hi; ++e) Elem<T>::store(gi, size_t(e), pad_gather(g, go, e));
     });
   });
 }

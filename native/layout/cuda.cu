@@ -32,9 +32,7 @@ __global__ void copy_kernel(CopyPlan p, T* out, const T* in, I total) {
 template <typename T>
 __global__ void pad_backward_kernel(PadGeometry g, T* grad_in, const T* grad_out, int64_t total) {
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t row = e / g.in_w;
-    const int32_t w = int32_t(e - row * g.in_w), h = int32_t(row % g.in_h);
-    Elem<T>::store(grad_in, size_t(e), pad_gather(g, grad_out, row / g.in_h, h, w));
+    Elem<T>::store(grad_in, size_t(e), pad_gather(g, grad_out, e));
   }
 }
 
@@ -85,7 +83,7 @@ void copy(GpuStream s, const CopyPlan& plan, void* out, const void* in, DType dt
 void pad_backward(GpuStream s, const PadGeometry& g, void* grad_in, const void* grad_out, DType dt) {
   with_float_dtype(dt, "pad2d backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    const int64_t total = g.planes * g.in_h * g.in_w;
+    const int64_t total = g.planes * g.in_h * g.in_w * g.inner;
     launch("layout_pad_backward", pad_backward_kernel<T>, stride_grid(total), dim3(kThreads), 0, s, g,
            static_cast<T*>(grad_in), static_cast<const T*>(grad_out), total);
   });

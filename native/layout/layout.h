@@ -158,10 +158,11 @@ AMR_HD void copy_element<int32_t>(const CopyPlan&, int32_t* out, const int32_t* 
   out[s.dst] = s.src < 0 ? 0 : in[s.src];
 }
 
-// The reflect / replicate pad's backward over the last two dims: planes × [in_h, in_w] gathers the gradient of
-// planes × [out_h, out_w], whose (0, 0) is the input's (-top, -left).
+// The reflect / replicate pad's backward: planes × [in_h, in_w] × inner gathers the gradient of planes × [out_h,
+// out_w] × inner, whose (0, 0) is the input's (-top, -left). inner is 1 for NCHW maps (pad2d) and C for NHWC
+// (window partition).
 struct PadGeometry {
-  int64_t planes;
+  int64_t planes, inner;
   int32_t in_h, in_w, out_h, out_w, top, left;
   PadMode mode;
 };
@@ -193,17 +194,21 @@ AMR_HD Ranges source_ranges(int32_t s, int32_t in, int32_t out, int32_t lo, PadM
   return r;
 }
 
+// Input element e (flat over planes × in_h × in_w × inner): the sum of the output gradients read from it.
 template <typename T>
-AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t plane, int32_t h, int32_t w) {
+AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t e) {
+  const int64_t ch = e % g.inner, pixel = e / g.inner;
+  const int32_t w = int32_t(pixel % g.in_w), h = int32_t(pixel / g.in_w % g.in_h);
+  const int64_t plane = pixel / g.in_w / g.in_h;
   const Ranges rh = source_ranges(h, g.in_h, g.out_h, g.top, g.mode);
   const Ranges rw = source_ranges(w, g.in_w, g.out_w, g.left, g.mode);
-  const T* base = grad_out + plane * g.out_h * g.out_w;
+  const T* base = grad_out + plane * g.out_h * g.out_w * g.inner + ch;
   float acc = 0.f;
   for (int a = 0; a < rh.n; ++a)
     for (int32_t oh = rh.begin[a]; oh < rh.end[a]; ++oh)
       for (int b = 0; b < rw.n; ++b)
         for (int32_t ow = rw.begin[b]; ow < rw.end[b]; ++ow)
-          acc += Elem<T>::load(base, size_t(oh) * g.out_w + ow);
+          acc += Elem<T>::load(base, size_t((int64_t(oh) * g.out_w + ow) * g.inner));
   return acc;
 }
 

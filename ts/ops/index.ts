@@ -13,4 +13,4 @@ export type { AttentionOptions } from './attention';
 export { assembleTokens, gatherRows, patchify, sliceRows } from './tokens';
 export type { PatchifyOptions } from './tokens';
 export { cat, chunk, MAX_PERMUTE_DIMS, mean, narrow, pad2d, permute, sum, windowPartition, windowReverse } from './layout';
-export type { PadMode, WindowPartition } from './layout';
+export type { PadMode, WindowLayout, WindowPartition, WindowPartitionOptions } from './layout';
