@@ -144,7 +144,7 @@ Napi::Value LayoutPadBackward(const Napi::CallbackInfo& info) {
     const Fields f = Fields::of(info, 0, who);
     StoragePtr gi = f.buffer("gradIn"), go = f.buffer("gradOut");
     const DType dt = f.dtype("dtype");
-    constexpr int kSide = 1 << 30;  // keeps lo + 2·(in − 1) inside int32
+    constexpr int kSide = 1 << 29;  // keeps |lo| + 2·(in − 1) inside int32
     layout::PadGeometry g{};
     g.planes = f.int64("planes", 0, kMaxOffset);
     g.inner = f.has("inner") ? f.int64("inner", 1, kMaxOffset) : 1;

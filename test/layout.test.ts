@@ -282,6 +282,18 @@ describeEachDevice('layout data movement on %s against float64', (device) => {
     }
   });
 
+  test('empty maps and empty dims pass through every op and its backward', async () => {
+    const opts = { device, requiresGrad: true };
+    const x = tensor([], [2, 0, 3, 4], opts);
+    const outs = [
+      ops.windowPartition(tensor([], [1, 0, 5, 2], opts), 2).tokens, ops.pad2d(x, [1, 1, 1, 1]), ops.permute(x, [3, 2, 1, 0]),
+      ops.narrow(x, 1, 0, 0), ops.cat([x, x], 1), ops.sum(x, 3), ops.mean(x, 1, true),
+    ];
+    expect(outs.map((o) => o.shape)).toEqual([[0, 4, 2], [2, 0, 5, 6], [4, 3, 0, 2], [2, 0, 3, 4], [2, 0, 3, 4], [2, 0, 3], [2, 1, 3, 4]]);
+    outs.reduce((a, o) => a.add(o.sum()), outs[0].sum()).backward();
+    expect(x.grad!.shape).toEqual([2, 0, 3, 4]);
+  });
+
   test('windowReverse undoes windowPartition, and the pair passes gradients straight through', async () => {
     const x0 = Float32Array.from(randomArray(2 * 7 * 9 * 4, freshSeed()));
     const x = tensor(x0, [2, 7, 9, 4], { device, requiresGrad: true });

@@ -305,6 +305,8 @@ export function windowPartition(x: Tensor, ws: number, opts: WindowPartitionOpti
     throw new Error(`${op}: reflect padding of ${H}x${W} to ${Hp}x${Wp} needs each pad smaller than its dim`);
   const tokens = planned(op, x, [B * nWh * nWw, ws * ws, C], windowPlan(m, ws, nWh, nWw, false, mode));
   record(tokens, op, [x], (g) => {
+    // An empty map has no windows (Hp or Wp 0, which windowReverse refuses): nothing flows back.
+    if (x.numel === 0) return [zeros(x.shape, { dtype: x.dtype, device: x.device })];
     if (mode === 'zero') return [windowReverse(g, ws, H, W, Hp, Wp, { layout })];
     // Reflect: the windows back onto the whole padded map, then each padded element summed into its source.
     const bop = `${op} backward`;
