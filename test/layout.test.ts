@@ -223,6 +223,13 @@ const MOVEMENTS: Movement[] = [
   reverseCase(1, 4, 4, 2, 2),
   reverseCase(1, 3, 2, 5, 4),
   reverseCase(2, 5, 7, 3, 3, 'NCHW'),
+  // Innermost runs of 8 or 16 contiguous elements at aligned offsets: the gpu copy's 16-byte path.
+  partitionCase([1, 5, 6, 16], 4),
+  reverseCase(2, 6, 3, 8, 4),
+  catCase([[2, 1, 8], [2, 3, 8]], 1),
+  narrowCase([3, 24], 1, 8, 16),
+  narrowCase([3, 24], 1, 2, 8),
+  permuteCase([3, 4, 16], [1, 0, 2]),
 ];
 
 /** inputs laid end to end, then read through each index map (0 for padding). */

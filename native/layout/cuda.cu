@@ -17,16 +17,60 @@ dim3 stride_grid(int64_t threads) {
   return dim3(static_cast<unsigned>(blocks < 65535 * 8 ? blocks : 65535 * 8));
 }
 
-// One thread per element, consecutive threads on consecutive innermost indices, so the side whose innermost
-// stride is 1 (the destination of every op but cat's inputs and narrow's backward) is written in full lines.
-// I is uint32_t when the element count allows: a 64-bit division costs several times a 32-bit one.
-template <typename T, typename I>
-__global__ void copy_kernel(CopyPlan p, T* out, const T* in, I total) {
+// V contiguous elements moved by one aligned load and one store (16 bytes).
+template <typename T, int V>
+struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+
+// One thread per element (V = 1), or per group of V innermost elements that share one step (see vector_width),
+// consecutive threads on consecutive innermost indices, so the side whose innermost stride is 1 is written in
+// full lines. I is uint32_t when the element count allows: a 64-bit division costs several times a 32-bit one.
+template <typename T, typename I, int V>
+__global__ void copy_kernel(CopyPlan p, T* out, const T* in, I groups) {
   const I stride = I(gridDim.x) * blockDim.x;
-  for (I i = I(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += stride) {
+  for (I g = I(blockIdx.x) * blockDim.x + threadIdx.x; g < groups; g += stride) {
     Step s;
-    if (plan_step(p, i, &s)) copy_element(p, out, in, s);
+    if (!plan_step(p, g * I(V), &s)) continue;
+    if constexpr (V == 1) {
+      copy_element(p, out, in, s);
+    } else {
+      Vec<T, V> v;
+      if (s.src < 0)
+        for (int k = 0; k < V; ++k) v.v[k] = T(0);
+      else
+        v = *reinterpret_cast<const Vec<T, V>*>(in + s.src);
+      *reinterpret_cast<Vec<T, V>*>(out + s.dst) = v;
+    }
   }
+}
+
+bool aligned_to(int64_t v, int64_t n) { return v % n == 0; }
+
+// 16 / sizeof(T) when every group of that many innermost elements is one plain aligned run on both sides: the
+// innermost dim contiguous in both buffers and a multiple of the width, no axis depending on it (so the whole
+// group is padding or not, written or not), every other stride and offset a multiple of the width, the pointers
+// 16-byte aligned, and no scaling. 1 otherwise.
+template <typename T>
+int vector_width(const CopyPlan& p, const void* out, const void* in) {
+  constexpr int kWide = 16 / int(sizeof(T));
+  const int last = p.rank - 1;
+  bool ok = p.rank > 0 && (p.scale == 1.f || std::is_same<T, int32_t>::value) &&
+            reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(in) % 16 == 0 &&
+            aligned_to(p.src_offset, kWide) && aligned_to(p.dst_offset, kWide);
+  ok = ok && p.src_stride[last] == 1 && p.dst_stride[last] == 1 && aligned_to(p.size[last], kWide);
+  for (int d = 0; ok && d < last; ++d) ok = aligned_to(p.src_stride[d], kWide) && aligned_to(p.dst_stride[d], kWide);
+  for (int a = 0; ok && a < p.axes; ++a) ok = p.axis[a].coef[last] == 0 && aligned_to(p.axis[a].stride, kWide);
+  return ok ? kWide : 1;
+}
+
+template <typename T, int V>
+void launch_copy(GpuStream s, const CopyPlan& p, T* out, const T* in, int64_t total) {
+  const int64_t groups = total / V;
+  if (total <= int64_t(UINT32_MAX) - int64_t(65535) * 8 * kThreads)
+    launch("layout_copy", copy_kernel<T, uint32_t, V>, stride_grid(groups), dim3(kThreads), 0, s, p, out, in, uint32_t(groups));
+  else
+    launch("layout_copy", copy_kernel<T, uint64_t, V>, stride_grid(groups), dim3(kThreads), 0, s, p, out, in, uint64_t(groups));
 }
 
 template <typename T>
@@ -73,10 +117,10 @@ void copy(GpuStream s, const CopyPlan& plan, void* out, const void* in, DType dt
     using T = std::remove_pointer_t<decltype(tag)>;
     T* o = static_cast<T*>(out);
     const T* x = static_cast<const T*>(in);
-    if (total <= int64_t(UINT32_MAX) - int64_t(65535) * 8 * kThreads)
-      launch("layout_copy", copy_kernel<T, uint32_t>, stride_grid(total), dim3(kThreads), 0, s, p, o, x, uint32_t(total));
+    if (vector_width<T>(p, out, in) > 1)
+      launch_copy<T, 16 / int(sizeof(T))>(s, p, o, x, total);
     else
-      launch("layout_copy", copy_kernel<T, uint64_t>, stride_grid(total), dim3(kThreads), 0, s, p, o, x, uint64_t(total));
+      launch_copy<T, 1>(s, p, o, x, total);
   });
 }
 
