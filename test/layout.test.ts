@@ -230,6 +230,10 @@ const MOVEMENTS: Movement[] = [
   narrowCase([3, 24], 1, 8, 16),
   narrowCase([3, 24], 1, 2, 8),
   permuteCase([3, 4, 16], [1, 0, 2]),
+  // Several 32 x 32 tiles with ragged edges: the gpu transpose path (NCHW -> NHWC, a token transpose, a 4-d shuffle).
+  permuteCase([2, 33, 5, 7], [0, 2, 3, 1]),
+  permuteCase([2, 40, 35], [0, 2, 1]),
+  permuteCase([3, 34, 2, 37], [2, 3, 0, 1]),
 ];
 
 /** inputs laid end to end, then read through each index map (0 for padding). */

@@ -73,6 +73,46 @@ void launch_copy(GpuStream s, const CopyPlan& p, T* out, const T* in, int64_t to
     launch("layout_copy", copy_kernel<T, uint64_t, V>, stride_grid(groups), dim3(kThreads), 0, s, p, out, in, uint64_t(groups));
 }
 
+constexpr int kTile = 32, kTileRows = 8;
+
+// Permutes whose innermost output dim is strided in the source while another dim b is contiguous there (NCHW <->
+// NHWC, a token transpose): a 32 x 32 tile of (b, innermost) passes through shared memory, so the reads run along b
+// and the writes along the innermost dim, both in full lines. The row of 33 keeps the column reads conflict-free.
+template <typename T>
+__global__ void transpose_kernel(CopyPlan p, int b, T* out, const T* in, int64_t outer) {
+  AMR_SHARED(T, tile, [kTile][kTile + 1]);
+  const int last = p.rank - 1;
+  const int64_t na = p.size[last], nb = p.size[b], sa = p.src_stride[last], db = p.dst_stride[b];
+  const int64_t a0 = int64_t(blockIdx.x) * kTile, b0 = int64_t(blockIdx.y) * kTile;
+  const int tx = int(threadIdx.x), ty = int(threadIdx.y);
+  for (int64_t z = blockIdx.z; z < outer; z += gridDim.z) {
+    int64_t src = p.src_offset, dst = p.dst_offset, rest = z;
+    for (int d = last - 1; d >= 0; --d) {
+      if (d == b) continue;
+      const int64_t i = rest % p.size[d];
+      rest /= p.size[d];
+      src += i * p.src_stride[d];
+      dst += i * p.dst_stride[d];
+    }
+    for (int j = ty; j < kTile; j += kTileRows)
+      if (a0 + j < na && b0 + tx < nb) tile[j][tx] = in[src + (b0 + tx) + (a0 + j) * sa];
+    __syncthreads();
+    for (int j = ty; j < kTile; j += kTileRows)
+      if (b0 + j < nb && a0 + tx < na) out[dst + (b0 + j) * db + (a0 + tx)] = tile[tx][j];
+    __syncthreads();  // the next z overwrites the tile
+  }
+}
+
+// The dim the transpose kernel pairs with the innermost one, or -1 when the plan is not such a permute.
+int transpose_dim(const CopyPlan& p) {
+  const int last = p.rank - 1;
+  if (p.rank < 2 || p.axes != 0 || p.scale != 1.f || p.dst_stride[last] != 1 || p.src_stride[last] == 1) return -1;
+  for (int d = 0; d < last; ++d)
+    if (p.src_stride[d] == 1 && (p.size[d] + kTile - 1) / kTile <= 65535 && (p.size[last] + kTile - 1) / kTile <= 65535)
+      return d;
+  return -1;
+}
+
 template <typename T>
 __global__ void pad_backward_kernel(PadGeometry g, T* grad_in, const T* grad_out, int64_t total) {
   for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
@@ -117,7 +157,13 @@ void copy(GpuStream s, const CopyPlan& plan, void* out, const void* in, DType dt
     using T = std::remove_pointer_t<decltype(tag)>;
     T* o = static_cast<T*>(out);
     const T* x = static_cast<const T*>(in);
-    if (vector_width<T>(p, out, in) > 1)
+    const int b = transpose_dim(p);
+    if (b >= 0) {
+      const int64_t outer = total / (p.size[b] * p.size[p.rank - 1]);
+      const dim3 grid(unsigned((p.size[p.rank - 1] + kTile - 1) / kTile), unsigned((p.size[b] + kTile - 1) / kTile),
+                      unsigned(outer < 65535 ? outer : 65535));
+      launch("layout_transpose", transpose_kernel<T>, grid, dim3(kTile, kTileRows), 0, s, p, b, o, x, outer);
+    } else if (vector_width<T>(p, out, in) > 1)
       launch_copy<T, 16 / int(sizeof(T))>(s, p, o, x, total);
     else
       launch_copy<T, 1>(s, p, o, x, total);
