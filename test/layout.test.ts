@@ -154,6 +154,8 @@ const REDUCTIONS: Array<{ shape: number[]; dim: number; keepdim: boolean }> = [
   { shape: [4, 1, 3], dim: 1, keepdim: false },
   { shape: [1, 67, 2], dim: -2, keepdim: false },
   { shape: [11], dim: 0, keepdim: false },
+  // Wider than a cpu column block (512) and longer than the gpu's 8-way split of n.
+  { shape: [2, 19, 600], dim: 1, keepdim: false },
 ];
 
 describeEachDevice('sum and mean over a dim on %s against float64', (device) => {

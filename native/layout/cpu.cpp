@@ -1,6 +1,6 @@
+#include <algorithm>
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "../runtime/thread_pool.h"
 #include "layout.h"
@@ -74,20 +74,26 @@ void pad_backward(GpuStream, const PadGeometry& g, void* grad_in, const void* gr
   });
 }
 
-// Each output row of `inner` values accumulates the n input rows in order, which keeps the reads contiguous.
+// Work items are (outer row, block of up to kColumns inner values), so a reduction with one outer row (the
+// summary mean) still spreads over the threads; each block accumulates the n input rows in order, reading them
+// contiguously.
+constexpr int64_t kColumns = 512;
+
 void reduce(GpuStream, const ReduceGeometry& g, void* out, const void* in, DType dt) {
   with_float_dtype(dt, "sum", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     T* o = static_cast<T*>(out);
     const T* x = static_cast<const T*>(in);
-    parallel_for(g.outer, rows_grain(g.n * g.inner), [&](int64_t lo, int64_t hi) {
-      std::vector<float> acc(size_t(g.inner));
-      for (int64_t r = lo; r < hi; ++r) {
-        std::fill(acc.begin(), acc.end(), 0.f);
-        const T* src = x + r * g.n * g.inner;
+    const int64_t blocks = (g.inner + kColumns - 1) / kColumns;
+    parallel_for(g.outer * blocks, rows_grain(g.n * std::min(g.inner, kColumns)), [&](int64_t lo, int64_t hi) {
+      float acc[kColumns];
+      for (int64_t item = lo; item < hi; ++item) {
+        const int64_t r = item / blocks, i0 = item % blocks * kColumns, w = std::min(kColumns, g.inner - i0);
+        std::fill(acc, acc + w, 0.f);
+        const T* src = x + r * g.n * g.inner + i0;
         for (int64_t k = 0; k < g.n; ++k)
-          for (int64_t i = 0; i < g.inner; ++i) acc[size_t(i)] += Elem<T>::load(src, size_t(k * g.inner + i));
-        for (int64_t i = 0; i < g.inner; ++i) Elem<T>::store(o, size_t(r * g.inner + i), acc[size_t(i)] * g.alpha);
+          for (int64_t i = 0; i < w; ++i) acc[i] += Elem<T>::load(src, size_t(k * g.inner + i));
+        for (int64_t i = 0; i < w; ++i) Elem<T>::store(o, size_t(r * g.inner + i0 + i), acc[i] * g.alpha);
       }
     });
   });

@@ -120,16 +120,32 @@ __global__ void pad_backward_kernel(PadGeometry g, T* grad_in, const T* grad_out
   }
 }
 
-// inner > 1: one thread per output, looping over n; neighbouring threads read neighbouring inner elements.
+constexpr int kSplit = 8;
+
+// inner > 1: 32 outputs per block, neighbouring threads on neighbouring inner elements (full-line reads when inner
+// is wide); the n rows are split over the block's 8 thread rows, whose partial sums are added in row order, so the
+// result is the same run to run. The split gives a short output (the summary mean: B x C) 8 times the threads.
 template <typename T>
 __global__ void reduce_strided_kernel(ReduceGeometry g, T* out, const T* in) {
+  AMR_SHARED(float, part, [kSplit][kWarp]);
   const int64_t total = g.outer * g.inner;
-  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t o = e / g.inner, i = e - o * g.inner;
-    const T* src = in + o * g.n * g.inner + i;
+  const int tx = int(threadIdx.x), ty = int(threadIdx.y);
+  for (int64_t base = int64_t(blockIdx.x) * kWarp; base < total; base += int64_t(gridDim.x) * kWarp) {
+    const int64_t e = base + tx;
     float acc = 0.f;
-    for (int64_t k = 0; k < g.n; ++k) acc += Elem<T>::load(src, size_t(k * g.inner));
-    Elem<T>::store(out, size_t(e), acc * g.alpha);
+    if (e < total) {
+      const int64_t o = e / g.inner, i = e - o * g.inner;
+      const T* src = in + o * g.n * g.inner + i;
+      for (int64_t k = ty; k < g.n; k += kSplit) acc += Elem<T>::load(src, size_t(k * g.inner));
+    }
+    part[ty][tx] = acc;
+    __syncthreads();
+    if (ty == 0 && e < total) {
+      float sum = 0.f;
+      for (int r = 0; r < kSplit; ++r) sum += part[r][tx];
+      Elem<T>::store(out, size_t(e), sum * g.alpha);
+    }
+    __syncthreads();  // the next round overwrites part
   }
 }
 
@@ -187,7 +203,8 @@ void reduce(GpuStream s, const ReduceGeometry& g, void* out, const void* in, DTy
     if (g.inner == 1)
       launch("layout_reduce_rows", reduce_rows_kernel<T>, stride_grid(g.outer * kWarp), dim3(kThreads), 0, s, g, o, x);
     else
-      launch("layout_reduce", reduce_strided_kernel<T>, stride_grid(g.outer * g.inner), dim3(kThreads), 0, s, g, o, x);
+      launch("layout_reduce", reduce_strided_kernel<T>, stride_grid(g.outer * g.inner * kSplit), dim3(kWarp, kSplit), 0, s, g,
+             o, x);
   });
 }
 
