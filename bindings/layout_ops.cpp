@@ -136,17 +136,18 @@ Napi::Value LayoutCopy(const Napi::CallbackInfo& info) {
   });
 }
 
-// layoutPadBackward({ op?, gradIn, gradOut, dtype, planes, inH, inW, outH, outW, top, left, mode }): gradIn
-// [planes, inH, inW] gathers gradOut [planes, outH, outW] for mode 'reflect' or 'replicate'.
+// layoutPadBackward({ op?, gradIn, gradOut, dtype, planes, inH, inW, outH, outW, top, left, mode, inner? }): gradIn
+// [planes, inH, inW, inner] gathers gradOut [planes, outH, outW, inner] for mode 'reflect' or 'replicate'.
 Napi::Value LayoutPadBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string who = who_of(info, "layoutPadBackward");
     const Fields f = Fields::of(info, 0, who);
     StoragePtr gi = f.buffer("gradIn"), go = f.buffer("gradOut");
     const DType dt = f.dtype("dtype");
-    constexpr int kSide = 1 << 30;  // keeps lo + 2·(in − 1) inside int32
+    constexpr int kSide = 1 << 29;  // keeps |lo| + 2·(in − 1) inside int32
     layout::PadGeometry g{};
     g.planes = f.int64("planes", 0, kMaxOffset);
+    g.inner = f.has("inner") ? f.int64("inner", 1, kMaxOffset) : 1;
     g.in_h = f.integer("inH", 1, kSide);
     g.in_w = f.integer("inW", 1, kSide);
     g.out_h = f.integer("outH", 0, kSide);
@@ -154,7 +155,8 @@ Napi::Value LayoutPadBackward(const Napi::CallbackInfo& info) {
     g.top = f.integer("top", -kSide, kSide);
     g.left = f.integer("left", -kSide, kSide);
     g.mode = f.choice("mode", {"reflect", "replicate"}) == 0 ? PadMode::Reflect : PadMode::Replicate;
-    const int64_t n_in = elements(who, {g.planes, g.in_h, g.in_w}), n_out = elements(who, {g.planes, g.out_h, g.out_w});
+    const int64_t n_in = elements(who, {g.planes, g.in_h, g.in_w, g.inner}),
+                  n_out = elements(who, {g.planes, g.out_h, g.out_w, g.inner});
     if (n_in == 0) return info.Env().Undefined();
     queue_checked(who, "layoutPadBackward", gi, n_in, "gradIn", go, n_out, "gradOut", dt,
                   [g, gi, go, dt](Backend& be) { AMR_DISPATCH(be, layout, pad_backward, g, gi->ptr, go->ptr, dt); });

@@ -2,8 +2,11 @@
 // against plain float64 references: outputs poisoned first, fresh random inputs, odd shapes, bf16 against the
 // bf16-rounded reference, gradients against the reference's adjoint (exact for pure copies) and, for sum and mean,
 // finite differences; then bad input.
-import { Device, DType, ops, Tensor, tensor } from '../ts';
+import { Device, DType, ops, tensor } from '../ts';
 import { native } from '../ts/native';
+import {
+  catCase, chunkCase, gather, Movement, narrowCase, padCase, partitionCase, permuteCase, ravel, refReduce, reverseCase, unravel,
+} from './support/layout-reference';
 import {
   describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference,
   sampledRelativeError, testDevices,
@@ -14,171 +17,9 @@ poisonOutputs();
 const TOL: Record<'f32' | 'bf16', number> = { f32: 1e-5, bf16: 1e-2 };
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 const quantize = (x: ArrayLike<number>, dtype: DType) =>
-  Float64Array.from(x, dtype === 'bf16' ? roundBf16 : dtype === 'i32' ? (v) => Math.round(v * 1000) : Math.fround);
+  Float64Array.from(x, dtype === 'bf16' ? roundBf16 : dtype === 'i32' ? (v) => Math.round(v * 1000) + 0 : Math.fround); // + 0: an i32 holds no -0
 
-/** Row-major multi-index of flat index i in shape. */
-function unravel(i: number, shape: readonly number[]): number[] {
-  const idx = new Array<number>(shape.length);
-  for (let d = shape.length - 1; d >= 0; d--) {
-    idx[d] = i % shape[d];
-    i = Math.floor(i / shape[d]);
-  }
-  return idx;
-}
-function ravel(idx: readonly number[], shape: readonly number[]): number {
-  return idx.reduce((a, v, d) => a * shape[d] + v, 0);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// Pure data movement: each output element is one input element (or zero padding), so the float64 reference is an
-// index map over the inputs laid end to end: src[j] = that index, -1 for padding. Its adjoint scatter-adds.
-
-interface Movement {
-  name: string;
-  shapes: number[][];
-  run: (xs: Tensor[]) => Tensor[];
-  /** One output shape and one index map per output. */
-  ref: () => Array<{ shape: number[]; src: Int32Array }>;
-  /** Several outputs read one input element (reflect / replicate): the gradient is a sum, compared with TOL. */
-  sums?: boolean;
-}
-
-function mapOf(shape: number[], f: (idx: number[]) => number): { shape: number[]; src: Int32Array } {
-  return { shape, src: Int32Array.from({ length: numel(shape) }, (_, j) => f(unravel(j, shape))) };
-}
-
-function permuteCase(shape: number[], dims: number[]): Movement {
-  const r = shape.length;
-  const p = dims.map((d) => (d < 0 ? d + r : d));
-  const outShape = p.map((d) => shape[d]);
-  return {
-    name: `permute ${JSON.stringify(shape)} by ${JSON.stringify(dims)}`,
-    shapes: [shape],
-    run: ([x]) => [ops.permute(x, dims)],
-    ref: () => [mapOf(outShape, (o) => {
-      const idx = new Array<number>(r);
-      p.forEach((d, i) => (idx[d] = o[i]));
-      return ravel(idx, shape);
-    })],
-  };
-}
-
-function catCase(shapes: number[][], dim: number): Movement {
-  const d = dim < 0 ? dim + shapes[0].length : dim;
-  const outShape = [...shapes[0]];
-  outShape[d] = shapes.reduce((a, s) => a + s[d], 0);
-  return {
-    name: `cat ${JSON.stringify(shapes)} along ${dim}`,
-    shapes,
-    run: (xs) => [ops.cat(xs, dim)],
-    ref: () => [mapOf(outShape, (o) => {
-      let at = o[d], base = 0, k = 0;
-      while (at >= shapes[k][d]) {
-        at -= shapes[k][d];
-        base += numel(shapes[k]);
-        k++;
-      }
-      const idx = [...o];
-      idx[d] = at;
-      return base + ravel(idx, shapes[k]);
-    })],
-  };
-}
-
-const narrowMap = (shape: number[], d: number, start: number, length: number) => {
-  const outShape = [...shape];
-  outShape[d] = length;
-  return mapOf(outShape, (o) => ravel(o.map((v, k) => (k === d ? v + start : v)), shape));
-};
-
-function narrowCase(shape: number[], dim: number, start: number, length: number): Movement {
-  const d = dim < 0 ? dim + shape.length : dim;
-  const s = start < 0 ? start + shape[d] : start;
-  return {
-    name: `narrow ${JSON.stringify(shape)} dim ${dim} start ${start} length ${length}`,
-    shapes: [shape],
-    run: ([x]) => [ops.narrow(x, dim, start, length)],
-    ref: () => [narrowMap(shape, d, s, length)],
-  };
-}
-
-function chunkCase(shape: number[], chunks: number, dim: number, sizes: number[]): Movement {
-  const d = dim < 0 ? dim + shape.length : dim;
-  return {
-    name: `chunk ${JSON.stringify(shape)} into ${chunks} along ${dim} (sizes ${sizes.join(', ')})`,
-    shapes: [shape],
-    run: ([x]) => ops.chunk(x, chunks, dim),
-    ref: () => {
-      let at = 0;
-      return sizes.map((n) => narrowMap(shape, d, (at += n) - n, n));
-    },
-  };
-}
-
-/** F.pad's source index along one axis, -1 for zero padding. */
-function padSource(o: number, lo: number, n: number, mode: ops.PadMode): number {
-  let s = o - lo;
-  if (s >= 0 && s < n) return s;
-  if (mode === 'zero') return -1;
-  if (mode === 'replicate') return s < 0 ? 0 : n - 1;
-  if (s < 0) s = -s;
-  if (s >= n) s = 2 * (n - 1) - s;
-  return s;
-}
-
-function padCase(shape: number[], pads: [number, number, number, number], mode: ops.PadMode): Movement {
-  const [left, right, top, bottom] = pads;
-  const H = shape[shape.length - 2], W = shape[shape.length - 1];
-  const outShape = [...shape.slice(0, -2), H + top + bottom, W + left + right];
-  return {
-    name: `pad2d ${mode} ${JSON.stringify(shape)} by ${JSON.stringify(pads)}`,
-    shapes: [shape],
-    run: ([x]) => [ops.pad2d(x, pads, mode)],
-    ref: () => [mapOf(outShape, (o) => {
-      const h = padSource(o[o.length - 2], top, H, mode), w = padSource(o[o.length - 1], left, W, mode);
-      return h < 0 || w < 0 ? -1 : ravel([...o.slice(0, -2), h, w], shape);
-    })],
-    sums: mode !== 'zero',
-  };
-}
-
-/** timm's window_partition of a zero-padded [B, Hp, Wp, C], as an index map into x [B, H, W, C]. */
-function partitionMap(B: number, H: number, W: number, C: number, ws: number) {
-  const nWh = Math.ceil(H / ws), nWw = Math.ceil(W / ws);
-  return mapOf([B * nWh * nWw, ws * ws, C], ([n, t, c]) => {
-    const b = Math.floor(n / (nWh * nWw)), wh = Math.floor(n / nWw) % nWh, ww = n % nWw;
-    const h = wh * ws + Math.floor(t / ws), w = ww * ws + (t % ws);
-    return h < H && w < W ? ((b * H + h) * W + w) * C + c : -1;
-  });
-}
-
-function partitionCase(shape: number[], ws: number): Movement {
-  const [B, H, W, C] = shape;
-  return {
-    name: `windowPartition ${JSON.stringify(shape)} ws ${ws}`,
-    shapes: [shape],
-    run: ([x]) => {
-      const r = ops.windowPartition(x, ws);
-      expect([r.Hp, r.Wp]).toEqual([Math.ceil(H / ws) * ws, Math.ceil(W / ws) * ws]);
-      return [r.tokens];
-    },
-    ref: () => [partitionMap(B, H, W, C, ws)],
-  };
-}
-
-function reverseCase(B: number, H: number, W: number, C: number, ws: number): Movement {
-  const Hp = Math.ceil(H / ws) * ws, Wp = Math.ceil(W / ws) * ws, nWh = Hp / ws, nWw = Wp / ws;
-  return {
-    name: `windowReverse to [${B}, ${H}, ${W}, ${C}] ws ${ws} from ${Hp}x${Wp}`,
-    shapes: [[B * nWh * nWw, ws * ws, C]],
-    run: ([t]) => [ops.windowReverse(t, ws, H, W, Hp, Wp)],
-    ref: () => [mapOf([B, H, W, C], ([b, h, w, c]) => {
-      const n = (b * nWh + Math.floor(h / ws)) * nWw + Math.floor(w / ws);
-      return (n * ws * ws + (h % ws) * ws + (w % ws)) * C + c;
-    })],
-  };
-}
-
+// Pure data movement: every output element is one input element or padding (see support/layout-reference.ts).
 const MOVEMENTS: Movement[] = [
   permuteCase([3, 1, 5, 2], [2, 0, 3, 1]),
   permuteCase([2, 3, 1, 2, 3, 2], [5, 3, 1, 0, 4, 2]),
@@ -206,15 +47,26 @@ const MOVEMENTS: Movement[] = [
   partitionCase([1, 4, 4, 2], 2),
   partitionCase([1, 3, 2, 5], 4),
   partitionCase([2, 3, 3, 1], 1),
+  partitionCase([2, 5, 7, 3], 3, 'NCHW'),
+  partitionCase([2, 5, 7, 3], 3, 'NHWC', 'reflect'),
+  partitionCase([1, 6, 5, 4], 4, 'NCHW', 'reflect'),
+  partitionCase([1, 4, 4, 2], 2, 'NCHW', 'reflect'),
   reverseCase(2, 5, 7, 3, 3),
   reverseCase(1, 4, 4, 2, 2),
   reverseCase(1, 3, 2, 5, 4),
+  reverseCase(2, 5, 7, 3, 3, 'NCHW'),
+  // Innermost runs of 8 or 16 contiguous elements at aligned offsets: the gpu copy's 16-byte path.
+  partitionCase([1, 5, 6, 16], 4),
+  reverseCase(2, 6, 3, 8, 4),
+  catCase([[2, 1, 8], [2, 3, 8]], 1),
+  narrowCase([3, 24], 1, 8, 16),
+  narrowCase([3, 24], 1, 2, 8),
+  permuteCase([3, 4, 16], [1, 0, 2]),
+  // Several 32 x 32 tiles with ragged edges: the gpu transpose path (NCHW -> NHWC, a token transpose, a 4-d shuffle).
+  permuteCase([2, 33, 5, 7], [0, 2, 3, 1]),
+  permuteCase([2, 40, 35], [0, 2, 1]),
+  permuteCase([3, 34, 2, 37], [2, 3, 0, 1]),
 ];
-
-/** inputs laid end to end, then read through each index map (0 for padding). */
-function gather(flat: Float64Array, src: Int32Array): Float64Array {
-  return Float64Array.from(src, (s) => (s < 0 ? 0 : flat[s]));
-}
 
 describeEachDevice('layout data movement on %s against float64', (device) => {
   describe.each(['f32', 'bf16'] as const)('%s', (dtype) => {
@@ -268,6 +120,18 @@ describeEachDevice('layout data movement on %s against float64', (device) => {
     }
   });
 
+  test('empty maps and empty dims pass through every op and its backward', async () => {
+    const opts = { device, requiresGrad: true };
+    const x = tensor([], [2, 0, 3, 4], opts);
+    const outs = [
+      ops.windowPartition(tensor([], [1, 0, 5, 2], opts), 2).tokens, ops.pad2d(x, [1, 1, 1, 1]), ops.permute(x, [3, 2, 1, 0]),
+      ops.narrow(x, 1, 0, 0), ops.cat([x, x], 1), ops.sum(x, 3), ops.mean(x, 1, true),
+    ];
+    expect(outs.map((o) => o.shape)).toEqual([[0, 4, 2], [2, 0, 5, 6], [4, 3, 0, 2], [2, 0, 3, 4], [2, 0, 3, 4], [2, 0, 3], [2, 1, 3, 4]]);
+    outs.reduce((a, o) => a.add(o.sum()), outs[0].sum()).backward();
+    expect(x.grad!.shape).toEqual([2, 0, 3, 4]);
+  });
+
   test('windowReverse undoes windowPartition, and the pair passes gradients straight through', async () => {
     const x0 = Float32Array.from(randomArray(2 * 7 * 9 * 4, freshSeed()));
     const x = tensor(x0, [2, 7, 9, 4], { device, requiresGrad: true });
@@ -282,19 +146,6 @@ describeEachDevice('layout data movement on %s against float64', (device) => {
 // ---------------------------------------------------------------------------------------------------------------
 // sum and mean over one dim.
 
-function refReduce(x: ArrayLike<number>, shape: number[], dim: number, mean: boolean): Float64Array {
-  const d = dim < 0 ? dim + shape.length : dim;
-  const outer = numel(shape.slice(0, d)), n = shape[d], inner = numel(shape.slice(d + 1));
-  const out = new Float64Array(outer * inner);
-  for (let o = 0; o < outer; o++)
-    for (let i = 0; i < inner; i++) {
-      let acc = 0;
-      for (let k = 0; k < n; k++) acc += x[(o * n + k) * inner + i];
-      out[o * inner + i] = mean ? acc / n : acc;
-    }
-  return out;
-}
-
 const REDUCTIONS: Array<{ shape: number[]; dim: number; keepdim: boolean }> = [
   { shape: [3, 5, 7], dim: 0, keepdim: false },
   { shape: [3, 5, 7], dim: 1, keepdim: true },
@@ -303,6 +154,8 @@ const REDUCTIONS: Array<{ shape: number[]; dim: number; keepdim: boolean }> = [
   { shape: [4, 1, 3], dim: 1, keepdim: false },
   { shape: [1, 67, 2], dim: -2, keepdim: false },
   { shape: [11], dim: 0, keepdim: false },
+  // Wider than a cpu column block (512) and longer than the gpu's 8-way split of n.
+  { shape: [2, 19, 600], dim: 1, keepdim: false },
 ];
 
 describeEachDevice('sum and mean over a dim on %s against float64', (device) => {
@@ -397,6 +250,10 @@ describeEachDevice('layout ops on %s refuse bad input', (device) => {
   test('windowPartition and windowReverse', () => {
     expect(() => ops.windowPartition(t([2, 3, 4]), 2)).toThrow(/windowPartition: x must be NHWC \[B, H, W, C\], got \[2, 3, 4\]/);
     expect(() => ops.windowPartition(t([1, 3, 4, 2]), 0)).toThrow(/windowPartition: window size ws must be an integer >= 1/);
+    expect(() => ops.windowPartition(t([1, 2, 4, 2]), 4, { mode: 'reflect' })).toThrow(/windowPartition: reflect padding of 2x4 to 4x4 needs each pad smaller than its dim/);
+    expect(() => ops.windowPartition(t([1, 3, 2, 4]), 4, { layout: 'NCHW', mode: 'reflect' })).toThrow(/windowPartition: reflect padding of 2x4 to 4x4/);
+    expect(() => ops.windowPartition(t([1, 3, 4, 2]), 2, { layout: 'CHW' as ops.WindowLayout })).toThrow(/windowPartition: unknown layout "CHW"/);
+    expect(() => ops.windowPartition(t([1, 3, 4, 2]), 2, { mode: 'replicate' as 'zero' })).toThrow(/windowPartition: unknown mode "replicate"/);
     expect(() => ops.windowReverse(t([4, 4, 2]), 2, 3, 4, 5, 4)).toThrow(/windowReverse: the padded map 5x4 is not a multiple of the window size 2/);
     expect(() => ops.windowReverse(t([4, 4, 2]), 2, 5, 4, 4, 4)).toThrow(/windowReverse: the map 5x4 does not fit in the padded map 4x4/);
     expect(() => ops.windowReverse(t([3, 4, 2]), 2, 4, 4, 4, 4)).toThrow(/windowReverse: tokens must be \[B·4, 4, C\]/);

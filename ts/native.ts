@@ -275,9 +275,9 @@ export interface NativeAddon {
     outRows: number, dim: number, dtype: DType): void;
   /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
   layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
-  /** gradIn [planes, inH, inW] = the sum of the gradOut [planes, outH, outW] elements that a reflect or replicate pad read from it. */
+  /** gradIn [planes, inH, inW, inner] = the sum of the gradOut [planes, outH, outW, inner] elements that a reflect or replicate pad read from it (inner default 1). */
   layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
-    inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate' }): void;
+    inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate'; inner?: number }): void;
   /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
   layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
     alpha: number }): void;

@@ -1,5 +1,6 @@
+#include <algorithm>
+#include <cstring>
 #include <type_traits>
-#include <vector>
 
 #include "../runtime/thread_pool.h"
 #include "layout.h"
@@ -15,28 +16,38 @@ constexpr int64_t kGrain = 1 << 14;
 
 int64_t rows_grain(int64_t row) { return row >= kGrain ? 1 : kGrain / (row > 0 ? row : 1); }
 
-// One row (the innermost dimension) at a time: when no axis depends on the innermost index, the row's elements
-// are a fixed stride apart in both buffers and only its first element goes through plan_step.
+// One row (the innermost dimension) at a time: a flat index is split once per row. When no axis depends on the
+// innermost index the whole row is either padding or a fixed-stride run (a memcpy when both sides are contiguous);
+// otherwise each step along the row moves the offsets and axis coordinates by constants.
 template <typename T>
 void copy_plan(const CopyPlan& p, T* out, const T* in) {
   const int last = p.rank - 1;
   const int64_t row = p.rank > 0 ? p.size[last] : 1;
   const int64_t rows = plan_elements(p) / row;
-  bool row_fast = p.rank > 0;
-  for (int a = 0; a < p.axes; ++a) row_fast = row_fast && p.axis[a].coef[last] == 0;
+  const int64_t ss = p.rank > 0 ? p.src_stride[last] : 0, ds = p.rank > 0 ? p.dst_stride[last] : 0;
+  bool row_uniform = true;
+  for (int a = 0; a < p.axes; ++a) row_uniform = row_uniform && (p.rank == 0 || p.axis[a].coef[last] == 0);
+  const bool plain = ss == 1 && ds == 1 && p.scale == 1.f;
   parallel_for(rows, rows_grain(row), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      if (!row_fast) {
-        for (int64_t j = 0; j < row; ++j) {
-          Step s;
-          if (plan_step(p, r * row + j, &s)) copy_element(p, out, in, s);
+      Cursor c = plan_cursor(p, r * row);
+      Step s;
+      if (row_uniform) {
+        if (!cursor_step(p, c, &s)) continue;
+        if (s.src >= 0 && plain) {
+          std::memcpy(out + s.dst, in + s.src, size_t(row) * sizeof(T));
+          continue;
         }
+        const int64_t step = s.src < 0 ? 0 : ss;
+        for (int64_t j = 0; j < row; ++j, s.src += step, s.dst += ds) copy_element(p, out, in, s);
         continue;
       }
-      Step s;
-      if (!plan_step(p, r * row, &s)) continue;
-      const int64_t ss = s.src < 0 ? 0 : p.src_stride[last], ds = p.dst_stride[last];
-      for (int64_t j = 0; j < row; ++j, s.dst += ds, s.src += ss) copy_element(p, out, in, s);
+      for (int64_t j = 0; j < row; ++j) {
+        if (cursor_step(p, c, &s)) copy_element(p, out, in, s);
+        c.src += ss;
+        c.dst += ds;
+        for (int a = 0; a < p.axes; ++a) c.coord[a] += p.axis[a].coef[last];
+      }
     }
   });
 }
@@ -56,30 +67,33 @@ void pad_backward(GpuStream, const PadGeometry& g, void* grad_in, const void* gr
     using T = std::remove_pointer_t<decltype(tag)>;
     T* gi = static_cast<T*>(grad_in);
     const T* go = static_cast<const T*>(grad_out);
-    parallel_for(g.planes * g.in_h, rows_grain(g.in_w), [&](int64_t lo, int64_t hi) {
-      for (int64_t r = lo; r < hi; ++r) {
-        const int64_t plane = r / g.in_h;
-        const int32_t h = int32_t(r % g.in_h);
-        for (int32_t w = 0; w < g.in_w; ++w) Elem<T>::store(gi, size_t(r * g.in_w + w), pad_gather(g, go, plane, h, w));
-      }
+    const int64_t total = g.planes * g.in_h * g.in_w * g.inner;
+    parallel_for(total, kGrain / 8, [&](int64_t lo, int64_t hi) {
+      for (int64_t e = lo; e < hi; ++e) Elem<T>::store(gi, size_t(e), pad_gather(g, go, e));
     });
   });
 }
 
-// Each output row of `inner` values accumulates the n input rows in order, which keeps the reads contiguous.
+// Work items are (outer row, block of up to kColumns inner values), so a reduction with one outer row (the
+// summary mean) still spreads over the threads; each block accumulates the n input rows in order, reading them
+// contiguously.
+constexpr int64_t kColumns = 512;
+
 void reduce(GpuStream, const ReduceGeometry& g, void* out, const void* in, DType dt) {
   with_float_dtype(dt, "sum", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     T* o = static_cast<T*>(out);
     const T* x = static_cast<const T*>(in);
-    parallel_for(g.outer, rows_grain(g.n * g.inner), [&](int64_t lo, int64_t hi) {
-      std::vector<float> acc(size_t(g.inner));
-      for (int64_t r = lo; r < hi; ++r) {
-        std::fill(acc.begin(), acc.end(), 0.f);
-        const T* src = x + r * g.n * g.inner;
+    const int64_t blocks = (g.inner + kColumns - 1) / kColumns;
+    parallel_for(g.outer * blocks, rows_grain(g.n * std::min(g.inner, kColumns)), [&](int64_t lo, int64_t hi) {
+      float acc[kColumns];
+      for (int64_t item = lo; item < hi; ++item) {
+        const int64_t r = item / blocks, i0 = item % blocks * kColumns, w = std::min(kColumns, g.inner - i0);
+        std::fill(acc, acc + w, 0.f);
+        const T* src = x + r * g.n * g.inner + i0;
         for (int64_t k = 0; k < g.n; ++k)
-          for (int64_t i = 0; i < g.inner; ++i) acc[size_t(i)] += Elem<T>::load(src, size_t(k * g.inner + i));
-        for (int64_t i = 0; i < g.inner; ++i) Elem<T>::store(o, size_t(r * g.inner + i), acc[size_t(i)] * g.alpha);
+          for (int64_t i = 0; i < w; ++i) acc[i] += Elem<T>::load(src, size_t(k * g.inner + i));
+        for (int64_t i = 0; i < w; ++i) Elem<T>::store(o, size_t(r * g.inner + i0 + i), acc[i] * g.alpha);
       }
     });
   });

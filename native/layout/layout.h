@@ -92,36 +92,54 @@ AMR_HD int64_t pad_coordinate(int64_t c, int64_t n, PadMode mode) {
 struct Step {
   int64_t src, dst;
 };
+
+// The linear parts of an element's step: offsets before the axes, and each axis's coordinate. Walking along the
+// innermost dimension changes them by constants, so the cpu loop splits a flat index once per row.
+struct Cursor {
+  int64_t src, dst;
+  int64_t coord[kMaxAxes];
+};
+
 template <typename I>
-AMR_HD bool plan_step(const CopyPlan& p, I i, Step* s) {
-  int64_t idx[kMaxDims];
-  int64_t src = p.src_offset, dst = p.dst_offset;
+AMR_HD Cursor plan_cursor(const CopyPlan& p, I i) {
+  Cursor c{p.src_offset, p.dst_offset, {0, 0, 0, 0}};
+  for (int a = 0; a < p.axes; ++a) c.coord[a] = -p.axis[a].lo;
   for (int d = p.rank - 1; d >= 0; --d) {
     const I n = I(p.size[d]);
     const I q = i / n;
-    idx[d] = int64_t(i - q * n);
+    const int64_t idx = int64_t(i - q * n);
     i = q;
-    src += idx[d] * p.src_stride[d];
-    dst += idx[d] * p.dst_stride[d];
+    c.src += idx * p.src_stride[d];
+    c.dst += idx * p.dst_stride[d];
+    for (int a = 0; a < p.axes; ++a) c.coord[a] += idx * p.axis[a].coef[d];
   }
+  return c;
+}
+
+AMR_HD bool cursor_step(const CopyPlan& p, const Cursor& c, Step* s) {
+  int64_t src = c.src, dst = c.dst;
   bool zero = false;
   for (int a = 0; a < p.axes; ++a) {
     const Axis& ax = p.axis[a];
-    int64_t c = -ax.lo;
-    for (int d = 0; d < p.rank; ++d) c += idx[d] * ax.coef[d];
-    const bool inside = c >= 0 && c < ax.extent;
+    const int64_t k = c.coord[a];
+    const bool inside = k >= 0 && k < ax.extent;
     if (ax.dst) {
       if (!inside) return false;
-      dst += c * ax.stride;
+      dst += k * ax.stride;
     } else if (!inside && p.mode == PadMode::Zero) {
       zero = true;
     } else {
-      src += pad_coordinate(c, ax.extent, p.mode) * ax.stride;
+      src += pad_coordinate(k, ax.extent, p.mode) * ax.stride;
     }
   }
   s->src = zero ? -1 : src;
   s->dst = dst;
   return true;
+}
+
+template <typename I>
+AMR_HD bool plan_step(const CopyPlan& p, I i, Step* s) {
+  return cursor_step(p, plan_cursor(p, i), s);
 }
 
 // Storage moved by one element: floats scale (exact for scale 1), i32 copies.
@@ -140,10 +158,11 @@ AMR_HD void copy_element<int32_t>(const CopyPlan&, int32_t* out, const int32_t* 
   out[s.dst] = s.src < 0 ? 0 : in[s.src];
 }
 
-// The reflect / replicate pad's backward over the last two dims: planes × [in_h, in_w] gathers the gradient of
-// planes × [out_h, out_w], whose (0, 0) is the input's (-top, -left).
+// The reflect / replicate pad's backward: planes × [in_h, in_w] × inner gathers the gradient of planes × [out_h,
+// out_w] × inner, whose (0, 0) is the input's (-top, -left). inner is 1 for NCHW maps (pad2d) and C for NHWC
+// (window partition).
 struct PadGeometry {
-  int64_t planes;
+  int64_t planes, inner;
   int32_t in_h, in_w, out_h, out_w, top, left;
   PadMode mode;
 };
@@ -175,17 +194,21 @@ AMR_HD Ranges source_ranges(int32_t s, int32_t in, int32_t out, int32_t lo, PadM
   return r;
 }
 
+// Input element e (flat over planes × in_h × in_w × inner): the sum of the output gradients read from it.
 template <typename T>
-AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t plane, int32_t h, int32_t w) {
+AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t e) {
+  const int64_t ch = e % g.inner, pixel = e / g.inner;
+  const int32_t w = int32_t(pixel % g.in_w), h = int32_t(pixel / g.in_w % g.in_h);
+  const int64_t plane = pixel / g.in_w / g.in_h;
   const Ranges rh = source_ranges(h, g.in_h, g.out_h, g.top, g.mode);
   const Ranges rw = source_ranges(w, g.in_w, g.out_w, g.left, g.mode);
-  const T* base = grad_out + plane * g.out_h * g.out_w;
+  const T* base = grad_out + plane * g.out_h * g.out_w * g.inner + ch;
   float acc = 0.f;
   for (int a = 0; a < rh.n; ++a)
     for (int32_t oh = rh.begin[a]; oh < rh.end[a]; ++oh)
       for (int b = 0; b < rw.n; ++b)
         for (int32_t ow = rw.begin[b]; ow < rw.end[b]; ++ow)
-          acc += Elem<T>::load(base, size_t(oh) * g.out_w + ow);
+          acc += Elem<T>::load(base, size_t((int64_t(oh) * g.out_w + ow) * g.inner));
   return acc;
 }
 

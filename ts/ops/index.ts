@@ -17,4 +17,4 @@ export type { PatchifyOptions } from './tokens';
 export { conv2d, convTranspose2d } from './conv';
 export type { Conv2dOptions, ConvTranspose2dOptions } from './conv';
 export { cat, chunk, MAX_PERMUTE_DIMS, mean, narrow, pad2d, permute, sum, windowPartition, windowReverse } from './layout';
-export type { PadMode, WindowPartition } from './layout';
+export type { PadMode, WindowLayout, WindowPartition, WindowPartitionOptions } from './layout';

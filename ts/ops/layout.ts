@@ -240,42 +240,97 @@ export function mean(x: Tensor, dim: number, keepdim = false): Tensor {
   return reduceDim('mean', x, dim, keepdim, true);
 }
 
-// Windows of [B, H, W, C] as [B, nWh, nWw, ws, ws, C]: the map coordinates h = wh·ws + r and w = ww·ws + c are the
-// two axes, so the padding (partition) or the dropped rows (reverse) need no second pass.
-function windowPlan(B: number, H: number, W: number, C: number, ws: number, nWh: number, nWw: number, reverse: boolean): LayoutCopyPlan {
+export type WindowLayout = 'NHWC' | 'NCHW';
+
+export interface WindowPartitionOptions {
+  /** The map's layout: 'NHWC' [B, H, W, C] (default, timm/Swin) or 'NCHW' [B, C, H, W] (E-RADIO's blocks). */
+  layout?: WindowLayout;
+  /** The padding up to the window multiple: 'zero' (default, timm/Swin) or 'reflect' (E-RADIO's F.pad). */
+  mode?: 'zero' | 'reflect';
+}
+
+interface MapDims {
+  B: number;
+  H: number;
+  W: number;
+  C: number;
+  layout: WindowLayout;
+}
+
+// Windows of the map as [B, nWh, nWw, ws, ws, C]: the map coordinates h = wh·ws + r and w = ww·ws + c are the two
+// axes, so the padding (partition) or the dropped rows (reverse) need no second pass. With reverse and H = Hp the
+// whole padded map is written (the reflect backward's first step).
+function windowPlan(m: MapDims, ws: number, nWh: number, nWw: number, reverse: boolean, mode: PadMode = 'zero'): LayoutCopyPlan {
+  const { B, H, W, C } = m;
+  const nhwc = m.layout === 'NHWC';
   const sizes = [B, nWh, nWw, ws, ws, C];
-  const map = [H * W * C, 0, 0, 0, 0, 1];
+  const map = [H * W * C, 0, 0, 0, 0, nhwc ? 1 : H * W];
   const axes = [
-    { coef: [0, ws, 0, 1, 0, 0], lo: 0, extent: H, stride: W * C, dst: reverse },
-    { coef: [0, 0, ws, 0, 1, 0], lo: 0, extent: W, stride: C, dst: reverse },
+    { coef: [0, ws, 0, 1, 0, 0], lo: 0, extent: H, stride: nhwc ? W * C : W, dst: reverse },
+    { coef: [0, 0, ws, 0, 1, 0], lo: 0, extent: W, stride: nhwc ? C : 1, dst: reverse },
   ];
   const tokens = contiguousStrides(sizes);
-  return reverse ? { sizes, srcStrides: tokens, dstStrides: map, axes } : { sizes, srcStrides: map, dstStrides: tokens, axes, mode: 'zero' };
+  return reverse ? { sizes, srcStrides: tokens, dstStrides: map, axes } : { sizes, srcStrides: map, dstStrides: tokens, axes, mode };
 }
+
+const mapShape = (m: MapDims) => (m.layout === 'NHWC' ? [m.B, m.H, m.W, m.C] : [m.B, m.C, m.H, m.W]);
 
 function windowSize(op: string, ws: unknown): number {
   return integer(op, 'window size ws', ws, 1);
 }
 
-/** x [B, H, W, C] zero-padded (bottom/right) to multiples of ws and cut into windows (timm/Swin window_partition). */
-export function windowPartition(x: Tensor, ws: number): WindowPartition {
+function windowLayout(op: string, layout: unknown): WindowLayout {
+  if (layout !== 'NHWC' && layout !== 'NCHW') throw new Error(`${op}: unknown layout ${JSON.stringify(layout)} (expected NHWC or NCHW)`);
+  return layout;
+}
+
+/**
+ * x [B, H, W, C] (or [B, C, H, W] with layout 'NCHW') padded at the bottom/right to multiples of ws and cut into
+ * windows: timm/Swin's window_partition with zero padding, or E-RADIO's with mode 'reflect'.
+ */
+export function windowPartition(x: Tensor, ws: number, opts: WindowPartitionOptions = {}): WindowPartition {
   const op = 'windowPartition';
   checkTensor(op, x);
   windowSize(op, ws);
-  if (x.shape.length !== 4) throw new Error(`${op}: x must be NHWC [B, H, W, C], got ${fmt(x.shape)}`);
-  const [B, H, W, C] = x.shape;
+  if (typeof opts !== 'object' || opts === null) throw new Error(`${op}: options must be an object`);
+  const layout = windowLayout(op, opts.layout ?? 'NHWC');
+  const mode = opts.mode ?? 'zero';
+  if (mode !== 'zero' && mode !== 'reflect') throw new Error(`${op}: unknown mode ${JSON.stringify(mode)} (expected zero or reflect)`);
+  if (x.shape.length !== 4) throw new Error(`${op}: x must be ${layout} ${layout === 'NHWC' ? '[B, H, W, C]' : '[B, C, H, W]'}, got ${fmt(x.shape)}`);
+  const [B, H, W, C] = layout === 'NHWC' ? x.shape : [x.shape[0], x.shape[2], x.shape[3], x.shape[1]];
+  const m: MapDims = { B, H, W, C, layout };
   const nWh = Math.ceil(H / ws), nWw = Math.ceil(W / ws);
-  const tokens = planned(op, x, [B * nWh * nWw, ws * ws, C], windowPlan(B, H, W, C, ws, nWh, nWw, false));
   const Hp = nWh * ws, Wp = nWw * ws;
-  record(tokens, op, [x], (g) => [windowReverse(g, ws, H, W, Hp, Wp)]);
+  if (mode === 'reflect' && ((Hp > H && Hp - H >= H) || (Wp > W && Wp - W >= W)))
+    throw new Error(`${op}: reflect padding of ${H}x${W} to ${Hp}x${Wp} needs each pad smaller than its dim`);
+  const tokens = planned(op, x, [B * nWh * nWw, ws * ws, C], windowPlan(m, ws, nWh, nWw, false, mode));
+  record(tokens, op, [x], (g) => {
+    // An empty map has no windows (Hp or Wp 0, which windowReverse refuses): nothing flows back.
+    if (x.numel === 0) return [zeros(x.shape, { dtype: x.dtype, device: x.device })];
+    if (mode === 'zero') return [windowReverse(g, ws, H, W, Hp, Wp, { layout })];
+    // Reflect: the windows back onto the whole padded map, then each padded element summed into its source.
+    const bop = `${op} backward`;
+    const full = planned(bop, g, mapShape({ ...m, H: Hp, W: Wp }), windowPlan({ ...m, H: Hp, W: Wp }, ws, nWh, nWw, true));
+    const gi = emptyTensor(x.shape, x.dtype, x.device);
+    const nhwc = layout === 'NHWC';
+    native.layoutPadBackward({
+      op: bop, gradIn: gi.native(bop), gradOut: full.native(bop), dtype: x.dtype, planes: nhwc ? B : B * C, inner: nhwc ? C : 1,
+      inH: H, inW: W, outH: Hp, outW: Wp, top: 0, left: 0, mode: 'reflect',
+    });
+    full.dispose();
+    return [gi];
+  });
   return { tokens, Hp, Wp };
 }
 
-/** tokens [B·nWh·nWw, ws·ws, C] of a Hp × Wp map back to [B, H, W, C], the padding dropped (window_reverse). */
-export function windowReverse(tokens: Tensor, ws: number, H: number, W: number, Hp: number, Wp: number): Tensor {
+/** tokens [B·nWh·nWw, ws·ws, C] of a Hp × Wp map back to [B, H, W, C] (or [B, C, H, W]), the padding dropped. */
+export function windowReverse(tokens: Tensor, ws: number, H: number, W: number, Hp: number, Wp: number,
+  opts: { layout?: WindowLayout } = {}): Tensor {
   const op = 'windowReverse';
   checkTensor(op, tokens, 'tokens');
   windowSize(op, ws);
+  if (typeof opts !== 'object' || opts === null) throw new Error(`${op}: options must be an object`);
+  const layout = windowLayout(op, opts.layout ?? 'NHWC');
   integer(op, 'H', H, 0);
   integer(op, 'W', W, 0);
   integer(op, 'Hp', Hp, 1);
@@ -285,9 +340,9 @@ export function windowReverse(tokens: Tensor, ws: number, H: number, W: number, 
   const nWh = Hp / ws, nWw = Wp / ws;
   if (tokens.shape.length !== 3 || tokens.shape[1] !== ws * ws || tokens.shape[0] % (nWh * nWw) !== 0)
     throw new Error(`${op}: tokens must be [B·${nWh * nWw}, ${ws * ws}, C] for ${ws}x${ws} windows of a ${Hp}x${Wp} map, got ${fmt(tokens.shape)}`);
-  const B = tokens.shape[0] / (nWh * nWw), C = tokens.shape[2];
-  const out = planned(op, tokens, [B, H, W, C], windowPlan(B, H, W, C, ws, nWh, nWw, true));
+  const m: MapDims = { B: tokens.shape[0] / (nWh * nWw), H, W, C: tokens.shape[2], layout };
+  const out = planned(op, tokens, mapShape(m), windowPlan(m, ws, nWh, nWw, true));
   return record(out, op, [tokens], (g) =>
     // A map with no rows or columns sends nothing back to the (all padding) windows.
-    [g.numel === 0 ? zeros(tokens.shape, { dtype: g.dtype, device: g.device }) : planned(`${op} backward`, g, tokens.shape, windowPlan(B, H, W, C, ws, nWh, nWw, false))]);
+    [g.numel === 0 ? zeros(tokens.shape, { dtype: g.dtype, device: g.device }) : planned(`${op} backward`, g, tokens.shape, windowPlan(m, ws, nWh, nWw, false))]);
 }
