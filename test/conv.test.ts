@@ -82,7 +82,8 @@ function conv(n: number, c: number, h: number, w: number, o: number, k: [number,
 const CASES: Array<[string, Conv]> = [
   ['3x3 pad 1, odd sizes', conv(2, 3, 7, 9, 5, [3, 3], { padding: [1, 1] })],
   ['groups 2, stride [2, 1], pad [1, 0], dilation [1, 2], 3x2 kernel', conv(1, 4, 8, 7, 6, [3, 2], { groups: 2, stride: [2, 1], padding: [1, 0], dilation: [1, 2] })],
-  ['depthwise 3x3', conv(2, 6, 5, 5, 6, [3, 3], { groups: 6, padding: [1, 1] })],
+  ['depthwise 3x3 (the direct path)', conv(2, 6, 5, 5, 6, [3, 3], { groups: 6, padding: [1, 1] })],
+  ['depthwise ×2 channels, stride 2, dilation 2, pad 2, 3x2 kernel (direct)', conv(2, 3, 9, 8, 6, [3, 2], { groups: 3, stride: [2, 2], padding: [2, 2], dilation: [2, 2] })],
   ['1x1', conv(3, 8, 4, 3, 16, [1, 1])],
   ['2x2 stride 2 (E-RADIO downsample)', conv(1, 4, 6, 6, 4, [2, 2], { stride: [2, 2] })],
   ['3x3 stride 2 pad 1 on odd input (E-RADIO stem)', conv(1, 3, 9, 7, 4, [3, 3], { stride: [2, 2], padding: [1, 1] })],
@@ -153,6 +154,23 @@ describeEachDevice('conv2d on %s', (device) => {
     const { dx, dw } = refGrads(g, x0, w0, r0);
     expect(relativeError(await x.grad!.toArray(), dx)).toBeLessThanOrEqual(1e-2);
     expect(relativeError(await w.grad!.toArray(), dw)).toBeLessThanOrEqual(1e-2);
+  });
+
+  test('bf16 depthwise (direct) with fused SiLU: forward and gradients', async () => {
+    const g = conv(2, 8, 7, 6, 8, [3, 3], { groups: 8, padding: [1, 1] });
+    const x0 = quant(randomArray(g.n * g.c * g.h * g.w, freshSeed()), 'bf16');
+    const w0 = quant(randomArray(g.o * 9, freshSeed()), 'bf16');
+    const r0 = quant(randomArray(g.n * g.o * g.h * g.w, freshSeed()), 'bf16');
+    const opts = { device, dtype: 'bf16' as const, requiresGrad: true };
+    const x = tensor(f32(x0), [g.n, g.c, g.h, g.w], opts);
+    const w = tensor(f32(w0), [g.o, 1, 3, 3], opts);
+    const y = ops.conv2d(x, w, undefined, { padding: 1, groups: 8, activation: 'silu' });
+    const pre = refConv(g, x0, w0);
+    expect(relativeError(await y.toArray(), pre.map(silu))).toBeLessThanOrEqual(8e-3);
+    y.mul(tensor(f32(r0), y.shape, { device, dtype: 'bf16' })).sum().backward();
+    const { dx, dw } = refGrads(g, x0, w0, r0.map((v, i) => v * siluGrad(pre[i])));
+    expect(relativeError(await x.grad!.toArray(), dx)).toBeLessThanOrEqual(2e-2);
+    expect(relativeError(await w.grad!.toArray(), dw)).toBeLessThanOrEqual(2e-2);
   });
 
   test('bad arguments raise Errors naming the problem', () => {

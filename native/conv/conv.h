@@ -44,8 +44,13 @@ inline int64_t workspace_elements(const Geometry& g) {
   return col_rows(g) * col_cols(g) + int64_t(g.out_c) * col_cols(g) + weight_elements(g);
 }
 
-// The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim.
+// Depthwise-style convs (one input channel per group: E-RADIO's pre-convs and neck) run direct, one output, input
+// or weight element per thread: as products they would be one 1-row GEMM per channel.
+AMR_HD bool direct(const Geometry& g) { return g.groups > 1 && group_in(g) == 1; }
+
+// The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim; none direct.
 inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k) {
+  if (direct(g)) return 16;
   return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
 }
 
@@ -149,6 +154,69 @@ AMR_HD float gather_columns(const Geometry& g, int64_t cl, int64_t n, int64_t iy
     }
   }
   return acc;
+}
+
+// Direct convolution (see direct()): output element (n, o, oy, ox), taps in a fixed order.
+template <typename T>
+AMR_HD float direct_output(const Geometry& g, const T* x, const T* w, int64_t n, int64_t o, int64_t oy, int64_t ox) {
+  const int64_t c = o / group_out(g);
+  const T* plane = x + (n * g.in_c + c) * g.in_h * g.in_w;
+  const T* wo = w + o * g.kh * g.kw;
+  float acc = 0.f;
+  for (int i = 0; i < g.kh; ++i) {
+    const int64_t iy = oy * g.sh - g.ph + int64_t(i) * g.dh;
+    if (iy < 0 || iy >= g.in_h) continue;
+    for (int j = 0; j < g.kw; ++j) {
+      const int64_t ix = ox * g.sw - g.pw + int64_t(j) * g.dw;
+      if (ix >= 0 && ix < g.in_w) acc += Elem<T>::load(plane, iy * g.in_w + ix) * Elem<T>::load(wo, i * g.kw + j);
+    }
+  }
+  return acc;
+}
+
+// Direct input gradient at (n, c, iy, ix): every output channel of c's group, every tap that read the pixel.
+template <typename T>
+AMR_HD float direct_input_grad(const Geometry& g, const T* dy, const T* w, int64_t n, int64_t c, int64_t iy, int64_t ix) {
+  const int64_t Og = group_out(g), HWo = int64_t(g.out_h) * g.out_w;
+  float acc = 0.f;
+  for (int64_t ol = 0; ol < Og; ++ol) {
+    const int64_t o = c * Og + ol;
+    const T* plane = dy + (n * g.out_c + o) * HWo;
+    for (int i = 0; i < g.kh; ++i) {
+      const int64_t oy = tap_output(iy, i, g.sh, g.ph, g.dh, g.out_h);
+      if (oy < 0) continue;
+      for (int j = 0; j < g.kw; ++j) {
+        const int64_t ox = tap_output(ix, j, g.sw, g.pw, g.dw, g.out_w);
+        if (ox >= 0) acc += Elem<T>::load(plane, oy * g.out_w + ox) * Elem<T>::load(w, (o * g.kh + i) * g.kw + j);
+      }
+    }
+  }
+  return acc;
+}
+
+// Part of the direct weight gradient of (o, tap i, j): Σ dy·x over output pixels q = begin, begin + step, ... of
+// all N·Ho·Wo, so a block can split the sum over its threads in a fixed way.
+template <typename T>
+AMR_HD float direct_weight_grad(const Geometry& g, const T* x, const T* dy, int64_t o, int i, int j, int64_t begin, int64_t step) {
+  const int64_t c = o / group_out(g), HWo = int64_t(g.out_h) * g.out_w, Q = col_cols(g);
+  float acc = 0.f;
+  for (int64_t q = begin; q < Q; q += step) {
+    const int64_t n = q / HWo, oy = (q % HWo) / g.out_w, ox = q % g.out_w;
+    const int64_t iy = oy * g.sh - g.ph + int64_t(i) * g.dh, ix = ox * g.sw - g.pw + int64_t(j) * g.dw;
+    if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) continue;
+    acc += Elem<T>::load(dy, (n * g.out_c + o) * HWo + oy * g.out_w + ox) * Elem<T>::load(x, ((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix);
+  }
+  return acc;
+}
+
+// forward's epilogue on output element t of channel o: + bias, keep the preactivation, activate, + residual, store.
+template <typename T>
+AMR_HD void store_output(const Epilogue& e, T* y, int64_t t, int64_t o, float v) {
+  if (e.bias) v += Elem<T>::load(static_cast<const T*>(e.bias), o);
+  if (e.preactivation) Elem<T>::store(static_cast<T*>(e.preactivation), t, v);
+  v = activation::apply(e.activation, v);
+  if (e.residual) v += Elem<T>::load(static_cast<const T*>(e.residual), t);
+  Elem<T>::store(y, t, v);
 }
 
 }  // namespace conv

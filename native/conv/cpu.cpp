@@ -100,28 +100,27 @@ void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const v
   with_float_dtype(dt, "conv2d", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g), HW = int64_t(g.out_h) * g.out_w;
+    T* Y = static_cast<T*>(y);
+    if (direct(g)) {
+      parallel_for(int64_t(g.batch) * g.out_c, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p)
+          for (int64_t i = 0; i < HW; ++i)
+            store_output(e, Y, p * HW + i, p % g.out_c,
+                         direct_output(g, static_cast<const T*>(x), static_cast<const T*>(w), p / g.out_c, p % g.out_c, i / g.out_w, i % g.out_w));
+      });
+      return;
+    }
     Scratch<float> sc(g, workspace);
     const float* W = f32_weight(g, static_cast<const T*>(w), sc.weight);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       im2col(g, grp, sc.col, static_cast<const T*>(x));
       run(s, Og, Q, K, W + grp * Og * K, sc.col, sc.rows + grp * Og * Q, false, false);
     }
-    const T* bias = static_cast<const T*>(e.bias);
-    const T* res = static_cast<const T*>(e.residual);
-    T* pre = static_cast<T*>(e.preactivation);
-    T* Y = static_cast<T*>(y);
     parallel_for(int64_t(g.batch) * g.out_c, 4, [&](int64_t p0, int64_t p1) {
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t n = p / g.out_c, o = p % g.out_c;
         const float* src = sc.rows + o * Q + n * HW;
-        const float b = bias ? Elem<T>::load(bias, o) : 0.f;
-        for (int64_t i = 0; i < HW; ++i) {
-          float v = src[i] + b;
-          if (pre) Elem<T>::store(pre, p * HW + i, v);
-          v = activation::apply(e.activation, v);
-          if (res) v += Elem<T>::load(res, p * HW + i);
-          Elem<T>::store(Y, p * HW + i, v);
-        }
+        for (int64_t i = 0; i < HW; ++i) store_output(e, Y, p * HW + i, o, src[i]);
       }
     });
   });
@@ -132,6 +131,20 @@ void backward_input(GpuStream s, const Geometry& g, void* dx, const void* dy, co
   with_float_dtype(dt, "conv2d backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g);
+    if (direct(g)) {
+      const int64_t HW = int64_t(g.in_h) * g.in_w;
+      const T* B = static_cast<const T*>(bias);
+      parallel_for(int64_t(g.batch) * g.in_c, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int64_t n = p / g.in_c, c = p % g.in_c;
+          const float b = B ? Elem<T>::load(B, c) : 0.f;
+          for (int64_t i = 0; i < HW; ++i)
+            Elem<T>::store(static_cast<T*>(dx), p * HW + i,
+                           direct_input_grad(g, static_cast<const T*>(dy), static_cast<const T*>(w), n, c, i / g.in_w, i % g.in_w) + b);
+        }
+      });
+      return;
+    }
     Scratch<float> sc(g, workspace);
     const float* W = f32_weight(g, static_cast<const T*>(w), sc.weight);
     channel_major(g, sc.rows, static_cast<const T*>(dy));
@@ -148,6 +161,17 @@ void backward_weight(GpuStream s, const Geometry& g, void* dw, const void* x, co
   with_float_dtype(dt, "conv2d backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g);
+    if (direct(g)) {
+      const int taps = g.kh * g.kw;
+      parallel_for(int64_t(g.out_c) * taps, 1, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+          const int t = int(p % taps);
+          Elem<T>::store(static_cast<T*>(dw), p,
+                         direct_weight_grad(g, static_cast<const T*>(x), static_cast<const T*>(dy), p / taps, t / g.kw, t % g.kw, 0, 1));
+        }
+      });
+      return;
+    }
     Scratch<float> sc(g, workspace);
     channel_major(g, sc.rows, static_cast<const T*>(dy));
     float* out = std::is_same<T, float>::value ? static_cast<float*>(dw) : sc.weight;

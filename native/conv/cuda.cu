@@ -57,18 +57,40 @@ __global__ void channel_major_kernel(Geometry g, T* dst, const T* src) {
 template <typename T>
 __global__ void epilogue_kernel(Geometry g, Epilogue e, T* y, const T* rows) {
   const int64_t HW = int64_t(g.out_h) * g.out_w, Q = col_cols(g);
-  const T* bias = static_cast<const T*>(e.bias);
-  const T* res = static_cast<const T*>(e.residual);
-  T* pre = static_cast<T*>(e.preactivation);
   AMR_GRID_STRIDE(t, output_elements(g)) {
     const int64_t p = t % HW, o = (t / HW) % g.out_c, n = t / (HW * g.out_c);
-    float v = Elem<T>::load(rows, o * Q + n * HW + p);
-    if (bias) v += Elem<T>::load(bias, o);
-    if (pre) Elem<T>::store(pre, t, v);
-    v = activation::apply(e.activation, v);
-    if (res) v += Elem<T>::load(res, t);
-    Elem<T>::store(y, t, v);
+    store_output(e, y, t, o, Elem<T>::load(rows, o * Q + n * HW + p));
   }
+}
+
+// Direct (depthwise-style) convs: one thread per output, per input pixel, and a block per weight element.
+template <typename T>
+__global__ void direct_forward_kernel(Geometry g, Epilogue e, T* y, const T* x, const T* w) {
+  const int64_t HW = int64_t(g.out_h) * g.out_w;
+  AMR_GRID_STRIDE(t, output_elements(g)) {
+    const int64_t p = t % HW, o = (t / HW) % g.out_c, n = t / (HW * g.out_c);
+    store_output(e, y, t, o, direct_output(g, x, w, n, o, p / g.out_w, p % g.out_w));
+  }
+}
+
+template <typename T>
+__global__ void direct_input_kernel(Geometry g, T* dx, const T* dy, const T* w, const T* bias) {
+  const int64_t HW = int64_t(g.in_h) * g.in_w;
+  AMR_GRID_STRIDE(t, input_elements(g)) {
+    const int64_t p = t % HW, c = (t / HW) % g.in_c, n = t / (HW * g.in_c);
+    float v = direct_input_grad(g, dy, w, n, c, p / g.in_w, p % g.in_w);
+    if (bias) v += Elem<T>::load(bias, c);
+    Elem<T>::store(dx, t, v);
+  }
+}
+
+template <typename T>
+__global__ void direct_weight_kernel(Geometry g, T* dw, const T* x, const T* dy) {
+  const int64_t e = blockIdx.x;
+  const int taps = g.kh * g.kw, t = int(e % taps);
+  const float part = direct_weight_grad(g, x, dy, e / taps, t / g.kw, t % g.kw, threadIdx.x, kThreads);
+  const float total = ::amr::AMR_GPU_NS::block_sum<kThreads>(part);
+  if (threadIdx.x == 0) Elem<T>::store(dw, e, total);
 }
 
 // Each group's weight [Og, K] as [K, Og], so the input gradient's product needs no transposed A (which the
@@ -99,6 +121,11 @@ void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const v
   with_float_dtype(dt, "conv2d", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g);
+    if (direct(g)) {
+      launch("conv2d_direct", direct_forward_kernel<T>, grid_for(output_elements(g)), dim3(kThreads), 0, s, g, e,
+             static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(w));
+      return;
+    }
     Scratch<T> sc(g, workspace);
     for (int64_t grp = 0; grp < g.groups; ++grp) {
       launch("conv2d_im2col", im2col_kernel<T>, grid_for(K * Q), dim3(kThreads), 0, s, g, grp, sc.col,
@@ -116,6 +143,11 @@ void backward_input(GpuStream s, const Geometry& g, void* dx, const void* dy, co
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g);
     const int64_t in_group = int64_t(g.batch) * group_in(g) * g.in_h * g.in_w;
+    if (direct(g)) {
+      launch("conv2d_direct_backward_input", direct_input_kernel<T>, grid_for(input_elements(g)), dim3(kThreads), 0, s, g,
+             static_cast<T*>(dx), static_cast<const T*>(dy), static_cast<const T*>(w), static_cast<const T*>(bias));
+      return;
+    }
     Scratch<T> sc(g, workspace);
     launch("conv2d_channel_major", channel_major_kernel<T>, grid_for(output_elements(g)), dim3(kThreads), 0, s, g,
            sc.rows, static_cast<const T*>(dy));
@@ -134,6 +166,11 @@ void backward_weight(GpuStream s, const Geometry& g, void* dw, const void* x, co
   with_float_dtype(dt, "conv2d backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const int64_t K = col_rows(g), Q = col_cols(g), Og = group_out(g);
+    if (direct(g)) {
+      launch("conv2d_direct_backward_weight", direct_weight_kernel<T>, dim3(static_cast<unsigned>(weight_elements(g))), dim3(kThreads), 0,
+             s, g, static_cast<T*>(dw), static_cast<const T*>(x), static_cast<const T*>(dy));
+      return;
+    }
     Scratch<T> sc(g, workspace);
     launch("conv2d_channel_major", channel_major_kernel<T>, grid_for(output_elements(g)), dim3(kThreads), 0, s, g,
            sc.rows, static_cast<const T*>(dy));
