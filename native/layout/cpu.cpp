@@ -16,38 +16,57 @@ constexpr int64_t kGrain = 1 << 14;
 
 int64_t rows_grain(int64_t row) { return row >= kGrain ? 1 : kGrain / (row > 0 ? row : 1); }
 
-// One row (the innermost dimension) at a time: a flat index is split once per row. When no axis depends on the
-// innermost index the whole row is either padding or a fixed-stride run (a memcpy when both sides are contiguous);
-// otherwise each step along the row moves the offsets and axis coordinates by constants.
+// One row (the innermost dimension) at a time, its flat index split once. Along a row every offset and axis
+// coordinate moves by a constant, so the part [j0, j1) where each axis moving with the row (one coordinate per
+// step: pads and crops) is inside is a fixed-stride run, a memcpy when both sides are contiguous; only the elements
+// outside it (the padding) map their coordinates one by one.
 template <typename T>
 void copy_plan(const CopyPlan& p, T* out, const T* in) {
   const int last = p.rank - 1;
   const int64_t row = p.rank > 0 ? p.size[last] : 1;
   const int64_t rows = plan_elements(p) / row;
   const int64_t ss = p.rank > 0 ? p.src_stride[last] : 0, ds = p.rank > 0 ? p.dst_stride[last] : 0;
-  bool row_uniform = true;
-  for (int a = 0; a < p.axes; ++a) row_uniform = row_uniform && (p.rank == 0 || p.axis[a].coef[last] == 0);
-  const bool plain = ss == 1 && ds == 1 && p.scale == 1.f;
+  int64_t coef[kMaxAxes] = {0, 0, 0, 0};
+  bool unit = true;  // every moving axis moves by one coordinate per step
+  int64_t run_ss = ss, run_ds = ds;
+  for (int a = 0; a < p.axes; ++a) {
+    coef[a] = p.rank > 0 ? p.axis[a].coef[last] : 0;
+    if (coef[a] == 0) continue;
+    unit = unit && coef[a] == 1;
+    (p.axis[a].dst ? run_ds : run_ss) += p.axis[a].stride;
+  }
+  const bool contiguous = run_ss == 1 && run_ds == 1 && p.scale == 1.f;
   parallel_for(rows, rows_grain(row), [&](int64_t lo, int64_t hi) {
     for (int64_t r = lo; r < hi; ++r) {
-      Cursor c = plan_cursor(p, r * row);
-      Step s;
-      if (row_uniform) {
-        if (!cursor_step(p, c, &s)) continue;
-        if (s.src >= 0 && plain) {
-          std::memcpy(out + s.dst, in + s.src, size_t(row) * sizeof(T));
-          continue;
+      const Cursor c = plan_cursor(p, r * row);
+      auto at = [&](int64_t j) {
+        Cursor e = c;
+        e.src += j * ss;
+        e.dst += j * ds;
+        for (int a = 0; a < p.axes; ++a) e.coord[a] += j * coef[a];
+        return e;
+      };
+      int64_t j0 = 0, j1 = unit ? row : 0;
+      for (int a = 0; a < p.axes; ++a)
+        if (coef[a] == 1) {
+          j0 = std::max(j0, -c.coord[a]);
+          j1 = std::min(j1, p.axis[a].extent - c.coord[a]);
         }
-        const int64_t step = s.src < 0 ? 0 : ss;
-        for (int64_t j = 0; j < row; ++j, s.src += step, s.dst += ds) copy_element(p, out, in, s);
-        continue;
+      j0 = std::min(j0, row);
+      j1 = std::max(j1, j0);
+      Step s;
+      for (int64_t j = 0; j < j0; ++j)
+        if (cursor_step(p, at(j), &s)) copy_element(p, out, in, s);
+      if (j0 < j1 && cursor_step(p, at(j0), &s)) {
+        if (s.src >= 0 && contiguous) {
+          std::memcpy(out + s.dst, in + s.src, size_t(j1 - j0) * sizeof(T));
+        } else {
+          const int64_t step = s.src < 0 ? 0 : run_ss;  // a row whose fixed axis is outside is all padding
+          for (int64_t j = j0; j < j1; ++j, s.src += step, s.dst += run_ds) copy_element(p, out, in, s);
+        }
       }
-      for (int64_t j = 0; j < row; ++j) {
-        if (cursor_step(p, c, &s)) copy_element(p, out, in, s);
-        c.src += ss;
-        c.dst += ds;
-        for (int a = 0; a < p.axes; ++a) c.coord[a] += p.axis[a].coef[last];
-      }
+      for (int64_t j = j1; j < row; ++j)
+        if (cursor_step(p, at(j), &s)) copy_element(p, out, in, s);
     }
   });
 }
