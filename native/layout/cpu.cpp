@@ -71,13 +71,39 @@ void copy_plan(const CopyPlan& p, T* out, const T* in) {
   });
 }
 
+// The transposing permutes (see transposed_dim), in 32 x 32 tiles of (b, innermost): a tile's reads and writes
+// each stay within 32 cache lines.
+template <typename T>
+void transpose_plan(const CopyPlan& p, int b, T* out, const T* in) {
+  constexpr int64_t kTile = 32;
+  const int last = p.rank - 1;
+  const int64_t na = p.size[last], nb = p.size[b], sa = p.src_stride[last], db = p.dst_stride[b];
+  const int64_t ta = (na + kTile - 1) / kTile, tb = (nb + kTile - 1) / kTile;
+  const int64_t outer = plan_elements(p) / (na * nb);
+  parallel_for(outer * ta * tb, kGrain / (kTile * kTile), [&](int64_t lo, int64_t hi) {
+    for (int64_t item = lo; item < hi; ++item) {
+      const int64_t z = item / (ta * tb), t = item % (ta * tb);
+      const int64_t a0 = t / tb * kTile, b0 = t % tb * kTile;
+      const int64_t a1 = std::min(a0 + kTile, na), b1 = std::min(b0 + kTile, nb);
+      int64_t src, dst;
+      outer_offsets(p, b, z, &src, &dst);
+      for (int64_t j = b0; j < b1; ++j)
+        for (int64_t a = a0; a < a1; ++a) out[dst + j * db + a] = in[src + j + a * sa];
+    }
+  });
+}
+
 }  // namespace
 
 void copy(GpuStream, const CopyPlan& plan, void* out, const void* in, DType dt) {
   const CopyPlan p = simplify(plan);
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    copy_plan(p, static_cast<T*>(out), static_cast<const T*>(in));
+    const int b = transposed_dim(p);
+    if (b >= 0)
+      transpose_plan(p, b, static_cast<T*>(out), static_cast<const T*>(in));
+    else
+      copy_plan(p, static_cast<T*>(out), static_cast<const T*>(in));
   });
 }
 
@@ -98,6 +124,18 @@ void pad_backward(GpuStream, const PadGeometry& g, void* grad_in, const void* gr
 // contiguously.
 constexpr int64_t kColumns = 512;
 
+// A contiguous row's sum in 8 interleaved partials added in a fixed order: one running sum would wait on the
+// add latency for every element.
+template <typename T>
+float row_sum(const T* src, int64_t n) {
+  float part[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+  int64_t k = 0;
+  for (; k + 8 <= n; k += 8)
+    for (int j = 0; j < 8; ++j) part[j] += Elem<T>::load(src, size_t(k + j));
+  for (; k < n; ++k) part[k % 8] += Elem<T>::load(src, size_t(k));
+  return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 void reduce(GpuStream, const ReduceGeometry& g, void* out, const void* in, DType dt) {
   with_float_dtype(dt, "sum", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -110,6 +148,10 @@ void reduce(GpuStream, const ReduceGeometry& g, void* out, const void* in, DType
         const int64_t r = item / blocks, i0 = item % blocks * kColumns, w = std::min(kColumns, g.inner - i0);
         std::fill(acc, acc + w, 0.f);
         const T* src = x + r * g.n * g.inner + i0;
+        if (g.inner == 1) {
+          Elem<T>::store(o, size_t(r), row_sum(src, g.n) * g.alpha);
+          continue;
+        }
         for (int64_t k = 0; k < g.n; ++k)
           for (int64_t i = 0; i < w; ++i) acc[i] += Elem<T>::load(src, size_t(k * g.inner + i));
         for (int64_t i = 0; i < w; ++i) Elem<T>::store(o, size_t(r * g.inner + i0 + i), acc[i] * g.alpha);
