@@ -46,9 +46,9 @@ inline int64_t plan_elements(const CopyPlan& p) {
   return n;
 }
 
-// Merges dimension d into d+1 wherever the pair walks memory (source, destination and every axis) as one
-// dimension would, and drops dimensions of size 1: a permute of a contiguous block or a narrow of the leading
-// dimension becomes a copy of rank 1 or 2, which the kernels walk with one division per dimension left.
+// Merges each dimension into the one before it wherever the pair walks memory (source, destination and every
+// axis) as one dimension would, and drops dimensions of size 1: a permute of a contiguous block or a narrow of the
+// leading dimension becomes a copy of rank 1 or 2, which the kernels walk with one division per dimension left.
 inline CopyPlan simplify(CopyPlan p) {
   CopyPlan q = p;
   q.rank = 0;
