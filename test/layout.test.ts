@@ -259,6 +259,20 @@ describeEachDevice('layout ops on %s refuse bad input', (device) => {
     expect(() => ops.windowReverse(t([3, 4, 2]), 2, 4, 4, 4, 4)).toThrow(/windowReverse: tokens must be \[B·4, 4, C\]/);
   });
 
+  test('a plan axis moving two coordinates per step pads by its mode', async () => {
+    const x = tensor([10, 11, 12, 13, 14], [5], { device });
+    const run = async (mode: ops.PadMode) => {
+      const out = tensor([0, 0, 0, 0], [4], { device });
+      native.layoutCopy({ op: 'test', out: out.native('test'), x: x.native('test'), dtype: 'f32', sizes: [4], srcStrides: [0], dstStrides: [1],
+        mode, axes: [{ coef: [2], lo: 1, extent: 5, stride: 1 }] });
+      return Array.from(await out.toArray());
+    };
+    // Coordinates -1, 1, 3, 5 of a 5-element axis.
+    expect(await run('zero')).toEqual([0, 11, 13, 0]);
+    expect(await run('reflect')).toEqual([11, 11, 13, 13]);
+    expect(await run('replicate')).toEqual([10, 11, 13, 14]);
+  });
+
   test('the binding bounds every plan by its buffers', () => {
     const x = t([2, 3]).native('test'), out = t([6]).native('test');
     const plan = { op: 'test', out, x, dtype: 'f32' as const, sizes: [2, 3], srcStrides: [3, 1], dstStrides: [3, 1] };

@@ -75,9 +75,9 @@ void launch_copy(GpuStream s, const CopyPlan& p, T* out, const T* in, int64_t to
 
 constexpr int kTile = 32, kTileRows = 8;
 
-// Permutes whose innermost output dim is strided in the source while another dim b is contiguous there (NCHW <->
-// NHWC, a token transpose): a 32 x 32 tile of (b, innermost) passes through shared memory, so the reads run along b
-// and the writes along the innermost dim, both in full lines. The row of 33 keeps the column reads conflict-free.
+// The transposing permutes (see transposed_dim): a 32 x 32 tile of (b, innermost) passes through shared memory, so
+// the reads run along b and the writes along the innermost dim, both in full lines. The row of 33 keeps the column
+// reads conflict-free.
 template <typename T>
 __global__ void transpose_kernel(CopyPlan p, int b, T* out, const T* in, int64_t outer) {
   AMR_SHARED(T, tile, [kTile][kTile + 1]);
@@ -86,14 +86,8 @@ __global__ void transpose_kernel(CopyPlan p, int b, T* out, const T* in, int64_t
   const int64_t a0 = int64_t(blockIdx.x) * kTile, b0 = int64_t(blockIdx.y) * kTile;
   const int tx = int(threadIdx.x), ty = int(threadIdx.y);
   for (int64_t z = blockIdx.z; z < outer; z += gridDim.z) {
-    int64_t src = p.src_offset, dst = p.dst_offset, rest = z;
-    for (int d = last - 1; d >= 0; --d) {
-      if (d == b) continue;
-      const int64_t i = rest % p.size[d];
-      rest /= p.size[d];
-      src += i * p.src_stride[d];
-      dst += i * p.dst_stride[d];
-    }
+    int64_t src, dst;
+    outer_offsets(p, b, z, &src, &dst);
     for (int j = ty; j < kTile; j += kTileRows)
       if (a0 + j < na && b0 + tx < nb) tile[j][tx] = in[src + (b0 + tx) + (a0 + j) * sa];
     __syncthreads();
@@ -103,14 +97,11 @@ __global__ void transpose_kernel(CopyPlan p, int b, T* out, const T* in, int64_t
   }
 }
 
-// The dim the transpose kernel pairs with the innermost one, or -1 when the plan is not such a permute.
+// transposed_dim's pairing, when the tile grid fits the launch limits.
 int transpose_dim(const CopyPlan& p) {
-  const int last = p.rank - 1;
-  if (p.rank < 2 || p.axes != 0 || p.scale != 1.f || p.dst_stride[last] != 1 || p.src_stride[last] == 1) return -1;
-  for (int d = 0; d < last; ++d)
-    if (p.src_stride[d] == 1 && (p.size[d] + kTile - 1) / kTile <= 65535 && (p.size[last] + kTile - 1) / kTile <= 65535)
-      return d;
-  return -1;
+  const int b = transposed_dim(p);
+  const bool fits = b >= 0 && (p.size[b] + kTile - 1) / kTile <= 65535 && (p.size[p.rank - 1] + kTile - 1) / kTile <= 65535;
+  return fits ? b : -1;
 }
 
 template <typename T>

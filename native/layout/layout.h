@@ -46,9 +46,9 @@ inline int64_t plan_elements(const CopyPlan& p) {
   return n;
 }
 
-// Merges dimension d into d+1 wherever the pair walks memory (source, destination and every axis) as one
-// dimension would, and drops dimensions of size 1: a permute of a contiguous block or a narrow of the leading
-// dimension becomes a copy of rank 1 or 2, which the kernels walk with one division per dimension left.
+// Merges each dimension into the one before it wherever the pair walks memory (source, destination and every
+// axis) as one dimension would, and drops dimensions of size 1: a permute of a contiguous block or a narrow of the
+// leading dimension becomes a copy of rank 1 or 2, which the kernels walk with one division per dimension left.
 inline CopyPlan simplify(CopyPlan p) {
   CopyPlan q = p;
   q.rank = 0;
@@ -140,6 +140,30 @@ AMR_HD bool cursor_step(const CopyPlan& p, const Cursor& c, Step* s) {
 template <typename I>
 AMR_HD bool plan_step(const CopyPlan& p, I i, Step* s) {
   return cursor_step(p, plan_cursor(p, i), s);
+}
+
+// Permutes that move the source's contiguous dim away from the innermost position (NCHW <-> NHWC, token
+// transposes) go through tiles of (that dim, the innermost dim) on every backend, so neither side is walked one
+// element per cache line. The dim paired with the innermost one, or -1 when the plan is not such a permute.
+inline int transposed_dim(const CopyPlan& p) {
+  const int last = p.rank - 1;
+  if (p.rank < 2 || p.axes != 0 || p.scale != 1.f || p.dst_stride[last] != 1 || p.src_stride[last] == 1) return -1;
+  for (int d = 0; d < last; ++d)
+    if (p.src_stride[d] == 1) return d;
+  return -1;
+}
+
+// Offsets of the z-th combination of the dims other than b and the innermost (row-major), for the tile walks.
+AMR_HD void outer_offsets(const CopyPlan& p, int b, int64_t z, int64_t* src, int64_t* dst) {
+  *src = p.src_offset;
+  *dst = p.dst_offset;
+  for (int d = p.rank - 2; d >= 0; --d) {
+    if (d == b) continue;
+    const int64_t i = z % p.size[d];
+    z /= p.size[d];
+    *src += i * p.src_stride[d];
+    *dst += i * p.dst_stride[d];
+  }
 }
 
 // Storage moved by one element: floats scale (exact for scale 1), i32 copies.
