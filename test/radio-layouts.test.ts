@@ -185,10 +185,10 @@ describe('what RadioModel.load warns about and refuses (cpu)', () => {
     await expect(RadioModel.load(byKeys)).rejects.toThrow(/model\.safetensors: the keys model\.inner\.\* are radio_v2\.5-g's DINOv2 architecture \(DinoWrapper\), which this port does not support yet/);
   });
 
-  test('E-RADIO: an Error naming it', async () => {
+  test('E-RADIO: an Error naming the loader that takes it', async () => {
     const eradio = await variant('eradio', () => undefined, (c) => {
       (c.args as any).model = 'eradio_xxxtiny';
     });
-    await expect(RadioModel.load(eradio)).rejects.toThrow(/config\.json: args\.model "eradio_xxxtiny" is E-RADIO \(the hybrid CNN-transformer\), which this port does not support yet/);
+    await expect(RadioModel.load(eradio)).rejects.toThrow(/config\.json: an E-RADIO checkpoint \(args\.model "eradio_xxxtiny"\); load it with ERadioModel\.load\(dir\) or loadRadio\(dir\)/);
   });
 });

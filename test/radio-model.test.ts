@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { RadioModel, SafetensorsFile, tensor } from '../ts';
+import { loadRadio, RadioModel, SafetensorsFile, tensor } from '../ts';
 import type { Device, DType, SafetensorsWriteEntry } from '../ts';
 import { readEntries } from './support/radio-fixtures';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError } from './support/reference';
@@ -217,6 +217,8 @@ describe('checkpoint errors name the file and the problem', () => {
     await expect(RadioModel.load(dir)).rejects.toThrow(/config\.json: args\.model "convnext_base" is not a supported timm ViT/);
     const eradio = path.join(tmp, 'eradio');
     await writeCheckpoint(eradio, { args: { model: 'eradio', cpe_max_size: 256 } }, {});
-    await expect(RadioModel.load(eradio)).rejects.toThrow(/config\.json: args\.model "eradio" is E-RADIO \(the hybrid CNN-transformer\), which this port does not support yet/);
+    await expect(RadioModel.load(eradio)).rejects.toThrow(/config\.json: an E-RADIO checkpoint \(args\.model "eradio"\); load it with ERadioModel\.load\(dir\) or loadRadio\(dir\)/);
+    // loadRadio takes it to the E-RADIO loader, which names what the folder lacks.
+    await expect(loadRadio(eradio)).rejects.toThrow(/return_full_features must be true/);
   });
 });

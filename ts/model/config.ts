@@ -179,7 +179,7 @@ export function parseRadioConfig(json: unknown, where: string, vitdetOverride: V
   if (/^dino_v2_.*_student$/.test(timmModel) || String(json.version ?? '') === 'radio_v2.5-g')
     throw new Error(`${where}: ${JSON.stringify(json.version ?? timmModel)} (args.model ${JSON.stringify(timmModel)}) is radio_v2.5-g's DINOv2 architecture (DinoWrapper, keys model.inner.*), which this port does not support yet`);
   if (/^eradio/.test(timmModel))
-    throw new Error(`${where}: args.model ${JSON.stringify(timmModel)} is E-RADIO (the hybrid CNN-transformer), which this port does not support yet`);
+    throw new Error(`${where}: args.model ${JSON.stringify(timmModel)} is E-RADIO (the hybrid CNN-transformer), which is not a ViT config: parse it with parseERadioConfig, load it with ERadioModel.load or loadRadio`);
   const m = /^vit_([a-z0-9]+)_patch(\d+)(?:_v2)?_\d+$/.exec(timmModel);
   if (!m || !(m[1] in TIMM_VITS)) throw new Error(`${where}: args.model ${JSON.stringify(timmModel)} is not a supported timm ViT (vit_{tiny,small,base,large,huge,so400m}_patch*_*)`);
   const kwargs = isObj(args.model_kwargs) ? args.model_kwargs : {};
