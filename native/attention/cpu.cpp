@@ -40,8 +40,93 @@ void gather_qkv(std::vector<float>& q, std::vector<float>& k, std::vector<float>
   gather(v, qkv, g, b, h, w, 2);
 }
 
+// e^x for x <= 0 (softmax arguments after the max is subtracted), branch-free so a loop of it vectorizes: x = n·ln2
+// + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n put into the
+// exponent bits. Below −87 the result is 0, as expf's underflows to 0 or a denormal there.
+inline float exp_nonpositive(float x) {
+  x = x < -87.f ? -87.f : x;
+  // Round to nearest by the 1.5·2^23 shift (exact for |x·log2 e| < 2^22; nearbyint would not vectorize on SSE2).
+  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
+  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
+  float p = 1.f / 720.f;
+  p = p * r + 1.f / 120.f;
+  p = p * r + 1.f / 24.f;
+  p = p * r + 1.f / 6.f;
+  p = p * r + 0.5f;
+  p = p * r + 1.f;
+  p = p * r + 1.f;
+  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &e, 4);
+  return p * scale;
+}
+
+// [L, hd] → [hd, L], so products over the head dim become row updates along L.
+void transpose(std::vector<float>& dst, const std::vector<float>& src, int64_t L, int64_t hd) {
+  dst.resize(L * hd);
+  for (int64_t i = 0; i < L; ++i)
+    for (int64_t d = 0; d < hd; ++d) dst[d * L + i] = src[i * hd + d];
+}
+
+// Rows i0 .. i0 + n (n <= kRows) of A [L, hd] times Bt [hd, L]: out[r][j] = Σ_d A[i0 + r][d]·Bt[d][j]. The inner
+// loop runs along j with independent accumulators, so the compiler vectorizes it without reassociating a sum (the
+// build keeps IEEE order), and each Bt row loaded serves the block's rows. The clones let the loader pick AVX-512
+// or AVX2 code where the CPU has it (the baseline build is SSE2).
+constexpr int64_t kRows = 4;
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AMR_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define AMR_VECTOR_CLONES
+#endif
+
+AMR_VECTOR_CLONES
+void rows_times(float* out, const float* A, const float* Bt, int64_t i0, int64_t n, int64_t L, int64_t hd) {
+  std::fill(out, out + n * L, 0.f);
+  for (int64_t d = 0; d < hd; ++d) {
+    const float* b = Bt + d * L;
+    for (int64_t r = 0; r < n; ++r) {
+      const float a = A[(i0 + r) * hd + d];
+      float* o = out + r * L;
+      for (int64_t j = 0; j < L; ++j) o[j] += a * b[j];
+    }
+  }
+}
+
+// acc[r][d] += Σ_j w[r][j]·V[j][d] for a block of rows: along d, V's row j loaded once for the block.
+AMR_VECTOR_CLONES
+void weights_times(float* acc, const float* w, const float* V, int64_t n, int64_t L, int64_t hd) {
+  for (int64_t j = 0; j < L; ++j) {
+    const float* v = V + j * hd;
+    for (int64_t r = 0; r < n; ++r) {
+      const float pr = w[r * L + j];
+      float* a = acc + r * hd;
+      for (int64_t d = 0; d < hd; ++d) a[d] += pr * v[d];
+    }
+  }
+}
+
+// dK[j] += Σ_r dS[r][j]·Q[r], dV[j] += Σ_r P[r][j]·dO[r] over a block of query rows, for every key j.
+AMR_VECTOR_CLONES
+void key_grads(float* dk, float* dv, const float* dS, const float* P, const float* q, const float* go, int64_t n, int64_t L, int64_t hd) {
+  for (int64_t j = 0; j < L; ++j) {
+    float* dkj = dk + j * hd;
+    float* dvj = dv + j * hd;
+    for (int64_t r = 0; r < n; ++r) {
+      const float a = dS[r * L + j], c = P[r * L + j];
+      const float* qi = q + r * hd;
+      const float* gi = go + r * hd;
+      for (int64_t d = 0; d < hd; ++d) {
+        dkj[d] += a * qi[d];
+        dvj[d] += c * gi[d];
+      }
+    }
+  }
+}
+
 }  // namespace
 
+// Per (batch, head, window) problem, blocks of kRows query rows: scores against every key, softmax, then the
+// weighted sum of values; no [L, L] matrix is held, only the block's rows.
 void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const Geometry& g,
                        DType dt) {
   with_float_dtype(dt, "attention", [&](auto* tag) {
@@ -52,32 +137,43 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
     zero_prefix(O, g, g.dim());
     parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, s(L), acc(hd);
+      std::vector<float> q, k, v, kt, s(kRows * L), acc(kRows * hd);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
         gather_qkv(q, k, v, qkv, g, b, h, w);
-        for (int64_t i = 0; i < L; ++i) {
-          float m = -INFINITY;
-          for (int64_t j = 0; j < L; ++j) {
-            float dot = 0.f;
-            for (int64_t d = 0; d < hd; ++d) dot += q[i * hd + d] * k[j * hd + d];
-            s[j] = dot * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f);
-            m = std::max(m, s[j]);
+        transpose(kt, k, L, hd);
+        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
+          const int64_t n = std::min(kRows, L - i0);
+          rows_times(s.data(), q.data(), kt.data(), i0, n, L, hd);
+          float sums[kRows];
+          for (int64_t r = 0; r < n; ++r) {
+            float* sr = s.data() + r * L;
+            const int64_t i = i0 + r;
+            float m = -INFINITY;
+            for (int64_t j = 0; j < L; ++j) {
+              sr[j] = sr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f);
+              m = std::max(m, sr[j]);
+            }
+            float sum = 0.f;
+            for (int64_t j = 0; j < L; ++j) sr[j] = exp_nonpositive(sr[j] - m);
+            for (int64_t j = 0; j < L; ++j) sum += sr[j];
+            sums[r] = sum;
+            lse[p * L + i] = m + std::log(sum);
           }
-          float sum = 0.f;
-          for (int64_t j = 0; j < L; ++j) sum += (s[j] = std::exp(s[j] - m));
           std::fill(acc.begin(), acc.end(), 0.f);
-          for (int64_t j = 0; j < L; ++j)
-            for (int64_t d = 0; d < hd; ++d) acc[d] += s[j] * v[j * hd + d];
-          const int64_t o = g.out_offset(b, g.token(w, i), h);
-          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, o + d, acc[d] / sum);
-          lse[p * L + i] = m + std::log(sum);
+          weights_times(acc.data(), s.data(), v.data(), n, L, hd);
+          for (int64_t r = 0; r < n; ++r) {
+            const int64_t o = g.out_offset(b, g.token(w, i0 + r), h);
+            for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, o + d, acc[r * hd + d] / sums[r]);
+          }
         }
       }
     });
   });
 }
 
+// The same blocks of rows: P and dS = P ∘ (dO·Vᵀ − delta) for the block, then dQ (block rows), and dK, dV
+// accumulated over the blocks in row order, so the sums run in one fixed order.
 void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_, const void* qkv_, const void* out_,
                         const float* lse, const void* bias_, const Geometry& g, DType dt, float* scratch) {
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
@@ -91,10 +187,12 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_,
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
     parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, go(L * hd), dq, dk, dv, P(L * L), dS(L * L), delta(L);
+      std::vector<float> q, k, v, kt, vt, go(L * hd), dq(L * hd), dk, dv, P(kRows * L), dS(kRows * L), delta(L);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
         gather_qkv(q, k, v, qkv, g, b, h, w);
+        transpose(kt, k, L, hd);
+        transpose(vt, v, L, hd);
         for (int64_t i = 0; i < L; ++i) {
           const int64_t o = g.out_offset(b, g.token(w, i), h);
           float dl = 0.f;
@@ -104,30 +202,27 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_,
           }
           delta[i] = dl;
         }
-        for (int64_t i = 0; i < L; ++i)
-          for (int64_t j = 0; j < L; ++j) {
-            float dot = 0.f, dp = 0.f;
-            for (int64_t d = 0; d < hd; ++d) {
-              dot += q[i * hd + d] * k[j * hd + d];
-              dp += go[i * hd + d] * v[j * hd + d];
-            }
-            const float sc = dot * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f);
-            const float pr = std::exp(sc - lse[p * L + i]);
-            P[i * L + j] = pr;
-            dS[i * L + j] = pr * (dp - delta[i]);
-          }
-        dq.assign(L * hd, 0.f);
+        std::fill(dq.begin(), dq.end(), 0.f);
         dk.assign(L * hd, 0.f);
         dv.assign(L * hd, 0.f);
-        for (int64_t i = 0; i < L; ++i)
-          for (int64_t j = 0; j < L; ++j) {
-            const float pr = P[i * L + j], ds = dS[i * L + j];
-            for (int64_t d = 0; d < hd; ++d) {
-              dq[i * hd + d] += ds * k[j * hd + d];
-              dk[j * hd + d] += ds * q[i * hd + d];
-              dv[j * hd + d] += pr * go[i * hd + d];
+        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
+          const int64_t n = std::min(kRows, L - i0);
+          rows_times(P.data(), q.data(), kt.data(), i0, n, L, hd);
+          rows_times(dS.data(), go.data(), vt.data(), i0, n, L, hd);
+          for (int64_t r = 0; r < n; ++r) {
+            const int64_t i = i0 + r;
+            float* pr = P.data() + r * L;
+            float* ds = dS.data() + r * L;
+            for (int64_t j = 0; j < L; ++j) {
+              pr[j] = pr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) - lse[p * L + i];
             }
+            for (int64_t j = 0; j < L; ++j) pr[j] = exp_nonpositive(pr[j]);
+            for (int64_t j = 0; j < L; ++j) ds[j] = pr[j] * (ds[j] - delta[i]);
+            if (bias) std::memcpy(partial + (((b * nw + w) * g.heads + h) * L + i) * L, ds, L * sizeof(float));
           }
+          weights_times(dq.data() + i0 * hd, dS.data(), k.data(), n, L, hd);
+          key_grads(dk.data(), dv.data(), dS.data(), P.data(), q.data() + i0 * hd, go.data() + i0 * hd, n, L, hd);
+        }
         for (int64_t i = 0; i < L; ++i) {
           const int64_t t = g.token(w, i);
           const int64_t oq = g.qkv_offset(b, t, 0, h), ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
@@ -137,7 +232,6 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_,
             Elem<T>::store(dqkv, ov + d, dv[i * hd + d]);
           }
         }
-        if (bias) std::memcpy(partial + ((b * nw + w) * g.heads + h) * L * L, dS.data(), L * L * sizeof(float));
       }
     });
     if (bias) {
