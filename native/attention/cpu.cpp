@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../runtime/thread_pool.h"
+#include "../runtime/vector_clones.h"
 #include "attention.h"
 
 namespace amr {
@@ -73,11 +74,6 @@ void transpose(std::vector<float>& dst, const std::vector<float>& src, int64_t L
 // build keeps IEEE order), and each Bt row loaded serves the block's rows. The clones let the loader pick AVX-512
 // or AVX2 code where the CPU has it (the baseline build is SSE2).
 constexpr int64_t kRows = 4;
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define AMR_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define AMR_VECTOR_CLONES
-#endif
 
 AMR_VECTOR_CLONES
 void rows_times(float* out, const float* A, const float* Bt, int64_t i0, int64_t n, int64_t L, int64_t hd) {
