@@ -127,7 +127,7 @@ async function main(): Promise<void> {
             const mode = compile ? 'compile' : 'eager';
             const err = await agreement(out.backbone.features, r.out, 'backbone.features');
             records.push({ op: rec.op, shape: rec.shape, dtype, backend: device === 'cuda' ? 'torch-cuda' : 'torch-cpu', torchMode: mode, medianMs: r.ms, minMs: r.ms, repeats: 1,
-              note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${dtype === 'bf16' ? ' (autocast)' : ''}` });
+              note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${dtype === 'bf16' ? (device === 'cuda' ? ' (autocast)' : ' (model cast to bf16)') : ''}` });
             notes.push(`${(r.ms / rec.medianMs).toFixed(2)}x torch ${mode}`, `features rel. diff ${err.toExponential(1)} vs torch ${mode}`);
           }
         } else notes.push('sim is an emulator: xxxtiny at 256 px, not E-RADIO-L');

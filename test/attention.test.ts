@@ -267,10 +267,18 @@ describeEachDevice('attention on %s', (device) => {
     const qkv = tensor(new Float32Array(5 * 3 * hd), [1, 5, 3 * hd], { device });
     const out = tensor(new Float32Array(5 * hd), [1, 5, hd], { device });
     const lse = tensor(new Float32Array(5), [5], { device });
-    expect(() => native.attentionForward(out.native('t'), lse.native('t'), qkv.native('t'), null, 1, 5, 1, hd, 0, 0, 0, 0, 1, 'f32'))
+    const geometry = { batch: 1, tokens: 5, heads: 1, headDim: hd, prefix: 0, window: 0, gridH: 0, gridW: 0, scale: 1 };
+    const [o, l, q] = [out.native('t'), lse.native('t'), qkv.native('t')];
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, dtype: 'f32', geometry }))
       .toThrow('attention: head dim 12 is not supported (a multiple of 8 from 8 to 256)');
-    expect(() => native.attentionBackward(qkv.native('t'), null, out.native('t'), qkv.native('t'), out.native('t'), lse.native('t'), null,
-      1, 5, 1, hd, 0, 0, 0, 0, 1, 'f32')).toThrow('attention backward: head dim 12 is not supported (a multiple of 8 from 8 to 256)');
+    expect(() => native.attentionBackward({ dqkv: q, dout: o, qkv: q, out: o, lse: l, dtype: 'f32', geometry }))
+      .toThrow('attention backward: head dim 12 is not supported (a multiple of 8 from 8 to 256)');
+    // Fields are read by name, each error naming the op and the field.
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, dtype: 'f32', geometry: { ...geometry, heads: 0 } }))
+      .toThrow('attention geometry: heads must be an integer in [1, ');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, dtype: 'f64' as never, geometry })).toThrow("attention: dtype must be one of 'f32', 'bf16', got 'f64'");
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, dtype: 'f32', geometry: { ...geometry, headDim: 8, prefix: 6 } }))
+      .toThrow('attention geometry: prefix must be an integer in [0, 5]');
   });
 });
 

@@ -81,6 +81,19 @@ export interface InterpolateGeometry {
   virtW: number;
 }
 
+/** An attention problem: see native/attention/attention.h (Geometry). window 0 is global attention. */
+export interface AttentionGeometry {
+  batch: number;
+  tokens: number;
+  heads: number;
+  headDim: number;
+  prefix: number;
+  window: number;
+  gridH: number;
+  gridW: number;
+  scale: number;
+}
+
 /** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
 export interface ConvGeometry {
   batch: number;
@@ -206,11 +219,11 @@ export interface NativeAddon {
   activationForward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   activationBackward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
   gemm(args: GemmArgs): void;
-  attentionForward(out: NativeBuffer, lse: NativeBuffer, qkv: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number,
-    heads: number, headDim: number, prefix: number, window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;
-  attentionBackward(dqkv: NativeBuffer, dbias: NativeBuffer | null, dout: NativeBuffer, qkv: NativeBuffer, out: NativeBuffer,
-    lse: NativeBuffer, bias: NativeBuffer | null, batch: number, tokens: number, heads: number, headDim: number, prefix: number,
-    window: number, gridH: number, gridW: number, scale: number, dtype: DType): void;
+  /** out [B, T, D] and lse [B·heads·windows·L] (f32) from qkv [B, T, 3D] (+ bias [heads, L, L]). */
+  attentionForward(args: { out: NativeBuffer; lse: NativeBuffer; qkv: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
+  /** dqkv (and dbias exactly when bias is given), written, not added to. */
+  attentionBackward(args: { dqkv: NativeBuffer; dbias?: NativeBuffer; dout: NativeBuffer; qkv: NativeBuffer; out: NativeBuffer; lse: NativeBuffer;
+    bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
   /** null when attention runs this head dim and dtype on every backend, else why not (naming it). */
   attentionUnsupported(headDim: number, dtype: DType): string | null;
   sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;

@@ -170,3 +170,24 @@ describe('bad input fails with the culprit named and nothing written', () => {
     expect(fs.readdirSync(path.join(tmp.dir, 'mixed-out')).sort()).toEqual(['a.pca.png', 'a.safetensors']);
   });
 });
+
+test('an E-RADIO checkpoint: infer on its reference images matches every head, and on a file writes features on its 1/16 grid', async () => {
+  const dir = path.join(__dirname, '..', 'fixtures', 'radio', 'eradio-xxxtiny');
+  const r = run([dir]);
+  expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+  expect(r.stdout).toMatch(/loaded .*eradio-xxxtiny: eradio_xxxtiny \(E-RADIO\) dim=32 depths=1\/3\/4\/5 window=8 features 1\/16 x 256 adaptors=\[clip, dino_v2\]/);
+  const errs = [...r.stdout.matchAll(/rel\. error ([0-9.e+-]+)/g)].map((m) => Number(m[1]));
+  expect(errs).toHaveLength(6);
+  expect(Math.max(...errs)).toBeLessThan(1e-4);
+  const f = run([dir, 'c.jpg', '--out', 'eradio-out']);
+  expect({ status: f.status, stderr: f.stderr }).toEqual({ status: 0, stderr: '' });
+  const file = await SafetensorsFile.open(path.join(tmp.dir, 'eradio-out', 'c.safetensors'));
+  try {
+    const [h, w] = [Number(file.metadata.height), Number(file.metadata.width)];
+    expect([h % 32, w % 32]).toEqual([0, 0]);
+    expect(file.entry('backbone.features').shape).toEqual([1, (h / 16) * (w / 16), 256]);
+    expect(file.entry('clip.summary').shape).toEqual([1, 24]);
+  } finally {
+    await file.close();
+  }
+});

@@ -1,5 +1,5 @@
 // Fused attention over a timm-ordered qkv tensor, global or in ViTDet windows, differentiable in qkv and bias.
-import { native } from '../native';
+import { AttentionGeometry, native } from '../native';
 import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -65,10 +65,10 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const bias = opts.bias;
   if (bias && (bias.shape.length !== 3 || bias.shape[0] !== heads || bias.shape[1] !== L || bias.shape[2] !== L))
     throw new Error(`${op}: bias has shape ${fmt(bias.shape)}, expected [${heads}, ${L}, ${L}]`);
-  const geo = [B, T, heads, headDim, prefix, size, gridH, gridW, scale] as const;
+  const geometry: AttentionGeometry = { batch: B, tokens: T, heads, headDim, prefix, window: size, gridH, gridW, scale };
   const out = emptyTensor([B, T, D], qkv.dtype, qkv.device);
   const lse = emptyTensor([Math.max(B * heads * windows * L, 1)], 'f32', qkv.device);
-  if (B > 0) native.attentionForward(out.native(op), lse.native(op), qkv.native(op), bias ? bias.native(op) : null, ...geo, qkv.dtype);
+  if (B > 0) native.attentionForward({ out: out.native(op), lse: lse.native(op), qkv: qkv.native(op), bias: bias?.native(op), dtype: qkv.dtype, geometry });
   return record(out, op, inputs, (g) => {
     const bop = 'attention backward';
     // No samples: dqkv is empty and dbias, a sum over the batch, is zero.
@@ -78,8 +78,10 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
     }
     const dqkv = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
     const dbias = bias ? emptyTensor(bias.shape, bias.dtype, bias.device) : null;
-    native.attentionBackward(dqkv.native(bop), dbias ? dbias.native(bop) : null, g.native(bop), qkv.native(bop), out.native(bop),
-      lse.native(bop), bias ? bias.native(bop) : null, ...geo, qkv.dtype);
+    native.attentionBackward({
+      dqkv: dqkv.native(bop), dbias: dbias?.native(bop), dout: g.native(bop), qkv: qkv.native(bop), out: out.native(bop),
+      lse: lse.native(bop), bias: bias?.native(bop), dtype: qkv.dtype, geometry,
+    });
     return dbias ? [dqkv, dbias] : [dqkv];
   });
 }
