@@ -7,7 +7,6 @@
 // weights, and every intermediate is freed before forward returns. Training mode (train()) records the graph over
 // the live parameters and draws RADIO's random CPE crop and position dropout per sample (or replays a given one);
 // the intermediates belong to the graph and are freed by the caller's tensor scope (nn.tidy) or by GC.
-import * as fs from 'fs';
 import * as path from 'path';
 
 import { isGradEnabled, noGrad } from '../autograd';
@@ -25,7 +24,7 @@ import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPo
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
 import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from './preprocess';
 import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
-import { fillFromCheckpoint } from './weights';
+import { fillFromCheckpoint, readCheckpointConfig } from './weights';
 
 const PREFIX = 'radio_model.';
 
@@ -179,24 +178,11 @@ export class RadioModel extends Module {
     const device = opts.device ?? 'cpu';
     const dtype = opts.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`RadioModel.load: dtype must be f32 or bf16, got ${JSON.stringify(dtype)}`);
-    if (typeof dir !== 'string' || dir === '') throw new Error(`RadioModel.load: dir must be a checkpoint folder path, got ${JSON.stringify(dir)}`);
-    const dirStat = await fs.promises.stat(dir).catch((e: Error) => {
-      throw new Error(`RadioModel.load: cannot open the checkpoint folder ${dir} (${e.message})`);
-    });
-    if (!dirStat.isDirectory()) throw new Error(`RadioModel.load: ${dir} is not a folder (expected one holding config.json and model.safetensors)`);
     const posDropout = opts.posDropout ?? 0.1;
     if (!(posDropout >= 0 && posDropout < 1)) throw new Error(`RadioModel.load: posDropout must be in [0, 1), got ${opts.posDropout}`);
     const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
     CropRng.check(seed);
-    const configPath = path.join(dir, 'config.json');
-    let json: unknown;
-    try {
-      // Checked first: reading a FIFO or a device would wait forever for a writer.
-      if (!(await fs.promises.stat(configPath)).isFile()) throw new Error('not a regular file');
-      json = JSON.parse(await fs.promises.readFile(configPath, 'utf8'));
-    } catch (e) {
-      throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
-    }
+    const { json, configPath } = await readCheckpointConfig('RadioModel.load', dir);
     if (isERadioConfig(json))
       throw new Error(`${configPath}: an E-RADIO checkpoint (args.model ${JSON.stringify((json as { args: { model: string } }).args.model)}); load it with ERadioModel.load(dir) or loadRadio(dir)`);
     const c = parseRadioConfig(json, configPath, opts.vitdet);

@@ -1,6 +1,9 @@
 // Fills a module tree from a checkpoint: every parameter and buffer is read under its own key, checked against
 // the shape the module has, and uploaded into the module's tensor (converted to its dtype on the way: F32, BF16,
 // F16 and F64 checkpoints all load into an f32 or bf16 model).
+import * as fs from 'fs';
+import * as path from 'path';
+
 import { SafetensorsFile } from '../io/safetensors';
 import { native } from '../native';
 import type { Module } from '../nn/module';
@@ -27,4 +30,24 @@ export async function fillFromCheckpoint(m: Module, file: SafetensorsFile, prefi
   }
   const read = new Set(wanted.map(({ k }) => k));
   return file.keys().filter((k) => !read.has(k));
+}
+
+/**
+ * dir (a checkpoint folder) checked, then dir/config.json parsed: each problem an Error naming the folder or file.
+ * `op` names the loader in the folder errors.
+ */
+export async function readCheckpointConfig(op: string, dir: unknown): Promise<{ json: unknown; configPath: string }> {
+  if (typeof dir !== 'string' || dir === '') throw new Error(`${op}: dir must be a checkpoint folder path, got ${JSON.stringify(dir)}`);
+  const dirStat = await fs.promises.stat(dir).catch((e: Error) => {
+    throw new Error(`${op}: cannot open the checkpoint folder ${dir} (${e.message})`);
+  });
+  if (!dirStat.isDirectory()) throw new Error(`${op}: ${dir} is not a folder (expected one holding config.json and model.safetensors)`);
+  const configPath = path.join(dir, 'config.json');
+  try {
+    // Checked first: reading a FIFO or a device would wait forever for a writer.
+    if (!(await fs.promises.stat(configPath)).isFile()) throw new Error('not a regular file');
+    return { json: JSON.parse(await fs.promises.readFile(configPath, 'utf8')), configPath };
+  } catch (e) {
+    throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
+  }
 }

@@ -7,7 +7,7 @@ import { sigmoid } from '../../ops/activation';
 import { attention } from '../../ops/attention';
 import { conv2d } from '../../ops/conv';
 import { interpolate } from '../../ops/interpolate';
-import { narrow, pad2d, permute } from '../../ops/layout';
+import { permute } from '../../ops/layout';
 import { linear } from '../../ops/linear';
 import { gatherRows } from '../../ops/tokens';
 import { escape, tidy } from '../../scope';
@@ -16,7 +16,7 @@ import { Conv2d, ConvTranspose2d } from '../../nn/conv';
 import { LayerNorm, LayerOptions, Linear } from '../../nn/layers';
 import { Module, ModuleDict } from '../../nn/module';
 import type { Parameter } from '../../nn/parameter';
-import { ConvBN } from './blocks';
+import { ConvBN, cropOrPad } from './blocks';
 import { cpbCoordinates, cpbIndex } from './cpb';
 
 /** nn.LayerNorm's default eps, which E-RADIO's blocks keep. */
@@ -174,16 +174,8 @@ export class GraBlock extends Module {
     y = permute(t.reshape([B, h, w, C]), [0, 3, 1, 2]);
     if (this.upConv) y = this.upConv.forward(y);
     else if (this.upOp) y = this.upOp.forward(interpolate(y, { size: [h * this.sr, w * this.sr], mode: 'nearest' }));
-    y = fitTo(y, skip.shape[2], skip.shape[3]);
+    // F.pad(x, (0, W − w, 0, H − h), mode='reflect'), as the reference sizes the up-projected map.
+    y = cropOrPad(y, skip.shape[2], skip.shape[3], 'reflect');
     return y.scale(0.5).add(skip.scale(0.5));
   }
-}
-
-/** F.pad(x, (0, W − w, 0, H − h), mode='reflect') as the reference sizes the up-projected map: crop or reflect-pad. */
-function fitTo(x: Tensor, H: number, W: number): Tensor {
-  let y = x;
-  if (y.shape[2] > H) y = narrow(y, 2, 0, H);
-  if (y.shape[3] > W) y = narrow(y, 3, 0, W);
-  if (y.shape[2] < H || y.shape[3] < W) y = pad2d(y, [0, W - y.shape[3], 0, H - y.shape[2]], 'reflect');
-  return y;
 }

@@ -5,7 +5,7 @@
 // BatchNorm with batch statistics in training.
 import { needsGrad, noGrad } from '../../autograd';
 import { foldBatchNorm } from '../../ops/batchnorm';
-import { chunk, cat } from '../../ops/layout';
+import { cat, chunk, narrow, pad2d } from '../../ops/layout';
 import { interpolate } from '../../ops/interpolate';
 import { silu, relu } from '../../ops/activation';
 import type { ActivationKind } from '../../ops/activation';
@@ -191,4 +191,13 @@ export class NeckProjection extends Module {
     const up = this.upsample === 1 ? x : interpolate(x, { size: [h * this.upsample, w * this.upsample], mode: 'nearest' });
     return p.conv2.forward(convBN(this.training, p.conv1, p.norm, p.fold, up));
   }
+}
+
+/** x [N, C, h, w] cropped at the bottom/right to at most H × W, then padded there (zeros or reflected) to H × W: F.pad with (0, W − w, 0, H − h). */
+export function cropOrPad(x: Tensor, H: number, W: number, mode: 'zero' | 'reflect'): Tensor {
+  let y = x;
+  if (y.shape[2] > H) y = narrow(y, 2, 0, H);
+  if (y.shape[3] > W) y = narrow(y, 3, 0, W);
+  if (y.shape[2] < H || y.shape[3] < W) y = pad2d(y, [0, W - y.shape[3], 0, H - y.shape[2]], mode);
+  return y;
 }

@@ -2,7 +2,6 @@
 // transformer blocks, and the high-resolution neck whose output is RADIO's dense features; the summary is their
 // mean. ERadioModel loads a released-format (Hugging Face) checkpoint folder as RadioModel does, with the same
 // adaptor heads and outputs, and trains through the same module layer (BatchNorm with batch statistics).
-import * as fs from 'fs';
 import * as path from 'path';
 
 import { noGrad } from '../../autograd';
@@ -11,7 +10,7 @@ import type { DType, Device } from '../../native';
 import { LayerOptions } from '../../nn/layers';
 import { Module, ModuleDict, ModuleList } from '../../nn/module';
 import { interpolate } from '../../ops/interpolate';
-import { mean, narrow, pad2d, permute } from '../../ops/layout';
+import { mean, permute } from '../../ops/layout';
 import { patchify } from '../../ops/tokens';
 import { tidy } from '../../scope';
 import { Tensor, tensor } from '../../tensor';
@@ -19,10 +18,10 @@ import { GenericAdaptor } from '../adaptor';
 import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from '../preprocess';
 import type { RadioHeadOutput, RadioOutput } from '../radio';
 import { FeatureNormalizer, InputConditioner } from '../vit';
-import { fillFromCheckpoint } from '../weights';
-import { C2f, Downsample, NeckProjection, PatchEmbed } from './blocks';
+import { fillFromCheckpoint, readCheckpointConfig } from '../weights';
+import { C2f, cropOrPad, Downsample, NeckProjection, PatchEmbed } from './blocks';
 import { GraBlock } from './attention';
-import { checkWindowSize, ERadioArch, ERadioConfig, isERadioConfig, optimalWindowSize, parseERadioConfig } from './config';
+import { checkWindowSize, ERadioArch, ERadioConfig, optimalWindowSize, parseERadioConfig } from './config';
 
 const PREFIX = 'radio_model.';
 /** Inputs must be multiples of this: the stem and three downsamples halve the map five times. */
@@ -83,15 +82,6 @@ class TransformerLevel extends Module {
   }
 }
 
-/** F.pad(x, (0, W − w, 0, H − h)) with zeros, as the neck sizes a coarser stage's projection: crop or zero-pad. */
-function fitZero(x: Tensor, H: number, W: number): Tensor {
-  let y = x;
-  if (y.shape[2] > H) y = narrow(y, 2, 0, H);
-  if (y.shape[3] > W) y = narrow(y, 3, 0, W);
-  if (y.shape[2] < H || y.shape[3] < W) y = pad2d(y, [0, W - y.shape[3], 0, H - y.shape[2]], 'zero');
-  return y;
-}
-
 /** The ERADIO module (`radio_model.model`): stem, levels, high_res_neck. */
 export class ERadio extends Module {
   readonly patchEmbed: PatchEmbed;
@@ -126,7 +116,8 @@ export class ERadio extends Module {
       y = down;
       if (i >= this.arch.neckStart) {
         const p = this.projections[i - this.arch.neckStart].forward(pre);
-        full = full ? full.add(fitZero(p, full.shape[2], full.shape[3])) : p;
+        // F.pad(p, (0, W − w, 0, H − h)) with zeros, as the neck sizes a coarser stage's projection.
+        full = full ? full.add(cropOrPad(p, full.shape[2], full.shape[3], 'zero')) : p;
       }
       i++;
     }
@@ -182,28 +173,12 @@ export class ERadioModel extends Module {
     this.ws = config.windowSize;
   }
 
-  /** Whether dir/config.json describes an E-RADIO checkpoint (args.model one of the eradio* names). */
-  static async isERadio(dir: string): Promise<boolean> {
-    try {
-      return isERadioConfig(JSON.parse(await fs.promises.readFile(path.join(dir, 'config.json'), 'utf8')));
-    } catch {
-      return false;
-    }
-  }
-
   /** Loads dir/config.json and dir/model.safetensors in eval mode; every problem is an Error naming the file and key. */
   static async load(dir: string, opts: ERadioLoadOptions = {}): Promise<ERadioModel> {
     const device = opts.device ?? 'cpu';
     const dtype = opts.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`ERadioModel.load: dtype must be f32 or bf16, got ${JSON.stringify(dtype)}`);
-    const configPath = path.join(dir, 'config.json');
-    let json: unknown;
-    try {
-      if (!(await fs.promises.stat(configPath)).isFile()) throw new Error('not a regular file');
-      json = JSON.parse(await fs.promises.readFile(configPath, 'utf8'));
-    } catch (e) {
-      throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
-    }
+    const { json, configPath } = await readCheckpointConfig('ERadioModel.load', dir);
     const c = parseERadioConfig(json, configPath);
     if (opts.windowSize !== undefined) c.windowSize = checkWindowSize('ERadioModel.load: windowSize', opts.windowSize);
     const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
