@@ -1,5 +1,7 @@
-// Pointwise activations: argument checks, then the work is queued on the tensors' backend.
+// Pointwise activations: one options object per call read through args.h, then the work is queued on the
+// tensors' backend.
 #include "../native/activation/activation.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -8,13 +10,9 @@ namespace amr {
 namespace bindings {
 namespace {
 
-activation::Kind kind_arg(const Napi::CallbackInfo& info, const char* op) {
-  const std::string k = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (k == "gelu") return activation::Kind::Gelu;
-  if (k == "relu") return activation::Kind::Relu;
-  if (k == "silu") return activation::Kind::Silu;
-  if (k == "sigmoid") return activation::Kind::Sigmoid;
-  throw Error(std::string(op) + ": unknown activation '" + k + "' (expected gelu, relu, silu or sigmoid)");
+// The activation an options object names (Kind 1..4 in the order of the choices).
+activation::Kind kind_of(const Fields& f) {
+  return static_cast<activation::Kind>(1 + f.choice("kind", {"gelu", "relu", "silu", "sigmoid"}));
 }
 
 // The op names are string literals: the backend keeps the pointer to name a failure reported later.
@@ -27,14 +25,15 @@ const char* kind_name(activation::Kind k, bool backward) {
   }
 }
 
-// activationForward(kind ('gelu' | 'relu' | 'silu' | 'sigmoid'), y, x, n, dtype)
+// activationForward({ kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y, x, n, dtype })
 Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const activation::Kind k = kind_arg(info, "activation");
+    const activation::Kind k = kind_of(Fields::of(info, 0, "activation"));
     const char* op = kind_name(k, false);
-    StoragePtr y = buffer_arg(info, 1, op), x = buffer_arg(info, 2, op);
-    const int64_t n = int_arg(info, 3, op);
-    const DType dt = dtype_arg(info, 4, op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr y = f.buffer("y"), x = f.buffer("x");
+    const int64_t n = f.int64("n", 1);
+    const DType dt = f.dtype("dtype");
     for (const StoragePtr& s : {y, x}) require_elements(s, n, dt, op, "a tensor");
     Backend& be = common_backend({y, x}, op);
     be.enqueue(op, [&be, k, y, x, n, dt] { AMR_DISPATCH(be, activation, forward, k, y->ptr, x->ptr, n, dt); });
@@ -42,14 +41,15 @@ Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// activationBackward(kind ('gelu' | 'relu' | 'silu' | 'sigmoid'), dx, dy, x, n, dtype)
+// activationBackward({ kind, dx, dy, x, n, dtype }): dx = dy · f'(x)
 Napi::Value ActivationBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    const activation::Kind k = kind_arg(info, "activation backward");
+    const activation::Kind k = kind_of(Fields::of(info, 0, "activation backward"));
     const char* op = kind_name(k, true);
-    StoragePtr dx = buffer_arg(info, 1, op), dy = buffer_arg(info, 2, op), x = buffer_arg(info, 3, op);
-    const int64_t n = int_arg(info, 4, op);
-    const DType dt = dtype_arg(info, 5, op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr dx = f.buffer("dx"), dy = f.buffer("dy"), x = f.buffer("x");
+    const int64_t n = f.int64("n", 1);
+    const DType dt = f.dtype("dtype");
     for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
     Backend& be = common_backend({dx, dy, x}, op);
     be.enqueue(op, [&be, k, dx, dy, x, n, dt] {

@@ -1,5 +1,7 @@
-// LayerNorm: argument checks, then the work is queued on the tensors' backend.
+// LayerNorm: one options object per call read through args.h, sizes checked against the buffers, then the work
+// is queued on the tensors' backend.
 #include "../native/norm/norm.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -9,22 +11,24 @@ namespace bindings {
 namespace {
 
 // The parameters' dtype: x's, or f32 (mixed precision; see norm.h).
-DType param_dtype_arg(const Napi::CallbackInfo& info, size_t i, DType dt, const char* op) {
-  const DType pdt = dtype_arg(info, i, op);
-  if (pdt != dt && pdt != DType::F32) throw Error(std::string(op) + ": weight and bias must be the input's dtype or f32");
+DType param_dtype(const Fields& f, DType dt) {
+  const DType pdt = f.dtype("paramDtype");
+  if (pdt != dt && pdt != DType::F32) throw Error(f.who + ": weight and bias must be the input's dtype or f32");
   return pdt;
 }
 
-// layerNormForward(y, mean, rstd, x, w, b, rows, cols, eps, dtype, paramDtype)
+// layerNormForward({ y, mean, rstd, x, weight, bias, rows, cols, eps, dtype, paramDtype })
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "layerNorm";
-    StoragePtr y = buffer_arg(info, 0, op), mean = buffer_arg(info, 1, op), rstd = buffer_arg(info, 2, op);
-    StoragePtr x = buffer_arg(info, 3, op), w = buffer_arg(info, 4, op), b = buffer_arg(info, 5, op);
-    int64_t rows = int_arg(info, 6, op), cols = int_arg(info, 7, op);
-    float eps = static_cast<float>(number_arg(info, 8, op));
-    DType dt = dtype_arg(info, 9, op), pdt = param_dtype_arg(info, 10, dt, op);
-    for (const StoragePtr& s : {y, x}) require_elements(s, rows * cols, dt, op, "a tensor");
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr y = f.buffer("y"), mean = f.buffer("mean"), rstd = f.buffer("rstd");
+    StoragePtr x = f.buffer("x"), w = f.buffer("weight"), b = f.buffer("bias");
+    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
+    const float eps = f.number("eps");
+    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, dt);
+    const int64_t n = elements(op, {rows, cols});
+    for (const StoragePtr& s : {y, x}) require_elements(s, n, dt, op, "a tensor");
     for (const StoragePtr& s : {w, b}) require_elements(s, cols, pdt, op, "weight or bias");
     for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");
     Backend& be = common_backend({y, mean, rstd, x, w, b}, op);
@@ -36,16 +40,18 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layerNormBackward(dx, dw, db, dy, x, w, mean, rstd, rows, cols, dtype, paramDtype)
+// layerNormBackward({ dx, dweight, dbias, dy, x, weight, mean, rstd, rows, cols, dtype, paramDtype })
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "layerNorm backward";
-    StoragePtr dx = buffer_arg(info, 0, op), dw = buffer_arg(info, 1, op), db = buffer_arg(info, 2, op);
-    StoragePtr dy = buffer_arg(info, 3, op), x = buffer_arg(info, 4, op), w = buffer_arg(info, 5, op);
-    StoragePtr mean = buffer_arg(info, 6, op), rstd = buffer_arg(info, 7, op);
-    int64_t rows = int_arg(info, 8, op), cols = int_arg(info, 9, op);
-    DType dt = dtype_arg(info, 10, op), pdt = param_dtype_arg(info, 11, dt, op);
-    for (const StoragePtr& s : {dx, dy, x}) require_elements(s, rows * cols, dt, op, "a tensor");
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr dx = f.buffer("dx"), dw = f.buffer("dweight"), db = f.buffer("dbias");
+    StoragePtr dy = f.buffer("dy"), x = f.buffer("x"), w = f.buffer("weight");
+    StoragePtr mean = f.buffer("mean"), rstd = f.buffer("rstd");
+    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
+    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, dt);
+    const int64_t n = elements(op, {rows, cols});
+    for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
     for (const StoragePtr& s : {dw, db, w}) require_elements(s, cols, pdt, op, "weight or bias");
     for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");
     Backend& be = common_backend({dx, dw, db, dy, x, w, mean, rstd}, op);

@@ -208,16 +208,18 @@ export interface NativeAddon {
   broadcastScalar(out: NativeBuffer, scalar: NativeBuffer, alpha: number, dtype: DType, n: number): void;
   cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
   sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
-  layerNormForward(y: NativeBuffer, mean: NativeBuffer, rstd: NativeBuffer, x: NativeBuffer, w: NativeBuffer, b: NativeBuffer,
-    rows: number, cols: number, eps: number, dtype: DType, paramDtype: DType): void;
-  layerNormBackward(dx: NativeBuffer, dw: NativeBuffer, db: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, w: NativeBuffer,
-    mean: NativeBuffer, rstd: NativeBuffer, rows: number, cols: number, dtype: DType, paramDtype: DType): void;
+  /** LayerNorm over cols of [rows, cols]; mean and rstd [rows] f32 out; weight and bias in dtype or f32 (paramDtype). */
+  layerNormForward(args: { y: NativeBuffer; mean: NativeBuffer; rstd: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias: NativeBuffer;
+    rows: number; cols: number; eps: number; dtype: DType; paramDtype: DType }): void;
+  layerNormBackward(args: { dx: NativeBuffer; dweight: NativeBuffer; dbias: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; weight: NativeBuffer;
+    mean: NativeBuffer; rstd: NativeBuffer; rows: number; cols: number; dtype: DType; paramDtype: DType }): void;
   batchNormForward(args: BatchNormForwardArgs): void;
   batchNormBackward(args: BatchNormBackwardArgs): void;
   layerNorm2dForward(args: LayerNorm2dForwardArgs): void;
   layerNorm2dBackward(args: LayerNorm2dBackwardArgs): void;
-  activationForward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
-  activationBackward(kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', dx: NativeBuffer, dy: NativeBuffer, x: NativeBuffer, n: number, dtype: DType): void;
+  activationForward(args: { kind: 'gelu' | 'relu' | 'silu' | 'sigmoid'; y: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
+  /** dx = dy · f'(x). */
+  activationBackward(args: { kind: 'gelu' | 'relu' | 'silu' | 'sigmoid'; dx: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
   gemm(args: GemmArgs): void;
   /** out [B, T, D] and lse [B·heads·windows·L] (f32) from qkv [B, T, 3D] (+ bias [heads, L, L]). */
   attentionForward(args: { out: NativeBuffer; lse: NativeBuffer; qkv: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;

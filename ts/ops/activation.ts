@@ -9,7 +9,7 @@ function activation(kind: ActivationKind, x: Tensor): Tensor {
   checkSame(kind, [x]);
   if (x.dtype === 'i32') throw new Error(`${kind}: i32 tensors are not supported`);
   const y = emptyTensor(x.shape, x.dtype, x.device);
-  if (x.numel > 0) native.activationForward(kind, y.native(kind), x.native(kind), x.numel, x.dtype);
+  if (x.numel > 0) native.activationForward({ kind, y: y.native(kind), x: x.native(kind), n: x.numel, dtype: x.dtype });
   return record(y, kind, [x], (g) => [activationBackward(kind, g, x)]);
 }
 
@@ -37,6 +37,6 @@ export function sigmoid(x: Tensor): Tensor {
 export function activationBackward(kind: ActivationKind, g: Tensor, x: Tensor): Tensor {
   const op = `${kind} backward`;
   const dx = emptyTensor(x.shape, x.dtype, x.device);
-  if (x.numel > 0) native.activationBackward(kind, dx.native(op), g.native(op), x.native(op), x.numel, x.dtype);
+  if (x.numel > 0) native.activationBackward({ kind, dx: dx.native(op), dy: g.native(op), x: x.native(op), n: x.numel, dtype: x.dtype });
   return dx;
 }

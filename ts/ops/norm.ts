@@ -33,7 +33,10 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
   const rstd = emptyTensor([rows], 'f32', x.device);
   // No rows or no columns: nothing to normalise, so the (empty) output needs no kernel.
   if (y.numel > 0)
-    native.layerNormForward(y.native(op), mean.native(op), rstd.native(op), x.native(op), weight.native(op), bias.native(op), rows, cols, eps, x.dtype, weight.dtype);
+    native.layerNormForward({
+      y: y.native(op), mean: mean.native(op), rstd: rstd.native(op), x: x.native(op), weight: weight.native(op), bias: bias.native(op),
+      rows, cols, eps, dtype: x.dtype, paramDtype: weight.dtype,
+    });
   return record(y, op, [x, weight, bias], (g) => {
     const bop = 'layerNorm backward';
     if (y.numel === 0) {
@@ -44,8 +47,10 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
     const dx = emptyTensor(x.shape, x.dtype, x.device);
     const dw = emptyTensor(weight.shape, weight.dtype, x.device);
     const db = emptyTensor(bias.shape, weight.dtype, x.device);
-    native.layerNormBackward(dx.native(bop), dw.native(bop), db.native(bop), g.native(bop), x.native(bop), weight.native(bop),
-      mean.native(bop), rstd.native(bop), rows, cols, x.dtype, weight.dtype);
+    native.layerNormBackward({
+      dx: dx.native(bop), dweight: dw.native(bop), dbias: db.native(bop), dy: g.native(bop), x: x.native(bop), weight: weight.native(bop),
+      mean: mean.native(bop), rstd: rstd.native(bop), rows, cols, dtype: x.dtype, paramDtype: weight.dtype,
+    });
     return [dx, dw, db];
   });
 }
