@@ -61,6 +61,14 @@ struct Fields {
     }
     return out;
   }
+  // An Int32Array, copied ("gatherRows: sources must be an Int32Array").
+  std::vector<int32_t> int32s(const char* key) const {
+    Napi::Value v = get(key);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw Error(who + ": " + key + " must be an Int32Array");
+    Napi::Int32Array a = v.As<Napi::Int32Array>();
+    return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
+  }
   float number(const char* key) const { return static_cast<float>(real(key)); }
   double real(const char* key) const {
     Napi::Value v = get(key);

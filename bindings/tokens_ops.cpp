@@ -1,10 +1,12 @@
-// Token assembly ops (patchify, assemble, gather-rows): argument checks, then the work is queued on the tensors'
-// backend. Shapes and autograd live in ts/ops/tokens.ts; this layer re-checks every size and every row index
+// Token assembly ops (patchify, assemble, gather-rows): one options object per call read through args.h, then the
+// work is queued on the tensors' backend. Shapes and autograd live in ts/ops/tokens.ts; this layer re-checks every size and every row index
 // against the buffers, so that a wrong call can never read or write past them.
+#include <algorithm>
 #include <string>
 #include <vector>
 
 #include "../native/tokens/tokens.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -13,34 +15,16 @@ namespace amr {
 namespace bindings {
 namespace {
 
-void require_positive(int64_t v, const char* op, const char* name) {
-  if (v <= 0) throw Error(std::string(op) + ": " + name + " must be positive");
-}
-
-StoragePtr optional_buffer_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
-  if (info.Length() <= i || info[i].IsNull() || info[i].IsUndefined()) return nullptr;
-  return buffer_arg(info, i, op);
-}
-
-std::vector<int32_t> int32_array_arg(const Napi::CallbackInfo& info, size_t i, const char* op) {
-  if (info.Length() <= i || !info[i].IsTypedArray() || info[i].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw Napi::TypeError::New(info.Env(), std::string(op) + ": argument " + std::to_string(i) + " must be an Int32Array");
-  Napi::Int32Array a = info[i].As<Napi::Int32Array>();
-  return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
-}
-
-// patchify(out, outDtype, x, xDtype, mean, std, batch, channels, height, width, patch)
+// patchify({ out, outDtype, x, xDtype, mean, std, batch, channels, height, width, patch })
 Napi::Value Patchify(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "patchify";
-    StoragePtr out = buffer_arg(info, 0, op);
-    DType out_dt = dtype_arg(info, 1, op);
-    StoragePtr x = buffer_arg(info, 2, op);
-    DType x_dt = dtype_arg(info, 3, op);
-    StoragePtr mean = buffer_arg(info, 4, op), std = buffer_arg(info, 5, op);
-    tokens::PatchifyGeometry g{int_arg(info, 6, op), int_arg(info, 7, op), int_arg(info, 8, op), int_arg(info, 9, op),
-                               int_arg(info, 10, op)};
-    for (int64_t v : {g.batch, g.channels, g.height, g.width, g.patch}) require_positive(v, op, "every size");
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr out = f.buffer("out"), x = f.buffer("x"), mean = f.buffer("mean"), std = f.buffer("std");
+    const DType out_dt = f.dtype("outDtype"), x_dt = f.dtype("xDtype");
+    tokens::PatchifyGeometry g{f.int64("batch", 1), f.int64("channels", 1), f.int64("height", 1), f.int64("width", 1),
+                               f.int64("patch", 1)};
+    elements(op, {g.batch, g.channels, g.height, g.width});
     if (g.height % g.patch || g.width % g.patch)
       throw Error(std::string(op) + ": image " + std::to_string(g.height) + "x" + std::to_string(g.width) +
                   " is not a multiple of the patch size " + std::to_string(g.patch));
@@ -56,20 +40,21 @@ Napi::Value Patchify(const Napi::CallbackInfo& info) {
   });
 }
 
-// assembleTokens(out, prefix, patches, pos | null, batch, prefixRows, rows, dim, prefixBatched, posBatched, dtype)
+// assembleTokens({ out, prefix, patches, pos?, batch, prefixRows, rows, dim, prefixBatched, posBatched, dtype })
 Napi::Value AssembleTokens(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "assembleTokens";
-    StoragePtr out = buffer_arg(info, 0, op), prefix = buffer_arg(info, 1, op), patches = buffer_arg(info, 2, op);
-    StoragePtr pos = optional_buffer_arg(info, 3, op);
-    tokens::AssembleGeometry g{int_arg(info, 4, op), int_arg(info, 5, op), int_arg(info, 6, op), int_arg(info, 7, op),
-                               info[8].ToBoolean().Value(), info[9].ToBoolean().Value()};
-    DType dt = dtype_arg(info, 10, op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr out = f.buffer("out"), prefix = f.buffer("prefix"), patches = f.buffer("patches"), pos = f.optional_buffer("pos");
+    tokens::AssembleGeometry g{f.int64("batch", 0), f.int64("prefixRows", 0), f.int64("rows", 0), f.int64("dim", 1),
+                               f.flag("prefixBatched"), f.flag("posBatched")};
+    const DType dt = f.dtype("dtype");
+    elements(op, {g.batch, g.prefix_rows + g.rows, g.dim});
     require_elements(out, g.batch * (g.prefix_rows + g.rows) * g.dim, dt, op, "the output");
     require_elements(prefix, (g.prefix_batched ? g.batch : 1) * g.prefix_rows * g.dim, dt, op, "prefix");
     require_elements(patches, g.batch * g.rows * g.dim, dt, op, "patches");
     if (pos) require_elements(pos, (g.pos_batched ? g.batch : 1) * g.rows * g.dim, dt, op, "pos");
-    Backend& be = pos ? common_backend({out, prefix, patches, pos}, op) : common_backend({out, prefix, patches}, op);
+    Backend& be = common_backend({out, prefix, patches, pos}, op);
     be.enqueue(op, [&be, out, prefix, patches, pos, g, dt] {
       AMR_DISPATCH(be, tokens, assemble, out->ptr, prefix->ptr, patches->ptr, pos ? pos->ptr : nullptr, g, dt);
     });
@@ -77,15 +62,17 @@ Napi::Value AssembleTokens(const Napi::CallbackInfo& info) {
   });
 }
 
-// gatherRows(out, x, starts: Int32Array, sources: Int32Array, batch, inRows, outRows, dim, dtype)
+// gatherRows({ out, x, starts: Int32Array, sources: Int32Array, batch, inRows, outRows, dim, dtype })
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "gatherRows";
-    StoragePtr out = buffer_arg(info, 0, op), x = buffer_arg(info, 1, op);
-    std::vector<int32_t> starts = int32_array_arg(info, 2, op), sources = int32_array_arg(info, 3, op);
-    const int64_t batch = int_arg(info, 4, op), in_rows = int_arg(info, 5, op), out_rows = int_arg(info, 6, op),
-                  dim = int_arg(info, 7, op);
-    DType dt = dtype_arg(info, 8, op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr out = f.buffer("out"), x = f.buffer("x");
+    std::vector<int32_t> starts = f.int32s("starts"), sources = f.int32s("sources");
+    const int64_t batch = f.int64("batch", 0), in_rows = f.int64("inRows", 1), out_rows = f.int64("outRows", 0),
+                  dim = f.int64("dim", 1);
+    const DType dt = f.dtype("dtype");
+    elements(op, {batch, std::max(in_rows, out_rows), dim});
     if (int64_t(starts.size()) != out_rows + 1 || starts.front() != 0 || starts.back() != int64_t(sources.size()))
       throw Error(std::string(op) + ": starts must have outRows + 1 entries, from 0 to the number of sources");
     for (size_t r = 0; r + 1 < starts.size(); ++r)

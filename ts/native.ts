@@ -272,11 +272,11 @@ export interface NativeAddon {
   interpolateBackward(gradIn: NativeBuffer, gradOut: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
     scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
   /** images [B, C, H, W] → out [B, (H/P)·(W/P), C·P²], (x − mean[c]) / std[c]; mean and std are C f32 values. */
-  patchify(out: NativeBuffer, outDtype: DType, x: NativeBuffer, xDtype: DType, mean: NativeBuffer, std: NativeBuffer,
-    batch: number, channels: number, height: number, width: number, patch: number): void;
+  patchify(args: { out: NativeBuffer; outDtype: DType; x: NativeBuffer; xDtype: DType; mean: NativeBuffer; std: NativeBuffer;
+    batch: number; channels: number; height: number; width: number; patch: number }): void;
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
-  assembleTokens(out: NativeBuffer, prefix: NativeBuffer, patches: NativeBuffer, pos: NativeBuffer | null, batch: number,
-    prefixRows: number, rows: number, dim: number, prefixBatched: boolean, posBatched: boolean, dtype: DType): void;
+  assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; batch: number; prefixRows: number;
+    rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;
   /** y = act(conv(x, weight) + bias) + residual; preactivation receives conv(x, weight) + bias. */
   conv2d(args: { y: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; residual?: NativeBuffer;
     preactivation?: NativeBuffer; activation: 'none' | 'gelu' | 'relu' | 'silu' | 'sigmoid'; dtype: DType; geometry: ConvGeometry }): void;
@@ -286,8 +286,8 @@ export interface NativeAddon {
   /** out[c] = Σ t[n, c, p] over t [batch, channels, pixels]. */
   channelSum(args: { out: NativeBuffer; t: NativeBuffer; batch: number; channels: number; pixels: number; dtype: DType }): void;
   /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
-  gatherRows(out: NativeBuffer, x: NativeBuffer, starts: Int32Array, sources: Int32Array, batch: number, inRows: number,
-    outRows: number, dim: number, dtype: DType): void;
+  gatherRows(args: { out: NativeBuffer; x: NativeBuffer; starts: Int32Array; sources: Int32Array; batch: number; inRows: number;
+    outRows: number; dim: number; dtype: DType }): void;
   /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
   layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
   /** gradIn [planes, inH, inW, inner] = the sum of the gradOut [planes, outH, outW, inner] elements that a reflect or replicate pad read from it (inner default 1). */

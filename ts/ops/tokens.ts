@@ -52,7 +52,10 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   const out = emptyTensor([B, (H / P) * (W / P), C * P * P], dtype, images.device);
   // A zero in B, C, H or W leaves no patch values to write: the result is empty, as unfolding an empty image is.
   if (out.numel > 0)
-    native.patchify(out.native(op), dtype, images.native(op), images.dtype, opts.mean.native(op), opts.std.native(op), B, C, H, W, P);
+    native.patchify({
+      out: out.native(op), outDtype: dtype, x: images.native(op), xDtype: images.dtype, mean: opts.mean.native(op), std: opts.std.native(op),
+      batch: B, channels: C, height: H, width: W, patch: P,
+    });
   return out;
 }
 
@@ -92,7 +95,7 @@ function runGather(op: string, x: Tensor, lists: RowLists, batch: number, inRows
   if (lists.sources.length === 0) return zeros(shape, { dtype: x.dtype, device: x.device });
   const out = emptyTensor(shape, x.dtype, x.device);
   if (out.numel === 0) return out;
-  native.gatherRows(out.native(op), x.native(op), lists.starts, lists.sources, batch, inRows, outRows, dim, x.dtype);
+  native.gatherRows({ out: out.native(op), x: x.native(op), starts: lists.starts, sources: lists.sources, batch, inRows, outRows, dim, dtype: x.dtype });
   return out;
 }
 
@@ -150,8 +153,10 @@ export function assembleTokens(prefix: Tensor, patches: Tensor, pos?: Tensor): T
   const T = S + N;
   const out = emptyTensor([B, T, D], patches.dtype, patches.device);
   if (out.numel > 0)
-    native.assembleTokens(out.native(op), prefix.native(op), patches.native(op), pos ? pos.native(op) : null, B, S, N, D,
-      prefixBatched, posBatched, patches.dtype);
+    native.assembleTokens({
+      out: out.native(op), prefix: prefix.native(op), patches: patches.native(op), pos: pos?.native(op), batch: B, prefixRows: S, rows: N, dim: D,
+      prefixBatched, posBatched, dtype: patches.dtype,
+    });
   return record(out, op, inputs, (g) => {
     // g viewed as one batch of B·T rows: every gradient is a set of its rows, summed over b for shared inputs.
     const bop = `${op} backward`;
