@@ -1,5 +1,6 @@
 // Reductions (full sums, row sums for bias gradients): argument checks, then the work is queued.
 #include "../native/reduce/reduce.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -27,13 +28,15 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
   });
 }
 
-// sumRows(out, a, dtype, rows, cols): out[c] = sum over rows of a[r, c]
+// sumRows({ out, a, dtype, rows, cols }): out[c] = sum over rows of a[r, c]
 Napi::Value SumRows(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "sum over rows";
-    StoragePtr out = buffer_arg(info, 0, op), a = buffer_arg(info, 1, op);
-    DType dt = dtype_arg(info, 2, op);
-    int64_t rows = int_arg(info, 3, op), cols = int_arg(info, 4, op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr out = f.buffer("out"), a = f.buffer("a");
+    const DType dt = f.dtype("dtype");
+    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
+    elements(op, {rows, cols});
     require_elements(out, cols, dt, op, "output");
     require_elements(a, rows * cols, dt, op, "input");
     Backend& be = common_backend({out, a}, op);

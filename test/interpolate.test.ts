@@ -310,11 +310,15 @@ describe('interpolation errors', () => {
   test('the native layer checks buffer sizes itself', () => {
     const geometry = { layout: 'NCHW', mode: 'bilinear', alignCorners: false, batch: 1, channels: 2, inH: 3, inW: 4, outH: 5, outW: 5, virtH: 5, virtW: 5 } as const;
     const small = zeros([10]);
-    expect(() => native.interpolate(small.native('t'), x.native('t'), 'f32', geometry, null, null, null)).toThrow('interpolate: output holds 40 bytes, fewer than 50 f32 elements');
-    expect(() => native.interpolate(zeros([50]).native('t'), small.native('t'), 'f32', { ...geometry, inH: 30 }, null, null, null)).toThrow(/input holds/);
-    expect(() => native.interpolate(zeros([50]).native('t'), x.native('t'), 'f32', { ...geometry, mode: 'gridSample' }, null, null, null)).toThrow(
+    expect(() => native.interpolate({ out: small.native('t'), x: x.native('t'), dtype: 'f32', geometry })).toThrow('interpolate: output holds 40 bytes, fewer than 50 f32 elements');
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: small.native('t'), dtype: 'f32', geometry: { ...geometry, inH: 30 } })).toThrow(/input holds/);
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'gridSample' } })).toThrow(
       /scale, offset and keep are given exactly for mode gridSample/,
     );
-    expect(() => native.interpolate(zeros([50]).native('t'), x.native('t'), 'f32', { ...geometry, virtH: 4 }, null, null, null)).toThrow(/must fit in the resized map/);
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, virtH: 4 } })).toThrow(/must fit in the resized map/);
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'bicubic' as never } }))
+      .toThrow("interpolate geometry: mode must be one of 'bilinear', 'nearest', 'gridSample', got 'bicubic'");
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, outW: 0 } }))
+      .toThrow('interpolate geometry: outW must be an integer in [1, ');
   });
 });

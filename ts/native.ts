@@ -186,6 +186,13 @@ export interface LayerNorm2dBackwardArgs extends NchwCall {
   rstd: NativeBuffer;
 }
 
+/** The CPE train crop's per-sample parameters (f32 on the op's device), given exactly for mode gridSample. */
+export interface InterpolateCrop {
+  scale?: NativeBuffer;
+  offset?: NativeBuffer;
+  keep?: NativeBuffer;
+}
+
 export interface NativeAddon {
   backends(): BackendInfo[];
   alloc(device: Device, bytes: number): NativeBuffer;
@@ -228,7 +235,8 @@ export interface NativeAddon {
     bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
   /** null when attention runs this head dim and dtype on every backend, else why not (naming it). */
   attentionUnsupported(headDim: number, dtype: DType): string | null;
-  sumRows(out: NativeBuffer, a: NativeBuffer, dtype: DType, rows: number, cols: number): void;
+  /** out[c] = Σ over rows of a[r, c]. */
+  sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; rows: number; cols: number }): void;
   adamwStep(
     entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,
     hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
@@ -267,10 +275,9 @@ export interface NativeAddon {
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
   readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
   /** scale, offset and keep (f32) are given exactly for mode gridSample. */
-  interpolate(out: NativeBuffer, x: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
-    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
-  interpolateBackward(gradIn: NativeBuffer, gradOut: NativeBuffer, dtype: DType, geometry: InterpolateGeometry,
-    scale: NativeBuffer | null, offset: NativeBuffer | null, keep: NativeBuffer | null): void;
+  interpolate(args: { out: NativeBuffer; x: NativeBuffer; dtype: DType; geometry: InterpolateGeometry } & InterpolateCrop): void;
+  /** gradIn is written, not added to. */
+  interpolateBackward(args: { gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; geometry: InterpolateGeometry } & InterpolateCrop): void;
   /** images [B, C, H, W] → out [B, (H/P)·(W/P), C·P²], (x − mean[c]) / std[c]; mean and std are C f32 values. */
   patchify(args: { out: NativeBuffer; outDtype: DType; x: NativeBuffer; xDtype: DType; mean: NativeBuffer; std: NativeBuffer;
     batch: number; channels: number; height: number; width: number; patch: number }): void;

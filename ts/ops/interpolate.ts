@@ -1,7 +1,7 @@
 // Multi-resolution interpolation: resize (F.interpolate), the CPE position-embedding crop for eval and for
 // training (spec §1.4), each differentiable with respect to its map. Every op is one native kernel each way.
 import { needsGrad } from '../autograd';
-import { InterpolateGeometry, native, NativeBuffer } from '../native';
+import { InterpolateCrop, InterpolateGeometry, native } from '../native';
 import { checkSame, dtypeSize, numelOf, record, Tensor, zeros } from '../tensor';
 
 export type InterpolateMode = 'bilinear' | 'nearest';
@@ -68,14 +68,14 @@ interface Crop {
   keep: Tensor;
 }
 
-const cropBuffers = (op: string, crop?: Crop): [NativeBuffer | null, NativeBuffer | null, NativeBuffer | null] =>
-  crop ? [crop.scale.native(op), crop.offset.native(op), crop.keep.native(op)] : [null, null, null];
+const cropBuffers = (op: string, crop?: Crop): InterpolateCrop =>
+  crop ? { scale: crop.scale.native(op), offset: crop.offset.native(op), keep: crop.keep.native(op) } : {};
 
 // Samples x into a new tensor of outShape as geometry says, and records the gather backward.
 function resample(op: string, x: Tensor, outShape: number[], geometry: InterpolateGeometry, crop?: Crop): Tensor {
   const out = new Tensor(native.alloc(x.device, numelOf(outShape) * dtypeSize(x.dtype)), outShape, x.dtype, x.device);
   // Only a batch of zero gets here with nothing to sample (the callers refuse every other empty dimension).
-  if (out.numel > 0) native.interpolate(out.native(op), x.native(op), x.dtype, geometry, ...cropBuffers(op, crop));
+  if (out.numel > 0) native.interpolate({ out: out.native(op), x: x.native(op), dtype: x.dtype, geometry, ...cropBuffers(op, crop) });
   if (!needsGrad([x])) return out;
   // The backward needs the crop parameters as they are now, even if the caller disposes them meanwhile.
   const saved = crop && { scale: crop.scale.detach(), offset: crop.offset.detach(), keep: crop.keep.detach() };
@@ -86,7 +86,7 @@ function resample(op: string, x: Tensor, outShape: number[], geometry: Interpola
     // An empty batch sends nothing back: zeros, or an empty gradient for an empty input.
     if (out.numel === 0) return [zeros(x.shape, { dtype: x.dtype, device: x.device })];
     const gi = new Tensor(native.alloc(x.device, x.numel * dtypeSize(x.dtype)), x.shape, x.dtype, x.device);
-    native.interpolateBackward(gi.native(bop), g.native(bop), x.dtype, geometry, ...cropBuffers(bop, saved));
+    native.interpolateBackward({ gradIn: gi.native(bop), gradOut: g.native(bop), dtype: x.dtype, geometry, ...cropBuffers(bop, saved) });
     return [gi];
   });
 }
