@@ -70,6 +70,12 @@ struct Fields {
     return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
   }
   float number(const char* key) const { return static_cast<float>(real(key)); }
+  // Any number, NaN and the infinities included (a fill value, a scale that poisons on purpose).
+  double any_number(const char* key) const {
+    Napi::Value v = get(key);
+    if (!v.IsNumber()) throw Error(who + ": " + key + " must be a number");
+    return v.As<Napi::Number>().DoubleValue();
+  }
   double real(const char* key) const {
     Napi::Value v = get(key);
     if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue()))
@@ -101,6 +107,11 @@ struct Fields {
   // A floating-point dtype (f32 or bf16).
   DType dtype(const char* key) const {
     return choice(key, {"f32", "bf16"}) == 0 ? DType::F32 : DType::BF16;
+  }
+  // Any storage dtype (f32, bf16 or i32): the copies, fills and casts that move bits whatever they are.
+  DType storage_dtype(const char* key) const {
+    static const DType kinds[] = {DType::F32, DType::BF16, DType::I32};
+    return kinds[choice(key, {"f32", "bf16", "i32"})];
   }
   StoragePtr buffer(const char* key) const { return buffer_value(get(key), who + ": " + key); }
   // A buffer that may be absent (undefined or null): nullptr then.

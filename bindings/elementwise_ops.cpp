@@ -1,5 +1,7 @@
-// Elementwise ops: argument checks, then the work is queued on the tensors' backend.
+// Elementwise ops: one options object per call read through args.h, then the work is queued on the tensors'
+// backend.
 #include "../native/elementwise/elementwise.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -8,13 +10,14 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// fill(out, dtype, n, value)
+// fill({ out, dtype, n, value })
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "fill");
-    DType dt = dtype_arg(info, 1, "fill");
-    int64_t n = int_arg(info, 2, "fill");
-    double v = number_arg(info, 3, "fill");
+    const Fields f = Fields::of(info, 0, "fill");
+    StoragePtr out = f.buffer("out");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 0);
+    const double v = f.any_number("value");
     require_elements(out, n, dt, "fill", "output");
     Backend& be = *out->backend;
     be.enqueue("fill", [&be, out, dt, n, v] { AMR_DISPATCH(be, elementwise, fill, out->ptr, dt, n, v); });
@@ -22,16 +25,16 @@ Napi::Value Fill(const Napi::CallbackInfo& info) {
   });
 }
 
-// binary(op, out, a, b, dtype, n) with op 0 add, 1 sub, 2 mul
+// binary({ op: 'add' | 'sub' | 'mul', out, a, b, dtype, n })
 Napi::Value Binary(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     static const char* const names[] = {"add", "sub", "mul"};
-    int64_t code = int_arg(info, 0, "binary");
-    if (code > 2) throw Error("binary: unknown op " + std::to_string(code));
+    const int code = Fields::of(info, 0, "binary").choice("op", {"add", "sub", "mul"});
     const char* name = names[code];
-    StoragePtr out = buffer_arg(info, 1, name), a = buffer_arg(info, 2, name), b = buffer_arg(info, 3, name);
-    DType dt = dtype_arg(info, 4, name);
-    int64_t n = int_arg(info, 5, name);
+    const Fields f = Fields::of(info, 0, name);
+    StoragePtr out = f.buffer("out"), a = f.buffer("a"), b = f.buffer("b");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 0);
     for (const StoragePtr& s : {out, a, b}) require_elements(s, n, dt, name, "a tensor");
     Backend& be = common_backend({out, a, b}, name);
     auto op = static_cast<elementwise::BinaryOp>(code);
@@ -42,13 +45,14 @@ Napi::Value Binary(const Napi::CallbackInfo& info) {
   });
 }
 
-// scale(out, a, alpha, dtype, n)
+// scale({ out, a, alpha, dtype, n })
 Napi::Value Scale(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "scale"), a = buffer_arg(info, 1, "scale");
-    double alpha = number_arg(info, 2, "scale");
-    DType dt = dtype_arg(info, 3, "scale");
-    int64_t n = int_arg(info, 4, "scale");
+    const Fields f = Fields::of(info, 0, "scale");
+    StoragePtr out = f.buffer("out"), a = f.buffer("a");
+    const double alpha = f.any_number("alpha");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 0);
     for (const StoragePtr& s : {out, a}) require_elements(s, n, dt, "scale", "a tensor");
     Backend& be = common_backend({out, a}, "scale");
     be.enqueue("scale", [&be, out, a, alpha, dt, n] { AMR_DISPATCH(be, elementwise, scale, out->ptr, a->ptr, alpha, dt, n); });
@@ -56,13 +60,14 @@ Napi::Value Scale(const Napi::CallbackInfo& info) {
   });
 }
 
-// broadcastScalar(out, scalar, alpha, dtype, n)
+// broadcastScalar({ out, scalar, alpha, dtype, n }): out[i] = alpha · scalar[0]
 Napi::Value BroadcastScalar(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "expand"), s = buffer_arg(info, 1, "expand");
-    double alpha = number_arg(info, 2, "expand");
-    DType dt = dtype_arg(info, 3, "expand");
-    int64_t n = int_arg(info, 4, "expand");
+    const Fields f = Fields::of(info, 0, "expand");
+    StoragePtr out = f.buffer("out"), s = f.buffer("scalar");
+    const double alpha = f.any_number("alpha");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 0);
     require_elements(out, n, dt, "expand", "output");
     require_elements(s, 1, dt, "expand", "scalar");
     Backend& be = common_backend({out, s}, "expand");
@@ -73,12 +78,13 @@ Napi::Value BroadcastScalar(const Napi::CallbackInfo& info) {
   });
 }
 
-// cast(out, outDtype, a, aDtype, n)
+// cast({ out, outDtype, a, aDtype, n })
 Napi::Value Cast(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "cast"), a = buffer_arg(info, 2, "cast");
-    DType odt = dtype_arg(info, 1, "cast"), adt = dtype_arg(info, 3, "cast");
-    int64_t n = int_arg(info, 4, "cast");
+    const Fields f = Fields::of(info, 0, "cast");
+    StoragePtr out = f.buffer("out"), a = f.buffer("a");
+    const DType odt = f.storage_dtype("outDtype"), adt = f.storage_dtype("aDtype");
+    const int64_t n = f.int64("n", 0);
     require_elements(out, n, odt, "cast", "output");
     require_elements(a, n, adt, "cast", "input");
     Backend& be = common_backend({out, a}, "cast");

@@ -52,10 +52,6 @@ std::vector<int64_t> int64s(const Fields& f, const char* key, size_t n, int64_t 
   return out;
 }
 
-DType any_dtype(const Fields& f) {
-  static const DType kinds[] = {DType::F32, DType::BF16, DType::I32};
-  return kinds[f.choice("dtype", {"f32", "bf16", "i32"})];
-}
 
 // Adds v to a running bound, refusing a total that could pass the exact range of the arithmetic.
 void add_bound(int64_t& bound, double v, const std::string& who) {
@@ -81,7 +77,7 @@ Napi::Value LayoutCopy(const Napi::CallbackInfo& info) {
     const std::string who = who_of(info, "layoutCopy");
     const Fields f = Fields::of(info, 0, who);
     StoragePtr out = f.buffer("out"), x = f.buffer("x");
-    const DType dt = any_dtype(f);
+    const DType dt = f.storage_dtype("dtype");
     CopyPlan p{};
     Napi::Value sizes = f.get("sizes");
     const size_t rank = sizes.IsArray() ? sizes.As<Napi::Array>().Length() : 0;

@@ -102,14 +102,14 @@ Napi::Value MultiTeacherLoss(const Napi::CallbackInfo& info) {
   });
 }
 
-// lossGradScale(out, a, dtype, n, scalar): out = a * scalar[0], scalar an f32 one-element buffer.
+// lossGradScale({ out, grad, dtype, n, scalar }): out = grad * scalar[0], scalar an f32 one-element buffer.
 Napi::Value LossGradScale(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "multiTeacherLoss backward";
-    StoragePtr out = buffer_arg(info, 0, op), a = buffer_arg(info, 1, op), s = buffer_arg(info, 4, op);
-    DType dt = dtype_arg(info, 2, op);
-    int64_t n = int_arg(info, 3, op);
-    if (dt == DType::I32) throw Error(std::string(op) + ": i32 tensors are not supported");
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr out = f.buffer("out"), a = f.buffer("grad"), s = f.buffer("scalar");
+    const DType dt = f.dtype("dtype");
+    const int64_t n = f.int64("n", 1);
     require_elements(out, n, dt, op, "output");
     require_elements(a, n, dt, op, "gradient");
     require_elements(s, 1, DType::F32, op, "scalar");

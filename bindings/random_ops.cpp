@@ -1,5 +1,6 @@
 // Seeded random fills (Philox): argument checks, then the work is queued.
 #include "../native/random/random.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -8,17 +9,17 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// randomFill(out, dtype, n, distribution (0 normal, 1 uniform), seedHi, seedLo)
+// randomFill({ out, dtype, n, distribution: 'normal' | 'uniform', seedHi, seedLo }): the 64-bit seed in two halves
 Napi::Value RandomFill(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "random");
-    DType dt = dtype_arg(info, 1, "random");
-    int64_t n = int_arg(info, 2, "random");
-    int64_t dist = int_arg(info, 3, "random");
-    uint64_t seed = (static_cast<uint64_t>(int_arg(info, 4, "random")) << 32) |
-                    static_cast<uint64_t>(int_arg(info, 5, "random") & 0xffffffff);
+    const Fields f = Fields::of(info, 0, "random");
+    StoragePtr out = f.buffer("out");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 1);
+    const int dist = f.choice("distribution", {"normal", "uniform"});
+    const uint64_t seed = (static_cast<uint64_t>(f.int64("seedHi", 0, 0xffffffffLL)) << 32) |
+                          static_cast<uint64_t>(f.int64("seedLo", 0, 0xffffffffLL));
     if (dt == DType::I32) throw Error("random: i32 tensors are not supported");
-    if (dist > 1) throw Error("random: unknown distribution");
     require_elements(out, n, dt, "random", "output");
     Backend& be = *out->backend;
     auto d = static_cast<random::Distribution>(dist);

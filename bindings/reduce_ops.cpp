@@ -9,13 +9,14 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// sum(out, a, dtype, n, alpha): out[0] = alpha * sum(a)
+// sum({ out, a, dtype, n, alpha }): out[0] = alpha * sum(a)
 Napi::Value Sum(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    StoragePtr out = buffer_arg(info, 0, "sum"), a = buffer_arg(info, 1, "sum");
-    DType dt = dtype_arg(info, 2, "sum");
-    int64_t n = int_arg(info, 3, "sum");
-    double alpha = number_arg(info, 4, "sum");
+    const Fields f = Fields::of(info, 0, "sum");
+    StoragePtr out = f.buffer("out"), a = f.buffer("a");
+    const DType dt = f.storage_dtype("dtype");
+    const int64_t n = f.int64("n", 1);
+    const double alpha = f.any_number("alpha");
     if (dt == DType::I32) throw Error("sum: i32 tensors are not supported; cast to f32 first");
     require_elements(out, 1, dt, "sum", "output");
     require_elements(a, n, dt, "sum", "input");

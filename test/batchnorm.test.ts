@@ -127,8 +127,12 @@ describeEachDevice('batchNorm2d on %s', (device: Device) => {
       const rv = make(rv0, [2]);
       ops.batchNorm2d(make(x0, shape), { training: true, runningMean: rm, runningVar: rv, momentum });
       const ref = refBatchNorm(x0, shape, { rm: rm0, rv: rv0, training: true, momentum, eps: 1e-5 });
-      expect(relativeError(await rm.toArray(), ref.rm!)).toBeLessThanOrEqual(momentum === 0 ? 0 : 1e-6);
-      expect(relativeError(await rv.toArray(), ref.rv!)).toBeLessThanOrEqual(momentum === 0 ? 0 : 1e-6);
+      // momentum 1 stores the batch mean itself, which can sit near 0 for ±3 data: its f32 sum over 36 values is
+      // off by up to ~36·2⁻²⁴·3 ≈ 7e-6 absolute, however small the mean, so it is held to an absolute bound.
+      const rmGot = await rm.toArray();
+      if (momentum === 0) expect(relativeError(rmGot, ref.rm!)).toBe(0);
+      else expect(Math.max(...Array.from(rmGot, (v, i) => Math.abs(v - ref.rm![i])))).toBeLessThanOrEqual(2e-5);
+      expect(relativeError(await rv.toArray(), ref.rv!)).toBeLessThanOrEqual(momentum === 0 ? 0 : 1e-5);
     }
   });
 

@@ -209,12 +209,14 @@ export interface NativeAddon {
   setQueueDepth(depth: number): void;
   queueDepth(): number;
 
-  fill(out: NativeBuffer, dtype: DType, n: number, value: number): void;
-  binary(op: 0 | 1 | 2, out: NativeBuffer, a: NativeBuffer, b: NativeBuffer, dtype: DType, n: number): void;
-  scale(out: NativeBuffer, a: NativeBuffer, alpha: number, dtype: DType, n: number): void;
-  broadcastScalar(out: NativeBuffer, scalar: NativeBuffer, alpha: number, dtype: DType, n: number): void;
-  cast(out: NativeBuffer, outDtype: DType, a: NativeBuffer, aDtype: DType, n: number): void;
-  sum(out: NativeBuffer, a: NativeBuffer, dtype: DType, n: number, alpha: number): void;
+  fill(args: { out: NativeBuffer; dtype: DType; n: number; value: number }): void;
+  binary(args: { op: 'add' | 'sub' | 'mul'; out: NativeBuffer; a: NativeBuffer; b: NativeBuffer; dtype: DType; n: number }): void;
+  scale(args: { out: NativeBuffer; a: NativeBuffer; alpha: number; dtype: DType; n: number }): void;
+  /** out[i] = alpha · scalar[0]. */
+  broadcastScalar(args: { out: NativeBuffer; scalar: NativeBuffer; alpha: number; dtype: DType; n: number }): void;
+  cast(args: { out: NativeBuffer; outDtype: DType; a: NativeBuffer; aDtype: DType; n: number }): void;
+  /** out[0] = alpha · Σ a. */
+  sum(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; n: number; alpha: number }): void;
   /** LayerNorm over cols of [rows, cols]; mean and rstd [rows] f32 out; weight and bias in dtype or f32 (paramDtype). */
   layerNormForward(args: { y: NativeBuffer; mean: NativeBuffer; rstd: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias: NativeBuffer;
     rows: number; cols: number; eps: number; dtype: DType; paramDtype: DType }): void;
@@ -248,11 +250,12 @@ export interface NativeAddon {
   cudaVersions(): { runtime: number; driver: number; requiredDriver: number };
   setUseBlas(on: boolean): void;
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
-  randomFill(out: NativeBuffer, dtype: DType, n: number, dist: 0 | 1, seedHi: number, seedLo: number): void;
+  /** Philox fill; the 64-bit seed as two 32-bit halves. */
+  randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
   /** mode 0: cosine + smooth-L1, 1: MSE. Writes total (one f32) and each part's out and grad. */
   multiTeacherLoss(terms: NativeLossTerm[], mode: 0 | 1, alpha: number, beta: number, delta: number, total: NativeBuffer): void;
   /** out = grad * scalar[0], scalar one f32. */
-  lossGradScale(out: NativeBuffer, grad: NativeBuffer, dtype: DType, n: number, scalar: NativeBuffer): void;
+  lossGradScale(args: { out: NativeBuffer; grad: NativeBuffer; dtype: DType; n: number; scalar: NativeBuffer }): void;
   // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or
   // cuda buffers; u16 arguments are raw bf16/f16 bits. The selftest* functions exist only in builds with the
   // self-tests (not AM_RADIO_SELFTEST=0, which the published binaries use); simXxx and selftestSim* on sim builds only.

@@ -14,7 +14,6 @@ export interface TensorOptions {
 
 const DTYPES: readonly DType[] = ['f32', 'bf16', 'i32'];
 const DEVICES: readonly Device[] = ['cpu', 'cuda', 'sim'];
-const BINARY_CODE = { add: 0, sub: 1, mul: 2 } as const;
 
 export function dtypeSize(dtype: DType): number {
   return dtype === 'bf16' ? 2 : 4;
@@ -124,7 +123,7 @@ export class Tensor {
     if (typeof s !== 'number' || !Number.isFinite(s)) throw new Error(`scale: factor must be a finite number, got ${s}`);
     if (this.dtype === 'i32') throw new Error('scale: i32 tensors are not supported');
     const out = this.empty('scale');
-    if (this.numel > 0) native.scale(out.native('scale'), this.native('scale'), s, this.dtype, this.numel);
+    if (this.numel > 0) native.scale({ out: out.native('scale'), a: this.native('scale'), alpha: s, dtype: this.dtype, n: this.numel });
     return record(out, 'scale', [this], (g) => [g.scale(s)]);
   }
 
@@ -150,7 +149,7 @@ export class Tensor {
     checkDtype(dtype, 'cast');
     const input = this.native('cast');
     const out = new Tensor(native.alloc(this.device, this.numel * dtypeSize(dtype)), this.shape, dtype, this.device);
-    if (this.numel > 0) native.cast(out.native('cast'), dtype, input, this.dtype, this.numel);
+    if (this.numel > 0) native.cast({ out: out.native('cast'), outDtype: dtype, a: input, aDtype: this.dtype, n: this.numel });
     if (dtype === 'i32' || this.dtype === 'i32') return out;
     return record(out, 'cast', [this], (g) => [g.cast(this.dtype)]);
   }
@@ -207,11 +206,11 @@ export class Tensor {
     if (this.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported; cast to f32 first`);
     const input = this.native(op);
     const out = new Tensor(native.alloc(this.device, dtypeSize(this.dtype)), [], this.dtype, this.device);
-    if (this.numel > 0) native.sum(out.native(op), input, this.dtype, this.numel, alpha);
-    else native.fill(out.native(op), this.dtype, 1, empty);
+    if (this.numel > 0) native.sum({ out: out.native(op), a: input, dtype: this.dtype, n: this.numel, alpha });
+    else native.fill({ out: out.native(op), dtype: this.dtype, n: 1, value: empty });
     return record(out, op, [this], (g) => {
       const gi = new Tensor(native.alloc(this.device, this.numel * dtypeSize(this.dtype)), this.shape, this.dtype, this.device);
-      if (this.numel > 0) native.broadcastScalar(gi.native(`${op} backward`), g.native(`${op} backward`), alpha, this.dtype, this.numel);
+      if (this.numel > 0) native.broadcastScalar({ out: gi.native(`${op} backward`), scalar: g.native(`${op} backward`), alpha, dtype: this.dtype, n: this.numel });
       return [gi];
     });
   }
@@ -246,11 +245,11 @@ export function record(
   return out;
 }
 
-function binary(op: keyof typeof BINARY_CODE, a: Tensor, b: Tensor, backward: (g: Tensor) => Array<Tensor | null>): Tensor {
+function binary(op: 'add' | 'sub' | 'mul', a: Tensor, b: Tensor, backward: (g: Tensor) => Array<Tensor | null>): Tensor {
   checkSame(op, [a, b], { shape: true });
   // Kernels are never launched over zero elements (a zero-size GPU grid is an error): an empty result needs no work.
   const out = new Tensor(native.alloc(a.device, a.numel * dtypeSize(a.dtype)), a.shape, a.dtype, a.device);
-  if (a.numel > 0) native.binary(BINARY_CODE[op], out.native(op), a.native(op), b.native(op), a.dtype, a.numel);
+  if (a.numel > 0) native.binary({ op, out: out.native(op), a: a.native(op), b: b.native(op), dtype: a.dtype, n: a.numel });
   if (a.dtype === 'i32') return out;
   return record(out, op, [a, b], backward);
 }
@@ -375,7 +374,7 @@ export function full(shape: readonly number[], value: number, opts: TensorOption
   const bad = badValue(value, checkDtype(opts?.dtype ?? 'f32', 'full'));
   if (bad) throw new Error(`full: value ${bad}`);
   const t = allocate('full', shape, opts);
-  if (t.numel > 0) native.fill(t.native('full'), t.dtype, t.numel, value);
+  if (t.numel > 0) native.fill({ out: t.native('full'), dtype: t.dtype, n: t.numel, value });
   return t;
 }
 
@@ -389,23 +388,23 @@ export function ones(shape: readonly number[], opts: TensorOptions = {}): Tensor
 
 let nextSeed = Math.floor(Math.random() * 2 ** 32);
 
-function randomTensor(op: string, dist: 0 | 1, shape: readonly number[], opts: TensorOptions & { seed?: number }): Tensor {
+function randomTensor(op: string, dist: 'normal' | 'uniform', shape: readonly number[], opts: TensorOptions & { seed?: number }): Tensor {
   const seed = opts.seed ?? nextSeed++;
   if (!Number.isSafeInteger(seed) || seed < 0) throw new Error(`${op}: seed must be a non-negative safe integer, got ${seed}`);
   const t = allocate(op, shape, opts);
   if (t.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
-  if (t.numel > 0) native.randomFill(t.native(op), t.dtype, t.numel, dist, Math.floor(seed / 2 ** 32), seed % 2 ** 32);
+  if (t.numel > 0) native.randomFill({ out: t.native(op), dtype: t.dtype, n: t.numel, distribution: dist, seedHi: Math.floor(seed / 2 ** 32), seedLo: seed % 2 ** 32 });
   return t;
 }
 
 /** Standard normal values; the same seed gives the same values on every backend. */
 export function randn(shape: readonly number[], opts: TensorOptions & { seed?: number } = {}): Tensor {
-  return randomTensor('randn', 0, shape, opts);
+  return randomTensor('randn', 'normal', shape, opts);
 }
 
 /** Uniform values in [0, 1); the same seed gives the same values on every backend. */
 export function rand(shape: readonly number[], opts: TensorOptions & { seed?: number } = {}): Tensor {
-  return randomTensor('rand', 1, shape, opts);
+  return randomTensor('rand', 'uniform', shape, opts);
 }
 
 export { isGradEnabled };

@@ -170,7 +170,7 @@ export abstract class Module {
     noGrad(() => {
       for (const [dst, src] of pairs) {
         const onDevice = src.device === dst.device ? src : src.to(dst.device);
-        native.cast(dst.native('loadStateDict'), dst.dtype, onDevice.native('loadStateDict'), onDevice.dtype, dst.numel);
+        native.cast({ out: dst.native('loadStateDict'), outDtype: dst.dtype, a: onDevice.native('loadStateDict'), aDtype: onDevice.dtype, n: dst.numel });
         if (onDevice !== src) onDevice.dispose();
         if (dst instanceof Parameter) dst.markModified();
       }

@@ -181,7 +181,7 @@ export function multiTeacherLoss(terms: TeacherTerm[], opts: MultiTeacherLossOpt
       const upstream = g.dtype === 'f32' ? g : g.cast('f32');
       const out = grads.map(({ input, grad }) => {
         const gi = new Tensor(native.alloc(device, input.numel * dtypeSize(input.dtype)), input.shape, input.dtype, device);
-        native.lossGradScale(gi.native(`${OP} backward`), grad, input.dtype, input.numel, upstream.native(`${OP} backward`));
+        native.lossGradScale({ out: gi.native(`${OP} backward`), grad, dtype: input.dtype, n: input.numel, scalar: upstream.native(`${OP} backward`) });
         return gi;
       });
       if (upstream !== g) upstream.dispose();
