@@ -46,21 +46,20 @@ int read_part(const Fields& p, int64_t student_n_per_channel, int64_t teacher_n_
 // Part = { student, teacher, studentDtype, teacherDtype, channels, grad?, out }.
 Napi::Value MultiTeacherLoss(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 6 || !info[0].IsArray()) throw Error(std::string(kOp) + ": terms must be an array");
-    Napi::Array terms = info[0].As<Napi::Array>();
-    const int64_t mode = int_arg(info, 1, kOp);
-    if (mode > 1) throw Error(std::string(kOp) + ": unknown mode " + std::to_string(mode));
+    const Fields args = Fields::of(info, 0, kOp);
+    if (!args.get("terms").IsArray()) throw Error(std::string(kOp) + ": terms must be an array");
+    Napi::Array terms = args.get("terms").As<Napi::Array>();
     loss::Plan plan;
-    plan.mode = static_cast<loss::Mode>(mode);
-    plan.alpha = static_cast<float>(number_arg(info, 2, kOp));
-    plan.beta = static_cast<float>(number_arg(info, 3, kOp));
-    plan.delta = static_cast<float>(number_arg(info, 4, kOp));
+    plan.mode = static_cast<loss::Mode>(args.choice("mode", {"cosine+smoothl1", "mse"}));
+    plan.alpha = args.number("alpha");
+    plan.beta = args.number("beta");
+    plan.delta = args.number("delta");
     if (!(plan.delta >= 0.f)) throw Error(std::string(kOp) + ": delta must be >= 0");
     if (terms.Length() < 1 || terms.Length() > loss::kMaxTerms)
       throw Error(std::string(kOp) + ": between 1 and " + std::to_string(loss::kMaxTerms) + " teacher terms, got " +
                   std::to_string(terms.Length()));
     plan.terms = static_cast<int>(terms.Length());
-    StoragePtr total = buffer_arg(info, 5, kOp);
+    StoragePtr total = args.buffer("total");
     require_elements(total, 1, DType::F32, kOp, "total");
     plan.total = static_cast<float*>(total->ptr);
     std::vector<StoragePtr> keep{total};

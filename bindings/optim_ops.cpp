@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../native/optim/optim.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -91,13 +92,13 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
 // gradient is multiplied by the coefficient on the device, so clipping needs no read-back at all.
 Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 4 || !info[0].IsArray() || !info[2].IsNumber() || !info[3].IsBoolean())
-      throw Error("gradNorm: expected (entries, out, maxNorm, apply)");
-    Napi::Array entries = info[0].As<Napi::Array>();
-    StoragePtr out = buffer_arg(info, 1, "gradNorm");
+    const Fields f = Fields::of(info, 0, "gradNorm");
+    if (!f.get("entries").IsArray()) throw Error("gradNorm: entries must be an array");
+    Napi::Array entries = f.get("entries").As<Napi::Array>();
+    StoragePtr out = f.buffer("out");
     require_elements(out, 2, DType::F32, "gradNorm", "output");
-    const float max_norm = static_cast<float>(info[2].As<Napi::Number>().DoubleValue());
-    const bool apply = info[3].As<Napi::Boolean>().Value();
+    const float max_norm = static_cast<float>(f.any_number("maxNorm"));
+    const bool apply = f.flag("apply");
     std::vector<StoragePtr> keep{out};
     std::vector<optim::NormTensor> rows;
     int64_t total = 0;

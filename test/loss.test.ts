@@ -345,11 +345,11 @@ describe('bad input', () => {
     const buf = (n: number) => f([n]).native('test');
     const part = { student: buf(8), teacher: buf(8), studentDtype: 'f32' as const, teacherDtype: 'f32' as const, channels: 4, out: buf(1) };
     const term = { batch: 2, lambda: 1, gamma: 1, summary: part };
-    expect(() => native.multiTeacherLoss([term, { ...term, summary: { ...part, teacher: buf(7) } }], 0, 0.9, 0.1, 1, buf(1))).toThrow(
+    expect(() => native.multiTeacherLoss({ terms: [term, { ...term, summary: { ...part, teacher: buf(7) } }], mode: 'cosine+smoothl1', alpha: 0.9, beta: 0.1, delta: 1, total: buf(1) })).toThrow(
       /teacher 1 summary: teacher holds 28 bytes, fewer than 8 f32 elements/,
     );
     const features = { ...part, studentGrid: [3, 3] as [number, number], teacherGrid: [2, 2] as [number, number], grad: buf(71) };
-    expect(() => native.multiTeacherLoss([{ ...term, summary: undefined, features: { ...features, student: buf(72), teacher: buf(32) } }], 0, 0.9, 0.1, 1, buf(1))).toThrow(
+    expect(() => native.multiTeacherLoss({ terms: [{ ...term, summary: undefined, features: { ...features, student: buf(72), teacher: buf(32) } }], mode: 'cosine+smoothl1', alpha: 0.9, beta: 0.1, delta: 1, total: buf(1) })).toThrow(
       /teacher 0 features: grad holds 284 bytes/,
     );
   });

@@ -244,7 +244,7 @@ export interface NativeAddon {
     hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
   ): void;
   /** out (2 f32) = [Σ g² over every entry, clip coefficient min(1, maxNorm / (‖g‖ + 1e-6)) (1 when not finite or maxNorm ≤ 0)]; apply scales every grad by it. */
-  gradNorm(entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>, out: NativeBuffer, maxNorm: number, apply: boolean): void;
+  gradNorm(args: { entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>; out: NativeBuffer; maxNorm: number; apply: boolean }): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
   /** CUDA API versions (1000 * major + 10 * minor); 0 where there is none (no driver, or a build without CUDA). */
   cudaVersions(): { runtime: number; driver: number; requiredDriver: number };
@@ -252,8 +252,8 @@ export interface NativeAddon {
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
   /** Philox fill; the 64-bit seed as two 32-bit halves. */
   randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
-  /** mode 0: cosine + smooth-L1, 1: MSE. Writes total (one f32) and each part's out and grad. */
-  multiTeacherLoss(terms: NativeLossTerm[], mode: 0 | 1, alpha: number, beta: number, delta: number, total: NativeBuffer): void;
+  /** Writes total (one f32) and each part's out and grad. */
+  multiTeacherLoss(args: { terms: NativeLossTerm[]; mode: 'cosine+smoothl1' | 'mse'; alpha: number; beta: number; delta: number; total: NativeBuffer }): void;
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(args: { out: NativeBuffer; grad: NativeBuffer; dtype: DType; n: number; scalar: NativeBuffer }): void;
   // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or

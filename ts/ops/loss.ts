@@ -171,7 +171,7 @@ export function multiTeacherLoss(terms: TeacherTerm[], opts: MultiTeacherLossOpt
     results.push(out);
     return nt;
   });
-  native.multiTeacherLoss(nativeTerms, mode === 'mse' ? 1 : 0, alpha, beta, delta, total.native(OP));
+  native.multiTeacherLoss({ terms: nativeTerms, mode: mode === 'mse' ? 'mse' : 'cosine+smoothl1', alpha, beta, delta, total: total.native(OP) });
 
   record(
     total,

@@ -25,12 +25,7 @@ function run(op: string, params: readonly Tensor[], maxNorm: number, apply: bool
   const { grads, device } = gradEntries(op, params);
   if (!device) return null;
   const out = emptyTensor([2], 'f32', device);
-  native.gradNorm(
-    grads.map((g) => ({ grad: g.native(op), n: g.numel, dtype: g.dtype })),
-    out.native(op),
-    maxNorm,
-    apply,
-  );
+  native.gradNorm({ entries: grads.map((g) => ({ grad: g.native(op), n: g.numel, dtype: g.dtype })), out: out.native(op), maxNorm, apply });
   return out;
 }
 
