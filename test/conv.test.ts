@@ -1,7 +1,7 @@
 // conv2d and convTranspose2d against float64 references: forward, the fused epilogue, and every gradient (the
 // reference's exact adjoint, itself checked by central differences), odd shapes, groups, depthwise, stride,
 // padding, dilation, bf16, and the errors.
-import { ops, tensor } from '../ts';
+import { debug, ops, tensor } from '../ts';
 import type { DType } from '../ts';
 import {
   describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError,
@@ -136,24 +136,39 @@ describeEachDevice('conv2d on %s', (device) => {
     expect(relativeError(await res.grad!.toArray(), r0)).toBe(0);
   });
 
-  test('bf16: forward and gradients within the bf16 rounding of inputs and outputs', async () => {
-    const g = conv(2, 16, 6, 10, 24, [3, 3], { padding: [1, 1] });
+  // bf16 forward: K = Cg·kh·kw a multiple of 8 takes the implicit GEMM on the tensor-core tile (each tile size
+  // forced in turn), otherwise im2col + the GEMM family's product; gradients always take the latter.
+  test.each([
+    ['3x3 pad 1, 16 channels (implicit GEMM)', conv(2, 16, 6, 10, 24, [3, 3], { padding: [1, 1] }), ['small', 'large']],
+    ['groups 2, stride 2, dilation 2, pad 2, odd sizes (implicit GEMM)', conv(1, 16, 11, 9, 20, [3, 3], { groups: 2, stride: [2, 2], padding: [2, 2], dilation: [2, 2] }), ['small', 'large']],
+    ['3x3 stride 2 on 3 channels, K 27 (im2col)', conv(2, 3, 9, 7, 8, [3, 3], { stride: [2, 2], padding: [1, 1] }), ['auto']],
+  ] as const)('bf16 %s: forward and gradients within the bf16 rounding of inputs and outputs', async (_, g, tiles) => {
+    const cg = g.c / g.groups;
     const x0 = quant(randomArray(g.n * g.c * g.h * g.w, freshSeed()), 'bf16');
-    const w0 = quant(randomArray(g.o * g.c * 9, freshSeed()), 'bf16');
+    const w0 = quant(randomArray(g.o * cg * 9, freshSeed()), 'bf16');
     const b0 = quant(randomArray(g.o, freshSeed()), 'bf16');
-    const r0 = quant(randomArray(g.n * g.o * g.h * g.w, freshSeed()), 'bf16');
+    const ref = refConv(g, x0, w0, b0);
+    const r0 = quant(randomArray(ref.length, freshSeed()), 'bf16');
     const opts = { device, dtype: 'bf16' as const, requiresGrad: true };
-    const x = tensor(f32(x0), [g.n, g.c, g.h, g.w], opts);
-    const w = tensor(f32(w0), [g.o, g.c, 3, 3], opts);
-    const b = tensor(f32(b0), [g.o], opts);
-    const y = ops.conv2d(x, w, b, { padding: 1 });
-    expect(y.dtype).toBe('bf16');
-    // The exact result rounded once is 2⁻⁹ relative; rounding the product before the bias adds (cuda) is as much again.
-    expect(relativeError(await y.toArray(), refConv(g, x0, w0, b0))).toBeLessThanOrEqual(8e-3);
-    y.mul(tensor(f32(r0), y.shape, { device, dtype: 'bf16' })).sum().backward();
-    const { dx, dw } = refGrads(g, x0, w0, r0);
-    expect(relativeError(await x.grad!.toArray(), dx)).toBeLessThanOrEqual(1e-2);
-    expect(relativeError(await w.grad!.toArray(), dw)).toBeLessThanOrEqual(1e-2);
+    const conv2dOpts = { stride: g.stride, padding: g.padding, dilation: g.dilation, groups: g.groups };
+    try {
+      for (const tile of tiles) {
+        debug.gemmTile(tile);
+        const x = tensor(f32(x0), [g.n, g.c, g.h, g.w], opts);
+        const w = tensor(f32(w0), [g.o, cg, 3, 3], opts);
+        const b = tensor(f32(b0), [g.o], opts);
+        const y = ops.conv2d(x, w, b, conv2dOpts);
+        expect(y.dtype).toBe('bf16');
+        // The exact result rounded once is 2⁻⁹ relative; rounding the product before the bias adds (im2col) is as much again.
+        expect({ tile, err: relativeError(await y.toArray(), ref) <= 8e-3 }).toEqual({ tile, err: true });
+        y.mul(tensor(f32(r0), y.shape, { device, dtype: 'bf16' })).sum().backward();
+        const { dx, dw } = refGrads(g, x0, w0, r0);
+        expect(relativeError(await x.grad!.toArray(), dx)).toBeLessThanOrEqual(1e-2);
+        expect(relativeError(await w.grad!.toArray(), dw)).toBeLessThanOrEqual(1e-2);
+      }
+    } finally {
+      debug.gemmTile('auto');
+    }
   });
 
   test('bf16 depthwise (direct) with fused SiLU: forward and gradients', async () => {

@@ -1,9 +1,10 @@
-// conv2d on cuda (and, compiled by the host compiler, on sim): im2col / col2im / layout kernels around the GEMM
-// family's product, which picks the tensor-core tiles for bf16 when the shapes allow (K and N·Ho·Wo multiples
-// of 8) and its SIMT kernel otherwise. Scratch is in the storage dtype, so bf16 columns feed the tensor cores.
+// conv2d on cuda (and, compiled by the host compiler, on sim). bf16 forward with K a multiple of 8 is an implicit
+// GEMM on the GEMM family's tensor-core tile (below); everything else is im2col / col2im / layout kernels around
+// the GEMM family's product (tensor cores when its shapes allow, SIMT otherwise), with scratch in the storage dtype.
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
 #include "../runtime/block_sum.cuh"
+#include "../gemm/mma_tile.cuh"
 #include "conv.h"
 
 namespace amr {
@@ -114,6 +115,61 @@ __global__ void channel_sum_kernel(T* out, const T* t, int64_t n, int64_t c, int
   if (threadIdx.x == 0) Elem<T>::store(out, ch, total);
 }
 
+// Implicit GEMM for bf16 (the tensor-core path): the column matrix is never written. The GEMM tile pulls its B
+// chunks (8 consecutive output pixels of one (channel, tap) row) straight from x by col_source, and the epilogue
+// writes NCHW y with the bias, activation and residual: no scratch, no epilogue pass, one launch per group.
+struct ConvColumns {
+  Geometry g;
+  int64_t group;
+  const uint16_t* x;
+  template <int kBK, int kBN, int kPitch, int kThreads>
+  __device__ __forceinline__ void load(__nv_bfloat16* bs, int k0, int n0, int N, int K, int tid) const {
+    uint16_t* dst = reinterpret_cast<uint16_t*>(bs);
+    for (int c = tid; c < kBK * kBN / 8; c += kThreads) {
+      const int r = c / (kBN / 8), nc = (c % (kBN / 8)) * 8;
+      for (int v = 0; v < 8; ++v) {
+        const int k = k0 + r, q = n0 + nc + v;
+        const int64_t src = k < K && q < N ? col_source(g, group, k, q) : -1;
+        dst[r * kPitch + nc + v] = src < 0 ? uint16_t(0) : x[src];
+      }
+    }
+  }
+};
+
+struct ConvEpilogue {
+  Geometry g;
+  Epilogue e;
+  int64_t o0;  // the group's first output channel
+  uint16_t* y;
+  __device__ __forceinline__ void operator()(int row, int col, float v) const {
+    const int64_t HW = int64_t(g.out_h) * g.out_w, o = o0 + row, n = col / HW;
+    store_output(e, y, (n * g.out_c + o) * HW + col % HW, o, v);
+  }
+};
+
+template <typename Tile>
+__global__ void __launch_bounds__(Tile::kThreads) conv_implicit_kernel(Geometry g, Epilogue e, int64_t group, uint16_t* y,
+                                                                       const uint16_t* x, const uint16_t* w) {
+  const int64_t K = col_rows(g), Og = group_out(g);
+  const auto* A = reinterpret_cast<const __nv_bfloat16*>(w) + group * Og * K;
+  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, ConvColumns{g, group, x}, int(Og), int(col_cols(g)), int(K),
+                                                   ConvEpilogue{g, e, group * Og, y});
+}
+
+// The tensor-core tile reads A = W in 16-byte rows: K must be a multiple of 8 and the weight 16-byte aligned.
+bool fits_implicit(const Geometry& g, DType dt, const void* w) {
+  return dt == DType::BF16 && col_rows(g) % 8 == 0 && (reinterpret_cast<uintptr_t>(w) & 15u) == 0;
+}
+
+template <typename Tile>
+void launch_implicit(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const void* x, const void* w) {
+  const int64_t Og = group_out(g), Q = col_cols(g);
+  const dim3 grid(unsigned((Q + Tile::kBN - 1) / Tile::kBN), unsigned((Og + Tile::kBM - 1) / Tile::kBM));
+  for (int64_t grp = 0; grp < g.groups; ++grp)
+    launch("conv2d_implicit_gemm", conv_implicit_kernel<Tile>, grid, dim3(Tile::kThreads), 0, s, g, e, grp,
+           static_cast<uint16_t*>(y), static_cast<const uint16_t*>(x), static_cast<const uint16_t*>(w));
+}
+
 }  // namespace
 
 void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const void* x, const void* w, DType dt,
@@ -124,6 +180,16 @@ void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const v
     if (direct(g)) {
       launch("conv2d_direct", direct_forward_kernel<T>, grid_for(output_elements(g)), dim3(kThreads), 0, s, g, e,
              static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(w));
+      return;
+    }
+    if (fits_implicit(g, dt, w)) {
+      // The GEMM family's tile choice: the large tile once it fills the device with blocks, or as forced.
+      const int64_t large = ((group_out(g) + 127) / 128) * ((Q + 127) / 128) * g.groups;
+      const gemm::MmaTileChoice c = gemm::mma_tile_choice();
+      if (c == gemm::MmaTileChoice::Large || (c == gemm::MmaTileChoice::Auto && large >= 264))
+        launch_implicit<gemm::AMR_GPU_NS::LargeMmaTile>(s, g, e, y, x, w);
+      else
+        launch_implicit<gemm::AMR_GPU_NS::SmallMmaTile>(s, g, e, y, x, w);
       return;
     }
     Scratch<T> sc(g, workspace);

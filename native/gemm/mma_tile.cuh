@@ -3,7 +3,7 @@
 // are in flight while one is multiplied), fragments loaded with ldmatrix and multiplied with mma.sync m16n8k16 (f32
 // accumulation). The epilogue functor receives every in-range (row, col, value) of the tile.
 // Requirements: A is [M, K] row-major, K % 8 == 0 (16-byte cp.async rows) and 16-byte aligned rows; B is [N, K]
-// (kBKN false) or [K, N] with N % 8 == 0 (kBKN true).
+// (kBKN false) or [K, N] with N % 8 == 0 (kBKN true), or any BSource that fills the tile itself (mma_gemm_tile_from).
 #pragma once
 #include "../runtime/kernel.cuh"
 #include "../runtime/tensor_core.cuh"
@@ -30,9 +30,44 @@ using SmallMmaTile = MmaTile<2, 2, 2, 4, 3>;
 // (16 mma per 6 ldmatrix.x4 instead of 8 per 4), for products large enough to fill the GPU with it.
 using LargeMmaTile = MmaTile<2, 4, 4, 4, 2>;
 
+// Where B's chunks come from: a dense matrix, by cp.async ([N, K], or [K, N] when kBKN). A gather (conv's implicit
+// columns) provides the same load() and writes its chunks with plain stores; either way a chunk outside the
+// matrix is zeros, and the pipeline's barriers make the stores visible as they do the copies.
+template <bool kBKN>
+struct DenseB {
+  const __nv_bfloat16* B;
+  // Tile rows (n for [N, K], k for [K, N]) of the stage buffer bs (row pitch kPitch), 16-byte chunks per thread.
+  template <int kBK, int kBN, int kPitch, int kThreads>
+  __device__ __forceinline__ void load(__nv_bfloat16* bs, int k0, int n0, int N, int K, int tid) const {
+    if constexpr (!kBKN) {
+      for (int c = tid; c < kBN * kBK / 8; c += kThreads) {
+        const int r = c / (kBK / 8), kc = (c % (kBK / 8)) * 8;
+        const bool ok = n0 + r < N && k0 + kc < K;
+        cp_async_16_zfill(bs + r * kPitch + kc, ok ? B + (long long)(n0 + r) * K + k0 + kc : B, ok);
+      }
+    } else {
+      for (int c = tid; c < kBK * kBN / 8; c += kThreads) {
+        const int r = c / (kBN / 8), nc = (c % (kBN / 8)) * 8;
+        const bool ok = k0 + r < K && n0 + nc < N;
+        cp_async_16_zfill(bs + r * kPitch + nc, ok ? B + (long long)(k0 + r) * N + n0 + nc : B, ok);
+      }
+    }
+  }
+};
+
+template <typename Tile, bool kBKN, typename BSource, typename Epilogue>
+__device__ __forceinline__ void mma_gemm_tile_from(const __nv_bfloat16* __restrict__ A, const BSource& bsrc, int M, int N,
+                                                   int K, const Epilogue& epilogue);
+
 template <typename Tile, bool kBKN, typename Epilogue>
 __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ A, const __nv_bfloat16* __restrict__ B,
                                               int M, int N, int K, const Epilogue& epilogue) {
+  mma_gemm_tile_from<Tile, kBKN>(A, DenseB<kBKN>{B}, M, N, K, epilogue);
+}
+
+template <typename Tile, bool kBKN, typename BSource, typename Epilogue>
+__device__ __forceinline__ void mma_gemm_tile_from(const __nv_bfloat16* __restrict__ A, const BSource& bsrc, int M, int N,
+                                                   int K, const Epilogue& epilogue) {
   constexpr int kBM = Tile::kBM, kBN = Tile::kBN, kBK = kMmaTileK, kPad = kMmaPad;
   constexpr int kStages = Tile::kStages, kThreads = Tile::kThreads, kMI = Tile::kMI, kNI = Tile::kNI;
   AMR_SHARED(__align__(16) __nv_bfloat16, As, [kStages][kBM][kBK + kPad]);
@@ -52,19 +87,7 @@ __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ 
       const bool ok = m0 + r < M && k0 + kc < K;
       cp_async_16_zfill(&As[stage][r][kc], ok ? A + (long long)(m0 + r) * K + k0 + kc : A, ok);
     }
-    if constexpr (!kBKN) {
-      for (int c = tid; c < kBN * kBK / 8; c += kThreads) {
-        const int r = c / (kBK / 8), kc = (c % (kBK / 8)) * 8;
-        const bool ok = n0 + r < N && k0 + kc < K;
-        cp_async_16_zfill(&Bs[stage][r][kc], ok ? B + (long long)(n0 + r) * K + k0 + kc : B, ok);
-      }
-    } else {
-      for (int c = tid; c < kBK * kBN / 8; c += kThreads) {
-        const int r = c / (kBN / 8), nc = (c % (kBN / 8)) * 8;
-        const bool ok = k0 + r < K && n0 + nc < N;
-        cp_async_16_zfill(&Bs[stage][r][nc], ok ? B + (long long)(k0 + r) * N + n0 + nc : B, ok);
-      }
-    }
+    bsrc.template load<kBK, kBN, (kBKN ? kBN : kBK) + kPad, kThreads>(&Bs[stage][0][0], k0, n0, N, K, tid);
   };
 
   float acc[kMI][kNI][4];
