@@ -29,8 +29,8 @@ conv::Geometry geometry(const Fields& f) {
   return g;
 }
 
-StoragePtr workspace(Backend& be, const conv::Geometry& g, DType dt) {
-  return be.allocate(static_cast<size_t>(conv::workspace_bytes(g, dt, be.kind())));
+StoragePtr workspace(Backend& be, const conv::Geometry& g, DType dt, const void* forward_weight = nullptr) {
+  return be.allocate(static_cast<size_t>(conv::workspace_bytes(g, dt, be.kind(), forward_weight)));
 }
 
 // conv2d({ y, x, weight, bias?, residual?, preactivation?, activation, dtype, geometry })
@@ -50,7 +50,7 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
     if (res) require_elements(res, conv::output_elements(g), dt, op, "residual");
     if (pre) require_elements(pre, conv::output_elements(g), dt, op, "preactivation");
     Backend& be = common_backend({y, x, w, bias, res, pre}, op);
-    StoragePtr ws = workspace(be, g, dt);
+    StoragePtr ws = workspace(be, g, dt, w->ptr);
     be.enqueue(op, [&be, g, act, y, x, w, bias, res, pre, dt, ws] {
       conv::Epilogue e;
       e.bias = bias ? bias->ptr : nullptr;

@@ -48,9 +48,17 @@ inline int64_t workspace_elements(const Geometry& g) {
 // or weight element per thread: as products they would be one 1-row GEMM per channel.
 AMR_HD bool direct(const Geometry& g) { return g.groups > 1 && group_in(g) == 1; }
 
-// The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim; none direct.
-inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k) {
-  if (direct(g)) return 16;
+// Whether forward runs as an implicit GEMM on the tensor-core tile (cuda and sim, bf16): its A rows (the weight)
+// are read 16 bytes at a time, so K must be a multiple of 8 and the weight 16-byte aligned.
+inline bool implicit_gemm(const Geometry& g, DType dt, BackendKind k, const void* weight) {
+  return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g) && col_rows(g) % 8 == 0 &&
+         (reinterpret_cast<uintptr_t>(weight) & 15u) == 0;
+}
+
+// The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim; none for the
+// direct and the implicit-GEMM forward (`weight` given only by forward).
+inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k, const void* forward_weight = nullptr) {
+  if (direct(g) || (forward_weight && implicit_gemm(g, dt, k, forward_weight))) return 16;
   return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
 }
 

@@ -156,11 +156,6 @@ __global__ void __launch_bounds__(Tile::kThreads) conv_implicit_kernel(Geometry 
                                                    ConvEpilogue{g, e, group * Og, y});
 }
 
-// The tensor-core tile reads A = W in 16-byte rows: K must be a multiple of 8 and the weight 16-byte aligned.
-bool fits_implicit(const Geometry& g, DType dt, const void* w) {
-  return dt == DType::BF16 && col_rows(g) % 8 == 0 && (reinterpret_cast<uintptr_t>(w) & 15u) == 0;
-}
-
 template <typename Tile>
 void launch_implicit(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const void* x, const void* w) {
   const int64_t Og = group_out(g), Q = col_cols(g);
@@ -182,7 +177,7 @@ void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const v
              static_cast<T*>(y), static_cast<const T*>(x), static_cast<const T*>(w));
       return;
     }
-    if (fits_implicit(g, dt, w)) {
+    if (implicit_gemm(g, dt, BackendKind::Cuda, w)) {
       // The GEMM family's tile choice: the large tile once it fills the device with blocks, or as forced.
       const int64_t large = ((group_out(g) + 127) / 128) * ((Q + 127) / 128) * g.groups;
       const gemm::MmaTileChoice c = gemm::mma_tile_choice();
