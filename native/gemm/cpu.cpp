@@ -43,9 +43,43 @@ void blocked_gemm(float* c, const float* a, const float* b, int64_t m, int64_t n
   });
 }
 
+// f32 through the host BLAS straight from and into the caller's buffers: the transpositions go to sgemm, C is
+// written by it and the epilogue (when there is one) runs over C in place, so no operand or result is copied.
+// Not when the residual is C itself (sgemm would overwrite it before it is read).
+bool direct_f32(const GemmArgs& g, SgemmFn sgemm) {
+  return sgemm && g.dtype == DType::F32 && g.m > 0 && g.n > 0 && g.k > 0 && (!g.residual || g.residual != g.c);
+}
+
+void gemm_f32_blas(const GemmArgs& g, SgemmFn sgemm) {
+  const bool epilogue = g.bias || g.residual || g.preactivation || g.activation != Activation::None;
+  for (int64_t e = 0; e < g.batch; ++e) {
+    const float* A = static_cast<const float*>(g.a) + e * g.stride_a;
+    const float* B = static_cast<const float*>(g.b) + e * g.stride_b;
+    float* C = static_cast<float*>(g.c) + e * g.stride_c;
+    sgemm(kCblasRowMajor, g.trans_a ? kCblasTrans : kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans, (int)g.m,
+          (int)g.n, (int)g.k, 1.f, A, (int)(g.trans_a ? g.m : g.k), B, (int)(g.trans_b ? g.k : g.n), 0.f, C, (int)g.n);
+    if (!epilogue) continue;
+    const float* bias = static_cast<const float*>(g.bias);
+    const float* res = g.residual ? static_cast<const float*>(g.residual) + e * g.stride_c : nullptr;
+    float* pre = g.preactivation ? static_cast<float*>(g.preactivation) + e * g.stride_c : nullptr;
+    parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; ++i)
+        for (int64_t j = 0; j < g.n; ++j) {
+          float v = C[i * g.n + j];
+          if (bias) v += bias[j];
+          if (pre) pre[i * g.n + j] = v;
+          v = activate(g.activation, v);
+          if (res) v += res[i * g.n + j];
+          C[i * g.n + j] = v;
+        }
+    });
+  }
+}
+
 }  // namespace
 
 void gemm(GpuStream, const GemmArgs& g) {
+  if (SgemmFn sgemm = host_sgemm(); direct_f32(g, sgemm)) return gemm_f32_blas(g, sgemm);
   with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     std::vector<float> a, b, c(static_cast<size_t>(g.m * g.n));
