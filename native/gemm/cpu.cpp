@@ -43,6 +43,26 @@ void blocked_gemm(float* c, const float* a, const float* b, int64_t m, int64_t n
   });
 }
 
+// C = act(acc + bias) + residual for batch entry e, from the f32 product acc (which may be C itself, in place),
+// keeping the preactivation when asked.
+template <typename T>
+void apply_epilogue(const GemmArgs& g, int64_t e, const float* acc, T* C) {
+  const T* bias = static_cast<const T*>(g.bias);
+  const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
+  T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
+  parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; ++i)
+      for (int64_t j = 0; j < g.n; ++j) {
+        float v = acc[i * g.n + j];
+        if (bias) v += Elem<T>::load(bias, j);
+        if (pre) Elem<T>::store(pre, i * g.n + j, v);
+        v = activate(g.activation, v);
+        if (res) v += Elem<T>::load(res, i * g.n + j);
+        Elem<T>::store(C, i * g.n + j, v);
+      }
+  });
+}
+
 // f32 through the host BLAS straight from and into the caller's buffers: the transpositions go to sgemm, C is
 // written by it and the epilogue (when there is one) runs over C in place, so no operand or result is copied.
 // Not when the residual is C itself (sgemm would overwrite it before it is read).
@@ -58,21 +78,7 @@ void gemm_f32_blas(const GemmArgs& g, SgemmFn sgemm) {
     float* C = static_cast<float*>(g.c) + e * g.stride_c;
     sgemm(kCblasRowMajor, g.trans_a ? kCblasTrans : kCblasNoTrans, g.trans_b ? kCblasTrans : kCblasNoTrans, (int)g.m,
           (int)g.n, (int)g.k, 1.f, A, (int)(g.trans_a ? g.m : g.k), B, (int)(g.trans_b ? g.k : g.n), 0.f, C, (int)g.n);
-    if (!epilogue) continue;
-    const float* bias = static_cast<const float*>(g.bias);
-    const float* res = g.residual ? static_cast<const float*>(g.residual) + e * g.stride_c : nullptr;
-    float* pre = g.preactivation ? static_cast<float*>(g.preactivation) + e * g.stride_c : nullptr;
-    parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; ++i)
-        for (int64_t j = 0; j < g.n; ++j) {
-          float v = C[i * g.n + j];
-          if (bias) v += bias[j];
-          if (pre) pre[i * g.n + j] = v;
-          v = activate(g.activation, v);
-          if (res) v += res[i * g.n + j];
-          C[i * g.n + j] = v;
-        }
-    });
+    if (epilogue) apply_epilogue(g, e, C, C);
   }
 }
 
@@ -103,21 +109,7 @@ void gemm(GpuStream, const GemmArgs& g) {
         pack(b, B, g.k, g.n, g.trans_b);
         blocked_gemm(c.data(), a.data(), b.data(), g.m, g.n, g.k);
       }
-      T* C = static_cast<T*>(g.c) + e * g.stride_c;
-      const T* bias = static_cast<const T*>(g.bias);
-      const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
-      T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
-      parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
-        for (int64_t i = r0; i < r1; ++i)
-          for (int64_t j = 0; j < g.n; ++j) {
-            float v = c[i * g.n + j];
-            if (bias) v += Elem<T>::load(bias, j);
-            if (pre) Elem<T>::store(pre, i * g.n + j, v);
-            v = activate(g.activation, v);
-            if (res) v += Elem<T>::load(res, i * g.n + j);
-            Elem<T>::store(C, i * g.n + j, v);
-          }
-      });
+      apply_epilogue(g, e, c.data(), static_cast<T*>(g.c) + e * g.stride_c);
     }
   });
 }
