@@ -3,7 +3,7 @@
 import * as path from 'path';
 import { Writable } from 'stream';
 
-import { distill, ERadioModel, ops, randn, SyntheticSource, tensor } from '../../ts';
+import { distill, ERadioModel, ops, rand, RadioTeacher, randn, SyntheticSource, tensor } from '../../ts';
 import type { Tensor, Teacher, TeacherTargets } from '../../ts';
 import { tempDir, weightsOf } from './support';
 
@@ -73,4 +73,24 @@ test('ViTDet window augmentation is refused for an E-RADIO student, naming it', 
     steps: 1,
     vitdet: { windowSizes: [2], numGlobal: 1 },
   })).rejects.toThrow('ViTDet window augmentation applies to ViT students; this student is E-RADIO (eradio_xxxtiny)');
+});
+
+test('an E-RADIO checkpoint as a teacher: its heads, dims and targets on its own 1/16 grid, the backbone mapped too', async () => {
+  const teacher = await RadioTeacher.load(STUDENT, { name: 'eradio', heads: { clip: 'clip', dense: 'backbone' } });
+  try {
+    expect(teacher.heads).toEqual({ clip: { summaryDim: 24, featureDim: 24 }, dense: { summaryDim: 256, featureDim: 256 } });
+    const images = rand([2, 3, 64, 96], { seed: 3 });
+    const t = await teacher.forward(images, { ids: ['a', 'b'] });
+    expect(t.clip.grid).toEqual([4, 6]);
+    expect(t.clip.features.shape).toEqual([2, 24, 24]);
+    expect(t.dense.summary!.shape).toEqual([2, 256]);
+    // The targets are the model's own outputs.
+    const model = await ERadioModel.load(STUDENT);
+    const out = model.forward(images);
+    expect(Array.from(await t.clip.features.toArray())).toEqual(Array.from(await out.clip.features.toArray()));
+    model.dispose();
+  } finally {
+    await teacher.close();
+  }
+  await expect(RadioTeacher.load(STUDENT, { vitdet: { windowSize: 2, numGlobal: 1 } })).rejects.toThrow('is an E-RADIO checkpoint; the ViT options vitdet do not apply');
 });

@@ -1,10 +1,12 @@
-// A RADIO checkpoint as a teacher: a released RADIO model's adaptor heads (or its backbone) produce the targets
-// that a smaller student distils, at the teacher's own input size.
+// A RADIO checkpoint as a teacher (ViT RADIO or E-RADIO): a released model's adaptor heads (or its backbone)
+// produce the targets that a smaller student distils, at the teacher's own input size.
 import * as path from 'path';
 
 import { noGrad } from '../autograd';
 import { SafetensorsFile } from '../io/safetensors';
-import { RadioModel, RadioLoadOptions } from '../model/radio';
+import { ERadioModel } from '../model/eradio/model';
+import { AnyRadioModel, loadRadio } from '../model/load';
+import type { RadioLoadOptions } from '../model/radio';
 import type { Tensor } from '../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from './types';
 
@@ -20,29 +22,44 @@ export interface RadioTeacherOptions extends RadioLoadOptions {
   heads?: Record<string, string>;
 }
 
+/** A ViT RADIO's backbone summary is the summary_idxs cls tokens side by side: its width is in the checkpoint. */
+async function vitSummaryDim(dir: string, c: { defaultSummaryIdxs: number[]; embedDim: number }): Promise<number> {
+  const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  try {
+    const idxKey = ['radio_model.summary_idxs', 'summary_idxs'].find((k) => file.has(k));
+    return (idxKey ? file.entry(idxKey).shape[0] : c.defaultSummaryIdxs.length) * c.embedDim;
+  } finally {
+    await file.close();
+  }
+}
+
 export class RadioTeacher implements Teacher {
   readonly needsImages = true;
   readonly heads: Record<string, { summaryDim: number | null; featureDim: number }> = {};
 
   private constructor(
     readonly name: string,
-    readonly model: RadioModel,
+    readonly model: AnyRadioModel,
     readonly inputSize: [number, number] | null,
     private readonly mapping: Record<string, string>,
     private readonly useSummary: Record<string, boolean>,
     backboneSummaryDim: number,
   ) {
     const c = model.config;
+    const backboneFeatureDim = model instanceof ERadioModel ? model.config.arch.neckDim : model.config.embedDim;
     for (const [head, source] of Object.entries(mapping)) {
       const a = c.adaptors.find((x) => x.name === source);
       const summaryDim = source === 'backbone' ? backboneSummaryDim : a!.summary.outputDim;
-      this.heads[head] = { summaryDim: useSummary[head] ? summaryDim : null, featureDim: source === 'backbone' ? c.embedDim : a!.feature.outputDim };
+      this.heads[head] = { summaryDim: useSummary[head] ? summaryDim : null, featureDim: source === 'backbone' ? backboneFeatureDim : a!.feature.outputDim };
     }
   }
 
   /** Loads the checkpoint at dir in eval mode. */
   static async load(dir: string, opts: RadioTeacherOptions = {}): Promise<RadioTeacher> {
-    const model = await RadioModel.load(dir, opts);
+    // The ViT-only load options (ViTDet, CPE corners, training draws) go to loadRadio as such: an Error for E-RADIO.
+    const { name: _name, inputSize: _size, heads: _heads, device, dtype, seed, onWarning, ...vit } = opts;
+    const defined = Object.fromEntries(Object.entries(vit).filter(([, v]) => v !== undefined));
+    const model = await loadRadio(dir, { device, dtype, seed, onWarning, ...(Object.keys(defined).length ? { vit: defined } : {}) });
     try {
       const c = model.config;
       const mapping = opts.heads ?? Object.fromEntries(c.adaptors.map((a) => [a.name, a.name]));
@@ -60,11 +77,7 @@ export class RadioTeacher implements Teacher {
         if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v > 0 && v % step === 0))
           throw new Error(`RadioTeacher ${dir}: inputSize must be [h, w] in pixels, multiples of ${step}, got ${JSON.stringify(size)}`);
       }
-      // The backbone summary is the summary_idxs cls tokens side by side: its width is in the checkpoint.
-      const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
-      const idxKey = ['radio_model.summary_idxs', 'summary_idxs'].find((k) => file.has(k));
-      const backboneSummaryDim = (idxKey ? file.entry(idxKey).shape[0] : c.defaultSummaryIdxs.length) * c.embedDim;
-      await file.close();
+      const backboneSummaryDim = model instanceof ERadioModel ? model.config.arch.neckDim : await vitSummaryDim(dir, model.config);
       const name = opts.name ?? (dir.split(/[\\/]/).filter(Boolean).pop() || 'radio');
       return new RadioTeacher(name, model, size ? [size[0], size[1]] : null, mapping, useSummary, backboneSummaryDim);
     } catch (e) {
