@@ -24,7 +24,7 @@ import { checkCrop, CpeCrop, CpeGeometry, cropApplies, CropRng, drawCrop, evalPo
 import { downloadCheckpoint, HubDownloadOptions } from './hub';
 import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from './preprocess';
 import { FeatureNormalizer, InputConditioner, VisionTransformer } from './vit';
-import { fillFromCheckpoint, readCheckpointConfig } from './weights';
+import { checkpointWarner, fillFromCheckpoint, readCheckpointConfig, warnUnreadTensors } from './weights';
 
 const PREFIX = 'radio_model.';
 
@@ -142,7 +142,7 @@ function warnUnread(file: string, prefix: string, c: RadioConfig, unread: string
   const unknown = unread.filter((k) => !UNUSED_BY_RADIO.has(bare(k)) && !inter.includes(k)).sort();
   if (inter.length || c.interFeatureNormalizer)
     warn(`${file}: the inter_feature_normalizer (${inter.map((k) => `'${k}'`).join(', ') || 'in config.json only'}) is ignored: it normalizes intermediate-layer features, which RadioModel does not return`);
-  if (unknown.length) warn(`${file}: ${unknown.length} tensor${unknown.length > 1 ? 's' : ''} that no module reads, ignored: ${unknown.map((k) => `'${k}'`).join(', ')}`);
+  warnUnreadTensors(file, unknown, warn);
 }
 
 export class RadioModel extends Module {
@@ -204,7 +204,7 @@ export class RadioModel extends Module {
       const geometry = { grid: c.cpeGrid, cpeMode: c.cpeMode, alignCorners: opts.cpeAlignCorners ?? false };
       model = new RadioModel(c, dtype, device, geometry, summaryIdxs, posDropout, seed, has);
       const unread = await fillFromCheckpoint(model, file, PREFIX);
-      warnUnread(file.file, prefix, c, unread, opts.onWarning ?? ((m: string) => process.emitWarning(m, 'RadioCheckpointWarning')));
+      warnUnread(file.file, prefix, c, unread, checkpointWarner(opts.onWarning));
       return model.eval();
     } catch (e) {
       model?.dispose();

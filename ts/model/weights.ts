@@ -51,3 +51,14 @@ export async function readCheckpointConfig(op: string, dir: unknown): Promise<{ 
     throw new Error(`${configPath}: cannot read the RADIO config (${(e as Error).message})`);
   }
 }
+
+/** Where a loader's warnings go when the caller gives no onWarning: process warnings of type RadioCheckpointWarning. */
+export function checkpointWarner(onWarning?: (message: string) => void): (message: string) => void {
+  return onWarning ?? ((m: string) => process.emitWarning(m, 'RadioCheckpointWarning'));
+}
+
+/** One warning listing every checkpoint tensor no module read (sorted), or none when there are none. */
+export function warnUnreadTensors(file: string, unread: readonly string[], warn: (message: string) => void): void {
+  if (unread.length)
+    warn(`${file}: ${unread.length} tensor${unread.length > 1 ? 's' : ''} that no module reads, ignored: ${[...unread].sort().map(quote).join(', ')}`);
+}

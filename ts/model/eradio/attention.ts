@@ -32,7 +32,7 @@ export class PositionBias extends Module {
   private readonly fc2: Linear;
   private cache: { ws: number; bias: Tensor; versions: number[]; from: Parameter[] } | null = null;
 
-  constructor(hidden: number, readonly heads: number, readonly pretrainedWindow: number, private readonly opts: LayerOptions) {
+  constructor(hidden: number, readonly heads: number, readonly pretrainedWindow: number, opts: LayerOptions) {
     super();
     this.fc1 = new Linear(2, hidden, opts);
     this.fc2 = new Linear(hidden, heads, { ...opts, bias: false });

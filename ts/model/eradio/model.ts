@@ -18,7 +18,7 @@ import { GenericAdaptor } from '../adaptor';
 import { preprocessImage, type ImageSizeRequest, type ResolutionRule } from '../preprocess';
 import type { RadioHeadOutput, RadioOutput } from '../radio';
 import { FeatureNormalizer, InputConditioner } from '../vit';
-import { fillFromCheckpoint, readCheckpointConfig } from '../weights';
+import { checkpointWarner, fillFromCheckpoint, readCheckpointConfig, warnUnreadTensors } from '../weights';
 import { C2f, cropOrPad, Downsample, NeckProjection, PatchEmbed } from './blocks';
 import { GraBlock } from './attention';
 import { checkWindowSize, ERadioArch, ERadioConfig, optimalWindowSize, parseERadioConfig } from './config';
@@ -190,10 +190,7 @@ export class ERadioModel extends Module {
       if (!has(probe)) throw new Error(`${file.file}: no '${PREFIX}${probe}': not an E-RADIO checkpoint, though config.json names ${c.timmModel}`);
       model = new ERadioModel(c, dtype, device, has);
       const unread = (await fillFromCheckpoint(model, file, PREFIX, probe)).filter((k) => !expectedUnread(prefix && k.startsWith(prefix) ? k.slice(prefix.length) : k));
-      if (unread.length) {
-        const warn = opts.onWarning ?? ((m: string) => process.emitWarning(m, 'RadioCheckpointWarning'));
-        warn(`${file.file}: ${unread.length} tensor${unread.length > 1 ? 's' : ''} that no module reads, ignored: ${unread.sort().map((k) => `'${k}'`).join(', ')}`);
-      }
+      warnUnreadTensors(file.file, unread, checkpointWarner(opts.onWarning));
       return model.eval();
     } catch (e) {
       model?.dispose();
