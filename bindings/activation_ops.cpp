@@ -10,9 +10,10 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// The activation an options object names (Kind 1..4 in the order of the choices).
+// The activation an options object names (Kind 1..6 in the order of the choices).
 activation::Kind kind_of(const Fields& f) {
-  return static_cast<activation::Kind>(1 + f.choice("kind", {"gelu", "relu", "silu", "sigmoid"}));
+  return static_cast<activation::Kind>(
+      1 + f.choice("kind", {"gelu", "relu", "silu", "sigmoid", "quickGelu", "geluTanh"}));
 }
 
 // The op names are string literals: the backend keeps the pointer to name a failure reported later.
@@ -21,11 +22,13 @@ const char* kind_name(activation::Kind k, bool backward) {
     case activation::Kind::Gelu: return backward ? "gelu backward" : "gelu";
     case activation::Kind::Relu: return backward ? "relu backward" : "relu";
     case activation::Kind::Silu: return backward ? "silu backward" : "silu";
+    case activation::Kind::QuickGelu: return backward ? "quickGelu backward" : "quickGelu";
+    case activation::Kind::GeluTanh: return backward ? "geluTanh backward" : "geluTanh";
     default: return backward ? "sigmoid backward" : "sigmoid";
   }
 }
 
-// activationForward({ kind: 'gelu' | 'relu' | 'silu' | 'sigmoid', y, x, n, dtype })
+// activationForward({ kind: 'gelu' | 'relu' | 'silu' | 'sigmoid' | 'quickGelu' | 'geluTanh', y, x, n, dtype })
 Napi::Value ActivationForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const activation::Kind k = kind_of(Fields::of(info, 0, "activation"));

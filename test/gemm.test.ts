@@ -5,7 +5,13 @@ import { describeEachDevice, freshSeed, poisonOutputs, refGelu, randomArray, rel
 
 poisonOutputs();
 
-const ACT = { none: (v: number) => v, gelu: refGelu, relu: (v: number) => Math.max(v, 0) };
+const ACT = {
+  none: (v: number) => v,
+  gelu: refGelu,
+  relu: (v: number) => Math.max(v, 0),
+  quickGelu: (v: number) => v / (1 + Math.exp(-1.702 * v)),
+  geluTanh: (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))),
+};
 
 /** out[i, j] = Σ_p opA[i, p] · opB[p, j], float64, per batch entry. */
 function refMatmul(a: Float64Array, b: Float64Array, batch: number, m: number, n: number, k: number, transA: boolean, transB: boolean, sharedB: boolean): Float64Array {
@@ -47,6 +53,8 @@ describeEachDevice('linear on %s', (device) => {
       [1, 5, 768, 'gelu'],
       [67, 33, 129, 'gelu'],
       [64, 64, 64, 'relu'],
+      [45, 19, 71, 'quickGelu'],
+      [3, 66, 40, 'geluTanh'],
       [130, 70, 17, 'none'],
     ] as const)('M=%i N=%i K=%i activation %s, with bias and residual: values and gradients', async (m, n, k, act) => {
       const x0 = q(randomArray(m * k, freshSeed()), 'f32');
@@ -141,12 +149,32 @@ describeEachDevice('linear on %s', (device) => {
     }
   });
 
+  // The tensor-core tile applies the activation in its own epilogue (the bf16 store path): CLIP's and SigLIP's
+  // GELU approximations through it, values and the weight gradient through the activation's backward.
+  test.each(['quickGelu', 'geluTanh'] as const)('bf16 tensor-core tile fuses %s, and its gradient', async (act) => {
+    const [m, n, k] = [67, 29, 264];
+    const x0 = q(randomArray(m * k, freshSeed()), 'bf16');
+    const w0 = q(randomArray(n * k, freshSeed(), 1 / Math.sqrt(k)), 'bf16');
+    const b0 = q(randomArray(n, freshSeed()), 'bf16');
+    const g0 = q(weights(m * n), 'bf16');
+    const ref = refLinear(x0, w0, b0, null, m, n, k, act);
+    const fd = sampledFiniteDifference((v) => dot(refLinear(x0, v, b0, null, m, n, k, act), g0), w0, { seed: freshSeed(), h: 1e-4 });
+    const w = up(w0, [n, k], device, 'bf16', true);
+    const y = ops.linear(up(x0, [m, k], device, 'bf16'), w, up(b0, [n], device, 'bf16'), { activation: act });
+    y.mul(up(g0, [m, n], device, 'bf16')).sum().backward();
+    expect(relativeError(await y.toArray(), ref)).toBeLessThanOrEqual(1e-2);
+    expect(sampledRelativeError(await w.grad!.toArray(), fd)).toBeLessThanOrEqual(3e-2);
+  });
+
   test('bad input names the problem', () => {
     const x = up(new Float64Array(6), [2, 3], device);
     expect(() => ops.linear(x, up(new Float64Array(8), [2, 4], device))).toThrow('linear: K mismatch: input [2, 3] has last dimension 3, weight [2, 4] expects 4');
     expect(() => ops.linear(x, up(new Float64Array(6), [2, 3], device), up(new Float64Array(3), [3], device))).toThrow('linear: bias has shape [3], expected [2]');
     expect(() => ops.linear(x, up(new Float64Array(6), [2, 3], device), undefined, { residual: up(new Float64Array(4), [4], device) })).toThrow(/residual has shape \[4\], expected \[2, 2\]/);
     expect(() => ops.linear(x, up(new Float64Array(6), [6], device))).toThrow(/weight must be \[N, K\]/);
+    expect(() => ops.linear(x, up(new Float64Array(6), [2, 3], device), undefined, { activation: 'silu' as never })).toThrow(
+      'linear: unknown activation "silu" (expected gelu, relu, quickGelu or geluTanh)',
+    );
   });
 });
 

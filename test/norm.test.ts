@@ -1,4 +1,4 @@
-// LayerNorm, GELU and ReLU against float64 references; gradients against finite differences of the reference.
+// LayerNorm and the activations (GELU and its quick/tanh approximations, ReLU, SiLU, sigmoid) against float64 references; gradients against finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType, Tensor } from '../ts';
 import { describeEachDevice, freshSeed, refGelu, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
@@ -197,16 +197,20 @@ describeEachDevice('relu on %s', (device) => {
   });
 });
 
-// σ and SiLU in float64, the stable forms (no overflow in either tail).
+// σ and SiLU in float64, the stable forms (no overflow in either tail); CLIP's quick_gelu and SigLIP's
+// gelu_pytorch_tanh as their definitions read.
 const refSigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 const refSilu = (x: number) => x * refSigmoid(x);
-const SMOOTH: Array<['silu' | 'sigmoid', (x: number) => number]> = [['silu', refSilu], ['sigmoid', refSigmoid]];
+const refQuickGelu = (x: number) => x * refSigmoid(1.702 * x);
+const refGeluTanh = (x: number) => 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+type Smooth = 'silu' | 'sigmoid' | 'quickGelu' | 'geluTanh';
+const SMOOTH: Array<[Smooth, (x: number) => number]> = [['silu', refSilu], ['sigmoid', refSigmoid], ['quickGelu', refQuickGelu], ['geluTanh', refGeluTanh]];
 
-describeEachDevice('silu and sigmoid on %s', (device) => {
-  const run = (kind: 'silu' | 'sigmoid', x: Tensor) => (kind === 'silu' ? ops.silu(x) : ops.sigmoid(x));
+describeEachDevice('silu, sigmoid, quickGelu and geluTanh on %s', (device) => {
+  const run = (kind: Smooth, x: Tensor) => ops[kind](x);
 
   test.each(SMOOTH.flatMap(([k, f]) => [1, 31, 1000, 70001].map((n) => [k, n, f] as const)))('%s, %i elements: value and gradient match float64', async (kind, n, f) => {
-    // Spread over ±12 so both tails (σ → 0 and → 1, SiLU → 0 and → x) are reached.
+    // Spread over ±12 so both tails (σ → 0 and → 1, the others → 0 and → x) are reached.
     const x0 = asF64(randomArray(n, freshSeed(), 12));
     const r0 = asF64(randomArray(n, freshSeed()));
     const x = tensor(f32(x0), [n], { device, requiresGrad: true });
@@ -214,12 +218,26 @@ describeEachDevice('silu and sigmoid on %s', (device) => {
     const stored = Float64Array.from(f32(x0));
     expect(relativeError(await y.toArray(), stored.map(f))).toBeLessThanOrEqual(1e-6);
     y.mul(tensor(f32(r0), [n], { device })).sum().backward();
-    // Central differences at the f32 inputs, against the gradient's own scale ‖r‖ (both derivatives are O(1) and
-    // SiLU' crosses zero near x = −1.28, so a plain relative error of a few elements has no fixed bound).
+    // Central differences at the f32 inputs, against the gradient's own scale ‖r‖ (the derivatives are O(1), and
+    // all but σ' cross zero, SiLU' near x = −1.28, so a plain relative error of a few elements has no fixed bound).
     const h = 1e-6;
     const fd = stored.map((v, i) => (r0[i] * (f(v + h) - f(v - h))) / (2 * h));
     const got = await x.grad!.toArray();
     expect(Math.hypot(...fd.map((v, i) => got[i] - v)) / Math.hypot(...r0)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test('quickGelu and geluTanh differ from the exact GELU (the kind reaches the kernel)', async () => {
+    const x0 = [-3, -2, -1, -0.5, 0.5, 1, 2, 3];
+    const x = tensor(x0, [8], { device });
+    const [q, t, g] = await Promise.all([ops.quickGelu(x).toArray(), ops.geluTanh(x).toArray(), ops.gelu(x).toArray()]);
+    for (let i = 0; i < 8; i++) {
+      expect(q[i]).toBeCloseTo(refQuickGelu(x0[i]), 6);
+      expect(t[i]).toBeCloseTo(refGeluTanh(x0[i]), 6);
+    }
+    // At these points quick_gelu is off the exact GELU by up to 1.9e-2, the tanh form by up to 4.1e-4 (at ±3),
+    // both far above f32 rounding.
+    expect(Math.max(...x0.map((_, i) => Math.abs(q[i] - g[i])))).toBeGreaterThan(1e-2);
+    expect(Math.max(...x0.map((_, i) => Math.abs(t[i] - g[i])))).toBeGreaterThan(2e-4);
   });
 
   test.each(SMOOTH)('%s: extreme inputs stay finite and NaN passes through', async (kind, f) => {
@@ -235,14 +253,21 @@ describeEachDevice('silu and sigmoid on %s', (device) => {
     expect(g[7]).toBeNaN();
   });
 
-  test.each(SMOOTH)('%s in bf16', async (kind, f) => {
+  test.each(SMOOTH)('%s in bf16: value and gradient', async (kind, f) => {
     const x0 = quant(randomArray(999, freshSeed(), 6), 'bf16');
-    const y = run(kind, tensor(f32(x0), [999], { device, dtype: 'bf16' }));
+    const r0 = quant(randomArray(999, freshSeed()), 'bf16');
+    const x = tensor(f32(x0), [999], { device, dtype: 'bf16', requiresGrad: true });
+    const y = run(kind, x);
+    expect(y.dtype).toBe('bf16');
     expect(relativeError(await y.toArray(), x0.map(f))).toBeLessThanOrEqual(1e-2);
+    y.mul(tensor(f32(r0), [999], { device, dtype: 'bf16' })).sum().backward();
+    const h = 1e-6;
+    const fd = x0.map((v, i) => (r0[i] * (f(v + h) - f(v - h))) / (2 * h));
+    const got = await x.grad!.toArray();
+    expect(Math.hypot(...fd.map((v, i) => got[i] - v)) / Math.hypot(...r0)).toBeLessThanOrEqual(1e-2);
   });
 
-  test('i32 is refused', () => {
-    expect(() => ops.silu(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/silu: i32 tensors are not supported/);
-    expect(() => ops.sigmoid(tensor([1], [1], { device, dtype: 'i32' }))).toThrow(/sigmoid: i32 tensors are not supported/);
+  test.each(SMOOTH)('%s: i32 is refused', (kind) => {
+    expect(() => run(kind, tensor([1], [1], { device, dtype: 'i32' }))).toThrow(new RegExp(`${kind}: i32 tensors are not supported`));
   });
 });

@@ -7,6 +7,8 @@ import { packageJson, packageRoot } from './package-root';
 
 export type DType = 'f32' | 'bf16' | 'i32';
 export type Device = 'cpu' | 'cuda' | 'sim';
+/** The pointwise activations the native activation family computes (ts/ops/activation.ts). */
+export type ActivationKindName = 'gelu' | 'relu' | 'silu' | 'sigmoid' | 'quickGelu' | 'geluTanh';
 
 export interface NativeBuffer {
   readonly bytes: number;
@@ -37,8 +39,8 @@ export interface GemmArgs {
   strideB: number;
   strideC: number;
   bias?: NativeBuffer;
-  /** 0 none, 1 gelu, 2 relu */
-  activation: 0 | 1 | 2;
+  /** activation::Kind: 0 none, 1 gelu, 2 relu, 5 quickGelu, 6 geluTanh (the kinds the epilogue fuses) */
+  activation: 0 | 1 | 2 | 5 | 6;
   residual?: NativeBuffer;
   preactivation?: NativeBuffer;
   dtype: DType;
@@ -226,9 +228,9 @@ export interface NativeAddon {
   batchNormBackward(args: BatchNormBackwardArgs): void;
   layerNorm2dForward(args: LayerNorm2dForwardArgs): void;
   layerNorm2dBackward(args: LayerNorm2dBackwardArgs): void;
-  activationForward(args: { kind: 'gelu' | 'relu' | 'silu' | 'sigmoid'; y: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
+  activationForward(args: { kind: ActivationKindName; y: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
   /** dx = dy · f'(x). */
-  activationBackward(args: { kind: 'gelu' | 'relu' | 'silu' | 'sigmoid'; dx: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
+  activationBackward(args: { kind: ActivationKindName; dx: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
   gemm(args: GemmArgs): void;
   /** out [B, T, D] and lse [B·heads·windows·L] (f32) from qkv [B, T, 3D] (+ bias [heads, L, L]). */
   attentionForward(args: { out: NativeBuffer; lse: NativeBuffer; qkv: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
@@ -289,7 +291,7 @@ export interface NativeAddon {
     rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;
   /** y = act(conv(x, weight) + bias) + residual; preactivation receives conv(x, weight) + bias. */
   conv2d(args: { y: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; residual?: NativeBuffer;
-    preactivation?: NativeBuffer; activation: 'none' | 'gelu' | 'relu' | 'silu' | 'sigmoid'; dtype: DType; geometry: ConvGeometry }): void;
+    preactivation?: NativeBuffer; activation: 'none' | ActivationKindName; dtype: DType; geometry: ConvGeometry }): void;
   /** dx = conv's input gradient from dy (+ bias [inC]): also ConvTranspose2d's forward. */
   conv2dBackwardInput(args: { dx: NativeBuffer; dy: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: ConvGeometry }): void;
   conv2dBackwardWeight(args: { dw: NativeBuffer; x: NativeBuffer; dy: NativeBuffer; dtype: DType; geometry: ConvGeometry }): void;

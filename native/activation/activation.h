@@ -1,4 +1,5 @@
-// Pointwise activations: the exact-erf GELU, ReLU, SiLU and sigmoid, forward and backward. The scalar formulas are the ones the
+// Pointwise activations: the exact-erf GELU, ReLU, SiLU, sigmoid, and the two GELU approximations teachers use
+// (CLIP's quick_gelu, SigLIP's gelu_pytorch_tanh), forward and backward. The scalar formulas are the ones the
 // GEMM epilogue fuses, so a fused linear + activation and a standalone activation give the same bits.
 // NaN passes through both, as in PyTorch: relu(NaN) = NaN and its gradient there is the incoming one, so a
 // poisoned value is never silently turned into 0 on its way to the loss.
@@ -12,8 +13,9 @@
 namespace amr {
 namespace activation {
 
-// The GEMM epilogue fuses None, Gelu and Relu (its binding refuses the others); every kind runs standalone.
-enum class Kind : int { None = 0, Gelu = 1, Relu = 2, Silu = 3, Sigmoid = 4 };
+// The GEMM epilogue fuses None, Gelu, Relu, QuickGelu and GeluTanh (its binding refuses the others); every kind
+// runs standalone.
+enum class Kind : int { None = 0, Gelu = 1, Relu = 2, Silu = 3, Sigmoid = 4, QuickGelu = 5, GeluTanh = 6 };
 
 // Φ(x) as erfc(-x/√2)/2: unlike 1 + erf(x/√2), it keeps its relative precision in the negative tail.
 AMR_HD float gelu_value(float x) { return 0.5f * x * erfcf(-x * 0.70710678118654752f); }
@@ -44,12 +46,37 @@ AMR_HD float silu_grad(float dy, float x) {
   return dy * (s * (1.f + x * (1.f - s)));
 }
 
+// CLIP's quick_gelu, x·σ(1.702x); its derivative σ(1.702x)·(1 + 1.702x·(1 − σ(1.702x))).
+AMR_HD float quick_gelu_value(float x) { return x * sigmoid_value(1.702f * x); }
+AMR_HD float quick_gelu_grad(float dy, float x) {
+  const float s = sigmoid_value(1.702f * x);
+  return dy * (s * (1.f + 1.702f * x * (1.f - s)));
+}
+
+// PyTorch's gelu(approximate='tanh') (SigLIP's gelu_pytorch_tanh): 0.5·x·(1 + tanh(u)), u = √(2/π)·(x + 0.044715x³),
+// computed as the identical x·σ(2u): 1 + tanh(u) cancels in the negative tail (all digits gone by x ≈ −5), while
+// the stable σ keeps them, so the result is PyTorch's up to PyTorch's own rounding. The derivative in the same form:
+// σ(2u) + x·2σ(2u)(1 − σ(2u))·u', u' = √(2/π)·(1 + 3·0.044715x²).
+constexpr float kGeluTanhBeta = 0.79788456080286536f;  // √(2/π)
+constexpr float kGeluTanhKappa = 0.044715f;
+AMR_HD float gelu_tanh_value(float x) {
+  return x * sigmoid_value(2.f * kGeluTanhBeta * (x + kGeluTanhKappa * x * x * x));
+}
+AMR_HD float gelu_tanh_grad(float dy, float x) {
+  const float x_sq = x * x;
+  const float s = sigmoid_value(2.f * kGeluTanhBeta * (x + kGeluTanhKappa * x_sq * x));
+  const float du = kGeluTanhBeta * (1.f + 3.f * kGeluTanhKappa * x_sq);
+  return dy * (s + x * (2.f * s * (1.f - s)) * du);
+}
+
 AMR_HD float apply(Kind k, float v) {
   switch (k) {
     case Kind::Gelu: return gelu_value(v);
     case Kind::Relu: return relu_value(v);
     case Kind::Silu: return silu_value(v);
     case Kind::Sigmoid: return sigmoid_value(v);
+    case Kind::QuickGelu: return quick_gelu_value(v);
+    case Kind::GeluTanh: return gelu_tanh_value(v);
     default: return v;
   }
 }
@@ -59,6 +86,8 @@ AMR_HD float grad(Kind k, float dy, float x) {
     case Kind::Relu: return relu_grad(dy, x);
     case Kind::Silu: return silu_grad(dy, x);
     case Kind::Sigmoid: return sigmoid_grad(dy, x);
+    case Kind::QuickGelu: return quick_gelu_grad(dy, x);
+    case Kind::GeluTanh: return gelu_tanh_grad(dy, x);
     default: return dy;
   }
 }

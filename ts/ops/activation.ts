@@ -1,9 +1,10 @@
-// Pointwise activations, differentiable: the exact (erf) GELU, ReLU, SiLU and sigmoid. NaN passes through all as in PyTorch, so a
+// Pointwise activations, differentiable: the exact (erf) GELU, ReLU, SiLU, sigmoid, and CLIP's and SigLIP's GELU
+// approximations (quickGelu, geluTanh). NaN passes through all as in PyTorch, so a
 // poisoned activation reaches the loss (and the trainer's non-finite check) instead of turning into 0.
-import { native } from '../native';
+import { ActivationKindName, native } from '../native';
 import { checkSame, emptyTensor, record, Tensor } from '../tensor';
 
-export type ActivationKind = 'gelu' | 'relu' | 'silu' | 'sigmoid';
+export type ActivationKind = ActivationKindName;
 
 function activation(kind: ActivationKind, x: Tensor): Tensor {
   checkSame(kind, [x]);
@@ -31,6 +32,16 @@ export function silu(x: Tensor): Tensor {
 /** 1 / (1 + e^−x). */
 export function sigmoid(x: Tensor): Tensor {
   return activation('sigmoid', x);
+}
+
+/** x · σ(1.702x), CLIP's quick_gelu. */
+export function quickGelu(x: Tensor): Tensor {
+  return activation('quickGelu', x);
+}
+
+/** 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715x³))): PyTorch's gelu(approximate='tanh'), SigLIP's gelu_pytorch_tanh. */
+export function geluTanh(x: Tensor): Tensor {
+  return activation('geluTanh', x);
 }
 
 /** g · f'(x) for f an activation: the gradient at x (also used by linear's fused activation epilogue). */

@@ -2,7 +2,7 @@
 export { layerNorm } from './norm';
 export { batchNorm2d, foldBatchNorm, layerNorm2d } from './batchnorm';
 export type { BatchNormOptions, FoldBatchNormOptions } from './batchnorm';
-export { gelu, relu, sigmoid, silu } from './activation';
+export { gelu, geluTanh, quickGelu, relu, sigmoid, silu } from './activation';
 export type { ActivationKind } from './activation';
 export { linear, matmul } from './linear';
 export type { LinearOptions, MatmulOptions } from './linear';

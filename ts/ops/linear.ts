@@ -4,10 +4,11 @@ import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tenso
 import { activationBackward } from './activation';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
-const ACTIVATION_CODE = { gelu: 1, relu: 2 } as const;
+// activation::Kind's numbers for the kinds the GEMM epilogue fuses (native/activation/activation.h).
+const ACTIVATION_CODE = { gelu: 1, relu: 2, quickGelu: 5, geluTanh: 6 } as const;
 
 export interface LinearOptions {
-  activation?: 'gelu' | 'relu';
+  activation?: keyof typeof ACTIVATION_CODE;
   /** Added after the activation: out = act(x·Wᵀ + b) + residual. Same shape as the output. */
   residual?: Tensor;
 }
@@ -53,7 +54,7 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor, opts: LinearOpt
   if (opts.residual && fmt(opts.residual.shape) !== fmt(outShape))
     throw new Error(`${op}: residual has shape ${fmt(opts.residual.shape)}, expected ${fmt(outShape)}`);
   if (opts.activation !== undefined && !(opts.activation in ACTIVATION_CODE))
-    throw new Error(`${op}: unknown activation ${JSON.stringify(opts.activation)} (expected gelu or relu)`);
+    throw new Error(`${op}: unknown activation ${JSON.stringify(opts.activation)} (expected gelu, relu, quickGelu or geluTanh)`);
   // The rows of x: its leading dimensions, which may hold rows even when K = 0 leaves x with no elements.
   const m = numelOf(x.shape.slice(0, -1));
   const out = emptyTensor(outShape, x.dtype, x.device);
