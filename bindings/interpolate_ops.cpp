@@ -1,4 +1,4 @@
-// Interpolation ops (resize, CPE eval crop, CPE train crop): argument checks, then the work is queued on the
+// Interpolation ops (resize: bilinear, nearest, bicubic, antialias; CPE eval crop, CPE train crop): argument checks, then the work is queued on the
 // tensors' backend. Shapes and autograd live in ts/ops/interpolate.ts; this layer re-checks every size against
 // the buffers so that a wrong call can never read or write past them.
 #include <limits>
@@ -21,14 +21,29 @@ using interpolate::Mode;
 // The kernels index elements with 32-bit integers.
 constexpr int64_t kMaxElements = std::numeric_limits<int32_t>::max();
 
-// geometry = { layout: 'NCHW'|'NLC', mode: 'bilinear'|'nearest'|'gridSample', alignCorners, batch, channels,
-//              inH, inW, outH, outW, virtH, virtW }
+// A scale factor: absent (0, none) or a finite number > 0.
+double factor(const Fields& o, const char* key) {
+  if (!o.has(key)) return 0.;
+  const double v = o.real(key);
+  if (!(v > 0.)) throw Error(o.who + ": " + key + " must be a number > 0");
+  return v;
+}
+
+// geometry = { layout: 'NCHW'|'NLC', mode: 'bilinear'|'nearest'|'gridSample'|'bicubic', alignCorners, antialias?,
+//              factorH?, factorW?, batch, channels, inH, inW, outH, outW, virtH, virtW }
 Geometry geometry(const Fields& f) {
   const Fields o = f.part("geometry");
   Geometry g{};
   g.layout = o.choice("layout", {"NCHW", "NLC"}) == 0 ? Layout::NCHW : Layout::NLC;
-  g.mode = static_cast<Mode>(o.choice("mode", {"bilinear", "nearest", "gridSample"}));
+  g.mode = static_cast<Mode>(o.choice("mode", {"bilinear", "nearest", "gridSample", "bicubic"}));
   g.align_corners = o.flag("alignCorners");
+  g.antialias = o.flag("antialias");
+  if (g.antialias && g.mode != Mode::Bilinear && g.mode != Mode::Bicubic)
+    throw Error(o.who + ": antialias applies only to modes bilinear and bicubic");
+  g.factor_h = factor(o, "factorH");
+  g.factor_w = factor(o, "factorW");
+  if (g.mode == Mode::GridSample && (g.factor_h > 0. || g.factor_w > 0.))
+    throw Error(o.who + ": factorH and factorW do not apply to mode gridSample");
   g.batch = o.integer("batch", 1);
   g.channels = o.integer("channels", 1);
   g.in_h = o.integer("inH", 1);
@@ -46,7 +61,8 @@ Geometry geometry(const Fields& f) {
                   ") must fit in the resized map (" + std::to_string(g.virt_h) + "x" + std::to_string(g.virt_w) + ")");
   }
   if (interpolate::input_elements(g) > kMaxElements || interpolate::output_elements(g) > kMaxElements ||
-      int64_t(interpolate::plan_samples(g)) * (int64_t(g.in_h) + g.in_w) > kMaxElements / 4)
+      int64_t(interpolate::plan_samples(g)) * (int64_t(g.in_h) + g.in_w) > kMaxElements / 4 ||
+      interpolate::window_table_bytes(g) > kMaxElements)
     throw Error(f.who + ": tensors of 2^31 elements or more are not supported");
   return g;
 }
@@ -84,8 +100,11 @@ Napi::Value Interpolate(const Napi::CallbackInfo& info) {
     check_crop_params(g, scale, offset, keep, op);
     Backend& be = common_backend({out, x, scale, offset, keep}, op);
     g = with_crop_pointers(g, scale, offset, keep);
-    be.enqueue(op, [&be, g, out, x, dt, scale, offset, keep] {
-      AMR_DISPATCH(be, interpolate, forward, g, out->ptr, x->ptr, dt);
+    // The windowed modes' tables; the other modes need none.
+    const int64_t scratch_bytes = interpolate::forward_scratch_bytes(g);
+    StoragePtr scratch = scratch_bytes > 0 ? be.allocate(static_cast<size_t>(scratch_bytes)) : nullptr;
+    be.enqueue(op, [&be, g, out, x, dt, scale, offset, keep, scratch] {
+      AMR_DISPATCH(be, interpolate, forward, g, out->ptr, x->ptr, dt, scratch ? scratch->ptr : nullptr);
     });
     return info.Env().Undefined();
   });

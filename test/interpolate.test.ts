@@ -1,4 +1,4 @@
-// ops.interpolate, ops.cpe and ops.cpeTrain on every backend: against a naive float64 reference (gradients against
+// ops.interpolate (bilinear, nearest, bicubic, antialias, size or scaleFactor), ops.cpe and ops.cpeTrain on every backend: against a naive float64 reference (gradients against
 // finite differences of it) and PyTorch fixtures, their defining properties, determinism, and bad input.
 import * as fs from 'fs';
 import * as path from 'path';
@@ -34,16 +34,36 @@ interface Case {
   ref: (x: ArrayLike<number>) => Float64Array;
 }
 
-function resizeCase(layout: 'NCHW' | 'NLC', mode: 'bilinear' | 'nearest', alignCorners: boolean, dims: number[], size: [number, number]): Case {
+interface ResizeSpec {
+  mode: 'bilinear' | 'nearest' | 'bicubic';
+  alignCorners?: boolean;
+  antialias?: boolean;
+  size?: [number, number];
+  scaleFactor?: [number, number];
+}
+
+function resizeSpecCase(layout: 'NCHW' | 'NLC', dims: number[], spec: ResizeSpec): Case {
   const [B, C, inH, inW] = dims;
-  const geo: RefGeometry = { layout, mode, alignCorners, batch: B, channels: C, inH, inW, outH: size[0], outW: size[1] };
-  const opts: InterpolateOptions = { size, mode, layout, ...(mode === 'bilinear' ? { alignCorners } : {}), ...(layout === 'NLC' ? { grid: [inH, inW] } : {}) };
+  const { mode, alignCorners = false, antialias = false, size, scaleFactor: sf } = spec;
+  const [outH, outW] = size ?? [Math.floor(inH * sf![0]), Math.floor(inW * sf![1])];
+  const geo: RefGeometry = {
+    layout, mode, alignCorners, antialias, batch: B, channels: C, inH, inW, outH, outW, ...(sf ? { factorH: sf[0], factorW: sf[1] } : {}),
+  };
+  const opts: InterpolateOptions = {
+    mode, layout, ...(size ? { size } : { scaleFactor: sf }), ...(mode !== 'nearest' ? { alignCorners } : {}),
+    ...(antialias ? { antialias } : {}), ...(layout === 'NLC' ? { grid: [inH, inW] } : {}),
+  };
+  const to = size ? size.join('x') : `scaleFactor [${sf!.join(', ')}]`;
   return {
-    name: `${mode} ${layout} B${B} C${C} ${inH}x${inW} -> ${size.join('x')}${alignCorners ? ' alignCorners' : ''}`,
+    name: `${mode}${antialias ? ' antialias' : ''} ${layout} B${B} C${C} ${inH}x${inW} -> ${to}${alignCorners ? ' alignCorners' : ''}`,
     shape: layout === 'NCHW' ? [B, C, inH, inW] : [B, inH * inW, C],
     run: (x) => ops.interpolate(x, opts),
     ref: (x) => refForward(geo, x),
   };
+}
+
+function resizeCase(layout: 'NCHW' | 'NLC', mode: 'bilinear' | 'nearest' | 'bicubic', alignCorners: boolean, dims: number[], size: [number, number]): Case {
+  return resizeSpecCase(layout, dims, { mode, alignCorners, size });
 }
 
 function cpeCase(G: number, D: number, gridH: number, gridW: number, alignCorners: boolean): Case {
@@ -104,6 +124,30 @@ const CASES: Case[] = [
   resizeCase('NCHW', 'nearest', false, [1, 2, 7, 9], [3, 4]),
   resizeCase('NLC', 'nearest', false, [2, 5, 4, 6], [8, 9]),
   resizeCase('NLC', 'nearest', false, [1, 1, 26, 3], [22, 3]),
+  // Bicubic (upsample_bicubic2d): up, down, mixed, single rows and columns, both layouts.
+  resizeCase('NCHW', 'bicubic', false, [1, 3, 5, 7], [9, 4]),
+  resizeCase('NCHW', 'bicubic', true, [1, 3, 5, 7], [9, 4]),
+  resizeCase('NCHW', 'bicubic', false, [2, 2, 13, 11], [5, 6]),
+  resizeCase('NCHW', 'bicubic', true, [1, 2, 1, 9], [4, 1]),
+  resizeCase('NCHW', 'bicubic', false, [1, 1, 6, 1], [1, 13]),
+  resizeCase('NLC', 'bicubic', false, [1, 6, 5, 7], [3, 9]),
+  resizeCase('NLC', 'bicubic', true, [2, 8, 3, 3], [7, 7]),
+  resizeCase('NLC', 'bicubic', false, [1, 12, 13, 11], [4, 3]),
+  // Antialias: downsampling windows as wide as the ratio, upsampling (where bicubic's a = −0.5 still differs).
+  resizeSpecCase('NCHW', [1, 2, 17, 13], { mode: 'bicubic', antialias: true, size: [5, 6] }),
+  resizeSpecCase('NCHW', [1, 2, 4, 5], { mode: 'bicubic', antialias: true, size: [9, 7] }),
+  resizeSpecCase('NCHW', [1, 2, 16, 12], { mode: 'bicubic', antialias: true, alignCorners: true, size: [5, 5] }),
+  resizeSpecCase('NLC', [1, 8, 19, 7], { mode: 'bicubic', antialias: true, size: [4, 9] }),
+  resizeSpecCase('NCHW', [1, 3, 15, 10], { mode: 'bilinear', antialias: true, size: [4, 7] }),
+  resizeSpecCase('NCHW', [1, 2, 5, 4], { mode: 'bilinear', antialias: true, size: [8, 9] }),
+  resizeSpecCase('NLC', [2, 4, 11, 9], { mode: 'bilinear', antialias: true, alignCorners: true, size: [3, 4] }),
+  // scaleFactor: the ratio 1/s, which differs from in/out whenever in·s is not an integer.
+  resizeSpecCase('NCHW', [1, 2, 7, 9], { mode: 'bicubic', scaleFactor: [1.7, 0.6] }),
+  resizeSpecCase('NLC', [1, 8, 5, 4], { mode: 'bicubic', scaleFactor: [1.3, 2.2] }),
+  resizeSpecCase('NCHW', [1, 2, 13, 11], { mode: 'bicubic', antialias: true, scaleFactor: [0.4, 0.55] }),
+  resizeSpecCase('NCHW', [1, 2, 6, 17], { mode: 'bilinear', scaleFactor: [2.5, 0.35] }),
+  resizeSpecCase('NLC', [1, 3, 5, 6], { mode: 'bilinear', alignCorners: true, scaleFactor: [1.5, 2.5] }),
+  resizeSpecCase('NCHW', [1, 3, 7, 9], { mode: 'nearest', scaleFactor: [1.5, 0.75] }),
   cpeCase(6, 8, 4, 9, false),
   cpeCase(6, 8, 9, 4, true),
   cpeCase(6, 8, 6, 5, false),
@@ -150,7 +194,7 @@ interface Fixture {
   keep?: number[];
 }
 
-const FIXTURES: Fixture[] = ['resize', 'cpe', 'cpe_train'].flatMap(
+const FIXTURES: Fixture[] = ['resize', 'cpe', 'cpe_train', 'bicubic'].flatMap(
   (f) => JSON.parse(fs.readFileSync(path.join(__dirname, 'fixtures', 'interpolate', `${f}.json`), 'utf8')).cases,
 );
 
@@ -223,6 +267,23 @@ describeEachDevice('interpolation properties on %s', (device) => {
     expect(relativeError(v.subarray(2 * n), p)).toBeLessThanOrEqual(1e-6);
   });
 
+  test('antialias: bilinear upsampling is plain bilinear, bicubic upsampling is not (its filter has a = -0.5)', async () => {
+    const x = randn([1, 3, 6, 5], { seed: freshSeed(), device });
+    const up = (mode: 'bilinear' | 'bicubic', antialias: boolean) => ops.interpolate(x, { size: [11, 13], mode, antialias }).toArray();
+    const [bl, blAa, bc, bcAa] = await Promise.all([up('bilinear', false), up('bilinear', true), up('bicubic', false), up('bicubic', true)]);
+    expect(relativeError(blAa, bl)).toBeLessThanOrEqual(1e-6);
+    expect(relativeError(bcAa, bc)).toBeGreaterThan(1e-2);
+  });
+
+  test('a scale factor whose size is an integer ratio gives the same result as that size', async () => {
+    const x = randn([1, 2, 6, 10], { seed: freshSeed(), device });
+    for (const [mode, antialias] of [['bicubic', false], ['bicubic', true], ['bilinear', true], ['nearest', false]] as const) {
+      const bySize = await ops.interpolate(x, { size: [15, 4], mode, antialias }).toArray();
+      const byFactor = await ops.interpolate(x, { scaleFactor: [2.5, 0.4], mode, antialias }).toArray();
+      expect(relativeError(byFactor, bySize)).toBeLessThanOrEqual(1e-6);
+    }
+  });
+
   test('backward is deterministic: the same bits every run', async () => {
     const B = 8, G = 16, D = 16;
     const { scale, offset } = radioCrops(B, freshSeed());
@@ -233,14 +294,16 @@ describeEachDevice('interpolation properties on %s', (device) => {
     const pe = randn([1, G * G, D], { seed: freshSeed(), device, requiresGrad: true });
     const feats = randn([2, 5 * 5, 8], { seed: freshSeed(), device, requiresGrad: true });
     const nchw = randn([1, 3, 5, 6], { seed: freshSeed(), device, requiresGrad: true });
+    const cubic = randn([1, 37 * 37, 8], { seed: freshSeed(), device, requiresGrad: true });
     const grads: number[][][] = [];
     for (let run = 0; run < 3; run++) {
-      for (const t of [pe, feats, nchw]) t.zeroGrad();
+      for (const t of [pe, feats, nchw, cubic]) t.zeroGrad();
       const w = (n: number) => tensor(Float32Array.from(randomArray(n, 99)), [n], { device });
       ops.cpeTrain(pe, crop).reshape([B * 120 * D]).mul(w(B * 120 * D)).sum().backward();
       ops.interpolate(feats, { size: [17, 13], layout: 'NLC', grid: [5, 5] }).reshape([2 * 221 * 8]).mul(w(2 * 221 * 8)).sum().backward();
       ops.interpolate(nchw, { size: [23, 7], alignCorners: true }).reshape([3 * 161]).mul(w(3 * 161)).sum().backward();
-      grads.push(await Promise.all([pe, feats, nchw].map(async (t) => Array.from(await t.grad!.toArray()))));
+      ops.interpolate(cubic, { size: [16, 16], mode: 'bicubic', antialias: true, layout: 'NLC', grid: [37, 37] }).reshape([256 * 8]).mul(w(256 * 8)).sum().backward();
+      grads.push(await Promise.all([pe, feats, nchw, cubic].map(async (t) => Array.from(await t.grad!.toArray()))));
     }
     expect(grads[1]).toEqual(grads[0]);
     expect(grads[2]).toEqual(grads[0]);
@@ -248,14 +311,21 @@ describeEachDevice('interpolation properties on %s', (device) => {
 });
 
 describeEachDevice('%s agrees with cpu on RADIO-shaped maps', (device) => {
+  // Bilinear tokens as RADIO resizes them, and the teachers' position embeddings: DINOv2 / CLIP / SigLIP resize
+  // theirs bicubically, DINOv2 with registers antialiased too (37² from 16², 16² from 37²), on both layouts.
+  const C = 24;
   test.each([
-    [27, 16], [16, 27], [32, 13],
-  ])('tokens %i² <-> %i², forward and backward within 1e-5', async (from, to) => {
-    const x0 = randomArray(2 * from * from * 24, freshSeed());
-    const w0 = randomArray(2 * to * to * 24, freshSeed());
+    [27, 16, 'bilinear', false, 'NLC'], [16, 27, 'bilinear', false, 'NLC'], [32, 13, 'bilinear', false, 'NLC'],
+    [16, 37, 'bicubic', false, 'NLC'], [37, 16, 'bicubic', false, 'NCHW'], [16, 37, 'bicubic', true, 'NCHW'],
+    [37, 16, 'bicubic', true, 'NLC'], [37, 14, 'bilinear', true, 'NLC'],
+  ] as const)('%i² -> %i² %s antialias %s %s, forward and backward within 1e-5', async (from, to, mode, antialias, layout) => {
+    const x0 = randomArray(2 * from * from * C, freshSeed());
+    const w0 = randomArray(2 * to * to * C, freshSeed());
     const run = (dev: Device) => {
-      const x = tensor(Float32Array.from(x0), [2, from * from, 24], { device: dev, requiresGrad: true });
-      return runWithGrad(x, (t) => ops.interpolate(t, { size: [to, to], layout: 'NLC', grid: [from, from] }), w0);
+      const shape = layout === 'NLC' ? [2, from * from, C] : [2, C, from, from];
+      const x = tensor(Float32Array.from(x0), shape, { device: dev, requiresGrad: true });
+      const grid = layout === 'NLC' ? { grid: [from, from] as [number, number] } : {};
+      return runWithGrad(x, (t) => ops.interpolate(t, { size: [to, to], mode, antialias, layout, ...grid }), w0);
     };
     const [a, b] = await Promise.all([run(device), run('cpu')]);
     expect(relativeError(a.out, b.out)).toBeLessThanOrEqual(1e-5);
@@ -278,9 +348,9 @@ describe('interpolation errors', () => {
     expect(() => ops.interpolate(x, { size: [2.5, 3] })).toThrow(/size\[0\] must be a positive integer/);
     expect(() => ops.interpolate(x, { size: [3] as never })).toThrow(/size must be \[height, width\]/);
     expect(() => ops.interpolate(x, undefined as never)).toThrow(/options \{ size \} are required/);
-    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'bicubic' as never })).toThrow(/unknown mode "bicubic"/);
+    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'trilinear' as never })).toThrow('interpolate: unknown mode "trilinear" (expected bilinear, nearest or bicubic)');
     expect(() => ops.interpolate(x, { size: [3, 3], layout: 'NHWC' as never })).toThrow(/unknown layout "NHWC"/);
-    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'nearest', alignCorners: true })).toThrow(/alignCorners applies only to bilinear/);
+    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'nearest', alignCorners: true })).toThrow('interpolate: alignCorners applies only to bilinear and bicubic modes');
     expect(() => ops.interpolate(tokens, { size: [3, 3] })).toThrow('interpolate: layout NCHW needs a rank-4 tensor [N, C, H, W], got [1, 12, 3]');
     expect(() => ops.interpolate(x, { size: [3, 3], layout: 'NLC', grid: [3, 4] })).toThrow(/layout NLC needs a rank-3 tensor \[B, H\*W, C\]/);
     expect(() => ops.interpolate(x, { size: [3, 3], grid: [3, 4] })).toThrow(/grid is only for layout NLC/);
@@ -290,6 +360,19 @@ describe('interpolation errors', () => {
     );
     expect(() => ops.interpolate(zeros([1, 0, 3, 4]), { size: [3, 3] })).toThrow(/has no elements/);
     expect(() => ops.interpolate(zeros([1, 2, 3, 4], { dtype: 'i32' }), { size: [3, 3] })).toThrow(/i32 tensors are not supported/);
+  });
+
+  test('interpolate: antialias and scaleFactor', () => {
+    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'nearest', antialias: true })).toThrow('interpolate: antialias applies only to bilinear and bicubic modes');
+    expect(() => ops.interpolate(x, { size: [3, 3], mode: 'bicubic', antialias: 1 as never })).toThrow('interpolate: antialias must be a boolean, got 1');
+    expect(() => ops.interpolate(x, { size: [3, 3], scaleFactor: [2, 2] })).toThrow('interpolate: give size or scaleFactor, not both');
+    expect(() => ops.interpolate(x, {} as never)).toThrow('interpolate: options { size } are required (or { scaleFactor })');
+    expect(() => ops.interpolate(x, { scaleFactor: [2] as never })).toThrow('interpolate: scaleFactor must be [sh, sw], got [2]');
+    expect(() => ops.interpolate(x, { scaleFactor: [0, 2] })).toThrow('interpolate: scaleFactor[0] must be a finite number > 0, got 0');
+    expect(() => ops.interpolate(x, { scaleFactor: [2, NaN] })).toThrow('interpolate: scaleFactor[1] must be a finite number > 0, got NaN');
+    expect(() => ops.interpolate(x, { scaleFactor: [0.2, 1], mode: 'bicubic' })).toThrow('interpolate: scaleFactor [0.2, 1] gives an output of 0x4 from 3x4');
+    expect(ops.interpolate(x, { scaleFactor: [1.5, 0.6], mode: 'bicubic', antialias: true }).shape).toEqual([1, 2, 4, 2]);
+    expect(ops.interpolate(tokens, { scaleFactor: [2, 1.5], layout: 'NLC', grid: [3, 4] }).shape).toEqual([1, 36, 3]);
   });
 
   test('cpe and cpeTrain: posEmbed shape, grid, and the crop tensors', () => {
@@ -316,8 +399,16 @@ describe('interpolation errors', () => {
       /scale, offset and keep are given exactly for mode gridSample/,
     );
     expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, virtH: 4 } })).toThrow(/must fit in the resized map/);
-    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'bicubic' as never } }))
-      .toThrow("interpolate geometry: mode must be one of 'bilinear', 'nearest', 'gridSample', got 'bicubic'");
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'area' as never } }))
+      .toThrow("interpolate geometry: mode must be one of 'bilinear', 'nearest', 'gridSample', 'bicubic', got 'area'");
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'nearest', antialias: true } }))
+      .toThrow('interpolate geometry: antialias applies only to modes bilinear and bicubic');
+    expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'bicubic', factorH: -1 } }))
+      .toThrow('interpolate geometry: factorH must be a number > 0');
+    expect(() => native.interpolateBackward({ gradIn: x.native('t'), gradOut: zeros([50]).native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'bicubic', antialias: true, factorW: Infinity } }))
+      .toThrow('interpolate backward geometry: factorW must be a finite number');
+    expect(() => native.interpolate({ out: small.native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, mode: 'bicubic', antialias: true } }))
+      .toThrow('interpolate: output holds 40 bytes, fewer than 50 f32 elements');
     expect(() => native.interpolate({ out: zeros([50]).native('t'), x: x.native('t'), dtype: 'f32', geometry: { ...geometry, outW: 0 } }))
       .toThrow('interpolate geometry: outW must be an integer in [1, ');
   });

@@ -70,8 +70,13 @@ export interface NativeLossTerm {
 /** What the interpolation kernels sample: see native/interpolate/interpolate.h (Geometry). */
 export interface InterpolateGeometry {
   layout: 'NCHW' | 'NLC';
-  mode: 'bilinear' | 'nearest' | 'gridSample';
+  mode: 'bilinear' | 'nearest' | 'gridSample' | 'bicubic';
   alignCorners: boolean;
+  /** bilinear and bicubic: PyTorch's antialias=True. */
+  antialias?: boolean;
+  /** PyTorch's scale_factor per axis (absent: the ratio is in/virt). */
+  factorH?: number;
+  factorW?: number;
   batch: number;
   channels: number;
   inH: number;

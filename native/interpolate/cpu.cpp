@@ -30,7 +30,7 @@ struct Taps {
   }
 };
 
-// The taps of one axis turned around: for each (sample, input index), the outputs that read it with a nonzero
+// One axis of the sampling turned around: for each (sample, input index), the outputs that read it with a nonzero
 // weight, in output order (compressed rows). The gpu gathers over a plan range and skips zero weights, which
 // visits the same outputs in the same order; these lists are exact, so there is nothing to skip.
 struct Sources {
@@ -38,21 +38,26 @@ struct Sources {
   std::vector<int32_t> out;
   std::vector<float> weight;
 
-  Sources(const std::vector<Tap>& taps, int samples, int in, int out_n) {
-    begin.assign(size_t(samples) * in + 1, 0);
-    each(taps, samples, in, out_n, [&](size_t k, int, float) { ++begin[k + 1]; });
+  // each(f) calls f(key, output, weight) for every nonzero weight, outputs in increasing order; key is
+  // sample * in + input index, below keys.
+  template <typename Each>
+  Sources(size_t keys, Each&& each) {
+    begin.assign(keys + 1, 0);
+    each([&](size_t k, int, float) { ++begin[k + 1]; });
     for (size_t k = 1; k < begin.size(); ++k) begin[k] += begin[k - 1];
     out.resize(size_t(begin.back()));
     weight.resize(size_t(begin.back()));
     std::vector<int32_t> next(begin.begin(), begin.end() - 1);
-    each(taps, samples, in, out_n, [&](size_t k, int o, float w) {
+    each([&](size_t k, int o, float w) {
       out[size_t(next[k])] = o;
       weight[size_t(next[k]++)] = w;
     });
   }
+};
 
-  template <typename F>
-  static void each(const std::vector<Tap>& taps, int samples, int in, int out_n, F&& f) {
+// The two-tap modes' sources along one axis, from each sample's taps.
+Sources tap_sources(const std::vector<Tap>& taps, int samples, int in, int out_n) {
+  return Sources(size_t(samples) * in, [&](auto&& f) {
     for (int s = 0; s < samples; ++s)
       for (int o = 0; o < out_n; ++o) {
         const Tap& t = taps[size_t(s) * out_n + o];
@@ -61,6 +66,27 @@ struct Sources {
           if (w != 0.f) f(size_t(s) * in + i, o, w);
         }
       }
+  });
+}
+
+// The windowed modes' sources along one axis (one sample), from the window tables.
+Sources window_sources(const Geometry& g, const int32_t* tables, int axis) {
+  const int in = axis == 0 ? g.in_h : g.in_w, out_n = axis == 0 ? g.out_h : g.out_w;
+  return Sources(size_t(in), [&](auto&& f) {
+    for (int o = 0; o < out_n; ++o) {
+      const Window w = window_at(g, tables, axis, o);
+      for (int j = 0; j < w.count; ++j)
+        if (w.w[j] != 0.f) f(size_t(w.first + j), o, w.w[j]);
+    }
+  });
+}
+
+// The windowed modes' tables, built on the host by the same window_fill the gpu runs.
+struct WindowTables {
+  std::vector<int32_t> data;
+  explicit WindowTables(const Geometry& g) : data(size_t(window_table_bytes(g) / int64_t(sizeof(int32_t)))) {
+    for (int o = 0; o < g.out_h; ++o) window_fill(g, data.data(), 0, o);
+    for (int o = 0; o < g.out_w; ++o) window_fill(g, data.data(), 1, o);
   }
 };
 
@@ -130,6 +156,55 @@ void forward_nchw(const Geometry& g, const Taps& taps, T* out, const T* in) {
   });
 }
 
+// Windowed forward, token layout: out = Σ_y w_y · (Σ_x w_x · in) per channel, rows of the window outermost as in
+// PyTorch's separable passes.
+template <typename T>
+void forward_window_nlc(const Geometry& g, const int32_t* tables, T* out, const T* in) {
+  const int C = g.channels;
+  const int64_t hw = int64_t(g.out_h) * g.out_w, row_stride = int64_t(g.in_w) * C;
+  parallel_for(g.batch * hw, grain(C), [&](int64_t lo, int64_t hi) {
+    std::vector<float> acc(static_cast<size_t>(C)), row(static_cast<size_t>(C));
+    for (int64_t p = lo; p < hi; ++p) {
+      const int b = int(p / hw), oy = int(p % hw / g.out_w), ox = int(p % g.out_w);
+      const Window wy = window_at(g, tables, 0, oy), wx = window_at(g, tables, 1, ox);
+      const T* src = in + int64_t(b) * g.in_h * row_stride + int64_t(wx.first) * C;
+      std::fill(acc.begin(), acc.end(), 0.f);
+      for (int jy = 0; jy < wy.count; ++jy) {
+        std::fill(row.begin(), row.end(), 0.f);
+        const T* r = src + (wy.first + jy) * row_stride;
+        for (int jx = 0; jx < wx.count; ++jx)
+          for (int c = 0; c < C; ++c) row[size_t(c)] += wx.w[jx] * Elem<T>::load(r, size_t(jx) * C + c);
+        for (int c = 0; c < C; ++c) acc[size_t(c)] += wy.w[jy] * row[size_t(c)];
+      }
+      for (int c = 0; c < C; ++c) Elem<T>::store(out + p * C, size_t(c), acc[size_t(c)]);
+    }
+  });
+}
+
+// Windowed forward, NCHW: one output row of one plane per item.
+template <typename T>
+void forward_window_nchw(const Geometry& g, const int32_t* tables, T* out, const T* in) {
+  const int64_t in_plane = int64_t(g.in_h) * g.in_w;
+  parallel_for(int64_t(g.batch) * g.channels * g.out_h, grain(g.out_w), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const int64_t plane = r / g.out_h;
+      const Window wy = window_at(g, tables, 0, int(r % g.out_h));
+      const T* src = in + plane * in_plane;
+      for (int ox = 0; ox < g.out_w; ++ox) {
+        const Window wx = window_at(g, tables, 1, ox);
+        float acc = 0.f;
+        for (int jy = 0; jy < wy.count; ++jy) {
+          const T* row = src + int64_t(wy.first + jy) * g.in_w + wx.first;
+          float v = 0.f;
+          for (int jx = 0; jx < wx.count; ++jx) v += wx.w[jx] * Elem<T>::load(row, size_t(jx));
+          acc += wy.w[jy] * v;
+        }
+        Elem<T>::store(out + r * g.out_w, size_t(ox), acc);
+      }
+    }
+  });
+}
+
 // Gather backward: every input element sums w_y · w_x · grad over the outputs that read it, in (sample, row,
 // column) order.
 template <typename T>
@@ -190,26 +265,43 @@ void backward_nchw(const Geometry& g, const Sources& sy, const Sources& sx, T* g
 
 }  // namespace
 
-void forward(GpuStream, const Geometry& g, void* out, const void* in, DType dt) {
+void forward(GpuStream, const Geometry& g, void* out, const void* in, DType dt, void*) {
   with_float_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
+    T* o = static_cast<T*>(out);
+    const T* x = static_cast<const T*>(in);
+    if (windowed(g)) {
+      const WindowTables tables(g);
+      if (g.layout == Layout::NLC)
+        forward_window_nlc(g, tables.data.data(), o, x);
+      else
+        forward_window_nchw(g, tables.data.data(), o, x);
+      return;
+    }
     const Taps taps(g);
     if (g.layout == Layout::NLC)
-      forward_nlc(g, taps, static_cast<T*>(out), static_cast<const T*>(in));
+      forward_nlc(g, taps, o, x);
     else
-      forward_nchw(g, taps, static_cast<T*>(out), static_cast<const T*>(in));
+      forward_nchw(g, taps, o, x);
   });
 }
 
 void backward(GpuStream, const Geometry& g, void* grad_in, const void* grad_out, DType dt, void*) {
   with_float_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
+    auto run = [&](const Sources& sy, const Sources& sx) {
+      if (g.layout == Layout::NLC)
+        backward_nlc(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
+      else
+        backward_nchw(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
+    };
+    if (windowed(g)) {
+      const WindowTables tables(g);
+      run(window_sources(g, tables.data.data(), 0), window_sources(g, tables.data.data(), 1));
+      return;
+    }
     const Taps taps(g);
-    const Sources sy(taps.y, plan_samples(g), g.in_h, g.out_h), sx(taps.x, plan_samples(g), g.in_w, g.out_w);
-    if (g.layout == Layout::NLC)
-      backward_nlc(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
-    else
-      backward_nchw(g, sy, sx, static_cast<T*>(grad_in), static_cast<const T*>(grad_out));
+    run(tap_sources(taps.y, plan_samples(g), g.in_h, g.out_h), tap_sources(taps.x, plan_samples(g), g.in_w, g.out_w));
   });
 }
 

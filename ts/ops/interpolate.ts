@@ -1,19 +1,32 @@
-// Multi-resolution interpolation: resize (F.interpolate), the CPE position-embedding crop for eval and for
+// Multi-resolution interpolation: resize (F.interpolate: bilinear, nearest, bicubic, antialias), the CPE position-embedding crop for eval and for
 // training (spec §1.4), each differentiable with respect to its map. Every op is one native kernel each way.
 import { needsGrad } from '../autograd';
 import { InterpolateCrop, InterpolateGeometry, native } from '../native';
 import { checkSame, dtypeSize, numelOf, record, Tensor, zeros } from '../tensor';
 
-export type InterpolateMode = 'bilinear' | 'nearest';
+export type InterpolateMode = 'bilinear' | 'nearest' | 'bicubic';
 export type InterpolateLayout = 'NCHW' | 'NLC';
 
 export interface InterpolateOptions {
-  /** Output [height, width]. */
-  size: readonly [number, number];
-  /** Default 'bilinear'. 'nearest' is PyTorch's legacy nearest: source index floor(dst · in/out). */
+  /** Output [height, width]. Give size or scaleFactor, not both. */
+  size?: readonly [number, number];
+  /**
+   * PyTorch's scale_factor [sh, sw] (recompute_scale_factor unset): the output is floor(in · s) and the source
+   * coordinates use the ratio 1/s (not in/out) unless alignCorners is set.
+   */
+  scaleFactor?: readonly [number, number];
+  /**
+   * Default 'bilinear'. 'nearest' is PyTorch's legacy nearest: source index floor(dst · in/out). 'bicubic' is
+   * upsample_bicubic2d: cubic convolution (A = −0.75), border pixels replicated.
+   */
   mode?: InterpolateMode;
-  /** Bilinear only; default false. PyTorch's meaning, no antialias. */
+  /** Bilinear and bicubic; default false. PyTorch's meaning. */
   alignCorners?: boolean;
+  /**
+   * Bilinear and bicubic; default false. PyTorch's antialias=True: a separable filter as wide as the downsampling
+   * ratio (triangle, or Keys' cubic with A = −0.5, which changes bicubic even when upsampling), normalised per output.
+   */
+  antialias?: boolean;
   /** 'NCHW' (default): x is [N, C, H, W]. 'NLC': x is tokens [B, H*W, C] with grid = [H, W]; nothing is transposed. */
   layout?: InterpolateLayout;
   grid?: readonly [number, number];
@@ -91,27 +104,46 @@ function resample(op: string, x: Tensor, outShape: number[], geometry: Interpola
   });
 }
 
-/** Resizes the spatial map of x to opts.size, as PyTorch's F.interpolate (bilinear or legacy nearest, no antialias). */
+function scaleFactors(op: string, v: unknown): [number, number] {
+  if (!Array.isArray(v) || v.length !== 2) throw new Error(`${op}: scaleFactor must be [sh, sw], got ${JSON.stringify(v)}`);
+  v.forEach((s, i) => {
+    if (typeof s !== 'number' || !Number.isFinite(s) || s <= 0)
+      throw new Error(`${op}: scaleFactor[${i}] must be a finite number > 0, got ${typeof s === 'number' ? s : JSON.stringify(s)}`);
+  });
+  return [v[0], v[1]];
+}
+
+function flag(op: string, name: string, v: unknown): boolean {
+  if (v !== undefined && typeof v !== 'boolean') throw new Error(`${op}: ${name} must be a boolean, got ${JSON.stringify(v)}`);
+  return v ?? false;
+}
+
+/**
+ * Resizes the spatial map of x to opts.size (or by opts.scaleFactor), as PyTorch's F.interpolate: bilinear, legacy
+ * nearest or bicubic, antialias for bilinear and bicubic.
+ */
 export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
   const op = 'interpolate';
   checkMap(op, x);
-  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { size } are required`);
-  const [outH, outW] = pair(op, 'size', opts.size);
+  if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { size } are required (or { scaleFactor })`);
+  if (opts.size !== undefined && opts.scaleFactor !== undefined) throw new Error(`${op}: give size or scaleFactor, not both`);
+  if (opts.size === undefined && opts.scaleFactor === undefined) throw new Error(`${op}: options { size } are required (or { scaleFactor })`);
   const mode = opts.mode ?? 'bilinear';
-  if (mode !== 'bilinear' && mode !== 'nearest') throw new Error(`${op}: unknown mode ${JSON.stringify(mode)} (expected bilinear or nearest)`);
+  if (mode !== 'bilinear' && mode !== 'nearest' && mode !== 'bicubic')
+    throw new Error(`${op}: unknown mode ${JSON.stringify(mode)} (expected bilinear, nearest or bicubic)`);
   const layout = opts.layout ?? 'NCHW';
   if (layout !== 'NCHW' && layout !== 'NLC') throw new Error(`${op}: unknown layout ${JSON.stringify(layout)} (expected NCHW or NLC)`);
-  if (opts.alignCorners !== undefined && typeof opts.alignCorners !== 'boolean')
-    throw new Error(`${op}: alignCorners must be a boolean, got ${JSON.stringify(opts.alignCorners)}`);
-  if (mode === 'nearest' && opts.alignCorners) throw new Error(`${op}: alignCorners applies only to bilinear mode`);
+  const alignCorners = flag(op, 'alignCorners', opts.alignCorners);
+  const antialias = flag(op, 'antialias', opts.antialias);
+  if (mode === 'nearest' && alignCorners) throw new Error(`${op}: alignCorners applies only to bilinear and bicubic modes`);
+  if (mode === 'nearest' && antialias) throw new Error(`${op}: antialias applies only to bilinear and bicubic modes`);
 
-  let batch: number, channels: number, inH: number, inW: number, outShape: number[];
+  let batch: number, channels: number, inH: number, inW: number;
   if (layout === 'NCHW') {
     if (x.shape.length !== 4) throw new Error(`${op}: layout NCHW needs a rank-4 tensor [N, C, H, W], got ${fmt(x.shape)}`);
     if (opts.grid !== undefined) throw new Error(`${op}: grid is only for layout NLC (an NCHW tensor carries its own H and W)`);
     checkNonEmpty(op, x, ['batch', 'channels', 'height', 'width']);
     [batch, channels, inH, inW] = x.shape;
-    outShape = [batch, channels, outH, outW];
   } else {
     if (x.shape.length !== 3) throw new Error(`${op}: layout NLC needs a rank-3 tensor [B, H*W, C], got ${fmt(x.shape)}`);
     if (opts.grid === undefined) throw new Error(`${op}: layout NLC needs grid = [H, W] for the ${x.shape[1]} tokens`);
@@ -120,10 +152,23 @@ export function interpolate(x: Tensor, opts: InterpolateOptions): Tensor {
     if (inH * inW !== x.shape[1])
       throw new Error(`${op}: grid [${inH}, ${inW}] does not match the token count ${x.shape[1]} of ${fmt(x.shape)}`);
     [batch, , channels] = x.shape;
-    outShape = [batch, outH * outW, channels];
   }
-  const alignCorners = opts.alignCorners ?? false;
-  return resample(op, x, outShape, { layout, mode, alignCorners, batch, channels, inH, inW, outH, outW, virtH: outH, virtW: outW });
+  let outH: number, outW: number;
+  let factors: { factorH: number; factorW: number } | undefined;
+  if (opts.scaleFactor !== undefined) {
+    const [sh, sw] = scaleFactors(op, opts.scaleFactor);
+    // PyTorch's output size for a scale factor: floor(in · s), in double.
+    [outH, outW] = [Math.floor(inH * sh), Math.floor(inW * sw)];
+    if (outH < 1 || outW < 1 || outH > 2 ** 31 - 1 || outW > 2 ** 31 - 1)
+      throw new Error(`${op}: scaleFactor [${sh}, ${sw}] gives an output of ${outH}x${outW} from ${inH}x${inW}`);
+    factors = { factorH: sh, factorW: sw };
+  } else {
+    [outH, outW] = pair(op, 'size', opts.size);
+  }
+  const outShape = layout === 'NCHW' ? [batch, channels, outH, outW] : [batch, outH * outW, channels];
+  return resample(op, x, outShape, {
+    layout, mode, alignCorners, antialias, ...factors, batch, channels, inH, inW, outH, outW, virtH: outH, virtW: outW,
+  });
 }
 
 // posEmbed must be [1, G*G, D]; returns G and D.
