@@ -17,6 +17,9 @@ interface Shape {
   channels: number;
   from: number;
   to: number;
+  /** interpolate only; default bilinear without antialias. */
+  mode?: 'bilinear' | 'bicubic';
+  antialias?: boolean;
 }
 
 // RADIO's cases: the CPE table (128² positions, ViT-B width) to a 48² patch grid, and feature maps aligned for the
@@ -30,6 +33,11 @@ const SHAPES: Shape[] = [
   { op: 'interpolate', layout: 'NLC', batch: 32, channels: 1280, from: 64, to: 32 },
   { op: 'interpolate', layout: 'NCHW', batch: 32, channels: 1280, from: 16, to: 27 },
   { op: 'interpolate', layout: 'NCHW', batch: 32, channels: 1280, from: 64, to: 32 },
+  // The teachers' position embeddings: DINOv2 ViT-L's 37² table to a 64² grid (bicubic) and, with registers, down to
+  // 16² (bicubic, antialias); CLIP ViT-L/14-336's 24² to 32² on an NCHW map.
+  { op: 'interpolate', layout: 'NLC', batch: 1, channels: 1024, from: 37, to: 64, mode: 'bicubic' },
+  { op: 'interpolate', layout: 'NLC', batch: 1, channels: 1024, from: 37, to: 16, mode: 'bicubic', antialias: true },
+  { op: 'interpolate', layout: 'NCHW', batch: 1, channels: 1024, from: 24, to: 32, mode: 'bicubic' },
 ];
 
 const SIM_NOTE = 'sim: batch 1, channels/16';
@@ -41,7 +49,8 @@ function scaled(s: Shape, device: Device): Shape {
 
 function label(s: Shape): string {
   const map = s.layout === 'NLC' ? `[${s.op === 'interpolate' ? s.batch : 1}, ${s.from}², ${s.channels}]` : `[${s.batch}, ${s.channels}, ${s.from}, ${s.from}]`;
-  return `${map} -> ${s.to}²${s.op === 'cpeTrain' ? ` x B${s.batch}` : ''}`;
+  const mode = s.mode && s.mode !== 'bilinear' ? ` ${s.mode}` : '';
+  return `${map} -> ${s.to}²${s.op === 'cpeTrain' ? ` x B${s.batch}` : ''}${mode}${s.antialias ? ' antialias' : ''}`;
 }
 
 /** The op under test on x, and the sizes of its input and output in elements. */
@@ -58,7 +67,8 @@ function build(s: Shape, x: Tensor): { run: (t: Tensor) => Tensor; inElems: numb
       outElems: s.batch * s.to * s.to * s.channels,
     };
   }
-  const opts = s.layout === 'NLC' ? { size: [s.to, s.to] as [number, number], layout: 'NLC' as const, grid: [s.from, s.from] as [number, number] } : { size: [s.to, s.to] as [number, number] };
+  const resize = { size: [s.to, s.to] as [number, number], mode: s.mode ?? 'bilinear', antialias: s.antialias ?? false };
+  const opts = s.layout === 'NLC' ? { ...resize, layout: 'NLC' as const, grid: [s.from, s.from] as [number, number] } : resize;
   return { run: (t) => ops.interpolate(t, opts), inElems, outElems: s.batch * s.to * s.to * s.channels };
 }
 

@@ -50,13 +50,16 @@ def make_op(s, device):
             y = y.flatten(2).transpose(1, 2)
             return torch.where(keep, y, torch.zeros_like(y))
         return cpe_train, (1, n * n, C)
+    # The teachers' position embeddings are resized bicubically (DINOv2 with registers also antialiased).
+    kw = {'size': (m, m), 'mode': s.get('mode') or 'bilinear', 'align_corners': False,
+          'antialias': bool(s.get('antialias'))}
     if s['layout'] == 'NLC':
         def tokens(x):
             nchw = x.reshape(B, n, n, C).permute(0, 3, 1, 2)
-            y = F.interpolate(nchw, size=(m, m), mode='bilinear', align_corners=False)
+            y = F.interpolate(nchw, **kw)
             return y.permute(0, 2, 3, 1).reshape(B, m * m, C)
         return tokens, (B, n * n, C)
-    return (lambda x: F.interpolate(x, size=(m, m), mode='bilinear', align_corners=False)), (B, C, n, n)
+    return (lambda x: F.interpolate(x, **kw)), (B, C, n, n)
 
 
 def main():
