@@ -284,6 +284,23 @@ describeEachDevice('interpolation properties on %s', (device) => {
     }
   });
 
+  // The backward is the forward's transpose: <f(x), w> = <x, f^T(w)>, here at the teachers' shapes, too large for
+  // finite differences of the reference.
+  test.each([
+    ['NLC', 'bicubic', false, 16, 37], ['NLC', 'bicubic', true, 37, 16], ['NCHW', 'bicubic', false, 37, 16],
+    ['NCHW', 'bilinear', true, 37, 11], ['NCHW', 'bicubic', true, 11, 24],
+  ] as const)('%s %s antialias %s %i² -> %i²: the backward is the adjoint of the forward', async (layout, mode, antialias, from, to) => {
+    const C = 6;
+    const shape = layout === 'NLC' ? [2, from * from, C] : [2, C, from, from];
+    const x = randn(shape, { seed: freshSeed(), device, requiresGrad: true });
+    const w0 = randomArray(2 * to * to * C, freshSeed());
+    const grid = layout === 'NLC' ? { grid: [from, from] as [number, number] } : {};
+    const r = await runWithGrad(x, (t) => ops.interpolate(t, { size: [to, to], mode, antialias, layout, ...grid }), w0);
+    const lhs = weightedSum(r.out, Float32Array.from(w0));
+    const rhs = weightedSum(await x.toArray(), r.grad);
+    expect(Math.abs(lhs - rhs) / Math.sqrt(weightedSum(r.out, r.out) * weightedSum(w0, w0))).toBeLessThanOrEqual(1e-6);
+  });
+
   test('backward is deterministic: the same bits every run', async () => {
     const B = 8, G = 16, D = 16;
     const { scale, offset } = radioCrops(B, freshSeed());
