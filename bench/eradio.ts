@@ -7,16 +7,15 @@
 //   AM_RADIO_BENCH_REFERENCE  RADIO_DIR:TIMM_DIR:EINOPS_DIR, the three reference checkouts (the torch run is skipped,
 //                             saying so, without them)
 //   AM_RADIO_BENCH_PYTHON     the interpreter with torch (default /usr/bin/python3, where Debian's is)
-import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { ERadioModel, rand, SafetensorsFile, synchronize, tensor, writeSafetensors } from '../ts';
+import { ERadioModel, rand, synchronize, tensor, writeSafetensors } from '../ts';
 import type { Device, SafetensorsWriteInput, Tensor } from '../ts';
 import { parseERadioConfig } from '../ts/model/eradio/config';
 import { ERadio } from '../ts/model/eradio/model';
-import { BenchRecord, benchDevices, benchDtypes, printTable, timeCase, writeResults } from './harness';
+import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, writeResults } from './harness';
 import { seconds } from './radio-models';
 
 /** A random-init E-RADIO checkpoint (no adaptor heads) in the Hugging Face layout of the reference's HF loader. */
@@ -44,51 +43,6 @@ async function writeCheckpoint(dir: string, arch: string, window: number, side: 
     await writeSafetensors(path.join(dir, 'model.safetensors'), entries);
   } finally {
     model.dispose();
-  }
-}
-
-interface TorchRun {
-  ms: number;
-  torch: string;
-  threads: number;
-  out: string;
-}
-
-/** bench/torch_eradio.py on the checkpoint and images, or null with the reason printed. */
-function torchForward(dir: string, io: string, device: Device, dtype: string, compile: boolean, repeats: number): TorchRun | null {
-  const ref = process.env.AM_RADIO_BENCH_REFERENCE?.split(':');
-  if (!ref || ref.length !== 3) {
-    console.log('eradio: no PyTorch run (set AM_RADIO_BENCH_REFERENCE=RADIO_DIR:TIMM_DIR:EINOPS_DIR to the reference checkouts)');
-    return null;
-  }
-  const python = process.env.AM_RADIO_BENCH_PYTHON ?? '/usr/bin/python3';
-  const out = path.join(path.dirname(io), `torch-${device}-${dtype}${compile ? '-compile' : ''}.safetensors`);
-  const script = path.join(__dirname, '..', '..', 'bench', 'torch_eradio.py');
-  const args = [script, '--radio', ref[0], '--timm', ref[1], '--einops', ref[2], dir, io, out, '--device', device, '--dtype', dtype, '--repeats', String(repeats)];
-  if (device === 'cpu') args.push('--threads', String(os.availableParallelism()));
-  if (compile) args.push('--compile');
-  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
-  if (r.status !== 0) {
-    console.log(`eradio: the PyTorch run failed (${python} exit ${r.status}): ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
-    return null;
-  }
-  return { ...JSON.parse(r.stdout.trim().split('\n').pop()!), out };
-}
-
-async function agreement(ours: Tensor, file: string, key: string): Promise<number> {
-  const f = await SafetensorsFile.open(file);
-  try {
-    const ref = (await f.readFloat(key)).data;
-    const got = await ours.toArray();
-    let num = 0;
-    let den = 0;
-    for (let i = 0; i < ref.length; i++) {
-      num += (got[i] - ref[i]) ** 2;
-      den += ref[i] ** 2;
-    }
-    return Math.sqrt(num / den);
-  } finally {
-    await f.close();
   }
 }
 
@@ -122,10 +76,10 @@ async function main(): Promise<void> {
         const notes = [`${(batch / (rec.medianMs / 1000)).toFixed(2)} img/s`, `window ${window}`];
         if (device !== 'sim') {
           for (const compile of device === 'cuda' ? [false, true] : [false]) {
-            const r = torchForward(dir, io, device, dtype, compile, device === 'cuda' ? 10 : timing.minRepeats);
+            const r = runTorchModel('eradio', 'torch_eradio.py', ['radio', 'timm', 'einops'], dir, io, { device, dtype, compile, repeats: device === 'cuda' ? 10 : timing.minRepeats });
             if (!r) continue;
             const mode = compile ? 'compile' : 'eager';
-            const err = await agreement(out.backbone.features, r.out, 'backbone.features');
+            const err = await agreementWith(out.backbone.features, r.out, 'backbone.features');
             records.push({ op: rec.op, shape: rec.shape, dtype, backend: device === 'cuda' ? 'torch-cuda' : 'torch-cpu', torchMode: mode, medianMs: r.ms, minMs: r.ms, repeats: 1,
               note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${dtype === 'bf16' ? (device === 'cuda' ? ' (autocast)' : ' (model cast to bf16)') : ''}` });
             notes.push(`${(r.ms / rec.medianMs).toFixed(2)}x torch ${mode}`, `features rel. diff ${err.toExponential(1)} vs torch ${mode}`);

@@ -1,10 +1,12 @@
 // Shared benchmark runner: warm-up, repeated timing, median, one JSON record per case and a printed table.
 // Benchmarks only report; they never assert times.
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 
-import { backends, randn, synchronize } from '../ts';
-import type { Device } from '../ts';
+import { backends, randn, SafetensorsFile, synchronize } from '../ts';
+import type { Device, Tensor } from '../ts';
 
 export interface BenchCase {
   op: string;
@@ -135,4 +137,55 @@ export async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings;
   });
   a.dispose();
   return { ceilings: { bandwidth: record.gbPerS! * 1e9 }, record };
+}
+
+/** One run of a reference-model script (bench/torch_*.py): its median time, torch version and thread count. */
+export interface TorchModelRun {
+  ms: number;
+  torch: string;
+  threads: number;
+  /** The safetensors file the script wrote its outputs to. */
+  out: string;
+}
+
+/**
+ * Runs bench/<script> on a checkpoint folder and an images file with the reference checkouts that
+ * AM_RADIO_BENCH_REFERENCE lists (colon-separated, passed as `--<flag> DIR` in `flags` order), or returns null
+ * with the reason printed: no references named, or the script failed.
+ */
+export function runTorchModel(bench: string, script: string, flags: readonly string[], dir: string, io: string, opts: { device: Device; dtype: string; compile: boolean; repeats: number }): TorchModelRun | null {
+  const ref = process.env.AM_RADIO_BENCH_REFERENCE?.split(':');
+  if (!ref || ref.length !== flags.length) {
+    console.log(`${bench}: no PyTorch run (set AM_RADIO_BENCH_REFERENCE=${flags.map((f) => `${f.toUpperCase()}_DIR`).join(':')} to the reference checkouts)`);
+    return null;
+  }
+  const python = process.env.AM_RADIO_BENCH_PYTHON ?? '/usr/bin/python3';
+  const out = path.join(path.dirname(io), `torch-${opts.device}-${opts.dtype}${opts.compile ? '-compile' : ''}.safetensors`);
+  const args = [path.join(__dirname, '..', '..', 'bench', script), ...flags.flatMap((f, i) => [`--${f}`, ref[i]]), dir, io, out, '--device', opts.device, '--dtype', opts.dtype, '--repeats', String(opts.repeats)];
+  if (opts.device === 'cpu') args.push('--threads', String(os.availableParallelism()));
+  if (opts.compile) args.push('--compile');
+  const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) {
+    console.log(`${bench}: the PyTorch run failed (${python} exit ${r.status}): ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
+    return null;
+  }
+  return { ...JSON.parse(r.stdout.trim().split('\n').pop()!), out };
+}
+
+/** ‖ours − ref‖ / ‖ref‖ with ref the tensor `key` of a safetensors file. */
+export async function agreementWith(ours: Tensor, file: string, key: string): Promise<number> {
+  const f = await SafetensorsFile.open(file);
+  try {
+    const ref = (await f.readFloat(key)).data;
+    const got = await ours.toArray();
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < ref.length; i++) {
+      num += (got[i] - ref[i]) ** 2;
+      den += ref[i] ** 2;
+    }
+    return Math.sqrt(num / den);
+  } finally {
+    await f.close();
+  }
 }

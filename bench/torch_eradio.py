@@ -12,29 +12,18 @@ The checkpoint has no derived buffers (BatchNorm's num_batches_tracked, the CPB'
 bias, the unused final BatchNorm): the reference's constructor computes them, so they are the only keys a
 non-strict load may leave missing, which is checked.
 """
-import argparse
 import json
 import os
 import re
 import sys
-import time
 from argparse import Namespace
 
-p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-for k in ('radio', 'timm', 'einops'):
-    p.add_argument(f'--{k}', required=True)
-p.add_argument('checkpoint')
-p.add_argument('io')
-p.add_argument('out')
-p.add_argument('--device', default='cpu')
-p.add_argument('--dtype', default='f32')
-p.add_argument('--threads', type=int, default=0)
-p.add_argument('--repeats', type=int, default=3)
-p.add_argument('--compile', action='store_true')
-CLI = p.parse_args()
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [CLI.radio, CLI.timm, CLI.einops, os.path.join(HERE, '..', 'scripts', 'fixtures')]
 sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import torch_model_cli  # noqa: E402
+
+CLI = torch_model_cli.parse(__doc__.split('\n\n')[0], ('radio', 'timm', 'einops'))
+sys.path[:0] = [CLI.radio, CLI.timm, CLI.einops]
 
 import warnings  # noqa: E402
 
@@ -84,15 +73,8 @@ def main():
             torch.cuda.synchronize()
         return out
 
-    out = forward()
-    samples = []
-    for _ in range(CLI.repeats):
-        t0 = time.perf_counter()
-        forward()
-        samples.append((time.perf_counter() - t0) * 1e3)
-    samples.sort()
+    out = torch_model_cli.time_and_report(torch, forward, CLI.repeats)
     write_safetensors(CLI.out, {'backbone.summary': out.summary.float(), 'backbone.features': out.features.float()})
-    print(json.dumps({'ms': samples[len(samples) // 2], 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
 
 
 if __name__ == '__main__':

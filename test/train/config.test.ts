@@ -40,7 +40,7 @@ describe('distill config errors name the field', () => {
   };
 
   test.each([
-    ['unknown teacher type', (c: any) => c.teachers.push({ type: 'clip', dir: 'x' }), /^config\.teachers\[1\]\.type: unknown teacher type "clip" \(expected "radio" or "shards"\)$/],
+    ['unknown teacher type', (c: any) => c.teachers.push({ type: 'clip', dir: 'x' }), /^config\.teachers\[1\]\.type: unknown teacher type "clip" \(expected "radio", "hf" or "shards"\)$/],
     ['missing teacher dir', (c: any) => delete c.teachers[0].dir, /^config\.teachers\[0\]\.dir must be a non-empty string \(missing\)$/],
     ['unknown key', (c: any) => (c.optimizer = { lr: 1e-3, lrr: 2 }), /^config\.optimizer\.lrr: unknown key \(expected one of lr, weightDecay, betas, eps\)$/],
     ['unknown top-level key', (c: any) => (c.epochs = 3), /^config\.epochs: unknown key/],
@@ -134,7 +134,7 @@ test('CLI: am-radio distill on a tiny config exits 0 and writes a checkpoint, me
   // A bad config exits 1 with the field named.
   fs.writeFileSync(path.join(dir, 'distill.json'), JSON.stringify({ ...config, teachers: [{ type: 'dino', dir: 'x' }] }));
   const bad = run();
-  expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 1, stderr: 'config.teachers[0].type: unknown teacher type "dino" (expected "radio" or "shards")\n' });
+  expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 1, stderr: 'config.teachers[0].type: unknown teacher type "dino" (expected "radio", "hf" or "shards")\n' });
 });
 
 test('CLI: am-radio teach writes shards a shards teacher reads, and a rerun finds them complete', async () => {

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { SyntheticSource } from '../data/synthetic';
 import type { DataSource, Partition } from '../data/types';
 import type { DType, Device } from '../native';
+import { HfTeacher } from '../teachers/hf/teacher';
 import { RadioTeacher } from '../teachers/radio';
 import { ShardTeacher } from '../teachers/shards';
 import type { Teacher } from '../teachers/types';
@@ -96,6 +97,33 @@ function parsePartitions(where: string, list: unknown[]): Partition[] {
  * A data source from its config: `{ type: 'synthetic', partitions, seed?, images? }`, or `{ type: 'folder', dir,
  * partitions, ... }` (ImageFolderSource; `dir` and `list` relative to base).
  */
+/** The keys a teacher entry of each computing type takes beyond type, dir, name and the loss weights. */
+export const TEACHER_FIELDS = { radio: ['inputSize', 'heads'], hf: ['inputSize', 'head', 'summary', 'dtype'] } as const;
+
+/**
+ * A teacher entry's loader, its fields checked now (before any data is read): "radio" (a RADIO checkpoint,
+ * RadioTeacher) or "hf" (a Hugging Face DINOv2 / CLIP / SigLIP folder, HfTeacher). `f` holds the entry.
+ */
+export function teacherLoader(type: 'radio' | 'hf', f: Fields, base: string, device: Device): () => Promise<Teacher> {
+  const dir = f.path('dir', base);
+  const name = f.str('name', true);
+  if (type === 'radio') {
+    let heads: Record<string, string> | undefined;
+    if (f.has('heads')) {
+      const m = Fields.of(f.at('heads'), f.obj.heads, Object.keys(f.obj.heads as Json));
+      heads = Object.fromEntries(Object.keys(m.obj).map((h) => [h, m.str(h)]));
+    }
+    const inputSize = f.size('inputSize') ?? null;
+    return () => RadioTeacher.load(dir, { name, inputSize, heads, device });
+  }
+  const dtype = f.str('dtype', true);
+  if (dtype !== undefined && dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${f.at('dtype')} must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
+  // inputSize: absent → the preprocessor's size; null → the student's resolution.
+  const inputSize = f.has('inputSize') && f.obj.inputSize === null ? null : f.size('inputSize');
+  const opts = { name, head: f.str('head', true), summary: f.bool('summary'), dtype: dtype as 'f32' | 'bf16' | undefined, inputSize, device };
+  return () => HfTeacher.load(dir, opts);
+}
+
 export function createDataSource(config: unknown, where = 'config.data', base = process.cwd()): DataSource {
   const type = Fields.of(where, config, Object.keys((config as Json) ?? {})).str('type');
   if (type === 'synthetic') {
@@ -169,8 +197,8 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     const where = `config.teachers[${i}]`;
     const type = Fields.of(where, t, Object.keys((t as Json) ?? {})).str('type');
     const common = ['type', 'dir', 'name', 'summaryWeight', 'featureWeight', 'headWeights', 'partitions'];
-    if (type !== 'radio' && type !== 'shards') throw new Error(`${where}.type: unknown teacher type ${JSON.stringify(type)} (expected "radio" or "shards")`);
-    const f = Fields.of(where, t, type === 'radio' ? [...common, 'inputSize', 'heads'] : common);
+    if (type !== 'radio' && type !== 'shards' && type !== 'hf') throw new Error(`${where}.type: unknown teacher type ${JSON.stringify(type)} (expected "radio", "hf" or "shards")`);
+    const f = Fields.of(where, t, type === 'shards' ? common : [...common, ...TEACHER_FIELDS[type]]);
     const dir = f.path('dir', base);
     const hw = f.has('headWeights') ? Fields.of(f.at('headWeights'), f.obj.headWeights, Object.keys(f.obj.headWeights as Json)) : null;
     const heads = hw && Object.fromEntries(Object.keys(hw.obj).map((h) => [h, headWeights(Fields.of(hw.at(h), hw.obj[h], ['summaryWeight', 'featureWeight']))]));
@@ -178,16 +206,11 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
       if (!Number.isInteger(p) || (p as number) < 0) throw new Error(`${f.at('partitions')}[${j}] must be a partition index, got ${JSON.stringify(p)}`);
       return p as number;
     });
-    let mapping: Record<string, string> | undefined;
-    if (f.has('heads')) {
-      const m = Fields.of(f.at('heads'), f.obj.heads, Object.keys(f.obj.heads as Json));
-      mapping = Object.fromEntries(Object.keys(m.obj).map((h) => [h, m.str(h)]));
-    }
-    const inputSize = type === 'radio' ? f.size('inputSize') : undefined;
+    const open = type === 'shards' ? null : teacherLoader(type, f, base, (device ?? 'cpu') as Device);
     const load = async (): Promise<Teacher> => {
       try {
-        if (type === 'shards') return await ShardTeacher.open(dir, { name: f.str('name', true) });
-        return await RadioTeacher.load(dir, { name: f.str('name', true), inputSize: inputSize ?? null, heads: mapping, device: (device ?? 'cpu') as Device });
+        if (!open) return await ShardTeacher.open(dir, { name: f.str('name', true) });
+        return await open();
       } catch (e) {
         throw new Error(`${where}: ${(e as Error).message}`, { cause: e });
       }

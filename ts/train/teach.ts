@@ -1,13 +1,13 @@
-// `am-radio teach config.json`: runs a RADIO teacher once over a data source and writes its targets as shards
+// `am-radio teach config.json`: runs a teacher (a RADIO checkpoint or a Hugging Face encoder) once over a data source and writes its targets as shards
 // (ts/teachers/shards.ts) that `{ "type": "shards" }` teachers of later distill runs read. Re-running the same
 // config continues an interrupted run.
 import * as fs from 'fs';
 import * as path from 'path';
 
 import type { Device } from '../native';
-import { RadioTeacher } from '../teachers/radio';
 import { writeFeatureShards } from '../teachers/shards';
-import { createDataSource, Fields } from './config';
+import type { Teacher } from '../teachers/types';
+import { createDataSource, Fields, TEACHER_FIELDS, teacherLoader } from './config';
 
 export async function runTeachConfig(file: string, stream: NodeJS.WritableStream & { isTTY?: boolean } = process.stderr): Promise<number> {
   let json: unknown;
@@ -18,22 +18,19 @@ export async function runTeachConfig(file: string, stream: NodeJS.WritableStream
   }
   const base = path.dirname(path.resolve(file));
   const c = Fields.of('config', json, ['teacher', 'data', 'images', 'output', 'shardSize', 'device']);
-  const t = Fields.of('config.teacher', c.obj.teacher, ['type', 'dir', 'name', 'inputSize', 'heads']);
-  if (t.str('type') !== 'radio') throw new Error(`config.teacher.type: unknown teacher type ${JSON.stringify(t.obj.type)} (teach runs "radio" teachers)`);
+  const type = Fields.of('config.teacher', c.obj.teacher, Object.keys((c.obj.teacher as object) ?? {})).str('type');
+  if (type !== 'radio' && type !== 'hf') throw new Error(`config.teacher.type: unknown teacher type ${JSON.stringify(type)} (teach runs "radio" and "hf" teachers)`);
+  const t = Fields.of('config.teacher', c.obj.teacher, ['type', 'dir', 'name', ...TEACHER_FIELDS[type]]);
   const device = c.str('device', true) ?? 'cpu';
   if (!['cpu', 'sim', 'cuda'].includes(device)) throw new Error(`config.device must be cpu, sim or cuda, got ${JSON.stringify(device)}`);
   const images = c.num('images', { int: true, positive: true })!;
   const shardSize = c.num('shardSize', { opt: true, int: true, positive: true });
   const out = c.path('output', base);
-  let heads: Record<string, string> | undefined;
-  if (t.has('heads')) {
-    const m = Fields.of('config.teacher.heads', t.obj.heads, Object.keys(t.obj.heads as object));
-    heads = Object.fromEntries(Object.keys(m.obj).map((h) => [h, m.str(h)]));
-  }
+  const open = teacherLoader(type, t, base, device as Device);
   const data = createDataSource(c.obj.data, 'config.data', base);
-  let teacher: RadioTeacher | null = null;
+  let teacher: Teacher | null = null;
   try {
-    teacher = await RadioTeacher.load(t.path('dir', base), { name: t.str('name', true), inputSize: t.size('inputSize') ?? null, heads, device: device as Device }).catch((e: Error) => {
+    teacher = await open().catch((e: Error) => {
       throw new Error(`config.teacher: ${e.message}`, { cause: e });
     });
     const t0 = Date.now();

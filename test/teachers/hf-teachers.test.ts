@@ -1,0 +1,149 @@
+// The Hugging Face teachers against their original implementations (test/fixtures/teachers/*, made by
+// scripts/fixtures/make_teacher_cases.py: DINOv2, DINOv2 with registers and SwiGLU, OpenAI CLIP vision, SigLIP
+// vision through timm, each in transformers' checkpoint layout): summary and features at the pre-training
+// resolution, at larger and non-square inputs (the bicubic position resize, antialiased for DINOv2 with
+// registers), f32 and bf16; then the Teacher interface, the loader's errors and Teacher.fromPretrained.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+
+import { HfTeacher, loadHfVisionModel, Teacher, tensor } from '../../ts';
+import type { Device, DType } from '../../ts';
+import { expectWithin, readIo } from '../support/radio-fixtures';
+import { describeEachDevice, poisonOutputs, relativeError } from '../support/reference';
+
+poisonOutputs();
+
+const ROOT = path.join(__dirname, '..', 'fixtures', 'teachers');
+const RADIO = path.join(__dirname, '..', 'fixtures', 'radio');
+const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
+const CASES = fs.readdirSync(ROOT).filter((d) => fs.existsSync(path.join(ROOT, d, 'case.json'))).sort();
+
+const ioFiles = (name: string) => fs.readdirSync(path.join(ROOT, name)).filter((f) => /^io-.*\.safetensors$/.test(f)).sort();
+
+test('every teacher case is here', () => {
+  expect(CASES).toEqual(['clip-vit', 'dinov2-reg-swiglu', 'dinov2-small', 'siglip-vit']);
+  for (const c of CASES) expect(ioFiles(c).length).toBeGreaterThanOrEqual(2);
+});
+
+describeEachDevice('Hugging Face teachers against their reference implementations, on %s', (device: Device) => {
+  describe.each(CASES)('%s', (name) => {
+    test.each(['f32', 'bf16'] as const)('%s: summary and features at every input size', async (dtype: DType) => {
+      const model = await loadHfVisionModel(path.join(ROOT, name), { device, dtype: dtype as 'f32' | 'bf16' });
+      try {
+        for (const file of ioFiles(name)) {
+          const io = await readIo(path.join(ROOT, name, file));
+          const img = io.get('images')!;
+          const out = model.forward(tensor(img.data, img.shape, { device }));
+          try {
+            const [H, W] = img.shape.slice(2);
+            expect(out.grid).toEqual([Math.floor(H / model.config.patch), Math.floor(W / model.config.patch)]);
+            for (const part of ['summary', 'features'] as const) {
+              const ref = io.get(part)!;
+              const t = out[part]!;
+              expect(t.shape).toEqual(ref.shape);
+              expectWithin(`${name} ${file} ${dtype} ${part}`, relativeError(await t.toArray(), ref.data), TOLERANCE[dtype as 'f32' | 'bf16']);
+            }
+          } finally {
+            out.summary?.dispose();
+            out.features.dispose();
+          }
+        }
+      } finally {
+        model.dispose();
+      }
+    });
+  });
+
+  test('as a Teacher: one head named by the family, targets on its own grid at the preprocessor size', async () => {
+    const t = await HfTeacher.load(path.join(ROOT, 'dinov2-small'), { device });
+    try {
+      expect(t.name).toBe('dino_v2');
+      expect(t.inputSize).toEqual([56, 56]);
+      expect(t.heads).toEqual({ dino_v2: { summaryDim: 48, featureDim: 48 } });
+      const io = await readIo(path.join(ROOT, 'dinov2-small', 'io-56x56.safetensors'));
+      const img = io.get('images')!;
+      const targets = await t.forward(tensor(img.data, img.shape, { device }), { ids: ['a', 'b'] });
+      expect(Object.keys(targets)).toEqual(['dino_v2']);
+      expect(targets.dino_v2.grid).toEqual([4, 4]);
+      expectWithin('teacher features', relativeError(await targets.dino_v2.features.toArray(), io.get('features')!.data), 1e-4);
+      expectWithin('teacher summary', relativeError(await targets.dino_v2.summary!.toArray(), io.get('summary')!.data), 1e-4);
+      targets.dino_v2.features.dispose();
+      targets.dino_v2.summary!.dispose();
+    } finally {
+      await t.close();
+    }
+    const s = await HfTeacher.load(path.join(ROOT, 'siglip-vit'), { device, name: 'siglip2', head: 'siglip', inputSize: [64, 80], summary: false });
+    try {
+      expect(s.heads).toEqual({ siglip: { summaryDim: null, featureDim: 64 } });
+      expect(s.inputSize).toEqual([64, 80]);
+      const targets = await s.forward(tensor(new Float32Array(3 * 64 * 80).fill(0.5), [1, 3, 64, 80], { device }), { ids: ['x'] });
+      expect(targets.siglip.summary).toBeUndefined();
+      expect(targets.siglip.features.shape).toEqual([1, 20, 64]);
+      targets.siglip.features.dispose();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('Hugging Face teacher loading', () => {
+  let tmp: string;
+  beforeAll(() => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'am-radio-teacher-'));
+  });
+  afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+  /** A copy of a case with its config.json edited. */
+  function variant(name: string, edit: (c: Record<string, unknown>) => void, label: string): string {
+    const dir = path.join(tmp, label);
+    fs.mkdirSync(dir, { recursive: true });
+    for (const f of ['model.safetensors', 'preprocessor_config.json']) fs.copyFileSync(path.join(ROOT, name, f), path.join(dir, f));
+    const c = JSON.parse(fs.readFileSync(path.join(ROOT, name, 'config.json'), 'utf8'));
+    edit(c);
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(c));
+    return dir;
+  }
+
+  test('errors name the file, the key and the problem', async () => {
+    await expect(HfTeacher.load(variant('dinov2-small', (c) => (c.model_type = 'vit_mae'), 'mae'))).rejects.toThrow(
+      'model_type "vit_mae" is not a supported teacher');
+    await expect(HfTeacher.load(variant('clip-vit', (c) => (c.hidden_act = 'swish'), 'act'))).rejects.toThrow('hidden_act "swish" is not supported');
+    await expect(HfTeacher.load(variant('dinov2-small', (c) => (c.num_hidden_layers = 3), 'deeper'))).rejects.toThrow(
+      "missing 18 tensors: 'encoder.layer.2.norm1.weight'");
+    await expect(HfTeacher.load(variant('dinov2-small', (c) => (c.image_size = 70), 'size'))).rejects.toThrow(
+      "'embeddings.position_embeddings' has shape [1, 17, 48], but image_size 70 / patch_size 14 needs 26 rows");
+    await expect(HfTeacher.load(path.join(ROOT, 'dinov2-small'), { inputSize: [10, 56] })).rejects.toThrow('each at least the patch size 14, got [10,56]');
+    await expect(HfTeacher.load(path.join(ROOT, 'siglip-vit'), { dtype: 'f16' as 'f32' })).rejects.toThrow("dtype must be 'f32' or 'bf16'");
+    await expect(HfTeacher.load(path.join(tmp, 'nothing-here'))).rejects.toThrow('is not a folder');
+    const m = await loadHfVisionModel(path.join(ROOT, 'clip-vit'));
+    try {
+      expect(() => m.forward(tensor(new Float32Array(3 * 10 * 56), [1, 3, 10, 56]))).toThrow('input 10x56 is smaller than the patch size 14');
+      expect(() => m.forward(tensor(new Float32Array(4 * 56 * 56), [1, 4, 56, 56]))).toThrow('expected [B, 3, H, W]');
+    } finally {
+      m.dispose();
+    }
+  });
+
+  test('unread checkpoint tensors are one warning; the ones every such checkpoint carries are not', async () => {
+    const warnings: string[] = [];
+    const m = await loadHfVisionModel(path.join(ROOT, 'dinov2-small'), { onWarning: (w) => warnings.push(w) });
+    m.dispose();
+    // mask_token is in every Dinov2Model checkpoint and unused by inference.
+    expect(warnings).toEqual([]);
+  });
+
+  test('Teacher.fromPretrained picks the architecture from config.json', async () => {
+    const dino = await Teacher.fromPretrained(path.join(ROOT, 'dinov2-reg-swiglu'));
+    expect(dino).toBeInstanceOf(HfTeacher);
+    expect(dino.heads).toEqual({ dino_v2: { summaryDim: 64, featureDim: 64 } });
+    await dino.close();
+    const clip = await Teacher.fromPretrained(path.join(ROOT, 'clip-vit'));
+    expect(clip.heads).toEqual({ clip: { summaryDim: 40, featureDim: 64 } });
+    await clip.close();
+    const radio = await Teacher.fromPretrained(path.join(RADIO, 'vit-b16-v2heads'));
+    expect(radio.constructor.name).toBe('RadioTeacher');
+    await radio.close();
+    await expect(Teacher.fromPretrained(path.join(tmp, 'no', 'such', 'dir'))).rejects.toThrow('is neither a folder nor a hub repo id');
+  });
+});
