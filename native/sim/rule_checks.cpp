@@ -7,9 +7,6 @@
 #include <stdexcept>
 #include <thread>
 
-#ifndef AMR_SIM
-#define AMR_SIM 1
-#endif
 #include "../runtime/kernel.cuh"
 #include "../runtime/launch.cuh"
 #include "selftest.h"
