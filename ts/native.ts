@@ -256,23 +256,7 @@ export interface NativeAddon {
   multiTeacherLoss(args: { terms: NativeLossTerm[]; mode: 'cosine+smoothl1' | 'mse'; alpha: number; beta: number; delta: number; total: NativeBuffer }): void;
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(args: { out: NativeBuffer; grad: NativeBuffer; dtype: DType; n: number; scalar: NativeBuffer }): void;
-  // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or
-  // cuda buffers; u16 arguments are raw bf16/f16 bits. The selftest* functions exist only in builds with the
-  // self-tests (not AM_RADIO_SELFTEST=0, which the published binaries use); simXxx and selftestSim* on sim builds only.
-  selftestBlockSum(x: NativeBuffer, n: number, blockSums: NativeBuffer, blocks: number, threads: number): void;
-  selftestNeighborExchange(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number, useBarrier: boolean): void;
-  selftestGemmBf16(a: NativeBuffer, b: NativeBuffer, c: NativeBuffer, m: number, n: number, k: number, bIsKN: boolean): void;
-  selftestRoundTrip(input: NativeBuffer, n: number, bf16Bits: NativeBuffer, bf16Back: NativeBuffer, bf16Pair: NativeBuffer,
-    f16Bits: NativeBuffer, f16Back: NativeBuffer): void;
-  selftestWarpOps(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number): void;
-  selftestPartialBarrier(out: NativeBuffer, threads: number): void;
-  selftestDynamicSmemOob(out: NativeBuffer, threads: number): void;
-  selftestCpAsyncVisibility(input: NativeBuffer, out: NativeBuffer): void;
-  selftestSharedPoison(out: NativeBuffer, blocks: number): void;
-  selftestLdmatrixLayouts(out: NativeBuffer): void;
-  selftestMmaLayouts(aBf16: NativeBuffer, bBf16: NativeBuffer, aF16: NativeBuffer, bF16: NativeBuffer, c: NativeBuffer, d: NativeBuffer): void;
-  selftestSimKernel(name: 'exited_lane' | 'mismatch' | 'index' | 'thrower' | 'spin' | 'nested', out: NativeBuffer): void;
-  selftestSimConcurrentLaunches(x: NativeBuffer, n: number, sums1: NativeBuffer, sums2: NativeBuffer): void;
+  /** The sim scheduler's seed (AMR_SIM_SEED's programmatic form), queued on sim; sim builds only. */
   simSetSeed(seed: bigint): void;
   simSeed(): bigint;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */

@@ -7,8 +7,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "../runtime/kernel.cuh"
-#include "../runtime/launch.cuh"
+#include "native/runtime/kernel.cuh"
+#include "native/runtime/launch.cuh"
 #include "selftest.h"
 
 namespace amr {
