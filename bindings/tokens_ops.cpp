@@ -25,9 +25,8 @@ Napi::Value Patchify(const Napi::CallbackInfo& info) {
     tokens::PatchifyGeometry g{f.int64("batch", 1), f.int64("channels", 1), f.int64("height", 1), f.int64("width", 1),
                                f.int64("patch", 1)};
     elements(op, {g.batch, g.channels, g.height, g.width});
-    if (g.height % g.patch || g.width % g.patch)
-      throw Error(std::string(op) + ": image " + std::to_string(g.height) + "x" + std::to_string(g.width) +
-                  " is not a multiple of the patch size " + std::to_string(g.patch));
+    const std::string why = tokens::unsupported(g);
+    if (!why.empty()) throw Error(std::string(op) + ": " + why);
     require_elements(x, g.batch * g.channels * g.height * g.width, x_dt, op, "the image");
     require_elements(out, g.out_elements(), out_dt, op, "the output");
     for (const StoragePtr& s : {mean, std}) require_elements(s, g.channels, DType::F32, op, "mean or std");
