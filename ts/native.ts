@@ -254,6 +254,8 @@ export interface NativeAddon {
   randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
   /** Writes total (one f32) and each part's out and grad. */
   multiTeacherLoss(args: { terms: NativeLossTerm[]; mode: 'cosine+smoothl1' | 'mse'; alpha: number; beta: number; delta: number; total: NativeBuffer }): void;
+  /** null when one multiTeacherLoss call takes that many teacher terms, else why not (native/loss/loss.h's limit). */
+  lossUnsupported(terms: number): string | null;
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(args: { out: NativeBuffer; grad: NativeBuffer; dtype: DType; n: number; scalar: NativeBuffer }): void;
   /** The sim scheduler's seed (AMR_SIM_SEED's programmatic form), queued on sim; sim builds only. */
@@ -288,6 +290,8 @@ export interface NativeAddon {
   layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
     inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate'; inner?: number }): void;
   /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
+  /** null when the layout ops take tensors of this rank, else why not (native/layout/layout.h's limit). */
+  layoutUnsupported(rank: number): string | null;
   layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
     alpha: number }): void;
 }
