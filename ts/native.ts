@@ -94,6 +94,15 @@ export interface AttentionGeometry {
   scale: number;
 }
 
+/** Images [batch, channels, height, width] cut into patch × patch squares: see native/tokens/tokens.h (PatchifyGeometry). */
+export interface PatchifyGeometry {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  patch: number;
+}
+
 /** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
 export interface ConvGeometry {
   batch: number;
@@ -269,7 +278,9 @@ export interface NativeAddon {
   interpolateBackward(args: { gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; geometry: InterpolateGeometry } & InterpolateCrop): void;
   /** images [B, C, H, W] → out [B, (H/P)·(W/P), C·P²], (x − mean[c]) / std[c]; mean and std are C f32 values. */
   patchify(args: { out: NativeBuffer; outDtype: DType; x: NativeBuffer; xDtype: DType; mean: NativeBuffer; std: NativeBuffer;
-    batch: number; channels: number; height: number; width: number; patch: number }): void;
+    geometry: PatchifyGeometry }): void;
+  /** null when patchify cuts images of this geometry (sizes may be 0 here), else why not (native/tokens/tokens.h). */
+  patchifyUnsupported(geometry: PatchifyGeometry): string | null;
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
   assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; batch: number; prefixRows: number;
     rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;

@@ -21,8 +21,9 @@ struct PatchifyGeometry {
   AMR_HD int64_t out_elements() const { return batch * grid_h() * grid_w() * patch_elems(); }
 };
 
-// Why patchify cannot cut g, or empty: the one list of its limits, asked by the binding (the kernels index whole
-// patches only). A string, as the reason names the sizes.
+// Why patchify cannot cut g, or empty: the one list of its limits (the kernels index whole patches only), asked by
+// the binding and, through native.patchifyUnsupported, by the TypeScript op. A string, as the reason names sizes.
+// PatchifyGeometry is also the TypeScript interface of that name (ts/native.ts), field for field.
 inline std::string unsupported(const PatchifyGeometry& g) {
   if (g.height % g.patch == 0 && g.width % g.patch == 0) return std::string();
   return "image " + std::to_string(g.height) + "x" + std::to_string(g.width) + " is not a multiple of the patch size " +
