@@ -49,7 +49,12 @@ Napi::Value QueueDepth(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(amr::HostQueue::capacity()));
 }
 
-Napi::Object Init(Napi::Env env, Napi::Object exports) {
+}  // namespace
+
+namespace amr {
+namespace bindings {
+
+Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   pin_addon_in_memory();
   auto* data = new amr::bindings::AddonData();
   env.SetInstanceData<amr::bindings::AddonData>(data);  // deleted (after the cleanup hook) by the environment
@@ -65,9 +70,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_gemm_ops(env, exports);
   amr::bindings::init_optim_ops(env, exports);
   amr::bindings::init_loss_ops(env, exports);
-#ifdef AMR_WITH_SELFTEST
-  amr::bindings::init_selftest_ops(env, exports);
-#endif
   amr::bindings::init_sim_ops(env, exports);
   amr::bindings::init_interpolate_ops(env, exports);
   amr::bindings::init_attention_ops(env, exports);
@@ -80,6 +82,5 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   return exports;
 }
 
-}  // namespace
-
-NODE_API_MODULE(am_radio, Init)
+}  // namespace bindings
+}  // namespace amr

@@ -14,13 +14,6 @@ namespace {
 
 void* ptr(const StoragePtr& s) { return s ? s->ptr : nullptr; }
 
-// The dtype of per-channel parameters or statistics: x's, or f32 (mixed precision; see native/norm/norm.h).
-DType param_dtype(const Fields& f, const char* key, DType dt) {
-  const DType d = f.dtype(key);
-  if (d != dt && d != DType::F32) throw Error(f.who + ": " + key + " must be the input's dtype or f32");
-  return d;
-}
-
 struct View {
   int64_t n, c, hw, numel;
 };
@@ -39,10 +32,10 @@ void require(const Fields& f, std::initializer_list<std::pair<const StoragePtr*,
     if (*b.first) require_elements(*b.first, count, dt, f.who.c_str(), b.second);
 }
 
-float positive_eps(const Fields& f) {
-  const float eps = f.number("eps");
-  if (!(eps > 0.f)) throw Error(f.who + ": eps must be > 0");
-  return eps;
+// Refuses what the family does not run (batchnorm::unsupported: dtypes, statistics, eps, momentum).
+template <typename Args>
+void require_supported(const Fields& f, const Args& a) {
+  if (const char* why = batchnorm::unsupported(a)) throw Error(f.who + ": " + why);
 }
 
 // batchNormForward({ y, x, weight?, bias?, runningMean?, runningVar?, mean, invstd, n, c, hw, eps, momentum,
@@ -51,25 +44,21 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "batchNorm2d");
     const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, "paramDtype", dt), sdt = param_dtype(f, "statsDtype", dt);
+    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype"), sdt = f.dtype("statsDtype");
     const bool training = f.flag("training");
     StoragePtr y = f.buffer("y"), x = f.buffer("x"), mean = f.buffer("mean"), invstd = f.buffer("invstd");
     StoragePtr w = f.optional_buffer("weight"), b = f.optional_buffer("bias");
     StoragePtr rm = f.optional_buffer("runningMean"), rv = f.optional_buffer("runningVar");
-    if (!rm != !rv) throw Error(f.who + ": runningMean and runningVar must be given together");
-    if (!training && !rm) throw Error(f.who + ": eval mode needs runningMean and runningVar");
-    if (training && v.n * v.hw < 2) throw Error(f.who + ": training needs more than one value per channel");
-    const float eps = positive_eps(f), momentum = f.number("momentum");
-    if (!(momentum >= 0.f && momentum <= 1.f)) throw Error(f.who + ": momentum must be in [0, 1]");
+    const batchnorm::BatchNormForward a{ptr(y), ptr(x), ptr(w), ptr(b), ptr(rm), ptr(rv),
+                                        static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(invstd)),
+                                        v.n, v.c, v.hw, f.number("eps"), f.number("momentum"), training, dt, pdt, sdt};
+    require_supported(f, a);
     require(f, {{&y, "y"}, {&x, "x"}}, v.numel, dt);
     require(f, {{&w, "weight"}, {&b, "bias"}}, v.c, pdt);
     require(f, {{&rm, "runningMean"}, {&rv, "runningVar"}}, v.c, sdt);
     require(f, {{&mean, "mean"}, {&invstd, "invstd"}}, v.c, DType::F32);
     Backend& be = common_backend({y, x, mean, invstd, w, b, rm, rv}, f.who.c_str());
     StoragePtr scratch = be.allocate(static_cast<size_t>(batchnorm::scratch_bytes(v.n, v.c)));
-    const batchnorm::BatchNormForward a{ptr(y), ptr(x), ptr(w), ptr(b), ptr(rm), ptr(rv),
-                                        static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(invstd)),
-                                        v.n, v.c, v.hw, eps, momentum, training, dt, pdt, sdt};
     be.enqueue("batchNorm2d", [&be, a, y, x, mean, invstd, w, b, rm, rv, scratch] {
       AMR_DISPATCH(be, batchnorm, batch_norm_forward, a, static_cast<float*>(scratch->ptr));
     });
@@ -82,18 +71,19 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "batchNorm2d backward");
     const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, "paramDtype", dt);
+    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
     StoragePtr dx = f.optional_buffer("dx"), dw = f.optional_buffer("dweight"), db = f.optional_buffer("dbias");
     StoragePtr dy = f.buffer("dy"), x = f.buffer("x"), w = f.optional_buffer("weight");
     StoragePtr mean = f.buffer("mean"), invstd = f.buffer("invstd");
+    const batchnorm::BatchNormBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
+                                         static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(invstd)),
+                                         v.n, v.c, v.hw, f.flag("training"), dt, pdt};
+    require_supported(f, a);
     require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, v.numel, dt);
     require(f, {{&dw, "dweight"}, {&db, "dbias"}, {&w, "weight"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&invstd, "invstd"}}, v.c, DType::F32);
     Backend& be = common_backend({dx, dw, db, dy, x, w, mean, invstd}, f.who.c_str());
     StoragePtr scratch = be.allocate(static_cast<size_t>(batchnorm::scratch_bytes(v.n, v.c)));
-    const batchnorm::BatchNormBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
-                                         static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(invstd)),
-                                         v.n, v.c, v.hw, f.flag("training"), dt, pdt};
     be.enqueue("batchNorm2d backward", [&be, a, dx, dw, db, dy, x, w, mean, invstd, scratch] {
       AMR_DISPATCH(be, batchnorm, batch_norm_backward, a, static_cast<float*>(scratch->ptr));
     });
@@ -106,15 +96,16 @@ Napi::Value LayerNorm2dForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "layerNorm2d");
     const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, "paramDtype", dt);
+    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
     StoragePtr y = f.buffer("y"), mean = f.buffer("mean"), rstd = f.buffer("rstd"), x = f.buffer("x");
     StoragePtr w = f.buffer("weight"), b = f.buffer("bias");
+    const batchnorm::LayerNorm2dForward a{ptr(y), static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(rstd)), ptr(x),
+                                          ptr(w), ptr(b), v.n, v.c, v.hw, f.number("eps"), dt, pdt};
+    require_supported(f, a);
     require(f, {{&y, "y"}, {&x, "x"}}, v.numel, dt);
     require(f, {{&w, "weight"}, {&b, "bias"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&rstd, "rstd"}}, v.n * v.hw, DType::F32);
     Backend& be = common_backend({y, mean, rstd, x, w, b}, f.who.c_str());
-    const batchnorm::LayerNorm2dForward a{ptr(y), static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(rstd)), ptr(x),
-                                          ptr(w), ptr(b), v.n, v.c, v.hw, positive_eps(f), dt, pdt};
     be.enqueue("layerNorm2d", [&be, a, y, mean, rstd, x, w, b] {
       AMR_DISPATCH(be, batchnorm, layer_norm2d_forward, a);
     });
@@ -127,17 +118,18 @@ Napi::Value LayerNorm2dBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "layerNorm2d backward");
     const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, "paramDtype", dt);
+    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
     StoragePtr dx = f.buffer("dx"), dw = f.buffer("dweight"), db = f.buffer("dbias"), dy = f.buffer("dy");
     StoragePtr x = f.buffer("x"), w = f.buffer("weight"), mean = f.buffer("mean"), rstd = f.buffer("rstd");
+    const batchnorm::LayerNorm2dBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
+                                           static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(rstd)),
+                                           v.n, v.c, v.hw, dt, pdt};
+    require_supported(f, a);
     require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, v.numel, dt);
     require(f, {{&dw, "dweight"}, {&db, "dbias"}, {&w, "weight"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&rstd, "rstd"}}, v.n * v.hw, DType::F32);
     Backend& be = common_backend({dx, dw, db, dy, x, w, mean, rstd}, f.who.c_str());
     StoragePtr scratch = be.allocate(static_cast<size_t>(batchnorm::scratch_bytes(v.n, v.c)));
-    const batchnorm::LayerNorm2dBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
-                                           static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(rstd)),
-                                           v.n, v.c, v.hw, dt, pdt};
     be.enqueue("layerNorm2d backward", [&be, a, dx, dw, db, dy, x, w, mean, rstd, scratch] {
       AMR_DISPATCH(be, batchnorm, layer_norm2d_backward, a, static_cast<float*>(scratch->ptr));
     });

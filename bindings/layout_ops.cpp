@@ -177,12 +177,21 @@ Napi::Value LayoutReduce(const Napi::CallbackInfo& info) {
   });
 }
 
+// layoutUnsupported(rank): null when the layout ops take tensors of that rank, else why not (layout.h's limit).
+Napi::Value LayoutUnsupported(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const std::string why = layout::unsupported_rank(int_arg(info, 0, "layoutUnsupported"));
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
+  });
+}
+
 }  // namespace
 
 void init_layout_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("layoutCopy", Napi::Function::New(env, LayoutCopy));
   exports.Set("layoutPadBackward", Napi::Function::New(env, LayoutPadBackward));
   exports.Set("layoutReduce", Napi::Function::New(env, LayoutReduce));
+  exports.Set("layoutUnsupported", Napi::Function::New(env, LayoutUnsupported));
 }
 
 }  // namespace bindings

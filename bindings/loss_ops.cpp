@@ -55,9 +55,9 @@ Napi::Value MultiTeacherLoss(const Napi::CallbackInfo& info) {
     plan.beta = args.number("beta");
     plan.delta = args.number("delta");
     if (!(plan.delta >= 0.f)) throw Error(std::string(kOp) + ": delta must be >= 0");
-    if (terms.Length() < 1 || terms.Length() > loss::kMaxTerms)
-      throw Error(std::string(kOp) + ": between 1 and " + std::to_string(loss::kMaxTerms) + " teacher terms, got " +
-                  std::to_string(terms.Length()));
+    // Before the terms are read into the plan's fixed array.
+    const std::string why = loss::unsupported_terms(terms.Length());
+    if (!why.empty()) throw Error(std::string(kOp) + ": " + why);
     plan.terms = static_cast<int>(terms.Length());
     StoragePtr total = args.buffer("total");
     require_elements(total, 1, DType::F32, kOp, "total");
@@ -120,11 +120,20 @@ Napi::Value LossGradScale(const Napi::CallbackInfo& info) {
   });
 }
 
+// lossUnsupported(terms): null when one call takes that many teacher terms, else why not (loss.h's limit).
+Napi::Value LossUnsupported(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const std::string why = loss::unsupported_terms(int_arg(info, 0, "lossUnsupported"));
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
+  });
+}
+
 }  // namespace
 
 void init_loss_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("multiTeacherLoss", Napi::Function::New(env, MultiTeacherLoss));
   exports.Set("lossGradScale", Napi::Function::New(env, LossGradScale));
+  exports.Set("lossUnsupported", Napi::Function::New(env, LossUnsupported));
 }
 
 }  // namespace bindings

@@ -13,7 +13,7 @@ namespace {
 // The parameters' dtype: x's, or f32 (mixed precision; see norm.h).
 DType param_dtype(const Fields& f, DType dt) {
   const DType pdt = f.dtype("paramDtype");
-  if (pdt != dt && pdt != DType::F32) throw Error(f.who + ": weight and bias must be the input's dtype or f32");
+  if (const char* why = norm::unsupported(dt, pdt)) throw Error(f.who + ": " + why);
   return pdt;
 }
 

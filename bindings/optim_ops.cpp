@@ -59,7 +59,9 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
       const std::string dt = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
       if (dt != "f32" && dt != "bf16") throw Error("adamw: parameter " + std::to_string(i) + " must be f32 or bf16");
       const bool bf16 = dt == "bf16";
-      if (bf16 && !master) throw Error("adamw: parameter " + std::to_string(i) + " is bf16 but has no f32 master copy");
+      const optim::AdamTensor row{p->ptr, g->ptr, static_cast<float*>(m->ptr), static_cast<float*>(v->ptr),
+                                  master ? static_cast<float*>(master->ptr) : nullptr, n, total, bf16 ? 1 : 0, 0};
+      if (const char* why = optim::unsupported(row)) throw Error("adamw: parameter " + std::to_string(i) + " " + why);
       const DType pdt = bf16 ? DType::BF16 : DType::F32;
       const std::string what = "parameter " + std::to_string(i);
       require_elements(p, n, pdt, "adamw", what.c_str());
@@ -70,8 +72,7 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
       Backend& b = common_backend({p, g, m, v, master}, "adamw");
       if (be && &b != be) throw Error("adamw: parameters are on different devices");
       be = &b;
-      rows[i] = optim::AdamTensor{p->ptr, g->ptr, static_cast<float*>(m->ptr), static_cast<float*>(v->ptr),
-                                  master ? static_cast<float*>(master->ptr) : nullptr, n, total, bf16 ? 1 : 0, 0};
+      rows[i] = row;
       total += n;
       for (const StoragePtr& s : {p, g, m, v, master})
         if (s) keep.push_back(s);

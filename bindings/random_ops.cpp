@@ -19,7 +19,7 @@ Napi::Value RandomFill(const Napi::CallbackInfo& info) {
     const int dist = f.choice("distribution", {"normal", "uniform"});
     const uint64_t seed = (static_cast<uint64_t>(f.int64("seedHi", 0, 0xffffffffLL)) << 32) |
                           static_cast<uint64_t>(f.int64("seedLo", 0, 0xffffffffLL));
-    if (dt == DType::I32) throw Error("random: i32 tensors are not supported");
+    if (const char* why = random::unsupported(dt)) throw Error(std::string("random: ") + why);
     require_elements(out, n, dt, "random", "output");
     Backend& be = *out->backend;
     auto d = static_cast<random::Distribution>(dist);

@@ -17,7 +17,7 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
     const DType dt = f.storage_dtype("dtype");
     const int64_t n = f.int64("n", 1);
     const double alpha = f.any_number("alpha");
-    if (dt == DType::I32) throw Error("sum: i32 tensors are not supported; cast to f32 first");
+    if (const char* why = reduce::unsupported(dt)) throw Error(std::string("sum: ") + why + "; cast to f32 first");
     require_elements(out, 1, dt, "sum", "output");
     require_elements(a, n, dt, "sum", "input");
     Backend& be = common_backend({out, a}, "sum");

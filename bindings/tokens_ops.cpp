@@ -15,19 +15,24 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// patchify({ out, outDtype, x, xDtype, mean, std, batch, channels, height, width, patch })
+// { batch, channels, height, width, patch } (tokens::PatchifyGeometry), each size at least min_size.
+tokens::PatchifyGeometry patchify_geometry(const Fields& o, int64_t min_size) {
+  const tokens::PatchifyGeometry g{o.int64("batch", min_size), o.int64("channels", min_size), o.int64("height", min_size),
+                                   o.int64("width", min_size), o.int64("patch", 1)};
+  elements(o.who, {g.batch, g.channels, g.height, g.width});
+  return g;
+}
+
+// patchify({ out, outDtype, x, xDtype, mean, std, geometry })
 Napi::Value Patchify(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "patchify";
     const Fields f = Fields::of(info, 0, op);
     StoragePtr out = f.buffer("out"), x = f.buffer("x"), mean = f.buffer("mean"), std = f.buffer("std");
     const DType out_dt = f.dtype("outDtype"), x_dt = f.dtype("xDtype");
-    tokens::PatchifyGeometry g{f.int64("batch", 1), f.int64("channels", 1), f.int64("height", 1), f.int64("width", 1),
-                               f.int64("patch", 1)};
-    elements(op, {g.batch, g.channels, g.height, g.width});
-    if (g.height % g.patch || g.width % g.patch)
-      throw Error(std::string(op) + ": image " + std::to_string(g.height) + "x" + std::to_string(g.width) +
-                  " is not a multiple of the patch size " + std::to_string(g.patch));
+    const tokens::PatchifyGeometry g = patchify_geometry(f.part("geometry"), 1);
+    const std::string why = tokens::unsupported(g);
+    if (!why.empty()) throw Error(std::string(op) + ": " + why);
     require_elements(x, g.batch * g.channels * g.height * g.width, x_dt, op, "the image");
     require_elements(out, g.out_elements(), out_dt, op, "the output");
     for (const StoragePtr& s : {mean, std}) require_elements(s, g.channels, DType::F32, op, "mean or std");
@@ -37,6 +42,15 @@ Napi::Value Patchify(const Napi::CallbackInfo& info) {
                    static_cast<const float*>(std->ptr), g);
     });
     return info.Env().Undefined();
+  });
+}
+
+// patchifyUnsupported(geometry): null when patchify cuts that geometry, else why not (tokens::unsupported). Sizes
+// may be 0: an empty image is a valid question (the op then has nothing to write and makes no call).
+Napi::Value PatchifyUnsupported(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const std::string why = tokens::unsupported(patchify_geometry(Fields::of(info, 0, "patchifyUnsupported"), 0));
+    return why.empty() ? info.Env().Null() : Napi::String::New(info.Env(), why);
   });
 }
 
@@ -103,6 +117,7 @@ Napi::Value GatherRows(const Napi::CallbackInfo& info) {
 
 void init_tokens_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("patchify", Napi::Function::New(env, Patchify));
+  exports.Set("patchifyUnsupported", Napi::Function::New(env, PatchifyUnsupported));
   exports.Set("assembleTokens", Napi::Function::New(env, AssembleTokens));
   exports.Set("gatherRows", Napi::Function::New(env, GatherRows));
 }

@@ -208,6 +208,9 @@ describeEachDevice('layout ops on %s refuse bad input', (device) => {
     expect(() => ops.permute(t([2, 3]), [0, 2])).toThrow(/permute: dims\[1\] 2 is out of range for a rank-2 tensor/);
     expect(() => ops.permute(t([1, 1, 1, 1, 1, 1, 1]), [0, 1, 2, 3, 4, 5, 6])).toThrow(/permute: tensors of rank 7 are not supported \(at most 6/);
     expect(ops.MAX_PERMUTE_DIMS).toBe(6);
+    // The exported constant and the native family's limit (native/layout/layout.h), which the ops ask, agree.
+    expect(native.layoutUnsupported(ops.MAX_PERMUTE_DIMS)).toBeNull();
+    expect(native.layoutUnsupported(ops.MAX_PERMUTE_DIMS + 1)).toBe(`tensors of rank ${ops.MAX_PERMUTE_DIMS + 1} are not supported (at most ${ops.MAX_PERMUTE_DIMS} dims)`);
   });
 
   test('cat', () => {

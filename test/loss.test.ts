@@ -323,7 +323,10 @@ describe('bad input', () => {
 
   test('options, weights, term counts and disposed tensors', () => {
     expect(() => ops.multiTeacherLoss([])).toThrow(/non-empty array/);
-    expect(() => ops.multiTeacherLoss(Array.from({ length: 17 }, good))).toThrow(/at most 16/);
+    expect(() => ops.multiTeacherLoss(Array.from({ length: 17 }, good))).toThrow('multiTeacherLoss: at most 16 teacher terms per call, got 17');
+    // The limit is the native family's (native/loss/loss.h), asked by the op: 16 terms run.
+    expect(native.lossUnsupported(16)).toBeNull();
+    expect(native.lossUnsupported(0)).toBe('at least 1 teacher term per call, got 0');
     expect(() => ops.multiTeacherLoss([good()], { mode: 'l2' as 'mse' })).toThrow(/unknown mode/);
     expect(() => ops.multiTeacherLoss([good()], { delta: -1 })).toThrow(/delta must be >= 0/);
     expect(() => ops.multiTeacherLoss([good()], { alpha: NaN })).toThrow(/alpha must be a finite number/);

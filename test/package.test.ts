@@ -48,6 +48,13 @@ describe('package', () => {
     expect(names.filter((n) => /cuda|amr/i.test(n!))).toEqual([]);
   });
 
+  test('the addon that ships carries none of the emulator\'s self-tests (they are the test-only am_radio_selftest.node\'s)', () => {
+    const exported = execFileSync(process.execPath, ['-e', `console.log(Object.keys(require(${JSON.stringify(builtAddon())})).join(' '))`], { encoding: 'utf8' });
+    expect(exported.split(/\s+/).filter((n) => /selftest/i.test(n))).toEqual([]);
+    // No symbol of the self-test kernels either (the strings name them: "selftest_block_sum", ...).
+    expect(fs.readFileSync(builtAddon()).includes('selftest_')).toBe(false);
+  });
+
   test('loads with require() and with import, from the built dist/', () => {
     const dist = path.join(root, 'dist');
     const cjs = execFileSync(process.execPath, ['-e', `const m=require(${JSON.stringify(dist)});m.tensor([1,2],[2]).sum().item().then(v=>console.log(v))`], { encoding: 'utf8' });

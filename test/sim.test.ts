@@ -1,23 +1,25 @@
-// The GPU emulator's self-test kernels (native/sim/selftest.cu) against float64 and PTX-rule references, with
-// fresh random inputs each run. They all run on sim. The ones whose
+// The GPU emulator's self-test kernels (test/native/selftest.cu, in the test-only addon am_radio_selftest.node) against
+// float64 and PTX-rule references, with fresh random inputs each run. They all run on sim. The ones whose
 // results the hardware defines (block sums, GEMM, rounding, votes and shuffles, cp.async, ldmatrix and mma
 // fragment layouts) also run on cuda when a GPU is here: that is what checks sim's rules against the hardware.
 // Sim only: what only sim defines (missing barriers always caught, seeded schedules, poisoned shared memory,
 // errors for broken kernels, and the emulator's own rules).
-import { backends } from '../ts';
 import type { Device } from '../ts';
-import { native } from '../ts/native';
 import { freshSeed, rng } from './support/reference';
+import { selftestAddon, selftestUnbuilt } from './support/selftestAddon';
+import type { SelftestAddon } from './support/selftestAddon';
 import {
   BF16, F16, bitsBuffer, bitsOfF32, decodeBf16, decodeF16, f32Buffer, filledF32, randomBits, readF32, readI32,
   readU16, readU32, referenceRound, worstOf,
 } from './support/simSelftest';
 
-const gpu = backends().some((b) => b.name === 'cuda' && b.available);
-const sim = backends().some((b) => b.name === 'sim' && b.available);
-// Builds made with AM_RADIO_SELFTEST=0 (the published binaries) leave the self-test kernels out.
-const selftests = typeof (native as Partial<typeof native>).selftestBlockSum === 'function';
-const unbuilt = !selftests ? 'skipped: addon built without the emulator self-tests (AM_RADIO_SELFTEST=0)' : !sim ? 'skipped: addon built without sim' : '';
+// Every call goes to the test-only addon (its own buffers and backends); the tests are skipped where it is not built.
+const addon = selftestAddon as SelftestAddon;
+const listed = selftestAddon ? selftestAddon.backends() : [];
+const gpu = listed.some((b) => b.name === 'cuda' && b.available);
+const sim = listed.some((b) => b.name === 'sim' && b.available);
+const selftests = selftestAddon !== null;
+const unbuilt = !selftests ? `skipped: ${selftestUnbuilt}` : !sim ? 'skipped: addon built without sim' : '';
 const targets: Array<[Device, boolean, string]> = [
   ['sim', selftests && sim, unbuilt],
   ['cuda', selftests && gpu, unbuilt || 'skipped: no GPU'],
@@ -32,7 +34,7 @@ function expectAtMost(value: number, limit: number, seed: number): void {
 /** Checks that the next launch on device works (after an error): 1000 ones sum to 1000. */
 async function expectNextLaunchWorks(device: Device): Promise<void> {
   const sums = f32Buffer(device, filledF32(2, NaN));
-  native.selftestBlockSum(f32Buffer(device, filledF32(1000, 1)), 1000, sums, 2, 64);
+  addon.selftestBlockSum(f32Buffer(device, filledF32(1000, 1)), 1000, sums, 2, 64);
   const s = await readF32(sums, 2);
   expect(s[0] + s[1]).toBe(1000);
 }
@@ -44,7 +46,7 @@ async function gemmError(device: Device, m: number, n: number, k: number, kn: bo
   const a = randomBits(m * k, r, BF16);
   const b = randomBits(n * k, r, BF16);
   const c = f32Buffer(device, filledF32(m * n, NaN));
-  native.selftestGemmBf16(bitsBuffer(device, a), bitsBuffer(device, b), c, m, n, k, kn);
+  addon.selftestGemmBf16(bitsBuffer(device, a), bitsBuffer(device, b), c, m, n, k, kn);
   const got = await readF32(c, m * n);
   const ad = Float64Array.from(a, decodeBf16);
   const bd = Float64Array.from(b, decodeBf16);
@@ -79,7 +81,7 @@ for (const [device, here, why] of targets) {
       const seed = freshSeed();
       const x = randomF32(n, rng(seed));
       const sums = f32Buffer(device, filledF32(blocks, NaN));
-      native.selftestBlockSum(f32Buffer(device, x), n, sums, blocks, threads);
+      addon.selftestBlockSum(f32Buffer(device, x), n, sums, blocks, threads);
       const got = await readF32(sums, blocks);
       let worst = 0;
       for (let b = 0; b < blocks; b++) {
@@ -95,7 +97,7 @@ for (const [device, here, why] of targets) {
     it('block_sum of 2^20 floats (1024 blocks x 256 threads)', async () => {
       const x = randomF32(1 << 20, rng(freshSeed()));
       const sums = f32Buffer(device, filledF32(1024, NaN));
-      native.selftestBlockSum(f32Buffer(device, x), x.length, sums, 1024, 256);
+      addon.selftestBlockSum(f32Buffer(device, x), x.length, sums, 1024, 256);
       const total = (await readF32(sums, 1024)).reduce((s, v) => s + v, 0);
       expect(Math.abs(total - x.reduce((s, v) => s + v, 0))).toBeLessThan(1e-2);
     });
@@ -104,7 +106,7 @@ for (const [device, here, why] of targets) {
       const [blocks, threads] = [6, 96];
       const input = Float32Array.from({ length: blocks * threads }, (_, i) => i + 0.5);
       const out = f32Buffer(device, filledF32(input.length, NaN));
-      native.selftestNeighborExchange(f32Buffer(device, input), out, blocks, threads, true);
+      addon.selftestNeighborExchange(f32Buffer(device, input), out, blocks, threads, true);
       const expected = input.map((_, i) => input[i - (i % threads) + (((i % threads) + 1) % threads)]);
       expect(Array.from(await readF32(out, input.length))).toEqual(Array.from(expected));
     });
@@ -118,7 +120,7 @@ for (const [device, here, why] of targets) {
 
     it('gemm_bf16 rejects K % 8 != 0, and the backend keeps working', async () => {
       const c = f32Buffer(device, filledF32(64, 0));
-      native.selftestGemmBf16(bitsBuffer(device, new Uint16Array(96)), bitsBuffer(device, new Uint16Array(96)), c, 8, 8, 12, false);
+      addon.selftestGemmBf16(bitsBuffer(device, new Uint16Array(96)), bitsBuffer(device, new Uint16Array(96)), c, 8, 8, 12, false);
       await expect(readF32(c, 64)).rejects.toThrow('selftest gemm_bf16: gemm_bf16: K must be a multiple of 8');
       await expectNextLaunchWorks(device);
     });
@@ -131,8 +133,8 @@ for (const [device, here, why] of targets) {
       new Uint32Array(input.buffer).set(ROUNDING_CASES);
       new Uint32Array(input.buffer).set(random, ROUNDING_CASES.length);
       const n = input.length;
-      const [bb, bback, pair, hb, hback] = [2 * n, 4 * n, 8 * n, 2 * n, 4 * n].map((bytes) => native.alloc(device, bytes));
-      native.selftestRoundTrip(f32Buffer(device, input), n, bb, bback, pair, hb, hback);
+      const [bb, bback, pair, hb, hback] = [2 * n, 4 * n, 8 * n, 2 * n, 4 * n].map((bytes) => addon.alloc(device, bytes));
+      addon.selftestRoundTrip(f32Buffer(device, input), n, bb, bback, pair, hb, hback);
       const [gotBb, gotBback, gotPair, gotHb, gotHback] = [
         await readU16(bb, n), await readF32(bback, n), await readF32(pair, 2 * n), await readU16(hb, n), await readF32(hback, n),
       ];
@@ -161,7 +163,7 @@ for (const [device, here, why] of targets) {
         return Math.floor(r() * 200) - (w % 4 === 1 ? 100 : 0) + 1; // warps 1, 5: mixed signs
       });
       const out = bitsBuffer(device, new Int32Array(input.length * outs).fill(-7));
-      native.selftestWarpOps(bitsBuffer(device, input), out, blocks, threads);
+      addon.selftestWarpOps(bitsBuffer(device, input), out, blocks, threads);
       const got = await readI32(out, input.length * outs);
       const names = ['__ballot_sync', '__any_sync', '__all_sync', '__shfl_up_sync(1)', '__shfl_down_sync(3)', '__shfl_xor_sync(5)',
         '__shfl_sync(src wraps)', '__shfl_up_sync(2, width 8)', '__shfl_down_sync(1, width 16)', '__shfl_xor_sync(4, width 4)',
@@ -193,7 +195,7 @@ for (const [device, here, why] of targets) {
     it('cp.async: data lands at the wait that covers its group; zfill writes zeros', async () => {
       const input = randomF32(512, rng(freshSeed()), 1, 3);
       const out = f32Buffer(device, filledF32(5 * 64, 1));
-      native.selftestCpAsyncVisibility(f32Buffer(device, input), out);
+      addon.selftestCpAsyncVisibility(f32Buffer(device, input), out);
       const o = await readF32(out, 5 * 64);
       let bad = 0; // o[5t + 1], o[5t + 3] and o[5t + 4] are what the hardware defines too
       for (let t = 0; t < 64; t++) bad += Number(o[5 * t + 1] !== input[4 * t] || o[5 * t + 3] !== input[256 + 4 * t] || o[5 * t + 4] !== 0);
@@ -203,7 +205,7 @@ for (const [device, here, why] of targets) {
     it('ldmatrix x1/x2/x4 (.trans) fragment layouts', async () => {
       const regs = 14; // kSelftestLdmatrixRegs
       const out = bitsBuffer(device, new Uint32Array(32 * regs).fill(0xdeadbeef));
-      native.selftestLdmatrixLayouts(out);
+      addon.selftestLdmatrixLayouts(out);
       const got = await readU32(out, 32 * regs);
       // PTX ISA: lane l, register j holds (row l/4, cols 2(l%4), +1) of matrix j (transposed with .trans); row r of
       // matrix j starts at the address lane 8j + r gives. M[r][c] = 16r + c; the lanes' addresses are selftest.cu's.
@@ -233,7 +235,7 @@ for (const [device, here, why] of targets) {
       const [ah, bh] = [randomBits(256, r, F16, -2, 2), randomBits(128, r, F16, -2, 2)];
       const c = randomF32(128, r, -2, 2);
       const d = f32Buffer(device, filledF32(384, NaN));
-      native.selftestMmaLayouts(bitsBuffer(device, ab), bitsBuffer(device, bb), bitsBuffer(device, ah), bitsBuffer(device, bh), f32Buffer(device, c), d);
+      addon.selftestMmaLayouts(bitsBuffer(device, ab), bitsBuffer(device, bb), bitsBuffer(device, ah), bitsBuffer(device, bh), f32Buffer(device, c), d);
       const got = await readF32(d, 384);
       let worst = 0;
       for (let m = 0; m < 16; m++)
@@ -257,16 +259,16 @@ for (const [device, here, why] of targets) {
   let savedSeed = 0n;
   beforeAll(async () => {
     await expectNextLaunchWorks(device); // a launch reads AMR_SIM_SEED, so the seed saved here is the one in use
-    savedSeed = native.simSeed();
+    savedSeed = addon.simSeed();
   });
-  afterAll(() => native.simSetSeed(savedSeed));
+  afterAll(() => addon.simSetSeed(savedSeed));
 
   const [blocks, threads] = [6, 96];
   const input = Float32Array.from({ length: blocks * threads }, (_, i) => i + 0.5);
   async function exchangeWithoutBarrier(seed: bigint): Promise<Float32Array> {
-    native.simSetSeed(seed);
+    addon.simSetSeed(seed);
     const out = f32Buffer(device, filledF32(input.length, 0));
-    native.selftestNeighborExchange(f32Buffer(device, input), out, blocks, threads, false);
+    addon.selftestNeighborExchange(f32Buffer(device, input), out, blocks, threads, false);
     return readF32(out, input.length);
   }
   const randomSeed = () => ((BigInt(freshSeed()) << 32n) | BigInt(freshSeed())).toString();
@@ -289,7 +291,7 @@ for (const [device, here, why] of targets) {
 
   test('partial __syncthreads stops with an error; the next launch works', async () => {
     const out = bitsBuffer(device, new Int32Array(64));
-    native.selftestPartialBarrier(out, 64);
+    addon.selftestPartialBarrier(out, 64);
     await expect(readI32(out, 64)).rejects.toThrow(
       /^selftest partial_barrier: kernel selftest_partial_barrier: __syncthreads not reached by all threads of block \(0,0,0\)/,
     );
@@ -298,7 +300,7 @@ for (const [device, here, why] of targets) {
 
   test('dynamic shared memory out of bounds stops with an error; the next launch works', async () => {
     const out = f32Buffer(device, filledF32(64, 0));
-    native.selftestDynamicSmemOob(out, 64);
+    addon.selftestDynamicSmemOob(out, 64);
     await expect(readF32(out, 64)).rejects.toThrow(
       /^selftest dynamic_smem_oob: kernel selftest_dynamic_smem_oob: dynamic shared memory access out of bounds.*thread \(63,0,0\)/,
     );
@@ -306,15 +308,15 @@ for (const [device, here, why] of targets) {
   });
 
   test('the sim-only kernels are refused on other devices', () => {
-    const cpuOut = native.alloc('cpu', 256);
-    expect(() => native.selftestPartialBarrier(cpuOut, 64)).toThrow('selftest partial_barrier: runs on sim or cuda only');
-    if (gpu) expect(() => native.selftestDynamicSmemOob(native.alloc('cuda', 256), 64)).toThrow(/sim only/);
+    const cpuOut = addon.alloc('cpu', 256);
+    expect(() => addon.selftestPartialBarrier(cpuOut, 64)).toThrow('selftest partial_barrier: runs on sim or cuda only');
+    if (gpu) expect(() => addon.selftestDynamicSmemOob(addon.alloc('cuda', 256), 64)).toThrow(/sim only/);
   });
 
   test('cp.async data is invisible before its wait (NaN: shared memory starts poisoned)', async () => {
     const input = randomF32(512, rng(freshSeed()), 1, 3);
     const out = f32Buffer(device, filledF32(5 * 64, 1));
-    native.selftestCpAsyncVisibility(f32Buffer(device, input), out);
+    addon.selftestCpAsyncVisibility(f32Buffer(device, input), out);
     const o = await readF32(out, 5 * 64);
     let bad = 0;
     for (let t = 0; t < 64; t++)
@@ -325,53 +327,53 @@ for (const [device, here, why] of targets) {
 
   test('AMR_SHARED and dynamic shared memory start as NaN in every block', async () => {
     const out = f32Buffer(device, filledF32(5 * 64 * 2, 0));
-    native.selftestSharedPoison(out, 5);
+    addon.selftestSharedPoison(out, 5);
     expect((await readF32(out, 5 * 64 * 2)).filter((v) => !Number.isNaN(v)).length).toBe(0);
   });
 
   test('a shuffle from an exited lane gives NaN; votes count the live lanes', async () => {
     const out = f32Buffer(device, filledF32(64, 0));
-    native.selftestSimKernel('exited_lane', out);
+    addon.selftestSimKernel('exited_lane', out);
     const f = await readF32(out, 64);
     for (let l = 0; l < 16; l++) expect([l, l < 8 ? f[l] === 1 && f[32 + l] === 1 : Number.isNaN(f[l])]).toEqual([l, true]);
   });
 
   test('mismatched warp collectives stop with an error', async () => {
     const out = bitsBuffer(device, new Int32Array(32));
-    native.selftestSimKernel('mismatch', out);
+    addon.selftestSimKernel('mismatch', out);
     await expect(readI32(out, 32)).rejects.toThrow(/^selftest sim kernel: kernel mismatch: .*not reached by all lanes of warp 0/);
     await expectNextLaunchWorks(device);
   });
 
   test('3-D grid and block indices cover every thread exactly once', async () => {
     const out = bitsBuffer(device, new Int32Array(12 * 64));
-    native.selftestSimKernel('index', out);
+    addon.selftestSimKernel('index', out);
     expect(Array.from(await readI32(out, 12 * 64))).toEqual(new Array(12 * 64).fill(1));
   });
 
   test('an exception thrown in a kernel becomes a KernelError', async () => {
     const out = bitsBuffer(device, new Int32Array(64));
-    native.selftestSimKernel('thrower', out);
+    addon.selftestSimKernel('thrower', out);
     await expect(readI32(out, 64)).rejects.toThrow(/^selftest sim kernel: kernel thrower: thrown from a kernel$/);
     await expectNextLaunchWorks(device);
   });
 
   test('__nanosleep lets a spin-wait on another thread\'s write finish', async () => {
     const out = bitsBuffer(device, new Int32Array(64));
-    native.selftestSimKernel('spin', out);
+    addon.selftestSimKernel('spin', out);
     expect(Array.from(await readI32(out, 64))).toEqual(new Array(64).fill(42));
   });
 
   test('a launch from inside a kernel is an error', async () => {
     const out = bitsBuffer(device, new Int32Array(1));
-    native.selftestSimKernel('nested', out);
+    addon.selftestSimKernel('nested', out);
     await expect(readI32(out, 1)).rejects.toThrow(/^selftest sim kernel: kernel inner: launched from inside a running sim kernel/);
     await expectNextLaunchWorks(device);
   });
 
   test('concurrent launches from two OS threads are serialized and both come out right', async () => {
     const [s1, s2] = [f32Buffer(device, filledF32(8, NaN)), f32Buffer(device, filledF32(8, NaN))];
-    native.selftestSimConcurrentLaunches(f32Buffer(device, filledF32(50000, 1)), 50000, s1, s2);
+    addon.selftestSimConcurrentLaunches(f32Buffer(device, filledF32(50000, 1)), 50000, s1, s2);
     const total = async (s: typeof s1) => (await readF32(s, 8)).reduce((a, b) => a + b, 0);
     expect([await total(s1), await total(s2)]).toEqual([50000, 50000]);
   });

@@ -2,6 +2,7 @@
 // finite differences of the reference.
 import { ops, tensor } from '../ts';
 import type { DType, Device, Tensor } from '../ts';
+import { native } from '../ts/native';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
 poisonOutputs();
@@ -73,6 +74,9 @@ describeEachDevice('patchify on %s', (device: Device) => {
     const x = tensor(new Float32Array(2 * 3 * 8 * 8), [2, 3, 8, 8], { device });
     const m = tensor([0, 0, 0], [3], { device });
     expect(() => ops.patchify(x, { patch: 3, mean: m, std: m })).toThrow('patchify: image 8x8 is not a multiple of the patch size 3');
+    // The rule is the native family's (native/tokens/tokens.h), which the op asks; an empty image has nothing to cut.
+    expect(native.patchifyUnsupported({ batch: 0, channels: 3, height: 0, width: 8, patch: 4 })).toBeNull();
+    expect(native.patchifyUnsupported({ batch: 1, channels: 3, height: 8, width: 6, patch: 4 })).toBe('image 8x6 is not a multiple of the patch size 4');
     expect(() => ops.patchify(x, { patch: 4, mean: tensor([0, 0], [2], { device }), std: m })).toThrow(/mean must be f32 with 3 values/);
     expect(() => ops.patchify(x.reshape([6, 8, 8]), { patch: 4, mean: m, std: m })).toThrow(/expected \[B, C, H, W\]/);
     const g = tensor(new Float32Array(3 * 8 * 8), [1, 3, 8, 8], { device, requiresGrad: true });

@@ -101,6 +101,15 @@ export interface AttentionGeometry {
   scale: number;
 }
 
+/** Images [batch, channels, height, width] cut into patch × patch squares: see native/tokens/tokens.h (PatchifyGeometry). */
+export interface PatchifyGeometry {
+  batch: number;
+  channels: number;
+  height: number;
+  width: number;
+  patch: number;
+}
+
 /** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
 export interface ConvGeometry {
   batch: number;
@@ -261,25 +270,11 @@ export interface NativeAddon {
   randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
   /** Writes total (one f32) and each part's out and grad. */
   multiTeacherLoss(args: { terms: NativeLossTerm[]; mode: 'cosine+smoothl1' | 'mse'; alpha: number; beta: number; delta: number; total: NativeBuffer }): void;
+  /** null when one multiTeacherLoss call takes that many teacher terms, else why not (native/loss/loss.h's limit). */
+  lossUnsupported(terms: number): string | null;
   /** out = grad * scalar[0], scalar one f32. */
   lossGradScale(args: { out: NativeBuffer; grad: NativeBuffer; dtype: DType; n: number; scalar: NativeBuffer }): void;
-  // GPU emulator self-tests (bindings/sim_selftest.cpp, native/sim/selftest.h), used by test/sim.test.ts: sim or
-  // cuda buffers; u16 arguments are raw bf16/f16 bits. The selftest* functions exist only in builds with the
-  // self-tests (not AM_RADIO_SELFTEST=0, which the published binaries use); simXxx and selftestSim* on sim builds only.
-  selftestBlockSum(x: NativeBuffer, n: number, blockSums: NativeBuffer, blocks: number, threads: number): void;
-  selftestNeighborExchange(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number, useBarrier: boolean): void;
-  selftestGemmBf16(a: NativeBuffer, b: NativeBuffer, c: NativeBuffer, m: number, n: number, k: number, bIsKN: boolean): void;
-  selftestRoundTrip(input: NativeBuffer, n: number, bf16Bits: NativeBuffer, bf16Back: NativeBuffer, bf16Pair: NativeBuffer,
-    f16Bits: NativeBuffer, f16Back: NativeBuffer): void;
-  selftestWarpOps(input: NativeBuffer, out: NativeBuffer, blocks: number, threads: number): void;
-  selftestPartialBarrier(out: NativeBuffer, threads: number): void;
-  selftestDynamicSmemOob(out: NativeBuffer, threads: number): void;
-  selftestCpAsyncVisibility(input: NativeBuffer, out: NativeBuffer): void;
-  selftestSharedPoison(out: NativeBuffer, blocks: number): void;
-  selftestLdmatrixLayouts(out: NativeBuffer): void;
-  selftestMmaLayouts(aBf16: NativeBuffer, bBf16: NativeBuffer, aF16: NativeBuffer, bF16: NativeBuffer, c: NativeBuffer, d: NativeBuffer): void;
-  selftestSimKernel(name: 'exited_lane' | 'mismatch' | 'index' | 'thrower' | 'spin' | 'nested', out: NativeBuffer): void;
-  selftestSimConcurrentLaunches(x: NativeBuffer, n: number, sums1: NativeBuffer, sums2: NativeBuffer): void;
+  /** The sim scheduler's seed (AMR_SIM_SEED's programmatic form), queued on sim; sim builds only. */
   simSetSeed(seed: bigint): void;
   simSeed(): bigint;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
@@ -290,7 +285,9 @@ export interface NativeAddon {
   interpolateBackward(args: { gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; geometry: InterpolateGeometry } & InterpolateCrop): void;
   /** images [B, C, H, W] → out [B, (H/P)·(W/P), C·P²], (x − mean[c]) / std[c]; mean and std are C f32 values. */
   patchify(args: { out: NativeBuffer; outDtype: DType; x: NativeBuffer; xDtype: DType; mean: NativeBuffer; std: NativeBuffer;
-    batch: number; channels: number; height: number; width: number; patch: number }): void;
+    geometry: PatchifyGeometry }): void;
+  /** null when patchify cuts images of this geometry (sizes may be 0 here), else why not (native/tokens/tokens.h). */
+  patchifyUnsupported(geometry: PatchifyGeometry): string | null;
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
   assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; batch: number; prefixRows: number;
     rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;
@@ -311,6 +308,8 @@ export interface NativeAddon {
   layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
     inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate'; inner?: number }): void;
   /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
+  /** null when the layout ops take tensors of this rank, else why not (native/layout/layout.h's limit). */
+  layoutUnsupported(rank: number): string | null;
   layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
     alpha: number }): void;
 }

@@ -77,6 +77,30 @@ struct LayerNorm2dBackward {
   DType dt, pdt;
 };
 
+// Why a call cannot run, or nullptr: the one list of the family's limits, asked by the binding. Parameters and
+// running statistics are stored like x or in f32 (norm.h's rule), and eps must keep 1 / sqrt(var + eps) finite.
+inline const char* unsupported(const BatchNormForward& a) {
+  if (norm::param_dtype_unsupported(a.dt, a.pdt)) return "paramDtype must be the input's dtype or f32";
+  if (norm::param_dtype_unsupported(a.dt, a.sdt)) return "statsDtype must be the input's dtype or f32";
+  if (!a.running_mean != !a.running_var) return "runningMean and runningVar must be given together";
+  if (!a.training && !a.running_mean) return "eval mode needs runningMean and runningVar";
+  // The unbiased variance the running statistics take divides by N·H·W − 1.
+  if (a.training && a.n * a.hw < 2) return "training needs more than one value per channel";
+  if (!(a.eps > 0.f)) return "eps must be > 0";
+  if (!(a.momentum >= 0.f && a.momentum <= 1.f)) return "momentum must be in [0, 1]";
+  return nullptr;
+}
+inline const char* unsupported(const BatchNormBackward& a) {
+  return norm::param_dtype_unsupported(a.dt, a.pdt) ? "paramDtype must be the input's dtype or f32" : nullptr;
+}
+inline const char* unsupported(const LayerNorm2dForward& a) {
+  if (norm::param_dtype_unsupported(a.dt, a.pdt)) return "paramDtype must be the input's dtype or f32";
+  return a.eps > 0.f ? nullptr : "eps must be > 0";
+}
+inline const char* unsupported(const LayerNorm2dBackward& a) {
+  return norm::param_dtype_unsupported(a.dt, a.pdt) ? "paramDtype must be the input's dtype or f32" : nullptr;
+}
+
 // f32 scratch every call takes: two partials per plane, then two sums per channel.
 inline int64_t scratch_bytes(int64_t n, int64_t c) { return (2 * n * c + 2 * c) * int64_t(sizeof(float)); }
 

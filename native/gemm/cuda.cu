@@ -133,7 +133,8 @@ bool wants_large_tile(const GemmArgs& g) {
 }  // namespace
 
 void gemm(GpuStream s, const GemmArgs& g) {
-  if (g.batch > 65535) throw Error("matmul: batch of " + std::to_string(g.batch) + " exceeds 65535");
+  const std::string why = gpu_unsupported(g);
+  if (!why.empty()) throw Error("matmul: " + why);
   if (fits_mma(g)) {
     if (wants_large_tile(g)) launch_mma<LargeMmaTile>(s, g);
     else launch_mma<SmallMmaTile>(s, g);

@@ -2,6 +2,7 @@
 // linear(x, W) is A = x [M, K], B = W [N, K] with trans_b. Accumulation is f32 for every storage dtype.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
@@ -27,6 +28,13 @@ struct GemmArgs {
 };
 
 AMR_HD float activate(Activation act, float v) { return activation::apply(act, v); }
+
+// Why the cuda and sim backends cannot run args, or empty: their grids put the batch on z, at most 65535 blocks.
+// Asked by those backends' gemm; the cpu backend has no such limit, so it is not a reason to refuse every call.
+inline std::string gpu_unsupported(const GemmArgs& g) {
+  if (g.batch <= 65535) return std::string();
+  return "batch of " + std::to_string(g.batch) + " exceeds 65535";
+}
 
 #define AMR_GEMM_FUNCS void gemm(GpuStream s, const GemmArgs& args);
 

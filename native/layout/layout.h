@@ -10,6 +10,7 @@
 // replicate pad backward, has its own PadGeometry; it sums in a fixed order, so there are no float atomics.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
@@ -39,6 +40,13 @@ struct CopyPlan {
   PadMode mode;  // what a source axis out of range reads
   float scale;   // multiplies every value (mean's backward); 1 copies the bits of f32 and bf16 exactly
 };
+
+// Why tensors of `rank` dimensions cannot be laid out, or empty: the one list of the family's rank limit, asked by
+// the TypeScript ops (native.layoutUnsupported) before they plan; the binding bounds a plan's sizes by kMaxDims.
+inline std::string unsupported_rank(int64_t rank) {
+  if (rank <= kMaxDims) return std::string();
+  return "tensors of rank " + std::to_string(rank) + " are not supported (at most " + std::to_string(kMaxDims) + " dims)";
+}
 
 inline int64_t plan_elements(const CopyPlan& p) {
   int64_t n = 1;

@@ -9,6 +9,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "../interpolate/interpolate.h"
 #include "../runtime/common.h"
@@ -19,6 +20,14 @@ namespace loss {
 
 // Terms per call: the plan travels as a kernel argument, so its size is bounded.
 constexpr int kMaxTerms = 16;
+// Why a call of `terms` teacher terms cannot run, or empty: the one list of that limit, asked by the TypeScript op
+// (native.lossUnsupported), the binding and make_plan. The per-term rules are make_plan's.
+inline std::string unsupported_terms(int64_t terms) {
+  if (terms < 1) return "at least 1 teacher term per call, got " + std::to_string(terms);
+  if (terms > kMaxTerms)
+    return "at most " + std::to_string(kMaxTerms) + " teacher terms per call, got " + std::to_string(terms);
+  return std::string();
+}
 // PyTorch's cosine_similarity default; clamps each norm separately.
 constexpr float kCosEps = 1e-8f;
 constexpr int kThreads = 256;

@@ -11,9 +11,8 @@ int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 }  // namespace
 
 void make_plan(Plan& plan) {
-  if (plan.terms < 1 || plan.terms > kMaxTerms)
-    throw Error("multiTeacherLoss: between 1 and " + std::to_string(kMaxTerms) + " teacher terms per call, got " +
-                std::to_string(plan.terms));
+  const std::string why = unsupported_terms(plan.terms);
+  if (!why.empty()) throw Error("multiTeacherLoss: " + why);
   const bool mse = plan.mode == Mode::Mse;
   int64_t items = 0;
   int capacity = 0;

@@ -30,6 +30,18 @@ void with_param_type(DType pdt, F&& f) {
   else f(static_cast<T*>(nullptr));
 }
 
+// Why parameters stored as pdt cannot go with storage dt, or nullptr: like x, or f32 (the rule above; batchnorm's
+// parameters and running statistics follow it too).
+inline const char* param_dtype_unsupported(DType dt, DType pdt) {
+  return pdt == dt || pdt == DType::F32 ? nullptr : "must be the input's dtype or f32";
+}
+
+// Why a LayerNorm of storage dt with parameters pdt cannot run, or nullptr: the one list of its limits, asked by
+// the binding.
+inline const char* unsupported(DType dt, DType pdt) {
+  return param_dtype_unsupported(dt, pdt) ? "weight and bias must be the input's dtype or f32" : nullptr;
+}
+
 #define AMR_NORM_FUNCS                                                                                          \
   /* y = centred(x) * rstd * w + b; mean (of x - x0, see centred) and rstd, f32 per row, kept for backward */  \
   void layer_norm_forward(GpuStream s, void* y, float* mean, float* rstd, const void* x, const void* w,         \

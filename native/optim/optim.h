@@ -23,6 +23,12 @@ struct AdamTensor {
   int32_t pad;
 };
 
+// Why the step cannot update t, or nullptr: the one list of its limits, asked by the binding. A bf16 parameter
+// is updated through its f32 master copy (the scheme at the top of this file), so it must have one.
+inline const char* unsupported(const AdamTensor& t) {
+  return t.is_bf16 && !t.master ? "is bf16 but has no f32 master copy" : nullptr;
+}
+
 struct AdamHyper {
   float lr, beta1, beta2, eps, weight_decay;
   float bias_correction1, bias_correction2;  // 1 - beta^t

@@ -8,7 +8,7 @@ namespace random {
 namespace cpu {
 
 void fill(GpuStream, void* out, DType dt, int64_t n, Distribution dist, uint64_t seed) {
-  if (dt == DType::I32) throw Error("random fill: i32 tensors are not supported");
+  if (const char* why = unsupported(dt)) throw Error(std::string("random fill: ") + why);
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     if constexpr (!std::is_same<T, int32_t>::value) {

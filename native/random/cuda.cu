@@ -22,7 +22,7 @@ __global__ void fill_kernel(T* out, int64_t n, Distribution dist, uint64_t seed)
 }  // namespace
 
 void fill(GpuStream s, void* out, DType dt, int64_t n, Distribution dist, uint64_t seed) {
-  if (dt == DType::I32) throw Error("random fill: i32 tensors are not supported");
+  if (const char* why = unsupported(dt)) throw Error(std::string("random fill: ") + why);
   const int64_t blocks = ((n + 3) / 4 + 255) / 256;
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;

@@ -9,6 +9,10 @@
 namespace amr {
 namespace random {
 
+// Why a fill of dtype dt cannot run, or nullptr: the one list of its limits, asked by the binding and by every
+// backend's fill (a native caller may skip the binding). Samples are floats.
+inline const char* unsupported(DType dt) { return dt == DType::I32 ? "i32 tensors are not supported" : nullptr; }
+
 #define AMR_RANDOM_FUNCS \
   void fill(GpuStream s, void* out, DType dt, int64_t n, Distribution dist, uint64_t seed);
 

@@ -10,7 +10,7 @@ namespace reduce {
 namespace cpu {
 
 void sum(GpuStream, void* out, const void* a, DType dt, int64_t n, double alpha, void*) {
-  if (dt == DType::I32) throw Error("sum: i32 tensors are not supported");
+  if (const char* why = unsupported(dt)) throw Error(std::string("sum: ") + why);
   with_dtype(dt, [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* x = static_cast<const T*>(a);

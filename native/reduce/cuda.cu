@@ -66,7 +66,7 @@ void sum_rows(GpuStream s, void* out, const void* a, DType dt, int64_t rows, int
 }
 
 void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch) {
-  if (dt == DType::I32) throw Error("sum: i32 tensors are not supported");
+  if (const char* why = unsupported(dt)) throw Error(std::string("sum: ") + why);
   const int64_t blocks = sum_blocks(n);
   const int64_t per_block = (n + blocks - 1) / blocks;
   float* partial = static_cast<float*>(scratch);

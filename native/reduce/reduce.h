@@ -15,6 +15,10 @@ int64_t sum_scratch_bytes(int64_t n);
 // Scratch that sum_rows needs for a [rows, cols] input.
 int64_t sum_rows_scratch_bytes(int64_t cols);
 
+// Why sum cannot reduce storage of dtype dt, or nullptr: the one list of its limits, asked by the binding and by
+// every backend's sum (a native caller may skip the binding). It accumulates floats only.
+inline const char* unsupported(DType dt) { return dt == DType::I32 ? "i32 tensors are not supported" : nullptr; }
+
 #define AMR_REDUCE_FUNCS                                                                                  \
   /* out[0] = alpha * sum(a[0..n)); out has dtype dt; f32 accumulation */                                \
   void sum(GpuStream s, void* out, const void* a, DType dt, int64_t n, double alpha, void* scratch);     \

@@ -1,24 +1,23 @@
-// Included first by every native/<family>/cuda.cu. The same source is compiled twice:
-//  - by nvcc for the cuda backend (AMR_GPU_NS = cuda), with the real CUDA builtins;
-//  - by the host C++ compiler for the sim backend (AMR_SIM defined, AMR_GPU_NS = sim), where
-//    native/sim/sim_cuda.h provides the builtins and runs each CUDA thread as a fiber.
-// Kernel code therefore uses only what both provide: the CUDA builtins listed in sim_cuda.h,
-// AMR_SHARED / AMR_DYNAMIC_SMEM for shared memory (never plain __shared__: sim could not poison it), native/runtime/tensor_core.cuh for mma/ldmatrix/cp.async,
-// and amr::launch (launch.cuh) as the only way to start a kernel.
+// Included first by every native/<family>/cuda.cu: the CUDA-facing API that kernels are written against. The same
+// source is compiled twice, and the build decides which implementation of this API each compile sees, by the
+// include directory it adds (CMakeLists.txt):
+//  - nvcc, for the cuda backend: native/runtime/cuda/ (the real CUDA headers and builtins, AMR_GPU_NS = cuda);
+//  - the host C++ compiler, for the sim backend: native/sim/device/ (the emulator's stand-ins, AMR_GPU_NS = sim,
+//    AMR_SIM defined), which runs each CUDA thread as a fiber.
+// Nothing in native/runtime names the emulator: sim depends on this API (it implements it), not the other way.
+//
+// What each implementation's amr_device_kernel.h provides, and so all that kernel code may use:
+//  - the CUDA builtins listed in native/sim/sim_cuda.h and sim_types.h (qualifiers, thread coordinates, barriers,
+//    warp shuffles and votes, atomics, __nv_bfloat16 / __half and their conversions, math intrinsics);
+//  - AMR_GPU_NS, the namespace of this build (cuda or sim), so that one process links both builds of a family;
+//  - AMR_SHARED(T, name, dims) and AMR_DYNAMIC_SMEM(T, name) for static and dynamic shared memory (never plain
+//    __shared__: sim could not poison it).
+// Beyond that: native/runtime/tensor_core.cuh for mma/ldmatrix/cp.async, and amr::launch (launch.cuh) as the only
+// way to start a kernel.
 #pragma once
 
-#ifdef AMR_SIM
-#include "../sim/sim_cuda.h"
-#define AMR_GPU_NS sim
-#else
-#include <cuda_runtime.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#define AMR_GPU_NS cuda
-// On hardware dynamic shared memory is a plain pointer; under sim it is a bounds-checked pointer.
-#define AMR_DYNAMIC_SMEM(T, name)                                   \
-  extern __shared__ __align__(16) unsigned char amr_dynamic_smem_[]; \
-  T* name = reinterpret_cast<T*>(amr_dynamic_smem_)
-// Static shared memory. Under sim it starts poisoned (NaN) in every block, so a read before the write shows.
-#define AMR_SHARED(T, name, dims) __shared__ T name dims
+#include <amr_device_kernel.h>
+
+#if !defined(AMR_GPU_NS) || !defined(AMR_SHARED) || !defined(AMR_DYNAMIC_SMEM)
+#error "amr_device_kernel.h must define AMR_GPU_NS, AMR_SHARED and AMR_DYNAMIC_SMEM (see native/runtime/kernel.cuh)"
 #endif

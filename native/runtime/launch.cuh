@@ -1,11 +1,15 @@
-// The one place that starts CUDA kernels. Under nvcc it is a real <<<>>> launch on the op's stream;
-// under sim it runs the grid on the CPU emulator (native/sim). Errors name the kernel.
+// The one place that starts CUDA kernels. How a grid runs is the build's implementation of the device API
+// (amr_device_launch.h, chosen like kernel.cuh's): under nvcc a real <<<>>> launch on the op's stream, under sim the
+// grid run on the CPU emulator. Errors name the kernel.
 #pragma once
 #include <stdexcept>
 #include <string>
 
 #include "kernel.cuh"
 #include "launch_types.h"
+// Provides amr::AMR_GPU_NS::device::start_grid(name, kernel, grid, block, dynamic_smem, stream, params...): runs
+// or queues the grid and returns nullptr, or returns why it could not start it.
+#include <amr_device_launch.h>
 
 namespace amr {
 
@@ -25,18 +29,9 @@ inline void launch(const char* name, void (*kernel)(Params...), dim3 grid, dim3 
                    GpuStream stream, Args... args) {
   static_assert(sizeof...(Params) == sizeof...(Args), "launch: argument count does not match the kernel");
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
-#ifdef AMR_SIM
-  (void)stream;
-  ::amr::sim::run_grid(name, grid, block, dynamic_smem, [&]() { kernel(static_cast<Params>(args)...); });
-#else
-  if (dynamic_smem > 48 * 1024) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)dynamic_smem);
-    if (e != cudaSuccess) throw KernelError(name, cudaGetErrorString(e));
-  }
-  kernel<<<grid, block, dynamic_smem, static_cast<cudaStream_t>(stream.handle)>>>(static_cast<Params>(args)...);
-  cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw KernelError(name, cudaGetErrorString(e));
-#endif
+  const char* error = ::amr::AMR_GPU_NS::device::start_grid<Params...>(name, kernel, grid, block, dynamic_smem, stream,
+                                                                      static_cast<Params>(args)...);
+  if (error) throw KernelError(name, error);
 }
 
 }  // inline namespace

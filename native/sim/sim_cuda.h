@@ -1,5 +1,6 @@
 // The sim backend's stand-in for the CUDA builtins, so that a .cu file compiles as plain C++ and runs on
-// the CPU (included by native/runtime/kernel.cuh when AMR_SIM is defined; never include it directly).
+// the CPU (the sim build's side of native/runtime/kernel.cuh, through native/sim/device/amr_device_kernel.h; never
+// include it directly).
 //
 // Execution model (native/sim/sim_runtime.cpp): a launch runs its blocks one after another on the calling
 // OS thread; every CUDA thread of a block is a fiber with its own stack. Fibers switch only at

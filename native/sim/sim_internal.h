@@ -1,13 +1,12 @@
 // Scheduler state shared by the sim runtime's .cpp files (not part of the kernel-facing API).
 #pragma once
 
-#ifndef AMR_SIM
-#define AMR_SIM 1
-#endif
 #include <cstdint>
 #include <vector>
 
-#include "../runtime/launch.cuh"  // amr::KernelError; pulls in sim_cuda.h through kernel.cuh
+// amr::KernelError; pulls in sim_cuda.h through kernel.cuh (the build compiles this directory's sources with the
+// sim implementation of the device API, native/sim/device/, on the include path).
+#include "../runtime/launch.cuh"
 #include "sim_fiber.h"
 
 namespace amr {

@@ -4,7 +4,7 @@
 // result from the PTX ISA rules quoted below, and all continue.
 #include <cstdio>
 
-#include "sim_internal.h"  // first: defines AMR_SIM
+#include "sim_internal.h"
 #include "../runtime/tensor_core.cuh"
 
 namespace amr {

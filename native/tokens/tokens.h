@@ -5,6 +5,7 @@
 // elements.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../runtime/common.h"
 #include "../runtime/launch_types.h"
@@ -19,6 +20,15 @@ struct PatchifyGeometry {
   AMR_HD int64_t patch_elems() const { return channels * patch * patch; }
   AMR_HD int64_t out_elements() const { return batch * grid_h() * grid_w() * patch_elems(); }
 };
+
+// Why patchify cannot cut g, or empty: the one list of its limits (the kernels index whole patches only), asked by
+// the binding and, through native.patchifyUnsupported, by the TypeScript op. A string, as the reason names sizes.
+// PatchifyGeometry is also the TypeScript interface of that name (ts/native.ts), field for field.
+inline std::string unsupported(const PatchifyGeometry& g) {
+  if (g.height % g.patch == 0 && g.width % g.patch == 0) return std::string();
+  return "image " + std::to_string(g.height) + "x" + std::to_string(g.width) + " is not a multiple of the patch size " +
+         std::to_string(g.patch);
+}
 
 // out[b, n, c·P² + yy·P + xx] for n = py·gw + px, as RADIO's Im2Patches orders it.
 struct PatchIndex {

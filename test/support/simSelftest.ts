@@ -3,8 +3,12 @@
 // round-to-nearest-even found by searching the representable neighbours (no bit tricks shared with the code
 // under test).
 import type { Device } from '../../ts';
-import { native } from '../../ts/native';
 import type { NativeBuffer } from '../../ts/native';
+import { selftestAddon } from './selftestAddon';
+import type { SelftestAddon } from './selftestAddon';
+
+// The buffers belong to the test addon, whose self-tests read them (test/sim.test.ts runs only where it is built).
+const native = selftestAddon as SelftestAddon;
 
 export function f32Buffer(device: Device, data: Float32Array): NativeBuffer {
   const buf = native.alloc(device, data.byteLength);

@@ -15,7 +15,8 @@ interface BuildOptions {
 }
 
 function parseBuildArgs(args: string[]): BuildOptions {
-  // The emulator's self-test kernels are only for the repository's test/sim.test.ts: left out unless asked for
+  // The emulator's self-tests are only for the repository's test/sim.test.ts, in an addon of their own
+  // (am_radio_selftest.node, beside am_radio.node, which never contains them): not built unless asked for
   // (--self-tests, or AM_RADIO_SELFTEST in the environment, which is kept as given).
   const o: BuildOptions = { ifMissing: false, env: { AM_RADIO_SELFTEST: process.env.AM_RADIO_SELFTEST ?? '0' } };
   for (let i = 0; i < args.length; i++) {
@@ -55,8 +56,15 @@ export function buildCommand(args: string[]): void {
   const o = parseBuildArgs(args);
   const root = packageRoot();
   const output = path.join(root, 'build', 'Release', 'am_radio.node');
-  if (o.ifMissing && fs.existsSync(output)) {
-    console.log(`am-radio build: ${output} exists (--if-missing); delete it or drop --if-missing to rebuild`);
+  // With the self-tests asked for, a build without their addon is missing something too. CMake builds none in a
+  // package without the test sources (test/native/, which npm does not ship), and none with neither sim nor cuda
+  // (nvcc's presence is CMake's to find, so only a build with sim is sure to have one).
+  const selftestOutput = path.join(root, 'build', 'Release', 'am_radio_selftest.node');
+  const wanted = [output];
+  if (o.env.AM_RADIO_SELFTEST !== '0' && o.env.AM_RADIO_SIM !== '0' && fs.existsSync(path.join(root, 'test', 'native', 'selftest.cu')))
+    wanted.push(selftestOutput);
+  if (o.ifMissing && wanted.every((f) => fs.existsSync(f))) {
+    console.log(`am-radio build: ${wanted.join(' and ')} ${wanted.length > 1 ? 'exist' : 'exists'} (--if-missing); delete ${wanted.length > 1 ? 'them' : 'it'} or drop --if-missing to rebuild`);
     return;
   }
   const cmakeJs = toolScript('cmake-js', 'cmake-js');
@@ -79,6 +87,6 @@ export function buildCommand(args: string[]): void {
     if (r.error) throw new Error(`am-radio build: could not run cmake-js ${step}: ${r.error.message}`);
     if (r.status !== 0) throw new Error(`am-radio build: cmake-js ${step} failed (exit ${r.status ?? r.signal}); the compiler's output is above`);
   }
-  if (!fs.existsSync(output)) throw new Error(`am-radio build: cmake-js finished but ${output} was not written`);
+  for (const f of wanted) if (!fs.existsSync(f)) throw new Error(`am-radio build: cmake-js finished but ${f} was not written`);
   console.log(`am-radio build: wrote ${output}; it is loaded before any binary package (am-radio doctor shows which)`);
 }

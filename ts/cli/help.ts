@@ -77,7 +77,7 @@ export const COMMANDS: CommandHelp[] = [
       '--no-cuda            leave the cuda backend out even when nvcc is found (AM_RADIO_CUDA=0)',
       '--no-sim             leave the sim backend (the CUDA emulator) out (AM_RADIO_SIM=0)',
       '--cuda-arch LIST     CMAKE_CUDA_ARCHITECTURES, e.g. 90-real (AM_RADIO_CUDA_ARCH)',
-      '--self-tests         also build the CUDA emulator\'s self-test kernels (the repository\'s tests need them)',
+      '--self-tests         also build the test-only addon of the CUDA emulator\'s self-tests (the repository\'s tests need it)',
     ],
   },
   {

@@ -5,8 +5,17 @@
 import { LayoutCopyPlan, native } from '../native';
 import { checkSame, emptyTensor, full, record, Tensor, zeros } from '../tensor';
 
-/** The most dimensions permute (and every plan) handles. */
+/**
+ * The most dimensions permute (and every plan) handles. A constant, so that it can be read without loading the
+ * addon; the limit itself is native/layout/layout.h's, which every op below asks (test/layout.test.ts holds the two equal).
+ */
 export const MAX_PERMUTE_DIMS = 6;
+
+/** Throws when the layout family does not take tensors of rank r (its one list of limits, native/layout/layout.h). */
+function checkRank(op: string, r: number): void {
+  const why = native.layoutUnsupported(r);
+  if (why) throw new Error(`${op}: ${why}`);
+}
 
 export type PadMode = 'zero' | 'reflect' | 'replicate';
 
@@ -83,7 +92,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const op = 'permute';
   checkTensor(op, x);
   const r = x.shape.length;
-  if (r > MAX_PERMUTE_DIMS) throw new Error(`${op}: tensors of rank ${r} are not supported (at most ${MAX_PERMUTE_DIMS} dims)`);
+  checkRank(op, r);
   if (!Array.isArray(dims) || dims.length !== r)
     throw new Error(`${op}: dims must list all ${r} dimensions of ${fmt(x.shape)}, got ${JSON.stringify(dims)}`);
   const p = dims.map((d, i) => normDim(op, d, r, `dims[${i}]`));
@@ -104,7 +113,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   checkSame(op, tensors);
   const first = tensors[0].shape;
   if (first.length === 0) throw new Error(`${op}: zero-dimensional tensors cannot be concatenated`);
-  if (first.length > MAX_PERMUTE_DIMS) throw new Error(`${op}: tensors of rank ${first.length} are not supported (at most ${MAX_PERMUTE_DIMS} dims)`);
+  checkRank(op, first.length);
   const d = normDim(op, dim, first.length);
   tensors.forEach((t: Tensor, i: number) => {
     if (t.shape.length !== first.length || t.shape.some((s, k) => k !== d && s !== first[k]))
@@ -133,7 +142,7 @@ export function narrow(x: Tensor, dim: number, start: number, length: number): T
   const op = 'narrow';
   checkTensor(op, x);
   if (x.shape.length === 0) throw new Error(`${op}: a zero-dimensional tensor cannot be narrowed`);
-  if (x.shape.length > MAX_PERMUTE_DIMS) throw new Error(`${op}: tensors of rank ${x.shape.length} are not supported (at most ${MAX_PERMUTE_DIMS} dims)`);
+  checkRank(op, x.shape.length);
   const d = normDim(op, dim, x.shape.length);
   const n = x.shape[d];
   if (typeof start !== 'number' || !Number.isInteger(start) || start < -n || start > n)

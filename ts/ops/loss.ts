@@ -42,7 +42,6 @@ export interface MultiTeacherLossResult {
 }
 
 const OP = 'multiTeacherLoss';
-const MAX_TERMS = 16;
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
 
@@ -104,7 +103,9 @@ function pair(term: TeacherTerm, key: 'summary' | 'features', who: string): [Ten
  */
 export function multiTeacherLoss(terms: TeacherTerm[], opts: MultiTeacherLossOptions = {}): MultiTeacherLossResult {
   if (!Array.isArray(terms) || terms.length === 0) throw new Error(`${OP}: terms must be a non-empty array`);
-  if (terms.length > MAX_TERMS) throw new Error(`${OP}: at most ${MAX_TERMS} teacher terms per call, got ${terms.length}`);
+  // How many terms one call takes is the native family's limit (native/loss/loss.h), so no number is kept here.
+  const tooMany = native.lossUnsupported(terms.length);
+  if (tooMany) throw new Error(`${OP}: ${tooMany}`);
   const mode = opts.mode ?? 'cosine+smoothl1';
   if (mode !== 'cosine+smoothl1' && mode !== 'mse') throw new Error(`${OP}: unknown mode ${JSON.stringify(mode)}`);
   const alpha = finite(opts.alpha, 0.9, 'alpha');

@@ -4,7 +4,7 @@
 // every one of their gradients is a sum of rows of the output gradient.
 import { needsGrad } from '../autograd';
 import { native } from '../native';
-import type { DType } from '../native';
+import type { DType, PatchifyGeometry } from '../native';
 import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -41,7 +41,10 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   const [B, C, H, W] = images.shape;
   if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { patch, mean, std } are required`);
   const P = positiveInt(op, 'patch', opts.patch);
-  if (H % P !== 0 || W % P !== 0) throw new Error(`${op}: image ${H}x${W} is not a multiple of the patch size ${P}`);
+  // Which images patchify cuts is the native family's rule (native/tokens/tokens.h), asked rather than copied.
+  const geometry: PatchifyGeometry = { batch: B, channels: C, height: H, width: W, patch: P };
+  const unsupported = native.patchifyUnsupported(geometry);
+  if (unsupported) throw new Error(`${op}: ${unsupported}`);
   for (const [name, t] of [['mean', opts.mean], ['std', opts.std]] as const) {
     if (!(t instanceof Tensor)) throw new Error(`${op}: ${name} must be a Tensor`);
     if (t.dtype !== 'f32' || t.numel !== C || t.device !== images.device)
@@ -54,7 +57,7 @@ export function patchify(images: Tensor, opts: PatchifyOptions): Tensor {
   if (out.numel > 0)
     native.patchify({
       out: out.native(op), outDtype: dtype, x: images.native(op), xDtype: images.dtype, mean: opts.mean.native(op), std: opts.std.native(op),
-      batch: B, channels: C, height: H, width: W, patch: P,
+      geometry,
     });
   return out;
 }

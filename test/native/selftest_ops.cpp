@@ -1,21 +1,18 @@
-// The GPU emulator's self-tests (native/sim/selftest.h) for the test suite: each function checks its
-// buffers' sizes here and queues the kernel on their backend (sim, or cuda on a GPU; never cpu). Also the
-// sim-only pieces test/sim.test.ts needs: the sim scheduler's seed, a few kernels that probe emulator
-// semantics (native/sim/rule_checks.cpp), and a read of
-// raw bytes (exact u16 bit patterns and u32 registers, which read() would convert to floats).
+// The GPU emulator's self-tests (selftest.h) for test/sim.test.ts, in the test-only addon am_radio_selftest.node
+// (never in the shipped am_radio.node): each function checks its buffers' sizes here and queues the kernel on their
+// backend (sim, or cuda on a GPU; never cpu). Also the kernels that probe the emulator's own semantics
+// (rule_checks.cpp), on sim only.
 #include <climits>
 #include <exception>
 #include <string>
 #include <thread>
 
-#include "../native/sim/selftest.h"
-#include "buffer.h"
-#include "dispatch.h"
-#include "host_read.h"
-#include "modules.h"
+#include "bindings/buffer.h"
+#include "bindings/dispatch.h"
+#include "selftest.h"
 
 #ifdef AMR_WITH_SIM
-#include "../native/sim/rule_checks.h"
+#include "rule_checks.h"
 #endif
 
 // Calls amr::{sim,cuda}::selftest::fn(args..., stream) for the backend; the self-tests have no cpu version.
@@ -251,7 +248,7 @@ Napi::Value MmaLayouts(const Napi::CallbackInfo& info) {
 }
 
 #ifdef AMR_WITH_SIM
-// selftestSimKernel(name, out): one of the emulator-semantics kernels at the end of this file, on sim.
+// selftestSimKernel(name, out): one of the emulator-semantics kernels of rule_checks.cpp, on sim.
 Napi::Value SimKernel(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "selftest sim kernel";

@@ -1,9 +1,10 @@
 // Self-test kernels of the GPU emulator, written as ordinary CUDA: built by nvcc for the cuda backend and
-// as C++ with AMR_SIM for the sim backend (declarations and expected results: selftest.h).
-#include "../runtime/kernel.cuh"
-#include "../runtime/launch.cuh"
-#include "../gemm/mma_tile.cuh"
-#include "../runtime/tensor_core.cuh"
+// as C++ with AMR_SIM for the sim backend (declarations and expected results: selftest.h). Test code, so it may
+// use an op family: the GEMM test runs gemm's production tensor-core tile.
+#include "native/runtime/kernel.cuh"
+#include "native/runtime/launch.cuh"
+#include "native/gemm/mma_tile.cuh"
+#include "native/runtime/tensor_core.cuh"
 #include "selftest.h"
 
 #include <stdexcept>

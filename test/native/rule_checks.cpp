@@ -7,11 +7,8 @@
 #include <stdexcept>
 #include <thread>
 
-#ifndef AMR_SIM
-#define AMR_SIM 1
-#endif
-#include "../runtime/kernel.cuh"
-#include "../runtime/launch.cuh"
+#include "native/runtime/kernel.cuh"
+#include "native/runtime/launch.cuh"
 #include "selftest.h"
 
 namespace amr {

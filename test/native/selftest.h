@@ -1,5 +1,5 @@
-// Self-test kernels of the GPU emulator (native/sim/selftest.cu). The same source is built for both
-// backends, so these are declared in amr::cuda::selftest (nvcc) and amr::sim::selftest (sim). Pointers
+// Self-test kernels of the GPU emulator (selftest.cu), built only into the test addon (CMakeLists.txt). The same
+// source is built for both backends, so these are declared in amr::cuda::selftest (nvcc) and amr::sim::selftest (sim). Pointers
 // are in the backend's memory (device memory on cuda, host memory on sim); every function only queues
 // work on the stream and throws amr::KernelError (a std::runtime_error) on a launch error, or
 // std::invalid_argument on bad arguments.
