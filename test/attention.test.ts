@@ -1,5 +1,6 @@
-// Fused attention against a naive float64 reference (global and window modes, prefix, bias, every head dim);
-// gradients against the float64 analytic backward and sampled finite differences of the reference.
+// Fused attention against a naive float64 reference (global and window modes, prefix, bias, SAM's decomposed relative
+// position terms, every head dim); gradients against the float64 analytic backward and sampled finite differences of
+// the reference.
 import { ops, tensor } from '../ts';
 import type { DType, Device } from '../ts';
 import { native } from '../ts/native';
@@ -47,13 +48,17 @@ const NAIVE_BF16: Rounding = { intermediate: roundBf16, operand: roundBf16, resu
 /** What the bf16 tensor-core kernels round: the mma operands and the results; everything else stays f32. */
 const TENSOR_CORE_BF16: Rounding = { operand: roundBf16, result: roundBf16 };
 
-/** out [B, T, D] and, given dout, dqkv and dbias, all in float64. */
-function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout?: Float64Array, rounding: Rounding = {}) {
+/**
+ * out [B, T, D] and, given dout, dqkv and dbias, all in float64. batchBias [B, heads, L, L] (global mode) is a second
+ * bias, one per sample, with its gradient dbatchBias: the materialised relative position terms.
+ */
+function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout?: Float64Array, rounding: Rounding = {}, batchBias: Float64Array | null = null) {
   const { intermediate: inter = unrounded, operand = unrounded, result = unrounded } = rounding;
   const { D, L, nw, token, scale } = dims(g);
   const out = new Float64Array(g.B * g.T * D);
   const dqkv = new Float64Array(qkv.length);
   const dbias = bias ? new Float64Array(bias.length) : null;
+  const dbatchBias = batchBias ? new Float64Array(batchBias.length) : null;
   const at = (b: number, t: number, part: number, h: number) => ((b * g.T + t) * 3 + part) * D + h * g.hd;
   for (let b = 0; b < g.B; b++)
     for (let h = 0; h < g.heads; h++)
@@ -66,7 +71,7 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
             const kj = at(b, token(w, j), 1, h);
             let s = 0;
             for (let d = 0; d < g.hd; d++) s += qkv[qi + d] * qkv[kj + d];
-            s = inter(inter(s * scale) + (bias ? bias[(h * L + i) * L + j] : 0));
+            s = inter(inter(s * scale) + (bias ? bias[(h * L + i) * L + j] : 0) + (batchBias ? batchBias[((b * g.heads + h) * L + i) * L + j] : 0));
             P[i * L + j] = s;
             m = Math.max(m, s);
           }
@@ -101,6 +106,7 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
           for (let j = 0; j < L; j++) {
             const ds = inter(P[i * L + j] * (dp[j] - delta));
             if (dbias) dbias[(h * L + i) * L + j] += ds;
+            if (dbatchBias) dbatchBias[((b * g.heads + h) * L + i) * L + j] = ds;
             const dsk = operand(ds) * scale;
             const kj = at(b, token(w, j), 1, h);
             for (let d = 0; d < g.hd; d++) {
@@ -110,21 +116,66 @@ function refAttention(qkv: Float64Array, g: Geo, bias: Float64Array | null, dout
           }
         }
       }
-  return { out: out.map(result), dqkv: dqkv.map(result), dbias: dbias && dbias.map(result) };
+  return { out: out.map(result), dqkv: dqkv.map(result), dbias: dbias && dbias.map(result), dbatchBias };
+}
+
+/** SAM's relative position inputs: h [B, heads, T, gh], w [B, heads, T, gw] over a token grid [gh, gw]. */
+interface Rel {
+  h: Float64Array;
+  w: Float64Array;
+  grid: [number, number];
+}
+
+/**
+ * The [B, heads, T, T] bias SAM's add_decomposed_rel_pos adds, written out: bias[b, n, q, k] = h[b, n, q, k / gw] +
+ * w[b, n, q, k % gw] (keys in raster order over the grid).
+ */
+function materialiseRelPos(rel: Rel, g: Geo): Float64Array {
+  const [gh, gw] = rel.grid;
+  const full = new Float64Array(g.B * g.heads * g.T * g.T);
+  for (let row = 0; row < g.B * g.heads * g.T; row++)
+    for (let y = 0; y < gh; y++)
+      for (let x = 0; x < gw; x++) full[row * g.T + y * gw + x] = rel.h[row * gh + y] + rel.w[row * gw + x];
+  return full;
+}
+
+/** refAttention with the relative position terms as a full bias; dh and dw are sums of its gradient over key rows and key columns. */
+function refRelPos(qkv: Float64Array, g: Geo, bias: Float64Array | null, rel: Rel, dout?: Float64Array) {
+  const [gh, gw] = rel.grid;
+  const r = refAttention(qkv, g, bias, dout, {}, materialiseRelPos(rel, g));
+  const dh = new Float64Array(rel.h.length);
+  const dw = new Float64Array(rel.w.length);
+  if (dout)
+    for (let row = 0; row < g.B * g.heads * g.T; row++)
+      for (let y = 0; y < gh; y++)
+        for (let x = 0; x < gw; x++) {
+          const ds = r.dbatchBias![row * g.T + y * gw + x];
+          dh[row * gh + y] += ds;
+          dw[row * gw + x] += ds;
+        }
+  return { ...r, dh, dw };
 }
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
 const quant = (a: Float64Array, dtype: DType) => (dtype === 'bf16' ? a.map(roundBf16) : Float64Array.from(Float32Array.from(a)));
 
-/** Forward and backward (loss Σ y·r) of the op on device: out, dqkv and dbias as arrays. */
-async function run(device: Device, g: Geo, dtype: DType, q0: Float64Array, b0: Float64Array | null, r0: Float64Array) {
+/** Forward and backward (loss Σ y·r) of the op on device: out, dqkv, dbias and the relative position gradients as arrays. */
+async function run(device: Device, g: Geo, dtype: DType, q0: Float64Array, b0: Float64Array | null, r0: Float64Array, rel?: Rel) {
   const { D, L } = dims(g);
   const qkv = tensor(f32(q0), [g.B, g.T, 3 * D], { device, dtype, requiresGrad: true });
   const bias = b0 ? tensor(f32(b0), [g.heads, L, L], { device, dtype, requiresGrad: true }) : undefined;
-  const y = ops.attention(qkv, { heads: g.heads, prefix: g.prefix, window: g.window, bias });
+  const relPos = rel && {
+    h: tensor(f32(rel.h), [g.B, g.heads, g.T, rel.grid[0]], { device, dtype, requiresGrad: true }),
+    w: tensor(f32(rel.w), [g.B, g.heads, g.T, rel.grid[1]], { device, dtype, requiresGrad: true }),
+    grid: rel.grid,
+  };
+  const y = ops.attention(qkv, { heads: g.heads, prefix: g.prefix, window: g.window, bias, relPos });
   expect(y.shape).toEqual([g.B, g.T, D]);
   y.mul(tensor(f32(r0), [g.B, g.T, D], { device, dtype })).sum().backward();
-  return { out: await y.toArray(), dqkv: await qkv.grad!.toArray(), dbias: bias ? await bias.grad!.toArray() : null };
+  return {
+    out: await y.toArray(), dqkv: await qkv.grad!.toArray(), dbias: bias ? await bias.grad!.toArray() : null,
+    dh: relPos ? await relPos.h.grad!.toArray() : null, dw: relPos ? await relPos.w.grad!.toArray() : null,
+  };
 }
 
 async function check(device: Device, g: Geo, withBias: boolean, dtype: DType = 'f32', fd = dtype === 'f32') {
@@ -157,6 +208,57 @@ async function check(device: Device, g: Geo, withBias: boolean, dtype: DType = '
     for (let b = 0; b < g.B; b++) for (let c = 0; c < g.prefix * 3 * D; c++) expect(dq[b * g.T * 3 * D + c]).toBe(0);
   }
 }
+
+/** A relative position case: global attention over a grid [gh, gw] (T = gh·gw), h and w drawn fresh. */
+async function checkRel(device: Device, g: Geo, grid: [number, number], withBias: boolean, dtype: DType = 'f32', fd = dtype === 'f32') {
+  const { D } = dims(g);
+  const rows = g.B * g.heads * g.T;
+  const q0 = quant(randomArray(g.B * g.T * 3 * D, freshSeed(), 1.5), dtype);
+  const b0 = withBias ? quant(randomArray(g.heads * g.T * g.T, freshSeed()), dtype) : null;
+  // Terms of about the scores' size, so a wrong gather moves the softmax visibly.
+  const rel: Rel = { h: quant(randomArray(rows * grid[0], freshSeed(), 2), dtype), w: quant(randomArray(rows * grid[1], freshSeed(), 2), dtype), grid };
+  const r0 = quant(randomArray(g.B * g.T * D, freshSeed()), dtype);
+  const got = await run(device, g, dtype, q0, b0, r0, rel);
+  const ref = refRelPos(q0, g, b0, rel, r0);
+  const tol = dtype === 'f32' ? 1e-5 : 1e-2;  // as check(): bf16 in and out, f32 math
+  expect(relativeError(got.out, ref.out)).toBeLessThanOrEqual(tol);
+  expect(relativeError(got.dqkv, ref.dqkv)).toBeLessThanOrEqual(tol);
+  // With a single grid row, dh is Σ_k dS = 0 for every query (a term shared by all keys does not move the softmax),
+  // and so is dw with a single column; such a gradient is held to the scale of the other one instead of its own.
+  const norm = (a: ArrayLike<number>) => Math.sqrt(Array.from(a).reduce((acc, v) => acc + v * v, 0));
+  const errTo = (got: ArrayLike<number>, ref: ArrayLike<number>, scale: number) =>
+    norm(Float64Array.from(ref, (v, i) => (Number.isFinite(got[i]) ? got[i] - v : Infinity))) / scale;
+  const [hScale, wScale] = [grid[0] > 1 ? norm(ref.dh) : norm(ref.dw), grid[1] > 1 ? norm(ref.dw) : norm(ref.dh)];
+  expect(errTo(got.dh!, ref.dh, hScale)).toBeLessThanOrEqual(tol);
+  expect(errTo(got.dw!, ref.dw, wScale)).toBeLessThanOrEqual(tol);
+  if (withBias) expect(relativeError(got.dbias!, ref.dbias!)).toBeLessThanOrEqual(tol);
+  if (fd) {
+    const loss = (q: Float64Array, h: Float64Array, w: Float64Array) =>
+      refRelPos(q, g, b0, { h, w, grid }).out.reduce((acc, v, i) => acc + v * r0[i], 0);
+    const fdq = sampledFiniteDifference((v) => loss(v, rel.h, rel.w), q0, { seed: freshSeed(), h: 1e-5 });
+    expect(sampledRelativeError(got.dqkv, fdq)).toBeLessThanOrEqual(1e-4);
+    // Sampled entries against their central differences, relative to the sampled differences' norm (or, for a
+    // gradient that is zero, the other's, as above).
+    const fdh = sampledFiniteDifference((v) => loss(q0, v, rel.w), rel.h, { seed: freshSeed(), h: 1e-5 });
+    const fdw = sampledFiniteDifference((v) => loss(q0, rel.h, v), rel.w, { seed: freshSeed(), h: 1e-5 });
+    const [fdhScale, fdwScale] = [grid[0] > 1 ? norm(fdh.values) : norm(fdw.values), grid[1] > 1 ? norm(fdw.values) : norm(fdh.values)];
+    expect(errTo(fdh.indices.map((i) => got.dh![i]), fdh.values, fdhScale)).toBeLessThanOrEqual(1e-4);
+    expect(errTo(fdw.indices.map((i) => got.dw![i]), fdw.values, fdwScale)).toBeLessThanOrEqual(1e-4);
+  }
+  return { got, q0, b0, rel, r0 };
+}
+
+// Grids of SAM's kind at small sizes: odd and non-square (3x5, 7x7), a single grid row or column (dh or dw is the
+// whole dS row), and T = 70 and 81 (two 64-row query blocks, a partial 32-key tile on the SIMT kernels).
+const REL_CASES: Array<[string, Geo, [number, number], boolean]> = [
+  ['3x5 grid, batch 2, 2 heads', { B: 2, T: 15, heads: 2, hd: 32, prefix: 0 }, [3, 5], false],
+  ['7x7 grid, 3 heads, head dim 40 (padded)', { B: 1, T: 49, heads: 3, hd: 40, prefix: 0 }, [7, 7], false],
+  ['7x10 grid (T = 70), batch 2, 2 heads', { B: 2, T: 70, heads: 2, hd: 16, prefix: 0 }, [7, 10], false],
+  ['9x9 grid (T = 81), head dim 64', { B: 1, T: 81, heads: 2, hd: 64, prefix: 0 }, [9, 9], false],
+  ['a 1x9 grid (dh is zero)', { B: 2, T: 9, heads: 1, hd: 8, prefix: 0 }, [1, 9], false],
+  ['a 9x1 grid (dw is zero)', { B: 2, T: 9, heads: 1, hd: 8, prefix: 0 }, [9, 1], false],
+  ['3x5 grid with a bias as well', { B: 2, T: 15, heads: 2, hd: 32, prefix: 0 }, [3, 5], true],
+];
 
 const cases: Array<[string, Geo, boolean]> = [
   ['global, batch 2, 2 heads', { B: 2, T: 7, heads: 2, hd: 32, prefix: 0 }, false],
@@ -242,6 +344,84 @@ describeEachDevice('attention on %s', (device) => {
     const [a, b] = [await run(device, g, dtype, q0, b0, r0), await run(device, g, dtype, q0, b0, r0)];
     expect(Array.from(a.dqkv)).toEqual(Array.from(b.dqkv));
     expect(Array.from(a.dbias!)).toEqual(Array.from(b.dbias!));
+  });
+
+  test.each(REL_CASES)('relPos, %s: forward, dqkv, dh and dw match float64 and finite differences', async (_name, g, grid, withBias) => {
+    await checkRel(device, g, grid, withBias);
+  });
+
+  // bf16 at head dim 64 would take the tensor cores without relPos; with it the SIMT kernels (f32 math) both ways.
+  test('relPos in bf16 (bf16 in and out, f32 math) within 1e-2', async () => {
+    await checkRel(device, { B: 2, T: 49, heads: 2, hd: 64, prefix: 0 }, [7, 7], false, 'bf16');
+    await checkRel(device, { B: 1, T: 70, heads: 2, hd: 32, prefix: 0 }, [7, 10], true, 'bf16');
+  });
+
+  test.each(['f32', 'bf16'] as DType[])('relPos gradients are deterministic (bitwise equal across runs), %s', async (dtype) => {
+    const g: Geo = { B: 2, T: 70, heads: 2, hd: 32, prefix: 0 };
+    const { got: a, q0, b0, rel, r0 } = await checkRel(device, g, [10, 7], false, dtype, false);
+    const b = await run(device, g, dtype, q0, b0, r0, rel);
+    expect(Array.from(a.dqkv)).toEqual(Array.from(b.dqkv));
+    expect(Array.from(a.dh!)).toEqual(Array.from(b.dh!));
+    expect(Array.from(a.dw!)).toEqual(Array.from(b.dw!));
+  });
+
+  test('relPos with an empty batch: empty output and gradients', async () => {
+    const qkv = tensor(new Float32Array(0), [0, 6, 48], { device, requiresGrad: true });
+    const h = tensor(new Float32Array(0), [0, 2, 6, 2], { device, requiresGrad: true });
+    const w = tensor(new Float32Array(0), [0, 2, 6, 3], { device, requiresGrad: true });
+    const y = ops.attention(qkv, { heads: 2, relPos: { h, w, grid: [2, 3] } });
+    y.sum().backward();
+    expect(y.shape).toEqual([0, 6, 16]);
+    expect(h.grad!.shape).toEqual([0, 2, 6, 2]);
+    expect(w.grad!.shape).toEqual([0, 2, 6, 3]);
+  });
+
+  test('relPos: bad input names the problem', () => {
+    const qkv = tensor(new Float32Array(2 * 15 * 96), [2, 15, 96], { device });
+    const h = tensor(new Float32Array(2 * 2 * 15 * 3), [2, 2, 15, 3], { device });
+    const w = tensor(new Float32Array(2 * 2 * 15 * 5), [2, 2, 15, 5], { device });
+    const ok = { h, w, grid: [3, 5] as [number, number] };
+    expect(() => ops.attention(qkv, { heads: 2, relPos: ok })).not.toThrow();
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, grid: [5, 3] } })).toThrow('attention: relPos.h has shape [2, 2, 15, 3], expected [2, 2, 15, 5]');
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, grid: [4, 4] } })).toThrow('attention: relPos grid 4x4 does not cover the 15 tokens');
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, w: h } })).toThrow('attention: relPos.w has shape [2, 2, 15, 3], expected [2, 2, 15, 5]');
+    const h1 = tensor(new Float32Array(2 * 15 * 3), [1, 2, 15, 3], { device });
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, h: h1 } })).toThrow('attention: relPos.h has shape [1, 2, 15, 3], expected [2, 2, 15, 3]');
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, grid: [3, 0] } })).toThrow(/^attention: relPos.grid must be two positive integers/);
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { h, w } as never })).toThrow('attention: relPos must be { h, w, grid: [gh, gw] }');
+    const hb = tensor(new Float32Array(2 * 2 * 15 * 3), [2, 2, 15, 3], { device, dtype: 'bf16' });
+    expect(() => ops.attention(qkv, { heads: 2, relPos: { ...ok, h: hb } })).toThrow('attention: dtype mismatch (f32 and bf16)');
+    // The combinations the family does not run are refused by the family's own check, by name.
+    expect(() => ops.attention(qkv, { heads: 2, prefix: 1, relPos: ok })).toThrow('attention: relPos is not supported with prefix tokens (every token is a grid token)');
+    const q16 = tensor(new Float32Array(2 * 16 * 96), [2, 16, 96], { device });
+    expect(() => ops.attention(q16, { heads: 2, window: { size: 2, gridH: 4, gridW: 4 }, relPos: { ...ok, grid: [4, 4] } }))
+      .toThrow('attention: relPos is not supported with window (global attention only)');
+    expect(native.attentionUnsupported(32, 'f32', { relPos: true })).toBeNull();
+    expect(native.attentionUnsupported(32, 'bf16', { relPos: true, window: true })).toBe('relPos is not supported with window (global attention only)');
+    expect(native.attentionUnsupported(32, 'f32', { relPos: true, prefix: true })).toBe('relPos is not supported with prefix tokens (every token is a grid token)');
+    expect(native.attentionUnsupported(32, 'f32', { window: true, prefix: true })).toBeNull();
+  });
+
+  test('relPos: the binding checks the grid and the buffers by itself', () => {
+    const [T, hd] = [6, 8];
+    const qkv = tensor(new Float32Array(T * 3 * hd), [1, T, 3 * hd], { device });
+    const out = tensor(new Float32Array(T * hd), [1, T, hd], { device });
+    const lse = tensor(new Float32Array(T), [T], { device });
+    const h = tensor(new Float32Array(T * 2), [1, 1, T, 2], { device });
+    const w = tensor(new Float32Array(T * 3), [1, 1, T, 3], { device });
+    const geometry = { batch: 1, tokens: T, heads: 1, headDim: hd, prefix: 0, window: 0, gridH: 0, gridW: 0, scale: 1, relGridH: 2, relGridW: 3 };
+    const [o, l, q, rh, rw] = [out.native('t'), lse.native('t'), qkv.native('t'), h.native('t'), w.native('t')];
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, relH: rh, relW: rw, dtype: 'f32', geometry: { ...geometry, relGridW: 2 } }))
+      .toThrow('attention: relPos grid 2x2 does not cover the 6 tokens');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, relH: rh, relW: rw, dtype: 'f32', geometry: { ...geometry, relGridW: 0 } }))
+      .toThrow('attention: relGridH and relGridW are both 0 or both positive');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, relH: rh, dtype: 'f32', geometry })).toThrow('attention: relH and relW go together');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, dtype: 'f32', geometry })).toThrow('attention: relH and relW go with a relPos grid (relGridH, relGridW)');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, relH: rw, relW: rh, dtype: 'f32', geometry })).toThrow('attention: relW holds 48 bytes, fewer than 18 f32 elements');
+    expect(() => native.attentionForward({ out: o, lse: l, qkv: q, relH: rh, relW: rw, dtype: 'f32', geometry: { ...geometry, prefix: 1, relGridH: 1, relGridW: 5 } }))
+      .toThrow('attention: relPos is not supported with prefix tokens (every token is a grid token)');
+    expect(() => native.attentionBackward({ dqkv: q, dout: o, qkv: q, out: o, lse: l, relH: rh, relW: rw, dtype: 'f32', geometry }))
+      .toThrow('attention backward: drelH and drelW go with a relPos grid (relGridH, relGridW)');
   });
 
   test('bad input names the problem', () => {

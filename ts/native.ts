@@ -99,6 +99,9 @@ export interface AttentionGeometry {
   gridH: number;
   gridW: number;
   scale: number;
+  /** The token grid of SAM's decomposed relative position terms (global mode, T = relGridH·relGridW); absent: none. */
+  relGridH?: number;
+  relGridW?: number;
 }
 
 /** Images [batch, channels, height, width] cut into patch × patch squares: see native/tokens/tokens.h (PatchifyGeometry). */
@@ -246,13 +249,17 @@ export interface NativeAddon {
   /** dx = dy · f'(x). */
   activationBackward(args: { kind: ActivationKindName; dx: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; n: number; dtype: DType }): void;
   gemm(args: GemmArgs): void;
-  /** out [B, T, D] and lse [B·heads·windows·L] (f32) from qkv [B, T, 3D] (+ bias [heads, L, L]). */
-  attentionForward(args: { out: NativeBuffer; lse: NativeBuffer; qkv: NativeBuffer; bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
-  /** dqkv (and dbias exactly when bias is given), written, not added to. */
-  attentionBackward(args: { dqkv: NativeBuffer; dbias?: NativeBuffer; dout: NativeBuffer; qkv: NativeBuffer; out: NativeBuffer; lse: NativeBuffer;
-    bias?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
-  /** null when attention runs this head dim and dtype on every backend, else why not (naming it). */
-  attentionUnsupported(headDim: number, dtype: DType): string | null;
+  /**
+   * out [B, T, D] and lse [B·heads·windows·L] (f32) from qkv [B, T, 3D] (+ bias [heads, L, L], + relH [B, heads, T,
+   * relGridH] and relW [B, heads, T, relGridW] with the geometry's relGrid).
+   */
+  attentionForward(args: { out: NativeBuffer; lse: NativeBuffer; qkv: NativeBuffer; bias?: NativeBuffer; relH?: NativeBuffer; relW?: NativeBuffer;
+    dtype: DType; geometry: AttentionGeometry }): void;
+  /** dqkv (and dbias exactly when bias is given, drelH and drelW exactly when relH and relW are), written, not added to. */
+  attentionBackward(args: { dqkv: NativeBuffer; dbias?: NativeBuffer; drelH?: NativeBuffer; drelW?: NativeBuffer; dout: NativeBuffer; qkv: NativeBuffer;
+    out: NativeBuffer; lse: NativeBuffer; bias?: NativeBuffer; relH?: NativeBuffer; relW?: NativeBuffer; dtype: DType; geometry: AttentionGeometry }): void;
+  /** null when attention runs this head dim and dtype (with these features) on every backend, else why not (naming it). */
+  attentionUnsupported(headDim: number, dtype: DType, features?: { window?: boolean; prefix?: boolean; relPos?: boolean }): string | null;
   /** out[c] = Σ over rows of a[r, c]. */
   sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; rows: number; cols: number }): void;
   adamwStep(

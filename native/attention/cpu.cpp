@@ -123,12 +123,14 @@ void key_grads(float* dk, float* dv, const float* dS, const float* P, const floa
 
 // Per (batch, head, window) problem, blocks of kRows query rows: scores against every key, softmax, then the
 // weighted sum of values; no [L, L] matrix is held, only the block's rows.
-void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const Geometry& g,
-                       DType dt) {
+void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const void* rel_h_,
+                       const void* rel_w_, const Geometry& g, DType dt) {
   with_float_dtype(dt, "attention", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
     const T* bias = static_cast<const T*>(bias_);
+    const T* rel_h = static_cast<const T*>(rel_h_);
+    const T* rel_w = static_cast<const T*>(rel_w_);
     T* O = static_cast<T*>(out);
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
     zero_prefix(O, g, g.dim());
@@ -147,7 +149,8 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
             const int64_t i = i0 + r;
             float m = -INFINITY;
             for (int64_t j = 0; j < L; ++j) {
-              sr[j] = sr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f);
+              sr[j] = sr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
+                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f);
               m = std::max(m, sr[j]);
             }
             float sum = 0.f;
@@ -169,13 +172,19 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
 }
 
 // The same blocks of rows: P and dS = P ∘ (dO·Vᵀ − delta) for the block, then dQ (block rows), and dK, dV
-// accumulated over the blocks in row order, so the sums run in one fixed order.
-void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_, const void* qkv_, const void* out_,
-                        const float* lse, const void* bias_, const Geometry& g, DType dt, float* scratch) {
+// accumulated over the blocks in row order, so the sums run in one fixed order. The relative position gradients are
+// sums of a query's dS row (over a key row for dh, down a key column for dw), taken while the row is at hand.
+void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, void* drel_w_, const void* dout_,
+                        const void* qkv_, const void* out_, const float* lse, const void* bias_, const void* rel_h_,
+                        const void* rel_w_, const Geometry& g, DType dt, float* scratch) {
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
     const T* bias = static_cast<const T*>(bias_);
+    const T* rel_h = static_cast<const T*>(rel_h_);
+    const T* rel_w = static_cast<const T*>(rel_w_);
+    T* drel_h = static_cast<T*>(drel_h_);
+    T* drel_w = static_cast<T*>(drel_w_);
     const T* dO = static_cast<const T*>(dout_);
     const T* O = static_cast<const T*>(out_);
     T* dqkv = static_cast<T*>(dqkv_);
@@ -183,7 +192,8 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_,
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
     parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, kt, vt, go(L * hd), dq(L * hd), dk, dv, P(kRows * L), dS(kRows * L), delta(L);
+      std::vector<float> q, k, v, kt, vt, go(L * hd), dq(L * hd), dk, dv, P(kRows * L), dS(kRows * L), delta(L),
+          dw(g.rel_gw);
       for (int64_t p = p0; p < p1; ++p) {
         const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
         gather_qkv(q, k, v, qkv, g, b, h, w);
@@ -210,11 +220,27 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, const void* dout_,
             float* pr = P.data() + r * L;
             float* ds = dS.data() + r * L;
             for (int64_t j = 0; j < L; ++j) {
-              pr[j] = pr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) - lse[p * L + i];
+              pr[j] = pr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
+                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f) - lse[p * L + i];
             }
             for (int64_t j = 0; j < L; ++j) pr[j] = exp_nonpositive(pr[j]);
             for (int64_t j = 0; j < L; ++j) ds[j] = pr[j] * (ds[j] - delta[i]);
             if (bias) std::memcpy(partial + (((b * nw + w) * g.heads + h) * L + i) * L, ds, L * sizeof(float));
+            if (rel_h) {
+              // Keys in raster order: key row y is ds[y·gw .. y·gw + gw), its column c recurs every gw keys.
+              const int64_t row = p * L + i, gh = g.rel_gh, gw = g.rel_gw;
+              std::fill(dw.begin(), dw.end(), 0.f);
+              for (int64_t y = 0; y < gh; ++y) {
+                const float* dsy = ds + y * gw;
+                float sh = 0.f;
+                for (int64_t c = 0; c < gw; ++c) {
+                  sh += dsy[c];
+                  dw[c] += dsy[c];
+                }
+                Elem<T>::store(drel_h, row * gh + y, sh);
+              }
+              for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, dw[c]);
+            }
           }
           weights_times(dq.data() + i0 * hd, dS.data(), k.data(), n, L, hd);
           key_grads(dk.data(), dv.data(), dS.data(), P.data(), q.data() + i0 * hd, go.data() + i0 * hd, n, L, hd);

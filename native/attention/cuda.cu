@@ -1,7 +1,9 @@
 // Flash-style attention (SIMT, f32 math): one block per (query or key tile, head, batch·window), one thread per row.
 // K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
 // backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
-// atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order.
+// atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order. SAM's
+// relative position terms are gathered per score (rel_pos_at), and their gradients are per-query sums the dQ kernel
+// takes as it walks a query's keys in order.
 // bf16 runs on the tensor cores where the head dim allows (forward_tc_kernel below, the backward in
 // backward_tc.cuh; see the dispatch at the end for which dims), the SIMT kernels everywhere else.
 #include <string>
@@ -44,6 +46,12 @@ __device__ float bias_at(const T* bias, int64_t h, int64_t L, int64_t i, int64_t
   return bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f;
 }
 
+// The relative position term of score (statistics row `row`, key j), or 0 without one.
+template <typename T>
+__device__ float rel_at(const T* rel_h, const T* rel_w, const Geometry& g, int64_t row, int64_t j) {
+  return rel_h ? rel_pos_at(rel_h, rel_w, g, row, j) : 0.f;
+}
+
 // Keys and values of tokens j0 .. j0+nk of one window into shared memory, as f32, zero-padded to HD channels; the
 // whole block takes part.
 template <typename T, int HD>
@@ -58,7 +66,8 @@ __device__ void stage_kv_tile(float (*ks)[HD], float (*vs)[HD], const T* qkv, co
 }
 
 template <typename T, int HD>
-__global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, Geometry g) {
+__global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, const T* rel_h, const T* rel_w,
+                               Geometry g) {
   constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, ks, [kTile][HD]);
   AMR_SHARED(float, vs, [kTile][HD]);
@@ -66,6 +75,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int64_t i = blockIdx.x * (int64_t)kRows + threadIdx.x;
   const bool row = i < L;
+  const int64_t stat = ((b * g.heads + h) * nw + w) * L + i;
   float q[HD], acc[HD];
   if (row) {
     const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
@@ -84,7 +94,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
       for (int jj = 0; jj < nk; ++jj) {
         float dot = 0.f;
         for (int d = 0; d < HD; ++d) dot += q[d] * ks[jj][d];
-        s[jj] = dot * g.scale + bias_at(bias, h, L, i, j0 + jj);
+        s[jj] = dot * g.scale + bias_at(bias, h, L, i, j0 + jj) + rel_at(rel_h, rel_w, g, stat, j0 + jj);
         tm = fmaxf(tm, s[jj]);
       }
       const float corr = expf(m - tm);
@@ -103,7 +113,7 @@ __global__ void forward_kernel(T* out, float* lse, const T* qkv, const T* bias, 
     const float inv = 1.f / l;
     for (int d = 0; d < HD; ++d)
       if (d < g.head_dim) Elem<T>::store(out, o + d, acc[d] * inv);
-    lse[((b * g.heads + h) * nw + w) * L + i] = m + logf(l);
+    lse[stat] = m + logf(l);
   }
 }
 
@@ -228,9 +238,13 @@ __global__ void delta_kernel(float* delta, const T* dout, const T* out, Geometry
   delta[r] = s;
 }
 
+// dQ for a query tile, and, with relative position terms, their gradients: a thread owns its query's dS row and
+// walks the keys in raster order, so dh (a sum over the gw keys of one grid row, which arrive in a run) is kept in
+// a register and stored when the run ends, and dw (one sum per grid column, a key of each column per grid row) is
+// accumulated in this row's slice of dw_acc, which no other thread touches: fixed order, no atomics.
 template <typename T, int HD>
-__global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse, const float* delta, const T* bias,
-                          Geometry g) {
+__global__ void dq_kernel(T* dqkv, T* drel_h, T* drel_w, float* dw_acc, const T* dout, const T* qkv, const float* lse,
+                          const float* delta, const T* bias, const T* rel_h, const T* rel_w, Geometry g) {
   constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, ks, [kTile][HD]);
   AMR_SHARED(float, vs, [kTile][HD]);
@@ -238,6 +252,7 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int64_t i = blockIdx.x * (int64_t)kRows + threadIdx.x;
   const bool row = i < L;
+  const int64_t r = ((b * g.heads + h) * nw + w) * L + i;
   float q[HD], go[HD], dq[HD];
   float li = 0.f, di = 0.f;
   if (row) {
@@ -247,11 +262,13 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
       q[d] = load_padded(qkv, oq, d, g);
       go[d] = load_padded(dout, oo, d, g);
     }
-    const int64_t r = ((b * g.heads + h) * nw + w) * L + i;
     li = lse[r];
     di = delta[r];
   }
   for (int d = 0; d < HD; ++d) dq[d] = 0.f;
+  float* dwr = drel_h && row ? dw_acc + r * g.rel_gw : nullptr;
+  float dh = 0.f;       // the running sum over the current grid row's keys
+  int64_t key_row = 0;  // that grid row
   for (int64_t j0 = 0; j0 < L; j0 += kTile) {
     const int nk = (int)(L - j0 < kTile ? L - j0 : kTile);
     __syncthreads();
@@ -264,9 +281,20 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
           dot += q[d] * ks[jj][d];
           dp += go[d] * vs[jj][d];
         }
-        const float p = expf(dot * g.scale + bias_at(bias, h, L, i, j0 + jj) - li);
+        const int64_t j = j0 + jj;
+        const float p = expf(dot * g.scale + bias_at(bias, h, L, i, j) + rel_at(rel_h, rel_w, g, r, j) - li);
         const float ds = p * (dp - di);
         for (int d = 0; d < HD; ++d) dq[d] += ds * ks[jj][d];
+        if (dwr) {
+          const int64_t y = j / g.rel_gw, c = j % g.rel_gw;
+          if (y != key_row) {
+            Elem<T>::store(drel_h, r * g.rel_gh + key_row, dh);
+            dh = 0.f;
+            key_row = y;
+          }
+          dh += ds;
+          dwr[c] = y ? dwr[c] + ds : ds;  // grid row 0 starts every column's sum: no zeroing pass
+        }
       }
     }
   }
@@ -274,12 +302,16 @@ __global__ void dq_kernel(T* dqkv, const T* dout, const T* qkv, const float* lse
     const int64_t o = g.qkv_offset(b, g.token(w, i), 0, h);
     for (int d = 0; d < HD; ++d)
       if (d < g.head_dim) Elem<T>::store(dqkv, o + d, dq[d] * g.scale);
+    if (dwr) {
+      Elem<T>::store(drel_h, r * g.rel_gh + key_row, dh);
+      for (int64_t c = 0; c < g.rel_gw; ++c) Elem<T>::store(drel_w, r * g.rel_gw + c, dwr[c]);
+    }
   }
 }
 
 template <typename T, int HD>
 __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv, const float* lse, const float* delta,
-                           const T* bias, Geometry g) {
+                           const T* bias, const T* rel_h, const T* rel_w, Geometry g) {
   constexpr int kTile = simt_tile(HD);
   AMR_SHARED(float, qs, [kTile][HD]);
   AMR_SHARED(float, gs, [kTile][HD]);
@@ -323,7 +355,8 @@ __global__ void dkv_kernel(T* dqkv, float* partial, const T* dout, const T* qkv,
           dot += qs[ii][d] * k[d];
           dp += gs[ii][d] * v[d];
         }
-        const float p = expf(dot * g.scale + bias_at(bias, h, L, i0 + ii, j) - ls[ii]);
+        const float p =
+            expf(dot * g.scale + bias_at(bias, h, L, i0 + ii, j) + rel_at(rel_h, rel_w, g, stat0 + i0 + ii, j) - ls[ii]);
         const float ds = p * (dp - dls[ii]);
         for (int d = 0; d < HD; ++d) {
           dv[d] += p * gs[ii][d];
@@ -396,12 +429,18 @@ void with_tc_dim(int64_t hd, const char* op, F&& f) {
 // 16; the forward up to 256 (its K/V tiles take 33 KiB of shared memory there; above 128 its Q fragments and
 // accumulators exceed the register file and part of them spills, still far faster than the SIMT kernel), the
 // backward up to kTcBackwardMaxHeadDim (backward_tc.cuh says why). bf16 at other dims takes the SIMT kernels.
-bool tc_forward(const Geometry& g) { return g.head_dim % 16 == 0; }
-bool tc_backward(const Geometry& g) { return g.head_dim % 16 == 0 && g.head_dim <= kTcBackwardMaxHeadDim; }
+// The relative position terms are added by the SIMT kernels only (their dQ kernel owns a query row per thread,
+// where dh and dw are per-row sums in key order; the tensor-core dQ kernel spreads a row over the 4 lanes of a
+// quad), so with relPos bf16 runs the SIMT kernels, f32 math, both ways. A choice of kernel: the results are the
+// same math either way.
+bool tc_forward(const Geometry& g) { return g.head_dim % 16 == 0 && !g.rel_gh; }
+bool tc_backward(const Geometry& g) {
+  return g.head_dim % 16 == 0 && g.head_dim <= kTcBackwardMaxHeadDim && !g.rel_gh;
+}
 
 // The family header's answer, again here: the kernels are sized for it, and a native caller may skip the binding.
 void check_supported(const Geometry& g, DType dt, const char* op) {
-  const std::string why = attention_unsupported(g.head_dim, dt);
+  const std::string why = attention_unsupported(g.head_dim, dt, features_of(g));
   if (!why.empty()) throw Error(std::string(op) + ": " + why);
 }
 
@@ -423,8 +462,8 @@ void zero_prefix(T* x, const Geometry& g, int64_t width, GpuStream s) {
 
 }  // namespace
 
-void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, const void* bias, const Geometry& g,
-                       DType dt) {
+void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, const void* bias, const void* rel_h,
+                       const void* rel_w, const Geometry& g, DType dt) {
   check_supported(g, dt, "attention");
   with_float_dtype(dt, "attention", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -442,13 +481,15 @@ void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, cons
     }
     with_simt_capacity(g.head_dim, "attention", [&](auto hd) {
       launch("attention_forward", forward_kernel<T, decltype(hd)::value>, grid, dim3(kRows), 0, s,
-             static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+             static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias),
+             static_cast<const T*>(rel_h), static_cast<const T*>(rel_w), g);
     });
   });
 }
 
-void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, const void* qkv, const void* out,
-                        const float* lse, const void* bias, const Geometry& g, DType dt, float* scratch) {
+void attention_backward(GpuStream s, void* dqkv, void* dbias, void* drel_h, void* drel_w, const void* dout,
+                        const void* qkv, const void* out, const float* lse, const void* bias, const void* rel_h,
+                        const void* rel_w, const Geometry& g, DType dt, float* scratch) {
   check_supported(g, dt, "attention backward");
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
@@ -456,6 +497,11 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, 
     const T* B = static_cast<const T*>(bias);
     float* delta = scratch;
     float* partial = bias ? scratch + g.stat_rows() : nullptr;
+    float* dw_acc = rel_h ? scratch + g.stat_rows() + (bias ? g.bias_partial_floats() : 0) : nullptr;
+    const T* RH = static_cast<const T*>(rel_h);
+    const T* RW = static_cast<const T*>(rel_w);
+    T* dRH = static_cast<T*>(drel_h);
+    T* dRW = static_cast<T*>(drel_w);
     check_grid(g, "attention backward");
     zero_prefix(dx, g, 3 * g.dim(), s);
     launch("attention_delta", delta_kernel<T>, dim3(blocks_for(g.stat_rows(), 256)), dim3(256), 0, s, delta,
@@ -479,8 +525,10 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, const void* dout, 
     if (!done)
       with_simt_capacity(g.head_dim, "attention backward", [&](auto hd) {
         constexpr int HD = decltype(hd)::value;
-        launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, gout, x, lse, delta, B, g);
-        launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, gout, x, lse, delta, B, g);
+        launch("attention_dq", dq_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, dRH, dRW, dw_acc, gout, x, lse, delta, B,
+               RH, RW, g);
+        launch("attention_dkv", dkv_kernel<T, HD>, grid, dim3(kRows), 0, s, dx, partial, gout, x, lse, delta, B, RH,
+               RW, g);
       });
     if (bias) {
       const int64_t n = g.heads * g.length() * g.length();

@@ -1,4 +1,5 @@
-// Fused attention over a timm-ordered qkv tensor, global or in ViTDet windows, differentiable in qkv and bias.
+// Fused attention over a timm-ordered qkv tensor, global or in ViTDet windows, differentiable in qkv, bias and SAM's
+// decomposed relative position terms.
 import { AttentionGeometry, native } from '../native';
 import { checkSame, emptyTensor, record, Tensor, zeros } from '../tensor';
 
@@ -14,6 +15,13 @@ export interface AttentionOptions {
   window?: { size: number; gridH: number; gridW: number };
   /** Additive bias [heads, L, L], L = size² in window mode, else T. */
   bias?: Tensor;
+  /**
+   * SAM's decomposed relative position terms (segment-anything's add_decomposed_rel_pos), global mode without prefix
+   * tokens: the tokens are a grid [gh, gw] in raster order and score (q, k) gets h[b, head, q, k / gw] +
+   * w[b, head, q, k % gw]; h [B, heads, T, gh], w [B, heads, T, gw], in qkv's dtype. The [T, T] bias they stand
+   * for is never formed.
+   */
+  relPos?: { h: Tensor; w: Tensor; grid: [number, number] };
 }
 
 const isInt = (v: unknown, min: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min;
@@ -25,7 +33,10 @@ const isInt = (v: unknown, min: number): v is number => typeof v === 'number' &&
 export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const op = 'attention';
   if (!opts || typeof opts !== 'object') throw new Error(`${op}: options { heads } are required`);
-  const inputs = opts.bias ? [qkv, opts.bias] : [qkv];
+  const relPos = opts.relPos;
+  if (relPos !== undefined && (typeof relPos !== 'object' || relPos === null || !Array.isArray(relPos.grid)))
+    throw new Error(`${op}: relPos must be { h, w, grid: [gh, gw] }`);
+  const inputs = [qkv, ...(opts.bias ? [opts.bias] : []), ...(relPos ? [relPos.h, relPos.w] : [])];
   checkSame(op, inputs);
   if (qkv.dtype === 'i32') throw new Error(`${op}: i32 tensors are not supported`);
   if (qkv.shape.length !== 3) throw new Error(`${op}: qkv has shape ${fmt(qkv.shape)}, expected [B, T, 3*D]`);
@@ -40,11 +51,12 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   if (D % heads !== 0) throw new Error(`${op}: heads ${heads} does not divide D ${D}`);
   const headDim = D / heads;
   if (headDim === 0) throw new Error(`${op}: head dim must be > 0 (got qkv ${fmt(qkv.shape)})`);
-  // The native family decides which head dims it runs (one answer for every backend), so no list is kept here.
-  const unsupported = native.attentionUnsupported(headDim, qkv.dtype);
-  if (unsupported) throw new Error(`${op}: ${unsupported}`);
   const prefix = opts.prefix ?? 0;
   if (!isInt(prefix, 0) || prefix > T) throw new Error(`${op}: prefix ${prefix} is out of range for ${T} tokens`);
+  // The native family decides which head dims and combinations it runs (one answer for every backend), so no list
+  // is kept here.
+  const unsupported = native.attentionUnsupported(headDim, qkv.dtype, { window: !!opts.window, prefix: prefix > 0, relPos: !!relPos });
+  if (unsupported) throw new Error(`${op}: ${unsupported}`);
   const scale = opts.scale ?? 1 / Math.sqrt(headDim);
   if (!Number.isFinite(scale)) throw new Error(`${op}: scale must be finite, got ${scale}`);
   let size = 0;
@@ -65,23 +77,46 @@ export function attention(qkv: Tensor, opts: AttentionOptions): Tensor {
   const bias = opts.bias;
   if (bias && (bias.shape.length !== 3 || bias.shape[0] !== heads || bias.shape[1] !== L || bias.shape[2] !== L))
     throw new Error(`${op}: bias has shape ${fmt(bias.shape)}, expected [${heads}, ${L}, ${L}]`);
-  const geometry: AttentionGeometry = { batch: B, tokens: T, heads, headDim, prefix, window: size, gridH, gridW, scale };
+  let relGridH = 0;
+  let relGridW = 0;
+  if (relPos) {
+    const [gh, gw] = relPos.grid;
+    if (relPos.grid.length !== 2 || !isInt(gh, 1) || !isInt(gw, 1))
+      throw new Error(`${op}: relPos.grid must be two positive integers [gh, gw], got ${JSON.stringify(relPos.grid)}`);
+    if (gh * gw !== T) throw new Error(`${op}: relPos grid ${gh}x${gw} does not cover the ${T} tokens`);
+    for (const [name, t, n] of [['h', relPos.h, gh], ['w', relPos.w, gw]] as const) {
+      const want = [B, heads, T, n];
+      if (t.shape.length !== 4 || t.shape.some((d, i) => d !== want[i]))
+        throw new Error(`${op}: relPos.${name} has shape ${fmt(t.shape)}, expected ${fmt(want)}`);
+    }
+    [relGridH, relGridW] = [gh, gw];
+  }
+  const geometry: AttentionGeometry = { batch: B, tokens: T, heads, headDim, prefix, window: size, gridH, gridW, scale, relGridH, relGridW };
   const out = emptyTensor([B, T, D], qkv.dtype, qkv.device);
   const lse = emptyTensor([Math.max(B * heads * windows * L, 1)], 'f32', qkv.device);
-  if (B > 0) native.attentionForward({ out: out.native(op), lse: lse.native(op), qkv: qkv.native(op), bias: bias?.native(op), dtype: qkv.dtype, geometry });
+  if (B > 0)
+    native.attentionForward({
+      out: out.native(op), lse: lse.native(op), qkv: qkv.native(op), bias: bias?.native(op), relH: relPos?.h.native(op),
+      relW: relPos?.w.native(op), dtype: qkv.dtype, geometry,
+    });
   return record(out, op, inputs, (g) => {
     const bop = 'attention backward';
-    // No samples: dqkv is empty and dbias, a sum over the batch, is zero.
-    if (B === 0) {
-      const empty = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
-      return bias ? [empty, zeros(bias.shape, { dtype: bias.dtype, device: bias.device })] : [empty];
-    }
-    const dqkv = emptyTensor(qkv.shape, qkv.dtype, qkv.device);
-    const dbias = bias ? emptyTensor(bias.shape, bias.dtype, bias.device) : null;
+    // Gradients in the order of inputs: dqkv, dbias, dh, dw.
+    const grads = (dqkv: Tensor, dbias: Tensor | null, dh: Tensor | null, dw: Tensor | null) =>
+      [dqkv, ...(dbias ? [dbias] : []), ...(dh && dw ? [dh, dw] : [])];
+    const empty = (t: Tensor) => emptyTensor(t.shape, t.dtype, t.device);
+    // No samples: dqkv, dh and dw are empty and dbias, a sum over the batch, is zero.
+    if (B === 0)
+      return grads(empty(qkv), bias ? zeros(bias.shape, { dtype: bias.dtype, device: bias.device }) : null,
+        relPos ? empty(relPos.h) : null, relPos ? empty(relPos.w) : null);
+    const dqkv = empty(qkv);
+    const dbias = bias ? empty(bias) : null;
+    const [dh, dw] = relPos ? [empty(relPos.h), empty(relPos.w)] : [null, null];
     native.attentionBackward({
-      dqkv: dqkv.native(bop), dbias: dbias?.native(bop), dout: g.native(bop), qkv: qkv.native(bop), out: out.native(bop),
-      lse: lse.native(bop), bias: bias?.native(bop), dtype: qkv.dtype, geometry,
+      dqkv: dqkv.native(bop), dbias: dbias?.native(bop), drelH: dh?.native(bop), drelW: dw?.native(bop), dout: g.native(bop),
+      qkv: qkv.native(bop), out: out.native(bop), lse: lse.native(bop), bias: bias?.native(bop), relH: relPos?.h.native(bop),
+      relW: relPos?.w.native(bop), dtype: qkv.dtype, geometry,
     });
-    return dbias ? [dqkv, dbias] : [dqkv];
+    return grads(dqkv, dbias, dh, dw);
   });
 }
