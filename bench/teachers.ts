@@ -1,19 +1,21 @@
 // Teacher forwards: HfVisionModel on random-weight checkpoints in transformers' layout at each teacher's RADIO
-// training resolution (DINOv2-g/14 at 224, CLIP-L/14 at 336, SigLIP-so400m/14 at 384), beside the original
-// implementation (facebookresearch/dinov2, openai/CLIP, timm's SigLIP, run by bench/torch_teachers.py, which also
+// training resolution (DINOv2-g/14 at 224, CLIP-L/14 at 336, SigLIP-so400m/14 at 384, SAM-H at 1024), beside the
+// original implementation (facebookresearch/dinov2, openai/CLIP, timm's SigLIP, segment-anything, run by
+// bench/torch_teachers.py, which also
 // writes the weights, so both sides run the same model) when torch and the reference sources are there; else the
 // weights are random values written here and only our side is timed. cpu: batch 1; cuda: batch 32 (bf16 beside
 // eager autocast and torch.compile); sim, an emulator, runs a 2-layer model of each family.
-//   AM_RADIO_BENCH_REFERENCE  DINOV2_DIR:CLIP_DIR:TIMM_DIR, the three reference checkouts
-//   AM_RADIO_BENCH_TEACHERS   a comma-separated subset of dinov2-g14, clip-l14-336, siglip-so400m14-384
+//   AM_RADIO_BENCH_REFERENCE  DINOV2_DIR:CLIP_DIR:TIMM_DIR:SAM_DIR, the four reference checkouts
+//   AM_RADIO_BENCH_TEACHERS   a comma-separated subset of dinov2-g14, clip-l14-336, siglip-so400m14-384, sam-h16-1024
 //   AM_RADIO_BENCH_PYTHON     the interpreter with torch (default /usr/bin/python3, where Debian's is)
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { loadHfVisionModel, rand, randn, readHfVisionConfig, synchronize, writeSafetensors } from '../ts';
+import { disposeEncoderOutput, loadTeacherEncoder, rand, randn, readHfVisionConfig, readSamConfig, synchronize, writeSafetensors } from '../ts';
 import type { Device, SafetensorsWriteInput, Tensor } from '../ts';
 import { hfCheckpointLayout, HfVisionModel } from '../ts/teachers/hf/model';
+import { samCheckpointLayout, SamVisionModel } from '../ts/teachers/hf/sam';
 import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, TorchModelRun, writeResults } from './harness';
 import { seconds } from './radio-models';
 
@@ -42,6 +44,11 @@ function presets(small: boolean): Record<string, Preset> {
       preprocessor: { ...CLIP, crop_size: { height: 336, width: 336 } },
       size: s(336, 112),
     },
+    'sam-h16-1024': {
+      config: { architectures: ['SamVisionModel'], model_type: 'sam_vision_model', hidden_size: s(1280, 64), output_channels: s(256, 32), num_hidden_layers: s(32, 2), num_attention_heads: s(16, 4), image_size: s(1024, 112), patch_size: 16, window_size: s(14, 3), global_attn_indexes: small ? [1] : [7, 15, 23, 31], layer_norm_eps: 1e-6 },
+      preprocessor: { ...IMAGENET },
+      size: s(1024, 112),
+    },
     'siglip-so400m14-384': {
       config: { architectures: ['SiglipVisionModel'], model_type: 'siglip_vision_model', hidden_size: s(1152, 64), intermediate_size: s(4304, 256), num_hidden_layers: s(27, 2), num_attention_heads: s(16, 4), image_size: 384, patch_size: 14, hidden_act: 'gelu_pytorch_tanh', layer_norm_eps: 1e-6 },
       preprocessor: { ...HALF, size: { height: 384, width: 384 } },
@@ -52,11 +59,18 @@ function presets(small: boolean): Record<string, Preset> {
 
 /** Random weights in the checkpoint's own layout (no reference run): N(0, 0.02), norms near 1. */
 async function writeRandomWeights(dir: string): Promise<void> {
-  const config = readHfVisionConfig(dir);
-  const proj = config.arch === 'clip' ? ((JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).projection_dim as number) ?? 512) : null;
-  const shell = new HfVisionModel(config, 'f32', 'cpu', proj);
-  const layout = hfCheckpointLayout(shell);
-  shell.dispose();
+  const raw = JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8'));
+  let layout: Array<[string, number[]]>;
+  if (String(raw.model_type).startsWith('sam')) {
+    const shell = new SamVisionModel(readSamConfig(dir), 'f32', 'cpu');
+    layout = samCheckpointLayout(shell);
+    shell.dispose();
+  } else {
+    const config = readHfVisionConfig(dir);
+    const shell = new HfVisionModel(config, 'f32', 'cpu', config.arch === 'clip' ? raw.projection_dim ?? 512 : null);
+    layout = hfCheckpointLayout(shell);
+    shell.dispose();
+  }
   const entries: Record<string, SafetensorsWriteInput> = {};
   const made: Tensor[] = [];
   let seed = 1;
@@ -91,7 +105,7 @@ async function main(): Promise<void> {
           const torchRuns: Array<['eager' | 'compile', TorchModelRun]> = [];
           if (device !== 'sim')
             for (const compile of device === 'cuda' ? [false, true] : [false]) {
-              const r = runTorchModel('teachers', 'torch_teachers.py', ['dinov2', 'clip', 'timm'], dir, io, { device, dtype, compile, repeats: device === 'cuda' ? 10 : 2 });
+              const r = runTorchModel('teachers', 'torch_teachers.py', ['dinov2', 'clip', 'timm', 'sam'], dir, io, { device, dtype, compile, repeats: device === 'cuda' ? 10 : 2 });
               if (r) torchRuns.push([compile ? 'compile' : 'eager', r]);
             }
           if (!fs.existsSync(path.join(dir, 'model.safetensors'))) {
@@ -99,7 +113,7 @@ async function main(): Promise<void> {
             await writeRandomWeights(dir);
             console.log(`teachers: wrote random ${name} weights in ${seconds(t0)}`);
           }
-          const model = await loadHfVisionModel(dir, { device, dtype, onWarning: () => undefined });
+          const model = await loadTeacherEncoder(dir, { device, dtype, onWarning: () => undefined });
           const x = images.to(device);
           let t0 = performance.now();
           const out = model.forward(x);
@@ -109,9 +123,7 @@ async function main(): Promise<void> {
           t0 = performance.now();
           const timing = device === 'cuda' ? { warmup: 2, minRepeats: 10, minTimeMs: 1000 } : { warmup: 0, minRepeats: warmMs > 5000 ? 2 : 3, minTimeMs: 0 };
           const rec = await timeCase({ op: `teacher forward ${name} ${side}px`, shape: `B${batch} 3x${side}x${side}`, dtype, backend: device }, device, () => {
-            const o = model.forward(x);
-            o.summary?.dispose();
-            o.features.dispose();
+            disposeEncoderOutput(model.forward(x));
           }, timing);
           const notes = [`${(batch / (rec.medianMs / 1000)).toFixed(2)} img/s`];
           for (const [mode, r] of torchRuns) {
@@ -122,8 +134,7 @@ async function main(): Promise<void> {
           }
           if (device === 'sim') notes.push('sim is an emulator: 2-layer models, not the full teachers');
           records.push({ ...rec, note: notes.join('; ') });
-          out.summary?.dispose();
-          out.features.dispose();
+          disposeEncoderOutput(out);
           if (x !== images) x.dispose();
           model.dispose();
         }

@@ -1,13 +1,13 @@
 #!/usr/bin/python3
-"""Times a teacher's original implementation (facebookresearch/dinov2, openai/CLIP, SigLIP through timm) on the
+"""Times a teacher's original implementation (facebookresearch/dinov2, openai/CLIP, SigLIP through timm, facebookresearch/segment-anything) on the
 config that bench/teachers.ts wrote, after writing that model's random weights into the folder in transformers'
 layout (scripts/fixtures/teacher_layouts.py), so the bench loads exactly the weights timed here. Writes the
 outputs back for the agreement check. This script contains none of the references' code: it imports them.
 
-usage: torch_teachers.py --dinov2 DIR --clip DIR --timm DIR CHECKPOINT IO OUT [--device cpu|cuda] [--dtype f32|bf16]
+usage: torch_teachers.py --dinov2 DIR --clip DIR --timm DIR --sam DIR CHECKPOINT IO OUT [--device cpu|cuda] [--dtype f32|bf16]
            [--threads N] [--repeats N] [--compile]
   CHECKPOINT holds config.json (+ preprocessor_config.json); model.safetensors is written there. IO holds `images`
-  in [0, 1]; OUT receives `summary` and `features`. Prints one JSON object on stdout: median ms, torch version,
+  in [0, 1]; OUT receives `summary` (SAM: the neck's output) and `features`. Prints one JSON object on stdout: median ms, torch version,
   threads.
 """
 import importlib.util
@@ -19,8 +19,8 @@ sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_model_cli  # noqa: E402
 
-CLI = torch_model_cli.parse(__doc__.split('\n\n')[0], ('dinov2', 'clip', 'timm'))
-sys.path[:0] = [CLI.dinov2, CLI.timm]
+CLI = torch_model_cli.parse(__doc__.split('\n\n')[0], ('dinov2', 'clip', 'timm', 'sam'))
+sys.path[:0] = [CLI.dinov2, CLI.timm, CLI.sam]
 
 import warnings  # noqa: E402
 
@@ -29,9 +29,10 @@ import torch  # noqa: E402
 warnings.filterwarnings('ignore')
 from dinov2.models.vision_transformer import DinoVisionTransformer  # noqa: E402
 from timm.models.vision_transformer import VisionTransformer as TimmViT  # noqa: E402
+from segment_anything.modeling.image_encoder import ImageEncoderViT  # noqa: E402
 
 from safetensors_io import read_safetensors, write_safetensors  # noqa: E402
-from teacher_layouts import build_dinov2, build_siglip, clip_to_hf, dinov2_to_hf, siglip_to_hf  # noqa: E402
+from teacher_layouts import build_dinov2, build_sam, build_siglip, clip_to_hf, dinov2_to_hf, sam_to_hf, siglip_to_hf  # noqa: E402
 
 _spec = importlib.util.spec_from_file_location('openai_clip_model', os.path.join(CLI.clip, 'clip', 'model.py'))
 clip_model = importlib.util.module_from_spec(_spec)
@@ -48,6 +49,16 @@ def build(config):
                          registers=c.get('num_register_tokens', 0) if t == 'dinov2_with_registers' else 0,
                          swiglu=c.get('use_swiglu_ffn', False), mlp_ratio=c.get('mlp_ratio', 4))
         return m, dinov2_to_hf(m, dim), lambda x: (lambda o: (o['x_norm_clstoken'], o['x_norm_patchtokens']))(m.forward_features(x))
+    if t.startswith('sam'):
+        m = build_sam(ImageEncoderViT, image=image, patch=patch, dim=dim, depth=depth, heads=heads, window=c['window_size'],
+                      global_blocks=c['global_attn_indexes'], out_chans=c['output_channels'])
+        hidden = {}
+        m.blocks[-1].register_forward_hook(lambda mod, inp, out: hidden.__setitem__('x', out))
+
+        def run(x):
+            neck = m(x)
+            return neck, hidden['x'].reshape(x.shape[0], -1, dim)
+        return m, sam_to_hf(m), run
     if t.startswith('clip'):
         if c['intermediate_size'] != 4 * dim:
             sys.exit('torch_teachers: OpenAI CLIP has a 4x MLP; this config does not')

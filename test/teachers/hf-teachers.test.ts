@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { HfTeacher, loadHfVisionModel, Teacher, tensor } from '../../ts';
+import { HfTeacher, loadHfVisionModel, loadSamVisionModel, Teacher, tensor } from '../../ts';
 import type { Device, DType } from '../../ts';
 import { expectWithin, readIo } from '../support/radio-fixtures';
 import { describeEachDevice, poisonOutputs, relativeError } from '../support/reference';
@@ -17,13 +17,15 @@ poisonOutputs();
 const ROOT = path.join(__dirname, '..', 'fixtures', 'teachers');
 const RADIO = path.join(__dirname, '..', 'fixtures', 'radio');
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
-const CASES = fs.readdirSync(ROOT).filter((d) => fs.existsSync(path.join(ROOT, d, 'case.json'))).sort();
+const ALL = fs.readdirSync(ROOT).filter((d) => fs.existsSync(path.join(ROOT, d, 'case.json'))).sort();
+const CASES = ALL.filter((d) => !d.startsWith('sam-'));
 
 const ioFiles = (name: string) => fs.readdirSync(path.join(ROOT, name)).filter((f) => /^io-.*\.safetensors$/.test(f)).sort();
 
 test('every teacher case is here', () => {
-  expect(CASES).toEqual(['clip-vit', 'dinov2-reg-swiglu', 'dinov2-small', 'siglip-vit']);
+  expect(ALL).toEqual(['clip-vit', 'dinov2-reg-swiglu', 'dinov2-small', 'sam-vit', 'siglip-vit']);
   for (const c of CASES) expect(ioFiles(c).length).toBeGreaterThanOrEqual(2);
+  expect(ioFiles('sam-vit')).toEqual(['io-112x112.safetensors']);
 });
 
 describeEachDevice('Hugging Face teachers against their reference implementations, on %s', (device: Device) => {
@@ -52,6 +54,60 @@ describeEachDevice('Hugging Face teachers against their reference implementation
       } finally {
         model.dispose();
       }
+    });
+  });
+
+  describe('sam-vit (windowed blocks padded to the window, global blocks, decomposed relative positions, neck)', () => {
+    test.each(['f32', 'bf16'] as const)('%s: the tokens before the neck and the neck output', async (dtype: DType) => {
+      const model = await loadSamVisionModel(path.join(ROOT, 'sam-vit'), { device, dtype: dtype as 'f32' | 'bf16' });
+      try {
+        const io = await readIo(path.join(ROOT, 'sam-vit', 'io-112x112.safetensors'));
+        const img = io.get('images')!;
+        const out = model.forward(tensor(img.data, img.shape, { device }));
+        expect(out.summary).toBeNull();
+        expect(out.grid).toEqual([7, 7]);
+        for (const part of ['features', 'neck'] as const) {
+          const ref = io.get(part)!;
+          expect(out[part].shape).toEqual(ref.shape);
+          expectWithin(`sam-vit ${dtype} ${part}`, relativeError(await out[part].toArray(), ref.data), TOLERANCE[dtype as 'f32' | 'bf16']);
+        }
+        out.features.dispose();
+        out.neck.dispose();
+        expect(() => model.forward(tensor(new Float32Array(3 * 96 * 112), [1, 3, 96, 112], { device }))).toThrow("SAM's encoder takes 112x112 inputs (its position table is not resized), got 96x112");
+      } finally {
+        model.dispose();
+      }
+    });
+
+    test('as a Teacher: features before the neck by default, the neck on request', async () => {
+      const io = await readIo(path.join(ROOT, 'sam-vit', 'io-112x112.safetensors'));
+      const img = io.get('images')!;
+      for (const features of [undefined, 'neck'] as const) {
+        const t = await HfTeacher.load(path.join(ROOT, 'sam-vit'), { device, ...(features ? { features } : {}) });
+        try {
+          expect(t.name).toBe('sam');
+          expect(t.inputSize).toEqual([112, 112]);
+          expect(t.heads).toEqual({ sam: { summaryDim: null, featureDim: features ? 24 : 32 } });
+          const targets = await t.forward(tensor(img.data, img.shape, { device }), { ids: ['a', 'b'] });
+          expect(targets.sam.summary).toBeUndefined();
+          expect(targets.sam.grid).toEqual([7, 7]);
+          const got = await targets.sam.features.toArray();
+          targets.sam.features.dispose();
+          if (!features) expectWithin('sam teacher features', relativeError(got, io.get('features')!.data), 1e-4);
+          else {
+            // The neck's [B, C, h, w] as tokens [B, h·w, C].
+            const ref = io.get('neck')!;
+            const [B, C, h, w] = ref.shape;
+            const tokens = new Float32Array(ref.data.length);
+            for (let b = 0; b < B; b++) for (let c = 0; c < C; c++) for (let p = 0; p < h * w; p++) tokens[(b * h * w + p) * C + c] = ref.data[(b * C + c) * h * w + p];
+            expectWithin('sam teacher neck', relativeError(got, tokens), 1e-4);
+          }
+        } finally {
+          await t.close();
+        }
+      }
+      await expect(HfTeacher.load(path.join(ROOT, 'sam-vit'), { inputSize: [96, 112] })).rejects.toThrow("SAM's encoder takes 112x112 inputs");
+      await expect(HfTeacher.load(path.join(ROOT, 'clip-vit'), { features: 'neck' })).rejects.toThrow("the features option is for SAM's encoder");
     });
   });
 
@@ -141,6 +197,9 @@ describe('Hugging Face teacher loading', () => {
     const clip = await Teacher.fromPretrained(path.join(ROOT, 'clip-vit'));
     expect(clip.heads).toEqual({ clip: { summaryDim: 40, featureDim: 64 } });
     await clip.close();
+    const sam = await Teacher.fromPretrained(path.join(ROOT, 'sam-vit'));
+    expect(sam.heads).toEqual({ sam: { summaryDim: null, featureDim: 32 } });
+    await sam.close();
     const radio = await Teacher.fromPretrained(path.join(RADIO, 'vit-b16-v2heads'));
     expect(radio.constructor.name).toBe('RadioTeacher');
     await radio.close();

@@ -98,11 +98,11 @@ function parsePartitions(where: string, list: unknown[]): Partition[] {
  * partitions, ... }` (ImageFolderSource; `dir` and `list` relative to base).
  */
 /** The keys a teacher entry of each computing type takes beyond type, dir, name and the loss weights. */
-export const TEACHER_FIELDS = { radio: ['inputSize', 'heads'], hf: ['inputSize', 'head', 'summary', 'dtype'] } as const;
+export const TEACHER_FIELDS = { radio: ['inputSize', 'heads'], hf: ['inputSize', 'head', 'summary', 'dtype', 'features'] } as const;
 
 /**
  * A teacher entry's loader, its fields checked now (before any data is read): "radio" (a RADIO checkpoint,
- * RadioTeacher) or "hf" (a Hugging Face DINOv2 / CLIP / SigLIP folder, HfTeacher). `f` holds the entry.
+ * RadioTeacher) or "hf" (a Hugging Face DINOv2 / CLIP / SigLIP / SAM folder, HfTeacher). `f` holds the entry.
  */
 export function teacherLoader(type: 'radio' | 'hf', f: Fields, base: string, device: Device): () => Promise<Teacher> {
   const dir = f.path('dir', base);
@@ -120,7 +120,8 @@ export function teacherLoader(type: 'radio' | 'hf', f: Fields, base: string, dev
   if (dtype !== undefined && dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${f.at('dtype')} must be "f32" or "bf16", got ${JSON.stringify(dtype)}`);
   // inputSize: absent → the preprocessor's size; null → the student's resolution.
   const inputSize = f.has('inputSize') && f.obj.inputSize === null ? null : f.size('inputSize');
-  const opts = { name, head: f.str('head', true), summary: f.bool('summary'), dtype: dtype as 'f32' | 'bf16' | undefined, inputSize, device };
+  const features = f.str('features', true) as 'encoder' | 'neck' | undefined;
+  const opts = { name, head: f.str('head', true), summary: f.bool('summary'), dtype: dtype as 'f32' | 'bf16' | undefined, inputSize, features, device };
   return () => HfTeacher.load(dir, opts);
 }
 

@@ -108,7 +108,7 @@ function triple(file: string, key: string, v: unknown): [number, number, number]
 export function isHfVisionFolder(dir: string): boolean {
   try {
     const c = readJson(path.join(dir, 'config.json'));
-    return typeof c.model_type === 'string' && c.model_type in MODEL_TYPES;
+    return typeof c.model_type === 'string' && (c.model_type in MODEL_TYPES || c.model_type === 'sam' || c.model_type === 'sam_vision_model');
   } catch {
     return false;
   }

@@ -125,6 +125,20 @@ class PoolingHead extends Module {
   }
 }
 
+/**
+ * What every encoder's forward does around its own run: images [B, 3, H, W] checked (each problem an Error
+ * naming op), moved to the model's device, the grid from gridOf, then run without a graph in a tensor scope.
+ */
+export function runEncoder<T>(op: string, m: Module & { device: Device; gridOf(op: string, h: number, w: number): [number, number] }, images: Tensor,
+  run: (x: Tensor, grid: [number, number]) => T): T {
+  if (m.disposed) throw new Error(`${op}: the model was disposed`);
+  if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
+  if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
+  if (images.dtype === 'i32') throw new Error(`${op}: images must be f32 or bf16, got i32`);
+  const grid = m.gridOf(op, images.shape[2], images.shape[3]);
+  return noGrad(() => tidy(() => run(images.device === m.device ? images : images.to(m.device), grid)));
+}
+
 export interface HfVisionOutput {
   /** [B, C]: DINOv2's cls token after the final norm, CLIP's image embedding, SigLIP's pooled output; null without one. */
   summary: Tensor | null;
@@ -190,13 +204,7 @@ export class HfVisionModel extends Module {
    * the grid gridOf gives.
    */
   forward(images: Tensor): HfVisionOutput {
-    const op = 'HfVisionModel.forward';
-    if (this.disposed) throw new Error(`${op}: the model was disposed`);
-    if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
-    if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
-    if (images.dtype === 'i32') throw new Error(`${op}: images must be f32 or bf16, got i32`);
-    const grid = this.gridOf(op, images.shape[2], images.shape[3]);
-    return noGrad(() => tidy(() => this.run(images.device === this.device ? images : images.to(this.device), grid)));
+    return runEncoder('HfVisionModel.forward', this, images, (x, grid) => this.run(x, grid));
   }
 
   private run(images: Tensor, grid: [number, number]): HfVisionOutput {
@@ -398,26 +406,20 @@ export interface HfVisionLoadOptions {
   onWarning?: (message: string) => void;
 }
 
-/** Reads dir/model.safetensors into a model of config c. */
-export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: HfVisionLoadOptions): Promise<HfVisionModel> {
+/**
+ * dir/model.safetensors opened (sharded checkpoints named as unsupported), a model made for it and filled by
+ * `fill`, which returns the checkpoint keys it left unread for one warning; the model is disposed on any Error.
+ */
+export async function loadFromCheckpoint<M extends Module>(dir: string, onWarning: ((message: string) => void) | undefined,
+  make: (file: SafetensorsFile) => M, fill: (m: M, file: SafetensorsFile) => Promise<string[]>): Promise<M> {
   const fileName = path.join(dir, 'model.safetensors');
   const file = await SafetensorsFile.open(fileName).catch((e: Error) => {
     throw new Error(`${dir}: cannot open model.safetensors (${e.message}); sharded checkpoints are not supported, save the model as one file`);
   });
-  let model: HfVisionModel | null = null;
+  let model: M | null = null;
   try {
-    // CLIPVisionModel has no projection: its summary is the normed cls token.
-    const proj = c.arch === 'clip' && file.has('visual_projection.weight') ? file.entry('visual_projection.weight').shape : null;
-    if (proj && proj.length !== 2) throw new Error(`${fileName}: 'visual_projection.weight' must be 2-D, got [${proj.join(', ')}]`);
-    model = new HfVisionModel(c, opts.dtype ?? 'f32', opts.device ?? 'cpu', proj ? proj[0] : null);
-    const sources = sourceMap(c, model);
-    // The one size a config can get wrong without the weights' shapes saying which: name it.
-    const pos = sources.get('pos')!;
-    const posKey = pos.keys[0];
-    if (file.has(posKey) && numel(file.entry(posKey).shape) !== numel(pos.shapes[0]))
-      throw new Error(`${fileName}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but image_size ${c.image} / patch_size ${c.patch} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
-    const unread = await fill(model, file, sources);
-    warnUnreadTensors(fileName, unread.filter((k) => !expectedUnread(k)), opts.onWarning ?? ((msg) => process.emitWarning(msg, 'TeacherCheckpointWarning')));
+    model = make(file);
+    warnUnreadTensors(fileName, await fill(model, file), onWarning ?? ((msg) => process.emitWarning(msg, 'TeacherCheckpointWarning')));
     return model;
   } catch (e) {
     model?.dispose();
@@ -425,6 +427,25 @@ export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: 
   } finally {
     await file.close();
   }
+}
+
+/** Reads dir/model.safetensors into a model of config c. */
+export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: HfVisionLoadOptions): Promise<HfVisionModel> {
+  const fileName = path.join(dir, 'model.safetensors');
+  return loadFromCheckpoint(dir, opts.onWarning, (file) => {
+    // CLIPVisionModel has no projection: its summary is the normed cls token.
+    const proj = c.arch === 'clip' && file.has('visual_projection.weight') ? file.entry('visual_projection.weight').shape : null;
+    if (proj && proj.length !== 2) throw new Error(`${fileName}: 'visual_projection.weight' must be 2-D, got [${proj.join(', ')}]`);
+    return new HfVisionModel(c, opts.dtype ?? 'f32', opts.device ?? 'cpu', proj ? proj[0] : null);
+  }, async (model, file) => {
+    const sources = sourceMap(c, model);
+    // The one size a config can get wrong without the weights' shapes saying which: name it.
+    const pos = sources.get('pos')!;
+    const posKey = pos.keys[0];
+    if (file.has(posKey) && numel(file.entry(posKey).shape) !== numel(pos.shapes[0]))
+      throw new Error(`${fileName}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but image_size ${c.image} / patch_size ${c.patch} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
+    return (await fill(model, file, sources)).filter((k) => !expectedUnread(k));
+  });
 }
 
 /** The encoder in dir (config.json, model.safetensors, optional preprocessor_config.json), in eval mode. */

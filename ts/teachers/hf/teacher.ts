@@ -2,12 +2,15 @@
 // model.safetensors, preprocessor_config.json) that transformers' save_pretrained writes, run on this package's
 // kernels in the trainer's process.
 import * as fs from 'fs';
+import * as path from 'path';
 
 import { downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
+import { permute } from '../../ops/layout';
 import type { Tensor } from '../../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from '../types';
-import { HfArch, HfVisionConfig, readHfVisionConfig } from './config';
-import { HfVisionLoadOptions, HfVisionModel, loadHfVisionWeights } from './model';
+import { HfArch, readHfVisionConfig } from './config';
+import { HfVisionLoadOptions, HfVisionModel, HfVisionOutput, loadHfVisionWeights } from './model';
+import { loadSamVisionModel, readSamConfig, SAM_MODEL_TYPES, SamVisionModel, SamVisionOutput } from './sam';
 
 export interface HfTeacherOptions extends HfVisionLoadOptions {
   /** Name in logs and metrics; default by family: 'dino_v2', 'clip', 'siglip' (RADIO's teacher names). */
@@ -22,9 +25,38 @@ export interface HfTeacherOptions extends HfVisionLoadOptions {
   inputSize?: [number, number] | null;
   /** Whether the targets include the summary (default: whenever the encoder has one). */
   summary?: boolean;
+  /** SAM only: 'encoder' (default, the tokens before the neck, as RADIO distils them) or 'neck' (after it). */
+  features?: 'encoder' | 'neck';
 }
 
-const DEFAULT_NAMES: Record<HfArch, string> = { dinov2: 'dino_v2', clip: 'clip', siglip: 'siglip' };
+const DEFAULT_NAMES: Record<HfArch | 'sam', string> = { dinov2: 'dino_v2', clip: 'clip', siglip: 'siglip', sam: 'sam' };
+
+/** The encoder a teacher runs: a ViT family (DINOv2, CLIP, SigLIP) or SAM's image encoder. */
+export type HfEncoder = HfVisionModel | SamVisionModel;
+
+/** What an encoder's forward returns. */
+export type HfEncoderOutput = HfVisionOutput | SamVisionOutput;
+
+/** Disposes every tensor of an encoder's output. */
+export function disposeEncoderOutput(o: HfEncoderOutput): void {
+  o.summary?.dispose();
+  o.features.dispose();
+  (o as Partial<SamVisionOutput>).neck?.dispose();
+}
+
+/** The encoder in dir, by config.json's model_type: SAM's image encoder, else a DINOv2 / CLIP / SigLIP tower. */
+export async function loadTeacherEncoder(dir: string, opts: HfVisionLoadOptions = {}): Promise<HfEncoder> {
+  if (SAM_MODEL_TYPES.includes(modelTypeOf(dir) ?? '')) return loadSamVisionModel(dir, opts);
+  return loadHfVisionWeights(dir, readHfVisionConfig(dir), opts);
+}
+
+function modelTypeOf(dir: string): string | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).model_type;
+  } catch {
+    return undefined;
+  }
+}
 
 export class HfTeacher implements Teacher {
   readonly needsImages = true;
@@ -32,16 +64,14 @@ export class HfTeacher implements Teacher {
 
   private constructor(
     readonly name: string,
-    readonly model: HfVisionModel,
+    readonly model: HfEncoder,
     readonly inputSize: [number, number] | null,
     private readonly head: string,
     private readonly useSummary: boolean,
+    private readonly neck: boolean,
   ) {
-    this.heads = { [head]: { summaryDim: useSummary ? model.summaryDim : null, featureDim: model.config.hidden } };
-  }
-
-  get config(): HfVisionConfig {
-    return this.model.config;
+    const featureDim = model instanceof SamVisionModel && neck ? model.config.outChannels : model.config.hidden;
+    this.heads = { [head]: { summaryDim: useSummary ? model.summaryDim : null, featureDim } };
   }
 
   /** Loads the encoder in dir (a transformers save_pretrained folder) in eval mode. */
@@ -51,21 +81,29 @@ export class HfTeacher implements Teacher {
     if (!fs.existsSync(dir) || !fs.statSync(dir).isDirectory()) throw new Error(`${op}: ${dir} is not a folder (expected config.json and model.safetensors)`);
     const dtype = opts.dtype ?? 'f32';
     if (dtype !== 'f32' && dtype !== 'bf16') throw new Error(`${op}: dtype must be 'f32' or 'bf16', got ${JSON.stringify(dtype)}`);
-    const config = readHfVisionConfig(dir);
-    const size = opts.inputSize === undefined ? config.inputSize : opts.inputSize;
+    const sam = SAM_MODEL_TYPES.includes(modelTypeOf(dir) ?? '');
+    if (opts.features !== undefined && !sam) throw new Error(`${op} ${dir}: the features option is for SAM's encoder (encoder or neck)`);
+    if (opts.features !== undefined && opts.features !== 'encoder' && opts.features !== 'neck')
+      throw new Error(`${op} ${dir}: features must be 'encoder' or 'neck', got ${JSON.stringify(opts.features)}`);
+    // Read the config (every problem named) before any weights.
+    const config = sam ? null : readHfVisionConfig(dir);
+    const samConfig = sam ? readSamConfig(dir) : null;
+    const patch = config?.patch ?? samConfig!.patch;
+    const size = opts.inputSize === undefined ? (config?.inputSize ?? [samConfig!.image, samConfig!.image]) : opts.inputSize;
     if (size !== null) {
-      const P = config.patch;
-      if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v >= P))
-        throw new Error(`${op} ${dir}: inputSize must be [h, w] in pixels, each at least the patch size ${P}, got ${JSON.stringify(size)}`);
+      if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v >= patch))
+        throw new Error(`${op} ${dir}: inputSize must be [h, w] in pixels, each at least the patch size ${patch}, got ${JSON.stringify(size)}`);
+      if (samConfig && (size[0] !== samConfig.image || size[1] !== samConfig.image))
+        throw new Error(`${op} ${dir}: SAM's encoder takes ${samConfig.image}x${samConfig.image} inputs (its position table is not resized), got inputSize ${JSON.stringify(size)}`);
     }
-    const model = await loadHfVisionWeights(dir, config, { ...opts, dtype });
+    const model: HfEncoder = config ? await loadHfVisionWeights(dir, config, { ...opts, dtype }) : await loadSamVisionModel(dir, { ...opts, dtype });
     const hasSummary = model.summaryDim !== null;
     if (opts.summary === true && !hasSummary) {
       model.dispose();
-      throw new Error(`${op} ${dir}: this ${config.modelType} encoder has no summary output (vision_use_head is false)`);
+      throw new Error(`${op} ${dir}: this ${model.config.modelType} encoder has no summary output`);
     }
-    const name = opts.name ?? DEFAULT_NAMES[config.arch];
-    return new HfTeacher(name, model, size ? [size[0], size[1]] : null, opts.head ?? name, opts.summary ?? hasSummary);
+    const name = opts.name ?? DEFAULT_NAMES[config?.arch ?? 'sam'];
+    return new HfTeacher(name, model, size ? [size[0], size[1]] : null, opts.head ?? name, opts.summary ?? hasSummary, opts.features === 'neck');
   }
 
   /**
@@ -78,6 +116,18 @@ export class HfTeacher implements Teacher {
   }
 
   async forward(images: Tensor, _batch: TeacherBatch): Promise<TeacherTargets> {
+    if (this.model instanceof SamVisionModel) {
+      // SAM has no summary; its targets are the tokens before the neck, or the neck's [B, C, h, w] map as tokens.
+      const o = this.model.forward(images);
+      let features = o.features;
+      if (this.neck) {
+        features.dispose();
+        const [B, C, h, w] = o.neck.shape;
+        features = permute(o.neck, [0, 2, 3, 1]).reshape([B, h * w, C]);
+      }
+      o.neck.dispose();
+      return { [this.head]: { features, grid: o.grid } };
+    }
     const o = this.model.forward(images);
     if (!this.useSummary) o.summary?.dispose();
     return { [this.head]: { features: o.features, grid: o.grid, ...(this.useSummary && o.summary ? { summary: o.summary } : {}) } };
