@@ -3,7 +3,10 @@
 // vision through timm, each in transformers' checkpoint layout): summary and features at the pre-training
 // resolution, at larger and non-square inputs (the bicubic position resize, antialiased for DINOv2 with
 // registers), f32 and bf16; then the Teacher interface, the loader's errors and Teacher.fromPretrained.
+import { createHash } from 'crypto';
 import * as fs from 'fs';
+import * as http from 'http';
+import type { AddressInfo } from 'net';
 import * as os from 'os';
 import * as path from 'path';
 
@@ -205,4 +208,41 @@ describe('Hugging Face teacher loading', () => {
     await radio.close();
     await expect(Teacher.fromPretrained(path.join(tmp, 'no', 'such', 'dir'))).rejects.toThrow('is neither a folder nor a hub repo id');
   });
+});
+
+test('Teacher.fromPretrained fetches a hub repo into the hub cache; the preprocessor file is optional', async () => {
+  // A local stand-in for the hub (127.0.0.1; see test/hub.test.ts for the full protocol): two repos, one without a
+  // preprocessor_config.json, so its teacher falls back to the family's statistics and the config's image_size.
+  const commit = 'c'.repeat(40);
+  const file = (name: string) => fs.readFileSync(path.join(ROOT, 'dinov2-small', name));
+  const repos: Record<string, Record<string, Buffer>> = {
+    'org/dino-tiny': { 'config.json': file('config.json'), 'model.safetensors': file('model.safetensors'), 'preprocessor_config.json': Buffer.from(JSON.stringify({ image_mean: [0.5, 0.5, 0.5], image_std: [0.5, 0.5, 0.5], crop_size: { height: 42, width: 70 } })) },
+    'org/dino-bare': { 'config.json': file('config.json'), 'model.safetensors': file('model.safetensors') },
+  };
+  const server = http.createServer((req, res) => {
+    const m = new URL(req.url!, 'http://x').pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/[^/]+\/(.+)$/);
+    const body = m && repos[m[1]]?.[m[2]];
+    if (!body) return void res.writeHead(404).end();
+    res.writeHead(200, { 'x-repo-commit': commit, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"`, 'content-length': String(body.length) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const cache = fs.mkdtempSync(path.join(os.tmpdir(), 'am-radio-teacher-hub-'));
+  try {
+    const hub = { endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, cacheDir: cache, progress: false as const };
+    const tiny = await HfTeacher.fromPretrained('org/dino-tiny', { hub });
+    expect(tiny.inputSize).toEqual([42, 70]);
+    await tiny.close();
+    const bare = await Teacher.fromPretrained('org/dino-bare', { hub });
+    expect((bare as HfTeacher).inputSize).toEqual([56, 56]);
+    await bare.close();
+    await expect(Teacher.fromPretrained('org/missing', { hub })).rejects.toThrow('org/missing@main has no config.json, or the repo does not exist (HTTP 404)');
+    // Offline, the cache alone serves what was fetched.
+    const again = await Teacher.fromPretrained('org/dino-tiny', { hub: { ...hub, offline: true } });
+    expect((again as HfTeacher).inputSize).toEqual([42, 70]);
+    await again.close();
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+    fs.rmSync(cache, { recursive: true, force: true });
+  }
 });

@@ -144,7 +144,10 @@ export async function resolveFolder(dirOrRepo: string, hub: HubDownloadOptions =
   if (fs.existsSync(dirOrRepo)) return dirOrRepo;
   if (!/^[\w.-]+\/[\w.-]+$/.test(dirOrRepo)) throw new Error(`fromPretrained: ${dirOrRepo} is neither a folder nor a hub repo id ("org/name")`);
   const dir = await downloadCheckpoint(dirOrRepo, hub);
-  // The preprocessor is optional (the family's statistics stand in): fetched when the repo has one.
-  await downloadCheckpoint(dirOrRepo, hub, ['preprocessor_config.json']).catch(() => undefined);
+  // The preprocessor is optional (the family's statistics stand in): fetched when the repo has one. Only its
+  // absence is passed over; a refusal, an unreachable hub or a broken download is the Error it is.
+  await downloadCheckpoint(dirOrRepo, hub, ['preprocessor_config.json']).catch((e: Error) => {
+    if (!/has no preprocessor_config\.json, or the repo does not exist \(HTTP 404\)|has no cached preprocessor_config\.json/.test(e.message)) throw e;
+  });
   return dir;
 }
