@@ -23,7 +23,9 @@ import { AnyRadioModel, loadRadio } from './model/load';
 import type { DType, Device } from './native';
 import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
-import { runTeachConfig } from './train/teach';
+import { readHfVisionConfig, isHfVisionFolder } from './teachers/hf/config';
+import { readSamConfig, SAM_MODEL_TYPES } from './teachers/hf/sam';
+import { runTeach, runTeachConfig } from './train/teach';
 
 
 
@@ -206,9 +208,53 @@ async function distillCommand(args: string[]): Promise<void> {
   }
 }
 
+/**
+ * `am-radio teach config.json`, or the same from flags: `--teacher name=DIR --images DIR --out DIR` with optional
+ * `--size HxW` (default: an HF teacher's input size; required for a RADIO teacher), `--batch N` (default 8),
+ * `--device`, `--dtype` (HF teachers), `--shard-size N`. The teacher's kind comes from DIR/config.json.
+ */
 async function teachCommand(args: string[]): Promise<void> {
-  if (args.length !== 1 || args[0].startsWith('--')) throw new Error(`teach takes one config file; ${usageOf('teach')}`);
-  await runTeachConfig(args[0]);
+  if (args.length === 1 && !args[0].startsWith('--')) return void (await runTeachConfig(args[0]));
+  if (args.length === 0 || !args[0].startsWith('--')) throw new UsageError(`teach takes one config file or flags; ${usageOf('teach')}`);
+  const flags = new Map<string, string>();
+  for (let i = 0; i < args.length; i += 2) {
+    const [k, v] = [args[i], args[i + 1]];
+    if (!['--teacher', '--images', '--out', '--size', '--batch', '--device', '--dtype', '--shard-size'].includes(k)) throw new UsageError(`teach: unknown option ${k}; ${usageOf('teach')}`);
+    if (v === undefined || v.startsWith('--')) throw new UsageError(`teach: ${k} needs a value; ${usageOf('teach')}`);
+    if (flags.has(k)) throw new UsageError(`teach: ${k} is given twice`);
+    flags.set(k, v);
+  }
+  for (const k of ['--teacher', '--images', '--out']) if (!flags.has(k)) throw new UsageError(`teach: ${k} is required; ${usageOf('teach')}`);
+  const m = /^([\w.-]+)=(.+)$/.exec(flags.get('--teacher')!);
+  if (!m) throw new UsageError(`teach: --teacher must be name=DIR, got ${JSON.stringify(flags.get('--teacher'))}`);
+  const [, name, dir] = m;
+  const hf = isHfVisionFolder(dir);
+  const int = (k: string, fallback: number) => {
+    const v = flags.get(k);
+    if (v === undefined) return fallback;
+    if (!/^[1-9]\d*$/.test(v)) throw new UsageError(`teach: ${k} must be a positive integer, got ${JSON.stringify(v)}`);
+    return Number(v);
+  };
+  let size: [number, number] | undefined;
+  if (flags.has('--size')) {
+    const s = /^(\d+)x(\d+)$/.exec(flags.get('--size')!);
+    if (!s) throw new UsageError(`teach: --size must be HxW in pixels, got ${JSON.stringify(flags.get('--size'))}`);
+    size = [Number(s[1]), Number(s[2])];
+  } else if (hf) {
+    size = SAM_MODEL_TYPES.includes(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).model_type)
+      ? ((c) => [c.image, c.image] as [number, number])(readSamConfig(dir))
+      : readHfVisionConfig(dir).inputSize;
+  } else throw new UsageError(`teach: --size HxW is required for a RADIO teacher (${dir})`);
+  const dtype = flags.get('--dtype');
+  if (dtype !== undefined && !hf) throw new UsageError('teach: --dtype applies to Hugging Face teachers');
+  const config = {
+    teacher: { type: hf ? 'hf' : 'radio', dir: path.resolve(dir), name, inputSize: size, ...(dtype ? { dtype } : {}) },
+    data: { type: 'folder', dir: path.resolve(flags.get('--images')!), partitions: [{ height: size[0], width: size[1], batch: int('--batch', 8) }] },
+    output: path.resolve(flags.get('--out')!),
+    ...(flags.has('--shard-size') ? { shardSize: int('--shard-size', 1) } : {}),
+    ...(flags.has('--device') ? { device: flags.get('--device') } : {}),
+  };
+  await runTeach(config, process.cwd());
 }
 
 async function main(argv: string[]): Promise<void> {

@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { createStudent, distill, HfTeacher, ShardTeacher, SyntheticSource } from '../../ts';
+import { writeDataset } from '../data/helpers';
 import { REGISTER, tempDir } from './support';
 
 const FIXTURES = path.join(__dirname, '..', 'fixtures', 'teachers');
@@ -71,6 +72,29 @@ test('CLI: an "hf" teacher in a teach config writes shards; a bad field is named
     fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify({ ...config, teacher: { ...config.teacher, dtype: 'f16' } }));
     const bad = run();
     expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 1, stderr: 'config.teacher.dtype must be "f32" or "bf16", got "f16"\n' });
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CLI: am-radio teach --teacher name=DIR --images DIR --out DIR runs one pass over a folder; bad flags are usage errors', async () => {
+  const dir = tempDir('hf-teach-flags');
+  try {
+    const images = path.join(dir, 'images');
+    fs.mkdirSync(images);
+    await writeDataset(images, 5);
+    const run = (...args: string[]) => spawnSync(process.execPath, ['-r', REGISTER, CLI, 'teach', ...args], { encoding: 'utf8', timeout: 120_000 });
+    const r = run('--teacher', `dino=${path.join(FIXTURES, 'dinov2-small')}`, '--images', images, '--out', path.join(dir, 'shards'), '--batch', '2');
+    expect({ status: r.status, stderr: r.status === 0 ? '' : r.stderr }).toEqual({ status: 0, stderr: '' });
+    expect(r.stderr).toMatch(/teach dino: 5\/5 images/);
+    const shards = await ShardTeacher.open(path.join(dir, 'shards'));
+    expect(shards.images).toBe(5);
+    expect(shards.heads).toEqual({ dino: { summaryDim: 48, featureDim: 48 } });
+    await shards.close();
+    const bad = run('--teacher', `radio=${path.join(__dirname, '..', 'fixtures', 'radio', 'vit-b16-v2heads')}`, '--images', images, '--out', path.join(dir, 'x'));
+    expect({ status: bad.status, stderr: bad.stderr.split('\n')[0] }).toEqual({ status: 2, stderr: expect.stringContaining('teach: --size HxW is required for a RADIO teacher') });
+    const unknown = run('--teacher', 'a=b', '--colour', 'red');
+    expect({ status: unknown.status, stderr: unknown.stderr.split('\n')[0] }).toEqual({ status: 2, stderr: expect.stringContaining('teach: unknown option --colour') });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -55,7 +55,7 @@ export const COMMANDS: CommandHelp[] = [
   },
   {
     name: 'teach',
-    usage: 'am-radio teach config.json',
+    usage: 'am-radio teach config.json | --teacher name=DIR --images DIR --out DIR [--size HxW] [--batch N] [--device D] [--dtype f32|bf16] [--shard-size N]',
     summary: 'precompute a teacher\'s targets as feature shards for distill',
     details: [],
   },
