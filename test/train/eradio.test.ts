@@ -3,7 +3,7 @@
 import * as path from 'path';
 import { Writable } from 'stream';
 
-import { distill, ERadioModel, ops, rand, RadioTeacher, randn, SyntheticSource, tensor } from '../../ts';
+import { distill, ERadioModel, ops, rand, RadioTeacher, randn, SafetensorsFile, SyntheticSource, tensor } from '../../ts';
 import type { Tensor, Teacher, TeacherTargets } from '../../ts';
 import { tempDir, weightsOf } from './support';
 
@@ -52,6 +52,23 @@ test('cpu: an E-RADIO student distils (loss falls, BatchNorm running stats move)
   expect(last).toBeLessThan(0.8 * first);
   expect(r.student).toBeInstanceOf(ERadioModel);
   r.student.dispose();
+  // Every tensor of the checkpoint it started from is in the one it wrote (a strict load in the reference needs
+  // them): the ones outside the student's tree (BatchNorm counters, the CPB tables, model.norm) unchanged.
+  const src = await SafetensorsFile.open(path.join(STUDENT, 'model.safetensors'));
+  const out = await SafetensorsFile.open(path.join(r.checkpoint!, 'model.safetensors'));
+  try {
+    expect(src.keys().filter((k) => !out.has(k))).toEqual([]);
+    const carried = src.keys().filter((k) => /num_batches_tracked$|relative_coords_table$|relative_position_index$|^radio_model\.model\.norm\./.test(k));
+    expect(carried.length).toBeGreaterThan(10);
+    for (const k of carried) {
+      const e = src.entry(k);
+      const read = (f: SafetensorsFile) => (e.dtype.startsWith('I') ? f.readInts(k).then((x) => x.data) : f.readFloat(k).then((x) => Array.from(x.data)));
+      expect({ k, dtype: out.entry(k).dtype, values: await read(out) }).toEqual({ k, dtype: e.dtype, values: await read(src) });
+    }
+  } finally {
+    await src.close();
+    await out.close();
+  }
   const loaded = await ERadioModel.load(r.checkpoint!);
   try {
     const after = await weightsOf(loaded);

@@ -35,6 +35,8 @@ export interface SaveCheckpointOptions {
   student: AnyRadioModel;
   /** The checkpoint's summary_idxs buffer, written back when the source had one. */
   summaryIdxs: number[] | null;
+  /** Tensors of the source checkpoint outside the student's tree, written back unchanged. */
+  carried?: Record<string, SafetensorsWriteInput>;
   optimizer: GroupedAdamW;
   state: TrainingState;
   /** Complete checkpoints kept (the newest); default 2. */
@@ -120,6 +122,7 @@ export async function saveCheckpoint(o: SaveCheckpointOptions): Promise<string> 
   if (o.summaryIdxs) weights['radio_model.summary_idxs'] = { dtype: 'I64', shape: [o.summaryIdxs.length], data: o.summaryIdxs };
   for (const [k, p] of o.student.namedParameters()) weights[k] = masters.get(p) ?? { data: p, dtype: 'F32' };
   for (const [k, b] of o.student.namedBuffers()) weights[k] = { data: b, dtype: 'F32' };
+  for (const [k, t] of Object.entries(o.carried ?? {})) weights[k] = t;
 
   await writeFileDurably(path.join(tmp, 'config.json'), o.configJson);
   await writeSafetensors(path.join(tmp, 'model.safetensors'), weights, { format: 'pt' });

@@ -8,6 +8,8 @@ import * as path from 'path';
 
 import type { DataSource } from '../data/types';
 import { SafetensorsFile } from '../io/safetensors';
+import type { SafetensorsWriteEntry } from '../io/safetensors';
+import { FLOAT_DTYPES } from '../io/safetensors/dtype';
 import type { VitDetOverride } from '../model/config';
 import { RadioModel } from '../model/radio';
 import { AnyRadioModel, loadRadio } from '../model/load';
@@ -187,6 +189,30 @@ async function readSummaryIdxs(dir: string): Promise<number[] | null> {
   }
 }
 
+/**
+ * The source checkpoint's tensors that the student's tree does not hold (E-RADIO's BatchNorm counters, CPB
+ * coordinate tables and unused final norm; whatever else a released checkpoint carries), as they are, so that
+ * every checkpoint the trainer writes has every key of the one it started from and loads strictly in the
+ * reference implementation. They do not train; num_batches_tracked stays the source's (the momentum is fixed).
+ * Float tensors pass through f32 (exact for F32, BF16 and F16; an F64 tensor keeps f32 precision).
+ */
+async function carriedTensors(dir: string, student: AnyRadioModel): Promise<Record<string, SafetensorsWriteEntry>> {
+  const own = new Set([...student.namedParameters(), ...student.namedBuffers()].map(([k]) => k));
+  const file = await SafetensorsFile.open(path.join(dir, 'model.safetensors'));
+  try {
+    const out: Record<string, SafetensorsWriteEntry> = {};
+    for (const k of file.keys()) {
+      if (own.has(k) || k === 'radio_model.summary_idxs' || k === 'summary_idxs') continue;
+      const e = file.entry(k);
+      const data = (FLOAT_DTYPES as readonly string[]).includes(e.dtype) ? (await file.readFloat(k)).data : (await file.readInts(k)).data;
+      out[k] = { dtype: e.dtype, shape: e.shape, data };
+    }
+    return out;
+  } finally {
+    await file.close();
+  }
+}
+
 /** Runs the distillation; see DistillOptions. */
 export async function distill(o: DistillOptions): Promise<DistillResult> {
   const steps = o.steps;
@@ -215,6 +241,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const summaryIdxs = await readSummaryIdxs(sourceDir);
   const student = await loadRadio(sourceDir, { device: o.student.device, dtype: o.student.dtype, seed });
   try {
+    const carried = await carriedTensors(sourceDir, student);
     student.train();
     const plans = planTeachers(student, o.teachers, o.data);
     const vitdet = checkVitdet(student, o.vitdet, o.data);
@@ -247,7 +274,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       if (!root) return;
       const optimizerSteps = Object.fromEntries(optimizer.groups.map((g) => [g.name, g.optimizer.steps]));
       checkpoint = await saveCheckpoint({
-        root, configJson, student, summaryIdxs, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
+        root, configJson, student, summaryIdxs, carried, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
         state: { step, seed, skipped, data: o.data.state(), optimizerSteps },
       });
       progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
