@@ -350,10 +350,13 @@ describeEachDevice('attention on %s', (device) => {
     await checkRel(device, g, grid, withBias);
   });
 
-  // bf16 at head dim 64 would take the tensor cores without relPos; with it the SIMT kernels (f32 math) both ways.
-  test('relPos in bf16 (bf16 in and out, f32 math) within 1e-2', async () => {
-    await checkRel(device, { B: 2, T: 49, heads: 2, hd: 64, prefix: 0 }, [7, 7], false, 'bf16');
-    await checkRel(device, { B: 1, T: 70, heads: 2, hd: 32, prefix: 0 }, [7, 10], true, 'bf16');
+  // bf16 head dims of each kernel choice (cuda.cu's dispatch): tensor cores both ways (16, 64, 128, the last with
+  // 16-query dK/dV tiles), the tensor-core forward with the SIMT backward (144), SIMT both ways (40). T = 70 over
+  // 7x10 gives two query blocks and a partial last key tile, and key rows of 10 that straddle the 32-key tiles, so
+  // dh's running sum crosses tiles.
+  test.each([16, 40, 64, 128, 144])('relPos in bf16, head dim %i (bf16 in and out, f32 math) within 1e-2', async (hd) => {
+    await checkRel(device, { B: 1, T: 70, heads: 2, hd, prefix: 0 }, [7, 10], hd === 64, 'bf16');
+    await checkRel(device, { B: 2, T: 15, heads: 1, hd, prefix: 0 }, [3, 5], false, 'bf16');
   });
 
   test.each(['f32', 'bf16'] as DType[])('relPos gradients are deterministic (bitwise equal across runs), %s', async (dtype) => {

@@ -9,7 +9,8 @@
 //    the same bits every run) and needs no L×L buffer of dS.
 // P and dS are rounded to bf16 as mma operands, as the forward rounds P; S, dP, dS for the bias gradient and all
 // sums stay f32. The bias gradient's per-(batch, window) partial is written by dkv_tc_kernel, each element once,
-// and summed in a fixed order by bias_sum_kernel.
+// and summed in a fixed order by bias_sum_kernel. SAM's relative position terms are added to S in both kernels; their
+// gradients (per-query sums of dS) are taken by dq_tc_kernel, which owns the queries (see REL there).
 #pragma once
 #include "fragments.cuh"
 
@@ -37,7 +38,7 @@ constexpr int kTcBackwardMaxHeadDim = 128;
 template <int HD>
 __global__ void __launch_bounds__(kTcThreads)
     dkv_tc_kernel(uint16_t* dqkv, float* partial, const uint16_t* dout, const uint16_t* qkv, const float* lse,
-                  const float* delta, const uint16_t* bias, Geometry g) {
+                  const float* delta, const uint16_t* bias, const uint16_t* rel_h, const uint16_t* rel_w, Geometry g) {
   constexpr int W = HD + kTcPad, BR = dkv_queries(HD), NB = HD / 8;
   AMR_SHARED(__align__(16) uint16_t, ks, [kTcRows][W]);
   AMR_SHARED(__align__(16) uint16_t, vs, [kTcRows][W]);
@@ -93,7 +94,8 @@ __global__ void __launch_bounds__(kTcThreads)
         const int ii = nb * 8 + 2 * tig + (e & 1);  // the query (C fragment column) within the tile
         const int64_t i = i0 + ii, j = e < 2 ? j0 : j1;
         const bool valid = i < L && (e < 2 ? vj0 : vj1);
-        const float s = st[nb][e] * g.scale + (bias && valid ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f);
+        const float s = st[nb][e] * g.scale + (bias && valid ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f) +
+                        (rel_h && valid ? rel_pos_at(rel_h, rel_w, g, stat0 + i, j) : 0.f);
         // p = 0 off range: zero-filled rows would otherwise score 0, not −inf.
         const float p = valid ? expf(s - ls[ii]) : 0.f;
         const float ds = p * (dpt[nb][e] - dls[ii]);
@@ -130,14 +132,20 @@ __global__ void __launch_bounds__(kTcThreads)
   }
 }
 
-template <int HD>
+// REL: with relative position terms. A query's dS row is spread over the 4 lanes of a quad (and two rows per lane),
+// so for dh and dw each warp puts its 16 × 32 tile of dS in shared memory and lane r < 16 walks row r's keys in
+// order, as the SIMT dQ kernel does: dh runs in a register over a grid row's keys, dw accumulates in the query's
+// slice of dw_acc. A template flag, so that attention without the terms keeps its shared memory and branches.
+template <int HD, bool REL>
 __global__ void __launch_bounds__(kTcThreads)
-    dq_tc_kernel(uint16_t* dqkv, const uint16_t* dout, const uint16_t* qkv, const float* lse, const float* delta,
-                 const uint16_t* bias, Geometry g) {
-  constexpr int W = HD + kTcPad, NB = HD / 8, KB = kDqKeys / 8;
+    dq_tc_kernel(uint16_t* dqkv, uint16_t* drel_h, uint16_t* drel_w, float* dw_acc, const uint16_t* dout,
+                 const uint16_t* qkv, const float* lse, const float* delta, const uint16_t* bias,
+                 const uint16_t* rel_h, const uint16_t* rel_w, Geometry g) {
+  constexpr int W = HD + kTcPad, NB = HD / 8, KB = kDqKeys / 8, DSR = REL ? 16 : 1;
   AMR_SHARED(__align__(16) uint16_t, ks, [2][kDqKeys][W]);
   AMR_SHARED(__align__(16) uint16_t, vs, [2][kDqKeys][W]);
-  static_assert(2 * 2 * kDqKeys * W * 2 <= kStaticSmem, "dQ tiles exceed 48 KiB");
+  AMR_SHARED(float, dss, [kTcWarps][DSR][kDqKeys]);  // REL: each warp's dS tile
+  static_assert(2 * 2 * kDqKeys * W * 2 + kTcWarps * DSR * kDqKeys * 4 <= kStaticSmem, "dQ tiles exceed 48 KiB");
   const int64_t L = g.length(), nw = g.windows();
   const int64_t h = blockIdx.y, bw = blockIdx.z, b = bw / nw, w = bw % nw;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;
@@ -156,6 +164,12 @@ __global__ void __launch_bounds__(kTcThreads)
   const float d0 = v0 ? delta[stat0 + r0] : 0.f, d1 = v1 ? delta[stat0 + r1] : 0.f;
   float dq[NB][4];
   for (int n = 0; n < NB; ++n) dq[n][0] = dq[n][1] = dq[n][2] = dq[n][3] = 0.f;
+  // REL: lane < 16 owns query row0 + lane's dh run and dw slice.
+  const int64_t rrow = row0 + lane;
+  const bool rel_row = REL && lane < 16 && rrow < L;
+  float* dwr = rel_row ? dw_acc + (stat0 + rrow) * g.rel_gw : nullptr;
+  float dh = 0.f;
+  int64_t key_row = 0;
 
   const int64_t tiles = (L + kDqKeys - 1) / kDqKeys;
   stage_rows_async<kDqKeys, HD>(ks[0], qkv, g, b, h, w, 1, 0);
@@ -184,10 +198,30 @@ __global__ void __launch_bounds__(kTcThreads)
         for (int e = 0; e < 4; ++e) {
           const int64_t i = e < 2 ? r0 : r1, j = key0 + nb * 8 + 2 * tig + (e & 1);
           const bool valid = (e < 2 ? v0 : v1) && j < L;
-          const float sc = s[nb][e] * g.scale + (bias && valid ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f);
+          float sc = s[nb][e] * g.scale + (bias && valid ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f);
+          if (REL && valid) sc += rel_pos_at(rel_h, rel_w, g, stat0 + i, j);
           const float p = valid ? expf(sc - (e < 2 ? l0 : l1)) : 0.f;
           s[nb][e] = p * (dp[nb][e] - (e < 2 ? d0 : d1));  // dS
         }
+      if constexpr (REL) {
+        AMR_UNROLL
+        for (int nb = 0; nb < KB; ++nb)
+          for (int e = 0; e < 4; ++e) dss[warp][gq + (e < 2 ? 0 : 8)][nb * 8 + 2 * tig + (e & 1)] = s[nb][e];
+        __syncwarp();
+        if (rel_row)
+          for (int jj = 0; jj < kDqKeys && key0 + jj < L; ++jj) {
+            const int64_t j = key0 + jj, y = j / g.rel_gw, c = j % g.rel_gw;
+            const float ds = dss[warp][lane][jj];
+            if (y != key_row) {
+              drel_h[(stat0 + rrow) * g.rel_gh + key_row] = f32_to_bf16(dh);
+              dh = 0.f;
+              key_row = y;
+            }
+            dh += ds;
+            dwr[c] = y ? dwr[c] + ds : ds;  // grid row 0 starts every column's sum
+          }
+        __syncwarp();  // the tile is read before the next one overwrites it
+      }
       AMR_UNROLL
       for (int kc = 0; kc < kDqKeys / 16; ++kc) {
         uint32_t sa[4];
@@ -196,6 +230,10 @@ __global__ void __launch_bounds__(kTcThreads)
       }
     }
     __syncthreads();  // every warp is done with this stage before the next iteration refills it
+  }
+  if (rel_row) {
+    drel_h[(stat0 + rrow) * g.rel_gh + key_row] = f32_to_bf16(dh);
+    for (int64_t c = 0; c < g.rel_gw; ++c) drel_w[(stat0 + rrow) * g.rel_gw + c] = f32_to_bf16(dwr[c]);
   }
   for (int n = 0; n < NB; ++n) {
     const int c = n * 8 + 2 * tig;

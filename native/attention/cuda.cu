@@ -2,8 +2,8 @@
 // K/V (or Q/dO) tiles are staged in shared memory; the softmax is online with a running max and sum in f32. The
 // backward recomputes the probabilities from the saved logsumexp: dQ per query tile, dK/dV per key tile (no
 // atomics, deterministic), and the bias gradient as per-(batch, window) partials summed in a fixed order. SAM's
-// relative position terms are gathered per score (rel_pos_at), and their gradients are per-query sums the dQ kernel
-// takes as it walks a query's keys in order.
+// relative position terms are gathered per score (rel_pos_at), and their gradients are per-query sums the dQ kernels
+// (SIMT and tensor-core) take as they walk a query's keys in order.
 // bf16 runs on the tensor cores where the head dim allows (forward_tc_kernel below, the backward in
 // backward_tc.cuh; see the dispatch at the end for which dims), the SIMT kernels everywhere else.
 #include <string>
@@ -123,7 +123,8 @@ static_assert(kTcRows == kRows, "the tensor-core kernels use the SIMT kernels' g
 constexpr int kTcKeys = 32;
 
 template <int HD>
-__global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv, const uint16_t* bias, Geometry g) {
+__global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv, const uint16_t* bias,
+                                  const uint16_t* rel_h, const uint16_t* rel_w, Geometry g) {
   AMR_SHARED(uint16_t, ks, [kTcKeys][HD + kTcPad]);
   AMR_SHARED(uint16_t, vs, [kTcKeys][HD + kTcPad]);
   const int64_t L = g.length(), nw = g.windows();
@@ -131,6 +132,7 @@ __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, gq = lane >> 2, tig = lane & 3;
   const int64_t r0 = blockIdx.x * (int64_t)kTcRows + warp * 16 + gq, r1 = r0 + 8;  // this lane's two rows
   const bool v0 = r0 < L, v1 = r1 < L;
+  const int64_t stat = ((b * g.heads + h) * nw + w) * L;
   constexpr int KS = HD / 16, NB = HD / 8;
   uint32_t qa[KS][4];
   const int64_t oq0 = v0 ? row_offset(g, b, h, w, 0, r0) : 0, oq1 = v1 ? row_offset(g, b, h, w, 0, r1) : 0;
@@ -160,7 +162,9 @@ __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv
         const int64_t j = j0 + nb * 8 + 2 * tig + (e & 1);
         const int64_t i = e < 2 ? r0 : r1;
         const bool vi = e < 2 ? v0 : v1;
-        sc[nb][e] = j < L ? c[e] * g.scale + (bias && vi ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f) : -INFINITY;
+        sc[nb][e] = j < L ? c[e] * g.scale + (bias && vi ? bf16_to_f32(bias[(h * L + i) * L + j]) : 0.f) +
+                                (rel_h && vi ? rel_pos_at(rel_h, rel_w, g, stat + i, j) : 0.f)
+                          : -INFINITY;
       }
     }
     float t0 = m0, t1 = m1;
@@ -220,7 +224,6 @@ __global__ void forward_tc_kernel(uint16_t* out, float* lse, const uint16_t* qkv
       out[o1 + c + 1] = f32_to_bf16(acc[n][3] * i1);
     }
   }
-  const int64_t stat = ((b * g.heads + h) * nw + w) * L;
   if (tig == 0 && v0) lse[stat + r0] = m0 + logf(l0);
   if (tig == 0 && v1) lse[stat + r1] = m1 + logf(l1);
 }
@@ -429,14 +432,8 @@ void with_tc_dim(int64_t hd, const char* op, F&& f) {
 // 16; the forward up to 256 (its K/V tiles take 33 KiB of shared memory there; above 128 its Q fragments and
 // accumulators exceed the register file and part of them spills, still far faster than the SIMT kernel), the
 // backward up to kTcBackwardMaxHeadDim (backward_tc.cuh says why). bf16 at other dims takes the SIMT kernels.
-// The relative position terms are added by the SIMT kernels only (their dQ kernel owns a query row per thread,
-// where dh and dw are per-row sums in key order; the tensor-core dQ kernel spreads a row over the 4 lanes of a
-// quad), so with relPos bf16 runs the SIMT kernels, f32 math, both ways. A choice of kernel: the results are the
-// same math either way.
-bool tc_forward(const Geometry& g) { return g.head_dim % 16 == 0 && !g.rel_gh; }
-bool tc_backward(const Geometry& g) {
-  return g.head_dim % 16 == 0 && g.head_dim <= kTcBackwardMaxHeadDim && !g.rel_gh;
-}
+bool tc_forward(const Geometry& g) { return g.head_dim % 16 == 0; }
+bool tc_backward(const Geometry& g) { return g.head_dim % 16 == 0 && g.head_dim <= kTcBackwardMaxHeadDim; }
 
 // The family header's answer, again here: the kernels are sized for it, and a native caller may skip the binding.
 void check_supported(const Geometry& g, DType dt, const char* op) {
@@ -474,7 +471,8 @@ void attention_forward(GpuStream s, void* out, float* lse, const void* qkv, cons
       if (tc_forward(g)) {
         with_tc_dim<kMaxHeadDim>(g.head_dim, "attention", [&](auto hd) {
           launch("attention_forward_tc", forward_tc_kernel<decltype(hd)::value>, grid, dim3(kTcThreads), 0, s,
-                 static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias), g);
+                 static_cast<T*>(out), lse, static_cast<const T*>(qkv), static_cast<const T*>(bias),
+                 static_cast<const T*>(rel_h), static_cast<const T*>(rel_w), g);
         });
         return;
       }
@@ -515,9 +513,14 @@ void attention_backward(GpuStream s, void* dqkv, void* dbias, void* drel_h, void
       if (tc_backward(g)) {
         with_tc_dim<kTcBackwardMaxHeadDim>(g.head_dim, "attention backward", [&](auto hd) {
           constexpr int HD = decltype(hd)::value;
-          launch("attention_dq_tc", dq_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, gout, x, lse, delta, B, g);
+          if (rel_h)
+            launch("attention_dq_tc_relpos", dq_tc_kernel<HD, true>, grid, dim3(kTcThreads), 0, s, dx, dRH, dRW,
+                   dw_acc, gout, x, lse, delta, B, RH, RW, g);
+          else
+            launch("attention_dq_tc", dq_tc_kernel<HD, false>, grid, dim3(kTcThreads), 0, s, dx, dRH, dRW, dw_acc,
+                   gout, x, lse, delta, B, RH, RW, g);
           launch("attention_dkv_tc", dkv_tc_kernel<HD>, grid, dim3(kTcThreads), 0, s, dx, partial, gout, x, lse,
-                 delta, B, g);
+                 delta, B, RH, RW, g);
         });
         done = true;
       }
