@@ -25,19 +25,26 @@ export interface BackendInfo {
   reason?: string;
 }
 
-export interface GemmArgs {
-  a: NativeBuffer;
-  b: NativeBuffer;
-  c: NativeBuffer;
+/** A product's sizes and operand layout: see native/gemm/gemm.h (Geometry). Strides are elements between batch entries (0: shared). */
+export interface GemmGeometry {
+  batch: number;
   m: number;
   n: number;
   k: number;
-  batch: number;
+  /** a is [K, M] rather than [M, K] */
   transA: boolean;
+  /** b is [N, K] rather than [K, N] */
   transB: boolean;
   strideA: number;
   strideB: number;
   strideC: number;
+}
+
+export interface GemmArgs {
+  a: NativeBuffer;
+  b: NativeBuffer;
+  c: NativeBuffer;
+  geometry: GemmGeometry;
   bias?: NativeBuffer;
   /** activation::Kind: 0 none, 1 gelu, 2 relu, 5 quickGelu, 6 geluTanh (the kinds the epilogue fuses) */
   activation: 0 | 1 | 2 | 5 | 6;
