@@ -53,6 +53,14 @@ export interface GemmArgs {
   dtype: DType;
 }
 
+/** A LayerNorm over the last dimension: see native/norm/norm.h (Geometry). weight and bias are in paramDtype (dtype or f32). */
+export interface LayerNormGeometry {
+  rows: number;
+  cols: number;
+  dtype: DType;
+  paramDtype: DType;
+}
+
 /** One part (summary or features) of a teacher term as the native loss op takes it. */
 export interface NativeLossPart {
   student: NativeBuffer;
@@ -245,9 +253,9 @@ export interface NativeAddon {
   sum(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; n: number; alpha: number }): void;
   /** LayerNorm over cols of [rows, cols]; mean and rstd [rows] f32 out; weight and bias in dtype or f32 (paramDtype). */
   layerNormForward(args: { y: NativeBuffer; mean: NativeBuffer; rstd: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias: NativeBuffer;
-    rows: number; cols: number; eps: number; dtype: DType; paramDtype: DType }): void;
+    eps: number; geometry: LayerNormGeometry }): void;
   layerNormBackward(args: { dx: NativeBuffer; dweight: NativeBuffer; dbias: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; weight: NativeBuffer;
-    mean: NativeBuffer; rstd: NativeBuffer; rows: number; cols: number; dtype: DType; paramDtype: DType }): void;
+    mean: NativeBuffer; rstd: NativeBuffer; geometry: LayerNormGeometry }): void;
   batchNormForward(args: BatchNormForwardArgs): void;
   batchNormBackward(args: BatchNormBackwardArgs): void;
   layerNorm2dForward(args: LayerNorm2dForwardArgs): void;
