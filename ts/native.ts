@@ -160,14 +160,18 @@ export interface LayoutCopyPlan {
   scale?: number;
 }
 
-/** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes. */
-interface NchwCall {
+/** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes: see native/batchnorm/batchnorm.h (Geometry). */
+export interface BatchNormGeometry {
   n: number;
   c: number;
   hw: number;
   dtype: DType;
   /** weight and bias (and their gradients): dtype or f32. */
   paramDtype: DType;
+}
+
+interface NchwCall {
+  geometry: BatchNormGeometry;
 }
 
 export interface BatchNormForwardArgs extends NchwCall {
