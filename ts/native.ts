@@ -160,6 +160,28 @@ export interface LayoutCopyPlan {
   scale?: number;
 }
 
+/** A reflect / replicate pad's backward: see native/layout/layout.h (PadGeometry). (0, 0) of the output is the input's (-top, -left). */
+export interface LayoutPadGeometry {
+  planes: number;
+  /** Elements per pixel: 1 for NCHW maps, C for NHWC (default 1). */
+  inner?: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  top: number;
+  left: number;
+  mode: 'reflect' | 'replicate';
+}
+
+/** out [outer, inner] = alpha · Σ_k x [outer, n, inner]: see native/layout/layout.h (ReduceGeometry). */
+export interface LayoutReduceGeometry {
+  outer: number;
+  n: number;
+  inner: number;
+  alpha: number;
+}
+
 /** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes: see native/batchnorm/batchnorm.h (Geometry). */
 export interface BatchNormGeometry {
   n: number;
@@ -331,13 +353,11 @@ export interface NativeAddon {
   /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
   layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
   /** gradIn [planes, inH, inW, inner] = the sum of the gradOut [planes, outH, outW, inner] elements that a reflect or replicate pad read from it (inner default 1). */
-  layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
-    inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate'; inner?: number }): void;
+  layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; geometry: LayoutPadGeometry }): void;
   /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
   /** null when the layout ops take tensors of this rank, else why not (native/layout/layout.h's limit). */
   layoutUnsupported(rank: number): string | null;
-  layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
-    alpha: number }): void;
+  layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; geometry: LayoutReduceGeometry }): void;
 }
 
 // Where the addon comes from. Tried in this order, the first that loads wins:
