@@ -128,6 +128,26 @@ export interface PatchifyGeometry {
   patch: number;
 }
 
+/** Tokens [batch, prefixRows + rows, dim] from a prefix and patches (+ pos): see native/tokens/tokens.h (AssembleGeometry). */
+export interface AssembleGeometry {
+  batch: number;
+  prefixRows: number;
+  rows: number;
+  dim: number;
+  /** prefix is [batch, prefixRows, dim] rather than shared [prefixRows, dim] */
+  prefixBatched: boolean;
+  /** pos is [batch, rows, dim] rather than shared [rows, dim] */
+  posBatched: boolean;
+}
+
+/** x [batch, inRows, dim] gathered into [batch, outRows, dim]: see native/tokens/tokens.h (GatherGeometry). */
+export interface GatherRowsGeometry {
+  batch: number;
+  inRows: number;
+  outRows: number;
+  dim: number;
+}
+
 /** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
 export interface ConvGeometry {
   batch: number;
@@ -337,8 +357,7 @@ export interface NativeAddon {
   /** null when patchify cuts images of this geometry (sizes may be 0 here), else why not (native/tokens/tokens.h). */
   patchifyUnsupported(geometry: PatchifyGeometry): string | null;
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
-  assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; batch: number; prefixRows: number;
-    rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;
+  assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; dtype: DType; geometry: AssembleGeometry }): void;
   /** y = act(conv(x, weight) + bias) + residual; preactivation receives conv(x, weight) + bias. */
   conv2d(args: { y: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; residual?: NativeBuffer;
     preactivation?: NativeBuffer; activation: 'none' | ActivationKindName; dtype: DType; geometry: ConvGeometry }): void;
@@ -348,8 +367,7 @@ export interface NativeAddon {
   /** out[c] = Σ t[n, c, p] over t [batch, channels, pixels]. */
   channelSum(args: { out: NativeBuffer; t: NativeBuffer; batch: number; channels: number; pixels: number; dtype: DType }): void;
   /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
-  gatherRows(args: { out: NativeBuffer; x: NativeBuffer; starts: Int32Array; sources: Int32Array; batch: number; inRows: number;
-    outRows: number; dim: number; dtype: DType }): void;
+  gatherRows(args: { out: NativeBuffer; x: NativeBuffer; starts: Int32Array; sources: Int32Array; dtype: DType; geometry: GatherRowsGeometry }): void;
   /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
   layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
   /** gradIn [planes, inH, inW, inner] = the sum of the gradOut [planes, outH, outW, inner] elements that a reflect or replicate pad read from it (inner default 1). */
