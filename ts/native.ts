@@ -61,6 +61,16 @@ export interface LayerNormGeometry {
   paramDtype: DType;
 }
 
+/** One AdamW step's settings: see native/optim/optim.h (AdamSettings). step is the 1-based count the bias corrections use. */
+export interface AdamwSettings {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
+}
+
 /** One part (summary or features) of a teacher term as the native loss op takes it. */
 export interface NativeLossPart {
   student: NativeBuffer;
@@ -323,10 +333,10 @@ export interface NativeAddon {
   attentionUnsupported(headDim: number, dtype: DType, features?: { window?: boolean; prefix?: boolean; relPos?: boolean }): string | null;
   /** out[c] = Σ over rows of a[r, c]. */
   sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; rows: number; cols: number }): void;
-  adamwStep(
-    entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,
-    hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
-  ): void;
+  adamwStep(args: {
+    entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>;
+    settings: AdamwSettings;
+  }): void;
   /** out (2 f32) = [Σ g² over every entry, clip coefficient min(1, maxNorm / (‖g‖ + 1e-6)) (1 when not finite or maxNorm ≤ 0)]; apply scales every grad by it. */
   gradNorm(args: { entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>; out: NativeBuffer; maxNorm: number; apply: boolean }): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
