@@ -61,6 +61,12 @@ export interface LayerNormGeometry {
   paramDtype: DType;
 }
 
+/** a [rows, cols] summed over its rows into [cols]: see native/reduce/reduce.h (RowsGeometry). */
+export interface SumRowsGeometry {
+  rows: number;
+  cols: number;
+}
+
 /** One AdamW step's settings: see native/optim/optim.h (AdamSettings). step is the 1-based count the bias corrections use. */
 export interface AdamwSettings {
   lr: number;
@@ -332,7 +338,7 @@ export interface NativeAddon {
   /** null when attention runs this head dim and dtype (with these features) on every backend, else why not (naming it). */
   attentionUnsupported(headDim: number, dtype: DType, features?: { window?: boolean; prefix?: boolean; relPos?: boolean }): string | null;
   /** out[c] = Σ over rows of a[r, c]. */
-  sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; rows: number; cols: number }): void;
+  sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; geometry: SumRowsGeometry }): void;
   adamwStep(args: {
     entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>;
     settings: AdamwSettings;

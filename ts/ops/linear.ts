@@ -32,7 +32,7 @@ function product(shape: readonly number[], like: Tensor, k: number, gemm: (out: 
 function rowSums(op: string, g: Tensor, rows: number, cols: number): Tensor {
   if (rows === 0 || cols === 0) return zeros([cols], { dtype: g.dtype, device: g.device });
   const out = emptyTensor([cols], g.dtype, g.device);
-  native.sumRows({ out: out.native(op), a: g.native(op), dtype: g.dtype, rows, cols });
+  native.sumRows({ out: out.native(op), a: g.native(op), dtype: g.dtype, geometry: { rows, cols } });
   return out;
 }
 
