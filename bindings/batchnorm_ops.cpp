@@ -1,5 +1,5 @@
-// BatchNorm2d and LayerNorm2d: one options object per call (args.h), every buffer checked against the size it must
-// hold for the [n, c, hw] view, then the work is queued on the buffers' backend.
+// BatchNorm2d and LayerNorm2d: one options object per call (args.h) with the [n, c, hw] view as one geometry
+// object, the call checked by batchnorm::unsupported, every buffer checked against the size it must hold, then the work is queued on the buffers' backend.
 #include <string>
 
 #include "../native/batchnorm/batchnorm.h"
@@ -14,16 +14,20 @@ namespace {
 
 void* ptr(const StoragePtr& s) { return s ? s->ptr : nullptr; }
 
-struct View {
-  int64_t n, c, hw, numel;
-};
-
-View view_of(const Fields& f) {
-  View v{f.int64("n", 1), f.int64("c", 1), f.int64("hw", 1), 0};
-  v.numel = elements(f.who, {v.n, v.c, v.hw});
-  elements(f.who, {2 * v.n + 2, v.c});  // the scratch
-  return v;
+// geometry = { n, c, hw, dtype, paramDtype }: batchnorm::Geometry, checked with the rest of the call by
+// batchnorm::unsupported.
+batchnorm::Geometry geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  batchnorm::Geometry g;
+  g.n = o.int64("n", 1);
+  g.c = o.int64("c", 1);
+  g.hw = o.int64("hw", 1);
+  g.dt = o.dtype("dtype");
+  g.pdt = o.dtype("paramDtype");
+  return g;
 }
+
+int64_t numel(const batchnorm::Geometry& g) { return g.n * g.c * g.hw; }
 
 // Checks each present buffer against count elements of dt.
 void require(const Fields& f, std::initializer_list<std::pair<const StoragePtr*, const char*>> bufs, int64_t count,
@@ -32,28 +36,30 @@ void require(const Fields& f, std::initializer_list<std::pair<const StoragePtr*,
     if (*b.first) require_elements(*b.first, count, dt, f.who.c_str(), b.second);
 }
 
-// Refuses what the family does not run (batchnorm::unsupported: dtypes, statistics, eps, momentum).
+// Refuses what the family does not run (batchnorm::unsupported: sizes, dtypes, statistics, eps, momentum).
 template <typename Args>
 void require_supported(const Fields& f, const Args& a) {
   if (const char* why = batchnorm::unsupported(a)) throw Error(f.who + ": " + why);
 }
 
-// batchNormForward({ y, x, weight?, bias?, runningMean?, runningVar?, mean, invstd, n, c, hw, eps, momentum,
-//                    training, dtype, paramDtype, statsDtype })
+// batchNormForward({ y, x, weight?, bias?, runningMean?, runningVar?, mean, invstd, eps, momentum, training,
+//                    statsDtype, geometry })
 Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "batchNorm2d");
-    const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype"), sdt = f.dtype("statsDtype");
-    const bool training = f.flag("training");
+    batchnorm::BatchNormForward a{geometry(f)};
+    const batchnorm::Geometry& v = a;
+    a.sdt = f.dtype("statsDtype");
+    const DType dt = a.dt, pdt = a.pdt, sdt = a.sdt;
+    a.training = f.flag("training");
     StoragePtr y = f.buffer("y"), x = f.buffer("x"), mean = f.buffer("mean"), invstd = f.buffer("invstd");
     StoragePtr w = f.optional_buffer("weight"), b = f.optional_buffer("bias");
     StoragePtr rm = f.optional_buffer("runningMean"), rv = f.optional_buffer("runningVar");
-    const batchnorm::BatchNormForward a{ptr(y), ptr(x), ptr(w), ptr(b), ptr(rm), ptr(rv),
-                                        static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(invstd)),
-                                        v.n, v.c, v.hw, f.number("eps"), f.number("momentum"), training, dt, pdt, sdt};
+    a.y = ptr(y), a.x = ptr(x), a.weight = ptr(w), a.bias = ptr(b), a.running_mean = ptr(rm), a.running_var = ptr(rv);
+    a.mean = static_cast<float*>(ptr(mean)), a.invstd = static_cast<float*>(ptr(invstd));
+    a.eps = f.number("eps"), a.momentum = f.number("momentum");
     require_supported(f, a);
-    require(f, {{&y, "y"}, {&x, "x"}}, v.numel, dt);
+    require(f, {{&y, "y"}, {&x, "x"}}, numel(v), dt);
     require(f, {{&w, "weight"}, {&b, "bias"}}, v.c, pdt);
     require(f, {{&rm, "runningMean"}, {&rv, "runningVar"}}, v.c, sdt);
     require(f, {{&mean, "mean"}, {&invstd, "invstd"}}, v.c, DType::F32);
@@ -66,20 +72,21 @@ Napi::Value BatchNormForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// batchNormBackward({ dx?, dweight?, dbias?, dy, x, weight?, mean, invstd, n, c, hw, training, dtype, paramDtype })
+// batchNormBackward({ dx?, dweight?, dbias?, dy, x, weight?, mean, invstd, training, geometry })
 Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "batchNorm2d backward");
-    const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
+    batchnorm::BatchNormBackward a{geometry(f)};
+    const batchnorm::Geometry& v = a;
+    const DType dt = a.dt, pdt = a.pdt;
     StoragePtr dx = f.optional_buffer("dx"), dw = f.optional_buffer("dweight"), db = f.optional_buffer("dbias");
     StoragePtr dy = f.buffer("dy"), x = f.buffer("x"), w = f.optional_buffer("weight");
     StoragePtr mean = f.buffer("mean"), invstd = f.buffer("invstd");
-    const batchnorm::BatchNormBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
-                                         static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(invstd)),
-                                         v.n, v.c, v.hw, f.flag("training"), dt, pdt};
+    a.dx = ptr(dx), a.dweight = ptr(dw), a.dbias = ptr(db), a.dy = ptr(dy), a.x = ptr(x), a.weight = ptr(w);
+    a.mean = static_cast<const float*>(ptr(mean)), a.invstd = static_cast<const float*>(ptr(invstd));
+    a.training = f.flag("training");
     require_supported(f, a);
-    require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, v.numel, dt);
+    require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, numel(v), dt);
     require(f, {{&dw, "dweight"}, {&db, "dbias"}, {&w, "weight"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&invstd, "invstd"}}, v.c, DType::F32);
     Backend& be = common_backend({dx, dw, db, dy, x, w, mean, invstd}, f.who.c_str());
@@ -91,18 +98,19 @@ Napi::Value BatchNormBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layerNorm2dForward({ y, mean, rstd, x, weight, bias, n, c, hw, eps, dtype, paramDtype })
+// layerNorm2dForward({ y, mean, rstd, x, weight, bias, eps, geometry })
 Napi::Value LayerNorm2dForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "layerNorm2d");
-    const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
+    batchnorm::LayerNorm2dForward a{geometry(f)};
+    const batchnorm::Geometry& v = a;
+    const DType dt = a.dt, pdt = a.pdt;
     StoragePtr y = f.buffer("y"), mean = f.buffer("mean"), rstd = f.buffer("rstd"), x = f.buffer("x");
     StoragePtr w = f.buffer("weight"), b = f.buffer("bias");
-    const batchnorm::LayerNorm2dForward a{ptr(y), static_cast<float*>(ptr(mean)), static_cast<float*>(ptr(rstd)), ptr(x),
-                                          ptr(w), ptr(b), v.n, v.c, v.hw, f.number("eps"), dt, pdt};
+    a.y = ptr(y), a.mean = static_cast<float*>(ptr(mean)), a.rstd = static_cast<float*>(ptr(rstd)), a.x = ptr(x);
+    a.weight = ptr(w), a.bias = ptr(b), a.eps = f.number("eps");
     require_supported(f, a);
-    require(f, {{&y, "y"}, {&x, "x"}}, v.numel, dt);
+    require(f, {{&y, "y"}, {&x, "x"}}, numel(v), dt);
     require(f, {{&w, "weight"}, {&b, "bias"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&rstd, "rstd"}}, v.n * v.hw, DType::F32);
     Backend& be = common_backend({y, mean, rstd, x, w, b}, f.who.c_str());
@@ -113,19 +121,19 @@ Napi::Value LayerNorm2dForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layerNorm2dBackward({ dx, dweight, dbias, dy, x, weight, mean, rstd, n, c, hw, dtype, paramDtype })
+// layerNorm2dBackward({ dx, dweight, dbias, dy, x, weight, mean, rstd, geometry })
 Napi::Value LayerNorm2dBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const Fields f = Fields::of(info, 0, "layerNorm2d backward");
-    const View v = view_of(f);
-    const DType dt = f.dtype("dtype"), pdt = f.dtype("paramDtype");
+    batchnorm::LayerNorm2dBackward a{geometry(f)};
+    const batchnorm::Geometry& v = a;
+    const DType dt = a.dt, pdt = a.pdt;
     StoragePtr dx = f.buffer("dx"), dw = f.buffer("dweight"), db = f.buffer("dbias"), dy = f.buffer("dy");
     StoragePtr x = f.buffer("x"), w = f.buffer("weight"), mean = f.buffer("mean"), rstd = f.buffer("rstd");
-    const batchnorm::LayerNorm2dBackward a{ptr(dx), ptr(dw), ptr(db), ptr(dy), ptr(x), ptr(w),
-                                           static_cast<const float*>(ptr(mean)), static_cast<const float*>(ptr(rstd)),
-                                           v.n, v.c, v.hw, dt, pdt};
+    a.dx = ptr(dx), a.dweight = ptr(dw), a.dbias = ptr(db), a.dy = ptr(dy), a.x = ptr(x), a.weight = ptr(w);
+    a.mean = static_cast<const float*>(ptr(mean)), a.rstd = static_cast<const float*>(ptr(rstd));
     require_supported(f, a);
-    require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, v.numel, dt);
+    require(f, {{&dx, "dx"}, {&dy, "dy"}, {&x, "x"}}, numel(v), dt);
     require(f, {{&dw, "dweight"}, {&db, "dbias"}, {&w, "weight"}}, v.c, pdt);
     require(f, {{&mean, "mean"}, {&rstd, "rstd"}}, v.n * v.hw, DType::F32);
     Backend& be = common_backend({dx, dw, db, dy, x, w, mean, rstd}, f.who.c_str());

@@ -1,5 +1,7 @@
-// Matrix products with fused epilogues, and the cpu backend's BLAS and tile switches.
+// Matrix products with fused epilogues (fields read once through args.h, the geometry checked by gemm::unsupported
+// and against the buffers), and the cpu backend's BLAS and tile switches.
 #include "../native/gemm/gemm.h"
+#include "args.h"
 #include "buffer.h"
 #include "dispatch.h"
 #include "modules.h"
@@ -8,63 +10,46 @@ namespace amr {
 namespace bindings {
 namespace {
 
-StoragePtr optional_buffer(const Napi::Object& o, const char* key, const char* op) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return nullptr;
-  return buffer_value(v, std::string(op) + ": " + key);
+// geometry = { batch, m, n, k, transA, transB, strideA, strideB, strideC }: gemm::Geometry.
+gemm::Geometry geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  gemm::Geometry g;
+  g.batch = o.int64("batch", 0);
+  g.m = o.int64("m", 0);
+  g.n = o.int64("n", 0);
+  g.k = o.int64("k", 0);
+  g.trans_a = o.flag("transA");
+  g.trans_b = o.flag("transB");
+  g.stride_a = o.int64("strideA", 0);
+  g.stride_b = o.int64("strideB", 0);
+  g.stride_c = o.int64("strideC", 0);
+  const std::string why = gemm::unsupported(g);
+  if (!why.empty()) throw Error(o.who + ": " + why);
+  return g;
 }
 
-int64_t field_int(const Napi::Object& o, const char* key, const char* op) {
-  Napi::Value v = o.Get(key);
-  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
-  if (d < 0 || d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Error(std::string(op) + ": " + key + " must be a non-negative integer");
-  return static_cast<int64_t>(d);
-}
-
-bool field_bool(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  return v.IsBoolean() && v.As<Napi::Boolean>().Value();
-}
-
-// Elements an operand spans: the last batch entry's start plus one matrix.
-int64_t span(int64_t batch, int64_t stride, int64_t matrix) { return batch > 0 ? (batch - 1) * stride + matrix : 0; }
-
-// gemm({ a, b, c, m, n, k, batch, transA, transB, strideA, strideB, strideC, bias, activation, residual,
-//        preactivation, dtype })
+// gemm({ a, b, c, bias?, residual?, preactivation?, activation, dtype, geometry })
 Napi::Value Gemm(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "matmul";
-    if (info.Length() < 1 || !info[0].IsObject()) throw Error("matmul: expected an argument object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    StoragePtr a = optional_buffer(o, "a", op), b = optional_buffer(o, "b", op), c = optional_buffer(o, "c", op);
-    if (!a || !b || !c) throw Error("matmul: a, b and c are required");
-    StoragePtr bias = optional_buffer(o, "bias", op), res = optional_buffer(o, "residual", op);
-    StoragePtr pre = optional_buffer(o, "preactivation", op);
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr a = f.buffer("a"), b = f.buffer("b"), c = f.buffer("c");
+    StoragePtr bias = f.optional_buffer("bias"), res = f.optional_buffer("residual");
+    StoragePtr pre = f.optional_buffer("preactivation");
     gemm::GemmArgs g;
-    g.m = field_int(o, "m", op);
-    g.n = field_int(o, "n", op);
-    g.k = field_int(o, "k", op);
-    g.batch = field_int(o, "batch", op);
-    g.stride_a = field_int(o, "strideA", op);
-    g.stride_b = field_int(o, "strideB", op);
-    g.stride_c = field_int(o, "strideC", op);
-    g.trans_a = field_bool(o, "transA");
-    g.trans_b = field_bool(o, "transB");
-    const int64_t act = field_int(o, "activation", op);
+    static_cast<gemm::Geometry&>(g) = geometry(f);
+    const int act = f.integer("activation", 0, 6);
     // The kinds the epilogue is tested with (linear's ACTIVATION_CODE); silu and sigmoid run standalone only.
     if (act != 0 && act != 1 && act != 2 && act != 5 && act != 6) throw Error("matmul: unknown activation");
     g.activation = static_cast<gemm::Activation>(act);
-    Napi::Value dtv = o.Get("dtype");
-    std::string dts = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
-    if (dts != "f32" && dts != "bf16") throw Error("matmul: dtype must be f32 or bf16");
-    g.dtype = dts == "f32" ? DType::F32 : DType::BF16;
-    require_elements(a, span(g.batch, g.stride_a, g.m * g.k), g.dtype, op, "a");
-    require_elements(b, span(g.batch, g.stride_b, g.k * g.n), g.dtype, op, "b");
-    require_elements(c, span(g.batch, g.stride_c, g.m * g.n), g.dtype, op, "c");
+    g.dtype = f.dtype("dtype");
+    const int64_t c_span = gemm::c_elements(g);
+    require_elements(a, gemm::a_elements(g), g.dtype, op, "a");
+    require_elements(b, gemm::b_elements(g), g.dtype, op, "b");
+    require_elements(c, c_span, g.dtype, op, "c");
     if (bias) require_elements(bias, g.n, g.dtype, op, "bias");
-    if (res) require_elements(res, span(g.batch, g.stride_c, g.m * g.n), g.dtype, op, "residual");
-    if (pre) require_elements(pre, span(g.batch, g.stride_c, g.m * g.n), g.dtype, op, "preactivation");
+    if (res) require_elements(res, c_span, g.dtype, op, "residual");
+    if (pre) require_elements(pre, c_span, g.dtype, op, "preactivation");
     Backend& be = common_backend({a, b, c, bias, res, pre}, op);
     be.enqueue(op, [&be, g, a, b, c, bias, res, pre]() mutable {
       g.a = a->ptr;

@@ -1,7 +1,7 @@
 // Interpolation ops (resize: bilinear, nearest, bicubic, antialias; CPE eval crop, CPE train crop): argument checks, then the work is queued on the
-// tensors' backend. Shapes and autograd live in ts/ops/interpolate.ts; this layer re-checks every size against
-// the buffers so that a wrong call can never read or write past them.
-#include <limits>
+// tensors' backend. Shapes and autograd live in ts/ops/interpolate.ts; this layer asks interpolate::unsupported
+// about the geometry and re-checks every size against the buffers so that a wrong call can never read or write
+// past them.
 #include <string>
 
 #include "../native/interpolate/interpolate.h"
@@ -17,9 +17,6 @@ namespace {
 using interpolate::Geometry;
 using interpolate::Layout;
 using interpolate::Mode;
-
-// The kernels index elements with 32-bit integers.
-constexpr int64_t kMaxElements = std::numeric_limits<int32_t>::max();
 
 // A scale factor: absent (0, none) or a finite number > 0.
 double factor(const Fields& o, const char* key) {
@@ -38,32 +35,19 @@ Geometry geometry(const Fields& f) {
   g.mode = static_cast<Mode>(o.choice("mode", {"bilinear", "nearest", "gridSample", "bicubic"}));
   g.align_corners = o.flag("alignCorners");
   g.antialias = o.flag("antialias");
-  if (g.antialias && g.mode != Mode::Bilinear && g.mode != Mode::Bicubic)
-    throw Error(o.who + ": antialias applies only to modes bilinear and bicubic");
   g.factor_h = factor(o, "factorH");
   g.factor_w = factor(o, "factorW");
-  if (g.mode == Mode::GridSample && (g.factor_h > 0. || g.factor_w > 0.))
-    throw Error(o.who + ": factorH and factorW do not apply to mode gridSample");
   g.batch = o.integer("batch", 1);
   g.channels = o.integer("channels", 1);
   g.in_h = o.integer("inH", 1);
   g.in_w = o.integer("inW", 1);
   g.out_h = o.integer("outH", 1);
   g.out_w = o.integer("outW", 1);
-  if (g.mode == Mode::GridSample) {
-    g.virt_h = g.out_h;
-    g.virt_w = g.out_w;
-  } else {
-    g.virt_h = o.integer("virtH", 1);
-    g.virt_w = o.integer("virtW", 1);
-    if (g.out_h > g.virt_h || g.out_w > g.virt_w)
-      throw Error(f.who + ": the output (" + std::to_string(g.out_h) + "x" + std::to_string(g.out_w) +
-                  ") must fit in the resized map (" + std::to_string(g.virt_h) + "x" + std::to_string(g.virt_w) + ")");
-  }
-  if (interpolate::input_elements(g) > kMaxElements || interpolate::output_elements(g) > kMaxElements ||
-      int64_t(interpolate::plan_samples(g)) * (int64_t(g.in_h) + g.in_w) > kMaxElements / 4 ||
-      interpolate::window_table_bytes(g) > kMaxElements)
-    throw Error(f.who + ": tensors of 2^31 elements or more are not supported");
+  // GridSample samples the whole output: its ratio is taken from the output itself.
+  g.virt_h = g.mode == Mode::GridSample ? g.out_h : o.integer("virtH", 1);
+  g.virt_w = g.mode == Mode::GridSample ? g.out_w : o.integer("virtW", 1);
+  const std::string why = interpolate::unsupported(g);
+  if (!why.empty()) throw Error(o.who + ": " + why);
   return g;
 }
 

@@ -132,27 +132,50 @@ Napi::Value LayoutCopy(const Napi::CallbackInfo& info) {
   });
 }
 
-// layoutPadBackward({ op?, gradIn, gradOut, dtype, planes, inH, inW, outH, outW, top, left, mode, inner? }): gradIn
-// [planes, inH, inW, inner] gathers gradOut [planes, outH, outW, inner] for mode 'reflect' or 'replicate'.
+// Throws the family's reason a geometry cannot run (layout::unsupported), prefixed by the part that holds it.
+template <typename G>
+void require_supported(const Fields& o, const G& g) {
+  const std::string why = layout::unsupported(g);
+  if (!why.empty()) throw Error(o.who + ": " + why);
+}
+
+// geometry = { planes, inner?, inH, inW, outH, outW, top, left, mode: 'reflect'|'replicate' }: layout::PadGeometry.
+layout::PadGeometry pad_geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  constexpr int kSide = 1 << 29;  // keeps |lo| + 2·(in − 1) inside int32
+  layout::PadGeometry g{};
+  g.planes = o.int64("planes", 0, kMaxOffset);
+  g.inner = o.has("inner") ? o.int64("inner", 1, kMaxOffset) : 1;
+  g.in_h = o.integer("inH", 1, kSide);
+  g.in_w = o.integer("inW", 1, kSide);
+  g.out_h = o.integer("outH", 0, kSide);
+  g.out_w = o.integer("outW", 0, kSide);
+  g.top = o.integer("top", -kSide, kSide);
+  g.left = o.integer("left", -kSide, kSide);
+  g.mode = o.choice("mode", {"reflect", "replicate"}) == 0 ? PadMode::Reflect : PadMode::Replicate;
+  require_supported(o, g);
+  return g;
+}
+
+// geometry = { outer, n, inner, alpha }: layout::ReduceGeometry.
+layout::ReduceGeometry reduce_geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  const layout::ReduceGeometry g{o.int64("outer", 0, kMaxOffset), o.int64("n", 0, kMaxOffset),
+                                 o.int64("inner", 0, kMaxOffset), o.number("alpha")};
+  require_supported(o, g);
+  return g;
+}
+
+// layoutPadBackward({ op?, gradIn, gradOut, dtype, geometry }): gradIn [planes, inH, inW, inner] gathers gradOut
+// [planes, outH, outW, inner] for mode 'reflect' or 'replicate'.
 Napi::Value LayoutPadBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string who = who_of(info, "layoutPadBackward");
     const Fields f = Fields::of(info, 0, who);
     StoragePtr gi = f.buffer("gradIn"), go = f.buffer("gradOut");
     const DType dt = f.dtype("dtype");
-    constexpr int kSide = 1 << 29;  // keeps |lo| + 2·(in − 1) inside int32
-    layout::PadGeometry g{};
-    g.planes = f.int64("planes", 0, kMaxOffset);
-    g.inner = f.has("inner") ? f.int64("inner", 1, kMaxOffset) : 1;
-    g.in_h = f.integer("inH", 1, kSide);
-    g.in_w = f.integer("inW", 1, kSide);
-    g.out_h = f.integer("outH", 0, kSide);
-    g.out_w = f.integer("outW", 0, kSide);
-    g.top = f.integer("top", -kSide, kSide);
-    g.left = f.integer("left", -kSide, kSide);
-    g.mode = f.choice("mode", {"reflect", "replicate"}) == 0 ? PadMode::Reflect : PadMode::Replicate;
-    const int64_t n_in = elements(who, {g.planes, g.in_h, g.in_w, g.inner}),
-                  n_out = elements(who, {g.planes, g.out_h, g.out_w, g.inner});
+    const layout::PadGeometry g = pad_geometry(f);
+    const int64_t n_in = g.planes * g.in_h * g.in_w * g.inner, n_out = g.planes * g.out_h * g.out_w * g.inner;
     if (n_in == 0) return info.Env().Undefined();
     queue_checked(who, "layoutPadBackward", gi, n_in, "gradIn", go, n_out, "gradOut", dt,
                   [g, gi, go, dt](Backend& be) { AMR_DISPATCH(be, layout, pad_backward, g, gi->ptr, go->ptr, dt); });
@@ -160,16 +183,15 @@ Napi::Value LayoutPadBackward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layoutReduce({ op?, out, x, dtype, outer, n, inner, alpha }): out [outer, inner] = alpha · Σ x [outer, n, inner].
+// layoutReduce({ op?, out, x, dtype, geometry }): out [outer, inner] = alpha · Σ x [outer, n, inner].
 Napi::Value LayoutReduce(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const std::string who = who_of(info, "layoutReduce");
     const Fields f = Fields::of(info, 0, who);
     StoragePtr out = f.buffer("out"), x = f.buffer("x");
     const DType dt = f.dtype("dtype");
-    layout::ReduceGeometry g{f.int64("outer", 0, kMaxOffset), f.int64("n", 0, kMaxOffset), f.int64("inner", 0, kMaxOffset),
-                             f.number("alpha")};
-    const int64_t n_out = elements(who, {g.outer, g.inner}), n_in = elements(who, {g.outer, g.n, g.inner});
+    const layout::ReduceGeometry g = reduce_geometry(f);
+    const int64_t n_out = g.outer * g.inner, n_in = g.outer * g.n * g.inner;
     if (n_out == 0) return info.Env().Undefined();
     queue_checked(who, "layoutReduce", out, n_out, "out", x, n_in, "x", dt,
                   [g, out, x, dt](Backend& be) { AMR_DISPATCH(be, layout, reduce, g, out->ptr, x->ptr, dt); });

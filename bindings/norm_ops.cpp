@@ -1,4 +1,4 @@
-// LayerNorm: one options object per call read through args.h, sizes checked against the buffers, then the work
+// LayerNorm: one options object per call read through args.h, its geometry checked by norm::unsupported, sizes checked against the buffers, then the work
 // is queued on the tensors' backend.
 #include "../native/norm/norm.h"
 #include "args.h"
@@ -10,24 +10,30 @@ namespace amr {
 namespace bindings {
 namespace {
 
-// The parameters' dtype: x's, or f32 (mixed precision; see norm.h).
-DType param_dtype(const Fields& f, DType dt) {
-  const DType pdt = f.dtype("paramDtype");
-  if (const char* why = norm::unsupported(dt, pdt)) throw Error(f.who + ": " + why);
-  return pdt;
+// geometry = { rows, cols, dtype, paramDtype }: norm::Geometry. The parameters' dtype is x's, or f32 (mixed
+// precision; see norm.h).
+norm::Geometry geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  norm::Geometry g;
+  g.rows = o.int64("rows", 1);
+  g.cols = o.int64("cols", 1);
+  g.dtype = o.dtype("dtype");
+  g.param_dtype = o.dtype("paramDtype");
+  if (const char* why = norm::unsupported(g)) throw Error(f.who + ": " + why);
+  return g;
 }
 
-// layerNormForward({ y, mean, rstd, x, weight, bias, rows, cols, eps, dtype, paramDtype })
+// layerNormForward({ y, mean, rstd, x, weight, bias, eps, geometry })
 Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "layerNorm";
     const Fields f = Fields::of(info, 0, op);
     StoragePtr y = f.buffer("y"), mean = f.buffer("mean"), rstd = f.buffer("rstd");
     StoragePtr x = f.buffer("x"), w = f.buffer("weight"), b = f.buffer("bias");
-    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
+    const norm::Geometry g = geometry(f);
+    const int64_t rows = g.rows, cols = g.cols, n = rows * cols;
+    const DType dt = g.dtype, pdt = g.param_dtype;
     const float eps = f.number("eps");
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, dt);
-    const int64_t n = elements(op, {rows, cols});
     for (const StoragePtr& s : {y, x}) require_elements(s, n, dt, op, "a tensor");
     for (const StoragePtr& s : {w, b}) require_elements(s, cols, pdt, op, "weight or bias");
     for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");
@@ -40,7 +46,7 @@ Napi::Value LayerNormForward(const Napi::CallbackInfo& info) {
   });
 }
 
-// layerNormBackward({ dx, dweight, dbias, dy, x, weight, mean, rstd, rows, cols, dtype, paramDtype })
+// layerNormBackward({ dx, dweight, dbias, dy, x, weight, mean, rstd, geometry })
 Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "layerNorm backward";
@@ -48,9 +54,9 @@ Napi::Value LayerNormBackward(const Napi::CallbackInfo& info) {
     StoragePtr dx = f.buffer("dx"), dw = f.buffer("dweight"), db = f.buffer("dbias");
     StoragePtr dy = f.buffer("dy"), x = f.buffer("x"), w = f.buffer("weight");
     StoragePtr mean = f.buffer("mean"), rstd = f.buffer("rstd");
-    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
-    const DType dt = f.dtype("dtype"), pdt = param_dtype(f, dt);
-    const int64_t n = elements(op, {rows, cols});
+    const norm::Geometry g = geometry(f);
+    const int64_t rows = g.rows, cols = g.cols, n = rows * cols;
+    const DType dt = g.dtype, pdt = g.param_dtype;
     for (const StoragePtr& s : {dx, dy, x}) require_elements(s, n, dt, op, "a tensor");
     for (const StoragePtr& s : {dw, db, w}) require_elements(s, cols, pdt, op, "weight or bias");
     for (const StoragePtr& s : {mean, rstd}) require_elements(s, rows, DType::F32, op, "statistics");

@@ -1,5 +1,5 @@
-// The fused AdamW step: the tensor table is built here and copied to the backend ahead of the kernel.
-#include <cmath>
+// The fused AdamW step (one options object read through args.h, its settings checked by optim::unsupported): the
+// tensor table is built here and copied to the backend ahead of the kernel. And the global gradient norm.
 #include <cstring>
 #include <vector>
 
@@ -13,35 +13,22 @@ namespace amr {
 namespace bindings {
 namespace {
 
-StoragePtr entry_buffer(const Napi::Object& o, const char* key, size_t index, bool optional) {
-  Napi::Value v = o.Get(key);
-  if (optional && (v.IsUndefined() || v.IsNull())) return nullptr;
-  return buffer_value(v, "adamw: parameter " + std::to_string(index) + ": " + key);
+// settings = { lr, beta1, beta2, eps, weightDecay, step }: optim::AdamSettings, checked by optim::unsupported.
+optim::AdamSettings settings(const Fields& f) {
+  const Fields o{f.object("settings"), f.who};
+  const optim::AdamSettings s{o.any_number("lr"), o.any_number("beta1"), o.any_number("beta2"), o.any_number("eps"),
+                              o.any_number("weightDecay"), o.any_number("step")};
+  if (const char* why = optim::unsupported(s)) throw Error(f.who + ": " + why);
+  return s;
 }
 
-double hyper_number(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Error(std::string("adamw: ") + key + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-// adamwStep([{ param, grad, m, v, master?, n, dtype }], { lr, beta1, beta2, eps, weightDecay, step })
+// adamwStep({ entries: [{ param, grad, m, v, master?, n, dtype }], settings })
 Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
-    if (info.Length() < 2 || !info[0].IsArray() || !info[1].IsObject())
-      throw Error("adamw: expected (entries, hyperparameters)");
-    Napi::Array entries = info[0].As<Napi::Array>();
-    Napi::Object hp = info[1].As<Napi::Object>();
-    const double step = hyper_number(hp, "step");
-    if (step < 1) throw Error("adamw: step must be at least 1");
-    optim::AdamHyper h;
-    h.lr = static_cast<float>(hyper_number(hp, "lr"));
-    h.beta1 = static_cast<float>(hyper_number(hp, "beta1"));
-    h.beta2 = static_cast<float>(hyper_number(hp, "beta2"));
-    h.eps = static_cast<float>(hyper_number(hp, "eps"));
-    h.weight_decay = static_cast<float>(hyper_number(hp, "weightDecay"));
-    h.bias_correction1 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta1), step));
-    h.bias_correction2 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta2), step));
+    const Fields f = Fields::of(info, 0, "adamw");
+    if (!f.get("entries").IsArray()) throw Error("adamw: entries must be an array");
+    Napi::Array entries = f.get("entries").As<Napi::Array>();
+    const optim::AdamHyper h = optim::hyper_of(settings(f));
 
     std::vector<StoragePtr> keep;
     auto table = std::make_shared<std::vector<uint8_t>>(entries.Length() * sizeof(optim::AdamTensor));
@@ -50,15 +37,11 @@ Napi::Value AdamwStep(const Napi::CallbackInfo& info) {
     int64_t total = 0;
     for (uint32_t i = 0; i < entries.Length(); ++i) {
       if (!entries.Get(i).IsObject()) throw Error("adamw: parameter " + std::to_string(i) + " is not an object");
-      Napi::Object e = entries.Get(i).As<Napi::Object>();
-      StoragePtr p = entry_buffer(e, "param", i, false), g = entry_buffer(e, "grad", i, false);
-      StoragePtr m = entry_buffer(e, "m", i, false), v = entry_buffer(e, "v", i, false);
-      StoragePtr master = entry_buffer(e, "master", i, true);
-      const int64_t n = static_cast<int64_t>(hyper_number(e, "n"));
-      Napi::Value dtv = e.Get("dtype");
-      const std::string dt = dtv.IsString() ? dtv.As<Napi::String>().Utf8Value() : "";
-      if (dt != "f32" && dt != "bf16") throw Error("adamw: parameter " + std::to_string(i) + " must be f32 or bf16");
-      const bool bf16 = dt == "bf16";
+      const Fields e{entries.Get(i).As<Napi::Object>(), "adamw: parameter " + std::to_string(i)};
+      StoragePtr p = e.buffer("param"), g = e.buffer("grad"), m = e.buffer("m"), v = e.buffer("v");
+      StoragePtr master = e.optional_buffer("master");
+      const int64_t n = e.int64("n", 0);
+      const bool bf16 = e.dtype("dtype") == DType::BF16;
       const optim::AdamTensor row{p->ptr, g->ptr, static_cast<float*>(m->ptr), static_cast<float*>(v->ptr),
                                   master ? static_cast<float*>(master->ptr) : nullptr, n, total, bf16 ? 1 : 0, 0};
       if (const char* why = optim::unsupported(row)) throw Error("adamw: parameter " + std::to_string(i) + " " + why);

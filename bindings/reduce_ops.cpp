@@ -1,4 +1,5 @@
-// Reductions (full sums, row sums for bias gradients): argument checks, then the work is queued.
+// Reductions (full sums, row sums for bias gradients): argument checks (args.h, reduce::unsupported), then the
+// work is queued.
 #include "../native/reduce/reduce.h"
 #include "args.h"
 #include "buffer.h"
@@ -29,15 +30,25 @@ Napi::Value Sum(const Napi::CallbackInfo& info) {
   });
 }
 
-// sumRows({ out, a, dtype, rows, cols }): out[c] = sum over rows of a[r, c]
+// geometry = { rows, cols }: reduce::RowsGeometry.
+reduce::RowsGeometry rows_geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  reduce::RowsGeometry g;
+  g.rows = o.int64("rows", 1);
+  g.cols = o.int64("cols", 1);
+  if (const char* why = reduce::unsupported(g)) throw Error(f.who + ": " + why);
+  return g;
+}
+
+// sumRows({ out, a, dtype, geometry }): out[c] = sum over rows of a[r, c]
 Napi::Value SumRows(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "sum over rows";
     const Fields f = Fields::of(info, 0, op);
     StoragePtr out = f.buffer("out"), a = f.buffer("a");
     const DType dt = f.dtype("dtype");
-    const int64_t rows = f.int64("rows", 1), cols = f.int64("cols", 1);
-    elements(op, {rows, cols});
+    const reduce::RowsGeometry g = rows_geometry(f);
+    const int64_t rows = g.rows, cols = g.cols;
     require_elements(out, cols, dt, op, "output");
     require_elements(a, rows * cols, dt, op, "input");
     Backend& be = common_backend({out, a}, op);

@@ -1,7 +1,6 @@
-// Token assembly ops (patchify, assemble, gather-rows): one options object per call read through args.h, then the
-// work is queued on the tensors' backend. Shapes and autograd live in ts/ops/tokens.ts; this layer re-checks every size and every row index
+// Token assembly ops (patchify, assemble, gather-rows): one options object per call read through args.h, each op's
+// sizes as one geometry object checked by tokens::unsupported, then the work is queued on the tensors' backend. Shapes and autograd live in ts/ops/tokens.ts; this layer re-checks every size and every row index
 // against the buffers, so that a wrong call can never read or write past them.
-#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -54,16 +53,35 @@ Napi::Value PatchifyUnsupported(const Napi::CallbackInfo& info) {
   });
 }
 
-// assembleTokens({ out, prefix, patches, pos?, batch, prefixRows, rows, dim, prefixBatched, posBatched, dtype })
+// Throws the family's reason a geometry cannot run (tokens::unsupported), naming the op.
+template <typename G>
+void require_supported(const char* op, const G& g) {
+  const std::string why = tokens::unsupported(g);
+  if (!why.empty()) throw Error(std::string(op) + ": " + why);
+}
+
+// geometry = { batch, prefixRows, rows, dim, prefixBatched, posBatched }: tokens::AssembleGeometry.
+tokens::AssembleGeometry assemble_geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  return tokens::AssembleGeometry{o.int64("batch", 0), o.int64("prefixRows", 0), o.int64("rows", 0), o.int64("dim", 1),
+                                  o.flag("prefixBatched"), o.flag("posBatched")};
+}
+
+// geometry = { batch, inRows, outRows, dim }: tokens::GatherGeometry.
+tokens::GatherGeometry gather_geometry(const Fields& f) {
+  const Fields o = f.part("geometry");
+  return tokens::GatherGeometry{o.int64("batch", 0), o.int64("inRows", 1), o.int64("outRows", 0), o.int64("dim", 1)};
+}
+
+// assembleTokens({ out, prefix, patches, pos?, dtype, geometry })
 Napi::Value AssembleTokens(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "assembleTokens";
     const Fields f = Fields::of(info, 0, op);
     StoragePtr out = f.buffer("out"), prefix = f.buffer("prefix"), patches = f.buffer("patches"), pos = f.optional_buffer("pos");
-    tokens::AssembleGeometry g{f.int64("batch", 0), f.int64("prefixRows", 0), f.int64("rows", 0), f.int64("dim", 1),
-                               f.flag("prefixBatched"), f.flag("posBatched")};
+    const tokens::AssembleGeometry g = assemble_geometry(f);
     const DType dt = f.dtype("dtype");
-    elements(op, {g.batch, g.prefix_rows + g.rows, g.dim});
+    require_supported(op, g);
     require_elements(out, g.batch * (g.prefix_rows + g.rows) * g.dim, dt, op, "the output");
     require_elements(prefix, (g.prefix_batched ? g.batch : 1) * g.prefix_rows * g.dim, dt, op, "prefix");
     require_elements(patches, g.batch * g.rows * g.dim, dt, op, "patches");
@@ -76,17 +94,17 @@ Napi::Value AssembleTokens(const Napi::CallbackInfo& info) {
   });
 }
 
-// gatherRows({ out, x, starts: Int32Array, sources: Int32Array, batch, inRows, outRows, dim, dtype })
+// gatherRows({ out, x, starts: Int32Array, sources: Int32Array, dtype, geometry })
 Napi::Value GatherRows(const Napi::CallbackInfo& info) {
   return guarded(info.Env(), [&]() -> Napi::Value {
     const char* op = "gatherRows";
     const Fields f = Fields::of(info, 0, op);
     StoragePtr out = f.buffer("out"), x = f.buffer("x");
     std::vector<int32_t> starts = f.int32s("starts"), sources = f.int32s("sources");
-    const int64_t batch = f.int64("batch", 0), in_rows = f.int64("inRows", 1), out_rows = f.int64("outRows", 0),
-                  dim = f.int64("dim", 1);
+    const tokens::GatherGeometry g = gather_geometry(f);
+    const int64_t batch = g.batch, in_rows = g.in_rows, out_rows = g.out_rows, dim = g.dim;
     const DType dt = f.dtype("dtype");
-    elements(op, {batch, std::max(in_rows, out_rows), dim});
+    require_supported(op, g);
     if (int64_t(starts.size()) != out_rows + 1 || starts.front() != 0 || starts.back() != int64_t(sources.size()))
       throw Error(std::string(op) + ": starts must have outRows + 1 entries, from 0 to the number of sources");
     for (size_t r = 0; r + 1 < starts.size(); ++r)

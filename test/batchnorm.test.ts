@@ -255,23 +255,24 @@ describeEachDevice('batchnorm bindings on %s', (device: Device) => {
   // What TS already checks, checked again against the buffers themselves: a wrong count from JS never overruns.
   test('sizes, fields and modes are re-checked against the buffers', () => {
     const buf = (n: number) => zeros([n], { device }).native('t');
-    const fwd = { y: buf(24), x: buf(24), mean: buf(3), invstd: buf(3), runningMean: buf(3), runningVar: buf(3), n: 2, c: 3, hw: 4,
-      eps: 1e-5, momentum: 0.1, training: true, dtype: 'f32' as const, paramDtype: 'f32' as const, statsDtype: 'f32' as const };
+    const geometry = { n: 2, c: 3, hw: 4, dtype: 'f32' as const, paramDtype: 'f32' as const };
+    const fwd = { y: buf(24), x: buf(24), mean: buf(3), invstd: buf(3), runningMean: buf(3), runningVar: buf(3),
+      eps: 1e-5, momentum: 0.1, training: true, statsDtype: 'f32' as const, geometry };
     expect(() => native.batchNormForward(fwd)).not.toThrow();
-    expect(() => native.batchNormForward({ ...fwd, hw: 5 })).toThrow('batchNorm2d: y holds 96 bytes, fewer than 30 f32 elements');
+    expect(() => native.batchNormForward({ ...fwd, geometry: { ...geometry, hw: 5 } })).toThrow('batchNorm2d: y holds 96 bytes, fewer than 30 f32 elements');
     expect(() => native.batchNormForward({ ...fwd, weight: buf(2) })).toThrow('batchNorm2d: weight holds 8 bytes, fewer than 3 f32 elements');
     expect(() => native.batchNormForward({ ...fwd, runningVar: undefined })).toThrow('batchNorm2d: runningMean and runningVar must be given together');
-    expect(() => native.batchNormForward({ ...fwd, n: 1, hw: 1 })).toThrow('batchNorm2d: training needs more than one value per channel');
+    expect(() => native.batchNormForward({ ...fwd, geometry: { ...geometry, n: 1, hw: 1 } })).toThrow('batchNorm2d: training needs more than one value per channel');
     expect(() => native.batchNormForward({ ...fwd, momentum: 2 })).toThrow('batchNorm2d: momentum must be in [0, 1]');
     expect(() => native.batchNormForward({ ...fwd, eps: 0 })).toThrow('batchNorm2d: eps must be > 0');
-    expect(() => native.batchNormForward({ ...fwd, c: 0 })).toThrow('batchNorm2d: c must be an integer in [1, ');
+    expect(() => native.batchNormForward({ ...fwd, geometry: { ...geometry, c: 0 } })).toThrow('batchNorm2d geometry: c must be an integer in [1, ');
     expect(() => native.batchNormForward({ ...fwd, statsDtype: 'i32' as never })).toThrow("batchNorm2d: statsDtype must be one of 'f32', 'bf16', got 'i32'");
-    expect(() => native.batchNormForward({ ...fwd, dtype: 'bf16', paramDtype: 'bf16', statsDtype: 'f32' })).not.toThrow();
-    expect(() => native.batchNormForward({ ...fwd, dtype: 'f32', paramDtype: 'bf16' })).toThrow("batchNorm2d: paramDtype must be the input's dtype or f32");
-    const bwd = { dy: buf(24), x: buf(24), mean: buf(3), invstd: buf(3), n: 2, c: 3, hw: 4, training: true, dtype: 'f32' as const, paramDtype: 'f32' as const };
+    expect(() => native.batchNormForward({ ...fwd, geometry: { ...geometry, dtype: 'bf16', paramDtype: 'bf16' }, statsDtype: 'f32' })).not.toThrow();
+    expect(() => native.batchNormForward({ ...fwd, geometry: { ...geometry, paramDtype: 'bf16' } })).toThrow("batchNorm2d: paramDtype must be the input's dtype or f32");
+    const bwd = { dy: buf(24), x: buf(24), mean: buf(3), invstd: buf(3), training: true, geometry };
     expect(() => native.batchNormBackward({ ...bwd, dx: buf(23) })).toThrow('batchNorm2d backward: dx holds 92 bytes, fewer than 24 f32 elements');
     expect(() => native.batchNormBackward({ ...bwd, invstd: buf(2) })).toThrow('batchNorm2d backward: invstd holds');
-    const ln = { y: buf(24), x: buf(24), mean: buf(8), rstd: buf(8), weight: buf(3), bias: buf(3), n: 2, c: 3, hw: 4, eps: 1e-6, dtype: 'f32' as const, paramDtype: 'f32' as const };
+    const ln = { y: buf(24), x: buf(24), mean: buf(8), rstd: buf(8), weight: buf(3), bias: buf(3), eps: 1e-6, geometry };
     expect(() => native.layerNorm2dForward(ln)).not.toThrow();
     expect(() => native.layerNorm2dForward({ ...ln, rstd: buf(7) })).toThrow('layerNorm2d: rstd holds 28 bytes, fewer than 8 f32 elements');
     expect(() => native.layerNorm2dForward({ ...ln, bias: undefined as never })).toThrow('layerNorm2d: bias');

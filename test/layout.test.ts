@@ -285,8 +285,8 @@ describeEachDevice('layout ops on %s refuse bad input', (device) => {
     expect(() => native.layoutCopy({ ...plan, sizes: [1, 1, 1, 1, 1, 1, 1], srcStrides: [], dstStrides: [] })).toThrow(/sizes must be an array of at most 6/);
     expect(() => native.layoutCopy({ ...plan, axes: [{ coef: [0, 1], lo: 0, extent: 4, stride: 1 }] })).toThrow(/test \(layoutCopy\)/);
     expect(() => native.layoutCopy({ ...plan, dtype: 'i32', scale: 2 })).toThrow(/i32 copies cannot scale/);
-    expect(() => native.layoutPadBackward({ op: 'test', gradIn: x, gradOut: out, dtype: 'f32', planes: 1, inH: 2, inW: 3, outH: 3, outW: 3, top: 1, left: 0, mode: 'reflect' }))
+    expect(() => native.layoutPadBackward({ op: 'test', gradIn: x, gradOut: out, dtype: 'f32', geometry: { planes: 1, inH: 2, inW: 3, outH: 3, outW: 3, top: 1, left: 0, mode: 'reflect' } }))
       .toThrow(/test \(layoutPadBackward\)/);
-    expect(() => native.layoutReduce({ op: 'test', out, x, dtype: 'f32', outer: 2, n: 4, inner: 1, alpha: 1 })).toThrow(/test \(layoutReduce\)/);
+    expect(() => native.layoutReduce({ op: 'test', out, x, dtype: 'f32', geometry: { outer: 2, n: 4, inner: 1, alpha: 1 } })).toThrow(/test \(layoutReduce\)/);
   });
 });

@@ -25,25 +25,56 @@ export interface BackendInfo {
   reason?: string;
 }
 
-export interface GemmArgs {
-  a: NativeBuffer;
-  b: NativeBuffer;
-  c: NativeBuffer;
+/** A product's sizes and operand layout: see native/gemm/gemm.h (Geometry). Strides are elements between batch entries (0: shared). */
+export interface GemmGeometry {
+  batch: number;
   m: number;
   n: number;
   k: number;
-  batch: number;
+  /** a is [K, M] rather than [M, K] */
   transA: boolean;
+  /** b is [N, K] rather than [K, N] */
   transB: boolean;
   strideA: number;
   strideB: number;
   strideC: number;
+}
+
+export interface GemmArgs {
+  a: NativeBuffer;
+  b: NativeBuffer;
+  c: NativeBuffer;
+  geometry: GemmGeometry;
   bias?: NativeBuffer;
   /** activation::Kind: 0 none, 1 gelu, 2 relu, 5 quickGelu, 6 geluTanh (the kinds the epilogue fuses) */
   activation: 0 | 1 | 2 | 5 | 6;
   residual?: NativeBuffer;
   preactivation?: NativeBuffer;
   dtype: DType;
+}
+
+/** A LayerNorm over the last dimension: see native/norm/norm.h (Geometry). weight and bias are in paramDtype (dtype or f32). */
+export interface LayerNormGeometry {
+  rows: number;
+  cols: number;
+  dtype: DType;
+  paramDtype: DType;
+}
+
+/** a [rows, cols] summed over its rows into [cols]: see native/reduce/reduce.h (RowsGeometry). */
+export interface SumRowsGeometry {
+  rows: number;
+  cols: number;
+}
+
+/** One AdamW step's settings: see native/optim/optim.h (AdamSettings). step is the 1-based count the bias corrections use. */
+export interface AdamwSettings {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  step: number;
 }
 
 /** One part (summary or features) of a teacher term as the native loss op takes it. */
@@ -113,6 +144,26 @@ export interface PatchifyGeometry {
   patch: number;
 }
 
+/** Tokens [batch, prefixRows + rows, dim] from a prefix and patches (+ pos): see native/tokens/tokens.h (AssembleGeometry). */
+export interface AssembleGeometry {
+  batch: number;
+  prefixRows: number;
+  rows: number;
+  dim: number;
+  /** prefix is [batch, prefixRows, dim] rather than shared [prefixRows, dim] */
+  prefixBatched: boolean;
+  /** pos is [batch, rows, dim] rather than shared [rows, dim] */
+  posBatched: boolean;
+}
+
+/** x [batch, inRows, dim] gathered into [batch, outRows, dim]: see native/tokens/tokens.h (GatherGeometry). */
+export interface GatherRowsGeometry {
+  batch: number;
+  inRows: number;
+  outRows: number;
+  dim: number;
+}
+
 /** A convolution's sizes: see native/conv/conv.h (Geometry). Pairs are [height, width]. */
 export interface ConvGeometry {
   batch: number;
@@ -145,14 +196,40 @@ export interface LayoutCopyPlan {
   scale?: number;
 }
 
-/** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes. */
-interface NchwCall {
+/** A reflect / replicate pad's backward: see native/layout/layout.h (PadGeometry). (0, 0) of the output is the input's (-top, -left). */
+export interface LayoutPadGeometry {
+  planes: number;
+  /** Elements per pixel: 1 for NCHW maps, C for NHWC (default 1). */
+  inner?: number;
+  inH: number;
+  inW: number;
+  outH: number;
+  outW: number;
+  top: number;
+  left: number;
+  mode: 'reflect' | 'replicate';
+}
+
+/** out [outer, inner] = alpha · Σ_k x [outer, n, inner]: see native/layout/layout.h (ReduceGeometry). */
+export interface LayoutReduceGeometry {
+  outer: number;
+  n: number;
+  inner: number;
+  alpha: number;
+}
+
+/** The [n, c, hw] view of an NCHW tensor the batchnorm family's calls share, and the storage dtypes: see native/batchnorm/batchnorm.h (Geometry). */
+export interface BatchNormGeometry {
   n: number;
   c: number;
   hw: number;
   dtype: DType;
   /** weight and bias (and their gradients): dtype or f32. */
   paramDtype: DType;
+}
+
+interface NchwCall {
+  geometry: BatchNormGeometry;
 }
 
 export interface BatchNormForwardArgs extends NchwCall {
@@ -238,9 +315,9 @@ export interface NativeAddon {
   sum(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; n: number; alpha: number }): void;
   /** LayerNorm over cols of [rows, cols]; mean and rstd [rows] f32 out; weight and bias in dtype or f32 (paramDtype). */
   layerNormForward(args: { y: NativeBuffer; mean: NativeBuffer; rstd: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias: NativeBuffer;
-    rows: number; cols: number; eps: number; dtype: DType; paramDtype: DType }): void;
+    eps: number; geometry: LayerNormGeometry }): void;
   layerNormBackward(args: { dx: NativeBuffer; dweight: NativeBuffer; dbias: NativeBuffer; dy: NativeBuffer; x: NativeBuffer; weight: NativeBuffer;
-    mean: NativeBuffer; rstd: NativeBuffer; rows: number; cols: number; dtype: DType; paramDtype: DType }): void;
+    mean: NativeBuffer; rstd: NativeBuffer; geometry: LayerNormGeometry }): void;
   batchNormForward(args: BatchNormForwardArgs): void;
   batchNormBackward(args: BatchNormBackwardArgs): void;
   layerNorm2dForward(args: LayerNorm2dForwardArgs): void;
@@ -261,11 +338,11 @@ export interface NativeAddon {
   /** null when attention runs this head dim and dtype (with these features) on every backend, else why not (naming it). */
   attentionUnsupported(headDim: number, dtype: DType, features?: { window?: boolean; prefix?: boolean; relPos?: boolean }): string | null;
   /** out[c] = Σ over rows of a[r, c]. */
-  sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; rows: number; cols: number }): void;
-  adamwStep(
-    entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>,
-    hyper: { lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number },
-  ): void;
+  sumRows(args: { out: NativeBuffer; a: NativeBuffer; dtype: DType; geometry: SumRowsGeometry }): void;
+  adamwStep(args: {
+    entries: Array<{ param: NativeBuffer; grad: NativeBuffer; m: NativeBuffer; v: NativeBuffer; master?: NativeBuffer; n: number; dtype: DType }>;
+    settings: AdamwSettings;
+  }): void;
   /** out (2 f32) = [Σ g² over every entry, clip coefficient min(1, maxNorm / (‖g‖ + 1e-6)) (1 when not finite or maxNorm ≤ 0)]; apply scales every grad by it. */
   gradNorm(args: { entries: Array<{ grad: NativeBuffer; n: number; dtype: DType }>; out: NativeBuffer; maxNorm: number; apply: boolean }): void;
   blasInfo(): { loaded: boolean; library?: string; error?: string };
@@ -296,8 +373,7 @@ export interface NativeAddon {
   /** null when patchify cuts images of this geometry (sizes may be 0 here), else why not (native/tokens/tokens.h). */
   patchifyUnsupported(geometry: PatchifyGeometry): string | null;
   /** out [B, S + N, D] = cat(prefix ([S, D], or [B, S, D] when prefixBatched), patches + pos ([N, D], or [B, N, D])). */
-  assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; batch: number; prefixRows: number;
-    rows: number; dim: number; prefixBatched: boolean; posBatched: boolean; dtype: DType }): void;
+  assembleTokens(args: { out: NativeBuffer; prefix: NativeBuffer; patches: NativeBuffer; pos?: NativeBuffer; dtype: DType; geometry: AssembleGeometry }): void;
   /** y = act(conv(x, weight) + bias) + residual; preactivation receives conv(x, weight) + bias. */
   conv2d(args: { y: NativeBuffer; x: NativeBuffer; weight: NativeBuffer; bias?: NativeBuffer; residual?: NativeBuffer;
     preactivation?: NativeBuffer; activation: 'none' | ActivationKindName; dtype: DType; geometry: ConvGeometry }): void;
@@ -307,18 +383,15 @@ export interface NativeAddon {
   /** out[c] = Σ t[n, c, p] over t [batch, channels, pixels]. */
   channelSum(args: { out: NativeBuffer; t: NativeBuffer; batch: number; channels: number; pixels: number; dtype: DType }): void;
   /** out[b, r, :] = Σ x[b, sources[j], :] over j in [starts[r], starts[r + 1]); x [batch, inRows, dim]. */
-  gatherRows(args: { out: NativeBuffer; x: NativeBuffer; starts: Int32Array; sources: Int32Array; batch: number; inRows: number;
-    outRows: number; dim: number; dtype: DType }): void;
+  gatherRows(args: { out: NativeBuffer; x: NativeBuffer; starts: Int32Array; sources: Int32Array; dtype: DType; geometry: GatherRowsGeometry }): void;
   /** out[dst(i)] = x[src(i)] · scale over the plan's iteration space; `op` names the caller in errors. */
   layoutCopy(args: LayoutCopyPlan & { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType }): void;
   /** gradIn [planes, inH, inW, inner] = the sum of the gradOut [planes, outH, outW, inner] elements that a reflect or replicate pad read from it (inner default 1). */
-  layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; planes: number; inH: number;
-    inW: number; outH: number; outW: number; top: number; left: number; mode: 'reflect' | 'replicate'; inner?: number }): void;
+  layoutPadBackward(args: { op?: string; gradIn: NativeBuffer; gradOut: NativeBuffer; dtype: DType; geometry: LayoutPadGeometry }): void;
   /** out [outer, inner] = alpha · Σ_k x [outer, n, inner], f32 accumulation. */
   /** null when the layout ops take tensors of this rank, else why not (native/layout/layout.h's limit). */
   layoutUnsupported(rank: number): string | null;
-  layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; outer: number; n: number; inner: number;
-    alpha: number }): void;
+  layoutReduce(args: { op?: string; out: NativeBuffer; x: NativeBuffer; dtype: DType; geometry: LayoutReduceGeometry }): void;
 }
 
 // Where the addon comes from. Tried in this order, the first that loads wins:

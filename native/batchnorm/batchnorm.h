@@ -23,7 +23,15 @@ namespace batchnorm {
 using norm::centred;
 using norm::with_param_type;
 
-struct BatchNormForward {
+// The [n, c, hw] view of an NCHW tensor every call of the family shares, and its storage dtypes (x in dt, the
+// parameters and their gradients in pdt: dt or f32): what the TypeScript ops plan (BatchNormGeometry in
+// ts/native.ts) and the binding reads once. Each call's arguments below extend it.
+struct Geometry {
+  int64_t n = 0, c = 0, hw = 0;
+  DType dt = DType::F32, pdt = DType::F32;
+};
+
+struct BatchNormForward : Geometry {
   void* y;
   const void* x;
   const void* weight;  // [c] in pdt, or null (1)
@@ -32,13 +40,12 @@ struct BatchNormForward {
   void* running_var;
   float* mean;    // [c] out: the (shifted, see above) mean used, kept for backward
   float* invstd;  // [c] out: 1 / sqrt(var + eps)
-  int64_t n, c, hw;
   float eps, momentum;
   bool training;
-  DType dt, pdt, sdt;
+  DType sdt;  // running statistics: dt or f32
 };
 
-struct BatchNormBackward {
+struct BatchNormBackward : Geometry {
   void* dx;  // each output may be null when that gradient is not wanted
   void* dweight;
   void* dbias;
@@ -47,24 +54,20 @@ struct BatchNormBackward {
   const void* weight;  // null: 1
   const float* mean;
   const float* invstd;
-  int64_t n, c, hw;
   bool training;  // dx then includes the terms through the batch statistics
-  DType dt, pdt;
 };
 
-struct LayerNorm2dForward {
+struct LayerNorm2dForward : Geometry {
   void* y;
   float* mean;  // [n, hw] out: the mean of x − x[n, 0, p] (shifted per pixel)
   float* rstd;  // [n, hw]
   const void* x;
   const void* weight;
   const void* bias;
-  int64_t n, c, hw;
   float eps;
-  DType dt, pdt;
 };
 
-struct LayerNorm2dBackward {
+struct LayerNorm2dBackward : Geometry {
   void* dx;
   void* dweight;
   void* dbias;
@@ -73,14 +76,18 @@ struct LayerNorm2dBackward {
   const void* weight;
   const float* mean;
   const float* rstd;
-  int64_t n, c, hw;
-  DType dt, pdt;
 };
 
-// Why a call cannot run, or nullptr: the one list of the family's limits, asked by the binding. Parameters and
-// running statistics are stored like x or in f32 (norm.h's rule), and eps must keep 1 / sqrt(var + eps) finite.
+// Why a call cannot run, or nullptr: the one list of the family's limits, asked by the binding. Sizes must keep
+// every offset (and the scratch) in range; parameters and running statistics are stored like x or in f32 (norm.h's
+// rule), and eps must keep 1 / sqrt(var + eps) finite.
+inline const char* unsupported(const Geometry& g) {
+  const double n = double(g.n), c = double(g.c), hw = double(g.hw);
+  if (n * c * hw > 9.0e15 || (2 * n + 2) * c > 9.0e15) return "tensor too large";
+  return norm::param_dtype_unsupported(g.dt, g.pdt) ? "paramDtype must be the input's dtype or f32" : nullptr;
+}
 inline const char* unsupported(const BatchNormForward& a) {
-  if (norm::param_dtype_unsupported(a.dt, a.pdt)) return "paramDtype must be the input's dtype or f32";
+  if (const char* why = unsupported(static_cast<const Geometry&>(a))) return why;
   if (norm::param_dtype_unsupported(a.dt, a.sdt)) return "statsDtype must be the input's dtype or f32";
   if (!a.running_mean != !a.running_var) return "runningMean and runningVar must be given together";
   if (!a.training && !a.running_mean) return "eval mode needs runningMean and runningVar";
@@ -90,16 +97,12 @@ inline const char* unsupported(const BatchNormForward& a) {
   if (!(a.momentum >= 0.f && a.momentum <= 1.f)) return "momentum must be in [0, 1]";
   return nullptr;
 }
-inline const char* unsupported(const BatchNormBackward& a) {
-  return norm::param_dtype_unsupported(a.dt, a.pdt) ? "paramDtype must be the input's dtype or f32" : nullptr;
-}
+inline const char* unsupported(const BatchNormBackward& a) { return unsupported(static_cast<const Geometry&>(a)); }
 inline const char* unsupported(const LayerNorm2dForward& a) {
-  if (norm::param_dtype_unsupported(a.dt, a.pdt)) return "paramDtype must be the input's dtype or f32";
+  if (const char* why = unsupported(static_cast<const Geometry&>(a))) return why;
   return a.eps > 0.f ? nullptr : "eps must be > 0";
 }
-inline const char* unsupported(const LayerNorm2dBackward& a) {
-  return norm::param_dtype_unsupported(a.dt, a.pdt) ? "paramDtype must be the input's dtype or f32" : nullptr;
-}
+inline const char* unsupported(const LayerNorm2dBackward& a) { return unsupported(static_cast<const Geometry&>(a)); }
 
 // f32 scratch every call takes: two partials per plane, then two sums per channel.
 inline int64_t scratch_bytes(int64_t n, int64_t c) { return (2 * n * c + 2 * c) * int64_t(sizeof(float)); }

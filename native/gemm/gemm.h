@@ -13,13 +13,37 @@ namespace gemm {
 
 using Activation = activation::Kind;
 
-struct GemmArgs {
+// A product's sizes and operand layout: what the TypeScript op plans (GemmGeometry in ts/native.ts) and the binding
+// reads, checks against the buffers (the spans below) and asks unsupported() about.
+struct Geometry {
   int64_t batch = 1, m = 0, n = 0, k = 0;
+  bool trans_a = false, trans_b = false;             // A is [K, M] / B is [N, K] when set
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries (0: shared)
+};
+
+// Elements an operand spans: the last batch entry's start plus one matrix.
+inline int64_t span(int64_t batch, int64_t stride, int64_t matrix) { return batch > 0 ? (batch - 1) * stride + matrix : 0; }
+inline int64_t a_elements(const Geometry& g) { return span(g.batch, g.stride_a, g.m * g.k); }
+inline int64_t b_elements(const Geometry& g) { return span(g.batch, g.stride_b, g.k * g.n); }
+inline int64_t c_elements(const Geometry& g) { return span(g.batch, g.stride_c, g.m * g.n); }
+
+// Why a geometry cannot run on any backend, or empty: sizes whose element counts would overflow an offset. (The
+// cuda and sim grids' batch limit is theirs alone: gpu_unsupported.)
+inline std::string unsupported(const Geometry& g) {
+  const double lim = 9.0e15;
+  const double m = double(g.m), n = double(g.n), k = double(g.k), b = double(g.batch);
+  if (m * k > lim || k * n > lim || m * n > lim ||
+      b * (double(g.stride_a) + double(g.stride_b) + double(g.stride_c)) > lim)
+    return "a product of " + std::to_string(g.batch) + " x " + std::to_string(g.m) + "x" + std::to_string(g.n) + "x" +
+           std::to_string(g.k) + " is too large";
+  return std::string();
+}
+
+// One call: the geometry, the operands and the fused epilogue.
+struct GemmArgs : Geometry {
   const void* a = nullptr;  // [M, K], or [K, M] when trans_a
   const void* b = nullptr;  // [K, N], or [N, K] when trans_b
   void* c = nullptr;        // [M, N]
-  bool trans_a = false, trans_b = false;
-  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch entries (0: shared)
   const void* bias = nullptr;      // [N]
   Activation activation = Activation::None;
   const void* residual = nullptr;  // [M, N] per batch entry, stride_c apart; added after the activation

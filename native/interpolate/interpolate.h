@@ -14,6 +14,8 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <limits>
+#include <string>
 #include <type_traits>
 
 #include "../runtime/common.h"
@@ -90,6 +92,23 @@ inline int64_t plan_bytes(const Geometry& g) {
   return int64_t(plan_samples(g)) * (g.in_h + g.in_w) * 2 * int64_t(sizeof(int32_t));
 }
 inline int64_t backward_scratch_bytes(const Geometry& g) { return plan_bytes(g) + window_table_bytes(g); }
+
+// Why a geometry cannot run, or empty: the one list of the family's limits, asked by the binding. The kernels index
+// elements (and their tables and plans) with 32-bit integers.
+inline std::string unsupported(const Geometry& g) {
+  if (g.antialias && g.mode != Mode::Bilinear && g.mode != Mode::Bicubic)
+    return "antialias applies only to modes bilinear and bicubic";
+  if (g.mode == Mode::GridSample && (g.factor_h > 0. || g.factor_w > 0.))
+    return "factorH and factorW do not apply to mode gridSample";
+  if (g.out_h > g.virt_h || g.out_w > g.virt_w)
+    return "the output (" + std::to_string(g.out_h) + "x" + std::to_string(g.out_w) + ") must fit in the resized map (" +
+           std::to_string(g.virt_h) + "x" + std::to_string(g.virt_w) + ")";
+  const int64_t max = std::numeric_limits<int32_t>::max();
+  if (input_elements(g) > max || output_elements(g) > max ||
+      int64_t(plan_samples(g)) * (int64_t(g.in_h) + g.in_w) > max / 4 || window_table_bytes(g) > max)
+    return "tensors of 2^31 elements or more are not supported";
+  return std::string();
+}
 
 // scratch holds forward_scratch_bytes / backward_scratch_bytes (the cpu backend keeps its tables on the host).
 #define AMR_INTERPOLATE_FUNCS                                                                             \

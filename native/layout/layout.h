@@ -193,11 +193,20 @@ AMR_HD void copy_element<int32_t>(const CopyPlan&, int32_t* out, const int32_t* 
 // The reflect / replicate pad's backward: planes × [in_h, in_w] × inner gathers the gradient of planes × [out_h,
 // out_w] × inner, whose (0, 0) is the input's (-top, -left). inner is 1 for NCHW maps (pad2d) and C for NHWC
 // (window partition).
+// What the TypeScript ops plan (LayoutPadGeometry in ts/native.ts) and the binding reads.
 struct PadGeometry {
   int64_t planes, inner;
   int32_t in_h, in_w, out_h, out_w, top, left;
   PadMode mode;
 };
+
+// Why a pad backward cannot run, or empty: offsets of either side must stay exact (the binding bounds each side's
+// size when it reads it).
+inline std::string unsupported(const PadGeometry& g) {
+  const double p = double(g.planes) * double(g.inner);
+  if (p * g.in_h * g.in_w > 9.0e15 || p * g.out_h * g.out_w > 9.0e15) return "tensor too large";
+  return std::string();
+}
 
 // The output coordinates along one axis that read input coordinate s, as up to three [begin, end) ranges in
 // increasing order (so every backend sums in the same order). Mirrors pad_coordinate.
@@ -245,10 +254,16 @@ AMR_HD float pad_gather(const PadGeometry& g, const T* grad_out, int64_t e) {
 }
 
 // out [outer, inner] = alpha · Σ_k x [outer, n, inner], accumulated in f32 (sum and mean over one dim).
+// What the TypeScript ops plan (LayoutReduceGeometry in ts/native.ts) and the binding reads.
 struct ReduceGeometry {
   int64_t outer, n, inner;
   float alpha;
 };
+
+// Why a reduction cannot run, or empty: its element counts must keep offsets exact.
+inline std::string unsupported(const ReduceGeometry& g) {
+  return double(g.outer) * double(g.n) * double(g.inner) > 9.0e15 ? "tensor too large" : std::string();
+}
 
 #define AMR_LAYOUT_FUNCS                                                                          \
   void copy(GpuStream s, const CopyPlan& p, void* out, const void* in, DType dt);                \

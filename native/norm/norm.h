@@ -36,10 +36,17 @@ inline const char* param_dtype_unsupported(DType dt, DType pdt) {
   return pdt == dt || pdt == DType::F32 ? nullptr : "must be the input's dtype or f32";
 }
 
-// Why a LayerNorm of storage dt with parameters pdt cannot run, or nullptr: the one list of its limits, asked by
-// the binding.
-inline const char* unsupported(DType dt, DType pdt) {
-  return param_dtype_unsupported(dt, pdt) ? "weight and bias must be the input's dtype or f32" : nullptr;
+// A LayerNorm call's sizes and storage: what the TypeScript op plans (LayerNormGeometry in ts/native.ts) and the
+// binding reads. x, y, dx, dy are [rows, cols] in dtype; w, b and their gradients [cols] in param_dtype.
+struct Geometry {
+  int64_t rows = 0, cols = 0;
+  DType dtype = DType::F32, param_dtype = DType::F32;
+};
+
+// Why a LayerNorm cannot run, or nullptr: the one list of its limits, asked by the binding.
+inline const char* unsupported(const Geometry& g) {
+  if (double(g.rows) * double(g.cols) > 9.0e15) return "tensor too large";
+  return param_dtype_unsupported(g.dtype, g.param_dtype) ? "weight and bias must be the input's dtype or f32" : nullptr;
 }
 
 #define AMR_NORM_FUNCS                                                                                          \

@@ -34,6 +34,29 @@ struct AdamHyper {
   float bias_correction1, bias_correction2;  // 1 - beta^t
 };
 
+// One step's settings as the TypeScript optimizer gives them (AdamwSettings in ts/native.ts): the hyperparameters
+// and the 1-based step count the bias corrections are taken at.
+struct AdamSettings {
+  double lr, beta1, beta2, eps, weight_decay, step;
+};
+
+// Why a step with these settings cannot run, or nullptr: asked by the binding (the optimizer checks the
+// hyperparameters' ranges before it steps).
+inline const char* unsupported(const AdamSettings& s) { return s.step >= 1 ? nullptr : "step must be at least 1"; }
+
+// The kernels' form of the settings: f32, with the bias corrections 1 − β^t computed once in double.
+inline AdamHyper hyper_of(const AdamSettings& s) {
+  AdamHyper h;
+  h.lr = static_cast<float>(s.lr);
+  h.beta1 = static_cast<float>(s.beta1);
+  h.beta2 = static_cast<float>(s.beta2);
+  h.eps = static_cast<float>(s.eps);
+  h.weight_decay = static_cast<float>(s.weight_decay);
+  h.bias_correction1 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta1), s.step));
+  h.bias_correction2 = static_cast<float>(1 - std::pow(static_cast<double>(h.beta2), s.step));
+  return h;
+}
+
 AMR_HD float adamw_update(float p, float g, float* m, float* v, const AdamHyper& h) {
   p -= h.lr * h.weight_decay * p;
   const float m1 = h.beta1 * *m + (1.f - h.beta1) * g;

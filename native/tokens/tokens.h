@@ -47,10 +47,26 @@ AMR_HD PatchIndex patch_index(const PatchifyGeometry& g, int64_t i) {
 // out [B, prefix_rows + rows, dim] = cat(prefix, patches + pos) along the rows. prefix is [prefix_rows, dim]
 // shared by the batch, or [B, prefix_rows, dim] with prefix_batched; pos is null, [rows, dim] shared, or
 // [B, rows, dim] with pos_batched (a per-sample crop).
+// AssembleGeometry is the TypeScript interface AssembleGeometry (ts/native.ts), field for field.
 struct AssembleGeometry {
   int64_t batch, prefix_rows, rows, dim;
   bool prefix_batched, pos_batched;
 };
+
+// gather_rows' sizes: x [batch, in_rows, dim] → out [batch, out_rows, dim]; the row lists travel beside it.
+// GatherGeometry is the TypeScript interface GatherRowsGeometry (ts/native.ts).
+struct GatherGeometry {
+  int64_t batch, in_rows, out_rows, dim;
+};
+
+// Why assemble or gather_rows cannot run, or empty: the element counts must keep offsets exact. Asked by the binding.
+inline std::string unsupported(const AssembleGeometry& g) {
+  return double(g.batch) * double(g.prefix_rows + g.rows) * double(g.dim) > 9.0e15 ? "tensor too large" : std::string();
+}
+inline std::string unsupported(const GatherGeometry& g) {
+  const double rows = double(g.in_rows > g.out_rows ? g.in_rows : g.out_rows);
+  return double(g.batch) * rows * double(g.dim) > 9.0e15 ? "tensor too large" : std::string();
+}
 
 #define AMR_TOKENS_FUNCS                                                                                         \
   /* (x − mean[c]) / std[c] per channel, patch by patch; x and out may differ in dtype */                        \

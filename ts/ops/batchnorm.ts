@@ -96,7 +96,7 @@ function batchNormCore(op: string, x: Tensor, d: Dims, p: Prepared): Tensor {
   const y = emptyTensor(x.shape, x.dtype, x.device);
   const mean = emptyTensor([d.c], 'f32', x.device);
   const invstd = emptyTensor([d.c], 'f32', x.device);
-  const common = { n: d.n, c: d.c, hw: d.hw, training: p.training, dtype: x.dtype, paramDtype: p.pdt };
+  const common = { geometry: { n: d.n, c: d.c, hw: d.hw, dtype: x.dtype, paramDtype: p.pdt }, training: p.training };
   // No elements (N = 0 or H·W = 0, eval only): nothing to normalise, so no kernel.
   if (y.numel > 0)
     native.batchNormForward({
@@ -213,7 +213,7 @@ export function layerNorm2d(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6)
   const y = emptyTensor(x.shape, x.dtype, x.device);
   const mean = emptyTensor([d.n * d.hw], 'f32', x.device);
   const rstd = emptyTensor([d.n * d.hw], 'f32', x.device);
-  const common = { n: d.n, c: d.c, hw: d.hw, dtype: x.dtype, paramDtype: pdt };
+  const common = { geometry: { n: d.n, c: d.c, hw: d.hw, dtype: x.dtype, paramDtype: pdt } };
   if (y.numel > 0)
     native.layerNorm2dForward({ ...common, y: y.native(op), mean: mean.native(op), rstd: rstd.native(op), x: x.native(op), weight: weight.native(op), bias: bias.native(op), eps });
   return record(y, op, [x, weight, bias], (g) => {

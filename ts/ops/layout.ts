@@ -210,7 +210,8 @@ export function pad2d(x: Tensor, pads: readonly number[], mode: PadMode = 'zero'
     const gi = emptyTensor(x.shape, x.dtype, x.device);
     const bop = `${op} backward`;
     native.layoutPadBackward({
-      op: bop, gradIn: gi.native(bop), gradOut: g.native(bop), dtype: x.dtype, planes: P, inH: H, inW: W, outH: Ho, outW: Wo, top, left, mode,
+      op: bop, gradIn: gi.native(bop), gradOut: g.native(bop), dtype: x.dtype,
+      geometry: { planes: P, inH: H, inW: W, outH: Ho, outW: Wo, top, left, mode },
     });
     return [gi];
   });
@@ -230,7 +231,7 @@ function reduceDim(op: string, x: Tensor, dim: number, keepdim: boolean, mean: b
   if (n === 0) out = full(outShape, mean ? NaN : 0, { dtype: x.dtype, device: x.device });
   else {
     out = emptyTensor(outShape, x.dtype, x.device);
-    if (out.numel > 0) native.layoutReduce({ op, out: out.native(op), x: x.native(op), dtype: x.dtype, outer, n, inner, alpha });
+    if (out.numel > 0) native.layoutReduce({ op, out: out.native(op), x: x.native(op), dtype: x.dtype, geometry: { outer, n, inner, alpha } });
   }
   return record(out, op, [x], (g) => {
     if (x.numel === 0) return [zeros(x.shape, { dtype: x.dtype, device: x.device })];
@@ -323,8 +324,8 @@ export function windowPartition(x: Tensor, ws: number, opts: WindowPartitionOpti
     const gi = emptyTensor(x.shape, x.dtype, x.device);
     const nhwc = layout === 'NHWC';
     native.layoutPadBackward({
-      op: bop, gradIn: gi.native(bop), gradOut: full.native(bop), dtype: x.dtype, planes: nhwc ? B : B * C, inner: nhwc ? C : 1,
-      inH: H, inW: W, outH: Hp, outW: Wp, top: 0, left: 0, mode: 'reflect',
+      op: bop, gradIn: gi.native(bop), gradOut: full.native(bop), dtype: x.dtype,
+      geometry: { planes: nhwc ? B : B * C, inner: nhwc ? C : 1, inH: H, inW: W, outH: Hp, outW: Wp, top: 0, left: 0, mode: 'reflect' },
     });
     full.dispose();
     return [gi];

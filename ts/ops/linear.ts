@@ -1,5 +1,5 @@
 // Matrix products: linear (PyTorch's layout, fused bias/activation/residual epilogue) and batched matmul.
-import { GemmArgs, native } from '../native';
+import { GemmArgs, GemmGeometry, native } from '../native';
 import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
 import { activationBackward } from './activation';
 
@@ -13,10 +13,8 @@ export interface LinearOptions {
   residual?: Tensor;
 }
 
-type GemmOperands = Pick<GemmArgs, 'm' | 'n' | 'k' | 'batch' | 'transA' | 'transB' | 'strideA' | 'strideB' | 'strideC'>;
-
-function runGemm(op: string, a: Tensor, b: Tensor, c: Tensor, dims: GemmOperands, extra: Partial<GemmArgs> = {}): void {
-  native.gemm({ a: a.native(op), b: b.native(op), c: c.native(op), activation: 0, dtype: a.dtype, ...dims, ...extra });
+function runGemm(op: string, a: Tensor, b: Tensor, c: Tensor, geometry: GemmGeometry, extra: Partial<GemmArgs> = {}): void {
+  native.gemm({ a: a.native(op), b: b.native(op), c: c.native(op), activation: 0, dtype: a.dtype, geometry, ...extra });
 }
 
 /**
@@ -34,7 +32,7 @@ function product(shape: readonly number[], like: Tensor, k: number, gemm: (out: 
 function rowSums(op: string, g: Tensor, rows: number, cols: number): Tensor {
   if (rows === 0 || cols === 0) return zeros([cols], { dtype: g.dtype, device: g.device });
   const out = emptyTensor([cols], g.dtype, g.device);
-  native.sumRows({ out: out.native(op), a: g.native(op), dtype: g.dtype, rows, cols });
+  native.sumRows({ out: out.native(op), a: g.native(op), dtype: g.dtype, geometry: { rows, cols } });
   return out;
 }
 

@@ -1,5 +1,5 @@
 // LayerNorm over the last dimension, differentiable.
-import { native } from '../native';
+import { LayerNormGeometry, native } from '../native';
 import { checkSame, emptyTensor, numelOf, record, Tensor, zeros } from '../tensor';
 
 const fmt = (shape: readonly number[]) => `[${shape.join(', ')}]`;
@@ -28,6 +28,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
       throw new Error(`${op}: ${name} has shape ${fmt(t.shape)}, expected [${cols}] to match the last dimension of ${fmt(x.shape)}`);
   if (typeof eps !== 'number' || !(eps > 0) || !Number.isFinite(eps)) throw new Error(`${op}: eps must be positive and finite, got ${eps}`);
   const rows = numelOf(x.shape.slice(0, -1));
+  const geometry: LayerNormGeometry = { rows, cols, dtype: x.dtype, paramDtype: weight.dtype };
   const y = emptyTensor(x.shape, x.dtype, x.device);
   const mean = emptyTensor([rows], 'f32', x.device);
   const rstd = emptyTensor([rows], 'f32', x.device);
@@ -35,7 +36,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
   if (y.numel > 0)
     native.layerNormForward({
       y: y.native(op), mean: mean.native(op), rstd: rstd.native(op), x: x.native(op), weight: weight.native(op), bias: bias.native(op),
-      rows, cols, eps, dtype: x.dtype, paramDtype: weight.dtype,
+      eps, geometry,
     });
   return record(y, op, [x, weight, bias], (g) => {
     const bop = 'layerNorm backward';
@@ -49,7 +50,7 @@ export function layerNorm(x: Tensor, weight: Tensor, bias: Tensor, eps = 1e-6): 
     const db = emptyTensor(bias.shape, weight.dtype, x.device);
     native.layerNormBackward({
       dx: dx.native(bop), dweight: dw.native(bop), dbias: db.native(bop), dy: g.native(bop), x: x.native(bop), weight: weight.native(bop),
-      mean: mean.native(bop), rstd: rstd.native(bop), rows, cols, dtype: x.dtype, paramDtype: weight.dtype,
+      mean: mean.native(bop), rstd: rstd.native(bop), geometry,
     });
     return [dx, dw, db];
   });

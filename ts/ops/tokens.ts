@@ -98,7 +98,7 @@ function runGather(op: string, x: Tensor, lists: RowLists, batch: number, inRows
   if (lists.sources.length === 0) return zeros(shape, { dtype: x.dtype, device: x.device });
   const out = emptyTensor(shape, x.dtype, x.device);
   if (out.numel === 0) return out;
-  native.gatherRows({ out: out.native(op), x: x.native(op), starts: lists.starts, sources: lists.sources, batch, inRows, outRows, dim, dtype: x.dtype });
+  native.gatherRows({ out: out.native(op), x: x.native(op), starts: lists.starts, sources: lists.sources, dtype: x.dtype, geometry: { batch, inRows, outRows, dim } });
   return out;
 }
 
@@ -157,8 +157,8 @@ export function assembleTokens(prefix: Tensor, patches: Tensor, pos?: Tensor): T
   const out = emptyTensor([B, T, D], patches.dtype, patches.device);
   if (out.numel > 0)
     native.assembleTokens({
-      out: out.native(op), prefix: prefix.native(op), patches: patches.native(op), pos: pos?.native(op), batch: B, prefixRows: S, rows: N, dim: D,
-      prefixBatched, posBatched, dtype: patches.dtype,
+      out: out.native(op), prefix: prefix.native(op), patches: patches.native(op), pos: pos?.native(op), dtype: patches.dtype,
+      geometry: { batch: B, prefixRows: S, rows: N, dim: D, prefixBatched, posBatched },
     });
   return record(out, op, inputs, (g) => {
     // g viewed as one batch of B·T rows: every gradient is a set of its rows, summed over b for shared inputs.

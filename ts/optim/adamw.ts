@@ -79,13 +79,9 @@ export class AdamW {
       };
     });
     if (entries.length === 0) return;
-    native.adamwStep(entries, {
-      lr: this.lr,
-      beta1: this.betas[0],
-      beta2: this.betas[1],
-      eps: this.eps,
-      weightDecay: this.weightDecay,
-      step: this.stepCount,
+    native.adamwStep({
+      entries,
+      settings: { lr: this.lr, beta1: this.betas[0], beta2: this.betas[1], eps: this.eps, weightDecay: this.weightDecay, step: this.stepCount },
     });
     // Values derived from the parameters (a module's folded eval weights) must see the change.
     markModified(withGrad);
