@@ -1,9 +1,13 @@
-// Data-parallel training over MPI (ts/train/distributed, native/dist): the collectives on two ranks. Every
+// Data-parallel training over MPI (ts/train/distributed, native/dist): the collectives on two ranks, a two-rank
+// distillation against one process with the doubled batch (and against itself stopped and resumed), and ranks
+// that die or stop answering. Every
 // multi-rank case runs children under `mpirun -np 2` (a failure must show as an exit status, not take jest down).
 import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
 import * as path from 'path';
 
-import { initDistributed, tensor } from '../../ts';
+import { distill, initDistributed, RadioModel, RadioTeacher, SyntheticSource, tensor } from '../../ts';
+import { makeStudent, TEACHER_DIR, tempDir, weightsOf } from './support';
 
 const children = path.join(__dirname, 'children');
 const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -81,6 +85,14 @@ describe('without a launcher', () => {
     expect(r.stdout).toMatch(/initDistributed: the environment says an MPI launcher started this process \(OMPI_COMM_WORLD_SIZE=2\), but MPI: no usable MPI library \(looked for libmpi-missing\.so\.40: libmpi-missing\.so\.40: cannot open shared object file/);
     expect(r.stdout).toMatch(/install Open MPI \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
   });
+
+  test('distill refuses a global batch that the ranks cannot share equally', async () => {
+    const fake = { rank: 0, size: 3, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
+    await expect(distill({
+      student: { dir: 'unused' }, teachers: [], steps: 1, progress: false, distributed: fake,
+      data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
+    })).rejects.toThrow("distill: data partition 0's batch 4 is not divisible by the 3 ranks");
+  });
 });
 
 withMpi(title('mpirun -np 2'), () => {
@@ -113,5 +125,90 @@ withMpi(title('mpirun -np 2'), () => {
       });
       expect(o.afterClose).toBe('allReduce: the process group was closed');
     }
+  });
+
+  test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
+    const dir = tempDir('dist');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4']);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[]; checksum: number; checkpoint: string }>(r);
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+    // The ranks hold the same weights bit for bit, and both name rank 0's final checkpoint.
+    expect(ranks[1].checksum).toBe(ranks[0].checksum);
+    expect(ranks[1].losses).toEqual(ranks[0].losses);
+    const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
+    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
+    expect(ranks[0].images).toEqual([4, 8, 12, 16]);
+
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const ref = await distill({
+      student: { dir: studentDir },
+      teachers: [{ teacher }],
+      data: new SyntheticSource({ seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] }),
+      steps: 4,
+      maxGradNorm: 1,
+      optimizer: { lr: 2e-3 },
+      progress: false,
+    });
+    await teacher.close();
+    for (const [i, m] of ref.history.entries()) {
+      expect(Math.abs(ranks[0].losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
+      expect(Math.abs(ranks[0].gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
+    }
+    // The clip was active (norms above 1), so it was computed on the reduced gradients.
+    expect(ref.history[0].gradNorm).toBeGreaterThan(1);
+    const saved = await RadioModel.load(final);
+    const [a, b] = [await weightsOf(saved), await weightsOf(ref.student)];
+    let num = 0;
+    let den = 0;
+    let worst = 0;
+    for (const [k, x] of b) {
+      const y = a.get(k)!;
+      expect(y.length).toBe(x.length);
+      for (let j = 0; j < x.length; j++) {
+        num += (x[j] - y[j]) ** 2;
+        den += x[j] ** 2;
+        worst = Math.max(worst, Math.abs(x[j] - y[j]));
+      }
+    }
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    expect(worst).toBeLessThan(1e-5);
+    // Only rank 0 wrote: one metrics file with one line per step.
+    expect(fs.readFileSync(path.join(dir, 'ranks', 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
+
+    // Stopped after 2 steps and resumed (the data and crop draws re-derived on every rank): the same run.
+    const resumed = path.join(dir, 'resumed');
+    const first = await mpi('distill.js', ['run', studentDir, resumed, '4', '4', '2']);
+    const second = await mpi('distill.js', ['resume', studentDir, resumed, '4', '4']);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    const [a1, a2] = [byRank<{ rank: number; losses: number[]; checksum: number }>(first), byRank<{ rank: number; losses: number[]; checksum: number }>(second)];
+    for (const rank of [0, 1]) {
+      expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
+      expect(a2[rank].checksum).toBe(ranks[0].checksum);
+    }
+    saved.dispose();
+    ref.student.dispose();
+  });
+
+  test('a rank that exits mid-run (process.exit without closing) ends mpirun and the other rank non-zero within 60 s', async () => {
+    const dir = tempDir('dist-die');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['die', studentDir, path.join(dir, 'run'), '4', '6']);
+    expect(r.signal).toBeNull();  // not our SIGKILL: mpirun ended by itself
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(60);
+    expect(byRank(r)).toEqual([]);  // no rank finished the run
+    expect(r.stderr + r.stdout).toMatch(/exiting improperly|exited without calling finalize/);
+  });
+
+  test('a rank that stops answering: the other rank fails with an Error once its collective times out', async () => {
+    const dir = tempDir('dist-stuck');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['stuck', studentDir, path.join(dir, 'run'), '4', '6']);
+    expect(r.signal).toBeNull();
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(40);  // the 3 s timeout, not the stuck rank's 60 s wait
+    expect(r.stderr).toMatch(/rank error: \w+: a collective \(\w+\) had no answer from the other ranks within 3 s: a rank died or is stuck; the job cannot continue/);
   });
 });
