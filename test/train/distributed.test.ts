@@ -86,6 +86,20 @@ describe('without a launcher', () => {
     expect(r.stdout).toMatch(/install Open MPI \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
   });
 
+  test('distill refuses what the collectives cannot reduce yet: bf16 and non-cpu students', async () => {
+    const dir = tempDir('dist-refuse');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const fake = { rank: 0, size: 2, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
+    const run = (student: { dir: string; dtype?: 'bf16'; device?: 'sim' }) => distill({
+      student, teachers: [{ teacher }], steps: 1, progress: false, distributed: fake,
+      data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
+    });
+    await expect(run({ dir: studentDir, dtype: 'bf16' })).rejects.toThrow('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
+    await expect(run({ dir: studentDir, device: 'sim' })).rejects.toThrow('distill: distributed training runs on cpu students so far; this one is on sim');
+    await teacher.close();
+  });
+
   test('distill refuses a global batch that the ranks cannot share equally', async () => {
     const fake = { rank: 0, size: 3, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
     await expect(distill({
@@ -122,9 +136,18 @@ withMpi(title('mpirun -np 2'), () => {
         op: "allReduce: op must be 'sum' or 'mean', got \"max\"",
         root: 'broadcast: root 2 is not a rank of the group (size 2)',
         sim: 'allReduce: the tensor is on sim; the MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)',
+        code: 'abort: code must be an integer in [1, 255], got 0',
       });
       expect(o.afterClose).toBe('allReduce: the process group was closed');
     }
+  });
+
+  test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {
+    const r = await mpi('collectives.js', ['abort']);
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(5);
+    expect(r.seconds).toBeLessThan(30);
+    expect(byRank(r)).toEqual([]);
   });
 
   test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {

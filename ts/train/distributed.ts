@@ -29,6 +29,16 @@ export interface ProcessGroup {
    * failed rank to the launcher (mpirun then ends the job non-zero), which is what a crashed rank must look like.
    */
   close(): Promise<void>;
+  /**
+   * Ends every rank of the job now with this exit code (MPI_Abort): for a rank that knows the run cannot go on
+   * and must not leave the others waiting for its collectives. The trivial group exits this process.
+   */
+  abort(code?: number): never;
+}
+
+function checkCode(code: number): number {
+  if (!Number.isInteger(code) || code < 1 || code > 255) throw new Error(`abort: code must be an integer in [1, 255], got ${JSON.stringify(code)}`);
+  return code;
 }
 
 export interface InitDistributedOptions {
@@ -96,6 +106,9 @@ class TrivialGroup implements ProcessGroup {
   async close(): Promise<void> {
     this.closed = true;
   }
+  abort(code = 1): never {
+    process.exit(checkCode(code));
+  }
 }
 
 class MpiGroup implements ProcessGroup {
@@ -158,6 +171,10 @@ class MpiGroup implements ProcessGroup {
     await this.barrier();
     this.closed = true;
     native.distFinalize();
+  }
+
+  abort(code = 1): never {
+    return native.distAbort({ code: checkCode(code) });
   }
 }
 

@@ -1,5 +1,6 @@
 // One rank of the collectives test (run by mpirun -np 2): prints one JSON line of what each collective gave
 // this rank, and the Error messages of the calls that must fail; the test compares them with its own reference.
+// usage: node collectives.js [abort]   (abort: rank 0 aborts the job while rank 1 waits in a barrier)
 'use strict';
 const { initDistributed, tensor } = require('../../reliability/children/entry');
 
@@ -15,6 +16,13 @@ const caught = (f) => {
 (async () => {
   const g = initDistributed({ timeoutSeconds: 30 });
   const r = g.rank;
+  if (process.argv[2] === 'abort') {
+    // Rank 1 waits in a barrier that rank 0 never joins: rank 0's abort must end it, and the job, with code 5.
+    if (r === 0) return void setTimeout(() => g.abort(5), 300);
+    await g.barrier();
+    console.log(JSON.stringify({ rank: r, passed: 'the barrier' }));
+    return;
+  }
   const values = (n, k) => Array.from({ length: n }, (_, i) => (r + 1) * (i * 0.25 - k) + r * r);
   const sum = g.allReduce(tensor(values(7, 1), [7]), 'sum');
   const mean = g.allReduce(tensor(values(5, 2), [5]), 'mean');
@@ -51,6 +59,7 @@ const caught = (f) => {
     op: caught(() => g.allReduce(tensor([1], [1]), 'max')),
     root: caught(() => g.broadcast(tensor([1], [1]), 2)),
     sim: caught(() => g.allReduce(tensor([1], [1], { device: 'sim' }), 'sum')),
+    code: caught(() => g.abort(0)),
   };
   await g.close();
   out.afterClose = caught(() => g.allReduce(tensor([1], [1]), 'sum'));
