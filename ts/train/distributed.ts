@@ -199,6 +199,10 @@ export function initDistributed(opts: InitDistributedOptions = {}): ProcessGroup
       );
     return new TrivialGroup();
   }
+  // The launcher's variables are read (and refused when malformed) before MPI is opened: MPI_Init cannot be undone.
+  const envSize = intVar(env, 'OMPI_COMM_WORLD_SIZE') ?? intVar(env, 'PMI_SIZE');
+  const envRank = intVar(env, 'OMPI_COMM_WORLD_RANK') ?? intVar(env, 'PMI_RANK') ?? intVar(env, 'PMIX_RANK');
+  const localRank = intVar(env, 'OMPI_COMM_WORLD_LOCAL_RANK') ?? intVar(env, 'MPI_LOCALRANKID') ?? intVar(env, 'LOCAL_RANK') ?? 0;
   let r: { rank: number; size: number; library: string };
   try {
     r = native.distInit({ timeoutSeconds });
@@ -207,13 +211,10 @@ export function initDistributed(opts: InitDistributedOptions = {}): ProcessGroup
   }
   // The launcher's own view must be MPI's: a mismatch means two MPI installations are mixed (mpirun of one,
   // libmpi of another), where every rank would believe it is rank 0 of a world of 1.
-  const envSize = intVar(env, 'OMPI_COMM_WORLD_SIZE') ?? intVar(env, 'PMI_SIZE');
-  const envRank = intVar(env, 'OMPI_COMM_WORLD_RANK') ?? intVar(env, 'PMI_RANK') ?? intVar(env, 'PMIX_RANK');
   if ((envSize !== undefined && envSize !== r.size) || (envRank !== undefined && envRank !== r.rank))
     throw new Error(
       `initDistributed: the launcher says rank ${envRank} of ${envSize}, ${r.library} says rank ${r.rank} of ${r.size}: ` +
         'the launcher and the MPI library are from different installations',
     );
-  const localRank = intVar(env, 'OMPI_COMM_WORLD_LOCAL_RANK') ?? intVar(env, 'MPI_LOCALRANKID') ?? intVar(env, 'LOCAL_RANK') ?? 0;
   return new MpiGroup(r.rank, r.size, localRank);
 }
