@@ -6,8 +6,8 @@ import { spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { distill, initDistributed, RadioModel, RadioTeacher, SyntheticSource, tensor } from '../../ts';
-import { makeStudent, TEACHER_DIR, tempDir, weightsOf } from './support';
+import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightsOf } from './support';
 
 const children = path.join(__dirname, 'children');
 const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
@@ -22,13 +22,16 @@ interface Run {
   seconds: number;
 }
 
-/** `mpirun -np 2 node <script> args...`; a hang shows as SIGKILL after timeoutMs. */
-function mpi(script: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 90_000): Promise<Run> {
+/** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
+const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
+
+/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
+function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, path.join(children, script), ...args], {
+    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+      env: { ...process.env },  // jest's view of the environment, not the process's C environment
     });
     let stdout = '';
     let stderr = '';
@@ -212,6 +215,28 @@ withMpi(title('mpirun -np 2'), () => {
     }
     saved.dispose();
     ref.student.dispose();
+  });
+
+  test('am-radio distill under mpirun: rank 0 creates the student and writes the run, the other rank prints nothing', async () => {
+    const dir = tempDir('dist-cli');
+    const config = {
+      student: { dir: 'student', init: { embedDim: 32, depth: 1, heads: 1, seed: 3 } },
+      teachers: [{ type: 'radio', dir: TEACHER_DIR, name: 'radio' }],
+      data: { type: 'synthetic', seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] },
+      steps: 3,
+      output: 'run',
+      logEvery: 1,
+    };
+    fs.writeFileSync(path.join(dir, 'distill.json'), JSON.stringify(config));
+    const cli = path.join(__dirname, '..', '..', 'ts', 'cli.ts');
+    const r = await mpirunNode(['-r', REGISTER, cli, 'distill', path.join(dir, 'distill.json')]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    // One summary (rank 0's), one progress line per step, global images counted.
+    expect(r.stdout.match(/^distilled 3 steps/gm)).toHaveLength(1);
+    expect(r.stderr.trim().split('\n').map((l) => l.split('  ')[0])).toEqual(['step 1/3', 'step 2/3', 'step 3/3', expect.stringMatching(/^checkpoint at step 3: /)]);
+    const metrics = readMetrics(path.join(dir, 'run', 'metrics.jsonl'));
+    expect(metrics.map((m) => [m.step, m.images])).toEqual([[1, 4], [2, 8], [3, 12]]);
+    expect(fs.existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000003', 'model.safetensors'))).toBe(true);
   });
 
   test('a rank that exits mid-run (process.exit without closing) ends mpirun and the other rank non-zero within 60 s', async () => {
