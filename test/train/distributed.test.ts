@@ -239,6 +239,14 @@ withMpi(title('mpirun -np 2'), () => {
     expect(fs.existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000003', 'model.safetensors'))).toBe(true);
   });
 
+  test('distributedCheckEvery: replicas that drift apart (one rank changes a weight) are an Error that ends the job', async () => {
+    const dir = tempDir('dist-diverge');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['diverge', studentDir, path.join(dir, 'run'), '4', '3']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/rank error: distill: after step 1 the ranks' parameters differ \(checksums rank 0: [0-9a-f]+, rank 1: [0-9a-f]+\)/);
+  });
+
   test('a rank that exits mid-run (process.exit without closing) ends mpirun and the other rank non-zero within 60 s', async () => {
     const dir = tempDir('dist-die');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });

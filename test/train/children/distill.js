@@ -1,9 +1,10 @@
 // One rank of the data-parallel distillation tests (run by mpirun -np 2).
-// usage: node distill.js <run|resume|die|stuck> <student dir> <out dir> <global batch> <steps> [stop after]
+// usage: node distill.js <run|resume|die|stuck|diverge> <student dir> <out dir> <global batch> <steps> [stop after]
 //   run:    trains, prints one JSON line { rank, losses, gradNorms, images, checksum, checkpoint }
 //   resume: the same, continuing from the out dir's latest checkpoint
 //   die:   rank 1 calls process.exit(0) after step 2 (without closing the group): the job must end non-zero
 //   stuck: rank 1 stops answering after step 2 (a long wait in onStep); rank 0's collective must time out
+//   diverge: rank 1 scales one of its parameters after step 1; the replica check must catch it
 'use strict';
 const { distill, initDistributed, RadioTeacher, SyntheticSource } = require('../../reliability/children/entry');
 const { TEACHER_DIR } = require('../support');
@@ -26,7 +27,11 @@ const [mode, studentDir, outDir, batch, steps, stopAfter] = process.argv.slice(2
     progress: false,
     distributed: group,
     distributedCheckEvery: 1,
-    onStep: async (m) => {
+    onStep: async (m, live) => {
+      if (mode === 'diverge' && m.step === 1 && group.rank === 1) {
+        const [key, p] = [...live.student.namedParameters()][0];
+        live.student.loadStateDict({ [key]: p.scale(1.001) }, { strict: false });
+      }
       if (m.step !== 2 || group.rank !== 1) return;
       if (mode === 'die') process.exit(0);
       if (mode === 'stuck') await new Promise((resolve) => setTimeout(resolve, 60_000));
