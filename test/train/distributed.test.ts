@@ -153,6 +153,13 @@ withMpi(title('mpirun -np 2'), () => {
     expect(byRank(r)).toEqual([]);
   });
 
+  test('process.exit with a collective waiting on the queue exits at once with its own code (the wait is cancelled)', async () => {
+    const r = await mpi('collectives.js', ['exit-pending']);
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(7);
+    expect(r.seconds).toBeLessThan(15);
+  });
+
   test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
     const dir = tempDir('dist');
     const studentDir = await makeStudent(path.join(dir, 'student'));
