@@ -160,20 +160,11 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.seconds).toBeLessThan(15);
   });
 
-  test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
-    const dir = tempDir('dist');
-    const studentDir = await makeStudent(path.join(dir, 'student'));
-    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4']);
-    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
-    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[]; checksum: number; checkpoint: string }>(r);
-    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
-    // The ranks hold the same weights bit for bit, and both name rank 0's final checkpoint.
-    expect(ranks[1].checksum).toBe(ranks[0].checksum);
-    expect(ranks[1].losses).toEqual(ranks[0].losses);
-    const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
-    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
-    expect(ranks[0].images).toEqual([4, 8, 12, 16]);
-
+  /**
+   * Runs one process with the global batch 4 (and `extra` options) and checks the ranks' losses and gradient norms
+   * (within 1e-5 relative) and rank 0's final checkpoint (weights within 1e-5) against it; returns its first norm.
+   */
+  async function followsReference(studentDir: string, rank0: { losses: number[]; gradNorms: number[] }, final: string, extra: object): Promise<{ gradNorm: number }> {
     const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
     const ref = await distill({
       student: { dir: studentDir },
@@ -183,14 +174,14 @@ withMpi(title('mpirun -np 2'), () => {
       maxGradNorm: 1,
       optimizer: { lr: 2e-3 },
       progress: false,
+      ...extra,
     });
     await teacher.close();
+    expect(rank0.losses).toHaveLength(ref.history.length);
     for (const [i, m] of ref.history.entries()) {
-      expect(Math.abs(ranks[0].losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
-      expect(Math.abs(ranks[0].gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
+      expect(Math.abs(rank0.losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
+      expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
     }
-    // The clip was active (norms above 1), so it was computed on the reduced gradients.
-    expect(ref.history[0].gradNorm).toBeGreaterThan(1);
     const saved = await RadioModel.load(final);
     const [a, b] = [await weightsOf(saved), await weightsOf(ref.student)];
     let num = 0;
@@ -207,6 +198,28 @@ withMpi(title('mpirun -np 2'), () => {
     }
     expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
     expect(worst).toBeLessThan(1e-5);
+    saved.dispose();
+    ref.student.dispose();
+    return { gradNorm: ref.history[0].gradNorm };
+  }
+
+  test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
+    const dir = tempDir('dist');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4']);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[]; checksum: number; checkpoint: string }>(r);
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+    // The ranks hold the same weights bit for bit, and both name rank 0's final checkpoint.
+    expect(ranks[1].checksum).toBe(ranks[0].checksum);
+    expect(ranks[1].losses).toEqual(ranks[0].losses);
+    const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
+    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
+    expect(ranks[0].images).toEqual([4, 8, 12, 16]);
+
+    const ref = await followsReference(studentDir, ranks[0], final, {});
+    // The clip was active (norms above 1), so it was computed on the reduced gradients.
+    expect(ref.gradNorm).toBeGreaterThan(1);
     // Only rank 0 wrote: one metrics file with one line per step.
     expect(fs.readFileSync(path.join(dir, 'ranks', 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
 
@@ -220,8 +233,17 @@ withMpi(title('mpirun -np 2'), () => {
       expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
       expect(a2[rank].checksum).toBe(ranks[0].checksum);
     }
-    saved.dispose();
-    ref.student.dispose();
+  });
+
+  test('with 2 micro-batches per step and ViTDet window draws, the two ranks still follow one process', async () => {
+    const dir = tempDir('dist-accumulate');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const extra = { accumulate: 2, vitdet: { windowSizes: [1, null], numGlobal: 1 } };
+    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4', '', JSON.stringify(extra)]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[] }>(r);
+    expect(ranks[0].images).toEqual([8, 16, 24, 32]);
+    await followsReference(studentDir, ranks[0], path.join(dir, 'ranks', 'checkpoints', 'step-00000004'), extra);
   });
 
   test('am-radio distill under mpirun: rank 0 creates the student and writes the run, the other rank prints nothing', async () => {

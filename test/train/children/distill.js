@@ -1,5 +1,6 @@
 // One rank of the data-parallel distillation tests (run by mpirun -np 2).
-// usage: node distill.js <run|resume|die|stuck|diverge> <student dir> <out dir> <global batch> <steps> [stop after]
+// usage: node distill.js <run|resume|die|stuck|diverge> <student dir> <out dir> <global batch> <steps> [stop after] [options JSON]
+//   (options JSON: more distill options, e.g. {"accumulate":2}; stop after may be '' for none)
 //   run:    trains, prints one JSON line { rank, losses, gradNorms, images, checksum, checkpoint }
 //   resume: the same, continuing from the out dir's latest checkpoint
 //   die:   rank 1 calls process.exit(0) after step 2 (without closing the group): the job must end non-zero
@@ -9,7 +10,7 @@
 const { distill, initDistributed, RadioTeacher, SyntheticSource } = require('../../reliability/children/entry');
 const { TEACHER_DIR } = require('../support');
 
-const [mode, studentDir, outDir, batch, steps, stopAfter] = process.argv.slice(2);
+const [mode, studentDir, outDir, batch, steps, stopAfter, extra] = process.argv.slice(2);
 
 (async () => {
   const group = initDistributed({ timeoutSeconds: mode === 'stuck' ? 3 : 60 });
@@ -25,6 +26,7 @@ const [mode, studentDir, outDir, batch, steps, stopAfter] = process.argv.slice(2
     optimizer: { lr: 2e-3 },
     outDir,
     progress: false,
+    ...(extra ? JSON.parse(extra) : {}),
     distributed: group,
     distributedCheckEvery: 1,
     onStep: async (m, live) => {
