@@ -23,6 +23,7 @@ import { AnyRadioModel, loadRadio } from './model/load';
 import type { DType, Device } from './native';
 import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
+import { initDistributed } from './train/distributed';
 import { readHfVisionConfig, isHfVisionFolder } from './teachers/hf/config';
 import { readSamConfig, SAM_MODEL_TYPES } from './teachers/hf/sam';
 import { runTeach, runTeachConfig } from './train/teach';
@@ -192,17 +193,24 @@ async function distillCommand(args: string[]): Promise<void> {
   for (const f of flags) if (f !== '--resume') throw new Error(`unknown option ${f}; ${usageOf('distill')}`);
   if (files.length !== 1) throw new Error(`distill takes one config file; ${usageOf('distill')}`);
   const config = await readDistillConfig(files[0]);
+  // Under an MPI launcher (mpirun -np N am-radio distill ...) every rank runs this; alone, a group of one.
+  const group = initDistributed();
+  // Rank 0 prepares first: it creates the student from student.init, which the others must find complete.
+  if (group.rank !== 0) await group.barrier();
   const { teachers, data, close } = await config.prepare();
+  if (group.rank === 0) await group.barrier();
   try {
     const t0 = process.hrtime.bigint();
-    const r = await distill({ ...config.options, teachers, data, resume: config.options.resume || flags.includes('--resume') });
+    const r = await distill({ ...config.options, teachers, data, resume: config.options.resume || flags.includes('--resume'), distributed: group });
+    r.student.dispose();
+    await group.close();
+    if (group.rank !== 0) return;
     const first = r.history[0];
     const last = r.history[r.history.length - 1];
     console.log(`distilled ${r.history.length} steps (to step ${r.step}, ${r.skipped} skipped) in ${(ms(t0) / 1000).toFixed(1)} s` +
       (first && last ? `; loss ${first.loss.toFixed(4)} -> ${last.loss.toFixed(4)}` : ''));
     if (r.checkpoint) console.log(`checkpoint: ${r.checkpoint}`);
     if (config.options.outDir) console.log(`metrics: ${path.join(config.options.outDir, 'metrics.jsonl')}, curves: ${path.join(config.options.outDir, 'loss.svg')}`);
-    r.student.dispose();
   } finally {
     await close();
   }

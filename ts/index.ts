@@ -42,6 +42,8 @@ export { pca, pcaColors, robustUnitRange } from './viz/pca';
 export type { Pca, PcaOptions } from './viz/pca';
 export { distill } from './train/distill';
 export type { DistillOptions, DistillResult, HeadWeights, TeacherSpec, VitDetAugment } from './train/distill';
+export { initDistributed } from './train/distributed';
+export type { InitDistributedOptions, ProcessGroup, ReduceOp } from './train/distributed';
 export { decays, GroupedAdamW } from './train/groups';
 export type { ParamGroup } from './train/groups';
 export { checkSchedule, learningRate } from './train/schedule';

@@ -361,6 +361,20 @@ export interface NativeAddon {
   /** The sim scheduler's seed (AMR_SIM_SEED's programmatic form), queued on sim; sim builds only. */
   simSetSeed(seed: bigint): void;
   simSeed(): bigint;
+  /** Opens the MPI library and initialises MPI (once per process); throws naming the libraries looked for. */
+  distInit(args: { timeoutSeconds: number }): { rank: number; size: number; library: string; version: string };
+  /** In place on n f32 of a cpu buffer, queued: the sum over ranks, or the mean. */
+  distAllReduce(args: { buffer: NativeBuffer; n: number; op: 'sum' | 'mean' }): void;
+  /** Root's first `bytes` bytes into every rank's buffer (cpu), queued. */
+  distBroadcast(args: { buffer: NativeBuffer; bytes: number; root: number }): void;
+  /** Queued on this environment's cpu backend: synchronize('cpu') waits for it. */
+  distBarrier(): void;
+  /** Every rank's first `bytes` bytes of input, in rank order, into output (cpu), queued. */
+  distAllGather(args: { input: NativeBuffer; output: NativeBuffer; bytes: number }): void;
+  /** MPI_Finalize (every rank must call it); idempotent. */
+  distFinalize(): void;
+  /** Ends every rank of the job with this exit code (MPI_Abort). */
+  distAbort(args: { code: number }): never;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
   readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
   /** scale, offset and keep (f32) are given exactly for mode gridSample. */

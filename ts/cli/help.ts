@@ -51,7 +51,10 @@ export const COMMANDS: CommandHelp[] = [
     name: 'distill',
     usage: 'am-radio distill config.json [--resume]',
     summary: 'train a student from one or more teachers (README, "Distillation (the trainer)")',
-    details: ['--resume             continue from the newest checkpoint in the config\'s outDir'],
+    details: [
+      '--resume             continue from the newest checkpoint in the config\'s outDir',
+      'mpirun -np N am-radio distill config.json: data parallel over N ranks (README, "Distributed (MPI)")',
+    ],
   },
   {
     name: 'teach',

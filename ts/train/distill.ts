@@ -3,10 +3,17 @@
 // mode; the multi-teacher loss scaled by 1/N and its backward. Then the global gradient norm (one scalar read),
 // clipping, and an AdamW step with parameter groups, unless the loss or a gradient is not finite: then the step is
 // skipped and nothing changes. Every step's intermediates belong to a tensor scope, so memory stays flat.
+//
+// Data parallel (options.distributed, a ProcessGroup of size > 1), as PyTorch's DDP does it: the parameters are
+// broadcast from rank 0 at the start; every rank draws the same global batch (and the same CPE crop draws for it)
+// and keeps its own contiguous share of the rows, so the shards never overlap and a resumed run repeats them
+// (the data state is the same on every rank); each rank's loss is the mean over its share; the gradients are
+// all-reduced to their mean before the global-norm clip and the optimizer step, so every rank takes the step one
+// process would take with the global batch. Only rank 0 writes checkpoints, metrics and progress.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import type { DataSource } from '../data/types';
+import type { DataSource, ImageBatch } from '../data/types';
 import { SafetensorsFile } from '../io/safetensors';
 import type { SafetensorsWriteEntry } from '../io/safetensors';
 import { FLOAT_DTYPES } from '../io/safetensors/dtype';
@@ -16,11 +23,13 @@ import { AnyRadioModel, loadRadio } from '../model/load';
 import type { DType, Device } from '../native';
 import { multiTeacherLoss } from '../ops/loss';
 import type { MultiTeacherLossOptions, TeacherTerm } from '../ops/loss';
+import type { CpeCrop } from '../model/cpe';
 import { tidy } from '../scope';
 import { tensor, Tensor } from '../tensor';
 import { teacherImages } from '../teachers/input';
 import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
 import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
+import type { ProcessGroup } from './distributed';
 import { clipGradNorm } from '../optim/clip';
 import { GroupedAdamW } from './groups';
 import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
@@ -80,6 +89,13 @@ export interface DistillOptions {
   onStep?: (m: StepMetrics, live: { student: AnyRadioModel; optimizer: GroupedAdamW }) => void | Promise<void>;
   /** Awaited midway through every checkpoint save (tests kill a save there). */
   checkpointMidway?: () => Promise<void>;
+  /**
+   * Data-parallel training over this process group (initDistributed()); every rank runs distill with the same
+   * options. Each partition's batch is the global batch and must be divisible by the group's size.
+   */
+  distributed?: ProcessGroup;
+  /** A debugging aid: every this many steps, check that every rank holds bit-identical parameters (an Error if not). */
+  distributedCheckEvery?: number;
 }
 
 export interface VitDetAugment {
@@ -213,6 +229,68 @@ async function carriedTensors(dir: string, student: AnyRadioModel): Promise<Reco
   }
 }
 
+interface Shard {
+  rank: number;
+  size: number;
+}
+
+/** The process group when it has more than one rank, checked against the options; null for one process. */
+function checkGroup(o: DistillOptions): ProcessGroup | null {
+  const g = o.distributed;
+  const every = o.distributedCheckEvery;
+  if (every !== undefined && !(Number.isInteger(every) && every >= 1)) throw new Error(`distill: distributedCheckEvery must be a positive integer, got ${JSON.stringify(every)}`);
+  if (g === undefined) return null;
+  if (!g || typeof g.allReduce !== 'function' || !Number.isInteger(g.size) || !Number.isInteger(g.rank)) throw new Error('distill: distributed must be a ProcessGroup (from initDistributed())');
+  if (g.size === 1) return null;
+  for (const [i, p] of o.data.partitions.entries())
+    if (p.batch % g.size !== 0) throw new Error(`distill: data partition ${i}'s batch ${p.batch} is not divisible by the ${g.size} ranks (each rank takes an equal share of every batch)`);
+  return g;
+}
+
+/** Errors unless every rank passes the same value for every key (options that must agree, or the collectives would not pair up). */
+async function agree(group: ProcessGroup, values: Record<string, number>): Promise<void> {
+  const keys = Object.keys(values);
+  const all = await group.allGatherScalars(keys.map((k) => values[k]));
+  for (const [i, k] of keys.entries()) {
+    const v = all.map((r) => r[i]);
+    if (v.some((x) => !Object.is(x, v[0]))) throw new Error(`distill: the ranks disagree on ${k} (${v.map((x, r) => `rank ${r}: ${x}`).join(', ')}); every rank must run with the same options and checkpoint`);
+  }
+}
+
+/** FNV-1a over the bits of every tensor: equal on two ranks exactly when the replicas are bit-identical (but for collisions). */
+async function checksum(tensors: readonly Tensor[]): Promise<number> {
+  let h = 0x811c9dc5;
+  for (const t of tensors) {
+    const v = await t.toArray();
+    for (const w of new Uint32Array(v.buffer, v.byteOffset, v.length)) h = Math.imul(h ^ w, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+/** This rank's rows of a global batch: rows rank·B/size up to (rank+1)·B/size. */
+function shardOf(b: ImageBatch, s: Shard): ImageBatch {
+  if (b.batch % s.size !== 0) throw new Error(`distill: the data source gave a batch of ${b.batch}, not divisible by the ${s.size} ranks`);
+  const per = b.batch / s.size;
+  const chw = 3 * b.height * b.width;
+  return {
+    ...b,
+    images: b.images.subarray(s.rank * per * chw, (s.rank + 1) * per * chw),
+    ids: b.ids.slice(s.rank * per, (s.rank + 1) * per),
+    batch: per,
+  };
+}
+
+/** The rows [from, from + n) of a crop drawn for the global batch (keep [B], scale and offset [B, 2]). */
+async function cropRows(crop: CpeCrop, from: number, n: number): Promise<CpeCrop> {
+  const rows = async (t: Tensor | undefined, width: number) => {
+    if (!t) return undefined;
+    const v = (await t.toArray()).slice(from * width, (from + n) * width);
+    t.dispose();
+    return tensor(v, width === 1 ? [n] : [n, width], { device: t.device });
+  };
+  return { keep: (await rows(crop.keep, 1))!, scale: await rows(crop.scale, 2), offset: await rows(crop.offset, 2) };
+}
+
 /** Runs the distillation; see DistillOptions. */
 export async function distill(o: DistillOptions): Promise<DistillResult> {
   const steps = o.steps;
@@ -228,6 +306,9 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const lr = o.optimizer?.lr ?? 1e-3;
   const schedule = checkSchedule({ lr, totalSteps: steps, warmupSteps: o.schedule?.warmupSteps ?? 0, minLr: o.schedule?.minLr ?? 0 }, 'distill: schedule');
   if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
+  const group = checkGroup(o);
+  const shard: Shard | null = group ? { rank: group.rank, size: group.size } : null;
+  const writer = !group || group.rank === 0;  // the one rank that writes checkpoints, metrics and progress
 
   const root = o.outDir ? path.join(o.outDir, 'checkpoints') : null;
   const existing = root ? await latestCheckpoint(root) : null;
@@ -252,6 +333,11 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       eps: o.optimizer?.eps,
     });
     const params = optimizer.groups.flatMap((g) => [...g.optimizer.params]);
+    if (group) {
+      // The collectives take f32 cpu tensors so far (no bf16 reduction, no NCCL).
+      if (student.device !== 'cpu') throw new Error(`distill: distributed training runs on cpu students so far; this one is on ${student.device}`);
+      if (params.some((p) => p.dtype !== 'f32')) throw new Error('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
+    }
     let step = 0;
     let skipped = 0;
     if (resumeDir) {
@@ -262,16 +348,26 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       skipped = state.skipped;
       if (step > stopAfter) throw new Error(`distill: ${resumeDir} is at step ${step}, beyond stopAfter ${stopAfter}`);
     }
-    if (o.outDir) await fs.promises.mkdir(o.outDir, { recursive: true });
-    const metrics = o.outDir ? new MetricsFile(path.join(o.outDir, 'metrics.jsonl'), resumeDir ? step : null) : null;
-    const progress = o.progress === false ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
+    if (group) {
+      const elements = params.reduce((n, p) => n + p.numel, 0);
+      await agree(group, {
+        'the first step (resumed from)': step, steps, stopAfter, accumulate, seed, maxGradNorm, lr,
+        'the number of parameters': params.length, 'the number of parameter elements': elements,
+        'the number of data partitions': o.data.partitions.length,
+      });
+      // Like DDP: rank 0's weights (and buffers) are everyone's, whatever each rank loaded.
+      for (const [, t] of [...student.namedParameters(), ...student.namedBuffers()]) group.broadcast(t, 0);
+    }
+    if (o.outDir && writer) await fs.promises.mkdir(o.outDir, { recursive: true });
+    const metrics = o.outDir && writer ? new MetricsFile(path.join(o.outDir, 'metrics.jsonl'), resumeDir ? step : null) : null;
+    const progress = o.progress === false || !writer ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
     if (resumeDir) progress?.message(`resumed from ${resumeDir} at step ${step}`);
     const history: StepMetrics[] = [];
     const started = process.hrtime.bigint();
     let images = 0;
     let checkpoint: string | null = resumeDir;
     const save = async () => {
-      if (!root) return;
+      if (!root || !writer) return;
       const optimizerSteps = Object.fromEntries(optimizer.groups.map((g) => [g.name, g.optimizer.steps]));
       checkpoint = await saveCheckpoint({
         root, configJson, student, summaryIdxs, carried, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
@@ -285,6 +381,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       let loss = 0;
       const terms: Record<string, number> = {};
       const windows: Array<number | null> = [];
+      let stepImages = 0;
       for (let micro = 0; micro < accumulate; micro++) {
         // Like the crop, the window draw is a function of (seed, step, micro-batch), so a resumed run repeats it.
         let window: VitDetOverride | undefined;
@@ -293,11 +390,25 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
           window = { windowSize: ws, numGlobal: vitdet.numGlobal, numWindowed: vitdet.numWindowed };
           windows.push(ws);
         }
-        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro), window);
+        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro), window, shard);
         loss += r.loss / accumulate;
         for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v / accumulate;
-        images += r.images;
+        stepImages += r.images;
       }
+      if (group) {
+        // The mean of the ranks' gradients is the gradient of the global batch's mean loss (equal shares); the clip
+        // below then sees the global norm, and every rank steps alike.
+        const withGrad = params.filter((p) => p.grad);
+        for (const p of withGrad) group.allReduce(p.grad!, 'mean');
+        const keys = Object.keys(terms).sort();
+        const all = await group.allGatherScalars([withGrad.length, loss, stepImages, ...keys.map((k) => terms[k])]);
+        if (all.some((r) => r[0] !== withGrad.length)) throw new Error(`distill: step ${step + 1}: the ranks have gradients for different numbers of parameters (${all.map((r, i) => `rank ${i}: ${r[0]}`).join(', ')})`);
+        const mean = (i: number) => all.reduce((a, r) => a + r[i], 0) / all.length;
+        loss = mean(1);
+        stepImages = all.reduce((a, r) => a + r[2], 0);
+        keys.forEach((k, i) => (terms[k] = mean(3 + i)));
+      }
+      images += stepImages;
       const gradNorm = await clipGradNorm(params, maxGradNorm);
       const bad = !Number.isFinite(loss) || !Number.isFinite(gradNorm);
       if (bad) skipped++;
@@ -309,11 +420,20 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       metrics?.append(m);
       progress?.step(m);
       await o.onStep?.(m, { student, optimizer });
+      if (group && o.distributedCheckEvery && step % o.distributedCheckEvery === 0) {
+        const sums = (await group.allGatherScalars([await checksum(params)])).map((r) => r[0]);
+        if (sums.some((x) => x !== sums[0])) throw new Error(`distill: after step ${step} the ranks' parameters differ (checksums ${sums.map((x, r) => `rank ${r}: ${x.toString(16)}`).join(', ')})`);
+      }
       if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < stopAfter) await save();
     }
     await save();
+    if (group) {
+      // Every rank returns only once the final checkpoint is complete, and names it.
+      await group.barrier();
+      if (!writer && root) checkpoint = await latestCheckpoint(root);
+    }
     progress?.done();
-    if (o.outDir) {
+    if (o.outDir && writer) {
       const all = readMetrics(path.join(o.outDir, 'metrics.jsonl'));
       const names = [...new Set(all.flatMap((m) => Object.keys(m.terms)))];
       const series = [
@@ -350,11 +470,14 @@ async function microStep(
   accumulate: number,
   cropSeed: number,
   vitdet: VitDetOverride | undefined,
+  shard: Shard | null,
 ): Promise<{ loss: number; terms: Record<string, number>; images: number }> {
-  const batch = await data.next();
+  const full = await data.next();
+  const batch = shard ? shardOf(full, shard) : full;
   const images = tensor(batch.images, [batch.batch, 3, batch.height, batch.width], { device: student.device });
   const active = plans.filter((p) => p.partitions.has(batch.partition));
   const targets: TeacherTargets[] = [];
+  let cpe: CpeCrop | undefined;
   try {
     for (const p of active) {
       const input = teacherImages(images, p.spec.teacher);
@@ -364,11 +487,13 @@ async function microStep(
         if (input !== images) input.dispose();
       }
     }
-    // The crop draws are a function of (seed, step, micro-batch): a resumed run re-derives them.
+    // The crop draws are a function of (seed, step, micro-batch): a resumed run re-derives them. A rank draws them
+    // for the global batch, as one process would, and keeps its rows.
     if (student instanceof RadioModel) student.seed(cropSeed);
+    cpe = shard && student instanceof RadioModel ? await cropRows(student.sampleCpe(full.batch, full.height, full.width), shard.rank * batch.batch, batch.batch) : undefined;
     const keys: string[] = [];
     const { total, parts } = tidy(() => {
-      const out = student instanceof RadioModel ? student.forward(images, vitdet ? { vitdet } : {}) : student.forward(images);
+      const out = student instanceof RadioModel ? student.forward(images, { ...(vitdet ? { vitdet } : {}), ...(cpe ? { cpe } : {}) }) : student.forward(images);
       const terms: TeacherTerm[] = [];
       active.forEach((p, t) => {
         for (const h of p.heads) {
@@ -398,5 +523,6 @@ async function microStep(
   } finally {
     images.dispose();
     for (const t of targets) disposeTargets(t);
+    if (cpe) for (const t of [cpe.keep, cpe.scale, cpe.offset]) t?.dispose();
   }
 }

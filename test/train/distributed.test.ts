@@ -1,0 +1,299 @@
+// Data-parallel training over MPI (ts/train/distributed, native/dist): the collectives on two ranks, a two-rank
+// distillation against one process with the doubled batch (and against itself stopped and resumed), and ranks
+// that die or stop answering. Every
+// multi-rank case runs children under `mpirun -np 2` (a failure must show as an exit status, not take jest down).
+import { spawn, spawnSync } from 'child_process';
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightsOf } from './support';
+
+const children = path.join(__dirname, 'children');
+const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
+const withMpi = mpirun ? describe : describe.skip;
+const title = (t: string) => (mpirun ? t : `${t} (skipped: no mpirun)`);
+
+interface Run {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+/** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
+const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
+
+/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
+function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env },  // jest's view of the environment, not the process's C environment
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      resolve({ code, signal, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
+    });
+  });
+}
+
+/** The JSON lines the ranks printed, by rank. */
+function byRank<T extends { rank: number }>(r: Run): T[] {
+  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
+  return lines.sort((a, b) => a.rank - b.rank);
+}
+
+describe('without a launcher', () => {
+  test('a world of one: the trivial group, no library needed; its collectives leave values as they are', async () => {
+    const g = initDistributed({ env: {} });
+    expect([g.rank, g.size, g.backend]).toEqual([0, 1, 'none']);
+    const t = tensor([1, 2, 3], [3]);
+    expect(g.allReduce(t, 'mean')).toBe(t);
+    g.broadcast(t, 0);
+    expect(Array.from(await t.toArray())).toEqual([1, 2, 3]);
+    expect(await g.allGatherScalars([4, NaN])).toEqual([[4, NaN]]);
+    await g.barrier();
+    expect(() => g.broadcast(t, 1)).toThrow('broadcast: root 1 is not a rank of the group (size 1)');
+    expect(() => g.allReduce(tensor([1], [1], { dtype: 'bf16' }))).toThrow('allReduce: the tensor is bf16');
+    await g.close();
+    expect(() => g.allReduce(t)).toThrow('allReduce: the process group was closed');
+  });
+
+  test("torchrun's RANK / WORLD_SIZE without an MPI launcher is an Error saying only MPI is supported", () => {
+    expect(() => initDistributed({ env: { RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '1', MASTER_ADDR: 'localhost', MASTER_PORT: '29500' } })).toThrow(
+      /RANK=1 WORLD_SIZE=2 \(torchrun's variables\) but no MPI launcher: only the MPI launcher is supported so far/,
+    );
+    expect(() => initDistributed({ env: { OMPI_COMM_WORLD_SIZE: 'two' } })).toThrow('initDistributed: OMPI_COMM_WORLD_SIZE="two" is not a non-negative integer');
+    expect(() => initDistributed({ env: {}, timeoutSeconds: 0 })).toThrow('initDistributed: timeoutSeconds must be a finite number > 0');
+  });
+
+  test('a launcher environment without a usable MPI library: an Error naming what was looked for and how to install it', () => {
+    // A child, so that this process never opens MPI; AM_RADIO_MPI_LIBRARY makes the library missing on purpose.
+    const script = "const { initDistributed } = require('./entry'); try { initDistributed(); console.log('no error'); } catch (e) { console.log(e.message); }";
+    const r = spawnSync(process.execPath, ['-e', script], {
+      cwd: path.join(__dirname, '..', 'reliability', 'children'),
+      env: { ...process.env, OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libmpi-missing.so.40' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(/initDistributed: the environment says an MPI launcher started this process \(OMPI_COMM_WORLD_SIZE=2\), but MPI: no usable MPI library \(looked for libmpi-missing\.so\.40: libmpi-missing\.so\.40: cannot open shared object file/);
+    expect(r.stdout).toMatch(/install Open MPI \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
+  });
+
+  test('distill refuses what the collectives cannot reduce yet: bf16 and non-cpu students', async () => {
+    const dir = tempDir('dist-refuse');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const fake = { rank: 0, size: 2, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
+    const run = (student: { dir: string; dtype?: 'bf16'; device?: 'sim' }) => distill({
+      student, teachers: [{ teacher }], steps: 1, progress: false, distributed: fake,
+      data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
+    });
+    await expect(run({ dir: studentDir, dtype: 'bf16' })).rejects.toThrow('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
+    await expect(run({ dir: studentDir, device: 'sim' })).rejects.toThrow('distill: distributed training runs on cpu students so far; this one is on sim');
+    await teacher.close();
+  });
+
+  test('distill refuses a global batch that the ranks cannot share equally', async () => {
+    const fake = { rank: 0, size: 3, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
+    await expect(distill({
+      student: { dir: 'unused' }, teachers: [], steps: 1, progress: false, distributed: fake,
+      data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
+    })).rejects.toThrow("distill: data partition 0's batch 4 is not divisible by the 3 ranks");
+  });
+});
+
+withMpi(title('mpirun -np 2'), () => {
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, odd sizes; the Errors of bad calls', async () => {
+    const r = await mpi('collectives.js', []);
+    expect(r.code).toBe(0);
+    const out = byRank<Record<string, unknown> & { rank: number }>(r);
+    expect(out.map((o) => o.rank)).toEqual([0, 1]);
+    const values = (rank: number, n: number, k: number) => Array.from({ length: n }, (_, i) => (rank + 1) * (i * 0.25 - k) + rank * rank);
+    const f32 = (v: number[]) => Array.from(Float32Array.from(v));
+    const sum = f32(values(0, 7, 1).map((v, i) => v + values(1, 7, 1)[i]));
+    const mean = f32(values(0, 5, 2).map((v, i) => (v + values(1, 5, 2)[i]) / 2));
+    for (const o of out) {
+      expect(o.size).toBe(2);
+      expect(o.backend).toBe('mpi');
+      expect(o.sum).toEqual(sum);
+      expect(o.mean).toEqual(mean);
+      expect(o.largeWorst).toBeLessThan(1e-6);
+      expect(o.bcast).toEqual(f32(values(1, 9, 4)));
+      expect(o.ints).toEqual([0, 10, 20]);
+      expect(o.empty).toBe(0);
+      expect(o.gathered).toEqual([['0', 'NaN', '0', '-Infinity'], ['1', 'NaN', '1.5', '-Infinity']]);
+      expect(o.gatheredEmpty).toEqual([[], []]);
+      expect(o.mismatch).toBe('allGatherScalars: the ranks passed different numbers of values (rank 0: 1, rank 1: 2)');
+      expect(o.errors).toEqual({
+        bf16: 'allReduce: the tensor is bf16; allReduce takes f32 tensors',
+        op: "allReduce: op must be 'sum' or 'mean', got \"max\"",
+        root: 'broadcast: root 2 is not a rank of the group (size 2)',
+        sim: 'allReduce: the tensor is on sim; the MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)',
+        code: 'abort: code must be an integer in [1, 255], got 0',
+      });
+      expect(o.afterClose).toBe('allReduce: the process group was closed');
+    }
+  });
+
+  test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {
+    const r = await mpi('collectives.js', ['abort']);
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(5);
+    expect(r.seconds).toBeLessThan(30);
+    expect(byRank(r)).toEqual([]);
+  });
+
+  test('process.exit with a collective waiting on the queue exits at once with its own code (the wait is cancelled)', async () => {
+    const r = await mpi('collectives.js', ['exit-pending']);
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(7);
+    expect(r.seconds).toBeLessThan(15);
+  });
+
+  /**
+   * Runs one process with the global batch 4 (and `extra` options) and checks the ranks' losses and gradient norms
+   * (within 1e-5 relative) and rank 0's final checkpoint (weights within 1e-5) against it; returns its first norm.
+   */
+  async function followsReference(studentDir: string, rank0: { losses: number[]; gradNorms: number[] }, final: string, extra: object): Promise<{ gradNorm: number }> {
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const ref = await distill({
+      student: { dir: studentDir },
+      teachers: [{ teacher }],
+      data: new SyntheticSource({ seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] }),
+      steps: 4,
+      maxGradNorm: 1,
+      optimizer: { lr: 2e-3 },
+      progress: false,
+      ...extra,
+    });
+    await teacher.close();
+    expect(rank0.losses).toHaveLength(ref.history.length);
+    for (const [i, m] of ref.history.entries()) {
+      expect(Math.abs(rank0.losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
+      expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
+    }
+    const saved = await RadioModel.load(final);
+    const [a, b] = [await weightsOf(saved), await weightsOf(ref.student)];
+    let num = 0;
+    let den = 0;
+    let worst = 0;
+    for (const [k, x] of b) {
+      const y = a.get(k)!;
+      expect(y.length).toBe(x.length);
+      for (let j = 0; j < x.length; j++) {
+        num += (x[j] - y[j]) ** 2;
+        den += x[j] ** 2;
+        worst = Math.max(worst, Math.abs(x[j] - y[j]));
+      }
+    }
+    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
+    expect(worst).toBeLessThan(1e-5);
+    saved.dispose();
+    ref.student.dispose();
+    return { gradNorm: ref.history[0].gradNorm };
+  }
+
+  test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
+    const dir = tempDir('dist');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4']);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[]; checksum: number; checkpoint: string }>(r);
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+    // The ranks hold the same weights bit for bit, and both name rank 0's final checkpoint.
+    expect(ranks[1].checksum).toBe(ranks[0].checksum);
+    expect(ranks[1].losses).toEqual(ranks[0].losses);
+    const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
+    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
+    expect(ranks[0].images).toEqual([4, 8, 12, 16]);
+
+    const ref = await followsReference(studentDir, ranks[0], final, {});
+    // The clip was active (norms above 1), so it was computed on the reduced gradients.
+    expect(ref.gradNorm).toBeGreaterThan(1);
+    // Only rank 0 wrote: one metrics file with one line per step.
+    expect(fs.readFileSync(path.join(dir, 'ranks', 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(4);
+
+    // Stopped after 2 steps and resumed (the data and crop draws re-derived on every rank): the same run.
+    const resumed = path.join(dir, 'resumed');
+    const first = await mpi('distill.js', ['run', studentDir, resumed, '4', '4', '2']);
+    const second = await mpi('distill.js', ['resume', studentDir, resumed, '4', '4']);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    const [a1, a2] = [byRank<{ rank: number; losses: number[]; checksum: number }>(first), byRank<{ rank: number; losses: number[]; checksum: number }>(second)];
+    for (const rank of [0, 1]) {
+      expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
+      expect(a2[rank].checksum).toBe(ranks[0].checksum);
+    }
+  });
+
+  test('with 2 micro-batches per step and ViTDet window draws, the two ranks still follow one process', async () => {
+    const dir = tempDir('dist-accumulate');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const extra = { accumulate: 2, vitdet: { windowSizes: [1, null], numGlobal: 1 } };
+    const r = await mpi('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4', '', JSON.stringify(extra)]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[] }>(r);
+    expect(ranks[0].images).toEqual([8, 16, 24, 32]);
+    await followsReference(studentDir, ranks[0], path.join(dir, 'ranks', 'checkpoints', 'step-00000004'), extra);
+  });
+
+  test('am-radio distill under mpirun: rank 0 creates the student and writes the run, the other rank prints nothing', async () => {
+    const dir = tempDir('dist-cli');
+    const config = {
+      student: { dir: 'student', init: { embedDim: 32, depth: 1, heads: 1, seed: 3 } },
+      teachers: [{ type: 'radio', dir: TEACHER_DIR, name: 'radio' }],
+      data: { type: 'synthetic', seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] },
+      steps: 3,
+      output: 'run',
+      logEvery: 1,
+    };
+    fs.writeFileSync(path.join(dir, 'distill.json'), JSON.stringify(config));
+    const cli = path.join(__dirname, '..', '..', 'ts', 'cli.ts');
+    const r = await mpirunNode(['-r', REGISTER, cli, 'distill', path.join(dir, 'distill.json')]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    // One summary (rank 0's), one progress line per step, global images counted.
+    expect(r.stdout.match(/^distilled 3 steps/gm)).toHaveLength(1);
+    expect(r.stderr.trim().split('\n').map((l) => l.split('  ')[0])).toEqual(['step 1/3', 'step 2/3', 'step 3/3', expect.stringMatching(/^checkpoint at step 3: /)]);
+    const metrics = readMetrics(path.join(dir, 'run', 'metrics.jsonl'));
+    expect(metrics.map((m) => [m.step, m.images])).toEqual([[1, 4], [2, 8], [3, 12]]);
+    expect(fs.existsSync(path.join(dir, 'run', 'checkpoints', 'step-00000003', 'model.safetensors'))).toBe(true);
+  });
+
+  test('distributedCheckEvery: replicas that drift apart (one rank changes a weight) are an Error that ends the job', async () => {
+    const dir = tempDir('dist-diverge');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['diverge', studentDir, path.join(dir, 'run'), '4', '3']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/rank error: distill: after step 1 the ranks' parameters differ \(checksums rank 0: [0-9a-f]+, rank 1: [0-9a-f]+\)/);
+  });
+
+  test('a rank that exits mid-run (process.exit without closing) ends mpirun and the other rank non-zero within 60 s', async () => {
+    const dir = tempDir('dist-die');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['die', studentDir, path.join(dir, 'run'), '4', '6']);
+    expect(r.signal).toBeNull();  // not our SIGKILL: mpirun ended by itself
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(60);
+    expect(byRank(r)).toEqual([]);  // no rank finished the run
+    expect(r.stderr + r.stdout).toMatch(/exiting improperly|exited without calling finalize/);
+  });
+
+  test('a rank that stops answering: the other rank fails with an Error once its collective times out', async () => {
+    const dir = tempDir('dist-stuck');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('distill.js', ['stuck', studentDir, path.join(dir, 'run'), '4', '6']);
+    expect(r.signal).toBeNull();
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(40);  // the 3 s timeout, not the stuck rank's 60 s wait
+    expect(r.stderr).toMatch(/rank error: \w+: a collective \(\w+\) had no answer from the other ranks within 3 s: a rank died or is stuck; the job cannot continue/);
+  });
+});
