@@ -5,6 +5,7 @@
 
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
+#include "../runtime/vector_math.h"
 #include "attention.h"
 
 namespace amr {
@@ -39,27 +40,6 @@ void gather_qkv(std::vector<float>& q, std::vector<float>& k, std::vector<float>
   gather(q, qkv, g, b, h, w, 0);
   gather(k, qkv, g, b, h, w, 1);
   gather(v, qkv, g, b, h, w, 2);
-}
-
-// e^x for x <= 0 (softmax arguments after the max is subtracted), branch-free so a loop of it vectorizes: x = n·ln2
-// + r with |r| <= ln2/2, e^r by its degree-6 Taylor polynomial (relative error < 2e-7 there), 2^n put into the
-// exponent bits. Below −87 the result is 0, as expf's underflows to 0 or a denormal there.
-inline float exp_nonpositive(float x) {
-  x = x < -87.f ? -87.f : x;
-  // Round to nearest by the 1.5·2^23 shift (exact for |x·log2 e| < 2^22; nearbyint would not vectorize on SSE2).
-  const float n = (x * 1.44269504088896341f + 12582912.f) - 12582912.f;
-  const float r = (x - n * 0.693145751953125f) - n * 1.42860682030941723e-6f;
-  float p = 1.f / 720.f;
-  p = p * r + 1.f / 120.f;
-  p = p * r + 1.f / 24.f;
-  p = p * r + 1.f / 6.f;
-  p = p * r + 0.5f;
-  p = p * r + 1.f;
-  p = p * r + 1.f;
-  const int32_t e = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &e, 4);
-  return p * scale;
 }
 
 // [L, hd] → [hd, L], so products over the head dim become row updates along L.
