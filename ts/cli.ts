@@ -24,8 +24,8 @@ import type { DType, Device } from './native';
 import { readDistillConfig } from './train/config';
 import { distill } from './train/distill';
 import { initDistributed } from './train/distributed';
-import { readHfVisionConfig, isHfVisionFolder } from './teachers/hf/config';
-import { readSamConfig, SAM_MODEL_TYPES } from './teachers/hf/sam';
+import { isHfVisionFolder } from './teachers/hf/config';
+import { defaultInputSize } from './teachers/hf/teacher';
 import { runTeach, runTeachConfig } from './train/teach';
 
 
@@ -249,9 +249,7 @@ async function teachCommand(args: string[]): Promise<void> {
     if (!s) throw new UsageError(`teach: --size must be HxW in pixels, got ${JSON.stringify(flags.get('--size'))}`);
     size = [Number(s[1]), Number(s[2])];
   } else if (hf) {
-    size = SAM_MODEL_TYPES.includes(JSON.parse(fs.readFileSync(path.join(dir, 'config.json'), 'utf8')).model_type)
-      ? ((c) => [c.image, c.image] as [number, number])(readSamConfig(dir))
-      : readHfVisionConfig(dir).inputSize;
+    size = defaultInputSize(dir);
   } else throw new UsageError(`teach: --size HxW is required for a RADIO teacher (${dir})`);
   const dtype = flags.get('--dtype');
   if (dtype !== undefined && !hf) throw new UsageError('teach: --dtype applies to Hugging Face teachers');

@@ -104,11 +104,14 @@ function triple(file: string, key: string, v: unknown): [number, number, number]
   return [v[0], v[1], v[2]];
 }
 
+/** SAM's model types (SamModel, SamVisionModel): their encoder is read by sam.ts, not by this config. */
+export const SAM_MODEL_TYPES: readonly string[] = ['sam', 'sam_vision_model'];
+
 /** Whether dir holds a Hugging Face vision encoder this package runs as a teacher (by config.json's model_type). */
 export function isHfVisionFolder(dir: string): boolean {
   try {
     const c = readJson(path.join(dir, 'config.json'));
-    return typeof c.model_type === 'string' && (c.model_type in MODEL_TYPES || c.model_type === 'sam' || c.model_type === 'sam_vision_model');
+    return typeof c.model_type === 'string' && (c.model_type in MODEL_TYPES || SAM_MODEL_TYPES.includes(c.model_type));
   } catch {
     return false;
   }

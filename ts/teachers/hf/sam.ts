@@ -22,6 +22,7 @@ import { narrow, permute, windowPartition, windowReverse } from '../../ops/layou
 import { matmul } from '../../ops/linear';
 import { assembleTokens, gatherRows, patchify } from '../../ops/tokens';
 import { escape, tidy } from '../../scope';
+import { SAM_MODEL_TYPES } from './config';
 import { loadFromCheckpoint, runEncoder } from './model';
 import { emptyTensor, tensor, Tensor } from '../../tensor';
 
@@ -49,7 +50,6 @@ const SAM_DEFAULTS: Json = {
   global_attn_indexes: [2, 5, 8, 11], mlp_dim: null,
 };
 
-export const SAM_MODEL_TYPES = ['sam', 'sam_vision_model'];
 
 /** dir/config.json of a SamModel (its vision_config) or a SamVisionModel; each problem an Error naming the key. */
 export function readSamConfig(dir: string): SamVisionConfig {

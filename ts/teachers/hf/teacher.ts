@@ -8,9 +8,9 @@ import { downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
 import { permute } from '../../ops/layout';
 import type { Tensor } from '../../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from '../types';
-import { HfArch, readHfVisionConfig } from './config';
+import { HfArch, readHfVisionConfig, SAM_MODEL_TYPES } from './config';
 import { HfVisionLoadOptions, HfVisionModel, HfVisionOutput, loadHfVisionWeights } from './model';
-import { loadSamVisionModel, readSamConfig, SAM_MODEL_TYPES, SamVisionModel, SamVisionOutput } from './sam';
+import { loadSamVisionModel, readSamConfig, SamVisionModel, SamVisionOutput } from './sam';
 
 export interface HfTeacherOptions extends HfVisionLoadOptions {
   /** Name in logs and metrics; default by family: 'dino_v2', 'clip', 'siglip' (RADIO's teacher names). */
@@ -48,6 +48,15 @@ export function disposeEncoderOutput(o: HfEncoderOutput): void {
 export async function loadTeacherEncoder(dir: string, opts: HfVisionLoadOptions = {}): Promise<HfEncoder> {
   if (SAM_MODEL_TYPES.includes(modelTypeOf(dir) ?? '')) return loadSamVisionModel(dir, opts);
   return loadHfVisionWeights(dir, readHfVisionConfig(dir), opts);
+}
+
+/** The input size a teacher in dir takes by default: the preprocessor's crop (else image_size); SAM's image_size. */
+export function defaultInputSize(dir: string): [number, number] {
+  if (SAM_MODEL_TYPES.includes(modelTypeOf(dir) ?? '')) {
+    const { image } = readSamConfig(dir);
+    return [image, image];
+  }
+  return readHfVisionConfig(dir).inputSize;
 }
 
 function modelTypeOf(dir: string): string | undefined {
@@ -89,7 +98,7 @@ export class HfTeacher implements Teacher {
     const config = sam ? null : readHfVisionConfig(dir);
     const samConfig = sam ? readSamConfig(dir) : null;
     const patch = config?.patch ?? samConfig!.patch;
-    const size = opts.inputSize === undefined ? (config?.inputSize ?? [samConfig!.image, samConfig!.image]) : opts.inputSize;
+    const size = opts.inputSize === undefined ? defaultInputSize(dir) : opts.inputSize;
     if (size !== null) {
       if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v >= patch))
         throw new Error(`${op} ${dir}: inputSize must be [h, w] in pixels, each at least the patch size ${patch}, got ${JSON.stringify(size)}`);
