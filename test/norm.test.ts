@@ -150,6 +150,31 @@ describeEachDevice('gelu on %s', (device) => {
     expect(diff / Math.hypot(...r0)).toBeLessThanOrEqual(1e-5);
   });
 
+  test('the negative tail keeps its relative precision, element by element, alone and fused into linear', async () => {
+    // Down to x = −13.5, where gelu is 1e-40 (subnormal). f32 rounds the erfc argument −x/√2, and that alone moves
+    // the result by the condition number |x·gelu'/gelu| (about x²) times the rounding, so each element's relative
+    // error is weighed down by 1 + that number, as for the other smooth activations below.
+    const n = 4001;
+    const x0 = Float64Array.from(f32(Float64Array.from({ length: n }, (_, i) => -13.5 + (19.5 * i) / (n - 1) + 1e-3 * Math.sin(freshSeed() + i))));
+    const ref = x0.map(refGelu);
+    const check = (got: ArrayLike<number>) => {
+      let worst = 0;
+      for (let i = 0; i < n; i++) {
+        const dv = 1e-6 * Math.max(1, Math.abs(x0[i]));
+        const kappa = Math.abs((x0[i] * (refGelu(x0[i] + dv) - refGelu(x0[i] - dv))) / (2 * dv)) / Math.max(Math.abs(ref[i]), 1e-300);
+        // Below f32's normal range a value has fewer digits than 1e-6 asks; its error counts against 2^-120.
+        const e = Math.abs(got[i] - ref[i]) <= 2 ** -120 ? 0 : Math.abs(got[i] - ref[i]) / Math.abs(ref[i]) / (1 + kappa);
+        worst = Math.max(worst, e);
+      }
+      return worst;
+    };
+    const x = tensor(f32(x0), [n, 1], { device });
+    expect(check(await ops.gelu(x).toArray())).toBeLessThanOrEqual(1e-6);
+    // linear with a 1×1 identity weight: the same values through the GEMM epilogue.
+    const fused = ops.linear(x, tensor([1], [1, 1], { device }), undefined, { activation: 'gelu' });
+    expect(check(await fused.toArray())).toBeLessThanOrEqual(1e-6);
+  });
+
   test('bf16', async () => {
     const x0 = quant(randomArray(999, freshSeed(), 4), 'bf16');
     const y = ops.gelu(tensor(f32(x0), [999], { device, dtype: 'bf16' }));

@@ -3,8 +3,7 @@
 #include <vector>
 
 #include "../runtime/thread_pool.h"
-#include "../runtime/vector_clones.h"
-#include "../runtime/vector_math.h"
+#include "../activation/rows.h"
 #include "blas.h"
 #include "gemm.h"
 
@@ -45,22 +44,6 @@ void blocked_gemm(float* c, const float* a, const float* b, int64_t m, int64_t n
   });
 }
 
-// The exp-based activations over a row in place, as loops that vectorize (the scalar rules in activation.h call
-// expf per element, which costs as much as the product itself at a 4304-wide MLP): CLIP's x·σ(1.702x) and
-// SigLIP's x·σ(2u), each through the branch-free σ of runtime/vector_math.h (relative error < 3e-7 against them).
-AMR_VECTOR_CLONES void sigmoid_family_row(Activation act, float* v, int64_t n) {
-  if (act == Activation::QuickGelu) {
-    for (int64_t j = 0; j < n; ++j) v[j] = v[j] * sigmoid_nonbranching(1.702f * v[j]);
-  } else {
-    for (int64_t j = 0; j < n; ++j) {
-      const float x = v[j];
-      v[j] = x * sigmoid_nonbranching(2.f * activation::kGeluTanhBeta * (x + activation::kGeluTanhKappa * x * x * x));
-    }
-  }
-}
-
-bool sigmoid_family(Activation act) { return act == Activation::QuickGelu || act == Activation::GeluTanh; }
-
 // C = act(acc + bias) + residual for batch entry e, from the f32 product acc (which may be C itself, in place),
 // keeping the preactivation when asked.
 template <typename T>
@@ -68,8 +51,8 @@ void apply_epilogue(const GemmArgs& g, int64_t e, const float* acc, T* C) {
   const T* bias = static_cast<const T*>(g.bias);
   const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
   T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
-  if (sigmoid_family(g.activation)) {
-    // Bias, preactivation, then the activation over the whole row at once, then the residual.
+  if (g.activation != Activation::None) {
+    // Bias, preactivation, then the activation over the whole row at once (activation/rows.h), then the residual.
     parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) {
       std::vector<float> row(static_cast<size_t>(g.n));
       for (int64_t i = r0; i < r1; ++i) {
@@ -79,7 +62,7 @@ void apply_epilogue(const GemmArgs& g, int64_t e, const float* acc, T* C) {
           if (pre) Elem<T>::store(pre, i * g.n + j, v);
           row[j] = v;
         }
-        sigmoid_family_row(g.activation, row.data(), g.n);
+        activation::cpu::apply_row(g.activation, row.data(), g.n);
         for (int64_t j = 0; j < g.n; ++j) Elem<T>::store(C, i * g.n + j, res ? row[j] + Elem<T>::load(res, i * g.n + j) : row[j]);
       }
     });
@@ -91,7 +74,6 @@ void apply_epilogue(const GemmArgs& g, int64_t e, const float* acc, T* C) {
         float v = acc[i * g.n + j];
         if (bias) v += Elem<T>::load(bias, j);
         if (pre) Elem<T>::store(pre, i * g.n + j, v);
-        v = activate(g.activation, v);
         if (res) v += Elem<T>::load(res, i * g.n + j);
         Elem<T>::store(C, i * g.n + j, v);
       }

@@ -141,5 +141,18 @@ export function erf(x: number): number {
   return (2 / Math.sqrt(Math.PI)) * sum;
 }
 
-/** The exact (erf) GELU in float64. */
-export const refGelu = (x: number): number => 0.5 * x * (1 + erf(x / Math.SQRT2));
+/**
+ * erfc(z) in float64 that keeps its relative precision in the tail: 1 − erf(z) below z = 2, where nothing cancels
+ * much; above, the continued fraction erfc(z) = e^(−z²)/√π · 1/(z + (1/2)/(z + 1/(z + (3/2)/(z + …)))), evaluated from
+ * its 80th term up (converged to float64 from z = 2 on); erfc(−z) = 2 − erfc(z).
+ */
+export function erfc(z: number): number {
+  if (z < 0) return 2 - erfc(-z);
+  if (z < 2) return 1 - erf(z);
+  let f = z;
+  for (let n = 80; n >= 1; n--) f = z + n / 2 / f;
+  return Math.exp(-z * z) / (Math.sqrt(Math.PI) * f);
+}
+
+/** The exact (erf) GELU in float64, as 0.5·x·erfc(−x/√2) so that its negative tail keeps every digit. */
+export const refGelu = (x: number): number => 0.5 * x * erfc(-x / Math.SQRT2);
