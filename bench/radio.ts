@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { rand, RadioModel, synchronize } from '../ts';
+import { formatProfile, profile, rand, RadioModel, synchronize } from '../ts';
 import type { Tensor } from '../ts';
 import { BenchRecord, benchDevices, benchDtypes, printTable, timeCase, writeResults } from './harness';
 import { disposeOutput, forwardFlops, ModelSpec, seconds, SIM_MODEL, VIT_B, writeRandomCheckpoint } from './radio-models';
@@ -56,6 +56,10 @@ async function main(): Promise<void> {
           await synchronize(device);
           const warmMs = performance.now() - t0;
           console.log(`radio: ${label} ${dtype} warm-up forward ${seconds(t0)} (${(flops / 1e9).toPrecision(3)} GFLOP); timing...`);
+          if (process.env.AM_RADIO_PROFILE === '1') {
+            const { profile: p } = await profile(() => disposeOutput(radio.forward(images)), { device });
+            console.log(`radio: ${label} ${dtype}, one forward\n${formatProfile(p)}`);
+          }
           // cpu and sim: no further warm-up, and 2 repeats once one takes over 5 s (768 px on cpu: ~15 s each).
           const timing = device === 'cuda' ? { warmup: 2, minRepeats: 10, minTimeMs: 1000 } : { warmup: 0, minRepeats: warmMs > 5000 ? 2 : 3, minTimeMs: 0 };
           const rec = await timeCase(

@@ -209,6 +209,36 @@ Napi::Value QueueFailure(const Napi::CallbackInfo& info) {
   });
 }
 
+// setProfiling(device, on): times every op queued on the device from now on (runtime/profile.h); on starts from
+// empty totals.
+Napi::Value SetProfiling(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = env_backend(env, backend_arg(info, 0, "setProfiling"));
+    if (info.Length() < 2 || !info[1].IsBoolean()) throw Error("setProfiling: on must be a boolean");
+    be.set_profiling(info[1].As<Napi::Boolean>().Value());
+    return env.Undefined();
+  });
+}
+
+// takeProfile(device) -> [{ op, calls, ms }]: the totals since profiling started or was last taken. Called after
+// synchronize(device), so every timed op has finished.
+Napi::Value TakeProfile(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    Backend& be = env_backend(env, backend_arg(info, 0, "takeProfile"));
+    const std::vector<OpTime> times = be.take_profile();
+    Napi::Array out = Napi::Array::New(env, times.size());
+    for (size_t i = 0; i < times.size(); ++i) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("op", times[i].op);
+      o.Set("calls", static_cast<double>(times[i].calls));
+      o.Set("ms", times[i].ms);
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    return out;
+  });
+}
 
 class ReadBytesWorker : public HostReadWorker {
  public:
@@ -250,6 +280,8 @@ void init_io(Napi::Env env, Napi::Object exports) {
   exports.Set("setPoisonAllocations", Napi::Function::New(env, SetPoisonAllocations));
   exports.Set("queueFailure", Napi::Function::New(env, QueueFailure));
   exports.Set("readBytes", Napi::Function::New(env, ReadBytes));
+  exports.Set("setProfiling", Napi::Function::New(env, SetProfiling));
+  exports.Set("takeProfile", Napi::Function::New(env, TakeProfile));
 }
 
 }  // namespace bindings

@@ -1,6 +1,8 @@
 // am-radio: AM-RADIO vision backbones for Node.js.
 export { backends, emptyCache, memory, queueDepth, requireBackend, setQueueDepth, synchronize } from './backends';
 export type { BackendInfo } from './backends';
+export { formatProfile, profile } from './profile';
+export type { OpTime, Profile } from './profile';
 export { nativeBinary, platformPackageName } from './native';
 export type { NativeBinary } from './native';
 export { embeddedCheckpoint } from './embedded';

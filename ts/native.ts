@@ -300,6 +300,8 @@ export interface NativeAddon {
   emptyCache(device: Device): void;
   setPoisonAllocations(on: boolean): void;
   queueFailure(device: Device, message: string): void;
+  setProfiling(device: Device, on: boolean): void;
+  takeProfile(device: Device): Array<{ op: string; calls: number; ms: number }>;
   /** Drops this environment's queued work and stops its backends (idempotent); later ops throw. */
   shutdownEnvironment(): void;
   setQueueDepth(depth: number): void;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <cstdlib>
 #include <future>
@@ -40,6 +41,14 @@ void Backend::record_error(const char* op, const std::string& what) {
   if (error_.empty()) error_ = std::string(op) + ": " + what;  // the first failure explains the rest
 }
 
+void Backend::set_profiling(bool on) {
+  if (on && !profiling_) {
+    profile_.take();
+    reset_profile();
+  }
+  profiling_ = on;
+}
+
 namespace {
 
 void* host_alloc(size_t bytes) { return std::aligned_alloc(64, (bytes + 63) & ~size_t(63)); }
@@ -53,9 +62,15 @@ class HostBackend final : public Backend {
   ~HostBackend() override { queue_.shutdown(); }
 
   void enqueue(const char* op, std::function<void()> work) override {
-    queue_.push([this, op, work = std::move(work)] {
+    queue_.push([this, op, timed = profiling(), work = std::move(work)] {
       try {
-        work();
+        if (timed) {
+          const auto t0 = std::chrono::steady_clock::now();
+          work();
+          profile_.add(op, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+        } else {
+          work();
+        }
       } catch (const Cancelled&) {
         // the environment is going away: nobody is left to read the result
       } catch (const std::exception& e) {

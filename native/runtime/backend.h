@@ -8,6 +8,7 @@
 // stops at its next cancellation point, threads are joined. Storages keep their backend object alive, so a
 // tensor finalized after shutdown still returns its memory safely.
 #pragma once
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,7 @@
 #include "allocator.h"
 #include "common.h"
 #include "launch_types.h"
+#include "profile.h"
 
 namespace amr {
 
@@ -74,6 +76,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
   std::string take_error();
   void record_error(const char* op, const std::string& what);
 
+  // Op timing (profile.h): on from the next enqueue; turning it on starts from empty totals. take_profile is
+  // read after synchronize(), so every op queued while it was on has run.
+  void set_profiling(bool on);
+  bool profiling() const { return profiling_; }
+  virtual std::vector<OpTime> take_profile() { return profile_.take(); }
+
  protected:
   Backend(BackendKind kind, std::unique_ptr<CachingAllocator> allocator)
       : kind_(kind), allocator_(std::move(allocator)) {}
@@ -83,6 +91,12 @@ class Backend : public std::enable_shared_from_this<Backend> {
   std::unique_ptr<CachingAllocator> allocator_;
   std::mutex error_mu_;
   std::string error_;
+  std::atomic<bool> profiling_{false};
+
+ protected:
+  OpProfile profile_;
+  // What a backend drops from its own timing state when profiling starts again (cuda's unread events).
+  virtual void reset_profile() {}
 };
 
 // When on, every new allocation is filled with 0xFF bytes (NaN in f32 and bf16) before use, so a kernel

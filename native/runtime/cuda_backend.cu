@@ -1,6 +1,8 @@
 #include <cuda_runtime.h>
 
 #include <atomic>
+#include <mutex>
+#include <vector>
 
 #include "cuda_backend.h"
 
@@ -31,11 +33,42 @@ class CudaBackend final : public Backend {
 
   void enqueue(const char* op, std::function<void()> work) override {
     if (stopped_) throw Error("backend cuda was shut down (its environment is exiting); no more work can be queued");
+    cudaEvent_t begin = nullptr, end = nullptr;
+    if (profiling()) {
+      check(cudaEventCreate(&begin), "profile");
+      check(cudaEventCreate(&end), "profile");
+      check(cudaEventRecord(begin, stream_), "profile");
+    }
     try {
       work();
     } catch (const std::exception& e) {
       record_error(op, e.what());
     }
+    if (begin) {
+      check(cudaEventRecord(end, stream_), "profile");
+      std::lock_guard<std::mutex> lock(timing_mu_);
+      timings_.push_back(Timing{op, begin, end});
+    }
+  }
+
+  // The events of every op timed since the last take: the stream has drained (the caller synchronized first).
+  std::vector<OpTime> take_profile() override {
+    std::vector<Timing> done;
+    {
+      std::lock_guard<std::mutex> lock(timing_mu_);
+      done.swap(timings_);
+    }
+    std::string failure;
+    for (const Timing& t : done) {
+      float ms = 0;
+      const cudaError_t e = cudaEventSynchronize(t.end);
+      if (e == cudaSuccess && cudaEventElapsedTime(&ms, t.begin, t.end) == cudaSuccess) profile_.add(t.op, ms);
+      else if (failure.empty()) failure = cudaGetErrorString(e == cudaSuccess ? cudaGetLastError() : e);
+      cudaEventDestroy(t.begin);
+      cudaEventDestroy(t.end);
+    }
+    if (!failure.empty()) throw Error("profile: reading the cuda op timings failed: " + failure);
+    return profile_.take();
   }
 
   void synchronize() override {
@@ -82,6 +115,22 @@ class CudaBackend final : public Backend {
  private:
   cudaStream_t stream_;
   std::atomic<bool> stopped_{false};
+
+  struct Timing {
+    const char* op;  // the bindings' names are string literals
+    cudaEvent_t begin, end;
+  };
+  std::mutex timing_mu_;
+  std::vector<Timing> timings_;
+
+  void reset_profile() override {
+    std::lock_guard<std::mutex> lock(timing_mu_);
+    for (const Timing& t : timings_) {
+      cudaEventDestroy(t.begin);
+      cudaEventDestroy(t.end);
+    }
+    timings_.clear();
+  }
 };
 
 }  // namespace
