@@ -1,7 +1,7 @@
 // The cpu backend's activations over contiguous f32 rows, as loops that vectorize (runtime/vector_math.h) instead of
 // a libm call per element: the erfc of every ViT MLP's GELU alone used to cost as much as the GEMM before it. The
-// GEMM epilogue and the standalone op both run through these, so on cpu a fused linear + activation and a standalone
-// activation give the same bits. (cuda, sim and the conv epilogue keep the scalar rules of activation.h.)
+// GEMM and conv epilogues and the standalone op all run through these, so on cpu a fused linear or conv +
+// activation and a standalone activation give the same bits. (cuda and sim keep the scalar rules of activation.h.)
 #pragma once
 #include <cstdint>
 
