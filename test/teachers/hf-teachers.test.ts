@@ -221,7 +221,9 @@ test('Teacher.fromPretrained fetches a hub repo into the hub cache; the preproce
   };
   const server = http.createServer((req, res) => {
     const m = new URL(req.url!, 'http://x').pathname.match(/^\/([^/]+\/[^/]+)\/resolve\/[^/]+\/(.+)$/);
-    const body = m && repos[m[1]]?.[m[2]];
+    // A preprocessor behind a refusal: an optional file's other failures must not pass as its absence.
+    if (m && m[1] === 'org/dino-locked' && m[2] === 'preprocessor_config.json') return void res.writeHead(403).end();
+    const body = m && (repos[m[1]] ?? (m[1] === 'org/dino-locked' ? repos['org/dino-bare'] : undefined))?.[m[2]];
     if (!body) return void res.writeHead(404).end();
     res.writeHead(200, { 'x-repo-commit': commit, etag: `"${createHash('sha256').update(body).digest('hex').slice(0, 40)}"`, 'content-length': String(body.length) });
     res.end(req.method === 'HEAD' ? undefined : body);
@@ -237,6 +239,7 @@ test('Teacher.fromPretrained fetches a hub repo into the hub cache; the preproce
     expect((bare as HfTeacher).inputSize).toEqual([56, 56]);
     await bare.close();
     await expect(Teacher.fromPretrained('org/missing', { hub })).rejects.toThrow('org/missing@main has no config.json, or the repo does not exist (HTTP 404)');
+    await expect(Teacher.fromPretrained('org/dino-locked', { hub })).rejects.toThrow('org/dino-locked refused access (HTTP 403)');
     // Offline, the cache alone serves what was fetched.
     const again = await Teacher.fromPretrained('org/dino-tiny', { hub: { ...hub, offline: true } });
     expect((again as HfTeacher).inputSize).toEqual([42, 70]);

@@ -52,9 +52,16 @@ const isCommit = (rev: string) => /^[0-9a-f]{40}$/.test(rev);
 
 /**
  * Makes sure `files` of model `repo` at `revision` are in the hub cache and returns the snapshot folder holding them.
- * Offline, only the cache is used, and a missing file is an Error naming where it was looked for.
+ * Offline, only the cache is used, and a missing file is an Error naming where it was looked for. `optional` files
+ * are fetched from the same commit when the repo has them (the hub answers 404 for one it lacks, and offline a
+ * cache without one is passed over); every other failure on them is the Error it is.
  */
-export async function downloadCheckpoint(repo: string, opts: HubDownloadOptions = {}, files: readonly string[] = CHECKPOINT_FILES): Promise<string> {
+export async function downloadCheckpoint(
+  repo: string,
+  opts: HubDownloadOptions = {},
+  files: readonly string[] = CHECKPOINT_FILES,
+  optional: readonly string[] = [],
+): Promise<string> {
   checkRepoId(repo);
   const revision = opts.revision ?? 'main';
   if (typeof revision !== 'string' || revision === '' || revision.includes('..'))
@@ -62,6 +69,7 @@ export async function downloadCheckpoint(repo: string, opts: HubDownloadOptions 
   const root = path.join(hubCacheDir(opts), `models--${repo.replace('/', '--')}`);
   const offline = opts.offline ?? truthy(process.env.HF_HUB_OFFLINE);
   if (offline) return fromCache(repo, root, revision, files);
+  if (files.length === 0) throw new Error('fromPretrained: at least one required file is needed (it fixes the commit the optional ones come from)');
 
   const endpoint = (opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co').replace(/\/+$/, '');
   const token = opts.token ?? process.env.HF_TOKEN;
@@ -69,9 +77,12 @@ export async function downloadCheckpoint(repo: string, opts: HubDownloadOptions 
   const headers: Record<string, string> = { 'accept-encoding': 'identity', ...(token ? { authorization: `Bearer ${token}` } : {}) };
   const progress = progressReporter(opts.progress);
   let commit: string | null = null;
-  for (const file of files) {
-    const url = `${endpoint}/${repo}/resolve/${encodeURIComponent(revision)}/${file}`;
-    const meta = await head(url, headers, repo, revision, file, endpoint);
+  for (const file of [...files, ...optional]) {
+    // Optional files are asked for at the commit the required ones resolved to, so the folder is one snapshot.
+    const isOptional = !files.includes(file);
+    const url = `${endpoint}/${repo}/resolve/${encodeURIComponent(isOptional ? commit! : revision)}/${file}`;
+    const meta = await head(url, headers, repo, revision, file, endpoint, isOptional);
+    if (!meta) continue;
     if (commit && meta.commit !== commit) throw new Error(`fromPretrained: ${repo}@${revision} moved to another commit while downloading (${commit} → ${meta.commit}); try again`);
     commit = meta.commit;
     const blob = path.join(root, 'blobs', meta.etag);
@@ -122,8 +133,10 @@ function statusError(status: number, repo: string, revision: string, file: strin
 
 // The first response's headers describe the file even when it redirects to storage (large files do): the commit
 // the revision resolved to, the content hash (the blob's name) and the size.
-async function head(url: string, headers: Record<string, string>, repo: string, revision: string, file: string, endpoint: string): Promise<FileMeta> {
+// null when the file is optional and the repo has none.
+async function head(url: string, headers: Record<string, string>, repo: string, revision: string, file: string, endpoint: string, optional = false): Promise<FileMeta | null> {
   const r = await request(url, { method: 'HEAD', headers, redirect: 'manual' }, `${repo}/${file}`, endpoint);
+  if (optional && r.status === 404) return null;
   if (r.status >= 400) throw statusError(r.status, repo, revision, file);
   const commit = r.headers.get('x-repo-commit');
   const etag = (r.headers.get('x-linked-etag') ?? r.headers.get('etag'))?.replace(/^W\//, '').replace(/"/g, '');

@@ -4,7 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
+import { CHECKPOINT_FILES, downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
 import { permute } from '../../ops/layout';
 import type { Tensor } from '../../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from '../types';
@@ -152,11 +152,6 @@ export async function resolveFolder(dirOrRepo: string, hub: HubDownloadOptions =
   if (typeof dirOrRepo !== 'string' || dirOrRepo === '') throw new Error(`fromPretrained: expected a folder or a hub repo id, got ${JSON.stringify(dirOrRepo)}`);
   if (fs.existsSync(dirOrRepo)) return dirOrRepo;
   if (!/^[\w.-]+\/[\w.-]+$/.test(dirOrRepo)) throw new Error(`fromPretrained: ${dirOrRepo} is neither a folder nor a hub repo id ("org/name")`);
-  const dir = await downloadCheckpoint(dirOrRepo, hub);
-  // The preprocessor is optional (the family's statistics stand in): fetched when the repo has one. Only its
-  // absence is passed over; a refusal, an unreachable hub or a broken download is the Error it is.
-  await downloadCheckpoint(dirOrRepo, hub, ['preprocessor_config.json']).catch((e: Error) => {
-    if (!/has no preprocessor_config\.json, or the repo does not exist \(HTTP 404\)|has no cached preprocessor_config\.json/.test(e.message)) throw e;
-  });
-  return dir;
+  // The preprocessor is optional (the family's statistics stand in): fetched when the repo has one.
+  return downloadCheckpoint(dirOrRepo, hub, CHECKPOINT_FILES, ['preprocessor_config.json']);
 }
