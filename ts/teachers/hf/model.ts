@@ -10,7 +10,7 @@
 import * as path from 'path';
 
 import { noGrad } from '../../autograd';
-import { SafetensorsFile } from '../../io/safetensors';
+import { openWeights, TensorReader } from '../../io/safetensors';
 import { warnUnreadTensors } from '../../model/weights';
 import type { DType, Device } from '../../native';
 import { native } from '../../native';
@@ -368,7 +368,7 @@ function sourceMap(c: HfVisionConfig, m: HfVisionModel): Map<string, Source> {
 
 const numel = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
-async function fill(m: HfVisionModel, file: SafetensorsFile, sources: Map<string, Source>): Promise<string[]> {
+async function fill(m: HfVisionModel, file: TensorReader, sources: Map<string, Source>): Promise<string[]> {
   const params = m.namedParameters();
   const needed = new Set<string>();
   for (const [k] of params) {
@@ -407,19 +407,17 @@ export interface HfVisionLoadOptions {
 }
 
 /**
- * dir/model.safetensors opened (sharded checkpoints named as unsupported), a model made for it and filled by
- * `fill`, which returns the checkpoint keys it left unread for one warning; the model is disposed on any Error.
+ * dir's weights opened (model.safetensors, or the shards of model.safetensors.index.json), a model made for them and
+ * filled by `fill`, which returns the checkpoint keys it left unread for one warning; the model is disposed on any
+ * Error.
  */
 export async function loadFromCheckpoint<M extends Module>(dir: string, onWarning: ((message: string) => void) | undefined,
-  make: (file: SafetensorsFile) => M, fill: (m: M, file: SafetensorsFile) => Promise<string[]>): Promise<M> {
-  const fileName = path.join(dir, 'model.safetensors');
-  const file = await SafetensorsFile.open(fileName).catch((e: Error) => {
-    throw new Error(`${dir}: cannot open model.safetensors (${e.message}); sharded checkpoints are not supported, save the model as one file`);
-  });
+  make: (file: TensorReader) => M, fill: (m: M, file: TensorReader) => Promise<string[]>): Promise<M> {
+  const file = await openWeights(dir);
   let model: M | null = null;
   try {
     model = make(file);
-    warnUnreadTensors(fileName, await fill(model, file), onWarning ?? ((msg) => process.emitWarning(msg, 'TeacherCheckpointWarning')));
+    warnUnreadTensors(file.file, await fill(model, file), onWarning ?? ((msg) => process.emitWarning(msg, 'TeacherCheckpointWarning')));
     return model;
   } catch (e) {
     model?.dispose();
@@ -429,13 +427,12 @@ export async function loadFromCheckpoint<M extends Module>(dir: string, onWarnin
   }
 }
 
-/** Reads dir/model.safetensors into a model of config c. */
+/** Reads dir's weights (model.safetensors, or its shards) into a model of config c. */
 export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: HfVisionLoadOptions): Promise<HfVisionModel> {
-  const fileName = path.join(dir, 'model.safetensors');
   return loadFromCheckpoint(dir, opts.onWarning, (file) => {
     // CLIPVisionModel has no projection: its summary is the normed cls token.
     const proj = c.arch === 'clip' && file.has('visual_projection.weight') ? file.entry('visual_projection.weight').shape : null;
-    if (proj && proj.length !== 2) throw new Error(`${fileName}: 'visual_projection.weight' must be 2-D, got [${proj.join(', ')}]`);
+    if (proj && proj.length !== 2) throw new Error(`${file.file}: 'visual_projection.weight' must be 2-D, got [${proj.join(', ')}]`);
     return new HfVisionModel(c, opts.dtype ?? 'f32', opts.device ?? 'cpu', proj ? proj[0] : null);
   }, async (model, file) => {
     const sources = sourceMap(c, model);
@@ -443,7 +440,7 @@ export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: 
     const pos = sources.get('pos')!;
     const posKey = pos.keys[0];
     if (file.has(posKey) && numel(file.entry(posKey).shape) !== numel(pos.shapes[0]))
-      throw new Error(`${fileName}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but image_size ${c.image} / patch_size ${c.patch} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
+      throw new Error(`${file.file}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but image_size ${c.image} / patch_size ${c.patch} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
     return (await fill(model, file, sources)).filter((k) => !expectedUnread(k));
   });
 }

@@ -319,11 +319,10 @@ export interface SamLoadOptions {
 /** The SAM image encoder in dir (a SamModel or SamVisionModel save_pretrained folder), in eval mode. */
 export async function loadSamVisionModel(dir: string, opts: SamLoadOptions = {}): Promise<SamVisionModel> {
   const config = readSamConfig(dir);
-  const fileName = path.join(dir, 'model.safetensors');
   return loadFromCheckpoint(dir, opts.onWarning, () => new SamVisionModel(config, opts.dtype ?? 'f32', opts.device ?? 'cpu'), async (model, file) => {
     const sources = samSources(model);
     const missing = [...sources.values()].map((s) => s.key).filter((k) => !file.has(k));
-    if (missing.length) throw new Error(`${fileName}: missing ${missing.length} tensor${missing.length > 1 ? 's' : ''}: ${missing.map((k) => `'${k}'`).join(', ')}`);
+    if (missing.length) throw new Error(`${file.file}: missing ${missing.length} tensor${missing.length > 1 ? 's' : ''}: ${missing.map((k) => `'${k}'`).join(', ')}`);
     for (const [k, p] of model.namedParameters()) {
       const s = sources.get(k)!;
       native.upload(p.native('load'), (await file.readFloat(s.key, s.shape)).data, p.dtype);

@@ -1,10 +1,11 @@
 // A Hugging Face vision encoder as a distillation teacher: DINOv2, CLIP or SigLIP from the folder (config.json,
-// model.safetensors, preprocessor_config.json) that transformers' save_pretrained writes, run on this package's
+// model.safetensors or its shards, preprocessor_config.json) that transformers' save_pretrained writes, run on this package's
 // kernels in the trainer's process.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { CHECKPOINT_FILES, downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
+import { readShardIndex, shardIndexName } from '../../io/safetensors';
+import { downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
 import { permute } from '../../ops/layout';
 import type { Tensor } from '../../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from '../types';
@@ -152,6 +153,14 @@ export async function resolveFolder(dirOrRepo: string, hub: HubDownloadOptions =
   if (typeof dirOrRepo !== 'string' || dirOrRepo === '') throw new Error(`fromPretrained: expected a folder or a hub repo id, got ${JSON.stringify(dirOrRepo)}`);
   if (fs.existsSync(dirOrRepo)) return dirOrRepo;
   if (!/^[\w.-]+\/[\w.-]+$/.test(dirOrRepo)) throw new Error(`fromPretrained: ${dirOrRepo} is neither a folder nor a hub repo id ("org/name")`);
-  // The preprocessor is optional (the family's statistics stand in): fetched when the repo has one.
-  return downloadCheckpoint(dirOrRepo, hub, CHECKPOINT_FILES, ['preprocessor_config.json']);
+  // config.json fixes the commit. The weights are one file or a shard index (then its shards, from that commit);
+  // the preprocessor is optional (the family's statistics stand in).
+  const dir = await downloadCheckpoint(dirOrRepo, hub, ['config.json'], ['model.safetensors', shardIndexName(), 'preprocessor_config.json']);
+  if (fs.existsSync(path.join(dir, 'model.safetensors'))) return dir;
+  const index = path.join(dir, shardIndexName());
+  if (!fs.existsSync(index)) {
+    const where = hub.offline || process.env.HF_HUB_OFFLINE ? 'in the cache (offline)' : 'in the repo';
+    throw new Error(`fromPretrained: ${dirOrRepo} has neither model.safetensors nor ${shardIndexName()} ${where}`);
+  }
+  return downloadCheckpoint(dirOrRepo, { ...hub, revision: path.basename(dir) }, readShardIndex(index).shards);
 }
