@@ -3,11 +3,76 @@
 #include <vector>
 
 #include "../runtime/thread_pool.h"
+#include "../runtime/vector_clones.h"
 #include "norm.h"
 
 namespace amr {
 namespace norm {
 namespace cpu {
+
+namespace {
+
+// The f32 rows of every ViT block's two norms as loops that vectorize (AVX-512 or AVX2 clones): the row sums go
+// into kLanes double accumulators, each a fixed stride of the row, added in order at the end, so the sums keep the
+// double precision of the generic path and every clone gives the same bits.
+constexpr int64_t kLanes = 8;
+
+AMR_VECTOR_CLONES double sum_shifted(const float* x, int64_t n, float x0, float mu, bool square) {
+  double acc[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t whole = n / kLanes * kLanes;
+  for (int64_t c = 0; c < whole; c += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const double d = centred(x[c + j], x0, mu);
+      acc[j] += square ? d * d : d;
+    }
+  double s = 0;
+  for (int64_t j = 0; j < kLanes; ++j) s += acc[j];
+  for (int64_t c = whole; c < n; ++c) {
+    const double d = centred(x[c], x0, mu);
+    s += square ? d * d : d;
+  }
+  return s;
+}
+
+AMR_VECTOR_CLONES void normalize_row(float* y, const float* x, const float* w, const float* b, int64_t n, float x0, float mu, float rs) {
+  for (int64_t c = 0; c < n; ++c) y[c] = centred(x[c], x0, mu) * rs * w[c] + b[c];
+}
+
+// Σ g and Σ g·x̂ of a row, g = dy·w, in lanes as sum_shifted.
+AMR_VECTOR_CLONES void backward_sums(const float* dy, const float* x, const float* w, int64_t n, float x0, float mu, float rs, double* sum_g, double* sum_gx) {
+  double ag[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0}, agx[kLanes] = {0, 0, 0, 0, 0, 0, 0, 0};
+  const int64_t whole = n / kLanes * kLanes;
+  for (int64_t c = 0; c < whole; c += kLanes)
+    for (int64_t j = 0; j < kLanes; ++j) {
+      const float g = dy[c + j] * w[c + j];
+      const float xh = centred(x[c + j], x0, mu) * rs;
+      ag[j] += g;
+      agx[j] += g * xh;
+    }
+  double sg = 0, sgx = 0;
+  for (int64_t j = 0; j < kLanes; ++j) {
+    sg += ag[j];
+    sgx += agx[j];
+  }
+  for (int64_t c = whole; c < n; ++c) {
+    const float g = dy[c] * w[c];
+    const float xh = centred(x[c], x0, mu) * rs;
+    sg += g;
+    sgx += g * xh;
+  }
+  *sum_g = sg;
+  *sum_gx = sgx;
+}
+
+AMR_VECTOR_CLONES void input_grad_row(float* dx, const float* dy, const float* x, const float* w, int64_t n, float x0, float mu, float rs, float mg, float mgx) {
+  for (int64_t c = 0; c < n; ++c) {
+    const float g = dy[c] * w[c];
+    const float xh = centred(x[c], x0, mu) * rs;
+    dx[c] = rs * (g - mg - xh * mgx);
+  }
+}
+
+}  // namespace
 
 
 void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void* x, const void* w, const void* b,
@@ -20,6 +85,20 @@ void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void
       const P* W = static_cast<const P*>(w);
       const P* B = static_cast<const P*>(b);
       T* Y = static_cast<T*>(y);
+      if constexpr (std::is_same<T, float>::value && std::is_same<P, float>::value) {
+        parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const float* xr = X + r * cols;
+            const float x0 = xr[0];
+            const float mu = static_cast<float>(sum_shifted(xr, cols, x0, 0.f, false) / cols);
+            const float rs = 1.0f / std::sqrt(static_cast<float>(sum_shifted(xr, cols, x0, mu, true) / cols) + eps);
+            mean[r] = mu;
+            rstd[r] = rs;
+            normalize_row(Y + r * cols, xr, W, B, cols, x0, mu, rs);
+          }
+        });
+        return;
+      }
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t o = r * cols;
@@ -54,6 +133,16 @@ void layer_norm_backward(GpuStream, void* dx, void* dw, void* db, const void* dy
       const P* W = static_cast<const P*>(w);
       const T* DY = static_cast<const T*>(dy);
       T* DX = static_cast<T*>(dx);
+      if constexpr (std::is_same<T, float>::value && std::is_same<P, float>::value) {
+        parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {
+            const int64_t o = r * cols;
+            double sum_g, sum_gx;
+            backward_sums(DY + o, X + o, W, cols, X[o], mean[r], rstd[r], &sum_g, &sum_gx);
+            input_grad_row(DX + o, DY + o, X + o, W, cols, X[o], mean[r], rstd[r], static_cast<float>(sum_g / cols), static_cast<float>(sum_gx / cols));
+          }
+        });
+      } else
       parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
           const int64_t o = r * cols;
