@@ -2,54 +2,13 @@
 // distillation against one process with the doubled batch (and against itself stopped and resumed), and ranks
 // that die or stop answering. Every
 // multi-rank case runs children under `mpirun -np 2` (a failure must show as an exit status, not take jest down).
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
-import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightsOf } from './support';
-
-const children = path.join(__dirname, 'children');
-const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const withMpi = mpirun ? describe : describe.skip;
-const title = (t: string) => (mpirun ? t : `${t} (skipped: no mpirun)`);
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-/** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
-const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
-
-/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
-function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },  // jest's view of the environment, not the process's C environment
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
-    });
-  });
-}
-
-/** The JSON lines the ranks printed, by rank. */
-function byRank<T extends { rank: number }>(r: Run): T[] {
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
-  return lines.sort((a, b) => a.rank - b.rank);
-}
+import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
+import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
 
 describe('without a launcher', () => {
   test('a world of one: the trivial group, no library needed; its collectives leave values as they are', async () => {
@@ -183,21 +142,9 @@ withMpi(title('mpirun -np 2'), () => {
       expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
     }
     const saved = await RadioModel.load(final);
-    const [a, b] = [await weightsOf(saved), await weightsOf(ref.student)];
-    let num = 0;
-    let den = 0;
-    let worst = 0;
-    for (const [k, x] of b) {
-      const y = a.get(k)!;
-      expect(y.length).toBe(x.length);
-      for (let j = 0; j < x.length; j++) {
-        num += (x[j] - y[j]) ** 2;
-        den += x[j] ** 2;
-        worst = Math.max(worst, Math.abs(x[j] - y[j]));
-      }
-    }
-    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
-    expect(worst).toBeLessThan(1e-5);
+    const d = weightDistance(await weightsOf(saved), await weightsOf(ref.student));
+    expect(d.rms).toBeLessThan(1e-5);
+    expect(d.worst).toBeLessThan(1e-5);
     saved.dispose();
     ref.student.dispose();
     return { gradNorm: ref.history[0].gradNorm };
