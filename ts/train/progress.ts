@@ -18,6 +18,8 @@ export interface StepMetrics {
   elapsed: number;
   /** With ViTDet augmentation: the window size each micro-batch drew (null: global). */
   windows?: Array<number | null>;
+  /** With rankGroups: each group's mean loss over its images (averaged over the micro-batches), by group. */
+  groups?: number[];
 }
 
 const fmtTime = (s: number) => {
