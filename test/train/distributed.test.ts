@@ -193,6 +193,34 @@ withMpi(title('mpirun -np 2'), () => {
     await followsReference(studentDir, ranks[0], path.join(dir, 'ranks', 'checkpoints', 'step-00000004'), extra);
   });
 
+  test('gradients go in buckets: one allReduce per bucket, none on accumulation micro-steps, the same weights as one per parameter', async () => {
+    const dir = tempDir('dist-buckets');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    type Out = { rank: number; losses: number[]; checksum: number; allReduces: number[]; counted: number[]; atForward: number[] };
+    const run = async (name: string, extra: object) => {
+      const r = await mpi('distill.js', ['run', studentDir, path.join(dir, name), '4', '3', '', JSON.stringify({ accumulate: 2, ...extra })]);
+      expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+      return byRank<Out>(r);
+    };
+    const [whole, small, each] = [await run('whole', {}), await run('small', { bucketBytes: 64 << 10 }), await run('each', { bucketBytes: 0 })];
+    for (const ranks of [whole, small, each])
+      for (const x of ranks) {
+        // The group saw exactly the all-reduces the step reports, and both micro-batches of a step started with the
+        // same count: nothing was reduced between them.
+        expect(x.counted).toEqual(x.allReduces);
+        expect(x.atForward).toHaveLength(6);
+        for (let k = 0; k < 3; k++) expect(x.atForward[2 * k + 1]).toBe(x.atForward[2 * k]);
+        // Bit for bit the same training whatever the buckets.
+        expect(x.losses).toEqual(each[0].losses);
+        expect(x.checksum).toBe(each[0].checksum);
+      }
+    // This student's gradients (well under 25 MB) are one bucket; 64 KB buckets are several, fewer than the tensors.
+    expect(whole[0].allReduces).toEqual([1, 1, 1]);
+    expect(small[0].allReduces[0]).toBeGreaterThan(1);
+    expect(small[0].allReduces[0]).toBeLessThan(each[0].allReduces[0]);
+    expect(new Set([...small[0].allReduces, ...small[1].allReduces]).size).toBe(1);
+  });
+
   test('am-radio distill under mpirun: rank 0 creates the student and writes the run, the other rank prints nothing', async () => {
     const dir = tempDir('dist-cli');
     const config = {

@@ -159,7 +159,7 @@ export interface DistillConfig {
   prepare(): Promise<{ teachers: TeacherSpec[]; data: DataSource; close(): Promise<void> }>;
 }
 
-const TOP = ['student', 'teachers', 'data', 'optimizer', 'schedule', 'loss', 'steps', 'accumulate', 'maxGradNorm', 'seed', 'output', 'checkpointEvery', 'keepCheckpoints', 'resume', 'logEvery', 'rankGroups'];
+const TOP = ['student', 'teachers', 'data', 'optimizer', 'schedule', 'loss', 'steps', 'accumulate', 'maxGradNorm', 'seed', 'output', 'checkpointEvery', 'keepCheckpoints', 'resume', 'logEvery', 'rankGroups', 'bucketBytes'];
 
 function headWeights(f: Fields): HeadWeights {
   return { summaryWeight: f.num('summaryWeight', { opt: true, min: 0 }), featureWeight: f.num('featureWeight', { opt: true, min: 0 }) };
@@ -258,6 +258,7 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     resume: c.bool('resume'),
     progress: logEvery ? { every: logEvery } : undefined,
     ...(rankGroups ? { rankGroups } : {}),
+    bucketBytes: c.num('bucketBytes', { opt: true, int: true, min: 0 }),
   };
   // Checked now, before anything is loaded: the folder source's own options are its business.
   if (!dataConfig || typeof dataConfig !== 'object') throw new Error('config.data must be an object');

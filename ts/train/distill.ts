@@ -35,6 +35,7 @@ import { tidy } from '../scope';
 import { tensor, Tensor, zeros } from '../tensor';
 import { teacherImages } from '../teachers/input';
 import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
+import { allReduceBuckets, DEFAULT_BUCKET_BYTES } from './buckets';
 import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
 import type { ProcessGroup } from './distributed';
 import { clipGradNorm } from '../optim/clip';
@@ -109,6 +110,11 @@ export interface DistillOptions {
    * world must have exactly the ranks the groups hold, or be one process, which then runs every group itself.
    */
   rankGroups?: RankGroup[];
+  /**
+   * With a process group: the gradients are all-reduced in buckets of at most this many bytes, in reverse
+   * parameter order (ts/train/buckets.ts); default 25 MB, DDP's. 0: one all-reduce per parameter.
+   */
+  bucketBytes?: number;
   /** A debugging aid: every this many steps, check that every rank holds bit-identical parameters (an Error if not). */
   distributedCheckEvery?: number;
 }
@@ -321,6 +327,8 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const group = checkGroup(o);
   const layout = resolveRankGroups(o.rankGroups, o.data.partitions, group?.rank ?? 0, group?.size ?? 1);
   const world = group?.size ?? 1;
+  const bucketBytes = o.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  if (!Number.isFinite(bucketBytes) || bucketBytes < 0) throw new Error(`distill: bucketBytes must be a finite number >= 0, got ${JSON.stringify(o.bucketBytes)}`);
   const writer = !group || group.rank === 0;  // the one rank that writes checkpoints, metrics and progress
 
   const root = o.outDir ? path.join(o.outDir, 'checkpoints') : null;
@@ -367,7 +375,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         'the first step (resumed from)': step, steps, stopAfter, accumulate, seed, maxGradNorm, lr,
         'the number of parameters': params.length, 'the number of parameter elements': elements,
         'the number of data partitions': o.data.partitions.length,
-        'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)),
+        'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)), bucketBytes,
       });
       // Like DDP: rank 0's weights (and buffers) are everyone's, whatever each rank loaded.
       for (const [, t] of [...student.namedParameters(), ...student.namedBuffers()]) group.broadcast(t, 0);
@@ -417,7 +425,8 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
           addMicro(sums, g.index, c / accumulate, b / full.batch / accumulate, r);
         }
       }
-      if (group) await reduceGradients(group, params, sums);
+      // Only here, after the last micro-batch: accumulation steps do not communicate.
+      const allReduces = group ? await reduceGradients(group, params, sums, bucketBytes) : undefined;
       const { loss, terms, stepImages } = sums;
       images += stepImages;
       const gradNorm = await clipGradNorm(params, maxGradNorm);
@@ -428,7 +437,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       step++;
       const m: StepMetrics = {
         step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9,
-        ...(vitdet ? { windows } : {}), ...(layout.partitioned ? { groups: sums.groups } : {}),
+        ...(vitdet ? { windows } : {}), ...(layout.partitioned ? { groups: sums.groups } : {}), ...(allReduces !== undefined ? { allReduces } : {}),
       };
       history.push(m);
       metrics?.append(m);
@@ -520,9 +529,9 @@ function finishTerms(s: StepSums): void {
 /**
  * Sums the ranks' losses and mean-reduces the gradients. A parameter that only some ranks' loss reaches (an adaptor
  * of a teacher another group runs) counts with a zero gradient on the others, as DDP's unused parameters do; one
- * that no rank's reaches keeps no gradient, as in one process.
+ * that no rank's reaches keeps no gradient, as in one process. Returns the number of all-reduces (buckets).
  */
-async function reduceGradients(group: ProcessGroup, params: readonly Tensor[], s: StepSums): Promise<void> {
+async function reduceGradients(group: ProcessGroup, params: readonly Tensor[], s: StepSums, bucketBytes: number): Promise<number> {
   const mask = params.map((p) => (p.grad ? 1 : 0));
   const mine = [s.loss, s.stepImages, ...s.groups, ...s.termSum, ...s.termWeight, ...mask];
   const all = await group.allGatherScalars(mine);
@@ -534,11 +543,9 @@ async function reduceGradients(group: ProcessGroup, params: readonly Tensor[], s
   s.termSum = s.termSum.map(() => total(i++));
   s.termWeight = s.termWeight.map(() => total(i++));
   finishTerms(s);
-  for (const [j, p] of params.entries()) {
-    if (!all.some((r) => r[i + j] === 1)) continue;
-    p.grad ??= zeros(p.shape, { device: p.device });
-    group.allReduce(p.grad, 'mean');
-  }
+  const reduced = params.filter((_, j) => all.some((r) => r[i + j] === 1));
+  for (const p of reduced) p.grad ??= zeros(p.shape, { device: p.device });
+  return allReduceBuckets(group, reduced, bucketBytes);
 }
 
 /** FNV-1a of a string (32 bits). */

@@ -20,6 +20,8 @@ export interface StepMetrics {
   windows?: Array<number | null>;
   /** With rankGroups: each group's mean loss over its images (averaged over the micro-batches), by group. */
   groups?: number[];
+  /** With a process group: the step's gradient all-reduces (one per bucket). */
+  allReduces?: number;
 }
 
 const fmtTime = (s: number) => {
