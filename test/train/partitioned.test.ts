@@ -1,16 +1,16 @@
 // RADIO's rank/teacher partitioning (distill's rankGroups, ts/train/rankgroups.ts): the groups' validation; one
 // process emulating two groups against a training loop written out by hand from the weighting's definition; two
-// ranks, one per group, against that one process; a partitioned run stopped and resumed on two ranks (bit for bit)
-// and in one process (the world size changed).
+// ranks, one per group, against that one process; a partitioned run stopped and resumed on two ranks (bit for bit),
+// and the world size changed on resume: two ranks' checkpoint continued by one process, and one process's by two.
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { clipGradNorm, distill, GroupedAdamW, loadRadio, ops, RadioModel, RadioTeacher, SyntheticSource, tensor, checkSchedule, learningRate } from '../../ts';
+import { checkSchedule, clipGradNorm, distill, GroupedAdamW, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
 import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, StepMetrics, TeacherSpec } from '../../ts';
 import { mixSeed } from '../../ts/train/rng';
 import { teacherImages } from '../../ts/teachers/input';
-import { byRank, mpi, title, withMpi } from './mpi';
-import { makeStudent, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
+import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
+import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SETUP, setupOptions } = require('./children/partitioned.js') as {
@@ -157,7 +157,30 @@ describe('rankGroups', () => {
 });
 
 withMpi(title('rankGroups under mpirun -np 2'), () => {
-  test('one rank per group follows the single-process emulation; stopped and resumed on 2 ranks bit for bit, and on 1 process', async () => {
+  test('am-radio distill with rankGroups in its config: each rank its group, per-group losses in the metrics', async () => {
+    const dir = tempDir('part-cli');
+    const config = {
+      student: { dir: 'student', init: { embedDim: 32, depth: 1, heads: 1, seed: 3 } },
+      teachers: [
+        { type: 'radio', dir: TEACHER_DIR, name: 'a', headWeights: { clip: {}, dino_v2: {} }, partitions: [0] },
+        { type: 'radio', dir: TEACHER_DIR, name: 'b', headWeights: { sam: {} }, partitions: [1] },
+      ],
+      data: { type: 'synthetic', seed: 2, partitions: SETUP.partitions },
+      rankGroups: [{ partition: 1, ranks: [1] }, { partition: 0, ranks: [0] }],
+      steps: 2,
+      output: 'run',
+    };
+    fs.writeFileSync(path.join(dir, 'distill.json'), JSON.stringify(config));
+    const r = await mpirunNode(['-r', REGISTER, path.join(__dirname, '..', '..', 'ts', 'cli.ts'), 'distill', path.join(dir, 'distill.json')]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const metrics = readMetrics(path.join(dir, 'run', 'metrics.jsonl'));
+    expect(metrics.map((m) => [m.step, m.images, m.groups!.length])).toEqual([[1, 6, 2], [2, 12, 2]]);
+    expect(Object.keys(metrics[0].terms).sort()).toEqual(['a.clip.features', 'a.clip.summary', 'a.dino_v2.features', 'a.dino_v2.summary', 'b.sam.features']);
+    // The step's loss is the image-weighted mean of the groups' (group 0: partition 1, 2 images; group 1: 4).
+    for (const m of metrics) expect(relErr(m.loss, (2 * m.groups![0] + 4 * m.groups![1]) / 6)).toBeLessThan(1e-6);
+  });
+
+  test('one rank per group follows the single-process emulation; resumed on 2 ranks bit for bit, from 2 ranks on 1 process and from 1 on 2', async () => {
     const dir = tempDir('part-mpi');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
     const r = await mpi('partitioned.js', ['run', studentDir, path.join(dir, 'ranks'), String(STEPS)]);
@@ -202,6 +225,20 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     expect(d2.rms).toBeLessThan(1e-5);
     expect(d2.worst).toBeLessThan(1e-5);
     tail.student.dispose();
+
+    // And the other way: one process's checkpoint at step 2 continued by the two ranks.
+    const grown = path.join(dir, 'grown');
+    (await emulated(studentDir, { outDir: grown, stopAfter: 2 })).student.dispose();
+    const more = await mpi('partitioned.js', ['resume', studentDir, grown, String(STEPS)]);
+    expect({ code: more.code, stderr: more.code === 0 ? '' : more.stderr }).toEqual({ code: 0, stderr: '' });
+    const m = byRank<RankOut>(more);
+    expectCurvesClose(m[0], { losses: ranks[0].losses.slice(2), gradNorms: ranks[0].gradNorms.slice(2), groups: ranks[0].groups.slice(2) });
+    expect(m[1].checksum).toBe(m[0].checksum);
+    const grownFinal = await RadioModel.load(path.join(grown, 'checkpoints', `step-${String(STEPS).padStart(8, '0')}`));
+    const d3 = weightDistance(await weightsOf(grownFinal), await weightsOf(one.student));
+    expect(d3.rms).toBeLessThan(1e-5);
+    expect(d3.worst).toBeLessThan(1e-5);
+    grownFinal.dispose();
     one.student.dispose();
   });
 });
