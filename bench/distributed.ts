@@ -16,7 +16,7 @@ import { spawnSync } from 'child_process';
 import { initDistributed, rand, synchronize } from '../ts';
 import type { ProcessGroup } from '../ts';
 import { mpiLauncherVariable } from '../ts/train/distributed';
-import { BenchRecord, printTable, writeResults } from './harness';
+import { BenchRecord, benchDevices, printTable, writeResults } from './harness';
 
 const SIZES = [64 << 10, 256 << 10, 1 << 20, 4 << 20, 16 << 20, 25 << 20, 64 << 20, 100 << 20];
 // ViT-H/16 (RADIO's student): depth 32, width 1280, MLP 4×: 12·D² weights per block, the patch embedding and the
@@ -39,6 +39,10 @@ const repeatsFor = (bytes: number) => Math.max(5, Math.min(200, Math.round(2e8 /
 const ringSeconds = (bytes: number, n: number, busbw: number) => ((2 * (n - 1)) / n) * (bytes / busbw);
 
 function launch(): void {
+  if (!benchDevices().includes('cpu')) {
+    console.log('distributed: the collectives take cpu tensors, and AM_RADIO_BENCH_DEVICES leaves cpu out; nothing measured');
+    return;
+  }
   const ranks = envNumber('AM_RADIO_BENCH_RANKS', 2);
   if (spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status !== 0) {
     console.log('distributed: no mpirun on PATH (apt-get install openmpi-bin libopenmpi-dev); nothing measured');
