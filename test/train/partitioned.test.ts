@@ -10,7 +10,7 @@ import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, S
 import { mixSeed } from '../../ts/train/rng';
 import { teacherImages } from '../../ts/teachers/input';
 import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
-import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
+import { differingKeys, makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SETUP, setupOptions } = require('./children/partitioned.js') as {
@@ -135,6 +135,21 @@ describe('rankGroups', () => {
     await expect(emulated(studentDir, { data: deaf })).rejects.toThrow(
       'distill: asked the data source for a batch of partition 1, it gave one of partition 0 (rankGroups need a source whose next(partition) draws that partition)',
     );
+  });
+
+  test('one group of every rank is the unpartitioned run, bit for bit', async () => {
+    const dir = tempDir('part-one');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const run = (extra: Partial<DistillOptions>) =>
+      distill({ student: { dir: studentDir }, teachers: [{ teacher }], data: new SyntheticSource({ seed: 3, partitions: [SETUP.partitions[0]] }), steps: 2, accumulate: 2, seed: 1, progress: false, ...extra });
+    const [plain, grouped] = [await run({}), await run({ rankGroups: [{ partition: 0, size: 1 }] })];
+    expect(grouped.history.map((m) => [m.loss, m.gradNorm, m.terms])).toEqual(plain.history.map((m) => [m.loss, m.gradNorm, m.terms]));
+    expect(grouped.history.map((m) => m.groups)).toEqual(plain.history.map((m) => [m.loss]));
+    expect(differingKeys(await weightsOf(grouped.student), await weightsOf(plain.student))).toEqual([]);
+    plain.student.dispose();
+    grouped.student.dispose();
+    await teacher.close();
   });
 
   test('one process emulating both groups follows the step written out by hand: losses, group losses, norms, weights', async () => {
