@@ -4,8 +4,8 @@
 // 432 px with 32 images each (partition batch 1024), 32 ranks on SAM at 1024 px with 2 each (partition batch 64).
 //
 // The weighting. A micro-step of every group holds S = Σ_g w_g·B_g weighted images (B_g the group's partition
-// batch, w_g its weight, default 1). A process that runs b images of group g (its share B_g / n_g on a rank of the
-// g's n_g ranks; all B_g when one process emulates the whole world) with mean loss L over them contributes
+// batch, w_g its weight, default 1). A process that runs b images of group g (its share B_g / n_g on one of the
+// group's n_g ranks; all B_g when one process emulates the whole world) with mean loss L over them contributes
 // c = w_g·b / S, and the step's loss is Σ c·L over every contribution of the world: with every w_g = 1 that is the
 // mean loss over all S images, exactly as if they were one batch (each image's loss holds only its own group's
 // teacher terms). Gradients follow: each rank backpropagates N·c·L (N ranks) and the gradients are mean-reduced, so
