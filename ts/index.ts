@@ -44,6 +44,7 @@ export { pca, pcaColors, robustUnitRange } from './viz/pca';
 export type { Pca, PcaOptions } from './viz/pca';
 export { distill } from './train/distill';
 export type { DistillOptions, DistillResult, HeadWeights, TeacherSpec, VitDetAugment } from './train/distill';
+export type { RankGroup } from './train/rankgroups';
 export { initDistributed } from './train/distributed';
 export type { InitDistributedOptions, ProcessGroup, ReduceOp } from './train/distributed';
 export { decays, GroupedAdamW } from './train/groups';

@@ -136,6 +136,30 @@ test('restore continues bit-exactly, in a new source and in the same one', async
   expect(sameBatches(await take(a, 3), after)).toBe(true);
 });
 
+test('next(partition) draws that partition; the batches depend on the requests only, not on what was prefetched', async () => {
+  const asked = [0, 1, 0, 1, 1, 0, 0, undefined, 1];
+  const run = async (s: ImageFolderSource) => {
+    const out: ImageFolderBatch[] = [];
+    for (const p of asked) out.push(await s.next(p));
+    return out;
+  };
+  const plain = await run(source({ dir: data, partitions: mix, workers: 1, prefetch: 0, seed: 7 }));
+  expect(plain.slice(0, 7).map((b) => b.partition)).toEqual(asked.slice(0, 7));
+  expect(plain[8].partition).toBe(1);
+  for (const b of plain) expect([b.height, b.width]).toEqual([mix[b.partition].height, mix[b.partition].width]);
+  // Prefetching 3 ahead guesses the round-robin order (right for the first four requests, wrong after).
+  expect(sameBatches(await run(source({ dir: data, partitions: mix, workers: 2, prefetch: 3, seed: 7 })), plain)).toBe(true);
+  // A state taken between requests resumes them exactly.
+  const a = source({ dir: data, partitions: mix, workers: 2, prefetch: 2, seed: 7 });
+  for (const p of asked.slice(0, 4)) await a.next(p);
+  const b = source({ dir: data, partitions: mix, workers: 1, seed: 7 });
+  b.restore(JSON.parse(JSON.stringify(a.state())));
+  const rest: ImageFolderBatch[] = [];
+  for (const p of asked.slice(4)) rest.push(await b.next(p));
+  expect(sameBatches(rest, plain.slice(4))).toBe(true);
+  await expect(a.next(2)).rejects.toThrow('ImageFolderSource: next(2): not a partition index (0..1)');
+});
+
 test('every image exactly once per epoch, also when batches span epoch ends', async () => {
   const s = source({ dir: data, partitions: [{ height: 8, width: 8, batch: 5 }], augment: false, workers: 2, seed: 3 });
   const seen: string[] = [];

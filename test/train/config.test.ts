@@ -60,8 +60,17 @@ describe('distill config errors name the field', () => {
     ['shards folder without an index', (c: any) => (c.teachers[0] = { type: 'shards', dir: 'nowhere' }), /^config\.teachers\[0\]: .*nowhere: no index\.json/],
     ['student folder without a config', (c: any) => (c.student.dir = 'empty'), /^config\.student\.dir: .*empty holds no config\.json \(give config\.student\.init/],
     ['bad device', (c: any) => (c.student.device = 'tpu'), /^config\.student\.device must be cpu, sim or cuda, got "tpu"$/],
+    ['unknown rank group key', (c: any) => (c.rankGroups = [{ partition: 0, sizes: 1 }]), /^config\.rankGroups\[0\]\.sizes: unknown key \(expected one of partition, ranks, size, weight\)$/],
+    ['rank group without a partition', (c: any) => (c.rankGroups = [{ size: 1 }]), /^config\.rankGroups\[0\]\.partition must be an integer >= 0 \(missing\)$/],
+    ['a rank that is not one', (c: any) => (c.rankGroups = [{ partition: 0, ranks: [0, -1] }]), /^config\.rankGroups\[0\]\.ranks\[1\] must be a rank \(an integer >= 0\), got -1$/],
   ])('%s', async (_name, mutate, expected) => {
     expect(await prepareError(mutate)).toMatch(expected);
+  });
+
+  test('rankGroups pass to distill as given (distill checks them against the world and the data)', () => {
+    const c = { ...good(student), rankGroups: [{ partition: 0, ranks: [1, 0], weight: 2 }] };
+    expect(parseDistillConfig(c, dir).options.rankGroups).toEqual([{ partition: 0, ranks: [1, 0], weight: 2 }]);
+    expect(parseDistillConfig(good(student), dir).options.rankGroups).toBeUndefined();
   });
 
   test('a good config parses and prepares', async () => {

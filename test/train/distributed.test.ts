@@ -2,54 +2,13 @@
 // distillation against one process with the doubled batch (and against itself stopped and resumed), and ranks
 // that die or stop answering. Every
 // multi-rank case runs children under `mpirun -np 2` (a failure must show as an exit status, not take jest down).
-import { spawn, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
-import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightsOf } from './support';
-
-const children = path.join(__dirname, 'children');
-const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).status === 0;
-const withMpi = mpirun ? describe : describe.skip;
-const title = (t: string) => (mpirun ? t : `${t} (skipped: no mpirun)`);
-
-interface Run {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  stdout: string;
-  stderr: string;
-  seconds: number;
-}
-
-/** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
-const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
-
-/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
-function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
-  return new Promise((resolve) => {
-    const t0 = Date.now();
-    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },  // jest's view of the environment, not the process's C environment
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr, seconds: (Date.now() - t0) / 1000 });
-    });
-  });
-}
-
-/** The JSON lines the ranks printed, by rank. */
-function byRank<T extends { rank: number }>(r: Run): T[] {
-  const lines = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as T);
-  return lines.sort((a, b) => a.rank - b.rank);
-}
+import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
+import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
 
 describe('without a launcher', () => {
   test('a world of one: the trivial group, no library needed; its collectives leave values as they are', async () => {
@@ -183,21 +142,9 @@ withMpi(title('mpirun -np 2'), () => {
       expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
     }
     const saved = await RadioModel.load(final);
-    const [a, b] = [await weightsOf(saved), await weightsOf(ref.student)];
-    let num = 0;
-    let den = 0;
-    let worst = 0;
-    for (const [k, x] of b) {
-      const y = a.get(k)!;
-      expect(y.length).toBe(x.length);
-      for (let j = 0; j < x.length; j++) {
-        num += (x[j] - y[j]) ** 2;
-        den += x[j] ** 2;
-        worst = Math.max(worst, Math.abs(x[j] - y[j]));
-      }
-    }
-    expect(Math.sqrt(num / den)).toBeLessThan(1e-5);
-    expect(worst).toBeLessThan(1e-5);
+    const d = weightDistance(await weightsOf(saved), await weightsOf(ref.student));
+    expect(d.rms).toBeLessThan(1e-5);
+    expect(d.worst).toBeLessThan(1e-5);
     saved.dispose();
     ref.student.dispose();
     return { gradNorm: ref.history[0].gradNorm };
@@ -244,6 +191,34 @@ withMpi(title('mpirun -np 2'), () => {
     const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[] }>(r);
     expect(ranks[0].images).toEqual([8, 16, 24, 32]);
     await followsReference(studentDir, ranks[0], path.join(dir, 'ranks', 'checkpoints', 'step-00000004'), extra);
+  });
+
+  test('gradients go in buckets: one allReduce per bucket, none on accumulation micro-steps, the same weights as one per parameter', async () => {
+    const dir = tempDir('dist-buckets');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    type Out = { rank: number; losses: number[]; checksum: number; allReduces: number[]; counted: number[]; atForward: number[] };
+    const run = async (name: string, extra: object) => {
+      const r = await mpi('distill.js', ['run', studentDir, path.join(dir, name), '4', '3', '', JSON.stringify({ accumulate: 2, ...extra })]);
+      expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+      return byRank<Out>(r);
+    };
+    const [whole, small, each] = [await run('whole', {}), await run('small', { bucketBytes: 64 << 10 }), await run('each', { bucketBytes: 0 })];
+    for (const ranks of [whole, small, each])
+      for (const x of ranks) {
+        // The group saw exactly the all-reduces the step reports, and both micro-batches of a step started with the
+        // same count: nothing was reduced between them.
+        expect(x.counted).toEqual(x.allReduces);
+        expect(x.atForward).toHaveLength(6);
+        for (let k = 0; k < 3; k++) expect(x.atForward[2 * k + 1]).toBe(x.atForward[2 * k]);
+        // Bit for bit the same training whatever the buckets.
+        expect(x.losses).toEqual(each[0].losses);
+        expect(x.checksum).toBe(each[0].checksum);
+      }
+    // This student's gradients (well under 25 MB) are one bucket; 64 KB buckets are several, fewer than the tensors.
+    expect(whole[0].allReduces).toEqual([1, 1, 1]);
+    expect(small[0].allReduces[0]).toBeGreaterThan(1);
+    expect(small[0].allReduces[0]).toBeLessThan(each[0].allReduces[0]);
+    expect(new Set([...small[0].allReduces, ...small[1].allReduces]).size).toBe(1);
   });
 
   test('am-radio distill under mpirun: rank 0 creates the student and writes the run, the other rank prints nothing', async () => {

@@ -46,3 +46,21 @@ export function differingKeys(a: Map<string, Float32Array>, b: Map<string, Float
     return u.some((w, i) => w !== v[i]);
   });
 }
+
+/** How far two weight maps (the same keys and sizes) are apart: relative RMS over all values, and the worst absolute difference. */
+export function weightDistance(a: Map<string, Float32Array>, b: Map<string, Float32Array>): { rms: number; worst: number } {
+  let num = 0;
+  let den = 0;
+  let worst = 0;
+  for (const [k, x] of b) {
+    const y = a.get(k);
+    if (!y || y.length !== x.length) throw new Error(`weightDistance: ${k} is ${y ? `${y.length} values against ${x.length}` : 'missing'}`);
+    for (let j = 0; j < x.length; j++) {
+      num += (x[j] - y[j]) ** 2;
+      den += x[j] ** 2;
+      worst = Math.max(worst, Math.abs(x[j] - y[j]));
+    }
+  }
+  if (a.size !== b.size) throw new Error(`weightDistance: ${a.size} keys against ${b.size}`);
+  return { rms: Math.sqrt(num / den), worst };
+}

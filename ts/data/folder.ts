@@ -59,6 +59,8 @@ interface Cursor {
 }
 
 interface Planned {
+  /** The partition the caller asked for, or undefined for a weighted draw. */
+  asked: number | undefined;
   before: Cursor;
   after: Cursor;
   token: object;
@@ -127,10 +129,12 @@ export class ImageFolderSource implements DataSource {
     return this.pool.size;
   }
 
-  next(): Promise<ImageFolderBatch> {
+  next(partition?: number): Promise<ImageFolderBatch> {
+    if (partition !== undefined && !(Number.isInteger(partition) && partition >= 0 && partition < this.partitions.length))
+      return Promise.reject(new Error(`ImageFolderSource: next(${JSON.stringify(partition)}): not a partition index (0..${this.partitions.length - 1})`));
     // Calls are served one after another, so overlapping next() calls still get consecutive batches in order.
     this.waiting++;
-    const run = this.tail.then(() => this.take()).finally(() => this.waiting--);
+    const run = this.tail.then(() => this.take(partition)).finally(() => this.waiting--);
     this.tail = run.catch(() => undefined);
     return run;
   }
@@ -172,9 +176,16 @@ export class ImageFolderSource implements DataSource {
     await this.pool.close();
   }
 
-  private async take(): Promise<ImageFolderBatch> {
+  private async take(asked: number | undefined): Promise<ImageFolderBatch> {
     if (this.closed) throw new Error('ImageFolderSource: next() after close()');
-    while (this.queue.length < this.prefetch + 1) this.queue.push(this.plan());
+    // Prefetched batches were planned for a guess of the coming requests: the weighted draw again, or after a
+    // request of partition p the partition p + 1 (the rank groups' order, each partition once). A wrong guess is
+    // planned anew from where it started, so the batches depend only on the requests, never on the guesses.
+    if (this.queue.length > 0 && this.queue[0].asked !== asked) this.rewind(this.queue[0].before);
+    while (this.queue.length < this.prefetch + 1) {
+      const last = this.queue.length > 0 ? this.queue[this.queue.length - 1].asked : null;
+      this.queue.push(this.plan(last === null ? asked : last === undefined ? undefined : (last + 1) % this.partitions.length));
+    }
     const entry = this.queue.shift()!;
     try {
       const batch = await entry.promise;
@@ -212,9 +223,11 @@ export class ImageFolderSource implements DataSource {
     return p;
   }
 
-  private plan(): Planned {
+  private plan(asked: number | undefined): Planned {
     const before = this.cursor();
-    const pi = pickPartition(this.cumulative, this.rng.uniform());
+    // The draw is made either way, so that a request costs the random stream what a draw does.
+    const drawn = pickPartition(this.cumulative, this.rng.uniform());
+    const pi = asked ?? drawn;
     const part = this.partitions[pi];
     const token = {};
     const tasks: DecodeTask[] = [];
@@ -257,7 +270,7 @@ export class ImageFolderSource implements DataSource {
     });
     // Prefetched batches may fail (or be cancelled) before anyone awaits them; take() reports the failure.
     promise.catch(() => undefined);
-    return { before, after, token, promise };
+    return { asked, before, after, token, promise };
   }
 }
 

@@ -68,9 +68,12 @@ export class SyntheticSource implements DataSource {
     return out;
   }
 
-  async next(): Promise<ImageBatch> {
+  async next(only?: number): Promise<ImageBatch> {
     if (this.closed) throw new Error('SyntheticSource.next: the source was closed');
-    const partition = this.pickPartition(this.batches++);
+    if (only !== undefined && !(Number.isInteger(only) && only >= 0 && only < this.partitions.length))
+      throw new Error(`SyntheticSource.next: ${JSON.stringify(only)} is not a partition index (0..${this.partitions.length - 1})`);
+    const k = this.batches++;
+    const partition = only ?? this.pickPartition(k);
     const { height, width, batch } = this.partitions[partition];
     const images = new Float32Array(batch * 3 * height * width);
     const ids: string[] = [];

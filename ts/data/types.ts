@@ -29,8 +29,11 @@ export type DataState = Record<string, unknown>;
 
 export interface DataSource {
   readonly partitions: readonly Partition[];
-  /** The next batch; deterministic given the source's seed and state. */
-  next(): Promise<ImageBatch>;
+  /**
+   * The next batch; deterministic given the source's seed and state. With a partition index, a batch of that
+   * partition instead of a weighted draw (the trainer's rank groups each draw their own).
+   */
+  next(partition?: number): Promise<ImageBatch>;
   state(): DataState;
   /** Continues exactly where `state()` was taken. */
   restore(state: DataState): void;

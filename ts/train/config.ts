@@ -159,7 +159,7 @@ export interface DistillConfig {
   prepare(): Promise<{ teachers: TeacherSpec[]; data: DataSource; close(): Promise<void> }>;
 }
 
-const TOP = ['student', 'teachers', 'data', 'optimizer', 'schedule', 'loss', 'steps', 'accumulate', 'maxGradNorm', 'seed', 'output', 'checkpointEvery', 'keepCheckpoints', 'resume', 'logEvery'];
+const TOP = ['student', 'teachers', 'data', 'optimizer', 'schedule', 'loss', 'steps', 'accumulate', 'maxGradNorm', 'seed', 'output', 'checkpointEvery', 'keepCheckpoints', 'resume', 'logEvery', 'rankGroups', 'bucketBytes'];
 
 function headWeights(f: Fields): HeadWeights {
   return { summaryWeight: f.num('summaryWeight', { opt: true, min: 0 }), featureWeight: f.num('featureWeight', { opt: true, min: 0 }) };
@@ -232,6 +232,15 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
   const warmupSteps = sch?.num('warmupSteps', { opt: true, int: true, min: 0 });
   if (warmupSteps !== undefined && warmupSteps > steps) throw new Error(`config.schedule.warmupSteps ${warmupSteps} is more than config.steps ${steps}`);
   const logEvery = c.num('logEvery', { opt: true, int: true, positive: true });
+  // The groups' shapes here; how they cover the world and the data partitions, distill checks (it knows both).
+  const rankGroups = c.array('rankGroups', true)?.map((g, i) => {
+    const f = Fields.of(`${c.at('rankGroups')}[${i}]`, g, ['partition', 'ranks', 'size', 'weight']);
+    const ranks = f.array('ranks', true)?.map((r, j) => {
+      if (!Number.isInteger(r) || (r as number) < 0) throw new Error(`${f.at('ranks')}[${j}] must be a rank (an integer >= 0), got ${JSON.stringify(r)}`);
+      return r as number;
+    });
+    return { partition: f.num('partition', { int: true, min: 0 })!, ranks, size: f.num('size', { opt: true, int: true, positive: true }), weight: f.num('weight', { opt: true, positive: true }) };
+  });
 
   const options: DistillConfig['options'] = {
     student: { dir: studentDir, device: device as Device | undefined, dtype: dtype as DType | undefined },
@@ -248,6 +257,8 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     keepCheckpoints: c.num('keepCheckpoints', { opt: true, int: true, positive: true }),
     resume: c.bool('resume'),
     progress: logEvery ? { every: logEvery } : undefined,
+    ...(rankGroups ? { rankGroups } : {}),
+    bucketBytes: c.num('bucketBytes', { opt: true, int: true, min: 0 }),
   };
   // Checked now, before anything is loaded: the folder source's own options are its business.
   if (!dataConfig || typeof dataConfig !== 'object') throw new Error('config.data must be an object');

@@ -10,6 +10,13 @@
 // (the data state is the same on every rank); each rank's loss is the mean over its share; the gradients are
 // all-reduced to their mean before the global-norm clip and the optimizer step, so every rank takes the step one
 // process would take with the global batch. Only rank 0 writes checkpoints, metrics and progress.
+//
+// Partitioned (options.rankGroups, ts/train/rankgroups.ts for the weighting): each group of ranks trains on its
+// own data partition with that partition's teachers, resolution and batch. Every rank still draws every group's
+// batch of every micro-step, in group order, so the source's state is the same on every rank (a checkpoint of rank
+// 0 resumes any world, a world of one included, which then emulates every group in turn) and keeps only its
+// share of its own group's. The draws cost the rows of the other groups' batches; reading only one's own rows
+// needs a source that can skip them, which none can yet.
 import * as fs from 'fs';
 import * as path from 'path';
 
@@ -25,14 +32,17 @@ import { multiTeacherLoss } from '../ops/loss';
 import type { MultiTeacherLossOptions, TeacherTerm } from '../ops/loss';
 import type { CpeCrop } from '../model/cpe';
 import { tidy } from '../scope';
-import { tensor, Tensor } from '../tensor';
+import { tensor, Tensor, zeros } from '../tensor';
 import { teacherImages } from '../teachers/input';
 import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
+import { allReduceBuckets, DEFAULT_BUCKET_BYTES } from './buckets';
 import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
 import type { ProcessGroup } from './distributed';
 import { clipGradNorm } from '../optim/clip';
 import { GroupedAdamW } from './groups';
 import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
+import { resolveRankGroups } from './rankgroups';
+import type { GroupLayout, RankGroup } from './rankgroups';
 import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
 import { lossCurveSvg } from './svg';
@@ -94,6 +104,17 @@ export interface DistillOptions {
    * options. Each partition's batch is the global batch and must be divisible by the group's size.
    */
   distributed?: ProcessGroup;
+  /**
+   * RADIO's rank/teacher partitioning: the groups of ranks, each on one data partition (its resolution, batch and
+   * teachers), weighted so that the step equals one batch of all the groups' images (ts/train/rankgroups.ts). The
+   * world must have exactly the ranks the groups hold, or be one process, which then runs every group itself.
+   */
+  rankGroups?: RankGroup[];
+  /**
+   * With a process group: the gradients are all-reduced in buckets of at most this many bytes, in reverse
+   * parameter order (ts/train/buckets.ts); default 25 MB, DDP's. 0: one all-reduce per parameter.
+   */
+  bucketBytes?: number;
   /** A debugging aid: every this many steps, check that every rank holds bit-identical parameters (an Error if not). */
   distributedCheckEvery?: number;
 }
@@ -241,10 +262,7 @@ function checkGroup(o: DistillOptions): ProcessGroup | null {
   if (every !== undefined && !(Number.isInteger(every) && every >= 1)) throw new Error(`distill: distributedCheckEvery must be a positive integer, got ${JSON.stringify(every)}`);
   if (g === undefined) return null;
   if (!g || typeof g.allReduce !== 'function' || !Number.isInteger(g.size) || !Number.isInteger(g.rank)) throw new Error('distill: distributed must be a ProcessGroup (from initDistributed())');
-  if (g.size === 1) return null;
-  for (const [i, p] of o.data.partitions.entries())
-    if (p.batch % g.size !== 0) throw new Error(`distill: data partition ${i}'s batch ${p.batch} is not divisible by the ${g.size} ranks (each rank takes an equal share of every batch)`);
-  return g;
+  return g.size === 1 ? null : g;
 }
 
 /** Errors unless every rank passes the same value for every key (options that must agree, or the collectives would not pair up). */
@@ -307,7 +325,10 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const schedule = checkSchedule({ lr, totalSteps: steps, warmupSteps: o.schedule?.warmupSteps ?? 0, minLr: o.schedule?.minLr ?? 0 }, 'distill: schedule');
   if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
   const group = checkGroup(o);
-  const shard: Shard | null = group ? { rank: group.rank, size: group.size } : null;
+  const layout = resolveRankGroups(o.rankGroups, o.data.partitions, group?.rank ?? 0, group?.size ?? 1);
+  const world = group?.size ?? 1;
+  const bucketBytes = o.bucketBytes ?? DEFAULT_BUCKET_BYTES;
+  if (!Number.isFinite(bucketBytes) || bucketBytes < 0) throw new Error(`distill: bucketBytes must be a finite number >= 0, got ${JSON.stringify(o.bucketBytes)}`);
   const writer = !group || group.rank === 0;  // the one rank that writes checkpoints, metrics and progress
 
   const root = o.outDir ? path.join(o.outDir, 'checkpoints') : null;
@@ -354,6 +375,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         'the first step (resumed from)': step, steps, stopAfter, accumulate, seed, maxGradNorm, lr,
         'the number of parameters': params.length, 'the number of parameter elements': elements,
         'the number of data partitions': o.data.partitions.length,
+        'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)), bucketBytes,
       });
       // Like DDP: rank 0's weights (and buffers) are everyone's, whatever each rank loaded.
       for (const [, t] of [...student.namedParameters(), ...student.namedBuffers()]) group.broadcast(t, 0);
@@ -376,12 +398,11 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
     };
 
+    const termKeys = [...new Set(plans.flatMap((p) => p.heads.flatMap((h) => [...(h.summary ? [termKey(p.spec.teacher.name, h.head, 'summary')] : []), termKey(p.spec.teacher.name, h.head, 'features')])))];
     while (step < stopAfter) {
       optimizer.lr = learningRate(step, schedule);
-      let loss = 0;
-      const terms: Record<string, number> = {};
       const windows: Array<number | null> = [];
-      let stepImages = 0;
+      const sums = newSums(layout, termKeys);
       for (let micro = 0; micro < accumulate; micro++) {
         // Like the crop, the window draw is a function of (seed, step, micro-batch), so a resumed run repeats it.
         let window: VitDetOverride | undefined;
@@ -390,24 +411,23 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
           window = { windowSize: ws, numGlobal: vitdet.numGlobal, numWindowed: vitdet.numWindowed };
           windows.push(ws);
         }
-        const r = await microStep(student, plans, o.data, o.loss ?? {}, accumulate, mixSeed(seed, step, micro), window, shard);
-        loss += r.loss / accumulate;
-        for (const [k, v] of Object.entries(r.terms)) terms[k] = (terms[k] ?? 0) + v / accumulate;
-        stepImages += r.images;
+        for (const g of layout.groups) {
+          const full = await o.data.next(g.partition);
+          if (g.partition !== undefined && full.partition !== g.partition)
+            throw new Error(`distill: asked the data source for a batch of partition ${g.partition}, it gave one of partition ${full.partition} (rankGroups need a source whose next(partition) draws that partition)`);
+          if (!layout.mine.includes(g)) continue;
+          const share: Shard | null = group && !layout.emulated ? { rank: g.ranks.indexOf(group.rank), size: g.ranks.length } : null;
+          const b = share ? full.batch / share.size : full.batch;
+          const c = (g.weight * b) / (layout.total ?? full.batch);
+          // Group 0 keeps the unpartitioned run's crop draws, so that a run of one group is the unpartitioned run.
+          const cropSeed = g.index === 0 ? mixSeed(seed, step, micro) : mixSeed(seed, step, micro, 2, g.index);
+          const r = await microStep(student, plans, full, o.loss ?? {}, ((layout.emulated ? 1 : world) * c) / accumulate, cropSeed, window, share);
+          addMicro(sums, g.index, c / accumulate, b / full.batch / accumulate, r);
+        }
       }
-      if (group) {
-        // The mean of the ranks' gradients is the gradient of the global batch's mean loss (equal shares); the clip
-        // below then sees the global norm, and every rank steps alike.
-        const withGrad = params.filter((p) => p.grad);
-        for (const p of withGrad) group.allReduce(p.grad!, 'mean');
-        const keys = Object.keys(terms).sort();
-        const all = await group.allGatherScalars([withGrad.length, loss, stepImages, ...keys.map((k) => terms[k])]);
-        if (all.some((r) => r[0] !== withGrad.length)) throw new Error(`distill: step ${step + 1}: the ranks have gradients for different numbers of parameters (${all.map((r, i) => `rank ${i}: ${r[0]}`).join(', ')})`);
-        const mean = (i: number) => all.reduce((a, r) => a + r[i], 0) / all.length;
-        loss = mean(1);
-        stepImages = all.reduce((a, r) => a + r[2], 0);
-        keys.forEach((k, i) => (terms[k] = mean(3 + i)));
-      }
+      // Only here, after the last micro-batch: accumulation steps do not communicate.
+      const allReduces = group ? await reduceGradients(group, params, sums, bucketBytes) : undefined;
+      const { loss, terms, stepImages } = sums;
       images += stepImages;
       const gradNorm = await clipGradNorm(params, maxGradNorm);
       const bad = !Number.isFinite(loss) || !Number.isFinite(gradNorm);
@@ -415,14 +435,17 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       else optimizer.step();
       optimizer.zeroGrad();
       step++;
-      const m: StepMetrics = { step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9, ...(vitdet ? { windows } : {}) };
+      const m: StepMetrics = {
+        step, lr: optimizer.lr, loss, terms, gradNorm, skipped: bad, images, elapsed: Number(process.hrtime.bigint() - started) / 1e9,
+        ...(vitdet ? { windows } : {}), ...(layout.partitioned ? { groups: sums.groups } : {}), ...(allReduces !== undefined ? { allReduces } : {}),
+      };
       history.push(m);
       metrics?.append(m);
       progress?.step(m);
       await o.onStep?.(m, { student, optimizer });
       if (group && o.distributedCheckEvery && step % o.distributedCheckEvery === 0) {
-        const sums = (await group.allGatherScalars([await checksum(params)])).map((r) => r[0]);
-        if (sums.some((x) => x !== sums[0])) throw new Error(`distill: after step ${step} the ranks' parameters differ (checksums ${sums.map((x, r) => `rank ${r}: ${x.toString(16)}`).join(', ')})`);
+        const ck = (await group.allGatherScalars([await checksum(params)])).map((r) => r[0]);
+        if (ck.some((x) => x !== ck[0])) throw new Error(`distill: after step ${step} the ranks' parameters differ (checksums ${ck.map((x, r) => `rank ${r}: ${x.toString(16)}`).join(', ')})`);
       }
       if (o.checkpointEvery && step % o.checkpointEvery === 0 && step < stopAfter) await save();
     }
@@ -461,18 +484,88 @@ function onDevice(targets: TeacherTargets, device: Device): TeacherTargets {
   return targets;
 }
 
-/** One micro-batch: teachers, student forward, loss, backward (gradients accumulate). Returns the unscaled values. */
+interface MicroResult {
+  loss: number;
+  terms: Record<string, number>;
+  images: number;
+}
+
+/** A step's losses as they are summed up over its micro-batches (and then over the ranks). */
+interface StepSums {
+  /** Σ c·L over the contributions (ts/train/rankgroups.ts): the step's weighted loss once every rank's is in. */
+  loss: number;
+  /** Per group, the mean loss over its images (averaged over the micro-batches). */
+  groups: number[];
+  /** Per term key, Σ c·value and Σ c over the contributions that hold it: the term's mean over its images. */
+  termKeys: string[];
+  termSum: number[];
+  termWeight: number[];
+  terms: Record<string, number>;
+  stepImages: number;
+}
+
+function newSums(layout: GroupLayout, termKeys: string[]): StepSums {
+  const zero = () => termKeys.map(() => 0);
+  return { loss: 0, groups: layout.groups.map(() => 0), termKeys, termSum: zero(), termWeight: zero(), terms: {}, stepImages: 0 };
+}
+
+/** Adds one micro-batch of group g: c its weight in the step's loss, share the fraction of the group's mean it is. */
+function addMicro(s: StepSums, g: number, c: number, share: number, r: MicroResult): void {
+  s.loss += c * r.loss;
+  s.groups[g] += share * r.loss;
+  s.stepImages += r.images;
+  for (const [k, v] of Object.entries(r.terms)) {
+    const i = s.termKeys.indexOf(k);
+    s.termSum[i] += c * v;
+    s.termWeight[i] += c;
+  }
+  finishTerms(s);
+}
+
+function finishTerms(s: StepSums): void {
+  s.terms = Object.fromEntries(s.termKeys.flatMap((k, i) => (s.termWeight[i] > 0 ? [[k, s.termSum[i] / s.termWeight[i]]] : [])));
+}
+
+/**
+ * Sums the ranks' losses and mean-reduces the gradients. A parameter that only some ranks' loss reaches (an adaptor
+ * of a teacher another group runs) counts with a zero gradient on the others, as DDP's unused parameters do; one
+ * that no rank's reaches keeps no gradient, as in one process. Returns the number of all-reduces (buckets).
+ */
+async function reduceGradients(group: ProcessGroup, params: readonly Tensor[], s: StepSums, bucketBytes: number): Promise<number> {
+  const mask = params.map((p) => (p.grad ? 1 : 0));
+  const mine = [s.loss, s.stepImages, ...s.groups, ...s.termSum, ...s.termWeight, ...mask];
+  const all = await group.allGatherScalars(mine);
+  const total = (i: number) => all.reduce((a, r) => a + r[i], 0);
+  s.loss = total(0);
+  s.stepImages = total(1);
+  let i = 2;
+  s.groups = s.groups.map(() => total(i++));
+  s.termSum = s.termSum.map(() => total(i++));
+  s.termWeight = s.termWeight.map(() => total(i++));
+  finishTerms(s);
+  const reduced = params.filter((_, j) => all.some((r) => r[i + j] === 1));
+  for (const p of reduced) p.grad ??= zeros(p.shape, { device: p.device });
+  return allReduceBuckets(group, reduced, bucketBytes);
+}
+
+/** FNV-1a of a string (32 bits). */
+function fnv(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
+  return h;
+}
+
+/** One micro-batch: teachers, student forward, loss scaled by `scale`, backward (gradients accumulate). Returns the unscaled values. */
 async function microStep(
   student: AnyRadioModel,
   plans: Plan[],
-  data: DataSource,
+  full: ImageBatch,
   lossOpts: MultiTeacherLossOptions,
-  accumulate: number,
+  scale: number,
   cropSeed: number,
   vitdet: VitDetOverride | undefined,
   shard: Shard | null,
-): Promise<{ loss: number; terms: Record<string, number>; images: number }> {
-  const full = await data.next();
+): Promise<MicroResult> {
   const batch = shard ? shardOf(full, shard) : full;
   const images = tensor(batch.images, [batch.batch, 3, batch.height, batch.width], { device: student.device });
   const active = plans.filter((p) => p.partitions.has(batch.partition));
@@ -511,7 +604,7 @@ async function microStep(
         }
       });
       const r = multiTeacherLoss(terms, lossOpts);
-      (accumulate > 1 ? r.total.scale(1 / accumulate) : r.total).backward();
+      (scale !== 1 ? r.total.scale(scale) : r.total).backward();
       return { total: r.total.detach(), parts: r.terms.flatMap((x) => [x.summary, x.features].filter((v): v is Tensor => v !== undefined)) };
     });
     try {

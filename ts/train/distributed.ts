@@ -54,6 +54,11 @@ export interface InitDistributedOptions {
 /** Variables by which a launcher of MPI programs announces itself: Open MPI's mpirun, MPICH's hydra, PMIx (srun). */
 const MPI_LAUNCHER_VARS = ['OMPI_COMM_WORLD_SIZE', 'PMI_SIZE', 'PMIX_RANK'];
 
+/** The launcher variable that says an MPI launcher started this process, or undefined when none did. */
+export function mpiLauncherVariable(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return MPI_LAUNCHER_VARS.find((v) => env[v] !== undefined && env[v] !== '');
+}
+
 function intVar(env: NodeJS.ProcessEnv, name: string): number | undefined {
   const v = env[name];
   if (v === undefined || v === '') return undefined;
@@ -188,7 +193,7 @@ export function initDistributed(opts: InitDistributedOptions = {}): ProcessGroup
   const timeoutSeconds = opts.timeoutSeconds ?? 300;
   if (typeof timeoutSeconds !== 'number' || !(timeoutSeconds > 0) || !Number.isFinite(timeoutSeconds))
     throw new Error(`initDistributed: timeoutSeconds must be a finite number > 0, got ${JSON.stringify(opts.timeoutSeconds)}`);
-  const launcher = MPI_LAUNCHER_VARS.find((v) => env[v] !== undefined && env[v] !== '');
+  const launcher = mpiLauncherVariable(env);
   if (!launcher) {
     const worldSize = intVar(env, 'WORLD_SIZE');
     const rank = intVar(env, 'RANK');

@@ -18,6 +18,10 @@ export interface StepMetrics {
   elapsed: number;
   /** With ViTDet augmentation: the window size each micro-batch drew (null: global). */
   windows?: Array<number | null>;
+  /** With rankGroups: each group's mean loss over its images (averaged over the micro-batches), by group. */
+  groups?: number[];
+  /** With a process group: the step's gradient all-reduces (one per bucket). */
+  allReduces?: number;
 }
 
 const fmtTime = (s: number) => {

@@ -1,0 +1,85 @@
+// One rank of the partitioned distillation tests (run by mpirun -np 2), and the setup they share with the test's
+// single-process runs: two data partitions (32 px × 4, 48 px × 2), each its own teacher (the embedded checkpoint
+// as "a" with the clip and dino_v2 heads on partition 0, as "b" with the sam head on partition 1), one rank each,
+// the second group's images weighted 1.5.
+// usage: node partitioned.js <run|resume> <student dir> <out dir> <steps> [stop after] [options JSON]
+//   prints one JSON line { rank, losses, gradNorms, groups, terms, images, checksum, checkpoint }
+'use strict';
+
+const SETUP = {
+  partitions: [{ height: 32, width: 32, batch: 4 }, { height: 48, width: 48, batch: 2 }],
+  rankGroups: [{ partition: 0, size: 1 }, { partition: 1, size: 1, weight: 1.5 }],
+  teachers: [{ name: 'a', heads: ['clip', 'dino_v2'], partitions: [0] }, { name: 'b', heads: ['sam'], partitions: [1] }],
+  dataSeed: 2,
+  seed: 5,
+  lr: 2e-3,
+  maxGradNorm: 1,
+};
+
+/** The distill options of the setup, given the library (the sources or a package) and its teacher folder. */
+async function setupOptions(lib, teacherDir) {
+  const teachers = [];
+  for (const t of SETUP.teachers) {
+    const teacher = await lib.RadioTeacher.load(teacherDir, { name: t.name });
+    teachers.push({ teacher, heads: Object.fromEntries(t.heads.map((h) => [h, {}])), partitions: t.partitions });
+  }
+  return {
+    teachers,
+    data: new lib.SyntheticSource({ seed: SETUP.dataSeed, partitions: SETUP.partitions }),
+    rankGroups: SETUP.rankGroups,
+    seed: SETUP.seed,
+    maxGradNorm: SETUP.maxGradNorm,
+    optimizer: { lr: SETUP.lr },
+    progress: false,
+    close: () => Promise.all(teachers.map((t) => t.teacher.close())),
+  };
+}
+
+/** FNV-1a over the bits of every parameter. */
+async function checksum(model) {
+  let h = 0x811c9dc5;
+  for (const [, p] of model.namedParameters()) {
+    const v = await p.toArray();
+    for (const w of new Uint32Array(v.buffer, v.byteOffset, v.length)) h = Math.imul(h ^ w, 0x01000193) >>> 0;
+  }
+  return h;
+}
+
+module.exports = { SETUP, setupOptions, checksum };
+
+if (require.main === module) {
+  const lib = require('../../reliability/children/entry');
+  const { TEACHER_DIR } = require('../support');
+  const [mode, studentDir, outDir, steps, stopAfter, extra] = process.argv.slice(2);
+  (async () => {
+    const group = lib.initDistributed({ timeoutSeconds: 60 });
+    const { close, ...setup } = await setupOptions(lib, TEACHER_DIR);
+    const r = await lib.distill({
+      ...setup,
+      student: { dir: studentDir },
+      steps: Number(steps),
+      stopAfter: stopAfter ? Number(stopAfter) : undefined,
+      resume: mode === 'resume',
+      outDir,
+      ...(extra ? JSON.parse(extra) : {}),
+      distributed: group,
+      distributedCheckEvery: 1,
+    });
+    console.log(JSON.stringify({
+      rank: group.rank,
+      losses: r.history.map((m) => m.loss),
+      gradNorms: r.history.map((m) => m.gradNorm),
+      groups: r.history.map((m) => m.groups),
+      terms: r.history.map((m) => m.terms),
+      images: r.history.map((m) => m.images),
+      checksum: await checksum(r.student),
+      checkpoint: r.checkpoint,
+    }));
+    r.student.dispose();
+    await close();
+    await group.close();
+  })().catch((e) => {
+    console.error(`rank error: ${e.message}`);
+    process.exit(1);
+  });
+}

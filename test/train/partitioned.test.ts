@@ -1,0 +1,259 @@
+// RADIO's rank/teacher partitioning (distill's rankGroups, ts/train/rankgroups.ts): the groups' validation; one
+// process emulating two groups against a training loop written out by hand from the weighting's definition; two
+// ranks, one per group, against that one process; a partitioned run stopped and resumed on two ranks (bit for bit),
+// and the world size changed on resume: two ranks' checkpoint continued by one process, and one process's by two.
+import * as fs from 'fs';
+import * as path from 'path';
+
+import { checkSchedule, clipGradNorm, distill, GroupedAdamW, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, StepMetrics, TeacherSpec } from '../../ts';
+import { mixSeed } from '../../ts/train/rng';
+import { teacherImages } from '../../ts/teachers/input';
+import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
+import { differingKeys, makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const { SETUP, setupOptions } = require('./children/partitioned.js') as {
+  SETUP: { partitions: Array<{ height: number; width: number; batch: number }>; rankGroups: RankGroup[]; teachers: Array<{ heads: string[] }>; seed: number; lr: number; maxGradNorm: number; dataSeed: number };
+  setupOptions: (lib: unknown, dir: string) => Promise<Omit<DistillOptions, 'student' | 'steps'> & { teachers: TeacherSpec[]; close(): Promise<void> }>;
+};
+const lib = { RadioTeacher, SyntheticSource };
+
+const STEPS = 3;
+
+interface RankOut {
+  rank: number;
+  losses: number[];
+  gradNorms: number[];
+  groups: number[][];
+  terms: Array<Record<string, number>>;
+  images: number[];
+  checksum: number;
+  checkpoint: string;
+}
+
+const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
+
+function expectCurvesClose(got: { losses: number[]; gradNorms: number[]; groups?: number[][] }, want: { losses: number[]; gradNorms: number[]; groups?: number[][] }) {
+  expect(got.losses).toHaveLength(want.losses.length);
+  for (let i = 0; i < want.losses.length; i++) {
+    expect(relErr(got.losses[i], want.losses[i])).toBeLessThan(1e-5);
+    expect(relErr(got.gradNorms[i], want.gradNorms[i])).toBeLessThan(1e-5);
+    if (want.groups) want.groups[i].forEach((g, j) => expect(relErr(got.groups![i][j], g)).toBeLessThan(1e-5));
+  }
+}
+
+const curves = (h: StepMetrics[]) => ({ losses: h.map((m) => m.loss), gradNorms: h.map((m) => m.gradNorm), groups: h.map((m) => m.groups!) });
+
+/**
+ * The partitioned step written out from its definition, in one process, without distill: per step, each group's
+ * batch of its own partition, its own teacher's heads at its own resolution, the loss backpropagated with weight
+ * w_g·B_g / Σ w·B; then the clip, and AdamW with distill's parameter groups and schedule.
+ */
+async function byHand(studentDir: string, steps: number) {
+  const { teachers, close } = await setupOptions(lib, TEACHER_DIR);
+  const model = (await loadRadio(studentDir, { seed: SETUP.seed })) as RadioModel;
+  model.train();
+  const optimizer = new GroupedAdamW(model.namedParameters(), { lr: SETUP.lr, weightDecay: 0.02 });
+  const params = optimizer.groups.flatMap((g) => [...g.optimizer.params]);
+  const schedule = checkSchedule({ lr: SETUP.lr, totalSteps: steps, warmupSteps: 0, minLr: 0 });
+  const source = new SyntheticSource({ seed: SETUP.dataSeed, partitions: SETUP.partitions });
+  const weights = SETUP.rankGroups.map((g) => g.weight ?? 1);
+  const total = SETUP.rankGroups.reduce((s, g, i) => s + weights[i] * SETUP.partitions[g.partition].batch, 0);
+  const out = { losses: [] as number[], gradNorms: [] as number[], groups: [] as number[][] };
+  for (let step = 0; step < steps; step++) {
+    optimizer.lr = learningRate(step, schedule);
+    let loss = 0;
+    const groups: number[] = [];
+    for (const [g, group] of SETUP.rankGroups.entries()) {
+      const b = await source.next(group.partition);
+      const images = tensor(b.images, [b.batch, 3, b.height, b.width]);
+      const spec = teachers.find((t) => t.partitions!.includes(group.partition))!;
+      const input = teacherImages(images, spec.teacher);
+      const targets = await spec.teacher.forward(input, b);
+      model.seed(g === 0 ? mixSeed(SETUP.seed, step, 0) : mixSeed(SETUP.seed, step, 0, 2, g));
+      const o = model.forward(images);
+      const r = ops.multiTeacherLoss(
+        Object.keys(spec.heads!).map((h) => ({
+          student: { features: o[h].features, grid: model.featureGrid(h, b.height, b.width), ...(targets[h].summary ? { summary: o[h].summary } : {}) },
+          teacher: { features: targets[h].features, grid: targets[h].grid, ...(targets[h].summary ? { summary: targets[h].summary } : {}) },
+        })),
+      );
+      const c = (weights[g] * b.batch) / total;
+      r.total.scale(c).backward();
+      const v = await r.total.item();
+      loss += c * v;
+      groups.push(v);
+    }
+    out.gradNorms.push(await clipGradNorm(params, SETUP.maxGradNorm));
+    out.losses.push(loss);
+    out.groups.push(groups);
+    optimizer.step();
+    optimizer.zeroGrad();
+  }
+  await close();
+  return { ...out, model };
+}
+
+/** The setup's distill in this process (a world of one: every group emulated here). */
+async function emulated(studentDir: string, extra: Partial<DistillOptions> = {}) {
+  const { close, ...setup } = await setupOptions(lib, TEACHER_DIR);
+  const r = await distill({ ...setup, student: { dir: studentDir }, steps: STEPS, ...extra });
+  await close();
+  return r;
+}
+
+describe('rankGroups', () => {
+  const data = () => new SyntheticSource({ partitions: SETUP.partitions });
+  const fake = (size: number) => ({ rank: 0, size, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t }) as unknown as ProcessGroup;
+  const refused = (rankGroups: unknown, size = 1) =>
+    distill({ student: { dir: 'unused' }, teachers: [], steps: 1, progress: false, data: data(), rankGroups: rankGroups as RankGroup[], ...(size > 1 ? { distributed: fake(size) } : {}) });
+
+  test.each([
+    ['empty', [], /^distill: rankGroups must be a non-empty array of \{ partition, ranks \| size, weight\? \}$/],
+    ['unknown partition', [{ partition: 2, size: 1 }, { partition: 1, size: 1 }], /^distill: rankGroups\[0\]\.partition: 2 is not a partition index of the data source \(0\.\.1\)$/],
+    ['both ranks and size', [{ partition: 0, size: 1, ranks: [0] }, { partition: 1, size: 1 }], /^distill: rankGroups\[0\] needs exactly one of ranks \(a list of ranks\) and size/],
+    ['neither ranks nor size', [{ partition: 0 }, { partition: 1, size: 1 }], /^distill: rankGroups\[0\] needs exactly one of ranks/],
+    ['a bad weight', [{ partition: 0, size: 1, weight: 0 }, { partition: 1, size: 1 }], /^distill: rankGroups\[0\]\.weight must be a finite number > 0, got 0$/],
+    ['overlapping groups', [{ partition: 0, ranks: [0, 1] }, { partition: 1, ranks: [1] }], /^distill: rankGroups: rank 1 is in rankGroups\[0\] and rankGroups\[1\] \(a rank belongs to one group\)$/],
+    ['ranks that leave a gap', [{ partition: 0, ranks: [0] }, { partition: 1, ranks: [2] }], /^distill: rankGroups: the groups hold 2 ranks but rank 1 is in none \(they must be ranks 0\.\.1, each once\)$/],
+    ['a batch the group cannot share', [{ partition: 0, size: 3 }, { partition: 1, size: 1 }], /^distill: rankGroups\[0\]: data partition 0's batch 4 is not divisible by the group's 3 ranks/],
+    ['a partition in no group', [{ partition: 0, size: 1 }], /^distill: rankGroups: data partition 1 is in no group \(its batches would never be drawn\)$/],
+  ])('%s is refused', async (_name, groups, message) => {
+    await expect(refused(groups)).rejects.toThrow(message);
+  });
+
+  test('a world that is neither the groups\' ranks nor one process is refused', async () => {
+    await expect(refused(SETUP.rankGroups, 3)).rejects.toThrow(/^distill: rankGroups: the groups hold 2 ranks, the world has 3 \(run with 2 ranks, or with 1 to emulate every group in one process\)$/);
+  });
+
+  test('a source that does not draw the partition asked for is an Error naming it', async () => {
+    const dir = tempDir('part-source');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const inner = new SyntheticSource({ partitions: SETUP.partitions });
+    const deaf: DataSource = { partitions: inner.partitions, next: (): Promise<ImageBatch> => inner.next(0), state: () => inner.state(), restore: (s) => inner.restore(s), close: () => inner.close() };
+    await expect(emulated(studentDir, { data: deaf })).rejects.toThrow(
+      'distill: asked the data source for a batch of partition 1, it gave one of partition 0 (rankGroups need a source whose next(partition) draws that partition)',
+    );
+  });
+
+  test('one group of every rank is the unpartitioned run, bit for bit', async () => {
+    const dir = tempDir('part-one');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+    const run = (extra: Partial<DistillOptions>) =>
+      distill({ student: { dir: studentDir }, teachers: [{ teacher }], data: new SyntheticSource({ seed: 3, partitions: [SETUP.partitions[0]] }), steps: 2, accumulate: 2, seed: 1, progress: false, ...extra });
+    const [plain, grouped] = [await run({}), await run({ rankGroups: [{ partition: 0, size: 1 }] })];
+    expect(grouped.history.map((m) => [m.loss, m.gradNorm, m.terms])).toEqual(plain.history.map((m) => [m.loss, m.gradNorm, m.terms]));
+    expect(grouped.history.map((m) => m.groups)).toEqual(plain.history.map((m) => [m.loss]));
+    expect(differingKeys(await weightsOf(grouped.student), await weightsOf(plain.student))).toEqual([]);
+    plain.student.dispose();
+    grouped.student.dispose();
+    await teacher.close();
+  });
+
+  test('one process emulating both groups follows the step written out by hand: losses, group losses, norms, weights', async () => {
+    const dir = tempDir('part-hand');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await emulated(studentDir);
+    const ref = await byHand(studentDir, STEPS);
+    expectCurvesClose(curves(r.history), ref);
+    // Both groups' terms are reported, each the mean over the images that have it.
+    expect(Object.keys(r.history[0].terms).sort()).toEqual(['a.clip.features', 'a.clip.summary', 'a.dino_v2.features', 'a.dino_v2.summary', 'b.sam.features']);
+    expect(r.history.map((m) => m.images)).toEqual([6, 12, 18]);
+    // The clip was active, so it saw the combined gradient.
+    expect(ref.gradNorms[0]).toBeGreaterThan(SETUP.maxGradNorm);
+    const d = weightDistance(await weightsOf(r.student), await weightsOf(ref.model));
+    expect(d.rms).toBeLessThan(1e-5);
+    expect(d.worst).toBeLessThan(1e-5);
+    r.student.dispose();
+    ref.model.dispose();
+  });
+});
+
+withMpi(title('rankGroups under mpirun -np 2'), () => {
+  test('am-radio distill with rankGroups in its config: each rank its group, per-group losses in the metrics', async () => {
+    const dir = tempDir('part-cli');
+    const config = {
+      student: { dir: 'student', init: { embedDim: 32, depth: 1, heads: 1, seed: 3 } },
+      teachers: [
+        { type: 'radio', dir: TEACHER_DIR, name: 'a', headWeights: { clip: {}, dino_v2: {} }, partitions: [0] },
+        { type: 'radio', dir: TEACHER_DIR, name: 'b', headWeights: { sam: {} }, partitions: [1] },
+      ],
+      data: { type: 'synthetic', seed: 2, partitions: SETUP.partitions },
+      rankGroups: [{ partition: 1, ranks: [1] }, { partition: 0, ranks: [0] }],
+      steps: 2,
+      output: 'run',
+    };
+    fs.writeFileSync(path.join(dir, 'distill.json'), JSON.stringify(config));
+    const r = await mpirunNode(['-r', REGISTER, path.join(__dirname, '..', '..', 'ts', 'cli.ts'), 'distill', path.join(dir, 'distill.json')]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const metrics = readMetrics(path.join(dir, 'run', 'metrics.jsonl'));
+    expect(metrics.map((m) => [m.step, m.images, m.groups!.length])).toEqual([[1, 6, 2], [2, 12, 2]]);
+    expect(Object.keys(metrics[0].terms).sort()).toEqual(['a.clip.features', 'a.clip.summary', 'a.dino_v2.features', 'a.dino_v2.summary', 'b.sam.features']);
+    // The step's loss is the image-weighted mean of the groups' (group 0: partition 1, 2 images; group 1: 4).
+    for (const m of metrics) expect(relErr(m.loss, (2 * m.groups![0] + 4 * m.groups![1]) / 6)).toBeLessThan(1e-6);
+  });
+
+  test('one rank per group follows the single-process emulation; resumed on 2 ranks bit for bit, from 2 ranks on 1 process and from 1 on 2', async () => {
+    const dir = tempDir('part-mpi');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const r = await mpi('partitioned.js', ['run', studentDir, path.join(dir, 'ranks'), String(STEPS)]);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<RankOut>(r);
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+    expect(ranks[1].checksum).toBe(ranks[0].checksum);
+    expect(ranks[1].losses).toEqual(ranks[0].losses);
+    expect(ranks[1].groups).toEqual(ranks[0].groups);
+    expect(ranks[0].images).toEqual([6, 12, 18]);
+
+    const one = await emulated(studentDir);
+    expectCurvesClose(ranks[0], curves(one.history));
+    for (const [i, m] of one.history.entries())
+      for (const [k, v] of Object.entries(m.terms)) expect(relErr(ranks[0].terms[i][k], v)).toBeLessThan(1e-5);
+    const final = path.join(dir, 'ranks', 'checkpoints', `step-${String(STEPS).padStart(8, '0')}`);
+    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
+    const saved = await RadioModel.load(final);
+    const d = weightDistance(await weightsOf(saved), await weightsOf(one.student));
+    expect(d.rms).toBeLessThan(1e-5);
+    expect(d.worst).toBeLessThan(1e-5);
+    saved.dispose();
+
+    // Stopped after 2 steps and resumed on the same world: the same run, bit for bit.
+    const resumed = path.join(dir, 'resumed');
+    const first = await mpi('partitioned.js', ['run', studentDir, resumed, String(STEPS), '2']);
+    const alone = path.join(dir, 'alone');
+    fs.cpSync(resumed, alone, { recursive: true });
+    const second = await mpi('partitioned.js', ['resume', studentDir, resumed, String(STEPS)]);
+    expect([first.code, second.code]).toEqual([0, 0]);
+    const [a1, a2] = [byRank<RankOut>(first), byRank<RankOut>(second)];
+    for (const rank of [0, 1]) {
+      expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
+      expect(a2[rank].checksum).toBe(ranks[0].checksum);
+    }
+
+    // The 2-rank checkpoint at step 2 resumed by one process, which then runs both groups: the same run to rounding.
+    const tail = await emulated(studentDir, { outDir: alone, resume: true });
+    expect(tail.resumedFrom).toBe(path.join(alone, 'checkpoints', 'step-00000002'));
+    expectCurvesClose(curves(tail.history), { losses: ranks[0].losses.slice(2), gradNorms: ranks[0].gradNorms.slice(2), groups: ranks[0].groups.slice(2) });
+    const d2 = weightDistance(await weightsOf(tail.student), await weightsOf(one.student));
+    expect(d2.rms).toBeLessThan(1e-5);
+    expect(d2.worst).toBeLessThan(1e-5);
+    tail.student.dispose();
+
+    // And the other way: one process's checkpoint at step 2 continued by the two ranks.
+    const grown = path.join(dir, 'grown');
+    (await emulated(studentDir, { outDir: grown, stopAfter: 2 })).student.dispose();
+    const more = await mpi('partitioned.js', ['resume', studentDir, grown, String(STEPS)]);
+    expect({ code: more.code, stderr: more.code === 0 ? '' : more.stderr }).toEqual({ code: 0, stderr: '' });
+    const m = byRank<RankOut>(more);
+    expectCurvesClose(m[0], { losses: ranks[0].losses.slice(2), gradNorms: ranks[0].gradNorms.slice(2), groups: ranks[0].groups.slice(2) });
+    expect(m[1].checksum).toBe(m[0].checksum);
+    const grownFinal = await RadioModel.load(path.join(grown, 'checkpoints', `step-${String(STEPS).padStart(8, '0')}`));
+    const d3 = weightDistance(await weightsOf(grownFinal), await weightsOf(one.student));
+    expect(d3.rms).toBeLessThan(1e-5);
+    expect(d3.worst).toBeLessThan(1e-5);
+    grownFinal.dispose();
+    one.student.dispose();
+  });
+});
