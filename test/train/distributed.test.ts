@@ -144,7 +144,10 @@ withMpi(title('mpirun -np 2'), () => {
     const saved = await RadioModel.load(final);
     const d = weightDistance(await weightsOf(saved), await weightsOf(ref.student));
     expect(d.rms).toBeLessThan(1e-5);
-    expect(d.worst).toBeLessThan(1e-5);
+    // One weight alone can move further: a gradient element that cancels to near AdamW's eps (1e-8) is where the
+    // update's slope, lr/(4·eps), turns the reduction order's rounding of its summands (~1e-10 here) into ~5e-6
+    // per step. So the worst element is held to 1% of the most any weight can move in the run (lr per step).
+    expect(d.worst).toBeLessThan(0.01 * 2e-3 * 4);
     saved.dispose();
     ref.student.dispose();
     return { gradNorm: ref.history[0].gradNorm };
