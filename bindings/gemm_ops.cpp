@@ -1,5 +1,6 @@
 // Matrix products with fused epilogues (fields read once through args.h, the geometry checked by gemm::unsupported
 // and against the buffers), and the cpu backend's BLAS and tile switches.
+#include "../native/gemm/cpu_bf16.h"
 #include "../native/gemm/gemm.h"
 #include "args.h"
 #include "buffer.h"
@@ -79,6 +80,20 @@ Napi::Value SetUseBlas(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// cpuBf16Amx() -> { supported, enabled }: the AMX product path of cpu_bf16.h.
+Napi::Value CpuBf16Amx(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("supported", gemm::cpu::bf16_amx_supported());
+  o.Set("enabled", gemm::cpu::bf16_amx_enabled());
+  return o;
+}
+
+Napi::Value SetUseBf16Amx(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setUseBf16Amx: expected a boolean");
+  gemm::cpu::set_use_bf16_amx(info[0].As<Napi::Boolean>().Value());
+  return info.Env().Undefined();
+}
+
 Napi::Value SetMmaTile(const Napi::CallbackInfo& info) {
   const std::string v = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
   if (v != "auto" && v != "small" && v != "large")
@@ -94,6 +109,8 @@ void init_gemm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("blasInfo", Napi::Function::New(env, BlasInfo));
   exports.Set("setUseBlas", Napi::Function::New(env, SetUseBlas));
   exports.Set("setMmaTile", Napi::Function::New(env, SetMmaTile));
+  exports.Set("cpuBf16Amx", Napi::Function::New(env, CpuBf16Amx));
+  exports.Set("setUseBf16Amx", Napi::Function::New(env, SetUseBf16Amx));
 }
 
 }  // namespace bindings

@@ -21,6 +21,16 @@ export function useCpuBlas(on: boolean): void {
   native.setUseBlas(on);
 }
 
+/** Whether the cpu backend's bf16 products run on the CPU's AMX tile unit (supported: the CPU has AMX-BF16 and the OS lets this process use it). */
+export function cpuBf16Amx(): { supported: boolean; enabled: boolean } {
+  return native.cpuBf16Amx();
+}
+
+/** Use AMX for bf16 products on cpu where the CPU has it (default), or convert to f32, e.g. to compare. */
+export function useCpuBf16Amx(on: boolean): void {
+  native.setUseBf16Amx(on);
+}
+
 /**
  * The tensor-core tile of bf16 products on cuda and sim: chosen by size ('auto', the default), or forced to the
  * 64×64 ('small') or 128×128 ('large') tile, e.g. to test or time one of them. Process-wide.

@@ -352,6 +352,8 @@ export interface NativeAddon {
   cudaVersions(): { runtime: number; driver: number; requiredDriver: number };
   setUseBlas(on: boolean): void;
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
+  cpuBf16Amx(): { supported: boolean; enabled: boolean };
+  setUseBf16Amx(on: boolean): void;
   /** Philox fill; the 64-bit seed as two 32-bit halves. */
   randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
   /** Writes total (one f32) and each part's out and grad. */

@@ -5,6 +5,7 @@
 #include "../runtime/thread_pool.h"
 #include "../activation/rows.h"
 #include "blas.h"
+#include "cpu_bf16.h"
 #include "gemm.h"
 
 namespace amr {
@@ -106,6 +107,16 @@ void gemm(GpuStream, const GemmArgs& g) {
   with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     std::vector<float> a, b, c(static_cast<size_t>(g.m * g.n));
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      if (bf16_amx_enabled()) {
+        for (int64_t e = 0; e < g.batch; ++e) {
+          bf16_amx_product(c.data(), static_cast<const T*>(g.a) + e * g.stride_a, static_cast<const T*>(g.b) + e * g.stride_b,
+                           g.m, g.n, g.k, g.trans_a, g.trans_b);
+          apply_epilogue(g, e, c.data(), static_cast<T*>(g.c) + e * g.stride_c);
+        }
+        return;
+      }
+    }
     for (int64_t e = 0; e < g.batch; ++e) {
       const T* A = static_cast<const T*>(g.a) + e * g.stride_a;
       const T* B = static_cast<const T*>(g.b) + e * g.stride_b;

@@ -1,0 +1,206 @@
+// The AMX product of cpu_bf16.h, blocked the BLIS way. op(b) is packed per (kKc × kNc) block into panels of 32
+// columns whose rows are k-pairs, the layout TDPBF16PS reads B in (row q of a 16-column tile holds b[2q][j],
+// b[2q+1][j] for its 16 columns j, so the panel's two column tiles are 64 bytes apart with a 128-byte row stride).
+// Each thread packs its own 32-row panels of op(a) row-major, k padded with zeros to a multiple of 32, and runs a
+// 32 × 32 register block: 4 accumulator tiles, 2 A tiles and 2 B tiles, the 8 tile registers AMX has. Edge blocks
+// compute into a scratch block and copy what lies inside c.
+#include "cpu_bf16.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <vector>
+
+#include "../runtime/common.h"
+#include "../runtime/thread_pool.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__linux__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define AMR_HAVE_AMX 1
+#endif
+
+namespace amr {
+namespace gemm {
+namespace cpu {
+
+namespace {
+
+std::atomic<bool> g_use{true};
+
+constexpr int64_t kBlock = 32;   // rows and columns of one register block (2 × 2 tiles of 16)
+constexpr int64_t kKStep = 32;   // k per TDPBF16PS (16 pairs)
+constexpr int64_t kKc = 512;     // k per slice (a multiple of kKStep): a 32-column panel of it is 32 KB, in L1/L2
+constexpr int64_t kMc = 128;     // rows per thread task (a multiple of kBlock): op(a)'s block stays in L2
+constexpr int64_t kNc = 2048;    // columns per packed op(b) block (a multiple of kBlock)
+
+constexpr int64_t round_up(int64_t v, int64_t to) { return (v + to - 1) / to * to; }
+
+#ifdef AMR_HAVE_AMX
+// Linux hands out the AMX tile state only to a process that asks (arch_prctl ARCH_REQ_XCOMP_PERM for
+// XFEATURE_XTILEDATA); a kernel or sandbox that refuses leaves the f32 path.
+constexpr int kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1, start_row = 0, reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// Every tile 16 rows of 64 bytes: 16 f32 sums, 32 bf16 of a row of A, or 16 pairs of 16 columns of B.
+__attribute__((target("amx-tile"))) void configure_tiles() {
+  TileConfig cfg;
+  for (int t = 0; t < 8; ++t) {
+    cfg.rows[t] = 16;
+    cfg.colsb[t] = 64;
+  }
+  // GCC does not see that ldtilecfg reads the struct and drops the stores above without this barrier.
+  asm volatile("" : : "r"(&cfg) : "memory");
+  _tile_loadconfig(&cfg);
+}
+
+__attribute__((target("amx-tile"))) void release_tiles() { _tile_release(); }
+
+// Packs op(b)[k0 .. k0+kc, j0 .. j0+nc] into panels of 32 columns: panel p, pair q holds at (q·32 + j)·2 + {0, 1}
+// the values at k0+2q and k0+2q+1 of column j0 + 32p + j; zero past k (up to the padded kcp) or n.
+void pack_b(uint16_t* dst, const uint16_t* b, int64_t n, int64_t k, bool trans_b, int64_t k0, int64_t kc, int64_t kcp,
+            int64_t j0, int64_t nc) {
+  const int64_t pairs = kcp / 2, panels = (nc + kBlock - 1) / kBlock;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) {
+      uint16_t* out = dst + p * pairs * kBlock * 2;
+      std::fill(out, out + pairs * kBlock * 2, uint16_t(0));
+      const int64_t cols = std::min(kBlock, nc - p * kBlock);
+      for (int64_t j = 0; j < cols; ++j) {
+        const int64_t col = j0 + p * kBlock + j;
+        for (int64_t kk = 0; kk < kc; ++kk)
+          out[((kk / 2) * kBlock + j) * 2 + (kk & 1)] = trans_b ? b[col * k + k0 + kk] : b[(k0 + kk) * n + col];
+      }
+    }
+  });
+}
+
+// Packs op(a)[i0 .. i0+mc, k0 .. k0+kc] row-major into rows of kcp (zero past k or m), 32-row panels back to back.
+void pack_a(uint16_t* dst, const uint16_t* a, int64_t m, int64_t k, bool trans_a, int64_t i0, int64_t mc, int64_t k0,
+            int64_t kc, int64_t kcp) {
+  const int64_t rows = round_up(mc, kBlock);
+  std::fill(dst, dst + rows * kcp, uint16_t(0));
+  for (int64_t r = 0; r < mc; ++r) {
+    uint16_t* out = dst + r * kcp;
+    if (!trans_a) std::memcpy(out, a + (i0 + r) * k + k0, static_cast<size_t>(kc) * 2);
+    else
+      for (int64_t kk = 0; kk < kc; ++kk) out[kk] = a[(k0 + kk) * m + i0 + r];
+  }
+}
+
+// The 32 × 32 block at c (row stride ldc floats) += or = the packed A panel (kcp columns) times the B panel.
+__attribute__((target("amx-tile,amx-bf16"))) void block(float* c, int64_t ldc, const uint16_t* ap, const uint16_t* bp,
+                                                         int64_t kcp, bool accumulate) {
+  const size_t cs = static_cast<size_t>(ldc) * 4;
+  if (accumulate) {
+    _tile_loadd(0, c, cs);
+    _tile_loadd(1, c + 16, cs);
+    _tile_loadd(2, c + 16 * ldc, cs);
+    _tile_loadd(3, c + 16 * ldc + 16, cs);
+  } else {
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+  }
+  const size_t as = static_cast<size_t>(kcp) * 2, bs = kBlock * 2 * 2;
+  for (int64_t kk = 0; kk < kcp; kk += kKStep) {
+    const uint16_t* bq = bp + (kk / 2) * kBlock * 2;
+    _tile_loadd(4, ap + kk, as);
+    _tile_loadd(5, ap + 16 * kcp + kk, as);
+    _tile_loadd(6, bq, bs);
+    _tile_loadd(7, bq + 32, bs);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, c, cs);
+  _tile_stored(1, c + 16, cs);
+  _tile_stored(2, c + 16 * ldc, cs);
+  _tile_stored(3, c + 16 * ldc + 16, cs);
+}
+
+bool amx_usable() {
+  static const bool ok = __builtin_cpu_supports("amx-tile") && __builtin_cpu_supports("amx-bf16") &&
+                         syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  return ok;
+}
+#endif
+
+}  // namespace
+
+bool bf16_amx_supported() {
+#ifdef AMR_HAVE_AMX
+  return amx_usable();
+#else
+  return false;
+#endif
+}
+
+bool bf16_amx_enabled() { return g_use.load() && bf16_amx_supported(); }
+
+void set_use_bf16_amx(bool on) { g_use = on; }
+
+void bf16_amx_product(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+                      bool trans_b) {
+#ifdef AMR_HAVE_AMX
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    std::fill(c, c + m * n, 0.f);
+    return;
+  }
+  const int64_t kc_max = round_up(std::min(kKc, k), kKStep);
+  std::vector<uint16_t> bpack(static_cast<size_t>(kc_max * round_up(std::min(kNc, n), kBlock)));
+  for (int64_t j0 = 0; j0 < n; j0 += kNc) {
+    const int64_t nc = std::min(kNc, n - j0);
+    for (int64_t k0 = 0; k0 < k; k0 += kKc) {
+      const int64_t kc = std::min(kKc, k - k0), kcp = round_up(kc, kKStep);
+      pack_b(bpack.data(), b, n, k, trans_b, k0, kc, kcp, j0, nc);
+      const bool accumulate = k0 > 0;
+      parallel_for((m + kMc - 1) / kMc, 1, [&](int64_t t0, int64_t t1) {
+        thread_local std::vector<uint16_t> apack;
+        apack.resize(static_cast<size_t>(round_up(kMc, kBlock) * kcp));
+        alignas(64) float scratch[kBlock * kBlock];
+        configure_tiles();
+        for (int64_t t = t0; t < t1; ++t) {
+          const int64_t i0 = t * kMc, mc = std::min(kMc, m - i0);
+          pack_a(apack.data(), a, m, k, trans_a, i0, mc, k0, kc, kcp);
+          for (int64_t ib = 0; ib * kBlock < mc; ++ib) {
+            const int64_t rows = std::min(kBlock, mc - ib * kBlock);
+            for (int64_t jb = 0; jb * kBlock < nc; ++jb) {
+              const int64_t cols = std::min(kBlock, nc - jb * kBlock);
+              float* cb = c + (i0 + ib * kBlock) * n + j0 + jb * kBlock;
+              const uint16_t* ap = apack.data() + ib * kBlock * kcp;
+              const uint16_t* bp = bpack.data() + jb * (kcp / 2) * kBlock * 2;
+              // The running sums live in c between slices; a block that sticks out of c goes through the scratch.
+              if (rows == kBlock && cols == kBlock) {
+                block(cb, n, ap, bp, kcp, accumulate);
+                continue;
+              }
+              for (int64_t r = 0; r < kBlock; ++r)
+                for (int64_t j = 0; j < kBlock; ++j) scratch[r * kBlock + j] = accumulate && r < rows && j < cols ? cb[r * n + j] : 0.f;
+              block(scratch, kBlock, ap, bp, kcp, accumulate);
+              for (int64_t r = 0; r < rows; ++r) std::memcpy(cb + r * n, scratch + r * kBlock, static_cast<size_t>(cols) * 4);
+            }
+          }
+        }
+        release_tiles();
+      });
+    }
+  }
+#else
+  (void)c, (void)a, (void)b, (void)m, (void)n, (void)k, (void)trans_a, (void)trans_b;
+  throw Error("the AMX bf16 product was built without x86-64 Linux intrinsics");
+#endif
+}
+
+}  // namespace cpu
+}  // namespace gemm
+}  // namespace amr
