@@ -11,7 +11,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { ERadioModel, rand, synchronize, tensor, writeSafetensors } from '../ts';
+import { ERadioModel, formatProfile, profile, rand, synchronize, tensor, writeSafetensors } from '../ts';
 import type { Device, SafetensorsWriteInput, Tensor } from '../ts';
 import { parseERadioConfig } from '../ts/model/eradio/config';
 import { ERadio } from '../ts/model/eradio/model';
@@ -68,6 +68,13 @@ async function main(): Promise<void> {
         await synchronize(device);
         const warmMs = performance.now() - t0;
         console.log(`eradio: ${arch} ${side}px ${dtype} on ${device}: warm-up forward ${seconds(t0)}; timing...`);
+        if (process.env.AM_RADIO_PROFILE === '1') {
+          const { profile: p } = await profile(() => {
+            const o = model.forward(x);
+            for (const t of [o.backbone.summary, o.backbone.features]) t.dispose();
+          }, { device });
+          console.log(`eradio: ${arch} ${side}px ${dtype}, one forward\n${formatProfile(p)}`);
+        }
         const timing = device === 'cuda' ? { warmup: 2, minRepeats: 10, minTimeMs: 1000 } : { warmup: 0, minRepeats: warmMs > 5000 ? 2 : 3, minTimeMs: 0 };
         const rec = await timeCase({ op: `eradio forward ${arch} ${side}px`, shape: `B${batch} 3x${side}x${side}`, dtype, backend: device }, device, () => {
           const o = model.forward(x);

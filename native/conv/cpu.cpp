@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../activation/rows.h"
+#include "../gemm/cpu_bf16.h"
 #include "../runtime/thread_pool.h"
 #include "conv.h"
 
@@ -18,26 +19,28 @@ namespace {
 
 // One group's column matrix [K, N·Ho·Wo]. A row (channel c, tap i, j) walks the images and output rows; along an
 // output row the source advances by sw, so the inner loop is a strided copy with the bounds decided per row.
-template <typename T>
-void im2col(const Geometry& g, int64_t group, float* col, const T* x) {
+// col holds f32 values, or for the AMX product (cpu_bf16.h) bf16 bits copied as they are (C = uint16_t).
+template <typename T, typename C = float>
+void im2col(const Geometry& g, int64_t group, C* col, const T* x) {
   const int64_t K = col_rows(g), HW = int64_t(g.out_h) * g.out_w, Q = col_cols(g);
   parallel_for(K, 1, [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (int64_t(g.kw) * g.kh) + group * group_in(g);
-      float* out = col + r * Q;
+      C* out = col + r * Q;
       for (int64_t n = 0; n < g.batch; ++n) {
         const T* plane = x + (n * g.in_c + c) * g.in_h * g.in_w;
         for (int64_t oy = 0; oy < g.out_h; ++oy) {
-          float* o = out + n * HW + oy * g.out_w;
+          C* o = out + n * HW + oy * g.out_w;
           const int64_t iy = oy * g.sh - g.ph + i * g.dh;
           if (iy < 0 || iy >= g.in_h) {
-            std::fill(o, o + g.out_w, 0.f);
+            std::fill(o, o + g.out_w, C(0));
             continue;
           }
           const T* src = plane + iy * g.in_w;
           for (int64_t ox = 0; ox < g.out_w; ++ox) {
             const int64_t ix = ox * g.sw - g.pw + j * g.dw;
-            o[ox] = ix >= 0 && ix < g.in_w ? Elem<T>::load(src, ix) : 0.f;
+            if constexpr (std::is_same<C, float>::value) o[ox] = ix >= 0 && ix < g.in_w ? Elem<T>::load(src, ix) : 0.f;
+            else o[ox] = ix >= 0 && ix < g.in_w ? src[ix] : C(0);  // bf16 bits, and +0 is all-zero bits
           }
         }
       }
@@ -133,10 +136,24 @@ void forward(GpuStream s, const Geometry& g, const Epilogue& e, void* y, const v
       return;
     }
     Scratch<float> sc(g, workspace);
-    const float* W = f32_weight(g, static_cast<const T*>(w), sc.weight);
-    for (int64_t grp = 0; grp < g.groups; ++grp) {
-      im2col(g, grp, sc.col, static_cast<const T*>(x));
-      run(s, Og, Q, K, W + grp * Og * K, sc.col, sc.rows + grp * Og * Q, false, false);
+    bool done = false;
+    if constexpr (std::is_same<T, uint16_t>::value) {
+      // bf16 on AMX straight from the bf16 weight and a bf16 column matrix (half the f32 one's scratch).
+      if (gemm::cpu::bf16_amx_enabled()) {
+        uint16_t* col = reinterpret_cast<uint16_t*>(sc.col);
+        for (int64_t grp = 0; grp < g.groups; ++grp) {
+          im2col(g, grp, col, static_cast<const T*>(x));
+          gemm::cpu::bf16_amx_product(sc.rows + grp * Og * Q, static_cast<const T*>(w) + grp * Og * K, col, Og, Q, K, false, false);
+        }
+        done = true;
+      }
+    }
+    if (!done) {
+      const float* W = f32_weight(g, static_cast<const T*>(w), sc.weight);
+      for (int64_t grp = 0; grp < g.groups; ++grp) {
+        im2col(g, grp, sc.col, static_cast<const T*>(x));
+        run(s, Og, Q, K, W + grp * Og * K, sc.col, sc.rows + grp * Og * Q, false, false);
+      }
     }
     parallel_for(int64_t(g.batch) * g.out_c, 4, [&](int64_t p0, int64_t p1) {
       std::vector<float> row(static_cast<size_t>(HW));

@@ -71,11 +71,17 @@ void pack_b(uint16_t* dst, const uint16_t* b, int64_t n, int64_t k, bool trans_b
     for (int64_t p = p0; p < p1; ++p) {
       uint16_t* out = dst + p * pairs * kBlock * 2;
       std::fill(out, out + pairs * kBlock * 2, uint16_t(0));
-      const int64_t cols = std::min(kBlock, nc - p * kBlock);
-      for (int64_t j = 0; j < cols; ++j) {
-        const int64_t col = j0 + p * kBlock + j;
-        for (int64_t kk = 0; kk < kc; ++kk)
-          out[((kk / 2) * kBlock + j) * 2 + (kk & 1)] = trans_b ? b[col * k + k0 + kk] : b[(k0 + kk) * n + col];
+      const int64_t cols = std::min(kBlock, nc - p * kBlock), c0 = j0 + p * kBlock;
+      // Read along memory either way: down a row of b (transposed) or along a row of op(b), whose next row is n away.
+      if (trans_b) {
+        for (int64_t j = 0; j < cols; ++j)
+          for (int64_t kk = 0; kk < kc; ++kk) out[((kk / 2) * kBlock + j) * 2 + (kk & 1)] = b[(c0 + j) * k + k0 + kk];
+      } else {
+        for (int64_t kk = 0; kk < kc; ++kk) {
+          const uint16_t* row = b + (k0 + kk) * n + c0;
+          uint16_t* o = out + (kk / 2) * kBlock * 2 + (kk & 1);
+          for (int64_t j = 0; j < cols; ++j) o[2 * j] = row[j];
+        }
       }
     }
   });
@@ -86,11 +92,14 @@ void pack_a(uint16_t* dst, const uint16_t* a, int64_t m, int64_t k, bool trans_a
             int64_t kc, int64_t kcp) {
   const int64_t rows = round_up(mc, kBlock);
   std::fill(dst, dst + rows * kcp, uint16_t(0));
-  for (int64_t r = 0; r < mc; ++r) {
-    uint16_t* out = dst + r * kcp;
-    if (!trans_a) std::memcpy(out, a + (i0 + r) * k + k0, static_cast<size_t>(kc) * 2);
-    else
-      for (int64_t kk = 0; kk < kc; ++kk) out[kk] = a[(k0 + kk) * m + i0 + r];
+  if (!trans_a) {
+    for (int64_t r = 0; r < mc; ++r) std::memcpy(dst + r * kcp, a + (i0 + r) * k + k0, static_cast<size_t>(kc) * 2);
+    return;
+  }
+  // Transposed: read along a's rows (op(a)'s columns), which are contiguous in i.
+  for (int64_t kk = 0; kk < kc; ++kk) {
+    const uint16_t* src = a + (k0 + kk) * m + i0;
+    for (int64_t r = 0; r < mc; ++r) dst[r * kcp + kk] = src[r];
   }
 }
 
