@@ -37,11 +37,17 @@ void im2col(const Geometry& g, int64_t group, C* col, const T* x) {
             continue;
           }
           const T* src = plane + iy * g.in_w;
-          for (int64_t ox = 0; ox < g.out_w; ++ox) {
-            const int64_t ix = ox * g.sw - g.pw + j * g.dw;
-            if constexpr (std::is_same<C, float>::value) o[ox] = ix >= 0 && ix < g.in_w ? Elem<T>::load(src, ix) : 0.f;
-            else o[ox] = ix >= 0 && ix < g.in_w ? src[ix] : C(0);  // bf16 bits, and +0 is all-zero bits
-          }
+          // The outputs whose source column lies inside the row, [lo, hi), decided once per row, so the copy
+          // between the two zero runs has no branch (and is contiguous for stride 1).
+          const int64_t off = j * g.dw - g.pw;
+          const int64_t lo = std::min<int64_t>(g.out_w, off >= 0 ? 0 : (-off + g.sw - 1) / g.sw);
+          const int64_t hi = std::max<int64_t>(lo, std::min<int64_t>(g.out_w, g.in_w - off <= 0 ? 0 : (g.in_w - off + g.sw - 1) / g.sw));
+          std::fill(o, o + lo, C(0));  // bf16 +0 is all-zero bits too
+          if constexpr (std::is_same<C, float>::value)
+            for (int64_t ox = lo; ox < hi; ++ox) o[ox] = Elem<T>::load(src, ox * g.sw + off);
+          else
+            for (int64_t ox = lo; ox < hi; ++ox) o[ox] = src[ox * g.sw + off];
+          std::fill(o + hi, o + g.out_w, C(0));
         }
       }
     }
