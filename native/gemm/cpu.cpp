@@ -81,6 +81,30 @@ void apply_epilogue(const GemmArgs& g, int64_t e, const float* acc, T* C) {
   });
 }
 
+// C = act(acc + bias) + residual over rows [i0, i1) and columns [j0, j1) of batch entry e, from f32 sums acc
+// (ldacc apart, pointing at element (i0, j0)), keeping the preactivation when asked. Serial: the AMX product calls
+// it on each finished block from inside its own parallel loop.
+template <typename T>
+void epilogue_block(const GemmArgs& g, int64_t e, const float* acc, int64_t ldacc, int64_t i0, int64_t i1, int64_t j0,
+                    int64_t j1) {
+  const T* bias = static_cast<const T*>(g.bias);
+  const T* res = g.residual ? static_cast<const T*>(g.residual) + e * g.stride_c : nullptr;
+  T* pre = g.preactivation ? static_cast<T*>(g.preactivation) + e * g.stride_c : nullptr;
+  T* C = static_cast<T*>(g.c) + e * g.stride_c;
+  thread_local std::vector<float> row;
+  if (int64_t(row.size()) < j1 - j0) row.resize(size_t(j1 - j0));
+  float* v = row.data() - j0;
+  for (int64_t i = i0; i < i1; ++i) {
+    const float* a = acc + (i - i0) * ldacc - j0;
+    for (int64_t j = j0; j < j1; ++j) {
+      v[j] = bias ? a[j] + Elem<T>::load(bias, j) : a[j];
+      if (pre) Elem<T>::store(pre, i * g.n + j, v[j]);
+    }
+    activation::cpu::apply_row(g.activation, row.data(), j1 - j0);
+    for (int64_t j = j0; j < j1; ++j) Elem<T>::store(C, i * g.n + j, res ? v[j] + Elem<T>::load(res, i * g.n + j) : v[j]);
+  }
+}
+
 // f32 through the host BLAS straight from and into the caller's buffers: the transpositions go to sgemm, C is
 // written by it and the epilogue (when there is one) runs over C in place, so no operand or result is copied.
 // Not when the residual is C itself (sgemm would overwrite it before it is read).
@@ -106,17 +130,19 @@ void gemm(GpuStream, const GemmArgs& g) {
   if (SgemmFn sgemm = host_sgemm(); direct_f32(g, sgemm)) return gemm_f32_blas(g, sgemm);
   with_float_dtype(g.dtype, "matmul", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
-    std::vector<float> a, b, c(static_cast<size_t>(g.m * g.n));
     if constexpr (std::is_same<T, uint16_t>::value) {
       if (bf16_amx_enabled()) {
-        for (int64_t e = 0; e < g.batch; ++e) {
-          bf16_amx_product(c.data(), static_cast<const T*>(g.a) + e * g.stride_a, static_cast<const T*>(g.b) + e * g.stride_b,
-                           g.m, g.n, g.k, g.trans_a, g.trans_b);
-          apply_epilogue(g, e, c.data(), static_cast<T*>(g.c) + e * g.stride_c);
-        }
+        // The epilogue writes each finished block straight from the AMX sums: no m × n f32 product is kept.
+        for (int64_t e = 0; e < g.batch; ++e)
+          bf16_amx_product(static_cast<const T*>(g.a) + e * g.stride_a, static_cast<const T*>(g.b) + e * g.stride_b, g.m,
+                           g.n, g.k, g.trans_a, g.trans_b,
+                           [&](const float* acc, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+                             epilogue_block<T>(g, e, acc, ld, i0, i1, j0, j1);
+                           });
         return;
       }
     }
+    std::vector<float> a, b, c(static_cast<size_t>(g.m * g.n));
     for (int64_t e = 0; e < g.batch; ++e) {
       const T* A = static_cast<const T*>(g.a) + e * g.stride_a;
       const T* B = static_cast<const T*>(g.b) + e * g.stride_b;

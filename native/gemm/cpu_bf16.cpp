@@ -1,14 +1,15 @@
-// The AMX product of cpu_bf16.h, blocked the BLIS way. op(b) is packed per (kKc × kNc) block into panels of 32
-// columns whose rows are k-pairs, the layout TDPBF16PS reads B in (row q of a 16-column tile holds b[2q][j],
-// b[2q+1][j] for its 16 columns j, so the panel's two column tiles are 64 bytes apart with a 128-byte row stride).
-// Each thread packs its own 32-row panels of op(a) row-major, k padded with zeros to a multiple of 32, and runs a
-// 32 × 32 register block: 4 accumulator tiles, 2 A tiles and 2 B tiles, the 8 tile registers AMX has. Edge blocks
-// compute into a scratch block and copy what lies inside c.
+// The AMX product of cpu_bf16.h, blocked the BLIS way. op(b) is packed once per block of kNc columns, for all of k,
+// into panels of 32 columns whose rows are k-pairs, the layout TDPBF16PS reads B in (row q of a 16-column tile holds
+// b[2q][j], b[2q+1][j] for its 16 columns j, so a panel's two column tiles are 64 bytes apart with a 128-byte row
+// stride). Each thread takes kMc rows: it packs their op(a) slice by slice (kKc of k at a time, row-major, k padded
+// with zeros to a multiple of 32) and runs 32 × 32 register blocks (4 accumulator tiles, 2 A tiles and 2 B tiles: the
+// 8 tile registers AMX has) into its own f32 sums, padded to whole blocks, which it hands to the caller's finish.
 #include "cpu_bf16.h"
 
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "../runtime/common.h"
@@ -62,11 +63,11 @@ __attribute__((target("amx-tile"))) void configure_tiles() {
 
 __attribute__((target("amx-tile"))) void release_tiles() { _tile_release(); }
 
-// Packs op(b)[k0 .. k0+kc, j0 .. j0+nc] into panels of 32 columns: panel p, pair q holds at (q·32 + j)·2 + {0, 1}
-// the values at k0+2q and k0+2q+1 of column j0 + 32p + j; zero past k (up to the padded kcp) or n.
-void pack_b(uint16_t* dst, const uint16_t* b, int64_t n, int64_t k, bool trans_b, int64_t k0, int64_t kc, int64_t kcp,
-            int64_t j0, int64_t nc) {
-  const int64_t pairs = kcp / 2, panels = (nc + kBlock - 1) / kBlock;
+// Packs op(b)[0 .. k, j0 .. j0+nc] into panels of 32 columns: panel p, pair q holds at (q·32 + j)·2 + {0, 1} the
+// values at 2q and 2q+1 of column j0 + 32p + j; zero past k (up to the padded kp) or n. A slice of k from k0 (even)
+// is the panel from pair k0/2 on.
+void pack_b(uint16_t* dst, const uint16_t* b, int64_t n, int64_t k, bool trans_b, int64_t kp, int64_t j0, int64_t nc) {
+  const int64_t pairs = kp / 2, panels = (nc + kBlock - 1) / kBlock;
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {
       uint16_t* out = dst + p * pairs * kBlock * 2;
@@ -75,10 +76,10 @@ void pack_b(uint16_t* dst, const uint16_t* b, int64_t n, int64_t k, bool trans_b
       // Read along memory either way: down a row of b (transposed) or along a row of op(b), whose next row is n away.
       if (trans_b) {
         for (int64_t j = 0; j < cols; ++j)
-          for (int64_t kk = 0; kk < kc; ++kk) out[((kk / 2) * kBlock + j) * 2 + (kk & 1)] = b[(c0 + j) * k + k0 + kk];
+          for (int64_t kk = 0; kk < k; ++kk) out[((kk / 2) * kBlock + j) * 2 + (kk & 1)] = b[(c0 + j) * k + kk];
       } else {
-        for (int64_t kk = 0; kk < kc; ++kk) {
-          const uint16_t* row = b + (k0 + kk) * n + c0;
+        for (int64_t kk = 0; kk < k; ++kk) {
+          const uint16_t* row = b + kk * n + c0;
           uint16_t* o = out + (kk / 2) * kBlock * 2 + (kk & 1);
           for (int64_t j = 0; j < cols; ++j) o[2 * j] = row[j];
         }
@@ -157,57 +158,52 @@ bool bf16_amx_enabled() { return g_use.load() && bf16_amx_supported(); }
 
 void set_use_bf16_amx(bool on) { g_use = on; }
 
-void bf16_amx_product(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
-                      bool trans_b) {
+void bf16_amx_product(const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+                      bool trans_b, const BlockFinish& finish) {
 #ifdef AMR_HAVE_AMX
   if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    std::fill(c, c + m * n, 0.f);
-    return;
-  }
-  const int64_t kc_max = round_up(std::min(kKc, k), kKStep);
-  std::vector<uint16_t> bpack(static_cast<size_t>(kc_max * round_up(std::min(kNc, n), kBlock)));
+  const int64_t kp = std::max<int64_t>(kKStep, round_up(k, kKStep));  // k = 0: one slice of zeros, sums of 0
+  const int64_t pairs = kp / 2;
+  // op(b) packed once per column block for all of k (K·2048·2 bytes: 3 MB at K = 768), so a thread's rows run
+  // every slice back to back and finish with their sums complete.
+  std::unique_ptr<uint16_t[]> bpack(new uint16_t[static_cast<size_t>(kp * round_up(std::min(kNc, n), kBlock))]);
   for (int64_t j0 = 0; j0 < n; j0 += kNc) {
-    const int64_t nc = std::min(kNc, n - j0);
-    for (int64_t k0 = 0; k0 < k; k0 += kKc) {
-      const int64_t kc = std::min(kKc, k - k0), kcp = round_up(kc, kKStep);
-      pack_b(bpack.data(), b, n, k, trans_b, k0, kc, kcp, j0, nc);
-      const bool accumulate = k0 > 0;
-      parallel_for((m + kMc - 1) / kMc, 1, [&](int64_t t0, int64_t t1) {
-        thread_local std::vector<uint16_t> apack;
-        apack.resize(static_cast<size_t>(round_up(kMc, kBlock) * kcp));
-        alignas(64) float scratch[kBlock * kBlock];
-        configure_tiles();
-        for (int64_t t = t0; t < t1; ++t) {
-          const int64_t i0 = t * kMc, mc = std::min(kMc, m - i0);
+    const int64_t nc = std::min(kNc, n - j0), ncp = round_up(nc, kBlock);
+    pack_b(bpack.get(), b, n, k, trans_b, kp, j0, nc);
+    parallel_for((m + kMc - 1) / kMc, 1, [&](int64_t t0, int64_t t1) {
+      thread_local std::vector<uint16_t> apack;
+      thread_local std::vector<float> acc;
+      apack.resize(static_cast<size_t>(round_up(kMc, kBlock) * std::min(kKc, kp)));
+      acc.resize(static_cast<size_t>(round_up(kMc, kBlock) * ncp));
+      configure_tiles();
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t i0 = t * kMc, mc = std::min(kMc, m - i0);
+        for (int64_t k0 = 0; k0 < kp; k0 += kKc) {
+          const int64_t kc = std::min(kKc, std::max<int64_t>(0, k - k0)), kcp = std::min(kKc, kp - k0);
           pack_a(apack.data(), a, m, k, trans_a, i0, mc, k0, kc, kcp);
-          for (int64_t ib = 0; ib * kBlock < mc; ++ib) {
-            const int64_t rows = std::min(kBlock, mc - ib * kBlock);
-            for (int64_t jb = 0; jb * kBlock < nc; ++jb) {
-              const int64_t cols = std::min(kBlock, nc - jb * kBlock);
-              float* cb = c + (i0 + ib * kBlock) * n + j0 + jb * kBlock;
-              const uint16_t* ap = apack.data() + ib * kBlock * kcp;
-              const uint16_t* bp = bpack.data() + jb * (kcp / 2) * kBlock * 2;
-              // The running sums live in c between slices; a block that sticks out of c goes through the scratch.
-              if (rows == kBlock && cols == kBlock) {
-                block(cb, n, ap, bp, kcp, accumulate);
-                continue;
-              }
-              for (int64_t r = 0; r < kBlock; ++r)
-                for (int64_t j = 0; j < kBlock; ++j) scratch[r * kBlock + j] = accumulate && r < rows && j < cols ? cb[r * n + j] : 0.f;
-              block(scratch, kBlock, ap, bp, kcp, accumulate);
-              for (int64_t r = 0; r < rows; ++r) std::memcpy(cb + r * n, scratch + r * kBlock, static_cast<size_t>(cols) * 4);
-            }
-          }
+          // Whole 32 × 32 blocks of acc, padded rows and columns included (they hold sums of zeros), so no edge
+          // case reaches the tiles; finish sees only the rows and columns inside the product.
+          for (int64_t ib = 0; ib * kBlock < mc; ++ib)
+            for (int64_t jb = 0; jb * kBlock < nc; ++jb)
+              block(acc.data() + ib * kBlock * ncp + jb * kBlock, ncp, apack.data() + ib * kBlock * kcp,
+                    bpack.get() + jb * pairs * kBlock * 2 + (k0 / 2) * kBlock * 2, kcp, k0 > 0);
         }
-        release_tiles();
-      });
-    }
+        finish(acc.data(), ncp, i0, i0 + mc, j0, j0 + nc);
+      }
+      release_tiles();
+    });
   }
 #else
-  (void)c, (void)a, (void)b, (void)m, (void)n, (void)k, (void)trans_a, (void)trans_b;
+  (void)a, (void)b, (void)m, (void)n, (void)k, (void)trans_a, (void)trans_b, (void)finish;
   throw Error("the AMX bf16 product was built without x86-64 Linux intrinsics");
 #endif
+}
+
+void bf16_amx_product(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+                      bool trans_b) {
+  bf16_amx_product(a, b, m, n, k, trans_a, trans_b, [&](const float* acc, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+    for (int64_t i = i0; i < i1; ++i) std::memcpy(c + i * n + j0, acc + (i - i0) * ld, static_cast<size_t>(j1 - j0) * 4);
+  });
 }
 
 }  // namespace cpu

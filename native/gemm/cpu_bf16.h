@@ -5,6 +5,7 @@
 // shape (it issues on one port, the FMA on two), so it is not used; AMX reached ~580 there.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace amr {
 namespace gemm {
@@ -16,12 +17,19 @@ bool bf16_amx_supported();
 bool bf16_amx_enabled();
 void set_use_bf16_amx(bool on);
 
-// c [m, n] (f32, row-major, overwritten) = op(a) · op(b) for bf16 bits a, b: op(a) is [m, k] (a is [k, m] when
+// Each finished block of op(a) · op(b) for bf16 bits a, b, as f32 sums: acc holds rows i0 .. i1 and columns j0 .. j1
+// of the product with row stride ld, handed over on the thread that computed it while it is still in cache (the
+// caller's epilogue writes the output from it; nothing of size m × n is allocated). op(a) is [m, k] (a is [k, m] when
 // trans_a), op(b) is [k, n] (b is [n, k] when trans_b). Products of bf16 values are exact in f32 and the tiles
-// accumulate in f32 with round-to-nearest-even, as the f32 path does; AMX treats denormal inputs as zero and flushes
-// denormal results, which bf16 activations and weights of a trained network never are. Each element of c is summed
-// by one thread in a fixed k order, so the result does not depend on the thread count. Call only when
+// accumulate in f32 with round-to-nearest-even, as the f32 path does; AMX treats denormal inputs as zero and
+// flushes denormal results, which bf16 activations and weights of a trained network never are. Each element is
+// summed by one thread in a fixed k order, so the result does not depend on the thread count. Call only when
 // bf16_amx_enabled().
+using BlockFinish = std::function<void(const float* acc, int64_t ld, int64_t i0, int64_t i1, int64_t j0, int64_t j1)>;
+void bf16_amx_product(const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
+                      bool trans_b, const BlockFinish& finish);
+
+// The same into c [m, n] (f32, row-major, overwritten).
 void bf16_amx_product(float* c, const uint16_t* a, const uint16_t* b, int64_t m, int64_t n, int64_t k, bool trans_a,
                       bool trans_b);
 
