@@ -18,13 +18,14 @@
 //   AM_RADIO_BENCH_TORCH=0          no PyTorch
 //   AM_RADIO_BENCH_TRAIN_COMPILE    the dtypes torch.compile runs for on cuda (default all; 0: none), e.g. bf16
 //   AM_RADIO_BENCH_PYTHON           the interpreter with torch (default /usr/bin/python3, where Debian's is)
+//   AM_RADIO_PROFILE=1              print one step's per-op profile
 // GFLOP/s counts 3× the forward's FLOPs (bench/radio-models.ts, forwardFlops): backward is about twice a forward.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 
-import { AdamW, ops, rand, randn, RadioModel, synchronize, tensor, tidy, writeSafetensors } from '../ts';
+import { AdamW, formatProfile, ops, profile, rand, randn, RadioModel, synchronize, tensor, tidy, writeSafetensors } from '../ts';
 import type { CpeCrop, Device, DType, RadioOutput, SafetensorsWriteEntry, Tensor } from '../ts';
 import type { TeacherTerm } from '../ts/ops';
 import { BenchRecord, benchDevices, benchDtypes, printTable, timeCase, writeResults } from './harness';
@@ -207,6 +208,10 @@ async function benchCase(device: Device, dtype: DType, m: ModelSpec, checkpoint:
     warmupMs.push(performance.now() - t0);
   }
   console.log(`train: ${label} ${dtype} on ${device}: check steps ${warmupMs.map((v) => `${(v / 1000).toFixed(1)} s`).join(', ')}; timing ${steps} steps...`);
+  if (process.env.AM_RADIO_PROFILE === '1') {
+    const { profile: p } = await profile(() => step().dispose(), { device });
+    console.log(`train: ${label} ${dtype}, one step\n${formatProfile(p)}`);
+  }
   const flops = 3 * forwardFlops(model.config, batch, PX);
   const base = { op: `radio train step ${label}`, shape: `B${batch} 3x${PX}x${PX}`, dtype, flops };
   const rec = await timeCase({ ...base, backend: device }, device, () => step().dispose(), { warmup: 0, minRepeats: steps, minTimeMs: 0 });
