@@ -93,16 +93,21 @@ describe.each(KERNELS)('built-in cpu GEMM, %s kernel', (kernel) => {
     expect(relativeError(await c.toArray(), ref)).toBeLessThanOrEqual(1e-5);
   });
 
-  // Each element of C is one chain of fused multiply-adds over k in increasing order, whoever computes it: the
-  // same rows come out bit for bit whether the product has 7 rows (one task per column group) or 300 (row blocks).
+  // Each element of C is one chain of fused multiply-adds over k in increasing order, whoever computes it: the same
+  // rows come out bit for bit from a product of 7 rows (split into groups of columns), of 1000 rows (row blocks on
+  // a machine of up to 8 threads), and from one entry of a batch.
   maybe('rows do not depend on how the product is split', async () => {
-    const [m, n, k] = [300, 200, 600];
+    const [m, n, k] = [1000, 200, 600];
     const x0 = f32(randomArray(m * k, freshSeed()));
     const w0 = f32(randomArray(n * k, freshSeed(), 1 / Math.sqrt(k)));
     const w = cpu(w0, [n, k]);
     const all = await ops.linear(cpu(x0, [m, k]), w).toArray();
     const few = await ops.linear(cpu(x0.subarray(140 * k, 147 * k), [7, k]), w).toArray();
     expect(Array.from(few)).toEqual(Array.from(all.subarray(140 * n, 147 * n)));
+    const batch = await ops.matmul(cpu(x0, [40, 25, k]), cpu(w0, [n, k]), { transB: true }).toArray();
+    const entry = await ops.linear(cpu(x0.subarray(5 * 25 * k, 6 * 25 * k), [25, k]), w).toArray();
+    expect(Array.from(entry)).toEqual(Array.from(batch.subarray(5 * 25 * n, 6 * 25 * n)));
+    expect(Array.from(entry)).toEqual(Array.from(all.subarray(5 * 25 * n, 6 * 25 * n)));
   });
 
   maybe.each([

@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../runtime/thread_pool.h"
@@ -91,11 +92,11 @@ void gemm_f32_blas(const GemmArgs& g, SgemmFn sgemm) {
 // from L3), so each pass over the threads packs it once and every block of op(A) then runs over all of it.
 constexpr int64_t kPackedBFloats = int64_t(2) << 20;
 
-// The built-in product. Work is cut into units (batch entry, block of columns), whose op(B) is packed in one
-// parallel pass, and tasks (unit, block of rows, group of columns), each of which packs its rows of op(A) one k slice
-// at a time, runs the micro-kernel over its tile of C for all of k and applies the epilogue while the tile is still
-// in cache. Every element of C is one task's fused chain over k in increasing order, so the result is the same for
-// any number of threads.
+// The built-in product. With rows enough for the threads, work is cut into units (batch entry, block of columns),
+// whose op(B) is packed in one parallel pass, and tasks (unit, block of rows, group of columns), each of which packs
+// its rows of op(A) one k slice at a time, runs the micro-kernel over its tile of C for all of k and applies the
+// epilogue while the tile is still in cache. With few rows, tasks are groups of columns alone. Every element of C is
+// one task's fused chain over k in increasing order, so the result is the same for any split and thread count.
 template <typename T>
 void gemm_builtin(const GemmArgs& g) {
   const MicroKernel& uk = micro_kernel();
@@ -114,7 +115,48 @@ void gemm_builtin(const GemmArgs& g) {
   // Rows of op(A) per task: blocks of equal size (a multiple of MR), so that no task is left with a sliver.
   const int64_t ic_blocks = (g.m + block_m(uk) - 1) / block_m(uk);
   const int64_t mc_max = ((g.m + ic_blocks - 1) / ic_blocks + mr - 1) / mr * mr;
-  const int64_t threads = thread_count();
+  const int64_t want = 4 * int64_t(thread_count());  // tasks enough for the pool to even out uneven ones
+  // Where a task accumulates its block of C (rows from i0, columns from j0, w wide) of batch entry e, and its row
+  // stride: C itself, or the task's scratch, zeroed when there is no k to sum over.
+  const auto accumulator = [&](Scratch& scratch, int64_t e, int64_t i0, int64_t rows, int64_t j0, int64_t w) {
+    float* acc = direct ? reinterpret_cast<float*>(g.c) + e * g.stride_c + i0 * g.n + j0 : scratch.get(rows * w);
+    const int64_t ld = direct ? g.n : w;
+    if (K == 0)
+      for (int64_t i = 0; i < rows; ++i) std::fill(acc + i * ld, acc + i * ld + w, 0.f);
+    return std::make_pair(acc, ld);
+  };
+
+  if (ic_blocks * g.batch < want) {
+    // Few rows: tasks are groups of columns, each over all rows, packing its own columns of op(B) one k slice at a
+    // time, so op(B) is still packed once and no separate pass (and wait for the pool) is needed.
+    const int64_t panels = (g.n + nr - 1) / nr;
+    const int64_t groups = std::min(panels, (want + g.batch - 1) / g.batch);
+    const int64_t group_w = (panels + groups - 1) / groups * nr;
+    parallel_for(g.batch * groups, 1, [&](int64_t t0, int64_t t1) {
+      thread_local Scratch a_buf, b_buf, c_buf;
+      for (int64_t t = t0; t < t1; ++t) {
+        const int64_t e = t / groups, j0 = t % groups * group_w;
+        if (j0 >= g.n) continue;
+        const int64_t w = std::min(group_w, g.n - j0);
+        const auto [acc, ldacc] = accumulator(c_buf, e, 0, g.m, j0, w);
+        for (int64_t p0 = 0; p0 < K; p0 += kBlockK) {
+          const int64_t kc = std::min(kBlockK, K - p0);
+          float* bp = b_buf.get((w + nr - 1) / nr * nr * kc);
+          pack_panels(bp, kc * nr, B + e * g.stride_b + j0 * b_rs, b_rs, b_ps, w, p0, kc, int(nr), 1.f);
+          for (int64_t i0 = 0; i0 < g.m; i0 += mc_max) {
+            const int64_t mc = std::min(mc_max, g.m - i0);
+            float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
+            pack_panels(ap, kc * mr, A + e * g.stride_a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), 1.f);
+            for (int64_t js = 0; js < w; js += kBlockNL2)
+              macro_kernel(uk, mc, std::min(kBlockNL2, w - js), kc, ap, bp + js * kc, kc * nr, acc + i0 * ldacc + js,
+                           ldacc, p0 > 0);
+          }
+        }
+        if (epilogue) epilogue_block<T>(g, e, acc, ldacc, 0, g.m, j0, j0 + w);
+      }
+    });
+    return;
+  }
 
   // Units jc-major so that, when op(B) is shared by the batch (stride 0), a pass packs it once for all entries.
   const int64_t units = jc_blocks * g.batch;
@@ -166,7 +208,6 @@ void gemm_builtin(const GemmArgs& g) {
 
     // Tasks: columns of each unit split into groups when rows alone give the threads too few tasks.
     const int64_t row_tasks = int64_t(pass.size()) * ic_blocks;
-    const int64_t want = 4 * threads;
     const int64_t panels_max = (nc_max + nr - 1) / nr;
     const int64_t groups = row_tasks >= want ? 1 : std::min(panels_max, (want + row_tasks - 1) / row_tasks);
     const int64_t group_w = (panels_max + groups - 1) / groups * nr;
@@ -179,17 +220,7 @@ void gemm_builtin(const GemmArgs& g) {
         const int64_t jl = jg * group_w;  // within the unit
         if (jl >= un.nc || mc <= 0) continue;
         const int64_t w = std::min(group_w, un.nc - jl), j0 = un.j0 + jl;
-        float* acc;
-        int64_t ldacc;
-        if (direct) {
-          acc = reinterpret_cast<float*>(g.c) + un.e * g.stride_c + i0 * g.n + j0;
-          ldacc = g.n;
-        } else {
-          acc = c_buf.get(mc * w);
-          ldacc = w;
-        }
-        if (K == 0)
-          for (int64_t i = 0; i < mc; ++i) std::fill(acc + i * ldacc, acc + i * ldacc + w, 0.f);
+        const auto [acc, ldacc] = accumulator(c_buf, un.e, i0, mc, j0, w);
         const T* a = A + un.e * g.stride_a + i0 * a_rs;
         for (int64_t p0 = 0; p0 < K; p0 += kBlockK) {
           const int64_t kc = std::min(kBlockK, K - p0);

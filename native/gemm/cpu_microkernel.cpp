@@ -5,7 +5,9 @@
 #include "cpu_microkernel.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <utility>
 
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
@@ -23,32 +25,52 @@ namespace {
 
 #ifdef AMR_X86_KERNELS
 
-// MR rows × 32 columns in 2·MR zmm accumulators.
-template <int MR>
-AMR_AVX512 void kernel_avx512(int64_t kc, const float* a, const float* b, float* c,
-                                                      int64_t ldc, bool accumulate) {
-  __m512 c0[MR], c1[MR];
+// H ≤ 14 rows × 32 columns in 2·H zmm accumulators, reading panels of op(A) packed 14 wide; the columns of C past
+// the masks are neither read nor written, so tiles at the edges of C run here too, without a scratch tile.
+constexpr int kAvx512Rows = 14;
+template <int H>
+AMR_AVX512 void kernel_avx512_masked(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
+                                     __mmask16 m0, __mmask16 m1) {
+  __m512 c0[H], c1[H];
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    c0[r] = accumulate ? _mm512_loadu_ps(c + r * ldc) : _mm512_setzero_ps();
-    c1[r] = accumulate ? _mm512_loadu_ps(c + r * ldc + 16) : _mm512_setzero_ps();
+  for (int r = 0; r < H; ++r) {
+    c0[r] = accumulate ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
+    c1[r] = accumulate ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r) {
+    for (int r = 0; r < H; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
       c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
-    a += MR;
+    a += kAvx512Rows;
     b += 32;
   }
 #pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    _mm512_storeu_ps(c + r * ldc, c0[r]);
-    _mm512_storeu_ps(c + r * ldc + 16, c1[r]);
+  for (int r = 0; r < H; ++r) {
+    _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
+    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
   }
+}
+
+AMR_AVX512 void kernel_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate) {
+  kernel_avx512_masked<kAvx512Rows>(kc, a, b, c, ldc, accumulate, 0xffff, 0xffff);
+}
+
+template <int... H>
+constexpr std::array<void (*)(int64_t, const float*, const float*, float*, int64_t, bool, __mmask16, __mmask16),
+                     sizeof...(H)>
+masked_kernels(std::integer_sequence<int, H...>) {
+  return {kernel_avx512_masked<H + 1>...};
+}
+
+AMR_AVX512 void edge_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, int h,
+                            int w) {
+  static constexpr auto kernels = masked_kernels(std::make_integer_sequence<int, kAvx512Rows>());
+  const __mmask16 m0 = __mmask16((1u << std::min(w, 16)) - 1), m1 = __mmask16((1u << std::max(w - 16, 0)) - 1);
+  kernels[h - 1](kc, a, b, c, ldc, accumulate, m0, m1);
 }
 
 // MR rows × 16 columns in 2·MR ymm accumulators.
@@ -191,10 +213,10 @@ void kernel_generic(int64_t kc, const float* a, const float* b, float* c, int64_
     for (int j = 0; j < NR; ++j) c[r * ldc + j] = acc[r][j];
 }
 
-const MicroKernel kGeneric{4, 16, kernel_generic<4, 16>, "generic"};
+const MicroKernel kGeneric{4, 16, kernel_generic<4, 16>, nullptr, "generic"};
 #ifdef AMR_X86_KERNELS
-const MicroKernel kAvx512{14, 32, kernel_avx512<14>, "avx512"};
-const MicroKernel kAvx2{6, 16, kernel_avx2<6>, "avx2"};
+const MicroKernel kAvx512{kAvx512Rows, 32, kernel_avx512, edge_avx512, "avx512"};
+const MicroKernel kAvx2{6, 16, kernel_avx2<6>, nullptr, "avx2"};
 bool has_avx512() {
   static const bool yes =
       __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
@@ -262,6 +284,10 @@ void macro_kernel(const MicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, con
       float* cp = c + i0 * ldc + j0;
       if (h == mr && w == nr) {
         uk.fn(kc, ap, bp, cp, ldc, accumulate);
+        continue;
+      }
+      if (uk.edge) {
+        uk.edge(kc, ap, bp, cp, ldc, accumulate, int(h), int(w));
         continue;
       }
       if (accumulate)

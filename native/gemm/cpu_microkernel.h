@@ -19,9 +19,14 @@ namespace cpu {
 // multiply-add per step: every element of C is one chain over k, so blocking over k changes no bit.
 using MicroKernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate);
 
+// The same on the first h ≤ MR rows and w ≤ NR columns of the tile, touching no other element of C.
+using EdgeKernelFn = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, int h,
+                              int w);
+
 struct MicroKernel {
   int mr, nr;
   MicroKernelFn fn;
+  EdgeKernelFn edge;  // nullptr: edge tiles go through a scratch tile
   const char* name;
 };
 
