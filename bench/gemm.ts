@@ -56,7 +56,7 @@ async function main(): Promise<void> {
           builtIn.details = { ...builtIn.details, vsBlas: ratio, kernel: debug.cpuGemmKernelName() };
           builtIn.note = `${builtIn.note} (${debug.cpuGemmKernelName()}), ${ratio.toFixed(2)}x BLAS`;
         }
-        debug.useCpuBlas(true);
+        debug.useCpuBlas(false);
         debug.gemmTile('auto');
         x.dispose();
         w.dispose();

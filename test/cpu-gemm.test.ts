@@ -45,7 +45,7 @@ describe.each(KERNELS)('built-in cpu GEMM, %s kernel', (kernel) => {
     debug.cpuGemmKernel(kernel);
   });
   afterAll(() => {
-    debug.useCpuBlas(true);
+    debug.useCpuBlas(false);
     debug.cpuGemmKernel('auto');
   });
   // A CPU without the kernel's instructions refuses it; the kernels it has are still tested.

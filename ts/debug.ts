@@ -12,12 +12,12 @@ export function queueFailure(device: Device, message: string): void {
   native.queueFailure(device, message);
 }
 
-/** The host BLAS the cpu backend's GEMM uses (OpenBLAS, opened at run time), or why none was found. */
+/** The host BLAS the cpu backend's GEMM can use after useCpuBlas(true) (OpenBLAS, opened at run time), or why none was found. */
 export function cpuBlas(): { loaded: boolean; library?: string; error?: string } {
   return native.blasInfo();
 }
 
-/** Use the host BLAS when present (default) or the built-in blocked GEMM, e.g. to compare the two. */
+/** Send f32 products to the host BLAS when present, or (the default) to the built-in GEMM, e.g. to compare the two. */
 export function useCpuBlas(on: boolean): void {
   native.setUseBlas(on);
 }

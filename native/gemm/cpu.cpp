@@ -90,7 +90,7 @@ void gemm_f32_blas(const GemmArgs& g, SgemmFn sgemm) {
 
 // op(B) is packed whole along k for a block of at most this many floats at a time (shared by all threads, read
 // from L3), so each pass over the threads packs it once and every block of op(A) then runs over all of it.
-constexpr int64_t kPackedBFloats = int64_t(2) << 20;
+constexpr int64_t kPackedBFloats = int64_t(4) << 20;
 
 // The built-in product. With rows enough for the threads, work is cut into units (batch entry, block of columns),
 // whose op(B) is packed in one parallel pass, and tasks (unit, block of rows, group of columns), each of which packs
@@ -110,8 +110,10 @@ void gemm_builtin(const GemmArgs& g) {
   const int64_t a_rs = g.trans_a ? 1 : K, a_ps = g.trans_a ? g.m : 1;
   const int64_t b_rs = g.trans_b ? K : 1, b_ps = g.trans_b ? 1 : g.n;
   const int64_t kk = std::max<int64_t>(K, 1);
-  const int64_t nc_max = std::max(nr, std::min((g.n + nr - 1) / nr, kPackedBFloats / (kk * nr)) * nr);
-  const int64_t jc_blocks = (g.n + nc_max - 1) / nc_max;
+  // Blocks of columns as even as the budget allows (a multiple of NR), so no pass is left with a sliver.
+  const int64_t panels_fit = std::max<int64_t>(1, kPackedBFloats / (kk * nr));
+  const int64_t jc_blocks = ((g.n + nr - 1) / nr + panels_fit - 1) / panels_fit;
+  const int64_t nc_max = ((g.n + jc_blocks - 1) / jc_blocks + nr - 1) / nr * nr;
   // Rows of op(A) per task: blocks of equal size (a multiple of MR), so that no task is left with a sliver.
   const int64_t ic_blocks = (g.m + block_m(uk) - 1) / block_m(uk);
   const int64_t mc_max = ((g.m + ic_blocks - 1) / ic_blocks + mr - 1) / mr * mr;
