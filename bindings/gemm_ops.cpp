@@ -116,8 +116,11 @@ Napi::Value CpuSgemmSerial(const Napi::CallbackInfo& info) {
     const float alpha = f.number("alpha"), beta = f.number("beta");
     // Rows of the stored matrix and their length, which lda must cover.
     const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
-    if (lda < a_cols || ldb < b_cols || ldc < n) throw Error(std::string(op) + ": a leading dimension is shorter than its row");
-    const auto span = [&](int64_t rows, int64_t cols, int64_t ld) { return rows > 0 && cols > 0 ? elements(op, {rows - 1, ld}) + cols : 0; };
+    if (lda < a_cols || ldb < b_cols || ldc < n)
+      throw Error(std::string(op) + ": a leading dimension is shorter than its row");
+    const auto span = [&](int64_t rows, int64_t cols, int64_t ld) {
+      return rows > 0 && cols > 0 ? elements(op, {rows - 1, ld}) + cols : 0;
+    };
     require_elements(a, span(a_rows, a_cols, lda), DType::F32, op, "a");
     require_elements(b, span(b_rows, b_cols, ldb), DType::F32, op, "b");
     require_elements(c, span(m, n, ldc), DType::F32, op, "c");

@@ -56,7 +56,8 @@ void epilogue_block(const GemmArgs& g, int64_t e, const float* acc, int64_t ldac
     if (sigmoid_family(g.activation)) sigmoid_family_row(g.activation, row.data(), j1 - j0);
     else if (g.activation != Activation::None)
       for (int64_t j = j0; j < j1; ++j) v[j] = activate(g.activation, v[j]);
-    for (int64_t j = j0; j < j1; ++j) Elem<T>::store(C, i * g.n + j, res ? v[j] + Elem<T>::load(res, i * g.n + j) : v[j]);
+    for (int64_t j = j0; j < j1; ++j)
+      Elem<T>::store(C, i * g.n + j, res ? v[j] + Elem<T>::load(res, i * g.n + j) : v[j]);
   }
 }
 
@@ -67,7 +68,8 @@ bool has_epilogue(const GemmArgs& g) {
 // The whole of batch entry e's epilogue, rows in parallel, over C in place (after the host BLAS).
 void apply_epilogue_f32(const GemmArgs& g, int64_t e) {
   float* C = static_cast<float*>(g.c) + e * g.stride_c;
-  parallel_for(g.m, 16, [&](int64_t r0, int64_t r1) { epilogue_block<float>(g, e, C + r0 * g.n, g.n, r0, r1, 0, g.n); });
+  parallel_for(g.m, 16,
+               [&](int64_t r0, int64_t r1) { epilogue_block<float>(g, e, C + r0 * g.n, g.n, r0, r1, 0, g.n); });
 }
 
 // f32 through the host BLAS straight from and into the caller's buffers: the transpositions go to sgemm, C is
@@ -100,7 +102,7 @@ constexpr int64_t kPackedBFloats = int64_t(4) << 20;
 template <typename T>
 void gemm_builtin(const GemmArgs& g) {
   const MicroKernel& uk = micro_kernel();
-  const int64_t mr = uk.mr, nr = uk.nr, K = g.k;
+  const int64_t mr = uk.mr, nr = uk.nr, K = g.k, nc_l2 = block_n(uk);
   // Where the product accumulates: C itself when it is f32 and does not hold the residual the epilogue still has to
   // read; otherwise a per-task f32 scratch tile.
   const bool direct = std::is_same<T, float>::value && g.residual != g.c;
@@ -149,8 +151,8 @@ void gemm_builtin(const GemmArgs& g) {
             const int64_t mc = std::min(mc_max, g.m - i0);
             float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
             pack_panels(ap, kc * mr, A + e * g.stride_a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), 1.f);
-            for (int64_t js = 0; js < w; js += kBlockNL2)
-              macro_kernel(uk, mc, std::min(kBlockNL2, w - js), kc, ap, bp + js * kc, kc * nr, acc + i0 * ldacc + js,
+            for (int64_t js = 0; js < w; js += nc_l2)
+              macro_kernel(uk, mc, std::min(nc_l2, w - js), kc, ap, bp + js * kc, kc * nr, acc + i0 * ldacc + js,
                            ldacc, p0 > 0);
           }
         }
@@ -228,8 +230,8 @@ void gemm_builtin(const GemmArgs& g) {
           const int64_t kc = std::min(kBlockK, K - p0);
           float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
           pack_panels(ap, kc * mr, a, a_rs, a_ps, mc, p0, kc, int(mr), 1.f);
-          for (int64_t js = 0; js < w; js += kBlockNL2)
-            macro_kernel(uk, mc, std::min(kBlockNL2, w - js), kc, ap, un.b + (jl + js) * K + p0 * nr, K * nr, acc + js,
+          for (int64_t js = 0; js < w; js += nc_l2)
+            macro_kernel(uk, mc, std::min(nc_l2, w - js), kc, ap, un.b + (jl + js) * K + p0 * nr, K * nr, acc + js,
                          ldacc, p0 > 0);
         }
         if (epilogue) epilogue_block<T>(g, un.e, acc, ldacc, i0, i0 + mc, j0, j0 + w);

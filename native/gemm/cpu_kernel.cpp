@@ -25,13 +25,13 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
     }
   if (scale_only) return;
   const MicroKernel& uk = micro_kernel();
-  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk);
+  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk);
   thread_local Scratch a_buf, b_buf;
   // op(A)(i, p) = a[i·a_rs + p·a_ps]; op(B)(p, j) = b[j·b_rs + p·b_ps].
   const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
   const int64_t b_rs = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
-  for (int64_t j0 = 0; j0 < n; j0 += kBlockNL2) {
-    const int64_t nc = std::min(kBlockNL2, n - j0);
+  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
+    const int64_t nc = std::min(nc_l2, n - j0);
     for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
       const int64_t kc = std::min(kBlockK, k - p0);
       const bool accumulate = p0 > 0 || beta != 0.f;

@@ -56,12 +56,13 @@ class Scratch {
   int64_t size_ = 0;
 };
 
-// Depth of one k slice: a KC×NR panel of op(B) stays in L1 while the MR×KC panels of op(A) stream past it.
+// Depth of one k slice: an MR×KC panel of op(A) (14 KiB for AVX-512) stays in L1 while the KC×NR panels of op(B)
+// stream past it from L2.
 constexpr int64_t kBlockK = 256;
 
-// Columns of op(B) one block of op(A) meets at a time: its KC×NC slice (half a MiB) stays in L2 while the
-// micro-kernel sweeps it once per MR rows.
-constexpr int64_t kBlockNL2 = 512;
+// Columns of op(B) one block of op(A) meets at a time, a whole number of NR panels: its KC×NC slice (half a MiB)
+// stays in L2 while the micro-kernel sweeps it once per MR rows.
+inline int64_t block_n(const MicroKernel& uk) { return 512 / uk.nr * uk.nr; }
 
 // Rows of op(A) packed together (an MC×KC block in L2), for a kernel with mr rows.
 inline int64_t block_m(const MicroKernel& uk) { return int64_t(uk.mr) * 8; }
