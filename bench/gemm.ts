@@ -26,10 +26,11 @@ async function main(): Promise<void> {
   for (const device of devices) {
     const scale = device === 'sim' ? 1 / 64 : 1;
     for (const dtype of benchDtypes()) {
-      // cpu: the built-in GEMM and the host BLAS; cuda bf16: the tile chosen by size, then each tile forced.
+      // cpu: the built-in GEMM and, for f32 (it cannot read bf16, which always runs built-in), the host BLAS; cuda
+      // bf16: the tile chosen by size, then each tile forced.
       const modes: Array<[string, () => void]> =
         device === 'cpu'
-          ? [['built-in', () => debug.useCpuBlas(false)], ...(blas.loaded ? [[`BLAS ${blas.library}`, () => debug.useCpuBlas(true)] as [string, () => void]] : [])]
+          ? [['built-in', () => debug.useCpuBlas(false)], ...(blas.loaded && dtype === 'f32' ? [[`BLAS ${blas.library}`, () => debug.useCpuBlas(true)] as [string, () => void]] : [])]
           : device === 'cuda' && dtype === 'bf16'
             ? [['', () => debug.gemmTile('auto')], ['small tile', () => debug.gemmTile('small')], ['large tile', () => debug.gemmTile('large')]]
             : [['', () => {}]];
