@@ -1,6 +1,8 @@
 // Matrix products with fused epilogues (fields read once through args.h, the geometry checked by gemm::unsupported
 // and against the buffers), and the cpu backend's BLAS and tile switches.
 #include "../native/gemm/cpu_bf16.h"
+#include "../native/gemm/cpu_kernel.h"
+#include "../native/gemm/cpu_microkernel.h"
 #include "../native/gemm/gemm.h"
 #include "args.h"
 #include "buffer.h"
@@ -102,6 +104,51 @@ Napi::Value SetMmaTile(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// setCpuGemmKernel('auto' | 'avx512' | 'avx2' | 'generic'): false when this CPU cannot run that kernel. The choice
+// is process-wide and applies to products queued after it, like setUseBlas.
+Napi::Value SetCpuGemmKernel(const Napi::CallbackInfo& info) {
+  const std::string v = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (v != "auto" && v != "avx512" && v != "avx2" && v != "generic")
+    throw Napi::TypeError::New(info.Env(), "setCpuGemmKernel: expected 'auto', 'avx512', 'avx2' or 'generic'");
+  return Napi::Boolean::New(info.Env(), gemm::cpu::set_micro_kernel(v.c_str()));
+}
+
+Napi::Value CpuGemmKernel(const Napi::CallbackInfo& info) {
+  return Napi::String::New(info.Env(), gemm::cpu::micro_kernel().name);
+}
+
+// cpuSgemmSerial({ a, b, c, transA, transB, m, n, k, alpha, beta, lda, ldb, ldc }): the serial product of
+// cpu_kernel.h on f32 cpu buffers, so its leading dimensions, alpha and beta are tested where the kernels that call
+// it only use some of them.
+Napi::Value CpuSgemmSerial(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    const char* op = "cpuSgemmSerial";
+    const Fields f = Fields::of(info, 0, op);
+    StoragePtr a = f.buffer("a"), b = f.buffer("b"), c = f.buffer("c");
+    const bool ta = f.flag("transA"), tb = f.flag("transB");
+    const int64_t m = f.int64("m", 0), n = f.int64("n", 0), k = f.int64("k", 0);
+    const int64_t lda = f.int64("lda", 1), ldb = f.int64("ldb", 1), ldc = f.int64("ldc", 1);
+    const float alpha = f.number("alpha"), beta = f.number("beta");
+    // Rows of the stored matrix and their length, which lda must cover.
+    const int64_t a_rows = ta ? k : m, a_cols = ta ? m : k, b_rows = tb ? n : k, b_cols = tb ? k : n;
+    if (lda < a_cols || ldb < b_cols || ldc < n)
+      throw Error(std::string(op) + ": a leading dimension is shorter than its row");
+    const auto span = [&](int64_t rows, int64_t cols, int64_t ld) {
+      return rows > 0 && cols > 0 ? elements(op, {rows - 1, ld}) + cols : 0;
+    };
+    require_elements(a, span(a_rows, a_cols, lda), DType::F32, op, "a");
+    require_elements(b, span(b_rows, b_cols, ldb), DType::F32, op, "b");
+    require_elements(c, span(m, n, ldc), DType::F32, op, "c");
+    Backend& be = common_backend({a, b, c}, op);
+    if (be.kind() != BackendKind::Cpu) throw Error(std::string(op) + ": takes cpu buffers");
+    be.enqueue(op, [=] {
+      gemm::cpu::sgemm_serial(ta, tb, m, n, k, alpha, static_cast<const float*>(a->ptr), lda,
+                              static_cast<const float*>(b->ptr), ldb, beta, static_cast<float*>(c->ptr), ldc);
+    });
+    return info.Env().Undefined();
+  });
+}
+
 }  // namespace
 
 void init_gemm_ops(Napi::Env env, Napi::Object exports) {
@@ -111,6 +158,9 @@ void init_gemm_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("setMmaTile", Napi::Function::New(env, SetMmaTile));
   exports.Set("cpuBf16Amx", Napi::Function::New(env, CpuBf16Amx));
   exports.Set("setUseBf16Amx", Napi::Function::New(env, SetUseBf16Amx));
+  exports.Set("setCpuGemmKernel", Napi::Function::New(env, SetCpuGemmKernel));
+  exports.Set("cpuGemmKernel", Napi::Function::New(env, CpuGemmKernel));
+  exports.Set("cpuSgemmSerial", Napi::Function::New(env, CpuSgemmSerial));
 }
 
 }  // namespace bindings

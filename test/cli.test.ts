@@ -66,7 +66,7 @@ describe('am-radio CLI', () => {
     expect(am(['help', 'nope'], { env: NO_ADDON }).status).toBe(2);
   });
 
-  test('doctor prints the binary, backends, CUDA, BLAS and CPU; without a binary, every place tried and exit 1', () => {
+  test('doctor prints the binary, backends, CUDA, the cpu GEMM and CPU; without a binary, every place tried and exit 1', () => {
     const r = am(['doctor']);
     expect(r.stderr).toBe('');
     expect(r.status).toBe(0);
@@ -74,7 +74,7 @@ describe('am-radio CLI', () => {
     expect(r.stdout).toContain(`binary: local build: ${path.join(root, 'build', 'Release', 'am_radio.node')}`);
     for (const b of ['cpu', 'cuda', 'sim']) expect(r.stdout).toMatch(new RegExp(`^  ${b} +(available|compiled, unavailable|not compiled)`, 'm'));
     expect(r.stdout).toMatch(/^CUDA: (runtime \d+\.\d+ \(linked in\), driver .*needs \d+\.\d+ or newer\)|not built into this binary)$/m);
-    expect(r.stdout).toMatch(/^BLAS: /m);
+    expect(r.stdout).toMatch(/^cpu GEMM: built-in (avx512|avx2|generic) kernel; host BLAS /m);
     expect(r.stdout).toMatch(/^CPU: .*logical cores; features: /m);
     const none = am(['doctor'], { env: NO_ADDON });
     expect(none.status).toBe(1);

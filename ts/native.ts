@@ -354,6 +354,12 @@ export interface NativeAddon {
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
   cpuBf16Amx(): { supported: boolean; enabled: boolean };
   setUseBf16Amx(on: boolean): void;
+  /** false when this CPU cannot run that micro-kernel (the choice is then unchanged). */
+  setCpuGemmKernel(kernel: 'auto' | 'avx512' | 'avx2' | 'generic'): boolean;
+  cpuGemmKernel(): string;
+  /** The cpu backend's serial f32 product (native/gemm/cpu_kernel.h), row-major with leading dimensions. */
+  cpuSgemmSerial(args: { a: NativeBuffer; b: NativeBuffer; c: NativeBuffer; transA: boolean; transB: boolean; m: number; n: number; k: number;
+    alpha: number; beta: number; lda: number; ldb: number; ldc: number }): void;
   /** Philox fill; the 64-bit seed as two 32-bit halves. */
   randomFill(args: { out: NativeBuffer; dtype: DType; n: number; distribution: 'normal' | 'uniform'; seedHi: number; seedLo: number }): void;
   /** Writes total (one f32) and each part's out and grad. */

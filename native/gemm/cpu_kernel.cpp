@@ -1,54 +1,50 @@
-// The serial f32 product of cpu_kernel.h. Rows of C are updated along n with independent accumulators, so the
-// compiler vectorizes the inner loop without reassociating any sum (the build keeps IEEE order).
+// The serial f32 product of cpu_kernel.h, on the built-in micro-kernel: op(B) is packed one KC×NC block at a
+// time, op(A) one MC×KC block at a time, into buffers each thread keeps, so the small products attention runs
+// per tile allocate nothing after the first.
 #include "cpu_kernel.h"
 
 #include <algorithm>
-#include <vector>
 
-#include "../runtime/vector_clones.h"
+#include "cpu_microkernel.h"
 
 namespace amr {
 namespace gemm {
 namespace cpu {
 
-namespace {
-
-AMR_VECTOR_CLONES
-void rows_update(float* c, int64_t ldc, const float* a, int64_t a_row, int64_t a_col, const float* b, int64_t b_row,
-                 int64_t b_col, int64_t m, int64_t n, int64_t k, float alpha, std::vector<float>& brow) {
-  brow.resize(static_cast<size_t>(n));
-  for (int64_t p = 0; p < k; ++p) {
-    // Row p of op(B), contiguous.
-    const float* bp;
-    if (b_col == 1) bp = b + p * b_row;
-    else {
-      for (int64_t j = 0; j < n; ++j) brow[j] = b[p * b_row + j * b_col];
-      bp = brow.data();
-    }
-    for (int64_t i = 0; i < m; ++i) {
-      const float aip = alpha * a[i * a_row + p * a_col];
-      float* ci = c + i * ldc;
-      for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
-    }
-  }
-}
-
-}  // namespace
-
 void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
-  for (int64_t i = 0; i < m; ++i) {
-    float* ci = c + i * ldc;
-    if (beta == 0.f) std::fill(ci, ci + n, 0.f);
-    else if (beta != 1.f)
-      for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+  const bool scale_only = k <= 0 || alpha == 0.f;
+  // beta == 0 lets the first k slice overwrite C; otherwise C is scaled once and every slice accumulates.
+  if (beta != 1.f && (beta != 0.f || scale_only))
+    for (int64_t i = 0; i < m; ++i) {
+      float* ci = c + i * ldc;
+      if (beta == 0.f) std::fill(ci, ci + n, 0.f);
+      else
+        for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
+    }
+  if (scale_only) return;
+  const MicroKernel& uk = micro_kernel();
+  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk);
+  thread_local Scratch a_buf, b_buf;
+  // op(A)(i, p) = a[i·a_rs + p·a_ps]; op(B)(p, j) = b[j·b_rs + p·b_ps].
+  const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
+  const int64_t b_rs = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
+  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
+    const int64_t nc = std::min(nc_l2, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+      const int64_t kc = std::min(kBlockK, k - p0);
+      const bool accumulate = p0 > 0 || beta != 0.f;
+      float* bp = b_buf.get((nc + nr - 1) / nr * nr * kc);
+      pack_panels(bp, kc * nr, b + j0 * b_rs, b_rs, b_ps, nc, p0, kc, int(nr), 1.f);
+      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
+        const int64_t mc = std::min(mc_max, m - i0);
+        float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
+        pack_panels(ap, kc * mr, a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), alpha);
+        macro_kernel(uk, mc, nc, kc, ap, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
+      }
+    }
   }
-  if (k <= 0 || alpha == 0.f) return;
-  std::vector<float> brow;
-  // op(A)[i][p] = a[i·a_row + p·a_col]; op(B)[p][j] = b[p·b_row + j·b_col].
-  rows_update(c, ldc, a, trans_a ? 1 : lda, trans_a ? lda : 1, b, trans_b ? 1 : ldb, trans_b ? ldb : 1, m, n, k,
-              alpha, brow);
 }
 
 }  // namespace cpu

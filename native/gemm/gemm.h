@@ -67,7 +67,8 @@ namespace cuda { AMR_GEMM_FUNCS }
 namespace sim { AMR_GEMM_FUNCS }
 
 namespace cpu {
-// The host BLAS the cpu backend found (dlopen, at first use), and a switch to compare it with the fallback.
+// The host BLAS the cpu backend can open (dlopen, at first use), and the switch (off by default) that sends f32
+// products to it instead of the built-in kernel, to compare the two.
 struct BlasInfo {
   bool loaded;
   const char* library;

@@ -44,5 +44,5 @@ export function doctorCommand(args: string[]): void {
     console.log(`CUDA: runtime ${cudaVersion(v.runtime)} (linked in), driver ${v.driver ? `supports CUDA ${cudaVersion(v.driver)}` : 'none found'}` +
       ` (needs ${cudaVersion(v.requiredDriver)} or newer)`);
   const blas = native.blasInfo();
-  console.log(`BLAS: ${blas.loaded ? `${blas.library} (cpu GEMM)` : `none loaded${blas.error ? ` (${blas.error})` : ''}; the cpu GEMM uses the built-in kernels`}`);
+  console.log(`cpu GEMM: built-in ${native.cpuGemmKernel()} kernel; host BLAS ${blas.loaded ? `${blas.library} found (used only after debug.useCpuBlas(true))` : `none${blas.error ? ` (${blas.error})` : ''}`}`);
 }
