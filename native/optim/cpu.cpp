@@ -1,23 +1,31 @@
 #include "../runtime/thread_pool.h"
+#include "../runtime/vector_clones.h"
 #include "optim.h"
 
 namespace amr {
 namespace optim {
 namespace cpu {
 
+namespace {
+// The f32 update over a range as its own loop, so it vectorizes in the AVX-512 and AVX2 clones (the update reads
+// and writes four arrays: at memory bandwidth that way, not at the SSE2 baseline's four lanes).
+AMR_VECTOR_CLONES void adamw_f32(float* p, const float* g, float* m, float* v, int64_t n, const AdamHyper& h) {
+  for (int64_t i = 0; i < n; ++i) p[i] = adamw_update(p[i], g[i], m + i, v + i, h);
+}
+}  // namespace
+
 void adamw_step(GpuStream, const AdamTensor* table, int64_t tensors, int64_t, const AdamHyper& h) {
   for (int64_t t = 0; t < tensors; ++t) {
     const AdamTensor& d = table[t];
     parallel_for(d.n, 1 << 14, [&](int64_t b, int64_t e) {
+      if (!d.is_bf16) {
+        adamw_f32(static_cast<float*>(d.param) + b, static_cast<const float*>(d.grad) + b, d.m + b, d.v + b, e - b, h);
+        return;
+      }
       for (int64_t i = b; i < e; ++i) {
-        if (d.is_bf16) {
-          const float g = bf16_to_f32(static_cast<const uint16_t*>(d.grad)[i]);
-          d.master[i] = adamw_update(d.master[i], g, d.m + i, d.v + i, h);
-          static_cast<uint16_t*>(d.param)[i] = f32_to_bf16(d.master[i]);
-        } else {
-          float* p = static_cast<float*>(d.param);
-          p[i] = adamw_update(p[i], static_cast<const float*>(d.grad)[i], d.m + i, d.v + i, h);
-        }
+        const float g = bf16_to_f32(static_cast<const uint16_t*>(d.grad)[i]);
+        d.master[i] = adamw_update(d.master[i], g, d.m + i, d.v + i, h);
+        static_cast<uint16_t*>(d.param)[i] = f32_to_bf16(d.master[i]);
       }
     });
   }
