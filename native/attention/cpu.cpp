@@ -1,8 +1,15 @@
+// The cpu attention: flash-style blocks per (batch, head, window) problem. Every product is a tile through the
+// serial GEMM (Q·Kᵀ, P·V, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K), run on the pool thread that owns the tile, and the pool splits
+// the work by (problem, query block) or (problem, key block), so batch-1 global attention with few heads still uses
+// every thread. The element-wise work between the products (scale, bias, relPos, exp, row sums) runs along rows in
+// fixed-width lanes, so it vectorizes under the build's IEEE order and its sums do not depend on the ISA.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "../gemm/cpu_kernel.h"
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
@@ -14,6 +21,90 @@ namespace cpu {
 
 namespace {
 
+using gemm::cpu::sgemm_serial;
+
+// Query rows per block and keys per tile. 64 query rows amortize a K tile's load over many rows in the product and
+// keep the split fine enough for the pool; the forward's wider key tiles mean fewer rescales of the running output.
+// The backward's key blocks are also the dK/dV pass's unit of work, so they stay smaller.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kForwardKeys = 256;
+constexpr int64_t kBackwardKeys = 128;
+
+// Blocks of about `target` rows covering n evenly (a multiple of 8 each, the last one shorter), so that L = 197
+// gives 4 blocks of 56 and a remainder of 29 rather than 3 full blocks and a sliver of 5.
+struct Blocks {
+  int64_t size, count, n;
+  Blocks(int64_t n_, int64_t target) : n(n_) {
+    const int64_t parts = std::max<int64_t>(1, (n + target - 1) / target);
+    size = std::max<int64_t>(8, ((n + parts - 1) / parts + 7) / 8 * 8);
+    count = std::max<int64_t>(1, (n + size - 1) / size);
+  }
+  int64_t begin(int64_t b) const { return b * size; }
+  int64_t length(int64_t b) const { return std::min(size, n - b * size); }
+};
+
+// Lanes of the row reductions: each lane sums (or maximizes) every kLanes-th element and the lanes are combined in
+// one fixed order, which the compiler vectorizes without reassociating anything.
+constexpr int64_t kLanes = 16;
+
+AMR_VECTOR_CLONES
+float row_max(const float* x, int64_t n) {
+  float lane[kLanes];
+  for (int64_t l = 0; l < kLanes; ++l) lane[l] = -INFINITY;
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lane[l] = lane[l] > x[j + l] ? lane[l] : x[j + l];
+  float m = -INFINITY;
+  for (int64_t l = 0; l < kLanes; ++l) m = std::max(m, lane[l]);
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// x[j] = e^(x[j] − m) in place; returns Σ_j x[j] (lane sums, then the tail, in fixed order).
+AMR_VECTOR_CLONES
+float exp_shifted(float* x, int64_t n, float m) {
+  float lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      x[j + l] = exp_nonpositive(x[j + l] - m);
+      lane[l] += x[j + l];
+    }
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+  for (; j < n; ++j) {
+    x[j] = exp_nonpositive(x[j] - m);
+    s += x[j];
+  }
+  return s;
+}
+
+AMR_VECTOR_CLONES
+void scale_row(float* x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; ++j) x[j] *= a;
+}
+
+// x[j] = x[j]·scale + bias[j] (bias may be null).
+AMR_VECTOR_CLONES
+void scale_add_row(float* x, const float* bias, int64_t n, float scale) {
+  if (bias)
+    for (int64_t j = 0; j < n; ++j) x[j] = x[j] * scale + bias[j];
+  else
+    for (int64_t j = 0; j < n; ++j) x[j] *= scale;
+}
+
+// x[c] += h + w[c]: one key row's span of the relative position terms.
+AMR_VECTOR_CLONES
+void add_rel_span(float* x, float h, const float* w, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) x[c] += h + w[c];
+}
+
+// dS = P ∘ (dP − delta), into dp.
+AMR_VECTOR_CLONES
+void softmax_grad_row(float* dp, const float* p, int64_t n, float delta) {
+  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - delta);
+}
+
 // Zeroes the prefix rows of a [B, T, width] tensor (window mode leaves them out).
 template <typename T>
 void zero_prefix(T* x, const Geometry& g, int64_t width) {
@@ -23,77 +114,98 @@ void zero_prefix(T* x, const Geometry& g, int64_t width) {
       for (int64_t c = 0; c < width; ++c) Elem<T>::store(x, (b * g.tokens + t) * width + c, 0.f);
 }
 
-// Loads one (batch, head, window) problem's rows of part (q, k, v) as f32 [L, hd].
+// f32 copy of n elements of src from offset o: src itself when it is f32 already, else converted into buf.
 template <typename T>
-void gather(std::vector<float>& dst, const T* qkv, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
-  const int64_t L = g.length(), hd = g.head_dim;
-  dst.resize(L * hd);
-  for (int64_t i = 0; i < L; ++i) {
-    const int64_t o = g.qkv_offset(b, g.token(w, i), part, h);
-    for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(qkv, o + d);
+const float* as_f32(std::vector<float>& buf, const T* src, int64_t o, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    (void)buf;
+    return src + o;
+  } else {
+    buf.resize(n);
+    for (int64_t i = 0; i < n; ++i) buf[i] = Elem<T>::load(src, o + i);
+    return buf.data();
   }
 }
 
+// One (batch, head, window) problem's operands in f32, loaded on the thread that uses them and kept while its
+// consecutive work items stay in the same problem: rows [L, hd] (q, k, v, dO) and transposed [hd, L] (kᵀ, vᵀ), so
+// that every product reads B with unit stride; delta = rowsum(dO ∘ O).
+struct Operands {
+  int64_t p = -1, b = 0, h = 0, w = 0;
+  std::vector<float> q, k, kt, v, vt, go, delta;
+};
+
+struct Parts {
+  bool k = false, kt = false, v = false, vt = false, grad = false;
+};
+
 template <typename T>
-void gather_qkv(std::vector<float>& q, std::vector<float>& k, std::vector<float>& v, const T* qkv, const Geometry& g,
-                int64_t b, int64_t h, int64_t w) {
-  gather(q, qkv, g, b, h, w, 0);
-  gather(k, qkv, g, b, h, w, 1);
-  gather(v, qkv, g, b, h, w, 2);
+void gather_rows(std::vector<float>& dst, const T* src, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
+  const int64_t L = g.length(), hd = g.head_dim;
+  dst.resize(L * hd);
+  for (int64_t i = 0; i < L; ++i) {
+    const int64_t o = part < 0 ? g.out_offset(b, g.token(w, i), h) : g.qkv_offset(b, g.token(w, i), part, h);
+    for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
+  }
 }
 
-// [L, hd] → [hd, L], so products over the head dim become row updates along L.
 void transpose(std::vector<float>& dst, const std::vector<float>& src, int64_t L, int64_t hd) {
   dst.resize(L * hd);
   for (int64_t i = 0; i < L; ++i)
     for (int64_t d = 0; d < hd; ++d) dst[d * L + i] = src[i * hd + d];
 }
 
-// Rows i0 .. i0 + n (n <= kRows) of A [L, hd] times Bt [hd, L]: out[r][j] = Σ_d A[i0 + r][d]·Bt[d][j]. The inner
-// loop runs along j with independent accumulators, so the compiler vectorizes it without reassociating a sum (the
-// build keeps IEEE order), and each Bt row loaded serves the block's rows. The clones let the loader pick AVX-512
-// or AVX2 code where the CPU has it (the baseline build is SSE2).
-constexpr int64_t kRows = 4;
-
-AMR_VECTOR_CLONES
-void rows_times(float* out, const float* A, const float* Bt, int64_t i0, int64_t n, int64_t L, int64_t hd) {
-  std::fill(out, out + n * L, 0.f);
-  for (int64_t d = 0; d < hd; ++d) {
-    const float* b = Bt + d * L;
-    for (int64_t r = 0; r < n; ++r) {
-      const float a = A[(i0 + r) * hd + d];
-      float* o = out + r * L;
-      for (int64_t j = 0; j < L; ++j) o[j] += a * b[j];
+template <typename T>
+void load(Operands& o, int64_t p, const Parts& parts, const T* qkv, const T* dO, const T* O, const Geometry& g) {
+  if (o.p == p) return;
+  const int64_t nw = g.windows(), L = g.length(), hd = g.head_dim;
+  o.p = p;
+  o.w = p % nw;
+  o.h = (p / nw) % g.heads;
+  o.b = p / (nw * g.heads);
+  gather_rows(o.q, qkv, g, o.b, o.h, o.w, 0);
+  if (parts.k || parts.kt) gather_rows(o.k, qkv, g, o.b, o.h, o.w, 1);
+  if (parts.kt) transpose(o.kt, o.k, L, hd);
+  if (parts.v || parts.vt) gather_rows(o.v, qkv, g, o.b, o.h, o.w, 2);
+  if (parts.vt) transpose(o.vt, o.v, L, hd);
+  if (parts.grad) {
+    gather_rows(o.go, dO, g, o.b, o.h, o.w, -1);
+    o.delta.resize(L);
+    for (int64_t i = 0; i < L; ++i) {
+      const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
+      float dl = 0.f;
+      for (int64_t d = 0; d < hd; ++d) dl += o.go[i * hd + d] * Elem<T>::load(O, at + d);
+      o.delta[i] = dl;
     }
   }
 }
 
-// acc[r][d] += Σ_j w[r][j]·V[j][d] for a block of rows: along d, V's row j loaded once for the block.
-AMR_VECTOR_CLONES
-void weights_times(float* acc, const float* w, const float* V, int64_t n, int64_t L, int64_t hd) {
-  for (int64_t j = 0; j < L; ++j) {
-    const float* v = V + j * hd;
-    for (int64_t r = 0; r < n; ++r) {
-      const float pr = w[r * L + j];
-      float* a = acc + r * hd;
-      for (int64_t d = 0; d < hd; ++d) a[d] += pr * v[d];
-    }
-  }
-}
+// The score terms beside Q·Kᵀ: the bias shared by the batch and the relative position terms.
+template <typename T>
+struct Terms {
+  const T* bias;
+  const T* rel_h;
+  const T* rel_w;
+};
 
-// dK[j] += Σ_r dS[r][j]·Q[r], dV[j] += Σ_r P[r][j]·dO[r] over a block of query rows, for every key j.
-AMR_VECTOR_CLONES
-void key_grads(float* dk, float* dv, const float* dS, const float* P, const float* q, const float* go, int64_t n, int64_t L, int64_t hd) {
-  for (int64_t j = 0; j < L; ++j) {
-    float* dkj = dk + j * hd;
-    float* dvj = dv + j * hd;
-    for (int64_t r = 0; r < n; ++r) {
-      const float a = dS[r * L + j], c = P[r * L + j];
-      const float* qi = q + r * hd;
-      const float* gi = go + r * hd;
-      for (int64_t d = 0; d < hd; ++d) {
-        dkj[d] += a * qi[d];
-        dvj[d] += c * gi[d];
+// S [ni, nj] (row stride ls) = scale·Q_i·K_jᵀ + bias + relPos for query rows i0 .. i0 + ni and keys j0 .. j0 + nj.
+template <typename T>
+void scores(float* s, int64_t ls, const Operands& o, const Terms<T>& t, const Geometry& g, int64_t i0, int64_t ni,
+            int64_t j0, int64_t nj, std::vector<float>& buf) {
+  const int64_t L = g.length(), hd = g.head_dim;
+  sgemm_serial(false, false, ni, nj, hd, 1.f, o.q.data() + i0 * hd, hd, o.kt.data() + j0, L, 0.f, s, ls);
+  for (int64_t r = 0; r < ni; ++r) {
+    const int64_t i = i0 + r;
+    float* sr = s + r * ls;
+    scale_add_row(sr, t.bias ? as_f32(buf, t.bias, (o.h * L + i) * L + j0, nj) : nullptr, nj, g.scale);
+    if (t.rel_h) {
+      // Keys in raster order over the grid: key j is (row j / gw, column j % gw); walk the key rows the tile spans.
+      const int64_t gh = g.rel_gh, gw = g.rel_gw, row = o.p * L + i;
+      const float* rw = as_f32(buf, t.rel_w, row * gw, gw);
+      for (int64_t j = j0; j < j0 + nj;) {
+        const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+        add_rel_span(sr + (j - j0), Elem<T>::load(t.rel_h, row * gh + y), rw + c, n);
+        j += n;
       }
     }
   }
@@ -101,142 +213,171 @@ void key_grads(float* dk, float* dv, const float* dS, const float* P, const floa
 
 }  // namespace
 
-// Per (batch, head, window) problem, blocks of kRows query rows: scores against every key, softmax, then the
-// weighted sum of values; no [L, L] matrix is held, only the block's rows.
+// Per work item (problem, query block): the block's scores against one key tile at a time, an online softmax (the
+// running max and sum per row; the output so far rescaled when the max grows), the tile's P·V accumulated into the
+// block's output, and at the end the division by the sum and the row's logsumexp.
 void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const void* rel_h_,
                        const void* rel_w_, const Geometry& g, DType dt) {
   with_float_dtype(dt, "attention", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
-    const T* bias = static_cast<const T*>(bias_);
-    const T* rel_h = static_cast<const T*>(rel_h_);
-    const T* rel_w = static_cast<const T*>(rel_w_);
+    const Terms<T> terms{static_cast<const T*>(bias_), static_cast<const T*>(rel_h_), static_cast<const T*>(rel_w_)};
     T* O = static_cast<T*>(out);
-    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
+    const int64_t L = g.length(), hd = g.head_dim;
+    const Blocks qb(L, kQueryBlock), kb(L, kForwardKeys);
     zero_prefix(O, g, g.dim());
-    parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, kt, s(kRows * L), acc(kRows * hd);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
-        gather_qkv(q, k, v, qkv, g, b, h, w);
-        transpose(kt, k, L, hd);
-        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
-          const int64_t n = std::min(kRows, L - i0);
-          rows_times(s.data(), q.data(), kt.data(), i0, n, L, hd);
-          float sums[kRows];
-          for (int64_t r = 0; r < n; ++r) {
-            float* sr = s.data() + r * L;
-            const int64_t i = i0 + r;
-            float m = -INFINITY;
-            for (int64_t j = 0; j < L; ++j) {
-              sr[j] = sr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
-                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f);
-              m = std::max(m, sr[j]);
+    Parts parts;
+    parts.kt = parts.v = true;
+    parallel_for(g.batch * g.heads * g.windows() * qb.count, 1, [&](int64_t e0, int64_t e1) {
+      Operands o;
+      std::vector<float> s(qb.size * kb.size), acc(qb.size * hd), m(qb.size), l(qb.size), buf;
+      for (int64_t e = e0; e < e1; ++e) {
+        load(o, e / qb.count, parts, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
+        const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
+        for (int64_t t = 0; t < kb.count; ++t) {
+          const int64_t j0 = kb.begin(t), nj = kb.length(t);
+          scores(s.data(), kb.size, o, terms, g, i0, ni, j0, nj, buf);
+          for (int64_t r = 0; r < ni; ++r) {
+            float* sr = s.data() + r * kb.size;
+            const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
+            const float sum = exp_shifted(sr, nj, mt);
+            if (t) {
+              const float c = exp_nonpositive(m[r] - mt);
+              l[r] = l[r] * c + sum;
+              if (c != 1.f) scale_row(acc.data() + r * hd, hd, c);
+            } else {
+              l[r] = sum;
             }
-            float sum = 0.f;
-            for (int64_t j = 0; j < L; ++j) sr[j] = exp_nonpositive(sr[j] - m);
-            for (int64_t j = 0; j < L; ++j) sum += sr[j];
-            sums[r] = sum;
-            lse[p * L + i] = m + std::log(sum);
+            m[r] = mt;
           }
-          std::fill(acc.begin(), acc.end(), 0.f);
-          weights_times(acc.data(), s.data(), v.data(), n, L, hd);
-          for (int64_t r = 0; r < n; ++r) {
-            const int64_t o = g.out_offset(b, g.token(w, i0 + r), h);
-            for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, o + d, acc[r * hd + d] / sums[r]);
-          }
+          sgemm_serial(false, false, ni, hd, nj, 1.f, s.data(), kb.size, o.v.data() + j0 * hd, hd, t ? 1.f : 0.f,
+                       acc.data(), hd);
+        }
+        for (int64_t r = 0; r < ni; ++r) {
+          const int64_t i = i0 + r;
+          lse[o.p * L + i] = m[r] + std::log(l[r]);
+          const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
+          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] / l[r]);
         }
       }
     });
   });
 }
 
-// The same blocks of rows: P and dS = P ∘ (dO·Vᵀ − delta) for the block, then dQ (block rows), and dK, dV
-// accumulated over the blocks in row order, so the sums run in one fixed order. The relative position gradients are
-// sums of a query's dS row (over a key row for dh, down a key column for dw), taken while the row is at hand.
+namespace {
+
+// The backward's tile (query block i0.., key tile j0..): P = e^(S − lse) and dS = P ∘ (dO·Vᵀ − delta), row stride ls.
+template <typename T>
+void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T>& t, const float* lse,
+               const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf) {
+  const int64_t L = g.length(), hd = g.head_dim;
+  scores(P, ls, o, t, g, i0, ni, j0, nj, buf);
+  sgemm_serial(false, false, ni, nj, hd, 1.f, o.go.data() + i0 * hd, hd, o.vt.data() + j0, L, 0.f, dS, ls);
+  for (int64_t r = 0; r < ni; ++r) {
+    const int64_t i = i0 + r;
+    exp_shifted(P + r * ls, nj, lse[o.p * L + i]);
+    softmax_grad_row(dS + r * ls, P + r * ls, nj, o.delta[i]);
+  }
+}
+
+}  // namespace
+
+// Two passes over the same tiles, so that every gradient is a sum in one fixed order whatever the thread count:
+// dK and dV per (problem, key block), summed over the query blocks in order; dQ, the bias partials and the relative
+// position gradients per (problem, query block), summed over the key tiles in order. Each pass recomputes P and dS
+// from the logsumexp, which costs S and dP twice but lets batch-1 global attention split across the whole pool.
 void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, void* drel_w_, const void* dout_,
                         const void* qkv_, const void* out_, const float* lse, const void* bias_, const void* rel_h_,
                         const void* rel_w_, const Geometry& g, DType dt, float* scratch) {
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
-    const T* bias = static_cast<const T*>(bias_);
-    const T* rel_h = static_cast<const T*>(rel_h_);
-    const T* rel_w = static_cast<const T*>(rel_w_);
+    const Terms<T> terms{static_cast<const T*>(bias_), static_cast<const T*>(rel_h_), static_cast<const T*>(rel_w_)};
     T* drel_h = static_cast<T*>(drel_h_);
     T* drel_w = static_cast<T*>(drel_w_);
     const T* dO = static_cast<const T*>(dout_);
     const T* O = static_cast<const T*>(out_);
     T* dqkv = static_cast<T*>(dqkv_);
-    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
+    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
+    const Blocks qb(L, kQueryBlock), kb(L, kBackwardKeys);
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
-    parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, kt, vt, go(L * hd), dq(L * hd), dk, dv, P(kRows * L), dS(kRows * L), delta(L),
-          dw(g.rel_gw);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
-        gather_qkv(q, k, v, qkv, g, b, h, w);
-        transpose(kt, k, L, hd);
-        transpose(vt, v, L, hd);
-        for (int64_t i = 0; i < L; ++i) {
-          const int64_t o = g.out_offset(b, g.token(w, i), h);
-          float dl = 0.f;
-          for (int64_t d = 0; d < hd; ++d) {
-            go[i * hd + d] = Elem<T>::load(dO, o + d);
-            dl += go[i * hd + d] * Elem<T>::load(O, o + d);
-          }
-          delta[i] = dl;
+
+    Parts kv_parts;
+    kv_parts.kt = kv_parts.vt = kv_parts.grad = true;
+    parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
+      Operands o;
+      std::vector<float> P(qb.size * kb.size), dS(qb.size * kb.size), dk(kb.size * hd), dv(kb.size * hd), buf;
+      for (int64_t e = e0; e < e1; ++e) {
+        load(o, e / kb.count, kv_parts, qkv, dO, O, g);
+        const int64_t j0 = kb.begin(e % kb.count), nj = kb.length(e % kb.count);
+        for (int64_t u = 0; u < qb.count; ++u) {
+          const int64_t i0 = qb.begin(u), ni = qb.length(u);
+          const float beta = u ? 1.f : 0.f;
+          grad_tile(P.data(), dS.data(), kb.size, o, terms, lse, g, i0, ni, j0, nj, buf);
+          sgemm_serial(true, false, nj, hd, ni, 1.f, P.data(), kb.size, o.go.data() + i0 * hd, hd, beta, dv.data(), hd);
+          sgemm_serial(true, false, nj, hd, ni, 1.f, dS.data(), kb.size, o.q.data() + i0 * hd, hd, beta, dk.data(), hd);
         }
-        std::fill(dq.begin(), dq.end(), 0.f);
-        dk.assign(L * hd, 0.f);
-        dv.assign(L * hd, 0.f);
-        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
-          const int64_t n = std::min(kRows, L - i0);
-          rows_times(P.data(), q.data(), kt.data(), i0, n, L, hd);
-          rows_times(dS.data(), go.data(), vt.data(), i0, n, L, hd);
-          for (int64_t r = 0; r < n; ++r) {
-            const int64_t i = i0 + r;
-            float* pr = P.data() + r * L;
-            float* ds = dS.data() + r * L;
-            for (int64_t j = 0; j < L; ++j) {
-              pr[j] = pr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
-                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f) - lse[p * L + i];
-            }
-            for (int64_t j = 0; j < L; ++j) pr[j] = exp_nonpositive(pr[j]);
-            for (int64_t j = 0; j < L; ++j) ds[j] = pr[j] * (ds[j] - delta[i]);
-            if (bias) std::memcpy(partial + (((b * nw + w) * g.heads + h) * L + i) * L, ds, L * sizeof(float));
-            if (rel_h) {
-              // Keys in raster order: key row y is ds[y·gw .. y·gw + gw), its column c recurs every gw keys.
-              const int64_t row = p * L + i, gh = g.rel_gh, gw = g.rel_gw;
-              std::fill(dw.begin(), dw.end(), 0.f);
-              for (int64_t y = 0; y < gh; ++y) {
-                const float* dsy = ds + y * gw;
-                float sh = 0.f;
-                for (int64_t c = 0; c < gw; ++c) {
-                  sh += dsy[c];
-                  dw[c] += dsy[c];
-                }
-                Elem<T>::store(drel_h, row * gh + y, sh);
-              }
-              for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, dw[c]);
-            }
-          }
-          weights_times(dq.data() + i0 * hd, dS.data(), k.data(), n, L, hd);
-          key_grads(dk.data(), dv.data(), dS.data(), P.data(), q.data() + i0 * hd, go.data() + i0 * hd, n, L, hd);
-        }
-        for (int64_t i = 0; i < L; ++i) {
-          const int64_t t = g.token(w, i);
-          const int64_t oq = g.qkv_offset(b, t, 0, h), ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
+        for (int64_t r = 0; r < nj; ++r) {
+          const int64_t t = g.token(o.w, j0 + r);
+          const int64_t ok = g.qkv_offset(o.b, t, 1, o.h), ov = g.qkv_offset(o.b, t, 2, o.h);
           for (int64_t d = 0; d < hd; ++d) {
-            Elem<T>::store(dqkv, oq + d, dq[i * hd + d] * g.scale);
-            Elem<T>::store(dqkv, ok + d, dk[i * hd + d] * g.scale);
-            Elem<T>::store(dqkv, ov + d, dv[i * hd + d]);
+            Elem<T>::store(dqkv, ok + d, dk[r * hd + d] * g.scale);
+            Elem<T>::store(dqkv, ov + d, dv[r * hd + d]);
           }
         }
       }
     });
-    if (bias) {
+
+    Parts q_parts;
+    q_parts.k = q_parts.kt = q_parts.vt = q_parts.grad = true;
+    const int64_t gh = g.rel_gh, gw = g.rel_gw;
+    parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
+      Operands o;
+      std::vector<float> P(qb.size * kb.size), dS(qb.size * kb.size), dq(qb.size * hd), buf;
+      // Per query row, the running dh (one per key row) and dw (one per key column) sums, in key order.
+      std::vector<float> dh(terms.rel_h ? qb.size * gh : 0), dw(terms.rel_h ? qb.size * gw : 0);
+      for (int64_t e = e0; e < e1; ++e) {
+        load(o, e / qb.count, q_parts, qkv, dO, O, g);
+        const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
+        std::fill(dh.begin(), dh.end(), 0.f);
+        std::fill(dw.begin(), dw.end(), 0.f);
+        for (int64_t t = 0; t < kb.count; ++t) {
+          const int64_t j0 = kb.begin(t), nj = kb.length(t);
+          grad_tile(P.data(), dS.data(), kb.size, o, terms, lse, g, i0, ni, j0, nj, buf);
+          sgemm_serial(false, false, ni, hd, nj, 1.f, dS.data(), kb.size, o.k.data() + j0 * hd, hd, t ? 1.f : 0.f,
+                       dq.data(), hd);
+          for (int64_t r = 0; r < ni; ++r) {
+            const float* ds = dS.data() + r * kb.size;
+            if (terms.bias)
+              std::memcpy(partial + (((o.b * nw + o.w) * g.heads + o.h) * L + i0 + r) * L + j0, ds, nj * sizeof(float));
+            if (terms.rel_h) {
+              float* dhr = dh.data() + r * gh;
+              float* dwr = dw.data() + r * gw;
+              for (int64_t j = j0; j < j0 + nj;) {
+                const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+                for (int64_t x = 0; x < n; ++x) {
+                  dhr[y] += ds[j - j0 + x];
+                  dwr[c + x] += ds[j - j0 + x];
+                }
+                j += n;
+              }
+            }
+          }
+        }
+        for (int64_t r = 0; r < ni; ++r) {
+          const int64_t i = i0 + r, oq = g.qkv_offset(o.b, g.token(o.w, i), 0, o.h);
+          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, dq[r * hd + d] * g.scale);
+          if (terms.rel_h) {
+            const int64_t row = o.p * L + i;
+            for (int64_t y = 0; y < gh; ++y) Elem<T>::store(drel_h, row * gh + y, dh[r * gh + y]);
+            for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, dw[r * gw + c]);
+          }
+        }
+      }
+    });
+
+    if (terms.bias) {
       T* dbias = static_cast<T*>(dbias_);
       const int64_t n = g.heads * L * L, parts = g.batch * nw;
       parallel_for(n, 1024, [&](int64_t e0, int64_t e1) {
