@@ -518,6 +518,32 @@ describeEachDevice('attention blocking on %s', (device) => {
     await checkRel(device, g, grid, withBias, 'f32', fd);
   });
 
+  // The backward runs one work item per problem when there are many problems per thread and splits each problem
+  // into key and query blocks when there are few; both sum in the same order (T = 150: 3 query blocks, 2 key tiles),
+  // so a sample's gradients are the same bits alone (2 problems: split) as among 63 copies of itself (126 problems:
+  // whole problems, up to 31 threads).
+  test('gradients do not depend on how the backward splits the work (bitwise)', async () => {
+    const one: Geo = { B: 1, T: 150, heads: 2, hd: 64, prefix: 0 };
+    const many: Geo = { ...one, B: 63 };
+    const { D } = dims(one);
+    const grid: [number, number] = [15, 10];
+    const q0 = quant(randomArray(one.T * 3 * D, freshSeed(), 1.5), 'f32');
+    const r0 = quant(randomArray(one.T * D, freshSeed()), 'f32');
+    const rel: Rel = { h: quant(randomArray(one.heads * one.T * grid[0], freshSeed(), 2), 'f32'), w: quant(randomArray(one.heads * one.T * grid[1], freshSeed(), 2), 'f32'), grid };
+    const copies = (a: Float64Array) => {
+      const out = new Float64Array(a.length * many.B);
+      for (let b = 0; b < many.B; b++) out.set(a, b * a.length);
+      return out;
+    };
+    const a = await run(device, one, 'f32', q0, null, r0, rel);
+    const b = await run(device, many, 'f32', copies(q0), null, copies(r0), { h: copies(rel.h), w: copies(rel.w), grid });
+    expect(Array.from(b.out.slice(0, a.out.length))).toEqual(Array.from(a.out));
+    expect(Array.from(b.dqkv.slice(0, a.dqkv.length))).toEqual(Array.from(a.dqkv));
+    expect(Array.from(b.dh!.slice(0, a.dh!.length))).toEqual(Array.from(a.dh!));
+    expect(Array.from(b.dw!.slice(0, a.dw!.length))).toEqual(Array.from(a.dw!));
+    expect(relativeError(a.dqkv, refRelPos(q0, one, null, rel, r0).dqkv)).toBeLessThanOrEqual(1e-5);
+  });
+
   test('bf16 across the tiles (L = 257, 12x12 windows) within 1e-2', async () => {
     await check(device, { B: 1, T: 257, heads: 2, hd: 72, prefix: 1 }, true, 'bf16');
     await check(device, { B: 1, T: 145, heads: 1, hd: 64, prefix: 1, window: { size: 12, gridH: 12, gridW: 12 } }, true, 'bf16');

@@ -29,6 +29,9 @@ using gemm::cpu::sgemm_serial;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kForwardKeys = 256;
 constexpr int64_t kBackwardKeys = 128;
+// The backward runs one work item per problem when there are at least this many per thread (enough to balance the
+// pool), and splits problems into blocks otherwise.
+constexpr int64_t kProblemsPerThread = 4;
 
 // Blocks of about `target` rows covering n evenly (a multiple of 8 each, the last one shorter), so that L = 197
 // gives 4 blocks of 56 and a remainder of 29 rather than 3 full blocks and a sliver of 5.
@@ -282,10 +285,15 @@ void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T
 
 }  // namespace
 
-// Two passes over the same tiles, so that every gradient is a sum in one fixed order whatever the thread count:
-// dK and dV per (problem, key block), summed over the query blocks in order; dQ, the bias partials and the relative
-// position gradients per (problem, query block), summed over the key tiles in order. Each pass recomputes P and dS
-// from the logsumexp, which costs S and dP twice but lets batch-1 global attention split across the whole pool.
+// The backward over the forward's kind of tiles: P and dS recomputed from the logsumexp, then dV += Pᵀ·dO and
+// dK += dSᵀ·Q for the tile's keys, dQ += dS·K for its queries, the bias partials and the relative position sums. Every
+// gradient is a sum over tiles in one fixed order (dK and dV over the query blocks in order, dQ, dh and dw over the
+// key tiles in order), and the two ways of running it below visit the same tiles in those orders, so the result does
+// not depend on which runs or on the thread count.
+//  - Many problems: one work item per (batch, head, window) problem, each tile visited once.
+//  - Few (batch-1 global attention): a dK/dV pass per (problem, key block) and a dQ pass per (problem, query
+//    block); each recomputes the tiles (S and dP twice, 14 tile products per 10 of the single pass), but the pool
+//    gets L/64 or L/128 items per problem instead of one.
 void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, void* drel_w_, const void* dout_,
                         const void* qkv_, const void* out_, const float* lse, const void* bias_, const void* rel_h_,
                         const void* rel_w_, const Geometry& g, DType dt, float* scratch) {
@@ -300,82 +308,136 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     T* dqkv = static_cast<T*>(dqkv_);
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
     const Blocks qb(L, kQueryBlock), kb(L, kBackwardKeys);
+    const int64_t gh = g.rel_gh, gw = g.rel_gw, ls = kb.size;
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
 
-    Parts kv_parts;
-    kv_parts.kt = kv_parts.vt = kv_parts.grad = true;
-    parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
+    // A thread's tiles and accumulators: dq for one query block, dh and dw (per query row, one sum per key row and
+    // one per key column), dk and dv for `keys` keys.
+    struct Work {
       Operands o;
-      std::vector<float> P(qb.size * kb.size), dS(qb.size * kb.size), dk(kb.size * hd), dv(kb.size * hd), buf;
-      for (int64_t e = e0; e < e1; ++e) {
-        load(o, e / kb.count, kv_parts, qkv, dO, O, g);
-        const int64_t j0 = kb.begin(e % kb.count), nj = kb.length(e % kb.count);
-        for (int64_t u = 0; u < qb.count; ++u) {
-          const int64_t i0 = qb.begin(u), ni = qb.length(u);
-          const float beta = u ? 1.f : 0.f;
-          grad_tile(P.data(), dS.data(), kb.size, o, terms, lse, g, i0, ni, j0, nj, buf);
-          sgemm_serial(true, false, nj, hd, ni, 1.f, P.data(), kb.size, o.go.data() + i0 * hd, hd, beta, dv.data(), hd);
-          sgemm_serial(true, false, nj, hd, ni, 1.f, dS.data(), kb.size, o.q.data() + i0 * hd, hd, beta, dk.data(), hd);
-        }
-        for (int64_t r = 0; r < nj; ++r) {
-          const int64_t t = g.token(o.w, j0 + r);
-          const int64_t ok = g.qkv_offset(o.b, t, 1, o.h), ov = g.qkv_offset(o.b, t, 2, o.h);
-          for (int64_t d = 0; d < hd; ++d) {
-            Elem<T>::store(dqkv, ok + d, dk[r * hd + d] * g.scale);
-            Elem<T>::store(dqkv, ov + d, dv[r * hd + d]);
-          }
-        }
+      std::vector<float> P, dS, dq, dh, dw, dk, dv, buf;
+    };
+    auto make_work = [&](int64_t keys) {
+      Work k;
+      k.P.resize(qb.size * ls);
+      k.dS.resize(qb.size * ls);
+      k.dq.resize(qb.size * hd);
+      k.dh.resize(terms.rel_h ? qb.size * gh : 0);
+      k.dw.resize(terms.rel_h ? qb.size * gw : 0);
+      k.dk.resize(keys * hd);
+      k.dv.resize(keys * hd);
+      return k;
+    };
+    // Tile (query block u, key tile t) into k.P and k.dS.
+    auto tile = [&](Work& k, int64_t u, int64_t t) {
+      grad_tile(k.P.data(), k.dS.data(), ls, k.o, terms, lse, g, qb.begin(u), qb.length(u), kb.begin(t),
+                kb.length(t), k.buf);
+    };
+    // The tile's share of dK and dV, into dk and dv for its keys ([nj, hd]); the first query block overwrites.
+    auto key_update = [&](Work& k, int64_t u, int64_t t, float* dk, float* dv) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u), nj = kb.length(t);
+      const float beta = u ? 1.f : 0.f;
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go.data() + i0 * hd, hd, beta, dv, hd);
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q.data() + i0 * hd, hd, beta, dk, hd);
+    };
+    // The tile's share of dQ, the bias partials and the relative position sums; the first key tile overwrites dq.
+    auto query_update = [&](Work& k, int64_t u, int64_t t) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u), j0 = kb.begin(t), nj = kb.length(t);
+      const Operands& o = k.o;
+      if (t == 0) {
+        std::fill(k.dh.begin(), k.dh.end(), 0.f);
+        std::fill(k.dw.begin(), k.dw.end(), 0.f);
       }
-    });
-
-    Parts q_parts;
-    q_parts.k = q_parts.kt = q_parts.vt = q_parts.grad = true;
-    const int64_t gh = g.rel_gh, gw = g.rel_gw;
-    parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
-      Operands o;
-      std::vector<float> P(qb.size * kb.size), dS(qb.size * kb.size), dq(qb.size * hd), buf;
-      // Per query row, the running dh (one per key row) and dw (one per key column) sums, in key order.
-      std::vector<float> dh(terms.rel_h ? qb.size * gh : 0), dw(terms.rel_h ? qb.size * gw : 0);
-      for (int64_t e = e0; e < e1; ++e) {
-        load(o, e / qb.count, q_parts, qkv, dO, O, g);
-        const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
-        std::fill(dh.begin(), dh.end(), 0.f);
-        std::fill(dw.begin(), dw.end(), 0.f);
-        for (int64_t t = 0; t < kb.count; ++t) {
-          const int64_t j0 = kb.begin(t), nj = kb.length(t);
-          grad_tile(P.data(), dS.data(), kb.size, o, terms, lse, g, i0, ni, j0, nj, buf);
-          sgemm_serial(false, false, ni, hd, nj, 1.f, dS.data(), kb.size, o.k.data() + j0 * hd, hd, t ? 1.f : 0.f,
-                       dq.data(), hd);
-          for (int64_t r = 0; r < ni; ++r) {
-            const float* ds = dS.data() + r * kb.size;
-            if (terms.bias)
-              std::memcpy(partial + (((o.b * nw + o.w) * g.heads + o.h) * L + i0 + r) * L + j0, ds, nj * sizeof(float));
-            if (terms.rel_h) {
-              float* dhr = dh.data() + r * gh;
-              float* dwr = dw.data() + r * gw;
-              for (int64_t j = j0; j < j0 + nj;) {
-                const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
-                for (int64_t x = 0; x < n; ++x) {
-                  dhr[y] += ds[j - j0 + x];
-                  dwr[c + x] += ds[j - j0 + x];
-                }
-                j += n;
-              }
+      sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k.data() + j0 * hd, hd, t ? 1.f : 0.f,
+                   k.dq.data(), hd);
+      for (int64_t r = 0; r < ni; ++r) {
+        const float* ds = k.dS.data() + r * ls;
+        if (terms.bias)
+          std::memcpy(partial + (((o.b * nw + o.w) * g.heads + o.h) * L + i0 + r) * L + j0, ds, nj * sizeof(float));
+        if (terms.rel_h) {
+          float* dhr = k.dh.data() + r * gh;
+          float* dwr = k.dw.data() + r * gw;
+          for (int64_t j = j0; j < j0 + nj;) {
+            const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+            for (int64_t x = 0; x < n; ++x) {
+              dhr[y] += ds[j - j0 + x];
+              dwr[c + x] += ds[j - j0 + x];
             }
-          }
-        }
-        for (int64_t r = 0; r < ni; ++r) {
-          const int64_t i = i0 + r, oq = g.qkv_offset(o.b, g.token(o.w, i), 0, o.h);
-          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, dq[r * hd + d] * g.scale);
-          if (terms.rel_h) {
-            const int64_t row = o.p * L + i;
-            for (int64_t y = 0; y < gh; ++y) Elem<T>::store(drel_h, row * gh + y, dh[r * gh + y]);
-            for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, dw[r * gw + c]);
+            j += n;
           }
         }
       }
-    });
+    };
+    auto store_queries = [&](Work& k, int64_t u) {
+      const Operands& o = k.o;
+      for (int64_t r = 0; r < qb.length(u); ++r) {
+        const int64_t i = qb.begin(u) + r, oq = g.qkv_offset(o.b, g.token(o.w, i), 0, o.h);
+        for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, k.dq[r * hd + d] * g.scale);
+        if (terms.rel_h) {
+          const int64_t row = o.p * L + i;
+          for (int64_t y = 0; y < gh; ++y) Elem<T>::store(drel_h, row * gh + y, k.dh[r * gh + y]);
+          for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, k.dw[r * gw + c]);
+        }
+      }
+    };
+    // Keys j0 .. j0 + nj from dk, dv (row 0 is key j0).
+    auto store_keys = [&](Work& k, int64_t j0, int64_t nj) {
+      const Operands& o = k.o;
+      for (int64_t r = 0; r < nj; ++r) {
+        const int64_t t = g.token(o.w, j0 + r);
+        const int64_t ok = g.qkv_offset(o.b, t, 1, o.h), ov = g.qkv_offset(o.b, t, 2, o.h);
+        for (int64_t d = 0; d < hd; ++d) {
+          Elem<T>::store(dqkv, ok + d, k.dk[r * hd + d] * g.scale);
+          Elem<T>::store(dqkv, ov + d, k.dv[r * hd + d]);
+        }
+      }
+    };
+
+    Parts all;
+    all.k = all.kt = all.vt = all.grad = true;
+    if (problems >= kProblemsPerThread * thread_count()) {
+      parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
+        Work k = make_work(L);
+        for (int64_t p = p0; p < p1; ++p) {
+          load(k.o, p, all, qkv, dO, O, g);
+          for (int64_t u = 0; u < qb.count; ++u) {
+            for (int64_t t = 0; t < kb.count; ++t) {
+              tile(k, u, t);
+              key_update(k, u, t, k.dk.data() + kb.begin(t) * hd, k.dv.data() + kb.begin(t) * hd);
+              query_update(k, u, t);
+            }
+            store_queries(k, u);
+          }
+          store_keys(k, 0, L);
+        }
+      });
+    } else {
+      parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
+        Work k = make_work(kb.size);
+        for (int64_t e = e0; e < e1; ++e) {
+          load(k.o, e / kb.count, all, qkv, dO, O, g);
+          const int64_t t = e % kb.count;
+          for (int64_t u = 0; u < qb.count; ++u) {
+            tile(k, u, t);
+            key_update(k, u, t, k.dk.data(), k.dv.data());
+          }
+          store_keys(k, kb.begin(t), kb.length(t));
+        }
+      });
+      parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
+        Work k = make_work(0);
+        for (int64_t e = e0; e < e1; ++e) {
+          load(k.o, e / qb.count, all, qkv, dO, O, g);
+          const int64_t u = e % qb.count;
+          for (int64_t t = 0; t < kb.count; ++t) {
+            tile(k, u, t);
+            query_update(k, u, t);
+          }
+          store_queries(k, u);
+        }
+      });
+    }
 
     if (terms.bias) {
       T* dbias = static_cast<T*>(dbias_);
