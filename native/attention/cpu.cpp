@@ -1,7 +1,7 @@
 // The cpu attention: flash-style blocks per (batch, head, window) problem. Every product is a tile through the
 // serial GEMM (Q·Kᵀ, P·V, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K), run on the pool thread that owns the tile, and the pool splits
 // the work by (problem, query block) or (problem, key block), so batch-1 global attention with few heads still uses
-// every thread. The element-wise work between the products (scale, bias, relPos, exp, row sums) runs along rows in
+// every thread. The element-wise work between the products (bias, relPos, exp, row maxima and sums) runs along rows in
 // fixed-width lanes, so it vectorizes under the build's IEEE order and its sums do not depend on the ISA.
 #include <algorithm>
 #include <cmath>
@@ -50,15 +50,33 @@ struct Blocks {
 // one fixed order, which the compiler vectorizes without reassociating anything.
 constexpr int64_t kLanes = 16;
 
+// Written on 16-lane vectors because the compiler leaves a max reduction scalar under IEEE semantics even across
+// independent lanes; the select below is what vmaxps computes, lane by lane, so every clone gives the same result.
+typedef float F32x16 __attribute__((vector_size(64)));
+typedef int32_t I32x16 __attribute__((vector_size(64)));
+
 AMR_VECTOR_CLONES
 float row_max(const float* x, int64_t n) {
-  float lane[kLanes];
-  for (int64_t l = 0; l < kLanes; ++l) lane[l] = -INFINITY;
+  I32x16 lane_bits;
+  {
+    F32x16 init;
+    for (int l = 0; l < kLanes; ++l) init[l] = -INFINITY;
+    std::memcpy(&lane_bits, &init, sizeof init);
+  }
   int64_t j = 0;
-  for (; j + kLanes <= n; j += kLanes)
-    for (int64_t l = 0; l < kLanes; ++l) lane[l] = lane[l] > x[j + l] ? lane[l] : x[j + l];
+  for (; j + kLanes <= n; j += kLanes) {
+    F32x16 v, lane;
+    std::memcpy(&v, x + j, sizeof v);
+    std::memcpy(&lane, &lane_bits, sizeof lane);
+    I32x16 v_bits;
+    std::memcpy(&v_bits, &v, sizeof v);
+    const I32x16 keep = lane > v;  // all ones where the lane stays
+    lane_bits = (lane_bits & keep) | (v_bits & ~keep);
+  }
+  F32x16 lane;
+  std::memcpy(&lane, &lane_bits, sizeof lane);
   float m = -INFINITY;
-  for (int64_t l = 0; l < kLanes; ++l) m = std::max(m, lane[l]);
+  for (int l = 0; l < kLanes; ++l) m = std::max(m, lane[l]);
   for (; j < n; ++j) m = std::max(m, x[j]);
   return m;
 }
@@ -87,13 +105,9 @@ void scale_row(float* x, int64_t n, float a) {
   for (int64_t j = 0; j < n; ++j) x[j] *= a;
 }
 
-// x[j] = x[j]·scale + bias[j] (bias may be null).
 AMR_VECTOR_CLONES
-void scale_add_row(float* x, const float* bias, int64_t n, float scale) {
-  if (bias)
-    for (int64_t j = 0; j < n; ++j) x[j] = x[j] * scale + bias[j];
-  else
-    for (int64_t j = 0; j < n; ++j) x[j] *= scale;
+void add_row(float* x, const float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) x[j] += y[j];
 }
 
 // x[c] += h + w[c]: one key row's span of the relative position terms.
@@ -130,54 +144,70 @@ const float* as_f32(std::vector<float>& buf, const T* src, int64_t o, int64_t n)
   }
 }
 
-// One (batch, head, window) problem's operands in f32, loaded on the thread that uses them and kept while its
-// consecutive work items stay in the same problem: rows [L, hd] (q, k, v, dO) and transposed [hd, L] (kᵀ, vᵀ), so
-// that every product reads B with unit stride; delta = rowsum(dO ∘ O).
+// One (batch, head, window) problem's operands as f32 rows [L, hd]: q, k and v with row stride ld, dO with ld_o;
+// delta = rowsum(dO ∘ O). f32 global attention reads them in place from qkv and dout (rows 3D and D apart, which
+// the serial product takes as its leading dimensions); window mode's rows are not evenly spaced and bf16 needs
+// converting, so there they are gathered once per problem on the thread that uses them, and kept while its
+// consecutive work items stay in the same problem.
 struct Operands {
   int64_t p = -1, b = 0, h = 0, w = 0;
-  std::vector<float> q, k, kt, v, vt, go, delta;
-};
-
-struct Parts {
-  bool k = false, kt = false, v = false, vt = false, grad = false;
+  const float *q = nullptr, *k = nullptr, *v = nullptr, *go = nullptr;
+  int64_t ld = 0, ld_o = 0;
+  std::vector<float> rows, go_rows, delta;
 };
 
 template <typename T>
-void gather_rows(std::vector<float>& dst, const T* src, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
+void gather_rows(float* dst, const T* src, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
   const int64_t L = g.length(), hd = g.head_dim;
-  dst.resize(L * hd);
   for (int64_t i = 0; i < L; ++i) {
     const int64_t o = part < 0 ? g.out_offset(b, g.token(w, i), h) : g.qkv_offset(b, g.token(w, i), part, h);
     for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
   }
 }
 
-void transpose(std::vector<float>& dst, const std::vector<float>& src, int64_t L, int64_t hd) {
-  dst.resize(L * hd);
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t d = 0; d < hd; ++d) dst[d * L + i] = src[i * hd + d];
-}
-
+// Loads problem p's q, k, v and, given dO and O, its dO and delta.
 template <typename T>
-void load(Operands& o, int64_t p, const Parts& parts, const T* qkv, const T* dO, const T* O, const Geometry& g) {
+void load(Operands& o, int64_t p, const T* qkv, const T* dO, const T* O, const Geometry& g) {
   if (o.p == p) return;
   const int64_t nw = g.windows(), L = g.length(), hd = g.head_dim;
   o.p = p;
   o.w = p % nw;
   o.h = (p / nw) % g.heads;
   o.b = p / (nw * g.heads);
-  gather_rows(o.q, qkv, g, o.b, o.h, o.w, 0);
-  if (parts.k || parts.kt) gather_rows(o.k, qkv, g, o.b, o.h, o.w, 1);
-  if (parts.kt) transpose(o.kt, o.k, L, hd);
-  if (parts.v || parts.vt) gather_rows(o.v, qkv, g, o.b, o.h, o.w, 2);
-  if (parts.vt) transpose(o.vt, o.v, L, hd);
-  if (parts.grad) {
-    gather_rows(o.go, dO, g, o.b, o.h, o.w, -1);
+  bool in_place = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!g.window) {
+      in_place = true;
+      o.q = qkv + g.qkv_offset(o.b, 0, 0, o.h);
+      o.k = qkv + g.qkv_offset(o.b, 0, 1, o.h);
+      o.v = qkv + g.qkv_offset(o.b, 0, 2, o.h);
+      o.ld = 3 * g.dim();
+      if (dO) {
+        o.go = dO + g.out_offset(o.b, 0, o.h);
+        o.ld_o = g.dim();
+      }
+    }
+  }
+  if (!in_place) {
+    o.rows.resize(3 * L * hd);
+    for (int part = 0; part < 3; ++part) gather_rows(o.rows.data() + part * L * hd, qkv, g, o.b, o.h, o.w, part);
+    o.q = o.rows.data();
+    o.k = o.q + L * hd;
+    o.v = o.k + L * hd;
+    o.ld = hd;
+    if (dO) {
+      o.go_rows.resize(L * hd);
+      gather_rows(o.go_rows.data(), dO, g, o.b, o.h, o.w, -1);
+      o.go = o.go_rows.data();
+      o.ld_o = hd;
+    }
+  }
+  if (dO) {
     o.delta.resize(L);
     for (int64_t i = 0; i < L; ++i) {
       const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
       float dl = 0.f;
-      for (int64_t d = 0; d < hd; ++d) dl += o.go[i * hd + d] * Elem<T>::load(O, at + d);
+      for (int64_t d = 0; d < hd; ++d) dl += o.go[i * o.ld_o + d] * Elem<T>::load(O, at + d);
       o.delta[i] = dl;
     }
   }
@@ -191,25 +221,27 @@ struct Terms {
   const T* rel_w;
 };
 
-// S [ni, nj] (row stride ls) = scale·Q_i·K_jᵀ + bias + relPos for query rows i0 .. i0 + ni and keys j0 .. j0 + nj.
+// S [ni, nj] (row stride ls) = scale·Q_i·K_jᵀ for query rows i0 .. i0 + ni and keys j0 .. j0 + nj (the scale goes
+// in as the product's alpha, so no pass over S applies it).
+inline void score_product(float* s, int64_t ls, const Operands& o, const Geometry& g, int64_t i0, int64_t ni,
+                          int64_t j0, int64_t nj) {
+  sgemm_serial(false, true, ni, nj, g.head_dim, g.scale, o.q + i0 * o.ld, o.ld, o.k + j0 * o.ld, o.ld, 0.f, s, ls);
+}
+
+// Adds the bias and relative position terms of query row i, keys j0 .. j0 + nj, to the score row sr.
 template <typename T>
-void scores(float* s, int64_t ls, const Operands& o, const Terms<T>& t, const Geometry& g, int64_t i0, int64_t ni,
-            int64_t j0, int64_t nj, std::vector<float>& buf) {
-  const int64_t L = g.length(), hd = g.head_dim;
-  sgemm_serial(false, false, ni, nj, hd, 1.f, o.q.data() + i0 * hd, hd, o.kt.data() + j0, L, 0.f, s, ls);
-  for (int64_t r = 0; r < ni; ++r) {
-    const int64_t i = i0 + r;
-    float* sr = s + r * ls;
-    scale_add_row(sr, t.bias ? as_f32(buf, t.bias, (o.h * L + i) * L + j0, nj) : nullptr, nj, g.scale);
-    if (t.rel_h) {
-      // Keys in raster order over the grid: key j is (row j / gw, column j % gw); walk the key rows the tile spans.
-      const int64_t gh = g.rel_gh, gw = g.rel_gw, row = o.p * L + i;
-      const float* rw = as_f32(buf, t.rel_w, row * gw, gw);
-      for (int64_t j = j0; j < j0 + nj;) {
-        const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
-        add_rel_span(sr + (j - j0), Elem<T>::load(t.rel_h, row * gh + y), rw + c, n);
-        j += n;
-      }
+void add_terms(float* sr, const Operands& o, const Terms<T>& t, const Geometry& g, int64_t i, int64_t j0,
+               int64_t nj, std::vector<float>& buf) {
+  const int64_t L = g.length();
+  if (t.bias) add_row(sr, as_f32(buf, t.bias, (o.h * L + i) * L + j0, nj), nj);
+  if (t.rel_h) {
+    // Keys in raster order over the grid: key j is (row j / gw, column j % gw); walk the key rows the tile spans.
+    const int64_t gh = g.rel_gh, gw = g.rel_gw, row = o.p * L + i;
+    const float* rw = as_f32(buf, t.rel_w, row * gw, gw);
+    for (int64_t j = j0; j < j0 + nj;) {
+      const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+      add_rel_span(sr + (j - j0), Elem<T>::load(t.rel_h, row * gh + y), rw + c, n);
+      j += n;
     }
   }
 }
@@ -229,19 +261,18 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     const int64_t L = g.length(), hd = g.head_dim;
     const Blocks qb(L, kQueryBlock), kb(L, kForwardKeys);
     zero_prefix(O, g, g.dim());
-    Parts parts;
-    parts.kt = parts.v = true;
     parallel_for(g.batch * g.heads * g.windows() * qb.count, 1, [&](int64_t e0, int64_t e1) {
       Operands o;
       std::vector<float> s(qb.size * kb.size), acc(qb.size * hd), m(qb.size), l(qb.size), buf;
       for (int64_t e = e0; e < e1; ++e) {
-        load(o, e / qb.count, parts, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
+        load(o, e / qb.count, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
         const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
         for (int64_t t = 0; t < kb.count; ++t) {
           const int64_t j0 = kb.begin(t), nj = kb.length(t);
-          scores(s.data(), kb.size, o, terms, g, i0, ni, j0, nj, buf);
+          score_product(s.data(), kb.size, o, g, i0, ni, j0, nj);
           for (int64_t r = 0; r < ni; ++r) {
             float* sr = s.data() + r * kb.size;
+            add_terms(sr, o, terms, g, i0 + r, j0, nj, buf);
             const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
             const float sum = exp_shifted(sr, nj, mt);
             if (t) {
@@ -253,7 +284,7 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
             }
             m[r] = mt;
           }
-          sgemm_serial(false, false, ni, hd, nj, 1.f, s.data(), kb.size, o.v.data() + j0 * hd, hd, t ? 1.f : 0.f,
+          sgemm_serial(false, false, ni, hd, nj, 1.f, s.data(), kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f,
                        acc.data(), hd);
         }
         for (int64_t r = 0; r < ni; ++r) {
@@ -273,11 +304,12 @@ namespace {
 template <typename T>
 void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T>& t, const float* lse,
                const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf) {
-  const int64_t L = g.length(), hd = g.head_dim;
-  scores(P, ls, o, t, g, i0, ni, j0, nj, buf);
-  sgemm_serial(false, false, ni, nj, hd, 1.f, o.go.data() + i0 * hd, hd, o.vt.data() + j0, L, 0.f, dS, ls);
+  const int64_t L = g.length();
+  score_product(P, ls, o, g, i0, ni, j0, nj);
+  sgemm_serial(false, true, ni, nj, g.head_dim, 1.f, o.go + i0 * o.ld_o, o.ld_o, o.v + j0 * o.ld, o.ld, 0.f, dS, ls);
   for (int64_t r = 0; r < ni; ++r) {
     const int64_t i = i0 + r;
+    add_terms(P + r * ls, o, t, g, i, j0, nj, buf);
     exp_shifted(P + r * ls, nj, lse[o.p * L + i]);
     softmax_grad_row(dS + r * ls, P + r * ls, nj, o.delta[i]);
   }
@@ -338,8 +370,8 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     auto key_update = [&](Work& k, int64_t u, int64_t t, float* dk, float* dv) {
       const int64_t i0 = qb.begin(u), ni = qb.length(u), nj = kb.length(t);
       const float beta = u ? 1.f : 0.f;
-      sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go.data() + i0 * hd, hd, beta, dv, hd);
-      sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q.data() + i0 * hd, hd, beta, dk, hd);
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go + i0 * k.o.ld_o, k.o.ld_o, beta, dv, hd);
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q + i0 * k.o.ld, k.o.ld, beta, dk, hd);
     };
     // The tile's share of dQ, the bias partials and the relative position sums; the first key tile overwrites dq.
     auto query_update = [&](Work& k, int64_t u, int64_t t) {
@@ -349,8 +381,8 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
         std::fill(k.dh.begin(), k.dh.end(), 0.f);
         std::fill(k.dw.begin(), k.dw.end(), 0.f);
       }
-      sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k.data() + j0 * hd, hd, t ? 1.f : 0.f,
-                   k.dq.data(), hd);
+      sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k + j0 * o.ld, o.ld, t ? 1.f : 0.f, k.dq.data(),
+                   hd);
       for (int64_t r = 0; r < ni; ++r) {
         const float* ds = k.dS.data() + r * ls;
         if (terms.bias)
@@ -394,13 +426,11 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       }
     };
 
-    Parts all;
-    all.k = all.kt = all.vt = all.grad = true;
     if (problems >= kProblemsPerThread * thread_count()) {
       parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
         Work k = make_work(L);
         for (int64_t p = p0; p < p1; ++p) {
-          load(k.o, p, all, qkv, dO, O, g);
+          load(k.o, p, qkv, dO, O, g);
           for (int64_t u = 0; u < qb.count; ++u) {
             for (int64_t t = 0; t < kb.count; ++t) {
               tile(k, u, t);
@@ -416,7 +446,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
         Work k = make_work(kb.size);
         for (int64_t e = e0; e < e1; ++e) {
-          load(k.o, e / kb.count, all, qkv, dO, O, g);
+          load(k.o, e / kb.count, qkv, dO, O, g);
           const int64_t t = e % kb.count;
           for (int64_t u = 0; u < qb.count; ++u) {
             tile(k, u, t);
@@ -428,7 +458,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
         Work k = make_work(0);
         for (int64_t e = e0; e < e1; ++e) {
-          load(k.o, e / qb.count, all, qkv, dO, O, g);
+          load(k.o, e / qb.count, qkv, dO, O, g);
           const int64_t u = e % qb.count;
           for (int64_t t = 0; t < kb.count; ++t) {
             tile(k, u, t);
