@@ -100,6 +100,18 @@ float exp_shifted(float* x, int64_t n, float m) {
   return s;
 }
 
+// Σ_d a[d]·b[d] over n (a multiple of 8, as every head dim is) in 8 lanes combined in order: delta's row sums, which
+// a running scalar sum would make latency-bound.
+AMR_VECTOR_CLONES
+float dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {};
+  for (int64_t d = 0; d < n; d += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += a[d + l] * b[d + l];
+  float s = 0.f;
+  for (int l = 0; l < 8; ++l) s += lane[l];
+  return s;
+}
+
 AMR_VECTOR_CLONES
 void scale_row(float* x, int64_t n, float a) {
   for (int64_t j = 0; j < n; ++j) x[j] *= a;
@@ -153,7 +165,7 @@ struct Operands {
   int64_t p = -1, b = 0, h = 0, w = 0;
   const float *q = nullptr, *k = nullptr, *v = nullptr, *go = nullptr;
   int64_t ld = 0, ld_o = 0;
-  std::vector<float> rows, go_rows, delta;
+  std::vector<float> rows, go_rows, delta, buf;
 };
 
 template <typename T>
@@ -204,12 +216,8 @@ void load(Operands& o, int64_t p, const T* qkv, const T* dO, const T* O, const G
   }
   if (dO) {
     o.delta.resize(L);
-    for (int64_t i = 0; i < L; ++i) {
-      const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
-      float dl = 0.f;
-      for (int64_t d = 0; d < hd; ++d) dl += o.go[i * o.ld_o + d] * Elem<T>::load(O, at + d);
-      o.delta[i] = dl;
-    }
+    for (int64_t i = 0; i < L; ++i)
+      o.delta[i] = dot(o.go + i * o.ld_o, as_f32(o.buf, O, g.out_offset(o.b, g.token(o.w, i), o.h), hd), hd);
   }
 }
 
