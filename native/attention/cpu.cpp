@@ -29,9 +29,6 @@ using gemm::cpu::sgemm_serial;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kForwardKeys = 256;
 constexpr int64_t kBackwardKeys = 128;
-// The backward runs one work item per problem when there are at least this many per thread (enough to balance the
-// pool), and splits problems into blocks otherwise.
-constexpr int64_t kProblemsPerThread = 4;
 
 // Blocks of about `target` rows covering n evenly (a multiple of 8 each, the last one shorter), so that L = 197
 // gives 4 blocks of 56 and a remainder of 29 rather than 3 full blocks and a sliver of 5.
@@ -330,8 +327,9 @@ void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T
 // gradient is a sum over tiles in one fixed order (dK and dV over the query blocks in order, dQ, dh and dw over the
 // key tiles in order), and the two ways of running it below visit the same tiles in those orders, so the result does
 // not depend on which runs or on the thread count.
-//  - Many problems: one work item per (batch, head, window) problem, each tile visited once.
-//  - Few (batch-1 global attention): a dK/dV pass per (problem, key block) and a dQ pass per (problem, query
+//  - Problems enough to keep the threads evenly busy: one work item per (batch, head, window) problem, each tile
+//    visited once.
+//  - Otherwise (batch-1 global attention, say): a dK/dV pass per (problem, key block) and a dQ pass per (problem, query
 //    block); each recomputes the tiles (S and dP twice, 14 tile products per 10 of the single pass), but the pool
 //    gets L/64 or L/128 items per problem instead of one.
 void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, void* drel_w_, const void* dout_,
@@ -434,7 +432,10 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       }
     };
 
-    if (problems >= kProblemsPerThread * thread_count()) {
+    // Whole problems take ceil(problems / threads) rounds of 10 products per tile; split, the same work costs 14 but
+    // spreads evenly. (16 problems on 16 threads: whole; 1 or 20: split.)
+    const int64_t threads = thread_count(), rounds = (problems + threads - 1) / threads;
+    if (10 * rounds * threads <= 14 * problems) {
       parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
         Work k = make_work(L);
         for (int64_t p = p0; p < p1; ++p) {
