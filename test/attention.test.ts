@@ -477,11 +477,11 @@ describe('attentionUnsupported: the one list of head dims', () => {
   });
 });
 
-// The cpu kernel's blocking (native/attention/cpu.cpp): query blocks of up to 64 rows (128 in the forward from
-// L = 512 on), key tiles of up to 256 keys in the forward (the online softmax rescales across them) and 128 in the
-// backward (its dK/dV pass's unit of work), each split evenly into multiples of 8. Lengths on either side of each
-// boundary, one block and a few rows past two, in both modes, with the head dims of RADIO's models (64, 72, 80) and
-// 40; poisoned outputs catch a row or key no tile writes. Finite differences where the reference is cheap enough.
+// The cpu kernel's blocking (native/attention/cpu.cpp): query blocks of up to 64 rows (128 from L = 512 on), key
+// tiles of up to 256 keys in the forward (the online softmax rescales across them) and 128 in the backward (its
+// dK/dV pass's unit of work), each split evenly into multiples of 8. Lengths on either side of each boundary, one
+// block and a few rows past two, in both modes, with the head dims of RADIO's models (64, 72, 80) and 40; poisoned
+// outputs catch a row or key no tile writes. Finite differences where the reference is cheap enough.
 const CPU_BLOCK_CASES: Array<[string, Geo, boolean, boolean]> = [
   ['L = 1', { B: 2, T: 1, heads: 2, hd: 64, prefix: 0 }, true, true],
   ['L = 63 (one query block less a row)', { B: 1, T: 63, heads: 2, hd: 72, prefix: 1 }, true, true],
@@ -494,8 +494,8 @@ const CPU_BLOCK_CASES: Array<[string, Geo, boolean, boolean]> = [
   ['L = 255 (one forward key tile)', { B: 1, T: 255, heads: 1, hd: 64, prefix: 0 }, false, false],
   ['L = 256', { B: 1, T: 256, heads: 1, hd: 72, prefix: 0 }, true, false],
   ['L = 257 (two forward key tiles)', { B: 1, T: 257, heads: 1, hd: 80, prefix: 1 }, true, false],
-  ['L = 511 (64-row forward query blocks)', { B: 1, T: 511, heads: 1, hd: 72, prefix: 0 }, false, false],
-  ['L = 512 (128-row forward query blocks)', { B: 1, T: 512, heads: 1, hd: 64, prefix: 1 }, true, false],
+  ['L = 511 (64-row query blocks)', { B: 1, T: 511, heads: 1, hd: 72, prefix: 0 }, false, false],
+  ['L = 512 (128-row query blocks)', { B: 1, T: 512, heads: 1, hd: 64, prefix: 1 }, true, false],
   ['L = 515 (3 forward key tiles, 5 backward)', { B: 1, T: 515, heads: 1, hd: 40, prefix: 0 }, true, false],
   ['8x8 windows (L = 64) with a prefix token', { B: 2, T: 129, heads: 1, hd: 64, prefix: 1, window: { size: 8, gridH: 8, gridW: 16 } }, true, true],
   ['11x11 windows (L = 121) with 2 prefix tokens', { B: 1, T: 244, heads: 2, hd: 72, prefix: 2, window: { size: 11, gridH: 11, gridW: 22 } }, false, false],

@@ -29,16 +29,17 @@ using gemm::cpu::sgemm_serial;
 constexpr int64_t kQueryBlock = 64;
 constexpr int64_t kForwardKeys = 256;
 constexpr int64_t kBackwardKeys = 128;
-// From this length on the forward takes query blocks twice as tall: the product packs each K and V tile once per
-// call, and a taller block gives that packing twice the rows (about 10% at L = 1025). Shorter problems keep 64 rows,
-// so that batch-1 attention at 224 px still gives the pool 4 blocks per head. Chosen by the shape alone, so the
-// forward's blocks never depend on the thread count.
+// From this length on the query blocks are twice as tall: the product packs each K and V tile once per call, and a
+// taller block gives that packing twice the rows (about 10% at L = 1025 forward, 5-7% backward). Shorter problems
+// keep 64 rows, so that batch-1 attention at 224 px still gives the pool 4 blocks per head. Chosen by the shape
+// alone, so the blocks (and the backward's sums) never depend on the thread count.
 constexpr int64_t kLongRows = 512;
 
 // Blocks of about `target` rows covering n evenly (a multiple of 8 each, the last one shorter), so that L = 197
 // gives 4 blocks of 56 and a remainder of 29 rather than 3 full blocks and a sliver of 5.
 struct Blocks {
   int64_t size, count, n;
+  static Blocks queries(int64_t L) { return Blocks(L, L >= kLongRows ? 2 * kQueryBlock : kQueryBlock); }
   Blocks(int64_t n_, int64_t target) : n(n_) {
     const int64_t parts = std::max<int64_t>(1, (n + target - 1) / target);
     size = std::max<int64_t>(8, ((n + parts - 1) / parts + 7) / 8 * 8);
@@ -269,7 +270,7 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     const Terms<T> terms{static_cast<const T*>(bias_), static_cast<const T*>(rel_h_), static_cast<const T*>(rel_w_)};
     T* O = static_cast<T*>(out);
     const int64_t L = g.length(), hd = g.head_dim;
-    const Blocks qb(L, L >= kLongRows ? 2 * kQueryBlock : kQueryBlock), kb(L, kForwardKeys);
+    const Blocks qb = Blocks::queries(L), kb(L, kForwardKeys);
     zero_prefix(O, g, g.dim());
     parallel_for(g.batch * g.heads * g.windows() * qb.count, 1, [&](int64_t e0, int64_t e1) {
       Operands o;
@@ -350,7 +351,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     const T* O = static_cast<const T*>(out_);
     T* dqkv = static_cast<T*>(dqkv_);
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
-    const Blocks qb(L, kQueryBlock), kb(L, kBackwardKeys);
+    const Blocks qb = Blocks::queries(L), kb(L, kBackwardKeys);
     const int64_t gh = g.rel_gh, gw = g.rel_gw, ls = kb.size;
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
