@@ -103,6 +103,19 @@ float exp_shifted(float* x, int64_t n, float m) {
   return s;
 }
 
+// Σ_j x[j] in kLanes lanes combined in order, then the tail.
+AMR_VECTOR_CLONES
+float row_sum(const float* x, int64_t n) {
+  float lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lane[l] += x[j + l];
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+  for (; j < n; ++j) s += x[j];
+  return s;
+}
+
 // Σ_d a[d]·b[d] over n (a multiple of 8, as every head dim is) in 8 lanes combined in order: delta's row sums, which
 // a running scalar sum would make latency-bound.
 AMR_VECTOR_CLONES
@@ -402,12 +415,11 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
         if (terms.rel_h) {
           float* dhr = k.dh.data() + r * gh;
           float* dwr = k.dw.data() + r * gw;
+          // Per key row the tile spans: its share of dh (a lane sum) and dw (a row update), both vectorized.
           for (int64_t j = j0; j < j0 + nj;) {
             const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
-            for (int64_t x = 0; x < n; ++x) {
-              dhr[y] += ds[j - j0 + x];
-              dwr[c + x] += ds[j - j0 + x];
-            }
+            dhr[y] += row_sum(ds + (j - j0), n);
+            add_row(dwr + c, ds + (j - j0), n);
             j += n;
           }
         }
