@@ -476,3 +476,78 @@ describe('attentionUnsupported: the one list of head dims', () => {
     expect(native.attentionUnsupported(64, 'i32')).toBe('i32 tensors are not supported');
   });
 });
+
+// The cpu kernel's blocking (native/attention/cpu.cpp): query blocks of up to 64 rows (128 from L = 512 on), key
+// tiles of up to 256 keys in the forward (the online softmax rescales across them) and 128 in the backward (its
+// dK/dV pass's unit of work), each split evenly into multiples of 8. Lengths on either side of each boundary, one
+// block and a few rows past two, in both modes, with the head dims of RADIO's models (64, 72, 80) and 40; poisoned
+// outputs catch a row or key no tile writes. Finite differences where the reference is cheap enough.
+const CPU_BLOCK_CASES: Array<[string, Geo, boolean, boolean]> = [
+  ['L = 1', { B: 2, T: 1, heads: 2, hd: 64, prefix: 0 }, true, true],
+  ['L = 63 (one query block less a row)', { B: 1, T: 63, heads: 2, hd: 72, prefix: 1 }, true, true],
+  ['L = 64 (one full query block)', { B: 1, T: 64, heads: 1, hd: 80, prefix: 0 }, false, true],
+  ['L = 65 (two query blocks)', { B: 2, T: 65, heads: 1, hd: 40, prefix: 1 }, true, true],
+  ['L = 131 (3 query blocks, 2 backward key tiles)', { B: 1, T: 131, heads: 2, hd: 64, prefix: 0 }, true, true],
+  ['L = 127 (one backward key tile)', { B: 1, T: 127, heads: 1, hd: 72, prefix: 0 }, false, false],
+  ['L = 128', { B: 1, T: 128, heads: 1, hd: 80, prefix: 1 }, true, false],
+  ['L = 129 (two backward key tiles)', { B: 1, T: 129, heads: 1, hd: 64, prefix: 0 }, true, false],
+  ['L = 255 (one forward key tile)', { B: 1, T: 255, heads: 1, hd: 64, prefix: 0 }, false, false],
+  ['L = 256', { B: 1, T: 256, heads: 1, hd: 72, prefix: 0 }, true, false],
+  ['L = 257 (two forward key tiles)', { B: 1, T: 257, heads: 1, hd: 80, prefix: 1 }, true, false],
+  ['L = 511 (64-row query blocks)', { B: 1, T: 511, heads: 1, hd: 72, prefix: 0 }, false, false],
+  ['L = 512 (128-row query blocks)', { B: 1, T: 512, heads: 1, hd: 64, prefix: 1 }, true, false],
+  ['L = 515 (3 forward key tiles, 5 backward)', { B: 1, T: 515, heads: 1, hd: 40, prefix: 0 }, true, false],
+  ['8x8 windows (L = 64) with a prefix token', { B: 2, T: 129, heads: 1, hd: 64, prefix: 1, window: { size: 8, gridH: 8, gridW: 16 } }, true, true],
+  ['11x11 windows (L = 121) with 2 prefix tokens', { B: 1, T: 244, heads: 2, hd: 72, prefix: 2, window: { size: 11, gridH: 11, gridW: 22 } }, false, false],
+  ['12x12 windows (L = 144, two backward key tiles)', { B: 2, T: 145, heads: 1, hd: 80, prefix: 1, window: { size: 12, gridH: 12, gridW: 12 } }, true, false],
+  ['17x17 windows (L = 289, two forward key tiles)', { B: 1, T: 579, heads: 1, hd: 64, prefix: 1, window: { size: 17, gridH: 17, gridW: 34 } }, true, false],
+];
+
+// relPos across the tiles: T = 64 (one block), 130 over 13x10 (key rows of 10 straddle the 128-key backward tile)
+// and 264 over 11x24 (a key row of 24 straddles the 256-key forward tile).
+const CPU_BLOCK_REL_CASES: Array<[string, Geo, [number, number], boolean, boolean]> = [
+  ['8x8 grid (T = 64)', { B: 2, T: 64, heads: 1, hd: 64, prefix: 0 }, [8, 8], false, true],
+  ['13x10 grid (T = 130), with a bias', { B: 1, T: 130, heads: 2, hd: 72, prefix: 0 }, [13, 10], true, false],
+  ['11x24 grid (T = 264)', { B: 1, T: 264, heads: 1, hd: 80, prefix: 0 }, [11, 24], false, false],
+];
+
+describeEachDevice('attention blocking on %s', (device) => {
+  test.each(CPU_BLOCK_CASES)('%s: forward, dqkv and dbias match float64', async (_name, g, withBias, fd) => {
+    await check(device, g, withBias, 'f32', fd);
+  });
+
+  test.each(CPU_BLOCK_REL_CASES)('relPos, %s: forward, dqkv, dh and dw match float64', async (_name, g, grid, withBias, fd) => {
+    await checkRel(device, g, grid, withBias, 'f32', fd);
+  });
+
+  // The backward runs one work item per problem when the problems keep the threads evenly busy and splits each
+  // problem into key and query blocks otherwise; both sum in the same order (T = 150: 3 query blocks, 2 key tiles),
+  // so a sample's gradients are the same bits alone (one problem: split on 2 threads or more) as among 63 copies of
+  // itself (whole problems on 1 to 88 threads).
+  test('gradients do not depend on how the backward splits the work (bitwise)', async () => {
+    const one: Geo = { B: 1, T: 150, heads: 1, hd: 64, prefix: 0 };
+    const many: Geo = { ...one, B: 63 };
+    const { D } = dims(one);
+    const grid: [number, number] = [15, 10];
+    const q0 = quant(randomArray(one.T * 3 * D, freshSeed(), 1.5), 'f32');
+    const r0 = quant(randomArray(one.T * D, freshSeed()), 'f32');
+    const rel: Rel = { h: quant(randomArray(one.heads * one.T * grid[0], freshSeed(), 2), 'f32'), w: quant(randomArray(one.heads * one.T * grid[1], freshSeed(), 2), 'f32'), grid };
+    const copies = (a: Float64Array) => {
+      const out = new Float64Array(a.length * many.B);
+      for (let b = 0; b < many.B; b++) out.set(a, b * a.length);
+      return out;
+    };
+    const a = await run(device, one, 'f32', q0, null, r0, rel);
+    const b = await run(device, many, 'f32', copies(q0), null, copies(r0), { h: copies(rel.h), w: copies(rel.w), grid });
+    expect(Array.from(b.out.slice(0, a.out.length))).toEqual(Array.from(a.out));
+    expect(Array.from(b.dqkv.slice(0, a.dqkv.length))).toEqual(Array.from(a.dqkv));
+    expect(Array.from(b.dh!.slice(0, a.dh!.length))).toEqual(Array.from(a.dh!));
+    expect(Array.from(b.dw!.slice(0, a.dw!.length))).toEqual(Array.from(a.dw!));
+    expect(relativeError(a.dqkv, refRelPos(q0, one, null, rel, r0).dqkv)).toBeLessThanOrEqual(1e-5);
+  });
+
+  test('bf16 across the tiles (L = 257, 12x12 windows) within 1e-2', async () => {
+    await check(device, { B: 1, T: 257, heads: 2, hd: 72, prefix: 1 }, true, 'bf16');
+    await check(device, { B: 1, T: 145, heads: 1, hd: 64, prefix: 1, window: { size: 12, gridH: 12, gridW: 12 } }, true, 'bf16');
+  });
+}, (d) => d === 'cpu');

@@ -1,8 +1,15 @@
+// The cpu attention: flash-style blocks per (batch, head, window) problem. Every product is a tile through the
+// serial GEMM (Q·Kᵀ, P·V, dO·Vᵀ, Pᵀ·dO, dSᵀ·Q, dS·K), run on the pool thread that owns the tile, and the pool splits
+// the work by (problem, query block) or (problem, key block), so batch-1 global attention with few heads still uses
+// every thread. The element-wise work between the products (bias, relPos, exp, row maxima and sums) runs along rows in
+// fixed-width lanes, so it vectorizes under the build's IEEE order and its sums do not depend on the ISA.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
+#include "../gemm/cpu_kernel.h"
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
@@ -14,6 +21,135 @@ namespace cpu {
 
 namespace {
 
+using gemm::cpu::sgemm_serial;
+
+// Query rows per block and keys per tile. 64 query rows amortize a K tile's load over many rows in the product and
+// keep the split fine enough for the pool; the forward's wider key tiles mean fewer rescales of the running output.
+// The backward's key blocks are also the dK/dV pass's unit of work, so they stay smaller.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kForwardKeys = 256;
+constexpr int64_t kBackwardKeys = 128;
+// From this length on the query blocks are twice as tall: the product packs each K and V tile once per call, and a
+// taller block gives that packing twice the rows (about 10% at L = 1025 forward, 5-7% backward). Shorter problems
+// keep 64 rows, so that batch-1 attention at 224 px still gives the pool 4 blocks per head. Chosen by the shape
+// alone, so the blocks (and the backward's sums) never depend on the thread count.
+constexpr int64_t kLongRows = 512;
+
+// Blocks of about `target` rows covering n evenly (a multiple of 8 each, the last one shorter), so that L = 197
+// gives 4 blocks of 56 and a remainder of 29 rather than 3 full blocks and a sliver of 5.
+struct Blocks {
+  int64_t size, count, n;
+  static Blocks queries(int64_t L) { return Blocks(L, L >= kLongRows ? 2 * kQueryBlock : kQueryBlock); }
+  Blocks(int64_t n_, int64_t target) : n(n_) {
+    const int64_t parts = std::max<int64_t>(1, (n + target - 1) / target);
+    size = std::max<int64_t>(8, ((n + parts - 1) / parts + 7) / 8 * 8);
+    count = std::max<int64_t>(1, (n + size - 1) / size);
+  }
+  int64_t begin(int64_t b) const { return b * size; }
+  int64_t length(int64_t b) const { return std::min(size, n - b * size); }
+};
+
+// Lanes of the row reductions: each lane sums (or maximizes) every kLanes-th element and the lanes are combined in
+// one fixed order, which the compiler vectorizes without reassociating anything.
+constexpr int64_t kLanes = 16;
+
+// Written on 16-lane vectors because the compiler leaves a max reduction scalar under IEEE semantics even across
+// independent lanes; the select below is what vmaxps computes, lane by lane, so every clone gives the same result.
+typedef float F32x16 __attribute__((vector_size(64)));
+typedef int32_t I32x16 __attribute__((vector_size(64)));
+
+AMR_VECTOR_CLONES
+float row_max(const float* x, int64_t n) {
+  I32x16 lane_bits;
+  {
+    F32x16 init;
+    for (int l = 0; l < kLanes; ++l) init[l] = -INFINITY;
+    std::memcpy(&lane_bits, &init, sizeof init);
+  }
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    F32x16 v, lane;
+    std::memcpy(&v, x + j, sizeof v);
+    std::memcpy(&lane, &lane_bits, sizeof lane);
+    I32x16 v_bits;
+    std::memcpy(&v_bits, &v, sizeof v);
+    const I32x16 keep = lane > v;  // all ones where the lane stays
+    lane_bits = (lane_bits & keep) | (v_bits & ~keep);
+  }
+  F32x16 lane;
+  std::memcpy(&lane, &lane_bits, sizeof lane);
+  float m = -INFINITY;
+  for (int l = 0; l < kLanes; ++l) m = std::max(m, lane[l]);
+  for (; j < n; ++j) m = std::max(m, x[j]);
+  return m;
+}
+
+// x[j] = e^(x[j] − m) in place; returns Σ_j x[j] (lane sums, then the tail, in fixed order).
+AMR_VECTOR_CLONES
+float exp_shifted(float* x, int64_t n, float m) {
+  float lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) {
+      x[j + l] = exp_nonpositive(x[j + l] - m);
+      lane[l] += x[j + l];
+    }
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+  for (; j < n; ++j) {
+    x[j] = exp_nonpositive(x[j] - m);
+    s += x[j];
+  }
+  return s;
+}
+
+// Σ_j x[j] in kLanes lanes combined in order, then the tail.
+AMR_VECTOR_CLONES
+float row_sum(const float* x, int64_t n) {
+  float lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes)
+    for (int64_t l = 0; l < kLanes; ++l) lane[l] += x[j + l];
+  float s = 0.f;
+  for (int64_t l = 0; l < kLanes; ++l) s += lane[l];
+  for (; j < n; ++j) s += x[j];
+  return s;
+}
+
+// Σ_d a[d]·b[d] over n (a multiple of 8, as every head dim is) in 8 lanes combined in order: delta's row sums, which
+// a running scalar sum would make latency-bound.
+AMR_VECTOR_CLONES
+float dot(const float* a, const float* b, int64_t n) {
+  float lane[8] = {};
+  for (int64_t d = 0; d < n; d += 8)
+    for (int l = 0; l < 8; ++l) lane[l] += a[d + l] * b[d + l];
+  float s = 0.f;
+  for (int l = 0; l < 8; ++l) s += lane[l];
+  return s;
+}
+
+AMR_VECTOR_CLONES
+void scale_row(float* x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; ++j) x[j] *= a;
+}
+
+AMR_VECTOR_CLONES
+void add_row(float* x, const float* y, int64_t n) {
+  for (int64_t j = 0; j < n; ++j) x[j] += y[j];
+}
+
+// x[c] += h + w[c]: one key row's span of the relative position terms.
+AMR_VECTOR_CLONES
+void add_rel_span(float* x, float h, const float* w, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) x[c] += h + w[c];
+}
+
+// dS = P ∘ (dP − delta), into dp.
+AMR_VECTOR_CLONES
+void softmax_grad_row(float* dp, const float* p, int64_t n, float delta) {
+  for (int64_t j = 0; j < n; ++j) dp[j] = p[j] * (dp[j] - delta);
+}
+
 // Zeroes the prefix rows of a [B, T, width] tensor (window mode leaves them out).
 template <typename T>
 void zero_prefix(T* x, const Geometry& g, int64_t width) {
@@ -23,220 +159,344 @@ void zero_prefix(T* x, const Geometry& g, int64_t width) {
       for (int64_t c = 0; c < width; ++c) Elem<T>::store(x, (b * g.tokens + t) * width + c, 0.f);
 }
 
-// Loads one (batch, head, window) problem's rows of part (q, k, v) as f32 [L, hd].
+// f32 copy of n elements of src from offset o: src itself when it is f32 already, else converted into buf.
 template <typename T>
-void gather(std::vector<float>& dst, const T* qkv, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
+const float* as_f32(std::vector<float>& buf, const T* src, int64_t o, int64_t n) {
+  if constexpr (std::is_same_v<T, float>) {
+    (void)buf;
+    return src + o;
+  } else {
+    buf.resize(n);
+    for (int64_t i = 0; i < n; ++i) buf[i] = Elem<T>::load(src, o + i);
+    return buf.data();
+  }
+}
+
+// One (batch, head, window) problem's operands as f32 rows [L, hd]: q, k and v with row stride ld, dO with ld_o;
+// delta = rowsum(dO ∘ O). f32 global attention reads them in place from qkv and dout (rows 3D and D apart, which
+// the serial product takes as its leading dimensions); window mode's rows are not evenly spaced and bf16 needs
+// converting, so there they are gathered once per problem on the thread that uses them, and kept while its
+// consecutive work items stay in the same problem.
+struct Operands {
+  int64_t p = -1, b = 0, h = 0, w = 0;
+  const float *q = nullptr, *k = nullptr, *v = nullptr, *go = nullptr;
+  int64_t ld = 0, ld_o = 0;
+  std::vector<float> rows, go_rows, delta, buf;
+};
+
+template <typename T>
+void gather_rows(float* dst, const T* src, const Geometry& g, int64_t b, int64_t h, int64_t w, int part) {
   const int64_t L = g.length(), hd = g.head_dim;
-  dst.resize(L * hd);
   for (int64_t i = 0; i < L; ++i) {
-    const int64_t o = g.qkv_offset(b, g.token(w, i), part, h);
-    for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(qkv, o + d);
+    const int64_t o = part < 0 ? g.out_offset(b, g.token(w, i), h) : g.qkv_offset(b, g.token(w, i), part, h);
+    for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
   }
 }
 
+// Loads problem p's q, k, v and, given dO and O, its dO and delta.
 template <typename T>
-void gather_qkv(std::vector<float>& q, std::vector<float>& k, std::vector<float>& v, const T* qkv, const Geometry& g,
-                int64_t b, int64_t h, int64_t w) {
-  gather(q, qkv, g, b, h, w, 0);
-  gather(k, qkv, g, b, h, w, 1);
-  gather(v, qkv, g, b, h, w, 2);
-}
-
-// [L, hd] → [hd, L], so products over the head dim become row updates along L.
-void transpose(std::vector<float>& dst, const std::vector<float>& src, int64_t L, int64_t hd) {
-  dst.resize(L * hd);
-  for (int64_t i = 0; i < L; ++i)
-    for (int64_t d = 0; d < hd; ++d) dst[d * L + i] = src[i * hd + d];
-}
-
-// Rows i0 .. i0 + n (n <= kRows) of A [L, hd] times Bt [hd, L]: out[r][j] = Σ_d A[i0 + r][d]·Bt[d][j]. The inner
-// loop runs along j with independent accumulators, so the compiler vectorizes it without reassociating a sum (the
-// build keeps IEEE order), and each Bt row loaded serves the block's rows. The clones let the loader pick AVX-512
-// or AVX2 code where the CPU has it (the baseline build is SSE2).
-constexpr int64_t kRows = 4;
-
-AMR_VECTOR_CLONES
-void rows_times(float* out, const float* A, const float* Bt, int64_t i0, int64_t n, int64_t L, int64_t hd) {
-  std::fill(out, out + n * L, 0.f);
-  for (int64_t d = 0; d < hd; ++d) {
-    const float* b = Bt + d * L;
-    for (int64_t r = 0; r < n; ++r) {
-      const float a = A[(i0 + r) * hd + d];
-      float* o = out + r * L;
-      for (int64_t j = 0; j < L; ++j) o[j] += a * b[j];
-    }
-  }
-}
-
-// acc[r][d] += Σ_j w[r][j]·V[j][d] for a block of rows: along d, V's row j loaded once for the block.
-AMR_VECTOR_CLONES
-void weights_times(float* acc, const float* w, const float* V, int64_t n, int64_t L, int64_t hd) {
-  for (int64_t j = 0; j < L; ++j) {
-    const float* v = V + j * hd;
-    for (int64_t r = 0; r < n; ++r) {
-      const float pr = w[r * L + j];
-      float* a = acc + r * hd;
-      for (int64_t d = 0; d < hd; ++d) a[d] += pr * v[d];
-    }
-  }
-}
-
-// dK[j] += Σ_r dS[r][j]·Q[r], dV[j] += Σ_r P[r][j]·dO[r] over a block of query rows, for every key j.
-AMR_VECTOR_CLONES
-void key_grads(float* dk, float* dv, const float* dS, const float* P, const float* q, const float* go, int64_t n, int64_t L, int64_t hd) {
-  for (int64_t j = 0; j < L; ++j) {
-    float* dkj = dk + j * hd;
-    float* dvj = dv + j * hd;
-    for (int64_t r = 0; r < n; ++r) {
-      const float a = dS[r * L + j], c = P[r * L + j];
-      const float* qi = q + r * hd;
-      const float* gi = go + r * hd;
-      for (int64_t d = 0; d < hd; ++d) {
-        dkj[d] += a * qi[d];
-        dvj[d] += c * gi[d];
+void load(Operands& o, int64_t p, const T* qkv, const T* dO, const T* O, const Geometry& g) {
+  if (o.p == p) return;
+  const int64_t nw = g.windows(), L = g.length(), hd = g.head_dim;
+  o.p = p;
+  o.w = p % nw;
+  o.h = (p / nw) % g.heads;
+  o.b = p / (nw * g.heads);
+  bool in_place = false;
+  if constexpr (std::is_same_v<T, float>) {
+    if (!g.window) {
+      in_place = true;
+      o.q = qkv + g.qkv_offset(o.b, 0, 0, o.h);
+      o.k = qkv + g.qkv_offset(o.b, 0, 1, o.h);
+      o.v = qkv + g.qkv_offset(o.b, 0, 2, o.h);
+      o.ld = 3 * g.dim();
+      if (dO) {
+        o.go = dO + g.out_offset(o.b, 0, o.h);
+        o.ld_o = g.dim();
       }
+    }
+  }
+  if (!in_place) {
+    o.rows.resize(3 * L * hd);
+    for (int part = 0; part < 3; ++part) gather_rows(o.rows.data() + part * L * hd, qkv, g, o.b, o.h, o.w, part);
+    o.q = o.rows.data();
+    o.k = o.q + L * hd;
+    o.v = o.k + L * hd;
+    o.ld = hd;
+    if (dO) {
+      o.go_rows.resize(L * hd);
+      gather_rows(o.go_rows.data(), dO, g, o.b, o.h, o.w, -1);
+      o.go = o.go_rows.data();
+      o.ld_o = hd;
+    }
+  }
+  if (dO) {
+    o.delta.resize(L);
+    for (int64_t i = 0; i < L; ++i)
+      o.delta[i] = dot(o.go + i * o.ld_o, as_f32(o.buf, O, g.out_offset(o.b, g.token(o.w, i), o.h), hd), hd);
+  }
+}
+
+// The score terms beside Q·Kᵀ: the bias shared by the batch and the relative position terms.
+template <typename T>
+struct Terms {
+  const T* bias;
+  const T* rel_h;
+  const T* rel_w;
+};
+
+// S [ni, nj] (row stride ls) = scale·Q_i·K_jᵀ for query rows i0 .. i0 + ni and keys j0 .. j0 + nj (the scale goes
+// in as the product's alpha, so no pass over S applies it).
+inline void score_product(float* s, int64_t ls, const Operands& o, const Geometry& g, int64_t i0, int64_t ni,
+                          int64_t j0, int64_t nj) {
+  sgemm_serial(false, true, ni, nj, g.head_dim, g.scale, o.q + i0 * o.ld, o.ld, o.k + j0 * o.ld, o.ld, 0.f, s, ls);
+}
+
+// Adds the bias and relative position terms of query row i, keys j0 .. j0 + nj, to the score row sr.
+template <typename T>
+void add_terms(float* sr, const Operands& o, const Terms<T>& t, const Geometry& g, int64_t i, int64_t j0,
+               int64_t nj, std::vector<float>& buf) {
+  const int64_t L = g.length();
+  if (t.bias) add_row(sr, as_f32(buf, t.bias, (o.h * L + i) * L + j0, nj), nj);
+  if (t.rel_h) {
+    // Keys in raster order over the grid: key j is (row j / gw, column j % gw); walk the key rows the tile spans.
+    const int64_t gh = g.rel_gh, gw = g.rel_gw, row = o.p * L + i;
+    const float* rw = as_f32(buf, t.rel_w, row * gw, gw);
+    for (int64_t j = j0; j < j0 + nj;) {
+      const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+      add_rel_span(sr + (j - j0), Elem<T>::load(t.rel_h, row * gh + y), rw + c, n);
+      j += n;
     }
   }
 }
 
 }  // namespace
 
-// Per (batch, head, window) problem, blocks of kRows query rows: scores against every key, softmax, then the
-// weighted sum of values; no [L, L] matrix is held, only the block's rows.
+// Per work item (problem, query block): the block's scores against one key tile at a time, an online softmax (the
+// running max and sum per row; the output so far rescaled when the max grows), the tile's P·V accumulated into the
+// block's output, and at the end the division by the sum and the row's logsumexp.
 void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const void* rel_h_,
                        const void* rel_w_, const Geometry& g, DType dt) {
   with_float_dtype(dt, "attention", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
-    const T* bias = static_cast<const T*>(bias_);
-    const T* rel_h = static_cast<const T*>(rel_h_);
-    const T* rel_w = static_cast<const T*>(rel_w_);
+    const Terms<T> terms{static_cast<const T*>(bias_), static_cast<const T*>(rel_h_), static_cast<const T*>(rel_w_)};
     T* O = static_cast<T*>(out);
-    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
+    const int64_t L = g.length(), hd = g.head_dim;
+    const Blocks qb = Blocks::queries(L), kb(L, kForwardKeys);
     zero_prefix(O, g, g.dim());
-    parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, kt, s(kRows * L), acc(kRows * hd);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
-        gather_qkv(q, k, v, qkv, g, b, h, w);
-        transpose(kt, k, L, hd);
-        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
-          const int64_t n = std::min(kRows, L - i0);
-          rows_times(s.data(), q.data(), kt.data(), i0, n, L, hd);
-          float sums[kRows];
-          for (int64_t r = 0; r < n; ++r) {
-            float* sr = s.data() + r * L;
-            const int64_t i = i0 + r;
-            float m = -INFINITY;
-            for (int64_t j = 0; j < L; ++j) {
-              sr[j] = sr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
-                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f);
-              m = std::max(m, sr[j]);
+    parallel_for(g.batch * g.heads * g.windows() * qb.count, 1, [&](int64_t e0, int64_t e1) {
+      Operands o;
+      std::vector<float> s(qb.size * kb.size), acc(qb.size * hd), m(qb.size), l(qb.size), buf;
+      for (int64_t e = e0; e < e1; ++e) {
+        load(o, e / qb.count, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
+        const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
+        for (int64_t t = 0; t < kb.count; ++t) {
+          const int64_t j0 = kb.begin(t), nj = kb.length(t);
+          score_product(s.data(), kb.size, o, g, i0, ni, j0, nj);
+          for (int64_t r = 0; r < ni; ++r) {
+            float* sr = s.data() + r * kb.size;
+            add_terms(sr, o, terms, g, i0 + r, j0, nj, buf);
+            const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
+            const float sum = exp_shifted(sr, nj, mt);
+            if (t) {
+              const float c = exp_nonpositive(m[r] - mt);
+              l[r] = l[r] * c + sum;
+              if (c != 1.f) scale_row(acc.data() + r * hd, hd, c);
+            } else {
+              l[r] = sum;
             }
-            float sum = 0.f;
-            for (int64_t j = 0; j < L; ++j) sr[j] = exp_nonpositive(sr[j] - m);
-            for (int64_t j = 0; j < L; ++j) sum += sr[j];
-            sums[r] = sum;
-            lse[p * L + i] = m + std::log(sum);
+            m[r] = mt;
           }
-          std::fill(acc.begin(), acc.end(), 0.f);
-          weights_times(acc.data(), s.data(), v.data(), n, L, hd);
-          for (int64_t r = 0; r < n; ++r) {
-            const int64_t o = g.out_offset(b, g.token(w, i0 + r), h);
-            for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, o + d, acc[r * hd + d] / sums[r]);
-          }
+          sgemm_serial(false, false, ni, hd, nj, 1.f, s.data(), kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f,
+                       acc.data(), hd);
+        }
+        for (int64_t r = 0; r < ni; ++r) {
+          const int64_t i = i0 + r;
+          lse[o.p * L + i] = m[r] + std::log(l[r]);
+          const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
+          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] / l[r]);
         }
       }
     });
   });
 }
 
-// The same blocks of rows: P and dS = P ∘ (dO·Vᵀ − delta) for the block, then dQ (block rows), and dK, dV
-// accumulated over the blocks in row order, so the sums run in one fixed order. The relative position gradients are
-// sums of a query's dS row (over a key row for dh, down a key column for dw), taken while the row is at hand.
+namespace {
+
+// The backward's tile (query block i0.., key tile j0..): P = e^(S − lse) and dS = P ∘ (dO·Vᵀ − delta), row stride ls.
+template <typename T>
+void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T>& t, const float* lse,
+               const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf) {
+  const int64_t L = g.length();
+  score_product(P, ls, o, g, i0, ni, j0, nj);
+  sgemm_serial(false, true, ni, nj, g.head_dim, 1.f, o.go + i0 * o.ld_o, o.ld_o, o.v + j0 * o.ld, o.ld, 0.f, dS, ls);
+  for (int64_t r = 0; r < ni; ++r) {
+    const int64_t i = i0 + r;
+    add_terms(P + r * ls, o, t, g, i, j0, nj, buf);
+    exp_shifted(P + r * ls, nj, lse[o.p * L + i]);
+    softmax_grad_row(dS + r * ls, P + r * ls, nj, o.delta[i]);
+  }
+}
+
+}  // namespace
+
+// The backward over the forward's kind of tiles: P and dS recomputed from the logsumexp, then dV += Pᵀ·dO and
+// dK += dSᵀ·Q for the tile's keys, dQ += dS·K for its queries, the bias partials and the relative position sums. Every
+// gradient is a sum over tiles in one fixed order (dK and dV over the query blocks in order, dQ, dh and dw over the
+// key tiles in order), and the two ways of running it below visit the same tiles in those orders, so the result does
+// not depend on which runs or on the thread count.
+//  - Problems enough to keep the threads evenly busy: one work item per (batch, head, window) problem, each tile
+//    visited once.
+//  - Otherwise (batch-1 global attention, say): a dK/dV pass per (problem, key block) and a dQ pass per (problem, query
+//    block); each recomputes the tiles (S and dP twice, 14 tile products per 10 of the single pass), but the pool
+//    gets L/64 or L/128 items per problem instead of one.
 void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, void* drel_w_, const void* dout_,
                         const void* qkv_, const void* out_, const float* lse, const void* bias_, const void* rel_h_,
                         const void* rel_w_, const Geometry& g, DType dt, float* scratch) {
   with_float_dtype(dt, "attention backward", [&](auto* tag) {
     using T = std::remove_pointer_t<decltype(tag)>;
     const T* qkv = static_cast<const T*>(qkv_);
-    const T* bias = static_cast<const T*>(bias_);
-    const T* rel_h = static_cast<const T*>(rel_h_);
-    const T* rel_w = static_cast<const T*>(rel_w_);
+    const Terms<T> terms{static_cast<const T*>(bias_), static_cast<const T*>(rel_h_), static_cast<const T*>(rel_w_)};
     T* drel_h = static_cast<T*>(drel_h_);
     T* drel_w = static_cast<T*>(drel_w_);
     const T* dO = static_cast<const T*>(dout_);
     const T* O = static_cast<const T*>(out_);
     T* dqkv = static_cast<T*>(dqkv_);
-    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows();
+    const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
+    const Blocks qb = Blocks::queries(L), kb(L, kBackwardKeys);
+    const int64_t gh = g.rel_gh, gw = g.rel_gw, ls = kb.size;
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
-    parallel_for(g.batch * g.heads * nw, 1, [&](int64_t p0, int64_t p1) {
-      std::vector<float> q, k, v, kt, vt, go(L * hd), dq(L * hd), dk, dv, P(kRows * L), dS(kRows * L), delta(L),
-          dw(g.rel_gw);
-      for (int64_t p = p0; p < p1; ++p) {
-        const int64_t w = p % nw, h = (p / nw) % g.heads, b = p / (nw * g.heads);
-        gather_qkv(q, k, v, qkv, g, b, h, w);
-        transpose(kt, k, L, hd);
-        transpose(vt, v, L, hd);
-        for (int64_t i = 0; i < L; ++i) {
-          const int64_t o = g.out_offset(b, g.token(w, i), h);
-          float dl = 0.f;
-          for (int64_t d = 0; d < hd; ++d) {
-            go[i * hd + d] = Elem<T>::load(dO, o + d);
-            dl += go[i * hd + d] * Elem<T>::load(O, o + d);
-          }
-          delta[i] = dl;
-        }
-        std::fill(dq.begin(), dq.end(), 0.f);
-        dk.assign(L * hd, 0.f);
-        dv.assign(L * hd, 0.f);
-        for (int64_t i0 = 0; i0 < L; i0 += kRows) {
-          const int64_t n = std::min(kRows, L - i0);
-          rows_times(P.data(), q.data(), kt.data(), i0, n, L, hd);
-          rows_times(dS.data(), go.data(), vt.data(), i0, n, L, hd);
-          for (int64_t r = 0; r < n; ++r) {
-            const int64_t i = i0 + r;
-            float* pr = P.data() + r * L;
-            float* ds = dS.data() + r * L;
-            for (int64_t j = 0; j < L; ++j) {
-              pr[j] = pr[j] * g.scale + (bias ? Elem<T>::load(bias, (h * L + i) * L + j) : 0.f) +
-                      (rel_h ? rel_pos_at(rel_h, rel_w, g, p * L + i, j) : 0.f) - lse[p * L + i];
-            }
-            for (int64_t j = 0; j < L; ++j) pr[j] = exp_nonpositive(pr[j]);
-            for (int64_t j = 0; j < L; ++j) ds[j] = pr[j] * (ds[j] - delta[i]);
-            if (bias) std::memcpy(partial + (((b * nw + w) * g.heads + h) * L + i) * L, ds, L * sizeof(float));
-            if (rel_h) {
-              // Keys in raster order: key row y is ds[y·gw .. y·gw + gw), its column c recurs every gw keys.
-              const int64_t row = p * L + i, gh = g.rel_gh, gw = g.rel_gw;
-              std::fill(dw.begin(), dw.end(), 0.f);
-              for (int64_t y = 0; y < gh; ++y) {
-                const float* dsy = ds + y * gw;
-                float sh = 0.f;
-                for (int64_t c = 0; c < gw; ++c) {
-                  sh += dsy[c];
-                  dw[c] += dsy[c];
-                }
-                Elem<T>::store(drel_h, row * gh + y, sh);
-              }
-              for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, dw[c]);
-            }
-          }
-          weights_times(dq.data() + i0 * hd, dS.data(), k.data(), n, L, hd);
-          key_grads(dk.data(), dv.data(), dS.data(), P.data(), q.data() + i0 * hd, go.data() + i0 * hd, n, L, hd);
-        }
-        for (int64_t i = 0; i < L; ++i) {
-          const int64_t t = g.token(w, i);
-          const int64_t oq = g.qkv_offset(b, t, 0, h), ok = g.qkv_offset(b, t, 1, h), ov = g.qkv_offset(b, t, 2, h);
-          for (int64_t d = 0; d < hd; ++d) {
-            Elem<T>::store(dqkv, oq + d, dq[i * hd + d] * g.scale);
-            Elem<T>::store(dqkv, ok + d, dk[i * hd + d] * g.scale);
-            Elem<T>::store(dqkv, ov + d, dv[i * hd + d]);
+
+    // A thread's tiles and accumulators: dq for one query block, dh and dw (per query row, one sum per key row and
+    // one per key column), dk and dv for `keys` keys.
+    struct Work {
+      Operands o;
+      std::vector<float> P, dS, dq, dh, dw, dk, dv, buf;
+    };
+    auto make_work = [&](int64_t keys) {
+      Work k;
+      k.P.resize(qb.size * ls);
+      k.dS.resize(qb.size * ls);
+      k.dq.resize(qb.size * hd);
+      k.dh.resize(terms.rel_h ? qb.size * gh : 0);
+      k.dw.resize(terms.rel_h ? qb.size * gw : 0);
+      k.dk.resize(keys * hd);
+      k.dv.resize(keys * hd);
+      return k;
+    };
+    // Tile (query block u, key tile t) into k.P and k.dS.
+    auto tile = [&](Work& k, int64_t u, int64_t t) {
+      grad_tile(k.P.data(), k.dS.data(), ls, k.o, terms, lse, g, qb.begin(u), qb.length(u), kb.begin(t),
+                kb.length(t), k.buf);
+    };
+    // The tile's share of dK and dV, into dk and dv for its keys ([nj, hd]); the first query block overwrites.
+    auto key_update = [&](Work& k, int64_t u, int64_t t, float* dk, float* dv) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u), nj = kb.length(t);
+      const float beta = u ? 1.f : 0.f;
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go + i0 * k.o.ld_o, k.o.ld_o, beta, dv, hd);
+      sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q + i0 * k.o.ld, k.o.ld, beta, dk, hd);
+    };
+    // The tile's share of dQ, the bias partials and the relative position sums; the first key tile overwrites dq.
+    auto query_update = [&](Work& k, int64_t u, int64_t t) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u), j0 = kb.begin(t), nj = kb.length(t);
+      const Operands& o = k.o;
+      if (t == 0) {
+        std::fill(k.dh.begin(), k.dh.end(), 0.f);
+        std::fill(k.dw.begin(), k.dw.end(), 0.f);
+      }
+      sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k + j0 * o.ld, o.ld, t ? 1.f : 0.f, k.dq.data(),
+                   hd);
+      for (int64_t r = 0; r < ni; ++r) {
+        const float* ds = k.dS.data() + r * ls;
+        if (terms.bias)
+          std::memcpy(partial + (((o.b * nw + o.w) * g.heads + o.h) * L + i0 + r) * L + j0, ds, nj * sizeof(float));
+        if (terms.rel_h) {
+          float* dhr = k.dh.data() + r * gh;
+          float* dwr = k.dw.data() + r * gw;
+          // Per key row the tile spans: its share of dh (a lane sum) and dw (a row update), both vectorized.
+          for (int64_t j = j0; j < j0 + nj;) {
+            const int64_t y = j / gw, c = j % gw, n = std::min(gw - c, j0 + nj - j);
+            dhr[y] += row_sum(ds + (j - j0), n);
+            add_row(dwr + c, ds + (j - j0), n);
+            j += n;
           }
         }
       }
-    });
-    if (bias) {
+    };
+    auto store_queries = [&](Work& k, int64_t u) {
+      const Operands& o = k.o;
+      for (int64_t r = 0; r < qb.length(u); ++r) {
+        const int64_t i = qb.begin(u) + r, oq = g.qkv_offset(o.b, g.token(o.w, i), 0, o.h);
+        for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, k.dq[r * hd + d] * g.scale);
+        if (terms.rel_h) {
+          const int64_t row = o.p * L + i;
+          for (int64_t y = 0; y < gh; ++y) Elem<T>::store(drel_h, row * gh + y, k.dh[r * gh + y]);
+          for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, k.dw[r * gw + c]);
+        }
+      }
+    };
+    // Keys j0 .. j0 + nj from dk, dv (row 0 is key j0).
+    auto store_keys = [&](Work& k, int64_t j0, int64_t nj) {
+      const Operands& o = k.o;
+      for (int64_t r = 0; r < nj; ++r) {
+        const int64_t t = g.token(o.w, j0 + r);
+        const int64_t ok = g.qkv_offset(o.b, t, 1, o.h), ov = g.qkv_offset(o.b, t, 2, o.h);
+        for (int64_t d = 0; d < hd; ++d) {
+          Elem<T>::store(dqkv, ok + d, k.dk[r * hd + d] * g.scale);
+          Elem<T>::store(dqkv, ov + d, k.dv[r * hd + d]);
+        }
+      }
+    };
+
+    // Whole problems take ceil(problems / threads) rounds of 10 products per tile; split, the same work costs 14 but
+    // spreads evenly. (16 problems on 16 threads: whole; 1 or 20: split.)
+    const int64_t threads = thread_count(), rounds = (problems + threads - 1) / threads;
+    if (10 * rounds * threads <= 14 * problems) {
+      parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
+        Work k = make_work(L);
+        for (int64_t p = p0; p < p1; ++p) {
+          load(k.o, p, qkv, dO, O, g);
+          for (int64_t u = 0; u < qb.count; ++u) {
+            for (int64_t t = 0; t < kb.count; ++t) {
+              tile(k, u, t);
+              key_update(k, u, t, k.dk.data() + kb.begin(t) * hd, k.dv.data() + kb.begin(t) * hd);
+              query_update(k, u, t);
+            }
+            store_queries(k, u);
+          }
+          store_keys(k, 0, L);
+        }
+      });
+    } else {
+      parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
+        Work k = make_work(kb.size);
+        for (int64_t e = e0; e < e1; ++e) {
+          load(k.o, e / kb.count, qkv, dO, O, g);
+          const int64_t t = e % kb.count;
+          for (int64_t u = 0; u < qb.count; ++u) {
+            tile(k, u, t);
+            key_update(k, u, t, k.dk.data(), k.dv.data());
+          }
+          store_keys(k, kb.begin(t), kb.length(t));
+        }
+      });
+      parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
+        Work k = make_work(0);
+        for (int64_t e = e0; e < e1; ++e) {
+          load(k.o, e / qb.count, qkv, dO, O, g);
+          const int64_t u = e % qb.count;
+          for (int64_t t = 0; t < kb.count; ++t) {
+            tile(k, u, t);
+            query_update(k, u, t);
+          }
+          store_queries(k, u);
+        }
+      });
+    }
+
+    if (terms.bias) {
       T* dbias = static_cast<T*>(dbias_);
       const int64_t n = g.heads * L * L, parts = g.batch * nw;
       parallel_for(n, 1024, [&](int64_t e0, int64_t e1) {
