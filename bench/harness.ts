@@ -142,6 +142,9 @@ export async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings;
 /** One run of a reference-model script (bench/torch_*.py): its median time, torch version and thread count. */
 export interface TorchModelRun {
   ms: number;
+  /** The fastest timed run and how many there were (scripts that report them). */
+  min_ms?: number;
+  repeats?: number;
   torch: string;
   threads: number;
   /** The safetensors file the script wrote its outputs to. */
@@ -207,7 +210,7 @@ export function torchModelRecord(ours: BenchRecord, r: TorchModelRun, mode: 'eag
   const bf16 = ours.dtype === 'bf16' ? (cuda ? ' (autocast)' : ' (model cast to bf16)') : '';
   return {
     op: ours.op, shape: ours.shape, dtype: ours.dtype, backend: cuda ? 'torch-cuda' : 'torch-cpu', torchMode: mode,
-    medianMs: r.ms, minMs: r.ms, repeats: 1, imgPerS: batch / (r.ms / 1000),
+    medianMs: r.ms, minMs: r.min_ms ?? r.ms, repeats: r.repeats ?? 1, imgPerS: batch / (r.ms / 1000),
     note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${bf16}`,
   };
 }

@@ -32,7 +32,8 @@ def parse(description, references, extra=()):
 
 
 def time_and_report(torch, forward, repeats):
-    """Runs forward once (warm-up, its result returned), then `repeats` timed runs; prints the median as JSON."""
+    """Runs forward once (warm-up, its result returned), then `repeats` timed runs; prints the median (and the
+    minimum, the run least disturbed on a shared machine) as JSON."""
     out = forward()
     samples = []
     for _ in range(max(1, repeats)):
@@ -40,7 +41,8 @@ def time_and_report(torch, forward, repeats):
         forward()
         samples.append((time.perf_counter() - t0) * 1e3)
     samples.sort()
-    print(json.dumps({'ms': samples[len(samples) // 2], 'torch': torch.__version__, 'threads': torch.get_num_threads()}))
+    print(json.dumps({'ms': samples[len(samples) // 2], 'min_ms': samples[0], 'repeats': len(samples), 'torch': torch.__version__,
+                      'threads': torch.get_num_threads()}))
     return out
 
 
