@@ -9,6 +9,8 @@
 //   AM_RADIO_BENCH_REFERENCE  RADIO_DIR:TIMM_DIR:EINOPS_DIR, the three reference checkouts (the torch run is skipped,
 //                             saying so, without them)
 //   AM_RADIO_BENCH_PYTHON     the interpreter with torch (default /usr/bin/python3, where Debian's is)
+//   AM_RADIO_BENCH_ROUNDS     how many times our timing and the reference's alternate (default 1); the ratio is
+//                             the median of the rounds' ratios
 //   AM_RADIO_PROFILE=1        also prints a per-op profile of one forward per case
 import * as fs from 'fs';
 import * as os from 'os';
@@ -16,7 +18,7 @@ import * as path from 'path';
 
 import { formatProfile, profile, rand, RadioModel, synchronize, writeSafetensors } from '../ts';
 import type { RadioOutput } from '../ts';
-import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, torchModelRecord, writeResults } from './harness';
+import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, torchModelRecord, TorchModelRun, writeResults } from './harness';
 import { disposeOutput, forwardFlops, ModelSpec, seconds, SIM_MODEL, VIT_B, writeRandomCheckpoint } from './radio-models';
 
 interface Case {
@@ -29,6 +31,7 @@ interface Case {
 async function main(): Promise<void> {
   const devices = benchDevices();
   const dtypes = benchDtypes();
+  const rounds = Math.max(1, Number(process.env.AM_RADIO_BENCH_ROUNDS ?? 1) || 1);
   const records: BenchRecord[] = [];
   const tmp = await fs.promises.mkdtemp(path.join(os.tmpdir(), 'am-radio-bench-'));
   const folders = new Map<ModelSpec, string>();
@@ -75,45 +78,61 @@ async function main(): Promise<void> {
           }
           // cpu and sim: no further warm-up, and 2 repeats once one takes over 5 s (768 px on cpu: ~15 s each).
           const timing = device === 'cuda' ? { warmup: 2, minRepeats: 10, minTimeMs: 1000 } : { warmup: 0, minRepeats: warmMs > 5000 ? 2 : 3, minTimeMs: 0 };
-          // The 1-minute load average as each side starts and ends: on a shared machine it says how far the
-          // ratio can be trusted, since the two sides run one after the other.
-          const loadOurs = [os.loadavg()[0]];
-          const rec = await timeCase(
-            { op: `radio forward ${label}`, shape: `B${c.batch} 3x${c.px}x${c.px}`, dtype, backend: device, flops },
-            device,
-            () => disposeOutput(radio.forward(images)),
-            timing,
-          );
-          loadOurs.push(os.loadavg()[0]);
+          const modes: Array<'eager' | 'compile'> = device === 'sim' ? [] : device === 'cuda' ? ['eager', 'compile'] : ['eager'];
+          // Our timing and the reference's alternate `rounds` times, so load that comes and goes on a shared machine
+          // falls on both sides; the 1-minute load average as each side starts and ends says how much there was.
+          const oursRounds: BenchRecord[] = [];
+          const torchRounds = new Map(modes.map((m) => [m, [] as TorchModelRun[]]));
+          const loads: Record<string, number[][]> = { ours: [] };
+          for (let round = 0; round < (modes.length ? rounds : 1); round++) {
+            let l0 = os.loadavg()[0];
+            oursRounds.push(await timeCase(
+              { op: `radio forward ${label}`, shape: `B${c.batch} 3x${c.px}x${c.px}`, dtype, backend: device, flops },
+              device,
+              () => disposeOutput(radio.forward(images)),
+              timing,
+            ));
+            loads.ours.push([l0, os.loadavg()[0]]);
+            for (const mode of modes) {
+              const runs = torchRounds.get(mode)!;
+              // A failed run (its reason printed) ends that mode's rounds.
+              if (runs.length < round) continue;
+              console.log(`radio: ${label} ${dtype}: the reference model in PyTorch (${mode}), round ${round + 1} of ${rounds}...`);
+              l0 = os.loadavg()[0];
+              const r = runTorchModel('radio', 'torch_radio.py', ['radio', 'timm', 'einops'], dir, io, {
+                device, dtype, compile: mode === 'compile', repeats: device === 'cuda' ? 10 : timing.minRepeats, args: c.window ? ['--window', String(c.window)] : [],
+              });
+              if (!r) continue;
+              runs.push(r);
+              (loads[`torch ${mode}`] ??= []).push([l0, os.loadavg()[0]]);
+            }
+          }
+          const rec = median(oursRounds, (r) => r.medianMs);
           rec.imgPerS = c.batch / (rec.medianMs / 1000);
-          rec.details = { loadAverage: loadOurs };
+          rec.details = { roundsMs: oursRounds.map((r) => r.medianMs), loadAverage: loads };
           const windowed = radio.config.vitdet?.windowed.filter((w) => w).length;
           const notes = [`${rec.imgPerS.toFixed(2)} img/s`];
           if (windowed !== undefined) notes.push(`${windowed} of ${radio.config.depth} blocks windowed`);
           if (device === 'sim') notes.push('sim is an emulator: small model, not ViT-B');
-          else {
-            for (const compile of device === 'cuda' ? [false, true] : [false]) {
-              const mode = compile ? 'compile' : 'eager';
-              console.log(`radio: ${label} ${dtype}: the reference model in PyTorch (${mode})...`);
-              const loadTorch = [os.loadavg()[0]];
-              const r = runTorchModel('radio', 'torch_radio.py', ['radio', 'timm', 'einops'], dir, io, {
-                device, dtype, compile, repeats: device === 'cuda' ? 10 : timing.minRepeats, args: c.window ? ['--window', String(c.window)] : [],
-              });
-              if (!r) continue;
-              const agreement = await agreementOf(out, r.out);
-              const worst = Object.entries(agreement).reduce((a, b) => (b[1] > a[1] || Number.isNaN(b[1]) ? b : a));
-              const theirs = torchModelRecord(rec, r, mode, c.batch);
-              records.push(theirs);
-              rec.vsTorch = { ...rec.vsTorch, [mode]: r.ms / rec.medianMs };
-              loadTorch.push(os.loadavg()[0]);
-              // Fastest run over fastest run as well: under load it is the pair least disturbed by other jobs.
-              const minRatio = theirs.minMs / rec.minMs;
-              rec.details = { ...rec.details, [`agreement vs torch ${mode}`]: agreement, [`loadAverage torch ${mode}`]: loadTorch, [`vsTorch ${mode} min/min`]: minRatio };
-              const loads = (l: number[]) => l.map((v) => v.toFixed(1)).join('-');
-              notes.push(`${(r.ms / rec.medianMs).toFixed(2)}x torch ${mode} (fastest runs: ${minRatio.toFixed(2)}x)`,
-                `backbone features rel. diff ${agreement['backbone.features'].toExponential(1)}, worst ${worst[0]} ${worst[1].toExponential(1)} vs torch ${mode}`,
-                `load avg ${loads(loadOurs)} ours, ${loads(loadTorch)} torch`);
-            }
+          const loadText = (l: number[][]) => l.map((p) => p.map((v) => v.toFixed(1)).join('-')).join(', ');
+          for (const [mode, runs] of torchRounds) {
+            if (!runs.length) continue;
+            // Each round's ratio is theirs over ours of the same round; the fastest runs' ratio beside it is the
+            // pair least disturbed by other jobs.
+            const ratios = runs.map((r, i) => r.ms / oursRounds[i].medianMs);
+            const ratio = median(ratios, (x) => x);
+            const theirs = torchModelRecord(rec, median(runs, (r) => r.ms), mode, c.batch);
+            theirs.minMs = Math.min(...runs.map((r) => r.min_ms ?? r.ms));
+            records.push(theirs);
+            const minRatio = theirs.minMs / Math.min(...oursRounds.map((r) => r.minMs));
+            const agreement = await agreementOf(out, runs[runs.length - 1].out);
+            const worst = Object.entries(agreement).reduce((a, b) => (b[1] > a[1] || Number.isNaN(b[1]) ? b : a));
+            rec.vsTorch = { ...rec.vsTorch, [mode]: ratio };
+            rec.details = { ...rec.details, [`agreement vs torch ${mode}`]: agreement, [`vsTorch ${mode} rounds`]: ratios, [`vsTorch ${mode} fastest`]: minRatio, [`torch ${mode} roundsMs`]: runs.map((r) => r.ms) };
+            const each = runs.length > 1 ? `, median of ${runs.length} rounds ${ratios.map((x) => x.toFixed(2)).join('/')}` : '';
+            notes.push(`${ratio.toFixed(2)}x torch ${mode} (fastest runs ${minRatio.toFixed(2)}x${each})`,
+              `backbone features rel. diff ${agreement['backbone.features'].toExponential(1)}, worst ${worst[0]} ${worst[1].toExponential(1)} vs torch ${mode}`,
+              `load avg ${loadText(loads.ours)} ours, ${loadText(loads[`torch ${mode}`])} torch`);
           }
           records.push({ ...rec, note: notes.join('; ') });
           disposeOutput(out);
@@ -128,6 +147,11 @@ async function main(): Promise<void> {
   }
   printTable('radio', records);
   console.log(`results: ${writeResults('radio', records)}`);
+}
+
+/** The element at the median of `key` (the upper one of an even count). */
+function median<T>(xs: T[], key: (x: T) => number): T {
+  return [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)];
 }
 
 /** ‖ours − ref‖ / ‖ref‖ of every head's summary and features against the reference's `<head>.<output>`. */
