@@ -15,7 +15,7 @@ import { ERadioModel, formatProfile, profile, rand, synchronize, tensor, writeSa
 import type { Device, SafetensorsWriteInput, Tensor } from '../ts';
 import { parseERadioConfig } from '../ts/model/eradio/config';
 import { ERadio } from '../ts/model/eradio/model';
-import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, writeResults } from './harness';
+import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, torchModelRecord, writeResults } from './harness';
 import { seconds } from './radio-models';
 
 /** A random-init E-RADIO checkpoint (no adaptor heads) in the Hugging Face layout of the reference's HF loader. */
@@ -87,8 +87,7 @@ async function main(): Promise<void> {
             if (!r) continue;
             const mode = compile ? 'compile' : 'eager';
             const err = await agreementWith(out.backbone.features, r.out, 'backbone.features');
-            records.push({ op: rec.op, shape: rec.shape, dtype, backend: device === 'cuda' ? 'torch-cuda' : 'torch-cpu', torchMode: mode, medianMs: r.ms, minMs: r.ms, repeats: 1,
-              note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${dtype === 'bf16' ? (device === 'cuda' ? ' (autocast)' : ' (model cast to bf16)') : ''}` });
+            records.push(torchModelRecord(rec, r, mode, batch));
             notes.push(`${(r.ms / rec.medianMs).toFixed(2)}x torch ${mode}`, `features rel. diff ${err.toExponential(1)} vs torch ${mode}`);
           }
         } else notes.push('sim is an emulator: xxxtiny at 256 px, not E-RADIO-L');

@@ -5,6 +5,9 @@
 #   the same computations in PyTorch (eager and torch.compile), measures
 #   copy bandwidth and bf16 GEMM ceilings, and prints one table. Full results go to $OUT (default bench/results).
 # On a machine without a GPU it stops at once with a message.
+# AM_RADIO_BENCH_REFERENCE=RADIO_DIR:TIMM_DIR:EINOPS_DIR (NVlabs/RADIO, timm and einops checkouts), when set, gives
+# the radio and eradio benches their PyTorch rows (the reference model on the same checkpoint); without it they
+# time our side alone, saying so. With it the check takes longer: the reference runs eager and torch.compile per case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/results}
@@ -39,7 +42,8 @@ node -e "const r=require('$OUT/jest.json');console.log(r.numPassedTests+' passed
 
 echo "gpu-check: benchmarks"
 # Only the cuda backend: cpu and sim are benchmarked without a GPU, and here they would take most of the 8 minutes.
-AM_RADIO_BENCH_DEVICES=cuda AM_RADIO_BENCH_SKIP=train AM_RADIO_BENCH_OUT="$OUT" npm run bench >"$OUT/bench.log" 2>&1 || { tail -30 "$OUT/bench.log"; exit 1; }
+AM_RADIO_BENCH_DEVICES=cuda AM_RADIO_BENCH_SKIP=train AM_RADIO_BENCH_PYTHON="${AM_RADIO_BENCH_PYTHON:-$(command -v python3)}" \
+  AM_RADIO_BENCH_OUT="$OUT" npm run bench >"$OUT/bench.log" 2>&1 || { tail -30 "$OUT/bench.log"; exit 1; }
 echo "gpu-check: training step (ViT-B/16, 224 px, batch 64) against PyTorch eager and torch.compile"
 # Short: 10 timed steps. f32 is timed against eager only, for the loss agreement of identical f32 steps (~1e-5);
 # bf16, how a GPU trains, against eager and torch.compile too (compiling the training graph takes a minute or so).

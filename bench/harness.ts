@@ -142,6 +142,9 @@ export async function copyCeiling(device: Device): Promise<{ ceilings: Ceilings;
 /** One run of a reference-model script (bench/torch_*.py): its median time, torch version and thread count. */
 export interface TorchModelRun {
   ms: number;
+  /** The fastest timed run and how many there were (scripts that report them). */
+  min_ms?: number;
+  repeats?: number;
   torch: string;
   threads: number;
   /** The safetensors file the script wrote its outputs to. */
@@ -153,7 +156,14 @@ export interface TorchModelRun {
  * AM_RADIO_BENCH_REFERENCE lists (colon-separated, passed as `--<flag> DIR` in `flags` order), or returns null
  * with the reason printed: no references named, or the script failed.
  */
-export function runTorchModel(bench: string, script: string, flags: readonly string[], dir: string, io: string, opts: { device: Device; dtype: string; compile: boolean; repeats: number }): TorchModelRun | null {
+export function runTorchModel(
+  bench: string,
+  script: string,
+  flags: readonly string[],
+  dir: string,
+  io: string,
+  opts: { device: Device; dtype: string; compile: boolean; repeats: number; /** Further arguments the script takes. */ args?: string[] },
+): TorchModelRun | null {
   const ref = process.env.AM_RADIO_BENCH_REFERENCE?.split(':');
   if (!ref || ref.length !== flags.length) {
     console.log(`${bench}: no PyTorch run (set AM_RADIO_BENCH_REFERENCE=${flags.map((f) => `${f.toUpperCase()}_DIR`).join(':')} to the reference checkouts)`);
@@ -164,6 +174,7 @@ export function runTorchModel(bench: string, script: string, flags: readonly str
   const args = [path.join(__dirname, '..', '..', 'bench', script), ...flags.flatMap((f, i) => [`--${f}`, ref[i]]), dir, io, out, '--device', opts.device, '--dtype', opts.dtype, '--repeats', String(opts.repeats)];
   if (opts.device === 'cpu') args.push('--threads', String(os.availableParallelism()));
   if (opts.compile) args.push('--compile');
+  if (opts.args) args.push(...opts.args);
   const r = spawnSync(python, args, { encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) {
     console.log(`${bench}: the PyTorch run failed (${python} exit ${r.status}): ${(r.stderr || r.error?.message || '').trim().split('\n').slice(-3).join(' | ')}`);
@@ -188,4 +199,18 @@ export async function agreementWith(ours: Tensor, file: string, key: string): Pr
   } finally {
     await f.close();
   }
+}
+
+/**
+ * The PyTorch row printed under one of ours (same op, shape and dtype) for a reference-model run; the caller's own
+ * row records the ratio. bf16 says how the reference scripts run it: autocast on cuda, the model cast on cpu.
+ */
+export function torchModelRecord(ours: BenchRecord, r: TorchModelRun, mode: 'eager' | 'compile', batch: number): BenchRecord {
+  const cuda = ours.backend === 'cuda';
+  const bf16 = ours.dtype === 'bf16' ? (cuda ? ' (autocast)' : ' (model cast to bf16)') : '';
+  return {
+    op: ours.op, shape: ours.shape, dtype: ours.dtype, backend: cuda ? 'torch-cuda' : 'torch-cpu', torchMode: mode,
+    medianMs: r.ms, minMs: r.min_ms ?? r.ms, repeats: r.repeats ?? 1, imgPerS: batch / (r.ms / 1000),
+    note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${bf16}`,
+  };
 }

@@ -6,7 +6,7 @@ import * as path from 'path';
 import type { MlpHeadConfig, RadioConfig, RadioOutput } from '../ts';
 import { parseRadioConfig } from '../ts/model/config';
 import { randomCheckpointTensors } from '../ts/model/layout';
-import { writeSafetensors } from '../ts';
+import { studentConfigJson, writeSafetensors } from '../ts';
 
 export interface ModelSpec {
   name: string;
@@ -34,33 +34,21 @@ export const VIT_B: ModelSpec = {
 export const SIM_MODEL: ModelSpec = { name: 'D64 depth 2', embedDim: 64, depth: 2, heads: 2, cpeMaxSize: 256, adaptors: { clip: [96, 32], dino_v2: [96, 48], sam: [96, 40] } };
 
 /**
- * A HF config.json: teachers, per-teacher cls tokens and registers as in test/fixtures/radio/vit-b16-v2heads
+ * A HF config.json with every training arg a RADIO checkpoint carries (studentConfigJson's, so the reference's HF
+ * class builds it too): teachers, per-teacher cls tokens and registers as in test/fixtures/radio/vit-b16-v2heads
  * (SAM has no summary: its summary head is loaded frozen and gets no loss).
  */
 export function radioConfigJson(m: ModelSpec): object {
-  const mlp = ([hidden, out]: [number, number]) => ({ input_dim: m.embedDim, hidden_dim: hidden, output_dim: out, num_inner: 1 });
-  const names = Object.keys(m.adaptors) as Array<keyof ModelSpec['adaptors']>;
-  return {
-    architectures: ['RADIOModel'],
-    model_type: 'radio',
-    args: {
-      model: 'vit_base_patch16_224',
-      model_kwargs: { embed_dim: m.embedDim, depth: m.depth, num_heads: m.heads },
-      cpe_max_size: m.cpeMaxSize,
-      teachers: [{ name: 'clip' }, { name: 'dino_v2' }, { name: 'sam', use_summary: false }],
-      cls_token_per_teacher: true,
-      register_multiple: 8,
-      mlp_version: 'v2',
-      model_norm: false,
-    },
-    version: 'radio_v2.5-b',
-    patch_size: 16,
-    max_resolution: m.cpeMaxSize,
-    adaptor_names: names,
-    adaptor_configs: Object.fromEntries(names.map((n, i) => [n, { summary: mlp(m.adaptors[n]), feature: mlp(m.adaptors[n]), head_idx: i }])),
-    vitdet_window_size: null,
-    feature_normalizer_config: null,
-  };
+  return studentConfigJson({
+    embedDim: m.embedDim,
+    depth: m.depth,
+    heads: m.heads,
+    cpeMaxSize: m.cpeMaxSize,
+    adaptors: TEACHERS.map((name) => {
+      const [hiddenDim, out] = m.adaptors[name];
+      return { name, summaryDim: out, featureDim: out, hiddenDim, numInner: 1, useSummary: name !== 'sam' };
+    }),
+  });
 }
 
 export const seconds = (t0: number) => `${((performance.now() - t0) / 1000).toFixed(1)} s`;

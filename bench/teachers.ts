@@ -16,7 +16,7 @@ import { disposeEncoderOutput, loadTeacherEncoder, rand, randn, readHfVisionConf
 import type { Device, SafetensorsWriteInput, Tensor } from '../ts';
 import { hfCheckpointLayout, HfVisionModel } from '../ts/teachers/hf/model';
 import { samCheckpointLayout, SamVisionModel } from '../ts/teachers/hf/sam';
-import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, TorchModelRun, writeResults } from './harness';
+import { agreementWith, BenchRecord, benchDevices, benchDtypes, printTable, runTorchModel, timeCase, torchModelRecord, TorchModelRun, writeResults } from './harness';
 import { seconds } from './radio-models';
 
 interface Preset {
@@ -128,8 +128,7 @@ async function main(): Promise<void> {
           const notes = [`${(batch / (rec.medianMs / 1000)).toFixed(2)} img/s`];
           for (const [mode, r] of torchRuns) {
             const err = await agreementWith(out.features, r.out, 'features');
-            records.push({ op: rec.op, shape: rec.shape, dtype, backend: device === 'cuda' ? 'torch-cuda' : 'torch-cpu', torchMode: mode, medianMs: r.ms, minMs: r.ms, repeats: 1,
-              note: `${(batch / (r.ms / 1000)).toFixed(2)} img/s; torch ${r.torch} ${mode}, ${r.threads} threads${dtype === 'bf16' ? (device === 'cuda' ? ' (autocast)' : ' (model cast to bf16)') : ''}` });
+            records.push(torchModelRecord(rec, r, mode, batch));
             notes.push(`${(r.ms / rec.medianMs).toFixed(2)}x torch ${mode}`, `features rel. diff ${err.toExponential(1)} vs torch ${mode}`);
           }
           if (device === 'sim') notes.push('sim is an emulator: 2-layer models, not the full teachers');

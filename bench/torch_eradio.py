@@ -55,25 +55,7 @@ def main():
     dev = torch.device(CLI.device)
     radio = radio.to(dev).eval()
     images = read_safetensors(CLI.io)['images'].to(dev)
-    # bf16: autocast on cuda, as PyTorch users run it; on cpu torch 1.13's autocast leaves E-RADIO's LayerNorm
-    # mismatched (bf16 input, f32 weight), so the model is cast to bf16 whole instead.
-    whole_bf16 = CLI.dtype == 'bf16' and dev.type == 'cpu'
-    if whole_bf16:
-        radio = radio.to(torch.bfloat16)
-        images = images.to(torch.bfloat16)
-    run = radio
-    if CLI.compile:
-        run = torch.compile(radio)
-    amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=CLI.dtype == 'bf16' and not whole_bf16)
-
-    def forward():
-        with torch.no_grad(), amp:
-            out = run(images)
-        if dev.type == 'cuda':
-            torch.cuda.synchronize()
-        return out
-
-    out = torch_model_cli.time_and_report(torch, forward, CLI.repeats)
+    out = torch_model_cli.time_model(torch, CLI, radio, radio, images)
     write_safetensors(CLI.out, {'backbone.summary': out.summary.float(), 'backbone.features': out.features.float()})
 
 

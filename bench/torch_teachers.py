@@ -95,21 +95,7 @@ def main():
     mean = torch.tensor(pre['image_mean'], device=dev).view(1, 3, 1, 1)
     std = torch.tensor(pre['image_std'], device=dev).view(1, 3, 1, 1)
     x = (images - mean) / std
-    whole_bf16 = CLI.dtype == 'bf16' and dev.type == 'cpu'
-    if whole_bf16:
-        model = model.to(torch.bfloat16)
-        x = x.to(torch.bfloat16)
-    fn = torch.compile(run) if CLI.compile else run
-    amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=CLI.dtype == 'bf16' and not whole_bf16)
-
-    def forward():
-        with torch.no_grad(), amp:
-            out = fn(x)
-        if dev.type == 'cuda':
-            torch.cuda.synchronize()
-        return out
-
-    out = torch_model_cli.time_and_report(torch, forward, CLI.repeats)
+    out = torch_model_cli.time_model(torch, CLI, model, run, x)
     write_safetensors(CLI.out, {'summary': out[0].float(), 'features': out[1].float()})
 
 
