@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <memory>
 #include <vector>
 
 #include "../runtime/common.h"
@@ -166,10 +165,15 @@ void bf16_amx_product(const uint16_t* a, const uint16_t* b, int64_t m, int64_t n
   const int64_t pairs = kp / 2;
   // op(b) packed once per column block for all of k (K·2048·2 bytes: 3 MB at K = 768), so a thread's rows run
   // every slice back to back and finish with their sums complete.
-  std::unique_ptr<uint16_t[]> bpack(new uint16_t[static_cast<size_t>(kp * round_up(std::min(kNc, n), kBlock))]);
+  // Kept by the calling thread (the backend's queue) and only grown, so a product allocates and faults in no pages
+  // once the largest shape has run.
+  thread_local std::vector<uint16_t> bbuf;
+  const size_t bsize = static_cast<size_t>(kp * round_up(std::min(kNc, n), kBlock));
+  if (bbuf.size() < bsize) bbuf.resize(bsize);
+  uint16_t* const bpack = bbuf.data();
   for (int64_t j0 = 0; j0 < n; j0 += kNc) {
     const int64_t nc = std::min(kNc, n - j0), ncp = round_up(nc, kBlock);
-    pack_b(bpack.get(), b, n, k, trans_b, kp, j0, nc);
+    pack_b(bpack, b, n, k, trans_b, kp, j0, nc);
     parallel_for((m + kMc - 1) / kMc, 1, [&](int64_t t0, int64_t t1) {
       thread_local std::vector<uint16_t> apack;
       thread_local std::vector<float> acc;
@@ -186,7 +190,7 @@ void bf16_amx_product(const uint16_t* a, const uint16_t* b, int64_t m, int64_t n
           for (int64_t ib = 0; ib * kBlock < mc; ++ib)
             for (int64_t jb = 0; jb * kBlock < nc; ++jb)
               block(acc.data() + ib * kBlock * ncp + jb * kBlock, ncp, apack.data() + ib * kBlock * kcp,
-                    bpack.get() + jb * pairs * kBlock * 2 + (k0 / 2) * kBlock * 2, kcp, k0 > 0);
+                    bpack + jb * pairs * kBlock * 2 + (k0 / 2) * kBlock * 2, kcp, k0 > 0);
         }
         finish(acc.data(), ncp, i0, i0 + mc, j0, j0 + nc);
       }
