@@ -272,9 +272,10 @@ void add_terms(float* sr, const Operands& o, const Terms<T>& t, const Geometry& 
 
 }  // namespace
 
-// Per work item (problem, query block): the block's scores against one key tile at a time, an online softmax (the
-// running max and sum per row; the output so far rescaled when the max grows), the tile's P·V accumulated into the
-// block's output, and at the end the division by the sum and the row's logsumexp.
+// Per query block: the block's scores against one key tile at a time, an online softmax (the running max and sum
+// per row; the output so far rescaled when the max grows), the tile's P·V accumulated into the block's output, and
+// at the end the division by the sum and the row's logsumexp. Work items are whole problems when there are enough
+// of them (K and V tiles packed once per problem), else (problem, query block) pairs so that every thread works.
 void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const void* bias_, const void* rel_h_,
                        const void* rel_w_, const Geometry& g, DType dt) {
   with_float_dtype(dt, "attention", [&](auto* tag) {
@@ -285,38 +286,72 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     const int64_t L = g.length(), hd = g.head_dim;
     const Blocks qb = Blocks::queries(L), kb(L, kForwardKeys);
     zero_prefix(O, g, g.dim());
-    parallel_for(g.batch * g.heads * g.windows() * qb.count, 1, [&](int64_t e0, int64_t e1) {
+    // One query block of the problem o holds: its scores against one key tile at a time, through K and V as given
+    // or, when kt and vt are set, as packed once for the whole problem (the same products, so the same bits).
+    struct Scratch {
+      std::vector<float> s, acc, m, l, buf;
+    };
+    auto run_block = [&](Operands& o, Scratch& w, int64_t i0, int64_t ni, const gemm::cpu::PackedB* kt,
+                         const gemm::cpu::PackedB* vt) {
+      w.s.resize(qb.size * kb.size);
+      w.acc.resize(qb.size * hd);
+      w.m.resize(qb.size);
+      w.l.resize(qb.size);
+      float *s = w.s.data(), *acc = w.acc.data(), *m = w.m.data(), *l = w.l.data();
+      for (int64_t t = 0; t < kb.count; ++t) {
+        const int64_t j0 = kb.begin(t), nj = kb.length(t);
+        if (kt) gemm::cpu::sgemm_serial_packed(ni, g.scale, o.q + i0 * o.ld, o.ld, kt[t], 0.f, s, kb.size);
+        else score_product(s, kb.size, o, g, i0, ni, j0, nj);
+        for (int64_t r = 0; r < ni; ++r) {
+          float* sr = s + r * kb.size;
+          add_terms(sr, o, terms, g, i0 + r, j0, nj, w.buf);
+          const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
+          const float sum = exp_shifted(sr, nj, mt);
+          if (t) {
+            const float c = exp_nonpositive(m[r] - mt);
+            l[r] = l[r] * c + sum;
+            if (c != 1.f) scale_row(acc + r * hd, hd, c);
+          } else {
+            l[r] = sum;
+          }
+          m[r] = mt;
+        }
+        if (vt) gemm::cpu::sgemm_serial_packed(ni, 1.f, s, kb.size, vt[t], t ? 1.f : 0.f, acc, hd);
+        else sgemm_serial(false, false, ni, hd, nj, 1.f, s, kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f, acc, hd);
+      }
+      for (int64_t r = 0; r < ni; ++r) {
+        const int64_t i = i0 + r;
+        lse[o.p * L + i] = m[r] + std::log(l[r]);
+        const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
+        for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] / l[r]);
+      }
+    };
+    const int64_t problems = g.batch * g.heads * g.windows();
+    if (problems >= 4 * thread_count()) {
+      // Problems enough to keep every thread busy: each takes whole problems, packing their K and V tiles once
+      // for all query blocks.
+      parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
+        Operands o;
+        Scratch w;
+        std::vector<gemm::cpu::PackedB> kt(kb.count), vt(kb.count);
+        for (int64_t p = p0; p < p1; ++p) {
+          load(o, p, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
+          for (int64_t t = 0; t < kb.count; ++t) {
+            const int64_t j0 = kb.begin(t), nj = kb.length(t);
+            kt[t].pack(true, hd, nj, o.k + j0 * o.ld, o.ld);
+            vt[t].pack(false, nj, hd, o.v + j0 * o.ld, o.ld);
+          }
+          for (int64_t q = 0; q < qb.count; ++q) run_block(o, w, qb.begin(q), qb.length(q), kt.data(), vt.data());
+        }
+      });
+      return;
+    }
+    parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
       Operands o;
-      std::vector<float> s(qb.size * kb.size), acc(qb.size * hd), m(qb.size), l(qb.size), buf;
+      Scratch w;
       for (int64_t e = e0; e < e1; ++e) {
         load(o, e / qb.count, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
-        const int64_t i0 = qb.begin(e % qb.count), ni = qb.length(e % qb.count);
-        for (int64_t t = 0; t < kb.count; ++t) {
-          const int64_t j0 = kb.begin(t), nj = kb.length(t);
-          score_product(s.data(), kb.size, o, g, i0, ni, j0, nj);
-          for (int64_t r = 0; r < ni; ++r) {
-            float* sr = s.data() + r * kb.size;
-            add_terms(sr, o, terms, g, i0 + r, j0, nj, buf);
-            const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
-            const float sum = exp_shifted(sr, nj, mt);
-            if (t) {
-              const float c = exp_nonpositive(m[r] - mt);
-              l[r] = l[r] * c + sum;
-              if (c != 1.f) scale_row(acc.data() + r * hd, hd, c);
-            } else {
-              l[r] = sum;
-            }
-            m[r] = mt;
-          }
-          sgemm_serial(false, false, ni, hd, nj, 1.f, s.data(), kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f,
-                       acc.data(), hd);
-        }
-        for (int64_t r = 0; r < ni; ++r) {
-          const int64_t i = i0 + r;
-          lse[o.p * L + i] = m[r] + std::log(l[r]);
-          const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
-          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] / l[r]);
-        }
+        run_block(o, w, qb.begin(e % qb.count), qb.length(e % qb.count), nullptr, nullptr);
       }
     });
   });

@@ -11,11 +11,12 @@ namespace amr {
 namespace gemm {
 namespace cpu {
 
-void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
-                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
-  if (m <= 0 || n <= 0) return;
+namespace {
+
+// beta == 0 lets the first k slice overwrite C; otherwise C is scaled once and every slice accumulates. True when
+// that is all there is to do.
+bool scale_c(int64_t m, int64_t n, int64_t k, float alpha, float beta, float* c, int64_t ldc) {
   const bool scale_only = k <= 0 || alpha == 0.f;
-  // beta == 0 lets the first k slice overwrite C; otherwise C is scaled once and every slice accumulates.
   if (beta != 1.f && (beta != 0.f || scale_only))
     for (int64_t i = 0; i < m; ++i) {
       float* ci = c + i * ldc;
@@ -23,7 +24,15 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
       else
         for (int64_t j = 0; j < n; ++j) ci[j] *= beta;
     }
-  if (scale_only) return;
+  return scale_only;
+}
+
+}  // namespace
+
+void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                  int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (scale_c(m, n, k, alpha, beta, c, ldc)) return;
   const MicroKernel& uk = micro_kernel();
   const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk);
   thread_local Scratch a_buf, b_buf;
@@ -41,6 +50,48 @@ void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
         const int64_t mc = std::min(mc_max, m - i0);
         float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
         pack_panels(ap, kc * mr, a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), alpha);
+        macro_kernel(uk, mc, nc, kc, ap, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
+      }
+    }
+  }
+}
+
+// Layout: the k slices of kBlockK one after another (slice from p0 at round_up(n, NR)·p0), each as sgemm_serial
+// packs its B block: panel q of a slice of depth kc at q·kc·NR.
+void PackedB::pack(bool trans_b, int64_t k, int64_t n, const float* b, int64_t ldb) {
+  const MicroKernel& uk = micro_kernel();
+  const int64_t nr = uk.nr, np = (n + nr - 1) / nr * nr;
+  k_ = k;
+  n_ = n;
+  nr_ = uk.nr;
+  if (int64_t(data_.size()) < np * k) data_.resize(size_t(np * k));
+  const int64_t b_rs = trans_b ? ldb : 1, b_ps = trans_b ? 1 : ldb;
+  for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+    const int64_t kc = std::min(kBlockK, k - p0);
+    pack_panels(data_.data() + np * p0, kc * nr, b, b_rs, b_ps, n, p0, kc, int(nr), 1.f);
+  }
+}
+
+void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb, float beta, float* c,
+                         int64_t ldc) {
+  const int64_t n = pb.n_, k = pb.k_;
+  if (m <= 0 || n <= 0) return;
+  if (scale_c(m, n, k, alpha, beta, c, ldc)) return;
+  const MicroKernel& uk = micro_kernel();
+  if (uk.nr != pb.nr_) throw Error("sgemm_serial_packed: op(B) was packed for another micro-kernel");
+  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk), np = (n + nr - 1) / nr * nr;
+  thread_local Scratch a_buf;
+  // The loops and slices of sgemm_serial, so the sums are the same chains in the same order.
+  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
+    const int64_t nc = std::min(nc_l2, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+      const int64_t kc = std::min(kBlockK, k - p0);
+      const bool accumulate = p0 > 0 || beta != 0.f;
+      const float* bp = pb.data_.data() + np * p0 + (j0 / nr) * kc * nr;
+      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
+        const int64_t mc = std::min(mc_max, m - i0);
+        float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
+        pack_panels(ap, kc * mr, a + i0 * lda, lda, 1, mc, p0, kc, int(mr), alpha);
         macro_kernel(uk, mc, nc, kc, ap, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
       }
     }

@@ -3,6 +3,7 @@
 // its own threads under ours, and its answer would depend on what the user happened to install.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 namespace amr {
 namespace gemm {
@@ -13,6 +14,27 @@ namespace cpu {
 // (NaN) C gives no NaN.
 void sgemm_serial(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
                   int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+
+// op(B) [k, n] packed once into the micro-kernel's panels, for products that share it: attention's K and V tiles
+// serve every query block of a problem, and packing them per product was about a quarter of the forward. The
+// packed product gives the same bits as sgemm_serial with the same operands.
+class PackedB {
+ public:
+  // Packs op(B) (B is [n, k] when trans_b), replacing what was packed before; the buffer only grows.
+  void pack(bool trans_b, int64_t k, int64_t n, const float* b, int64_t ldb);
+  int64_t k() const { return k_; }
+  int64_t n() const { return n_; }
+
+ private:
+  friend void sgemm_serial_packed(int64_t, float, const float*, int64_t, const PackedB&, float, float*, int64_t);
+  std::vector<float> data_;
+  int64_t k_ = 0, n_ = 0;
+  int nr_ = 0;  // the micro-kernel's panel width when packed: a product under another kernel is an Error
+};
+
+// C [m, n] = alpha·A·op(B) + beta·C for A [m, k] (row stride lda) and op(B) from pb; beta == 0 overwrites C.
+void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb, float beta, float* c,
+                         int64_t ldc);
 
 }  // namespace cpu
 }  // namespace gemm
