@@ -24,6 +24,9 @@ export interface RefOptions {
 export interface RefResult {
   total: number;
   terms: Array<{ summary?: number; features?: number }>;
+  /** The size of what each value is computed from: 1 - cos is formed from a cosine of magnitude up to 1, so its f32
+   * rounding is relative to 1 + |cos|, not to the (possibly tiny) difference. Same shape as total / terms. */
+  scale: { total: number; terms: Array<{ summary?: number; features?: number }> };
 }
 
 const EPS = 1e-8;
@@ -80,16 +83,26 @@ export function referenceLoss(terms: RefTerm[], opts: RefOptions = {}): RefResul
   const beta = opts.beta ?? 0.1;
   const delta = opts.delta ?? 1;
   let total = 0;
+  let totalScale = 0;
   const out: RefResult['terms'] = [];
+  const scales: RefResult['terms'] = [];
   for (const t of terms) {
     const r: { summary?: number; features?: number } = {};
+    const sc: { summary?: number; features?: number } = {};
     const B = t.batch;
     if (t.student.summary && t.teacher.summary) {
       const C = t.summaryChannels!;
       let s = 0;
-      for (let b = 0; b < B; b++) s += 1 - cosine(t.student.summary, b * C, t.teacher.summary, b * C, C);
+      let size = 0;
+      for (let b = 0; b < B; b++) {
+        const c = cosine(t.student.summary, b * C, t.teacher.summary, b * C, C);
+        s += 1 - c;
+        size += 1 + Math.abs(c);
+      }
       r.summary = s / B;
+      sc.summary = size / B;
       total += (t.summaryWeight ?? 1) * r.summary;
+      totalScale += Math.abs(t.summaryWeight ?? 1) * sc.summary;
     }
     if (t.student.features && t.teacher.features) {
       const C = t.featureChannels!;
@@ -98,12 +111,15 @@ export function referenceLoss(terms: RefTerm[], opts: RefOptions = {}): RefResul
       const H = Math.max(hs, ht);
       const W = Math.max(ws, wt);
       let cos = 0;
+      let cosSize = 0;
       let elem = 0;
       for (let b = 0; b < B; b++) {
         const f = resize(t.student.features, b * hs * ws * C, hs, ws, C, H, W);
         const g = resize(t.teacher.features, b * ht * wt * C, ht, wt, C, H, W);
         for (let p = 0; p < H * W; p++) {
-          cos += 1 - cosine(f, p * C, g, p * C, C);
+          const c = cosine(f, p * C, g, p * C, C);
+          cos += 1 - c;
+          cosSize += 1 + Math.abs(c);
           for (let c = 0; c < C; c++) {
             const d = f[p * C + c] - g[p * C + c];
             elem += mode === 'mse' ? d * d : smoothL1(d, delta);
@@ -112,11 +128,14 @@ export function referenceLoss(terms: RefTerm[], opts: RefOptions = {}): RefResul
       }
       const tokens = B * H * W;
       r.features = mode === 'mse' ? elem / (tokens * C) : (alpha * cos) / tokens + (beta * elem) / (tokens * C);
+      sc.features = mode === 'mse' ? r.features : (Math.abs(alpha) * cosSize) / tokens + (Math.abs(beta) * elem) / (tokens * C);
       total += (t.featureWeight ?? 1) * r.features;
+      totalScale += Math.abs(t.featureWeight ?? 1) * sc.features;
     }
     out.push(r);
+    scales.push(sc);
   }
-  return { total, terms: out };
+  return { total, terms: out, scale: { total: totalScale, terms: scales } };
 }
 
 /** Central differences of f at the listed indices of x (all when none are listed), perturbing x in place: the
@@ -134,4 +153,21 @@ export function differences(f: (x: Float64Array) => number, x: Float64Array, ind
     g[k] = (fp - fm) / (2 * h);
   });
   return g;
+}
+
+/** The size of the summary gradient's parts: d(1 - cos)/ds = -(t̂ - cos·ŝ)/|s| is a difference of two vectors of
+ * norms 1/|s| and |cos|/|s| that cancel as s and t turn (anti)parallel, while f32 rounds each part. Returns the norm
+ * over the batch of (weight/B)·(1 + |cos|)/|s|, the bound an error of the gradient is weighed against there. */
+export function summaryGradientScale(t: RefTerm): number {
+  const C = t.summaryChannels!;
+  const B = t.batch;
+  const w = Math.abs(t.summaryWeight ?? 1) / B;
+  let sq = 0;
+  for (let b = 0; b < B; b++) {
+    const c = cosine(t.student.summary!, b * C, t.teacher.summary!, b * C, C);
+    let n = 0;
+    for (let i = 0; i < C; i++) n += t.student.summary![b * C + i] ** 2;
+    sq += (w * (1 + Math.abs(c))) / Math.max(Math.sqrt(n), EPS) ** 2 * (w * (1 + Math.abs(c)));
+  }
+  return Math.sqrt(sq);
 }
