@@ -1,7 +1,7 @@
 // Fused attention against a naive float64 reference (global and window modes, prefix, bias, SAM's decomposed relative
 // position terms, every head dim); gradients against the float64 analytic backward and sampled finite differences of
 // the reference.
-import { ops, tensor } from '../ts';
+import { debug, ops, tensor } from '../ts';
 import type { DType, Device } from '../ts';
 import { native } from '../ts/native';
 import { describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
@@ -544,6 +544,25 @@ describeEachDevice('attention blocking on %s', (device) => {
     expect(Array.from(b.dh!.slice(0, a.dh!.length))).toEqual(Array.from(a.dh!));
     expect(Array.from(b.dw!.slice(0, a.dw!.length))).toEqual(Array.from(a.dw!));
     expect(relativeError(a.dqkv, refRelPos(q0, one, null, rel, r0).dqkv)).toBeLessThanOrEqual(1e-5);
+  });
+
+  // The softmax's exp pass runs on AVX-512 (fma, scalef) exactly when the GEMM's AVX-512 micro-kernel does, and on
+  // the portable vector clones otherwise: each kernel this CPU has gets the cases that cross the tiles.
+  test.each(['avx512', 'avx2', 'generic'] as const)('under the %s micro-kernel: forward and gradients match float64', async (kernel) => {
+    if (!debug.cpuGemmKernel(kernel)) {
+      debug.cpuGemmKernel('auto');
+      console.log(`skipped: this CPU has no ${kernel} kernel`);
+      return;
+    }
+    try {
+      expect(debug.cpuGemmKernelName()).toBe(kernel);
+      await check(device, { B: 1, T: 131, heads: 2, hd: 64, prefix: 0 }, true, 'f32', false);
+      await check(device, { B: 3, T: 197, heads: 4, hd: 64, prefix: 1 }, false, 'f32', false);
+      await check(device, { B: 1, T: 289, heads: 1, hd: 72, prefix: 1, window: { size: 12, gridH: 12, gridW: 24 } }, true, 'f32', false);
+      await checkRel(device, { B: 1, T: 130, heads: 2, hd: 72, prefix: 0 }, [13, 10], true, 'f32', false);
+    } finally {
+      debug.cpuGemmKernel('auto');
+    }
   });
 
   test('bf16 across the tiles (L = 257, 12x12 windows) within 1e-2', async () => {

@@ -6,10 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 #include <type_traits>
 #include <vector>
 
 #include "../gemm/cpu_kernel.h"
+#include "../gemm/cpu_microkernel.h"
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
@@ -101,6 +105,60 @@ float exp_shifted(float* x, int64_t n, float m) {
     s += x[j];
   }
   return s;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define AMR_ATTENTION_AVX512 1
+// exp_shifted on AVX-512 with fused multiply-adds and scalef: the same reduction and polynomial as exp_nonpositive,
+// in about half the instructions (the portable clones keep IEEE order without fma, so the AVX-512 clone of the plain
+// loop pays a multiply and an add per polynomial step, and four instructions for 2^n). It was about a quarter of the
+// forward at 224 px. The tail is masked, so there is no scalar remainder; the lane sums are combined by one fixed
+// order. Its bits differ from the portable clone's in the last place (fma rounds once), so it runs exactly when the
+// GEMM's AVX-512 micro-kernel does, and forcing another kernel (debug.cpuGemmKernel) tests the portable path.
+// (GCC 12's AVX-512 headers trip its own uninitialized-value warnings on max, roundscale and scalef: silenced here.)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+__attribute__((target("avx512f"))) float exp_shifted_avx512(float* x, int64_t n, float m) {
+  const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.f), log2e = _mm512_set1_ps(1.44269504088896341f);
+  const __m512 ln2_hi = _mm512_set1_ps(-0.693145751953125f), ln2_lo = _mm512_set1_ps(-1.42860682030941723e-6f);
+  const __m512 c7 = _mm512_set1_ps(1.f / 5040.f), c6 = _mm512_set1_ps(1.f / 720.f), c5 = _mm512_set1_ps(1.f / 120.f);
+  const __m512 c4 = _mm512_set1_ps(1.f / 24.f), c3 = _mm512_set1_ps(1.f / 6.f), c2 = _mm512_set1_ps(0.5f);
+  const __m512 one = _mm512_set1_ps(1.f);
+  __m512 acc = _mm512_setzero_ps();
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
+    const __m512 v = _mm512_max_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vm), lo);
+    const __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 r = _mm512_fmadd_ps(t, ln2_lo, _mm512_fmadd_ps(t, ln2_hi, v));
+    __m512 p = _mm512_fmadd_ps(c7, r, c6);
+    p = _mm512_fmadd_ps(p, r, c5);
+    p = _mm512_fmadd_ps(p, r, c4);
+    p = _mm512_fmadd_ps(p, r, c3);
+    p = _mm512_fmadd_ps(p, r, c2);
+    p = _mm512_fmadd_ps(p, r, one);
+    p = _mm512_fmadd_ps(p, r, one);
+    const __m512 e = _mm512_scalef_ps(p, t);
+    _mm512_mask_storeu_ps(x + j, k, e);
+    acc = _mm512_mask_add_ps(acc, k, acc, e);
+  }
+  alignas(64) float lane[16];
+  _mm512_store_ps(lane, acc);
+  float sum = 0.f;
+  for (int l = 0; l < 16; ++l) sum += lane[l];
+  return sum;
+}
+#pragma GCC diagnostic pop
+#endif
+
+// The exp pass of the softmax rows, chosen once per call: AVX-512 where the GEMM runs its AVX-512 kernel, else the
+// portable clones.
+using ExpFn = float (*)(float*, int64_t, float);
+ExpFn softmax_exp() {
+#ifdef AMR_ATTENTION_AVX512
+  if (std::strcmp(gemm::cpu::micro_kernel().name, "avx512") == 0) return exp_shifted_avx512;
+#endif
+  return exp_shifted;
 }
 
 // Σ_j x[j] in kLanes lanes combined in order, then the tail.
@@ -285,6 +343,7 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     T* O = static_cast<T*>(out);
     const int64_t L = g.length(), hd = g.head_dim;
     const Blocks qb = Blocks::queries(L), kb(L, kForwardKeys);
+    const ExpFn exp_rows = softmax_exp();
     zero_prefix(O, g, g.dim());
     // One query block of the problem o holds: its scores against one key tile at a time, through K and V as given
     // or, when kt and vt are set, as packed once for the whole problem (the same products, so the same bits).
@@ -300,13 +359,13 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
       float *s = w.s.data(), *acc = w.acc.data(), *m = w.m.data(), *l = w.l.data();
       for (int64_t t = 0; t < kb.count; ++t) {
         const int64_t j0 = kb.begin(t), nj = kb.length(t);
-        if (kt) gemm::cpu::sgemm_serial_packed(ni, g.scale, o.q + i0 * o.ld, o.ld, kt[t], 0.f, s, kb.size);
+        if (kt) gemm::cpu::sgemm_serial_packed(false, ni, g.scale, o.q + i0 * o.ld, o.ld, kt[t], 0.f, s, kb.size);
         else score_product(s, kb.size, o, g, i0, ni, j0, nj);
         for (int64_t r = 0; r < ni; ++r) {
           float* sr = s + r * kb.size;
           add_terms(sr, o, terms, g, i0 + r, j0, nj, w.buf);
           const float mt = std::max(t ? m[r] : -INFINITY, row_max(sr, nj));
-          const float sum = exp_shifted(sr, nj, mt);
+          const float sum = exp_rows(sr, nj, mt);
           if (t) {
             const float c = exp_nonpositive(m[r] - mt);
             l[r] = l[r] * c + sum;
@@ -316,7 +375,7 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
           }
           m[r] = mt;
         }
-        if (vt) gemm::cpu::sgemm_serial_packed(ni, 1.f, s, kb.size, vt[t], t ? 1.f : 0.f, acc, hd);
+        if (vt) gemm::cpu::sgemm_serial_packed(false, ni, 1.f, s, kb.size, vt[t], t ? 1.f : 0.f, acc, hd);
         else sgemm_serial(false, false, ni, hd, nj, 1.f, s, kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f, acc, hd);
       }
       for (int64_t r = 0; r < ni; ++r) {
@@ -359,17 +418,30 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
 
 namespace {
 
+// Operands of the backward's products packed once and shared by the tiles that use them (each null when not
+// packed: the product then packs its own, with the same bits): K's tile as Kᵀ for S = Q·Kᵀ and as K for dQ += dS·K,
+// V's tile as Vᵀ for dP = dO·Vᵀ, and the query block's Q and dO for dK += dSᵀ·Q and dV += Pᵀ·dO. Packing them per
+// product was about a fifth of the backward at 224 px (the Kᵀ and Vᵀ packs are strided walks).
+struct Packs {
+  const gemm::cpu::PackedB *kt = nullptr, *k = nullptr, *vt = nullptr, *q = nullptr, *go = nullptr;
+};
+
+using gemm::cpu::sgemm_serial_packed;
+
 // The backward's tile (query block i0.., key tile j0..): P = e^(S − lse) and dS = P ∘ (dO·Vᵀ − delta), row stride ls.
 template <typename T>
 void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T>& t, const float* lse,
-               const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf) {
+               const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf,
+               ExpFn exp_rows, const Packs& pk) {
   const int64_t L = g.length();
-  score_product(P, ls, o, g, i0, ni, j0, nj);
-  sgemm_serial(false, true, ni, nj, g.head_dim, 1.f, o.go + i0 * o.ld_o, o.ld_o, o.v + j0 * o.ld, o.ld, 0.f, dS, ls);
+  if (pk.kt) sgemm_serial_packed(false, ni, g.scale, o.q + i0 * o.ld, o.ld, *pk.kt, 0.f, P, ls);
+  else score_product(P, ls, o, g, i0, ni, j0, nj);
+  if (pk.vt) sgemm_serial_packed(false, ni, 1.f, o.go + i0 * o.ld_o, o.ld_o, *pk.vt, 0.f, dS, ls);
+  else sgemm_serial(false, true, ni, nj, g.head_dim, 1.f, o.go + i0 * o.ld_o, o.ld_o, o.v + j0 * o.ld, o.ld, 0.f, dS, ls);
   for (int64_t r = 0; r < ni; ++r) {
     const int64_t i = i0 + r;
     add_terms(P + r * ls, o, t, g, i, j0, nj, buf);
-    exp_shifted(P + r * ls, nj, lse[o.p * L + i]);
+    exp_rows(P + r * ls, nj, lse[o.p * L + i]);
     softmax_grad_row(dS + r * ls, P + r * ls, nj, o.delta[i]);
   }
 }
@@ -400,6 +472,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     T* dqkv = static_cast<T*>(dqkv_);
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
     const Blocks qb = Blocks::queries(L), kb(L, kBackwardKeys);
+    const ExpFn exp_rows = softmax_exp();
     const int64_t gh = g.rel_gh, gw = g.rel_gw, ls = kb.size;
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
@@ -409,6 +482,9 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     struct Work {
       Operands o;
       std::vector<float> P, dS, dq, dh, dw, dk, dv, buf;
+      // Packed operands: per key tile Kᵀ, K and Vᵀ of the problem in hand, and the current query block's Q and dO.
+      std::vector<gemm::cpu::PackedB> kt, k, vt;
+      gemm::cpu::PackedB q, go;
     };
     auto make_work = [&](int64_t keys) {
       Work k;
@@ -421,28 +497,50 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       k.dv.resize(keys * hd);
       return k;
     };
-    // Tile (query block u, key tile t) into k.P and k.dS.
-    auto tile = [&](Work& k, int64_t u, int64_t t) {
+    // Packs the problem's key tiles: Kᵀ and Vᵀ (for S and dP), and K (for dQ) when with_k.
+    auto pack_keys = [&](Work& k, bool with_k) {
+      k.kt.resize(kb.count);
+      k.vt.resize(kb.count);
+      k.k.resize(with_k ? kb.count : 0);
+      for (int64_t t = 0; t < kb.count; ++t) {
+        const int64_t j0 = kb.begin(t), nj = kb.length(t);
+        k.kt[t].pack(true, hd, nj, k.o.k + j0 * k.o.ld, k.o.ld);
+        k.vt[t].pack(true, hd, nj, k.o.v + j0 * k.o.ld, k.o.ld);
+        if (with_k) k.k[t].pack(false, nj, hd, k.o.k + j0 * k.o.ld, k.o.ld);
+      }
+    };
+    // Packs query block u's Q and dO (the B operands of dK and dV).
+    auto pack_queries = [&](Work& k, int64_t u) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u);
+      k.q.pack(false, ni, hd, k.o.q + i0 * k.o.ld, k.o.ld);
+      k.go.pack(false, ni, hd, k.o.go + i0 * k.o.ld_o, k.o.ld_o);
+    };
+    // Tile (query block u, key tile t) into k.P and k.dS, through what is packed in pk.
+    auto tile = [&](Work& k, int64_t u, int64_t t, const Packs& pk) {
       grad_tile(k.P.data(), k.dS.data(), ls, k.o, terms, lse, g, qb.begin(u), qb.length(u), kb.begin(t),
-                kb.length(t), k.buf);
+                kb.length(t), k.buf, exp_rows, pk);
     };
     // The tile's share of dK and dV, into dk and dv for its keys ([nj, hd]); the first query block overwrites.
-    auto key_update = [&](Work& k, int64_t u, int64_t t, float* dk, float* dv) {
+    auto key_update = [&](Work& k, int64_t u, int64_t t, float* dk, float* dv, const Packs& pk) {
       const int64_t i0 = qb.begin(u), ni = qb.length(u), nj = kb.length(t);
       const float beta = u ? 1.f : 0.f;
-      sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go + i0 * k.o.ld_o, k.o.ld_o, beta, dv, hd);
-      sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q + i0 * k.o.ld, k.o.ld, beta, dk, hd);
+      if (pk.go) sgemm_serial_packed(true, nj, 1.f, k.P.data(), ls, *pk.go, beta, dv, hd);
+      else sgemm_serial(true, false, nj, hd, ni, 1.f, k.P.data(), ls, k.o.go + i0 * k.o.ld_o, k.o.ld_o, beta, dv, hd);
+      if (pk.q) sgemm_serial_packed(true, nj, 1.f, k.dS.data(), ls, *pk.q, beta, dk, hd);
+      else sgemm_serial(true, false, nj, hd, ni, 1.f, k.dS.data(), ls, k.o.q + i0 * k.o.ld, k.o.ld, beta, dk, hd);
     };
     // The tile's share of dQ, the bias partials and the relative position sums; the first key tile overwrites dq.
-    auto query_update = [&](Work& k, int64_t u, int64_t t) {
+    auto query_update = [&](Work& k, int64_t u, int64_t t, const Packs& pk) {
       const int64_t i0 = qb.begin(u), ni = qb.length(u), j0 = kb.begin(t), nj = kb.length(t);
       const Operands& o = k.o;
       if (t == 0) {
         std::fill(k.dh.begin(), k.dh.end(), 0.f);
         std::fill(k.dw.begin(), k.dw.end(), 0.f);
       }
-      sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k + j0 * o.ld, o.ld, t ? 1.f : 0.f, k.dq.data(),
-                   hd);
+      if (pk.k) sgemm_serial_packed(false, ni, 1.f, k.dS.data(), ls, *pk.k, t ? 1.f : 0.f, k.dq.data(), hd);
+      else
+        sgemm_serial(false, false, ni, hd, nj, 1.f, k.dS.data(), ls, o.k + j0 * o.ld, o.ld, t ? 1.f : 0.f,
+                     k.dq.data(), hd);
       for (int64_t r = 0; r < ni; ++r) {
         const float* ds = k.dS.data() + r * ls;
         if (terms.bias)
@@ -493,11 +591,14 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
         Work k = make_work(L);
         for (int64_t p = p0; p < p1; ++p) {
           load(k.o, p, qkv, dO, O, g);
+          pack_keys(k, true);
           for (int64_t u = 0; u < qb.count; ++u) {
+            pack_queries(k, u);
             for (int64_t t = 0; t < kb.count; ++t) {
-              tile(k, u, t);
-              key_update(k, u, t, k.dk.data() + kb.begin(t) * hd, k.dv.data() + kb.begin(t) * hd);
-              query_update(k, u, t);
+              const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], &k.q, &k.go};
+              tile(k, u, t, pk);
+              key_update(k, u, t, k.dk.data() + kb.begin(t) * hd, k.dv.data() + kb.begin(t) * hd, pk);
+              query_update(k, u, t, pk);
             }
             store_queries(k, u);
           }
@@ -508,11 +609,16 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       parallel_for(problems * kb.count, 1, [&](int64_t e0, int64_t e1) {
         Work k = make_work(kb.size);
         for (int64_t e = e0; e < e1; ++e) {
-          load(k.o, e / kb.count, qkv, dO, O, g);
-          const int64_t t = e % kb.count;
+          const int64_t p = e / kb.count, t = e % kb.count;
+          // Kᵀ and Vᵀ of the item's key tile serve each of its query blocks (and the next items of the problem).
+          if (k.o.p != p) {
+            load(k.o, p, qkv, dO, O, g);
+            pack_keys(k, false);
+          }
+          const Packs pk{&k.kt[t], nullptr, &k.vt[t], nullptr, nullptr};
           for (int64_t u = 0; u < qb.count; ++u) {
-            tile(k, u, t);
-            key_update(k, u, t, k.dk.data(), k.dv.data());
+            tile(k, u, t, pk);
+            key_update(k, u, t, k.dk.data(), k.dv.data(), pk);
           }
           store_keys(k, kb.begin(t), kb.length(t));
         }
@@ -520,11 +626,16 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
         Work k = make_work(0);
         for (int64_t e = e0; e < e1; ++e) {
-          load(k.o, e / qb.count, qkv, dO, O, g);
-          const int64_t u = e % qb.count;
+          const int64_t p = e / qb.count, u = e % qb.count;
+          // A thread's items are consecutive, so its query blocks of one problem share the packed key tiles.
+          if (k.o.p != p) {
+            load(k.o, p, qkv, dO, O, g);
+            pack_keys(k, true);
+          }
           for (int64_t t = 0; t < kb.count; ++t) {
-            tile(k, u, t);
-            query_update(k, u, t);
+            const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], nullptr, nullptr};
+            tile(k, u, t, pk);
+            query_update(k, u, t, pk);
           }
           store_queries(k, u);
         }

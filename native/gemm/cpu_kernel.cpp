@@ -72,8 +72,8 @@ void PackedB::pack(bool trans_b, int64_t k, int64_t n, const float* b, int64_t l
   }
 }
 
-void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb, float beta, float* c,
-                         int64_t ldc) {
+void sgemm_serial_packed(bool trans_a, int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb,
+                         float beta, float* c, int64_t ldc) {
   const int64_t n = pb.n_, k = pb.k_;
   if (m <= 0 || n <= 0) return;
   if (scale_c(m, n, k, alpha, beta, c, ldc)) return;
@@ -81,6 +81,7 @@ void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, co
   if (uk.nr != pb.nr_) throw Error("sgemm_serial_packed: op(B) was packed for another micro-kernel");
   const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk), np = (n + nr - 1) / nr * nr;
   thread_local Scratch a_buf;
+  const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
   // The loops and slices of sgemm_serial, so the sums are the same chains in the same order.
   for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
     const int64_t nc = std::min(nc_l2, n - j0);
@@ -91,7 +92,7 @@ void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, co
       for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
         const int64_t mc = std::min(mc_max, m - i0);
         float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
-        pack_panels(ap, kc * mr, a + i0 * lda, lda, 1, mc, p0, kc, int(mr), alpha);
+        pack_panels(ap, kc * mr, a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), alpha);
         macro_kernel(uk, mc, nc, kc, ap, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
       }
     }

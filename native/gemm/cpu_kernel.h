@@ -26,15 +26,16 @@ class PackedB {
   int64_t n() const { return n_; }
 
  private:
-  friend void sgemm_serial_packed(int64_t, float, const float*, int64_t, const PackedB&, float, float*, int64_t);
+  friend void sgemm_serial_packed(bool, int64_t, float, const float*, int64_t, const PackedB&, float, float*, int64_t);
   std::vector<float> data_;
   int64_t k_ = 0, n_ = 0;
   int nr_ = 0;  // the micro-kernel's panel width when packed: a product under another kernel is an Error
 };
 
-// C [m, n] = alpha·A·op(B) + beta·C for A [m, k] (row stride lda) and op(B) from pb; beta == 0 overwrites C.
-void sgemm_serial_packed(int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb, float beta, float* c,
-                         int64_t ldc);
+// C [m, n] = alpha·op(A)·op(B) + beta·C for op(A) [m, k] (A is [k, m] when trans_a; row stride lda) and op(B) from
+// pb; beta == 0 overwrites C. The same bits as sgemm_serial with the same operands.
+void sgemm_serial_packed(bool trans_a, int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb,
+                         float beta, float* c, int64_t ldc);
 
 }  // namespace cpu
 }  // namespace gemm
