@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "../runtime/thread_pool.h"
@@ -115,6 +117,13 @@ void forward(GpuStream, Kind k, void* y, const void* x, int64_t n, DType dt) {
       float buf[kChunk];
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b = c * kChunk, m = std::min(kChunk, n - b);
+        if constexpr (std::is_same_v<T, float>) {
+          // f32 works in the output itself: the element-wise staging copies were a quarter of the op's time.
+          float* out = static_cast<float*>(y) + b;
+          if (out != static_cast<const float*>(x) + b) std::memcpy(out, static_cast<const float*>(x) + b, size_t(m) * sizeof(float));
+          apply_row(k, out, m);
+          continue;
+        }
         for (int64_t i = 0; i < m; ++i) buf[i] = Elem<T>::load(static_cast<const T*>(x), b + i);
         apply_row(k, buf, m);
         for (int64_t i = 0; i < m; ++i) Elem<T>::store(static_cast<T*>(y), b + i, buf[i]);
@@ -130,6 +139,10 @@ void backward(GpuStream, Kind k, void* dx, const void* dy, const void* x, int64_
       float gb[kChunk], xb[kChunk];
       for (int64_t c = c0; c < c1; ++c) {
         const int64_t b = c * kChunk, m = std::min(kChunk, n - b);
+        if constexpr (std::is_same_v<T, float>) {
+          grad_row(k, static_cast<float*>(dx) + b, static_cast<const float*>(dy) + b, static_cast<const float*>(x) + b, m);
+          continue;
+        }
         for (int64_t i = 0; i < m; ++i) {
           gb[i] = Elem<T>::load(static_cast<const T*>(dy), b + i);
           xb[i] = Elem<T>::load(static_cast<const T*>(x), b + i);
