@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -20,40 +21,45 @@ constexpr int64_t kLanes = 8;
 
 // Eight floats and eight doubles: written on GCC vectors because the plain lane loop, with its float-to-double
 // conversion, stayed scalar in every clone (the norms were ~5 cycles an element, most of a ViT block's non-GEMM
-// time). Each lane does exactly what the scalar code did (two float subtractions, the conversion, a double multiply
-// and add), so the bits are the same.
+// time).
 typedef float F32x8 __attribute__((vector_size(32)));
 typedef double F64x8 __attribute__((vector_size(64)));
 
-template <bool kSquare>
-AMR_VECTOR_CLONES double sum_shifted(const float* x, int64_t n, float x0, float mu) {
-  F64x8 acc = {0, 0, 0, 0, 0, 0, 0, 0};
-  F32x8 vx0, vmu;
-  for (int64_t j = 0; j < kLanes; ++j) {
-    vx0[j] = x0;
-    vmu[j] = mu;
-  }
+// Σ d and Σ d² over the row, d = x − x0 (a float subtraction, then double), in one pass: the variance is then
+// Σd²/n − (Σd/n)² in double. Shifting by the row's first element keeps that difference from cancelling (x0 is
+// within a few deviations of the mean), and one pass instead of two (the sums, then the centred squares) was a third
+// of the op. The lane sums are added in one fixed order, so every clone gives the same bits.
+AMR_VECTOR_CLONES void shifted_sums(const float* x, int64_t n, float x0, double* sum, double* sum_sq) {
+  F64x8 acc = {0, 0, 0, 0, 0, 0, 0, 0}, acc_sq = {0, 0, 0, 0, 0, 0, 0, 0};
+  F32x8 vx0;
+  for (int64_t j = 0; j < kLanes; ++j) vx0[j] = x0;
   const int64_t whole = n / kLanes * kLanes;
   for (int64_t c = 0; c < whole; c += kLanes) {
     F32x8 v;
     std::memcpy(&v, x + c, sizeof v);
-    const F64x8 d = __builtin_convertvector((v - vx0) - vmu, F64x8);
-    acc += kSquare ? d * d : d;
+    const F64x8 d = __builtin_convertvector(v - vx0, F64x8);
+    acc += d;
+    acc_sq += d * d;
   }
-  double s = 0;
-  for (int64_t j = 0; j < kLanes; ++j) s += acc[j];
+  double s = 0, s2 = 0;
+  for (int64_t j = 0; j < kLanes; ++j) {
+    s += acc[j];
+    s2 += acc_sq[j];
+  }
   for (int64_t c = whole; c < n; ++c) {
-    const double d = centred(x[c], x0, mu);
-    s += kSquare ? d * d : d;
+    const double d = x[c] - x0;
+    s += d;
+    s2 += d * d;
   }
-  return s;
+  *sum = s;
+  *sum_sq = s2;
 }
 
 AMR_VECTOR_CLONES void normalize_row(float* y, const float* x, const float* w, const float* b, int64_t n, float x0, float mu, float rs) {
   for (int64_t c = 0; c < n; ++c) y[c] = centred(x[c], x0, mu) * rs * w[c] + b[c];
 }
 
-// Σ g and Σ g·x̂ of a row, g = dy·w, in lanes as sum_shifted (g and x̂ in float, their sums in double).
+// Σ g and Σ g·x̂ of a row, g = dy·w, in lanes as shifted_sums (g and x̂ in float, their sums in double).
 AMR_VECTOR_CLONES void backward_sums(const float* dy, const float* x, const float* w, int64_t n, float x0, float mu, float rs, double* sum_g, double* sum_gx) {
   F64x8 ag = {0, 0, 0, 0, 0, 0, 0, 0}, agx = {0, 0, 0, 0, 0, 0, 0, 0};
   F32x8 vx0, vmu, vrs;
@@ -114,8 +120,12 @@ void layer_norm_forward(GpuStream, void* y, float* mean, float* rstd, const void
           for (int64_t r = r0; r < r1; ++r) {
             const float* xr = X + r * cols;
             const float x0 = xr[0];
-            const float mu = static_cast<float>(sum_shifted<false>(xr, cols, x0, 0.f) / cols);
-            const float rs = 1.0f / std::sqrt(static_cast<float>(sum_shifted<true>(xr, cols, x0, mu) / cols) + eps);
+            double s, s2;
+            shifted_sums(xr, cols, x0, &s, &s2);
+            const double shift_mean = s / cols;
+            const float mu = static_cast<float>(shift_mean);
+            const double var = std::max(0.0, s2 / cols - shift_mean * shift_mean);
+            const float rs = 1.0f / std::sqrt(static_cast<float>(var) + eps);
             mean[r] = mu;
             rstd[r] = rs;
             normalize_row(Y + r * cols, xr, W, B, cols, x0, mu, rs);
