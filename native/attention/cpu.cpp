@@ -247,7 +247,9 @@ void gather_rows(float* dst, const T* src, const Geometry& g, int64_t b, int64_t
   const int64_t L = g.length(), hd = g.head_dim;
   for (int64_t i = 0; i < L; ++i) {
     const int64_t o = part < 0 ? g.out_offset(b, g.token(w, i), h) : g.qkv_offset(b, g.token(w, i), part, h);
-    for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
+    if constexpr (std::is_same_v<T, float>) std::memcpy(dst + i * hd, src + o, size_t(hd) * sizeof(float));
+    else
+      for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
   }
 }
 
