@@ -1,5 +1,5 @@
 // LayerNorm and the activations (GELU and its quick/tanh approximations, ReLU, SiLU, sigmoid) against float64 references; gradients against finite differences of the reference.
-import { ops, tensor } from '../ts';
+import { debug, ops, tensor } from '../ts';
 import type { DType, Tensor } from '../ts';
 import { describeEachDevice, freshSeed, refGelu, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError } from './support/reference';
 
@@ -133,7 +133,7 @@ describeEachDevice('layerNorm on %s', (device) => {
 });
 
 describeEachDevice('gelu on %s', (device) => {
-  test.each([1, 31, 1000, 70001])('%i elements: value and gradient match float64', async (n) => {
+  const valueAndGradient = async (n: number) => {
     const x0 = asF64(randomArray(n, freshSeed(), 4));
     const r0 = asF64(randomArray(n, freshSeed()));
     const x = tensor(f32(x0), [n], { device, requiresGrad: true });
@@ -148,9 +148,10 @@ describeEachDevice('gelu on %s', (device) => {
     const got = await x.grad!.toArray();
     const diff = Math.hypot(...fd.map((v, i) => got[i] - v));
     expect(diff / Math.hypot(...r0)).toBeLessThanOrEqual(1e-5);
-  });
+  };
+  test.each([1, 31, 1000, 70001])('%i elements: value and gradient match float64', valueAndGradient);
 
-  test('the negative tail keeps its relative precision, element by element, alone and fused into linear', async () => {
+  const negativeTail = async () => {
     // Down to x = −13.5, where gelu is 1e-40 (subnormal). f32 rounds the erfc argument −x/√2, and that alone moves
     // the result by the condition number |x·gelu'/gelu| (about x²) times the rounding, so each element's relative
     // error is weighed down by 1 + that number, as for the other smooth activations below.
@@ -173,7 +174,26 @@ describeEachDevice('gelu on %s', (device) => {
     // linear with a 1×1 identity weight: the same values through the GEMM epilogue.
     const fused = ops.linear(x, tensor([1], [1, 1], { device }), undefined, { activation: 'gelu' });
     expect(check(await fused.toArray())).toBeLessThanOrEqual(1e-6);
-  });
+  };
+  test('the negative tail keeps its relative precision, element by element, alone and fused into linear', negativeTail);
+
+  // On cpu the GELU rows run on AVX-512 with fma exactly when the GEMM's AVX-512 kernel does, and on the portable
+  // vector clones otherwise: every kernel this CPU has gets the value, gradient and tail checks.
+  for (const kernel of ['avx512', 'avx2', 'generic'] as const) {
+    // A CPU without the kernel's instructions refuses it (and sim has no micro-kernels): those cases are skipped.
+    const runs = device === 'cpu' && debug.cpuGemmKernel(kernel);
+    debug.cpuGemmKernel('auto');
+    (runs ? test : test.skip)(`under the cpu ${kernel} micro-kernel: value, gradient and tail`, async () => {
+      try {
+        debug.cpuGemmKernel(kernel);
+        expect(debug.cpuGemmKernelName()).toBe(kernel);
+        await valueAndGradient(70001);
+        await negativeTail();
+      } finally {
+        debug.cpuGemmKernel('auto');
+      }
+    });
+  }
 
   test('bf16', async () => {
     const x0 = quant(randomArray(999, freshSeed(), 4), 'bf16');
