@@ -15,7 +15,7 @@ import { differingKeys, makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDista
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SETUP, setupOptions } = require('./children/partitioned.js') as {
   SETUP: { partitions: Array<{ height: number; width: number; batch: number }>; rankGroups: RankGroup[]; teachers: Array<{ heads: string[] }>; seed: number; lr: number; maxGradNorm: number; dataSeed: number };
-  setupOptions: (lib: unknown, dir: string) => Promise<Omit<DistillOptions, 'student' | 'steps'> & { teachers: TeacherSpec[]; close(): Promise<void> }>;
+  setupOptions: (lib: unknown, dir: string, o?: { lazy?: boolean }) => Promise<Omit<DistillOptions, 'student' | 'steps'> & { teachers: TeacherSpec[]; loaded: string[]; close(): Promise<void> }>;
 };
 const lib = { RadioTeacher, SyntheticSource };
 
@@ -30,6 +30,8 @@ interface RankOut {
   images: number[];
   checksum: number;
   checkpoint: string;
+  loaded: string[];
+  ran: string[];
 }
 
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
@@ -69,8 +71,8 @@ async function byHand(studentDir: string, steps: number) {
       const b = await source.next(group.partition);
       const images = tensor(b.images, [b.batch, 3, b.height, b.width]);
       const spec = teachers.find((t) => t.partitions!.includes(group.partition))!;
-      const input = teacherImages(images, spec.teacher);
-      const targets = await spec.teacher.forward(input, b);
+      const input = teacherImages(images, spec.teacher!);
+      const targets = await spec.teacher!.forward(input, b);
       model.seed(g === 0 ? mixSeed(SETUP.seed, step, 0) : mixSeed(SETUP.seed, step, 0, 2, g));
       const o = model.forward(images);
       const r = ops.multiTeacherLoss(
@@ -95,10 +97,15 @@ async function byHand(studentDir: string, steps: number) {
   return { ...out, model };
 }
 
-/** The setup's distill in this process (a world of one: every group emulated here). */
+/**
+ * The setup's distill in this process (a world of one: every group emulated here), its teachers given as load:
+ * one process runs both groups, so it loads both teachers.
+ */
 async function emulated(studentDir: string, extra: Partial<DistillOptions> = {}) {
-  const { close, ...setup } = await setupOptions(lib, TEACHER_DIR);
+  const { close, loaded, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
   const r = await distill({ ...setup, student: { dir: studentDir }, steps: STEPS, ...extra });
+  expect(loaded).toEqual(['a', 'b']);
+  expect(r.teachers).toEqual(['a', 'b']);
   await close();
   return r;
 }
@@ -135,6 +142,24 @@ describe('rankGroups', () => {
     await expect(emulated(studentDir, { data: deaf })).rejects.toThrow(
       'distill: asked the data source for a batch of partition 1, it gave one of partition 0 (rankGroups need a source whose next(partition) draws that partition)',
     );
+  });
+
+  test('a teacher spec on no partition, or with both or neither of teacher and load, is an Error naming it', async () => {
+    const dir = tempDir('part-specs');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const { close, loaded, teachers, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
+    const run = (t: TeacherSpec[]) => distill({ ...setup, teachers: t, student: { dir: studentDir }, steps: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'c' });
+    await expect(run([...teachers, { teacher, partitions: [] }])).rejects.toThrow(
+      /^distill: teachers\[2\]\.partitions must be a non-empty array of data partition indices \(a teacher on no partition never runs\)$/,
+    );
+    await expect(run([...teachers, { teacher, partitions: [2] }])).rejects.toThrow(/^distill: teachers\[2\]\.partitions: 2 is not a partition index of the data source \(0\.\.1\)$/);
+    await expect(run([{ ...teachers[0], teacher }, teachers[1]])).rejects.toThrow(/^distill: teachers\[0\] needs exactly one of teacher \(a Teacher\) and load/);
+    await expect(run([teachers[0], { partitions: [1] }])).rejects.toThrow(/^distill: teachers\[1\] needs exactly one of teacher \(a Teacher\) and load/);
+    // Refused before any teacher was loaded.
+    expect(loaded).toEqual([]);
+    await teacher.close();
+    await close();
   });
 
   test('one group of every rank is the unpartitioned run, bit for bit', async () => {
@@ -206,6 +231,8 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     expect(ranks[1].losses).toEqual(ranks[0].losses);
     expect(ranks[1].groups).toEqual(ranks[0].groups);
     expect(ranks[0].images).toEqual([6, 12, 18]);
+    // Each rank loaded (and ran) only its own group's teacher: a on partition 0's rank, b on partition 1's.
+    expect(ranks.map((x) => [x.loaded, x.ran])).toEqual([[['a'], ['a']], [['b'], ['b']]]);
 
     const one = await emulated(studentDir);
     expectCurvesClose(ranks[0], curves(one.history));
@@ -230,6 +257,7 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     for (const rank of [0, 1]) {
       expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
       expect(a2[rank].checksum).toBe(ranks[0].checksum);
+      expect(a2[rank].loaded).toEqual([['a'], ['b']][rank]);
     }
 
     // The 2-rank checkpoint at step 2 resumed by one process, which then runs both groups: the same run to rounding.

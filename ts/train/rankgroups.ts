@@ -115,3 +115,13 @@ export function resolveRankGroups(spec: RankGroup[] | undefined, partitions: rea
   const total = groups.reduce((s, g) => s + g.weight * partitions[g.partition!].batch, 0);
   return { partitioned: true, groups, mine, emulated, total };
 }
+
+/**
+ * The data partitions whose images this process computes (its groups' partitions; every partition in an
+ * unpartitioned run, where each rank takes a share of every draw): the teachers of the others never run here.
+ */
+export function partitionsRun(layout: GroupLayout, count: number): Set<number> {
+  if (layout.mine.some((g) => g.partition === undefined)) return new Set(Array.from({ length: count }, (_, i) => i));
+  return new Set(layout.mine.map((g) => g.partition!));
+}
+
