@@ -66,6 +66,7 @@ describe('distill config errors name the field', () => {
     ['a rank that is not one', (c: any) => (c.rankGroups = [{ partition: 0, ranks: [0, -1] }]), /^config\.rankGroups\[0\]\.ranks\[1\] must be a rank \(an integer >= 0\), got -1$/],
     // A teacher named by no partition never runs: the config refuses it (and distill does too, ts/train/distill.ts).
     ['a teacher on no partition', (c: any) => (c.teachers[0].partitions = []), /^config\.teachers\[0\]\.partitions must be a non-empty array$/],
+    ['resume options that are not', (c: any) => (c.resume = { allowRankGroupsChange: true }), /^config\.resume\.allowRankGroupsChange: unknown key \(expected one of allowRankGroupChange\)$/],
   ])('%s', async (_name, mutate, expected) => {
     expect(await prepareError(mutate)).toMatch(expected);
   });

@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { checkSchedule, clipGradNorm, distill, GroupedAdamW, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { checkSchedule, clipGradNorm, distill, GroupedAdamW, latestCheckpoint, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
 import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, StepMetrics, TeacherSpec } from '../../ts';
 import { mixSeed } from '../../ts/train/rng';
 import { teacherImages } from '../../ts/teachers/input';
@@ -193,6 +193,88 @@ describe('rankGroups', () => {
     expect(d.worst).toBeLessThan(1e-5);
     r.student.dispose();
     ref.model.dispose();
+  });
+});
+
+describe('checkpoints record the rank groups', () => {
+  const stateOf = (ckpt: string) => {
+    const buf = fs.readFileSync(path.join(ckpt, 'training.safetensors'));
+    const n = Number(buf.readBigUInt64LE(0));
+    return { buf, n, header: JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as { __metadata__: { state: string } } };
+  };
+  /** Rewrites a checkpoint's training state as an older version wrote it: without the rankGroups record. */
+  const forget = (ckpt: string) => {
+    const { buf, n, header } = stateOf(ckpt);
+    const state = JSON.parse(header.__metadata__.state);
+    delete state.rankGroups;
+    header.__metadata__.state = JSON.stringify(state);
+    // Same header length, padded with spaces (the format allows them), so that the tensor offsets stay valid.
+    const text = JSON.stringify(header).padEnd(n, ' ');
+    expect(Buffer.byteLength(text)).toBe(n);
+    fs.writeFileSync(path.join(ckpt, 'training.safetensors'), Buffer.concat([buf.subarray(0, 8), Buffer.from(text), buf.subarray(8 + n)]));
+  };
+  const messages = () => {
+    let text = '';
+    const stream = { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream;
+    return { progress: { stream, tty: false }, text: () => text };
+  };
+
+  test('resuming with other partitions or weights is an Error naming them unless allowRankGroupChange; ranks and world may change; old checkpoints resume unchecked', async () => {
+    const dir = tempDir('part-record');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const whole = await emulated(studentDir);
+    const base = path.join(dir, 'base');
+    (await emulated(studentDir, { outDir: base, stopAfter: 1 })).student.dispose();
+    const ckpt = path.join(base, 'checkpoints', 'step-00000001');
+    expect(JSON.parse(stateOf(ckpt).header.__metadata__.state).rankGroups).toEqual({
+      world: 1,
+      groups: [{ partition: 0, ranks: [0], weight: 1 }, { partition: 1, ranks: [1], weight: 1.5 }],
+    });
+    const copy = (name: string) => {
+      fs.cpSync(base, path.join(dir, name), { recursive: true });
+      return path.join(dir, name);
+    };
+    const [g0, g1] = SETUP.rankGroups;
+    const resume = (outDir: string, rankGroups: RankGroup[] | undefined, resume: DistillOptions['resume'] = true, extra: Partial<DistillOptions> = {}) =>
+      emulated(studentDir, { outDir, resume, rankGroups, ...extra });
+
+    const other = copy('weight');
+    await expect(resume(other, [g0, { ...g1, weight: 2 }])).rejects.toThrow(
+      `distill: ${ckpt.replace(base, other)} was trained with other rank groups (rankGroups[1].weight: 1.5 in the checkpoint, 2 in this run); resuming would change the objective: pass resume: { allowRankGroupChange: true } to continue with this run's`,
+    );
+    await expect(resume(other, [{ ...g1, weight: 1 }, { ...g0, weight: 1.5 }])).rejects.toThrow(
+      /\(rankGroups\[0\]\.partition: 0 in the checkpoint, 1 in this run; rankGroups\[1\]\.partition: 1 in the checkpoint, 0 in this run\)/,
+    );
+    await expect(resume(other, undefined)).rejects.toThrow(/\(the checkpoint's run had 2 rank groups, this run has no rankGroups \(unpartitioned\)\)/);
+    await expect(resume(other, [g0, g1], { allowRankGroupChange: 1 } as never)).rejects.toThrow('distill: resume.allowRankGroupChange must be true or false, got 1');
+    await expect(resume(other, [g0, g1], { allowRankGroupsChange: true } as never)).rejects.toThrow('distill: resume.allowRankGroupsChange: unknown option (expected allowRankGroupChange)');
+    // Refused before a step ran: the folder still ends at step 1.
+    expect(await latestCheckpoint(path.join(other, 'checkpoints'))).toBe(ckpt.replace(base, other));
+
+    // Allowed: it runs on with the new weight, says so, and its checkpoints record the new groups.
+    const m = messages();
+    const changed = await resume(other, [g0, { ...g1, weight: 2 }], { allowRankGroupChange: true }, { progress: m.progress });
+    expect(changed.history.map((h) => h.step)).toEqual([2, 3]);
+    expect(m.text()).toMatch(/resumed with other rank groups than .*step-00000001's \(rankGroups\[1\]\.weight: 1\.5 in the checkpoint, 2 in this run\), as allowRankGroupChange allows/);
+    expect(JSON.parse(stateOf(changed.checkpoint!).header.__metadata__.state).rankGroups.groups[1].weight).toBe(2);
+    changed.student.dispose();
+
+    // The same partitions and weights on other ranks: the same objective, resumed (and the same run, to rounding).
+    const moved = await resume(copy('ranks'), [{ ...g0, size: undefined, ranks: [1] }, { ...g1, size: undefined, ranks: [0] }]);
+    expectCurvesClose(curves(moved.history), { losses: whole.history.slice(1).map((h) => h.loss), gradNorms: whole.history.slice(1).map((h) => h.gradNorm) });
+    moved.student.dispose();
+
+    // A checkpoint from before the record: resumed unchecked, with a message, bit for bit the unbroken run.
+    const old = copy('old');
+    forget(ckpt.replace(base, old));
+    expect(JSON.parse(stateOf(ckpt.replace(base, old)).header.__metadata__.state).rankGroups).toBeUndefined();
+    const mo = messages();
+    const tail = await resume(old, [g0, g1], true, { progress: mo.progress });
+    expect(mo.text()).toMatch(/step-00000001 does not record its rank groups \(written before checkpoints recorded them\): resumed without checking them; the next checkpoints record this run's/);
+    expect(tail.history.map((h) => [h.loss, h.gradNorm])).toEqual(whole.history.slice(1).map((h) => [h.loss, h.gradNorm]));
+    expect(JSON.parse(stateOf(tail.checkpoint!).header.__metadata__.state).rankGroups.world).toBe(1);
+    tail.student.dispose();
+    whole.student.dispose();
   });
 });
 

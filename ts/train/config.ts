@@ -266,7 +266,7 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     outDir: c.path('output', base, true),
     checkpointEvery: c.num('checkpointEvery', { opt: true, int: true, positive: true }),
     keepCheckpoints: c.num('keepCheckpoints', { opt: true, int: true, positive: true }),
-    resume: c.bool('resume'),
+    resume: parseResume(c),
     progress: logEvery ? { every: logEvery } : undefined,
     ...(rankGroups ? { rankGroups } : {}),
     bucketBytes: c.num('bucketBytes', { opt: true, int: true, min: 0 }),
@@ -322,6 +322,14 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
       }
     },
   };
+}
+
+// config.resume: true / false, or { allowRankGroupChange } (distill's ResumeOptions).
+function parseResume(c: Fields): DistillOptions['resume'] {
+  const r = c.obj.resume;
+  if (r === undefined || typeof r === 'boolean') return r;
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw new Error(`${c.at('resume')} must be true, false or { allowRankGroupChange }, got ${JSON.stringify(r)}`);
+  return { allowRankGroupChange: Fields.of(c.at('resume'), r, ['allowRankGroupChange']).bool('allowRankGroupChange') };
 }
 
 // The student's patch size, from its config.json or the init spec; null when neither says yet.

@@ -44,7 +44,7 @@ import type { ProcessGroup } from './distributed';
 import { clipGradNorm } from '../optim/clip';
 import { GroupedAdamW } from './groups';
 import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
-import { partitionsRun, resolveRankGroups } from './rankgroups';
+import { partitionsRun, rankGroupChange, recordOf, resolveRankGroups } from './rankgroups';
 import type { RankGroup } from './rankgroups';
 import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
@@ -101,8 +101,12 @@ export interface DistillOptions {
   /** Checkpoint every this many steps (and always at the end); default only at the end. */
   checkpointEvery?: number;
   keepCheckpoints?: number;
-  /** Continue from outDir's latest checkpoint when there is one. */
-  resume?: boolean;
+  /**
+   * Continue from outDir's latest checkpoint when there is one (true, or these options). A checkpoint records its
+   * run's rankGroups: resuming with groups of other partitions or weights (which change the objective) is an Error
+   * naming what differs, unless allowRankGroupChange. A checkpoint without the record (older) resumes unchecked.
+   */
+  resume?: boolean | ResumeOptions;
   /** false: silent. */
   progress?: false | { stream?: NodeJS.WritableStream & { isTTY?: boolean }; tty?: boolean; every?: number };
   /** Called after every step with the live student and optimizer (read them, do not keep them). */
@@ -127,6 +131,11 @@ export interface DistillOptions {
   bucketBytes?: number;
   /** A debugging aid: every this many steps, check that every rank holds bit-identical parameters (an Error if not). */
   distributedCheckEvery?: number;
+}
+
+export interface ResumeOptions {
+  /** Resume though this run's rankGroups train on other partitions or with other weights than the checkpoint's. */
+  allowRankGroupChange?: boolean;
 }
 
 export interface VitDetAugment {
@@ -306,6 +315,16 @@ async function carriedTensors(dir: string, student: AnyRadioModel): Promise<Reco
   }
 }
 
+/** options.resume's options (none for true or false), checked. */
+function checkResume(r: DistillOptions['resume']): ResumeOptions {
+  if (r === undefined || typeof r === 'boolean') return {};
+  if (!r || typeof r !== 'object') throw new Error(`distill: resume must be true, false or { allowRankGroupChange? }, got ${JSON.stringify(r)}`);
+  for (const k of Object.keys(r)) if (k !== 'allowRankGroupChange') throw new Error(`distill: resume.${k}: unknown option (expected allowRankGroupChange)`);
+  if (r.allowRankGroupChange !== undefined && typeof r.allowRankGroupChange !== 'boolean')
+    throw new Error(`distill: resume.allowRankGroupChange must be true or false, got ${JSON.stringify(r.allowRankGroupChange)}`);
+  return r;
+}
+
 /** The process group when it has more than one rank, checked against the options; null for one process. */
 function checkGroup(o: DistillOptions): ProcessGroup | null {
   const g = o.distributed;
@@ -331,6 +350,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const lr = o.optimizer?.lr ?? 1e-3;
   const schedule = checkSchedule({ lr, totalSteps: steps, warmupSteps: o.schedule?.warmupSteps ?? 0, minLr: o.schedule?.minLr ?? 0 }, 'distill: schedule');
   if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
+  const resumeOpts = checkResume(o.resume);
   const group = checkGroup(o);
   const layout = resolveRankGroups(o.rankGroups, o.data.partitions, group?.rank ?? 0, group?.size ?? 1);
   const world = group?.size ?? 1;
@@ -384,12 +404,20 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     let termKeys = [...new Set(plans.flatMap(termKeysOf))];
     let step = 0;
     let skipped = 0;
+    let resumeNote: string | null = null;
     if (resumeDir) {
       const state = await loadTrainingState(resumeDir, optimizer);
       if (state.seed !== seed) throw new Error(`distill: ${resumeDir} was trained with seed ${state.seed}, this run has seed ${seed}`);
       o.data.restore(state.data);
       step = state.step;
       skipped = state.skipped;
+      if (state.rankGroups === undefined) resumeNote = `${resumeDir} does not record its rank groups (written before checkpoints recorded them): resumed without checking them; the next checkpoints record this run's`;
+      else {
+        const change = rankGroupChange(state.rankGroups, recordOf(layout, world));
+        if (change && !resumeOpts.allowRankGroupChange)
+          throw new Error(`distill: ${resumeDir} was trained with other rank groups (${change}); resuming would change the objective: pass resume: { allowRankGroupChange: true } to continue with this run's`);
+        if (change) resumeNote = `resumed with other rank groups than ${resumeDir}'s (${change}), as allowRankGroupChange allows`;
+      }
       if (step > stopAfter) throw new Error(`distill: ${resumeDir} is at step ${step}, beyond stopAfter ${stopAfter}`);
     }
     if (group) {
@@ -408,6 +436,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     const metrics = o.outDir && writer ? new MetricsFile(path.join(o.outDir, 'metrics.jsonl'), resumeDir ? step : null) : null;
     const progress = o.progress === false || !writer ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
     if (resumeDir) progress?.message(`resumed from ${resumeDir} at step ${step}`);
+    if (resumeNote) progress?.message(resumeNote);
     const history: StepMetrics[] = [];
     const started = process.hrtime.bigint();
     let images = 0;
@@ -417,7 +446,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       const optimizerSteps = Object.fromEntries(optimizer.groups.map((g) => [g.name, g.optimizer.steps]));
       checkpoint = await saveCheckpoint({
         root, configJson, student, summaryIdxs, carried, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
-        state: { step, seed, skipped, data: o.data.state(), optimizerSteps },
+        state: { step, seed, skipped, data: o.data.state(), optimizerSteps, rankGroups: recordOf(layout, world) },
       });
       progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
     };
