@@ -77,6 +77,13 @@ describe('distill config errors name the field', () => {
     expect(parseDistillConfig(good(student), dir).options.rankGroups).toBeUndefined();
   });
 
+  test('resume is true / false or { allowRankGroupChange }, passed to distill as given', () => {
+    expect(parseDistillConfig({ ...good(student), resume: { allowRankGroupChange: true } }, dir).options.resume).toEqual({ allowRankGroupChange: true });
+    expect(parseDistillConfig({ ...good(student), resume: true }, dir).options.resume).toBe(true);
+    expect(() => parseDistillConfig({ ...good(student), resume: 'yes' }, dir)).toThrow('config.resume must be true, false or { allowRankGroupChange }, got "yes"');
+    expect(() => parseDistillConfig({ ...good(student), resume: { allowRankGroupChange: 1 } }, dir)).toThrow('config.resume.allowRankGroupChange must be true or false, got 1');
+  });
+
   test('with rankGroups, prepare loads only the teachers of the partitions this rank runs; one process loads all', async () => {
     const c = {
       ...good(student),
