@@ -13,10 +13,11 @@
 // (shares, agreement checks, loss sums, the gradient reduction) are in ts/train/data-parallel.ts.
 //
 // Partitioned (options.rankGroups, ts/train/rankgroups.ts for the weighting): each group of ranks trains on its
-// own data partition with that partition's teachers, resolution and batch. Every rank still draws every group's
-// batch of every micro-step, in group order, so the source's state is the same on every rank (a checkpoint of rank
-// 0 resumes any world, a world of one included, which then emulates every group in turn) and keeps only its
-// share of its own group's. The draws cost the rows of the other groups' batches; reading only one's own rows
+// own data partition with that partition's teachers (the only ones its ranks load), resolution and batch. Every
+// rank still draws every group's batch of every micro-step, in group order, so the source's state is the same on
+// every rank (a checkpoint of rank 0 resumes any world, a world of one included, which then emulates every group
+// in turn; the checkpoint records the groups, and a resume that changes their partitions or weights is refused)
+// and keeps only its share of its own group's. The draws cost the rows of the other groups' batches; reading only one's own rows
 // needs a source that can skip them, which none can yet.
 import * as fs from 'fs';
 import * as path from 'path';
