@@ -197,7 +197,7 @@ async function distillCommand(args: string[]): Promise<void> {
   const group = initDistributed();
   // Rank 0 prepares first: it creates the student from student.init, which the others must find complete.
   if (group.rank !== 0) await group.barrier();
-  const { teachers, data, close } = await config.prepare();
+  const { teachers, data, close } = await config.prepare({ distributed: group });
   if (group.rank === 0) await group.barrier();
   try {
     const t0 = process.hrtime.bigint();

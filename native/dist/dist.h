@@ -1,7 +1,7 @@
 // Collectives between processes for data-parallel training, over an MPI library opened at run time (dlopen), so
-// the addon loads and runs without one. Only Open MPI is driven so far: MPI's C ABI is not portable (Open MPI's
-// handles are pointers to exported structs, MPICH's are integer constants), and each implementation needs its own
-// table of handles; an MPICH library is recognised and refused with an Error that says so.
+// the addon loads and runs without one. MPI's C ABI is not portable (Open MPI's handles are pointers to exported
+// structs, MPICH's are integer constants): the opened library's ABI is recognised, Open MPI's or MPICH's (which
+// Intel MPI and MVAPICH keep), and driven through its own table of handles; any other is refused with an Error.
 //
 // Every collective runs on the calling thread and is non-blocking underneath (MPI_I* + MPI_Test polling), so it
 // can stop at a backend queue's cancellation point (process exit) and give up after a timeout with an Error

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { createDataSource, parseDistillConfig, RadioModel, readMetrics, ShardTeacher } from '../../ts';
+import type { ProcessGroup } from '../../ts';
 import { writeDataset } from '../data/helpers';
 import { makeStudent, REGISTER, TEACHER_DIR, tempDir } from './support';
 
@@ -63,6 +64,9 @@ describe('distill config errors name the field', () => {
     ['unknown rank group key', (c: any) => (c.rankGroups = [{ partition: 0, sizes: 1 }]), /^config\.rankGroups\[0\]\.sizes: unknown key \(expected one of partition, ranks, size, weight\)$/],
     ['rank group without a partition', (c: any) => (c.rankGroups = [{ size: 1 }]), /^config\.rankGroups\[0\]\.partition must be an integer >= 0 \(missing\)$/],
     ['a rank that is not one', (c: any) => (c.rankGroups = [{ partition: 0, ranks: [0, -1] }]), /^config\.rankGroups\[0\]\.ranks\[1\] must be a rank \(an integer >= 0\), got -1$/],
+    // A teacher named by no partition never runs: the config refuses it (and distill does too, ts/train/distill.ts).
+    ['a teacher on no partition', (c: any) => (c.teachers[0].partitions = []), /^config\.teachers\[0\]\.partitions must be a non-empty array$/],
+    ['resume options that are not', (c: any) => (c.resume = { allowRankGroupsChange: true }), /^config\.resume\.allowRankGroupsChange: unknown key \(expected one of allowRankGroupChange\)$/],
   ])('%s', async (_name, mutate, expected) => {
     expect(await prepareError(mutate)).toMatch(expected);
   });
@@ -71,6 +75,41 @@ describe('distill config errors name the field', () => {
     const c = { ...good(student), rankGroups: [{ partition: 0, ranks: [1, 0], weight: 2 }] };
     expect(parseDistillConfig(c, dir).options.rankGroups).toEqual([{ partition: 0, ranks: [1, 0], weight: 2 }]);
     expect(parseDistillConfig(good(student), dir).options.rankGroups).toBeUndefined();
+  });
+
+  test('resume is true / false or { allowRankGroupChange }, passed to distill as given', () => {
+    expect(parseDistillConfig({ ...good(student), resume: { allowRankGroupChange: true } }, dir).options.resume).toEqual({ allowRankGroupChange: true });
+    expect(parseDistillConfig({ ...good(student), resume: true }, dir).options.resume).toBe(true);
+    expect(() => parseDistillConfig({ ...good(student), resume: 'yes' }, dir)).toThrow('config.resume must be true, false or { allowRankGroupChange }, got "yes"');
+    expect(() => parseDistillConfig({ ...good(student), resume: { allowRankGroupChange: 1 } }, dir)).toThrow('config.resume.allowRankGroupChange must be true or false, got 1');
+  });
+
+  test('with rankGroups, prepare loads only the teachers of the partitions this rank runs; one process loads all', async () => {
+    const c = {
+      ...good(student),
+      teachers: [
+        { type: 'radio', dir: TEACHER_DIR, name: 'a', partitions: [0] },
+        { type: 'radio', dir: TEACHER_DIR, name: 'b', partitions: [1] },
+        { type: 'radio', dir: TEACHER_DIR, name: 'both' },
+      ],
+      data: { type: 'synthetic', seed: 1, partitions: [{ height: 32, width: 32, batch: 2 }, { height: 48, width: 48, batch: 1 }] },
+      rankGroups: [{ partition: 0, size: 1 }, { partition: 1, size: 1 }],
+    };
+    const held = async (group?: { rank: number; size: number }) => {
+      const p = await parseDistillConfig(c, dir).prepare(group ? { distributed: group as unknown as ProcessGroup } : {});
+      const out = p.teachers.map((t) => (t.teacher ? `${t.teacher.name} loaded` : typeof t.load));
+      await p.close();
+      return out;
+    };
+    expect(await held({ rank: 1, size: 2 })).toEqual(['function', 'b loaded', 'both loaded']);
+    expect(await held({ rank: 0, size: 2 })).toEqual(['a loaded', 'function', 'both loaded']);
+    expect(await held()).toEqual(['a loaded', 'b loaded', 'both loaded']);
+    // What a rank did not load, distill can still load (it would on a world of one).
+    const p = await parseDistillConfig(c, dir).prepare({ distributed: { rank: 1, size: 2 } as unknown as ProcessGroup });
+    const a = await p.teachers[0].load!();
+    expect(a.name).toBe('a');
+    await a.close();
+    await p.close();
   });
 
   test('a good config parses and prepares', async () => {

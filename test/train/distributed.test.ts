@@ -1,13 +1,14 @@
 // Data-parallel training over MPI (ts/train/distributed, native/dist): the collectives on two ranks, a two-rank
 // distillation against one process with the doubled batch (and against itself stopped and resumed), and ranks
-// that die or stop answering. Every
-// multi-rank case runs children under `mpirun -np 2` (a failure must show as an exit status, not take jest down).
+// that die or stop answering. Every multi-rank case runs children under `mpirun -np 2` (Open MPI), the core of
+// them also under `mpiexec.mpich -n 2` (MPICH's ABI), so that a failure shows as an exit status, not take jest down.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
-import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
+import { byRank, mpi, mpich, mpichNode, mpichTitle, mpirunNode, title, withMpi, withMpich } from './mpi';
+import type { Run } from './mpi';
 import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
 
 describe('without a launcher', () => {
@@ -34,18 +35,31 @@ describe('without a launcher', () => {
     expect(() => initDistributed({ env: {}, timeoutSeconds: 0 })).toThrow('initDistributed: timeoutSeconds must be a finite number > 0');
   });
 
-  test('a launcher environment without a usable MPI library: an Error naming what was looked for and how to install it', () => {
-    // A child, so that this process never opens MPI; AM_RADIO_MPI_LIBRARY makes the library missing on purpose.
+  /**
+   * initDistributed's Error in a child with this launcher environment (so that this process never opens MPI), or
+   * 'no error'; AM_RADIO_MPI_LIBRARY in env picks the library that must fail.
+   */
+  const initError = (env: NodeJS.ProcessEnv): string => {
     const script = "const { initDistributed } = require('./entry'); try { initDistributed(); console.log('no error'); } catch (e) { console.log(e.message); }";
     const r = spawnSync(process.execPath, ['-e', script], {
       cwd: path.join(__dirname, '..', 'reliability', 'children'),
-      env: { ...process.env, OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libmpi-missing.so.40' },
+      env: { ...process.env, ...env },
       encoding: 'utf8',
       timeout: 60_000,
     });
     expect(r.status).toBe(0);
-    expect(r.stdout).toMatch(/initDistributed: the environment says an MPI launcher started this process \(OMPI_COMM_WORLD_SIZE=2\), but MPI: no usable MPI library \(looked for libmpi-missing\.so\.40: libmpi-missing\.so\.40: cannot open shared object file/);
-    expect(r.stdout).toMatch(/install Open MPI \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\)/);
+    return r.stdout;
+  };
+
+  test('a launcher environment without a usable MPI library: an Error naming what was looked for and how to install it', () => {
+    // AM_RADIO_MPI_LIBRARY makes the library missing on purpose.
+    const out = initError({ OMPI_COMM_WORLD_RANK: '0', OMPI_COMM_WORLD_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libmpi-missing.so.40' });
+    expect(out).toMatch(/initDistributed: the environment says an MPI launcher started this process \(OMPI_COMM_WORLD_SIZE=2\), but MPI: no usable MPI library \(looked for libmpi-missing\.so\.40: libmpi-missing\.so\.40: cannot open shared object file/);
+    expect(out).toMatch(/install Open MPI \(Debian\/Ubuntu: apt-get install openmpi-bin libopenmpi-dev\) or MPICH \(apt-get install mpich\)/);
+  });
+
+  test('a library that is neither Open MPI nor of MPICH\'s ABI is refused, naming it', () => {
+    expect(initError({ PMI_RANK: '0', PMI_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libc.so.6' })).toMatch(/MPI: no usable MPI library \(looked for libc\.so\.6: libc\.so\.6 is neither Open MPI nor of MPICH's ABI \(an unknown MPI\); only those two ABIs are supported\)/);
   });
 
   test('distill refuses what the collectives cannot reduce yet: bf16 and non-cpu students', async () => {
@@ -71,37 +85,81 @@ describe('without a launcher', () => {
   });
 });
 
+/** What collectives.js printed: each collective's result on both ranks, and the Errors of the bad calls. */
+function expectCollectives(r: Run) {
+  expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+  const out = byRank<Record<string, unknown> & { rank: number }>(r);
+  expect(out.map((o) => o.rank)).toEqual([0, 1]);
+  const values = (rank: number, n: number, k: number) => Array.from({ length: n }, (_, i) => (rank + 1) * (i * 0.25 - k) + rank * rank);
+  const f32 = (v: number[]) => Array.from(Float32Array.from(v));
+  const sum = f32(values(0, 7, 1).map((v, i) => v + values(1, 7, 1)[i]));
+  const mean = f32(values(0, 5, 2).map((v, i) => (v + values(1, 5, 2)[i]) / 2));
+  for (const o of out) {
+    expect(o.size).toBe(2);
+    expect(o.backend).toBe('mpi');
+    expect(o.sum).toEqual(sum);
+    expect(o.mean).toEqual(mean);
+    expect(o.largeWorst).toBeLessThan(1e-6);
+    expect(o.bcast).toEqual(f32(values(1, 9, 4)));
+    expect(o.ints).toEqual([0, 10, 20]);
+    expect(o.empty).toBe(0);
+    expect(o.gathered).toEqual([['0', 'NaN', '0', '-Infinity'], ['1', 'NaN', '1.5', '-Infinity']]);
+    expect(o.gatheredEmpty).toEqual([[], []]);
+    expect(o.mismatch).toBe('allGatherScalars: the ranks passed different numbers of values (rank 0: 1, rank 1: 2)');
+    expect(o.errors).toEqual({
+      bf16: 'allReduce: the tensor is bf16; allReduce takes f32 tensors',
+      op: "allReduce: op must be 'sum' or 'mean', got \"max\"",
+      root: 'broadcast: root 2 is not a rank of the group (size 2)',
+      sim: 'allReduce: the tensor is on sim; the MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)',
+      code: 'abort: code must be an integer in [1, 255], got 0',
+    });
+    expect(o.afterClose).toBe('allReduce: the process group was closed');
+  }
+}
+
+/**
+ * Runs one process with the global batch 4 (and `extra` options) and checks the ranks' losses and gradient norms
+ * (within 1e-5 relative) and rank 0's final checkpoint (weights within 1e-5) against it; returns its first norm.
+ */
+async function followsReference(studentDir: string, rank0: { losses: number[]; gradNorms: number[] }, final: string, extra: object): Promise<{ gradNorm: number }> {
+  const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+  const ref = await distill({
+    student: { dir: studentDir },
+    teachers: [{ teacher }],
+    data: new SyntheticSource({ seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] }),
+    steps: 4,
+    maxGradNorm: 1,
+    optimizer: { lr: 2e-3 },
+    progress: false,
+    ...extra,
+  });
+  await teacher.close();
+  expect(rank0.losses).toHaveLength(ref.history.length);
+  for (const [i, m] of ref.history.entries()) {
+    expect(Math.abs(rank0.losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
+    expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
+  }
+  const saved = await RadioModel.load(final);
+  const d = weightDistance(await weightsOf(saved), await weightsOf(ref.student));
+  expect(d.rms).toBeLessThan(1e-5);
+  // One weight alone can move further: a gradient element that cancels to near AdamW's eps (1e-8) is where the
+  // update's slope, lr/(4·eps), turns the reduction order's rounding of its summands (~1e-10 here) into ~5e-6
+  // per step. So the worst element is held to 1% of the most any weight can move in the run (lr per step).
+  expect(d.worst).toBeLessThan(0.01 * 2e-3 * 4);
+  saved.dispose();
+  ref.student.dispose();
+  return { gradNorm: ref.history[0].gradNorm };
+}
+
 withMpi(title('mpirun -np 2'), () => {
+  test("under Open MPI's mpirun the addon opens Open MPI's libmpi.so.40, whatever else is installed", async () => {
+    const ompi = byRank<{ rank: number; size: number; library: string; version: string }>(await mpi('mpi-library.js', []));
+    expect(ompi.map((x) => [x.rank, x.size, x.library])).toEqual([[0, 2, 'libmpi.so.40'], [1, 2, 'libmpi.so.40']]);
+    expect(ompi[0].version).toMatch(/^Open MPI/);
+  });
+
   test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, odd sizes; the Errors of bad calls', async () => {
-    const r = await mpi('collectives.js', []);
-    expect(r.code).toBe(0);
-    const out = byRank<Record<string, unknown> & { rank: number }>(r);
-    expect(out.map((o) => o.rank)).toEqual([0, 1]);
-    const values = (rank: number, n: number, k: number) => Array.from({ length: n }, (_, i) => (rank + 1) * (i * 0.25 - k) + rank * rank);
-    const f32 = (v: number[]) => Array.from(Float32Array.from(v));
-    const sum = f32(values(0, 7, 1).map((v, i) => v + values(1, 7, 1)[i]));
-    const mean = f32(values(0, 5, 2).map((v, i) => (v + values(1, 5, 2)[i]) / 2));
-    for (const o of out) {
-      expect(o.size).toBe(2);
-      expect(o.backend).toBe('mpi');
-      expect(o.sum).toEqual(sum);
-      expect(o.mean).toEqual(mean);
-      expect(o.largeWorst).toBeLessThan(1e-6);
-      expect(o.bcast).toEqual(f32(values(1, 9, 4)));
-      expect(o.ints).toEqual([0, 10, 20]);
-      expect(o.empty).toBe(0);
-      expect(o.gathered).toEqual([['0', 'NaN', '0', '-Infinity'], ['1', 'NaN', '1.5', '-Infinity']]);
-      expect(o.gatheredEmpty).toEqual([[], []]);
-      expect(o.mismatch).toBe('allGatherScalars: the ranks passed different numbers of values (rank 0: 1, rank 1: 2)');
-      expect(o.errors).toEqual({
-        bf16: 'allReduce: the tensor is bf16; allReduce takes f32 tensors',
-        op: "allReduce: op must be 'sum' or 'mean', got \"max\"",
-        root: 'broadcast: root 2 is not a rank of the group (size 2)',
-        sim: 'allReduce: the tensor is on sim; the MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)',
-        code: 'abort: code must be an integer in [1, 255], got 0',
-      });
-      expect(o.afterClose).toBe('allReduce: the process group was closed');
-    }
+    expectCollectives(await mpi('collectives.js', []));
   });
 
   test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {
@@ -118,40 +176,6 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).toBe(7);
     expect(r.seconds).toBeLessThan(15);
   });
-
-  /**
-   * Runs one process with the global batch 4 (and `extra` options) and checks the ranks' losses and gradient norms
-   * (within 1e-5 relative) and rank 0's final checkpoint (weights within 1e-5) against it; returns its first norm.
-   */
-  async function followsReference(studentDir: string, rank0: { losses: number[]; gradNorms: number[] }, final: string, extra: object): Promise<{ gradNorm: number }> {
-    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
-    const ref = await distill({
-      student: { dir: studentDir },
-      teachers: [{ teacher }],
-      data: new SyntheticSource({ seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] }),
-      steps: 4,
-      maxGradNorm: 1,
-      optimizer: { lr: 2e-3 },
-      progress: false,
-      ...extra,
-    });
-    await teacher.close();
-    expect(rank0.losses).toHaveLength(ref.history.length);
-    for (const [i, m] of ref.history.entries()) {
-      expect(Math.abs(rank0.losses[i] - m.loss) / m.loss).toBeLessThan(1e-5);
-      expect(Math.abs(rank0.gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(1e-5);
-    }
-    const saved = await RadioModel.load(final);
-    const d = weightDistance(await weightsOf(saved), await weightsOf(ref.student));
-    expect(d.rms).toBeLessThan(1e-5);
-    // One weight alone can move further: a gradient element that cancels to near AdamW's eps (1e-8) is where the
-    // update's slope, lr/(4·eps), turns the reduction order's rounding of its summands (~1e-10 here) into ~5e-6
-    // per step. So the worst element is held to 1% of the most any weight can move in the run (lr per step).
-    expect(d.worst).toBeLessThan(0.01 * 2e-3 * 4);
-    saved.dispose();
-    ref.student.dispose();
-    return { gradNorm: ref.history[0].gradNorm };
-  }
 
   test('two ranks with batch 2 each follow one process with batch 4: loss curve and final weights within 1e-5', async () => {
     const dir = tempDir('dist');
@@ -273,5 +297,45 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).not.toBe(0);
     expect(r.seconds).toBeLessThan(40);  // the 3 s timeout, not the stuck rank's 60 s wait
     expect(r.stderr).toMatch(/rank error: \w+: a collective \(\w+\) had no answer from the other ranks within 3 s: a rank died or is stuck; the job cannot continue/);
+  });
+});
+
+// MPICH's ABI (integer handles; Intel MPI and MVAPICH keep it) under its own launcher, hydra: the collectives and a
+// two-rank distillation, as under Open MPI above. mpirun stays Open MPI's: MPICH is reached by mpiexec.mpich.
+withMpich(mpichTitle('MPICH: mpiexec.mpich -n 2'), () => {
+  const env = { AM_RADIO_MPI_LIBRARY: mpich?.library };
+
+  test('under hydra the addon opens libmpich.so.12 by itself; AM_RADIO_MPI_LIBRARY still overrides', async () => {
+    const own = byRank<{ rank: number; size: number; library: string; version: string }>(await mpichNode('mpi-library.js', []));
+    expect(own.map((x) => [x.rank, x.size, x.library])).toEqual([[0, 2, 'libmpich.so.12'], [1, 2, 'libmpich.so.12']]);
+    expect(own[0].version).toMatch(/^MPICH Version:/);
+    const named = byRank<{ rank: number; library: string }>(await mpichNode('mpi-library.js', [], env));
+    expect(named.map((x) => x.library)).toEqual([mpich!.library, mpich!.library]);
+  });
+
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, barrier, odd sizes; the Errors of bad calls', async () => {
+    expectCollectives(await mpichNode('collectives.js', [], env));
+  });
+
+  test('two ranks with batch 2 each follow one process with batch 4 (loss curve and final weights within 1e-5)', async () => {
+    const dir = tempDir('dist-mpich');
+    const studentDir = await makeStudent(path.join(dir, 'student'));
+    const r = await mpichNode('distill.js', ['run', studentDir, path.join(dir, 'ranks'), '4', '4'], env);
+    expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+    const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; images: number[]; checksum: number; checkpoint: string }>(r);
+    expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+    expect(ranks[1].checksum).toBe(ranks[0].checksum);
+    expect(ranks[0].images).toEqual([4, 8, 12, 16]);
+    const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
+    expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
+    expect((await followsReference(studentDir, ranks[0], final, {})).gradNorm).toBeGreaterThan(1);
+  });
+
+  test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {
+    const r = await mpichNode('collectives.js', ['abort'], env);
+    expect(r.signal).toBeNull();
+    expect(r.code).toBe(5);
+    expect(r.seconds).toBeLessThan(30);
+    expect(byRank(r)).toEqual([]);
   });
 });

@@ -8,6 +8,20 @@ export const mpirun = spawnSync('mpirun', ['--version'], { encoding: 'utf8' }).s
 export const withMpi = mpirun ? describe : describe.skip;
 export const title = (t: string) => (mpirun ? t : `${t} (skipped: no mpirun)`);
 
+/**
+ * MPICH beside Open MPI (Debian's mpich package installs mpiexec.mpich; mpirun stays Open MPI's): its launcher and
+ * the path of libmpich.so.12 from the loader's cache, or null when either is missing.
+ */
+function findMpich(): { launcher: string; library: string } | null {
+  if (spawnSync('mpiexec.mpich', ['--version'], { encoding: 'utf8' }).status !== 0) return null;
+  const cache = spawnSync('ldconfig', ['-p'], { encoding: 'utf8' }).stdout ?? '';
+  const library = /^\s*libmpich\.so\.12 \(.*\) => (\S+)$/m.exec(cache)?.[1];
+  return library ? { launcher: 'mpiexec.mpich', library } : null;
+}
+export const mpich = findMpich();
+export const withMpich = mpich ? describe : describe.skip;
+export const mpichTitle = (t: string) => (mpich ? t : `${t} (skipped: MPICH not installed)`);
+
 export interface Run {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -20,12 +34,22 @@ export interface Run {
 export const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
 
 /** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
-export function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
+export const mpirunNode = (nodeArgs: string[], timeoutMs = 90_000): Promise<Run> =>
+  launch('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2'], nodeArgs, {}, timeoutMs);
+
+/**
+ * `mpiexec.mpich -n 2 node <script> args...` under MPICH's hydra; env adds to the ranks' environment (the addon
+ * finds libmpich itself under hydra; AM_RADIO_MPI_LIBRARY names it outright).
+ */
+export const mpichNode = (script: string, args: string[], env: NodeJS.ProcessEnv = {}, timeoutMs = 90_000): Promise<Run> =>
+  launch(mpich!.launcher, ['-n', '2'], [path.join(children, script), ...args], env, timeoutMs);
+
+function launch(launcher: string, launcherArgs: string[], nodeArgs: string[], env: NodeJS.ProcessEnv, timeoutMs: number): Promise<Run> {
   return new Promise((resolve) => {
     const t0 = Date.now();
-    const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
+    const child = spawn(launcher, [...launcherArgs, process.execPath, ...nodeArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },  // jest's view of the environment, not the process's C environment
+      env: { ...process.env, ...env },  // jest's view of the environment, not the process's C environment
     });
     let stdout = '';
     let stderr = '';

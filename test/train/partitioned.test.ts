@@ -5,7 +5,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 
-import { checkSchedule, clipGradNorm, distill, GroupedAdamW, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { checkSchedule, clipGradNorm, distill, GroupedAdamW, latestCheckpoint, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
 import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, StepMetrics, TeacherSpec } from '../../ts';
 import { mixSeed } from '../../ts/train/rng';
 import { teacherImages } from '../../ts/teachers/input';
@@ -15,7 +15,7 @@ import { differingKeys, makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDista
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const { SETUP, setupOptions } = require('./children/partitioned.js') as {
   SETUP: { partitions: Array<{ height: number; width: number; batch: number }>; rankGroups: RankGroup[]; teachers: Array<{ heads: string[] }>; seed: number; lr: number; maxGradNorm: number; dataSeed: number };
-  setupOptions: (lib: unknown, dir: string) => Promise<Omit<DistillOptions, 'student' | 'steps'> & { teachers: TeacherSpec[]; close(): Promise<void> }>;
+  setupOptions: (lib: unknown, dir: string, o?: { lazy?: boolean }) => Promise<Omit<DistillOptions, 'student' | 'steps'> & { teachers: TeacherSpec[]; loaded: string[]; close(): Promise<void> }>;
 };
 const lib = { RadioTeacher, SyntheticSource };
 
@@ -30,6 +30,8 @@ interface RankOut {
   images: number[];
   checksum: number;
   checkpoint: string;
+  loaded: string[];
+  ran: string[];
 }
 
 const relErr = (a: number, b: number) => Math.abs(a - b) / Math.abs(b);
@@ -69,8 +71,8 @@ async function byHand(studentDir: string, steps: number) {
       const b = await source.next(group.partition);
       const images = tensor(b.images, [b.batch, 3, b.height, b.width]);
       const spec = teachers.find((t) => t.partitions!.includes(group.partition))!;
-      const input = teacherImages(images, spec.teacher);
-      const targets = await spec.teacher.forward(input, b);
+      const input = teacherImages(images, spec.teacher!);
+      const targets = await spec.teacher!.forward(input, b);
       model.seed(g === 0 ? mixSeed(SETUP.seed, step, 0) : mixSeed(SETUP.seed, step, 0, 2, g));
       const o = model.forward(images);
       const r = ops.multiTeacherLoss(
@@ -95,10 +97,15 @@ async function byHand(studentDir: string, steps: number) {
   return { ...out, model };
 }
 
-/** The setup's distill in this process (a world of one: every group emulated here). */
+/**
+ * The setup's distill in this process (a world of one: every group emulated here), its teachers given as load:
+ * one process runs both groups, so it loads both teachers.
+ */
 async function emulated(studentDir: string, extra: Partial<DistillOptions> = {}) {
-  const { close, ...setup } = await setupOptions(lib, TEACHER_DIR);
+  const { close, loaded, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
   const r = await distill({ ...setup, student: { dir: studentDir }, steps: STEPS, ...extra });
+  expect(loaded).toEqual(['a', 'b']);
+  expect(r.teachers).toEqual(['a', 'b']);
   await close();
   return r;
 }
@@ -137,6 +144,24 @@ describe('rankGroups', () => {
     );
   });
 
+  test('a teacher spec on no partition, or with both or neither of teacher and load, is an Error naming it', async () => {
+    const dir = tempDir('part-specs');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const { close, loaded, teachers, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
+    const run = (t: TeacherSpec[]) => distill({ ...setup, teachers: t, student: { dir: studentDir }, steps: 1 });
+    const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'c' });
+    await expect(run([...teachers, { teacher, partitions: [] }])).rejects.toThrow(
+      /^distill: teachers\[2\]\.partitions must be a non-empty array of data partition indices \(a teacher on no partition never runs\)$/,
+    );
+    await expect(run([...teachers, { teacher, partitions: [2] }])).rejects.toThrow(/^distill: teachers\[2\]\.partitions: 2 is not a partition index of the data source \(0\.\.1\)$/);
+    await expect(run([{ ...teachers[0], teacher }, teachers[1]])).rejects.toThrow(/^distill: teachers\[0\] needs exactly one of teacher \(a Teacher\) and load/);
+    await expect(run([teachers[0], { partitions: [1] }])).rejects.toThrow(/^distill: teachers\[1\] needs exactly one of teacher \(a Teacher\) and load/);
+    // Refused before any teacher was loaded.
+    expect(loaded).toEqual([]);
+    await teacher.close();
+    await close();
+  });
+
   test('one group of every rank is the unpartitioned run, bit for bit', async () => {
     const dir = tempDir('part-one');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
@@ -168,6 +193,88 @@ describe('rankGroups', () => {
     expect(d.worst).toBeLessThan(1e-5);
     r.student.dispose();
     ref.model.dispose();
+  });
+});
+
+describe('checkpoints record the rank groups', () => {
+  const stateOf = (ckpt: string) => {
+    const buf = fs.readFileSync(path.join(ckpt, 'training.safetensors'));
+    const n = Number(buf.readBigUInt64LE(0));
+    return { buf, n, header: JSON.parse(buf.subarray(8, 8 + n).toString('utf8')) as { __metadata__: { state: string } } };
+  };
+  /** Rewrites a checkpoint's training state as an older version wrote it: without the rankGroups record. */
+  const forget = (ckpt: string) => {
+    const { buf, n, header } = stateOf(ckpt);
+    const state = JSON.parse(header.__metadata__.state);
+    delete state.rankGroups;
+    header.__metadata__.state = JSON.stringify(state);
+    // Same header length, padded with spaces (the format allows them), so that the tensor offsets stay valid.
+    const text = JSON.stringify(header).padEnd(n, ' ');
+    expect(Buffer.byteLength(text)).toBe(n);
+    fs.writeFileSync(path.join(ckpt, 'training.safetensors'), Buffer.concat([buf.subarray(0, 8), Buffer.from(text), buf.subarray(8 + n)]));
+  };
+  const messages = () => {
+    let text = '';
+    const stream = { write: (s: string) => ((text += s), true) } as unknown as NodeJS.WritableStream;
+    return { progress: { stream, tty: false }, text: () => text };
+  };
+
+  test('resuming with other partitions or weights is an Error naming them unless allowRankGroupChange; ranks and world may change; old checkpoints resume unchecked', async () => {
+    const dir = tempDir('part-record');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const whole = await emulated(studentDir);
+    const base = path.join(dir, 'base');
+    (await emulated(studentDir, { outDir: base, stopAfter: 1 })).student.dispose();
+    const ckpt = path.join(base, 'checkpoints', 'step-00000001');
+    expect(JSON.parse(stateOf(ckpt).header.__metadata__.state).rankGroups).toEqual({
+      world: 1,
+      groups: [{ partition: 0, ranks: [0], weight: 1 }, { partition: 1, ranks: [1], weight: 1.5 }],
+    });
+    const copy = (name: string) => {
+      fs.cpSync(base, path.join(dir, name), { recursive: true });
+      return path.join(dir, name);
+    };
+    const [g0, g1] = SETUP.rankGroups;
+    const resume = (outDir: string, rankGroups: RankGroup[] | undefined, resume: DistillOptions['resume'] = true, extra: Partial<DistillOptions> = {}) =>
+      emulated(studentDir, { outDir, resume, rankGroups, ...extra });
+
+    const other = copy('weight');
+    await expect(resume(other, [g0, { ...g1, weight: 2 }])).rejects.toThrow(
+      `distill: ${ckpt.replace(base, other)} was trained with other rank groups (rankGroups[1].weight: 1.5 in the checkpoint, 2 in this run); resuming would change the objective: pass resume: { allowRankGroupChange: true } to continue with this run's`,
+    );
+    await expect(resume(other, [{ ...g1, weight: 1 }, { ...g0, weight: 1.5 }])).rejects.toThrow(
+      /\(rankGroups\[0\]\.partition: 0 in the checkpoint, 1 in this run; rankGroups\[1\]\.partition: 1 in the checkpoint, 0 in this run\)/,
+    );
+    await expect(resume(other, undefined)).rejects.toThrow(/\(the checkpoint's run had 2 rank groups, this run has no rankGroups \(unpartitioned\)\)/);
+    await expect(resume(other, [g0, g1], { allowRankGroupChange: 1 } as never)).rejects.toThrow('distill: resume.allowRankGroupChange must be true or false, got 1');
+    await expect(resume(other, [g0, g1], { allowRankGroupsChange: true } as never)).rejects.toThrow('distill: resume.allowRankGroupsChange: unknown option (expected allowRankGroupChange)');
+    // Refused before a step ran: the folder still ends at step 1.
+    expect(await latestCheckpoint(path.join(other, 'checkpoints'))).toBe(ckpt.replace(base, other));
+
+    // Allowed: it runs on with the new weight, says so, and its checkpoints record the new groups.
+    const m = messages();
+    const changed = await resume(other, [g0, { ...g1, weight: 2 }], { allowRankGroupChange: true }, { progress: m.progress });
+    expect(changed.history.map((h) => h.step)).toEqual([2, 3]);
+    expect(m.text()).toMatch(/resumed with other rank groups than .*step-00000001's \(rankGroups\[1\]\.weight: 1\.5 in the checkpoint, 2 in this run\), as allowRankGroupChange allows/);
+    expect(JSON.parse(stateOf(changed.checkpoint!).header.__metadata__.state).rankGroups.groups[1].weight).toBe(2);
+    changed.student.dispose();
+
+    // The same partitions and weights on other ranks: the same objective, resumed (and the same run, to rounding).
+    const moved = await resume(copy('ranks'), [{ ...g0, size: undefined, ranks: [1] }, { ...g1, size: undefined, ranks: [0] }]);
+    expectCurvesClose(curves(moved.history), { losses: whole.history.slice(1).map((h) => h.loss), gradNorms: whole.history.slice(1).map((h) => h.gradNorm) });
+    moved.student.dispose();
+
+    // A checkpoint from before the record: resumed unchecked, with a message, bit for bit the unbroken run.
+    const old = copy('old');
+    forget(ckpt.replace(base, old));
+    expect(JSON.parse(stateOf(ckpt.replace(base, old)).header.__metadata__.state).rankGroups).toBeUndefined();
+    const mo = messages();
+    const tail = await resume(old, [g0, g1], true, { progress: mo.progress });
+    expect(mo.text()).toMatch(/step-00000001 does not record its rank groups \(written before checkpoints recorded them\): resumed without checking them; the next checkpoints record this run's/);
+    expect(tail.history.map((h) => [h.loss, h.gradNorm])).toEqual(whole.history.slice(1).map((h) => [h.loss, h.gradNorm]));
+    expect(JSON.parse(stateOf(tail.checkpoint!).header.__metadata__.state).rankGroups.world).toBe(1);
+    tail.student.dispose();
+    whole.student.dispose();
   });
 });
 
@@ -206,6 +313,8 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     expect(ranks[1].losses).toEqual(ranks[0].losses);
     expect(ranks[1].groups).toEqual(ranks[0].groups);
     expect(ranks[0].images).toEqual([6, 12, 18]);
+    // Each rank loaded (and ran) only its own group's teacher: a on partition 0's rank, b on partition 1's.
+    expect(ranks.map((x) => [x.loaded, x.ran])).toEqual([[['a'], ['a']], [['b'], ['b']]]);
 
     const one = await emulated(studentDir);
     expectCurvesClose(ranks[0], curves(one.history));
@@ -230,6 +339,7 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     for (const rank of [0, 1]) {
       expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
       expect(a2[rank].checksum).toBe(ranks[0].checksum);
+      expect(a2[rank].loaded).toEqual([['a'], ['b']][rank]);
     }
 
     // The 2-rank checkpoint at step 2 resumed by one process, which then runs both groups: the same run to rounding.

@@ -1,7 +1,7 @@
 // Training checkpoints. Each is a folder `step-<N>` under a root, holding the student in the Hugging Face layout
 // (config.json + model.safetensors, the keys and config of the checkpoint it was loaded from, so RadioModel.load
 // and the reference implementation read it) and training.safetensors (optimizer moments and masters, with the
-// step, seed, skip count and data source state as JSON metadata). A folder is written under a temporary name and
+// step, seed, skip count, data source state and rank groups as JSON metadata). A folder is written under a temporary name and
 // renamed whole, and only then does the `latest` pointer (replaced by rename) name it: a crash at any point leaves
 // the previous checkpoint complete and pointed to.
 import * as fs from 'fs';
@@ -25,6 +25,29 @@ export interface TrainingState {
   data: DataState;
   /** AdamW's own step count per parameter group (skipped steps do not count there). */
   optimizerSteps: Record<string, number>;
+  /**
+   * The rank groups the run was trained with (distill's rankGroups, resolved) and its world size; groups null for
+   * an unpartitioned run. Absent in checkpoints written before it was recorded: unknown.
+   */
+  rankGroups?: RecordedRankGroups;
+}
+
+export interface RecordedRankGroups {
+  world: number;
+  groups: Array<{ partition: number; ranks: number[]; weight: number }> | null;
+}
+
+/** Errors unless r is a RecordedRankGroups (a checkpoint edited by hand, or of a newer format). */
+function checkRecord(file: string, r: unknown): void {
+  const bad = (why: string) => new Error(`${file}: state.rankGroups ${why}`);
+  if (!r || typeof r !== 'object') throw bad(`must be { world, groups }, got ${JSON.stringify(r)}`);
+  const { world, groups } = r as RecordedRankGroups;
+  if (!Number.isInteger(world) || world < 1) throw bad(`.world must be a positive integer, got ${JSON.stringify(world)}`);
+  if (groups === null) return;
+  if (!Array.isArray(groups)) throw bad(`.groups must be an array or null, got ${JSON.stringify(groups)}`);
+  for (const [i, g] of groups.entries())
+    if (!g || !Number.isInteger(g.partition) || !Array.isArray(g.ranks) || typeof g.weight !== 'number')
+      throw bad(`.groups[${i}] must be { partition, ranks, weight }, got ${JSON.stringify(g)}`);
 }
 
 export interface SaveCheckpointOptions {
@@ -165,6 +188,7 @@ export async function loadTrainingState(dir: string, optimizer: GroupedAdamW): P
     }
     for (const k of ['step', 'seed', 'skipped'] as const)
       if (!Number.isSafeInteger(state[k]) || state[k] < 0) throw new Error(`${file.file}: state.${k} must be a non-negative integer, got ${JSON.stringify(state[k])}`);
+    if (state.rankGroups !== undefined) checkRecord(file.file, state.rankGroups);
     const known = new Set(optimizer.groups.flatMap((g) => g.keys.flatMap((k) => ['m', 'v', 'master'].map((p) => `${g.name}.${k}.${p}`))));
     const stray = file.keys().filter((k) => !known.has(k));
     if (stray.length) throw new Error(`${file.file}: optimizer state for parameters the student does not train: ${stray.slice(0, 5).join(', ')}${stray.length > 5 ? ', ...' : ''}`);

@@ -12,6 +12,8 @@ import { RadioTeacher } from '../teachers/radio';
 import { ShardTeacher } from '../teachers/shards';
 import type { Teacher } from '../teachers/types';
 import type { DistillOptions, HeadWeights, TeacherSpec } from './distill';
+import type { ProcessGroup } from './distributed';
+import { partitionsRun, resolveRankGroups } from './rankgroups';
 import { createStudent, StudentAdaptorSpec } from './student';
 
 type Json = Record<string, unknown>;
@@ -153,10 +155,19 @@ export function createDataSource(config: unknown, where = 'config.data', base = 
   throw new Error(`${where}.type: unknown data type ${JSON.stringify(type)} (expected "synthetic" or "folder")`);
 }
 
+export interface PrepareOptions {
+  /**
+   * The process group distill will run on: with rankGroups, only the teachers of this rank's groups' partitions
+   * are loaded (the others are given to distill as load, which it never calls on this rank). Default: one process,
+   * which runs every group and so loads every teacher.
+   */
+  distributed?: ProcessGroup;
+}
+
 export interface DistillConfig {
   options: Omit<DistillOptions, 'teachers' | 'data'>;
-  /** Loads the teachers and makes the data source (and the student, if the config asks to create it). */
-  prepare(): Promise<{ teachers: TeacherSpec[]; data: DataSource; close(): Promise<void> }>;
+  /** Loads the teachers this process runs and makes the data source (and the student, if the config asks to create it). */
+  prepare(o?: PrepareOptions): Promise<{ teachers: TeacherSpec[]; data: DataSource; close(): Promise<void> }>;
 }
 
 const TOP = ['student', 'teachers', 'data', 'optimizer', 'schedule', 'loss', 'steps', 'accumulate', 'maxGradNorm', 'seed', 'output', 'checkpointEvery', 'keepCheckpoints', 'resume', 'logEvery', 'rankGroups', 'bucketBytes'];
@@ -255,7 +266,7 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
     outDir: c.path('output', base, true),
     checkpointEvery: c.num('checkpointEvery', { opt: true, int: true, positive: true }),
     keepCheckpoints: c.num('keepCheckpoints', { opt: true, int: true, positive: true }),
-    resume: c.bool('resume'),
+    resume: parseResume(c),
     progress: logEvery ? { every: logEvery } : undefined,
     ...(rankGroups ? { rankGroups } : {}),
     bucketBytes: c.num('bucketBytes', { opt: true, int: true, min: 0 }),
@@ -265,29 +276,45 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
 
   return {
     options,
-    async prepare() {
-      const teachers: Teacher[] = [];
+    async prepare(po: PrepareOptions = {}) {
+      const teachers: Array<Teacher | null> = [];  // null: not loaded in this process
       let data: DataSource | null = null;
       const close = async () => {
         await data?.close();
-        for (const t of teachers) await t.close();
+        for (const t of teachers.splice(0)) await t?.close();
       };
       try {
         data = createDataSource(dataConfig, 'config.data', base);
-        for (const t of teacherConfigs) teachers.push(await t.load());
+        const g = po.distributed;
+        const runs = partitionsRun(resolveRankGroups(options.rankGroups, data.partitions, g?.rank ?? 0, g?.size ?? 1), data.partitions.length);
+        const used = teacherConfigs.map((t) => (t.partitions ?? data!.partitions.map((_, i) => i)).some((p) => runs.has(p)));
+        // A student created here needs every teacher's heads (one adaptor per head): then every teacher is loaded
+        // once, and those this process does not run are closed again below.
+        const creating = initSpec !== null && !fs.existsSync(path.join(studentDir, 'config.json'));
+        for (const [i, t] of teacherConfigs.entries()) teachers.push(used[i] || creating ? await t.load() : null);
         const step = (await readStudentStep(studentDir, initSpec)) ?? null;
         if (step !== null)
           for (const [i, p] of data.partitions.entries())
             for (const k of ['height', 'width'] as const)
               if (p[k] % step !== 0) throw new Error(`config.data.partitions[${i}].${k}: ${p[k]} is not a multiple of the student's patch size ${step}`);
-        if (initSpec && !fs.existsSync(path.join(studentDir, 'config.json'))) {
+        if (initSpec && creating) {
           const adaptors = new Map<string, StudentAdaptorSpec>();
           for (const t of teachers)
-            for (const [name, d] of Object.entries(t.heads))
+            for (const [name, d] of Object.entries(t!.heads))
               if (!adaptors.has(name)) adaptors.set(name, { name, summaryDim: d.summaryDim ?? d.featureDim, featureDim: d.featureDim, useSummary: d.summaryDim !== null });
           await createStudent(studentDir, { ...initSpec, adaptors: [...adaptors.values()] }, { seed: initSpec.seed });
         }
-        const specs: TeacherSpec[] = teachers.map((teacher, i) => ({ teacher, ...teacherConfigs[i].weights, heads: teacherConfigs[i].heads, partitions: teacherConfigs[i].partitions }));
+        for (const [i, t] of teachers.entries())
+          if (t && !used[i]) {
+            teachers[i] = null;
+            await t.close();
+          }
+        const specs: TeacherSpec[] = teachers.map((teacher, i) => ({
+          ...(teacher ? { teacher } : { load: teacherConfigs[i].load }),
+          ...teacherConfigs[i].weights,
+          heads: teacherConfigs[i].heads,
+          partitions: teacherConfigs[i].partitions,
+        }));
         return { teachers: specs, data, close };
       } catch (e) {
         await close();
@@ -295,6 +322,14 @@ export function parseDistillConfig(json: unknown, base: string): DistillConfig {
       }
     },
   };
+}
+
+// config.resume: true / false, or { allowRankGroupChange } (distill's ResumeOptions).
+function parseResume(c: Fields): DistillOptions['resume'] {
+  const r = c.obj.resume;
+  if (r === undefined || typeof r === 'boolean') return r;
+  if (!r || typeof r !== 'object' || Array.isArray(r)) throw new Error(`${c.at('resume')} must be true, false or { allowRankGroupChange }, got ${JSON.stringify(r)}`);
+  return { allowRankGroupChange: Fields.of(c.at('resume'), r, ['allowRankGroupChange']).bool('allowRankGroupChange') };
 }
 
 // The student's patch size, from its config.json or the init spec; null when neither says yet.

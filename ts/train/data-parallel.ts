@@ -127,3 +127,16 @@ export function fnv(text: string): number {
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193) >>> 0;
   return h;
 }
+
+/**
+ * Every rank's JSON value, by rank. allGatherScalars carries numbers only, the same count from every rank: the
+ * text's UTF-16 code units go as numbers, padded to the longest rank's with -1 (no code unit) after the lengths.
+ */
+export async function allGatherJson(group: ProcessGroup, value: unknown): Promise<unknown[]> {
+  const text = JSON.stringify(value);
+  const lengths = (await group.allGatherScalars([text.length])).map((r) => r[0]);
+  const n = Math.max(...lengths);
+  const codes = Array.from({ length: n }, (_, i) => (i < text.length ? text.charCodeAt(i) : -1));
+  const all = await group.allGatherScalars(codes);
+  return all.map((r, rank) => JSON.parse(String.fromCharCode(...r.slice(0, lengths[rank]))));
+}

@@ -13,10 +13,11 @@
 // (shares, agreement checks, loss sums, the gradient reduction) are in ts/train/data-parallel.ts.
 //
 // Partitioned (options.rankGroups, ts/train/rankgroups.ts for the weighting): each group of ranks trains on its
-// own data partition with that partition's teachers, resolution and batch. Every rank still draws every group's
-// batch of every micro-step, in group order, so the source's state is the same on every rank (a checkpoint of rank
-// 0 resumes any world, a world of one included, which then emulates every group in turn) and keeps only its
-// share of its own group's. The draws cost the rows of the other groups' batches; reading only one's own rows
+// own data partition with that partition's teachers (the only ones its ranks load), resolution and batch. Every
+// rank still draws every group's batch of every micro-step, in group order, so the source's state is the same on
+// every rank (a checkpoint of rank 0 resumes any world, a world of one included, which then emulates every group
+// in turn; the checkpoint records the groups, and a resume that changes their partitions or weights is refused)
+// and keeps only its share of its own group's. The draws cost the rows of the other groups' batches; reading only one's own rows
 // needs a source that can skip them, which none can yet.
 import * as fs from 'fs';
 import * as path from 'path';
@@ -37,14 +38,14 @@ import { tensor, Tensor } from '../tensor';
 import { teacherImages } from '../teachers/input';
 import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
 import { DEFAULT_BUCKET_BYTES } from './buckets';
-import { addMicro, agree, checksum, cropRows, fnv, newSums, reduceGradients, shardOf } from './data-parallel';
+import { addMicro, agree, allGatherJson, checksum, cropRows, fnv, newSums, reduceGradients, shardOf } from './data-parallel';
 import type { MicroResult, Shard } from './data-parallel';
 import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
 import type { ProcessGroup } from './distributed';
 import { clipGradNorm } from '../optim/clip';
 import { GroupedAdamW } from './groups';
 import { MetricsFile, Progress, readMetrics, StepMetrics } from './progress';
-import { resolveRankGroups } from './rankgroups';
+import { partitionsRun, rankGroupChange, recordOf, resolveRankGroups } from './rankgroups';
 import type { RankGroup } from './rankgroups';
 import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
@@ -58,7 +59,14 @@ export interface HeadWeights {
 }
 
 export interface TeacherSpec extends HeadWeights {
-  teacher: Teacher;
+  /** The teacher, loaded by the caller. Give it or `load`, not both. */
+  teacher?: Teacher;
+  /**
+   * Loads the teacher, instead of `teacher`: distill calls it only in a process that runs one of the teacher's
+   * partitions (a rank of a partitioned run loads only its own groups' teachers; one process, or an unpartitioned
+   * run, loads every teacher), and closes what it loaded before it returns.
+   */
+  load?: () => Promise<Teacher>;
   /** Heads to train with their weights; default every head of the teacher. */
   heads?: Record<string, HeadWeights>;
   /** Indices of the data partitions this teacher trains on (spec §3, "Rank/Teacher Partitioning"); default all. */
@@ -94,8 +102,12 @@ export interface DistillOptions {
   /** Checkpoint every this many steps (and always at the end); default only at the end. */
   checkpointEvery?: number;
   keepCheckpoints?: number;
-  /** Continue from outDir's latest checkpoint when there is one. */
-  resume?: boolean;
+  /**
+   * Continue from outDir's latest checkpoint when there is one (true, or these options). A checkpoint records its
+   * run's rankGroups: resuming with groups of other partitions or weights (which change the objective) is an Error
+   * naming what differs, unless allowRankGroupChange. A checkpoint without the record (older) resumes unchecked.
+   */
+  resume?: boolean | ResumeOptions;
   /** false: silent. */
   progress?: false | { stream?: NodeJS.WritableStream & { isTTY?: boolean }; tty?: boolean; every?: number };
   /** Called after every step with the live student and optimizer (read them, do not keep them). */
@@ -122,6 +134,11 @@ export interface DistillOptions {
   distributedCheckEvery?: number;
 }
 
+export interface ResumeOptions {
+  /** Resume though this run's rankGroups train on other partitions or with other weights than the checkpoint's. */
+  allowRankGroupChange?: boolean;
+}
+
 export interface VitDetAugment {
   windowSizes: Array<number | null>;
   numGlobal?: number;
@@ -138,12 +155,20 @@ export interface DistillResult {
   history: StepMetrics[];
   checkpoint: string | null;
   resumedFrom: string | null;
+  /**
+   * The names of the teachers this process ran, in teachers' order: every teacher, except on a rank of a partitioned
+   * run, which runs (and, for specs given as `load`, loads) only the teachers of its own groups' partitions.
+   */
+  teachers: string[];
 }
 
 const termKey = (teacher: string, head: string, part: 'summary' | 'features') => `${teacher}.${head}.${part}`;
 
 interface Plan {
+  /** The spec's index in options.teachers. */
+  index: number;
   spec: TeacherSpec;
+  teacher: Teacher;
   heads: Array<{ head: string; summaryWeight: number; featureWeight: number; summary: boolean }>;
   partitions: Set<number>;
 }
@@ -154,14 +179,40 @@ function weight(v: unknown, where: string, fallback: number): number {
   return v;
 }
 
-/** Checks every teacher head against the student's adaptors, naming the teacher and head. */
-function planTeachers(student: AnyRadioModel, teachers: TeacherSpec[], data: DataSource): Plan[] {
+/**
+ * Checks what every teacher spec says without its teacher (one of teacher / load, the partitions, every data
+ * partition covered, at a multiple of the student's resolution step); returns each spec's partitions.
+ */
+function specPartitions(student: AnyRadioModel, teachers: TeacherSpec[], data: DataSource): Array<Set<number>> {
   if (!Array.isArray(teachers) || teachers.length === 0) throw new Error('distill: teachers must be a non-empty array');
-  const names = new Set<string>();
-  const plans = teachers.map((spec, t) => {
+  const all = data.partitions.map((_, i) => i);
+  const sets = teachers.map((spec, t) => {
     const where = `distill: teachers[${t}]`;
-    const teacher = spec.teacher;
-    if (!teacher || typeof teacher.forward !== 'function') throw new Error(`${where}.teacher must be a Teacher`);
+    if (!spec || typeof spec !== 'object') throw new Error(`${where} must be an object { teacher | load, heads?, partitions?, ... }`);
+    if ((spec.teacher === undefined) === (spec.load === undefined)) throw new Error(`${where} needs exactly one of teacher (a Teacher) and load (a function that loads one)`);
+    if (spec.load !== undefined && typeof spec.load !== 'function') throw new Error(`${where}.load must be a function returning a Promise of a Teacher`);
+    const partitions = spec.partitions ?? all;
+    // An empty list would be a teacher that never runs: in a partitioned run no rank would even load it.
+    if (!Array.isArray(partitions) || partitions.length === 0) throw new Error(`${where}.partitions must be a non-empty array of data partition indices (a teacher on no partition never runs)`);
+    for (const p of partitions)
+      if (!Number.isInteger(p) || p < 0 || p >= all.length) throw new Error(`${where}.partitions: ${JSON.stringify(p)} is not a partition index of the data source (0..${all.length - 1})`);
+    return new Set(partitions);
+  });
+  for (const [i, p] of data.partitions.entries()) {
+    const step = student.resolutionStep;
+    if (p.height % step !== 0 || p.width % step !== 0)
+      throw new Error(`distill: data partition ${i} is ${p.height}x${p.width}, not a multiple of the student's resolution step ${step}`);
+    if (!sets.some((s) => s.has(i))) throw new Error(`distill: no teacher trains on data partition ${i}`);
+  }
+  return sets;
+}
+
+/** Checks every head of the teachers this process runs against the student's adaptors, naming the teacher and head. */
+function planTeachers(student: AnyRadioModel, teachers: Array<{ index: number; spec: TeacherSpec; teacher: Teacher; partitions: Set<number> }>): Plan[] {
+  const names = new Set<string>();
+  return teachers.map(({ index, spec, teacher, partitions }) => {
+    const where = `distill: teachers[${index}]`;
+    if (!teacher || typeof teacher.forward !== 'function') throw new Error(`${where}.${spec.load ? 'load() did not give' : 'teacher must be'} a Teacher`);
     if (names.has(teacher.name)) throw new Error(`${where}: two teachers are named ${JSON.stringify(teacher.name)} (names key the loss terms)`);
     names.add(teacher.name);
     const wanted: Record<string, HeadWeights> = spec.heads ?? Object.fromEntries(Object.keys(teacher.heads).map((h) => [h, {}]));
@@ -183,19 +234,31 @@ function planTeachers(student: AnyRadioModel, teachers: TeacherSpec[], data: Dat
         featureWeight: weight(w.featureWeight, `${where}.heads.${head}.featureWeight`, weight(spec.featureWeight, `${where}.featureWeight`, 1)),
       };
     });
-    const all = data.partitions.map((_, i) => i);
-    const partitions = spec.partitions ?? all;
-    for (const p of partitions)
-      if (!Number.isInteger(p) || p < 0 || p >= all.length) throw new Error(`${where}.partitions: ${JSON.stringify(p)} is not a partition index of the data source (0..${all.length - 1})`);
-    return { spec, heads, partitions: new Set(partitions) };
+    return { index, spec, teacher, heads, partitions };
   });
-  for (const [i, p] of data.partitions.entries()) {
-    const step = student.resolutionStep;
-    if (p.height % step !== 0 || p.width % step !== 0)
-      throw new Error(`distill: data partition ${i} is ${p.height}x${p.width}, not a multiple of the student's resolution step ${step}`);
-    if (!plans.some((pl) => pl.partitions.has(i))) throw new Error(`distill: no teacher trains on data partition ${i}`);
+}
+
+/** A teacher's loss term keys, in the order microStep reports them. */
+const termKeysOf = (p: Plan) => p.heads.flatMap((h) => [...(h.summary ? [termKey(p.teacher.name, h.head, 'summary')] : []), termKey(p.teacher.name, h.head, 'features')]);
+
+/**
+ * Every teacher's name and term keys, from the ranks that run it: a rank of a partitioned run holds only its own
+ * groups' teachers, yet sums (and rank 0 reports) every term of the step. Errors on two teachers of one name.
+ */
+async function worldTermKeys(group: ProcessGroup, plans: Plan[], count: number): Promise<string[]> {
+  const all = (await allGatherJson(group, plans.map((p) => [p.index, p.teacher.name, termKeysOf(p)]))) as Array<Array<[number, string, string[]]>>;
+  const byIndex = new Map<number, { name: string; keys: string[] }>();
+  for (const rank of all) for (const [i, name, keys] of rank) byIndex.set(i, { name, keys });
+  const named = new Map<string, number>();
+  const keys: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const t = byIndex.get(i);
+    if (!t) throw new Error(`distill: teachers[${i}] runs on no rank (none of its partitions is in a rank group)`);
+    if (named.has(t.name)) throw new Error(`distill: teachers[${i}]: two teachers are named ${JSON.stringify(t.name)} (names key the loss terms; teachers[${named.get(t.name)}] runs on another rank)`);
+    named.set(t.name, i);
+    keys.push(...t.keys);
   }
-  return plans;
+  return [...new Set(keys)];
 }
 
 /** Checks the ViTDet augmentation against the student and every data partition, naming the field. */
@@ -253,6 +316,16 @@ async function carriedTensors(dir: string, student: AnyRadioModel): Promise<Reco
   }
 }
 
+/** options.resume's options (none for true or false), checked. */
+function checkResume(r: DistillOptions['resume']): ResumeOptions {
+  if (r === undefined || typeof r === 'boolean') return {};
+  if (!r || typeof r !== 'object') throw new Error(`distill: resume must be true, false or { allowRankGroupChange? }, got ${JSON.stringify(r)}`);
+  for (const k of Object.keys(r)) if (k !== 'allowRankGroupChange') throw new Error(`distill: resume.${k}: unknown option (expected allowRankGroupChange)`);
+  if (r.allowRankGroupChange !== undefined && typeof r.allowRankGroupChange !== 'boolean')
+    throw new Error(`distill: resume.allowRankGroupChange must be true or false, got ${JSON.stringify(r.allowRankGroupChange)}`);
+  return r;
+}
+
 /** The process group when it has more than one rank, checked against the options; null for one process. */
 function checkGroup(o: DistillOptions): ProcessGroup | null {
   const g = o.distributed;
@@ -278,6 +351,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   const lr = o.optimizer?.lr ?? 1e-3;
   const schedule = checkSchedule({ lr, totalSteps: steps, warmupSteps: o.schedule?.warmupSteps ?? 0, minLr: o.schedule?.minLr ?? 0 }, 'distill: schedule');
   if (o.resume && !o.outDir) throw new Error('distill: resume needs outDir (where the checkpoints are)');
+  const resumeOpts = checkResume(o.resume);
   const group = checkGroup(o);
   const layout = resolveRankGroups(o.rankGroups, o.data.partitions, group?.rank ?? 0, group?.size ?? 1);
   const world = group?.size ?? 1;
@@ -296,10 +370,25 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
   });
   const summaryIdxs = await readSummaryIdxs(sourceDir);
   const student = await loadRadio(sourceDir, { device: o.student.device, dtype: o.student.dtype, seed });
+  const owned: Teacher[] = [];  // the teachers distill loaded (specs with load), closed before it returns
   try {
     const carried = await carriedTensors(sourceDir, student);
     student.train();
-    const plans = planTeachers(student, o.teachers, o.data);
+    const specParts = specPartitions(student, o.teachers, o.data);
+    // Only the teachers of the partitions this process draws its own images of: on a rank of a partitioned run
+    // another group's teacher would never run here, and a large one (DINOv2-g, SAM-H) is gigabytes.
+    const runs = partitionsRun(layout, o.data.partitions.length);
+    const held: Array<{ index: number; spec: TeacherSpec; teacher: Teacher; partitions: Set<number> }> = [];
+    for (const [index, spec] of o.teachers.entries()) {
+      if (![...specParts[index]].some((p) => runs.has(p))) continue;
+      let teacher = spec.teacher;
+      if (!teacher) {
+        teacher = await spec.load!();
+        if (teacher && typeof teacher.close === 'function') owned.push(teacher);
+      }
+      held.push({ index, spec, teacher, partitions: specParts[index] });
+    }
+    const plans = planTeachers(student, held);
     const vitdet = checkVitdet(student, o.vitdet, o.data);
     const optimizer = new GroupedAdamW(student.namedParameters(), {
       lr,
@@ -313,14 +402,23 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       if (student.device !== 'cpu') throw new Error(`distill: distributed training runs on cpu students so far; this one is on ${student.device}`);
       if (params.some((p) => p.dtype !== 'f32')) throw new Error('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
     }
+    let termKeys = [...new Set(plans.flatMap(termKeysOf))];
     let step = 0;
     let skipped = 0;
+    let resumeNote: string | null = null;
     if (resumeDir) {
       const state = await loadTrainingState(resumeDir, optimizer);
       if (state.seed !== seed) throw new Error(`distill: ${resumeDir} was trained with seed ${state.seed}, this run has seed ${seed}`);
       o.data.restore(state.data);
       step = state.step;
       skipped = state.skipped;
+      if (state.rankGroups === undefined) resumeNote = `${resumeDir} does not record its rank groups (written before checkpoints recorded them): resumed without checking them; the next checkpoints record this run's`;
+      else {
+        const change = rankGroupChange(state.rankGroups, recordOf(layout, world));
+        if (change && !resumeOpts.allowRankGroupChange)
+          throw new Error(`distill: ${resumeDir} was trained with other rank groups (${change}); resuming would change the objective: pass resume: { allowRankGroupChange: true } to continue with this run's`);
+        if (change) resumeNote = `resumed with other rank groups than ${resumeDir}'s (${change}), as allowRankGroupChange allows`;
+      }
       if (step > stopAfter) throw new Error(`distill: ${resumeDir} is at step ${step}, beyond stopAfter ${stopAfter}`);
     }
     if (group) {
@@ -329,8 +427,9 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         'the first step (resumed from)': step, steps, stopAfter, accumulate, seed, maxGradNorm, lr,
         'the number of parameters': params.length, 'the number of parameter elements': elements,
         'the number of data partitions': o.data.partitions.length,
-        'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)), bucketBytes,
+        'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)), bucketBytes, 'the number of teachers': o.teachers.length,
       });
+      termKeys = await worldTermKeys(group, plans, o.teachers.length);
       // Like DDP: rank 0's weights (and buffers) are everyone's, whatever each rank loaded.
       for (const [, t] of [...student.namedParameters(), ...student.namedBuffers()]) group.broadcast(t, 0);
     }
@@ -338,6 +437,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     const metrics = o.outDir && writer ? new MetricsFile(path.join(o.outDir, 'metrics.jsonl'), resumeDir ? step : null) : null;
     const progress = o.progress === false || !writer ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
     if (resumeDir) progress?.message(`resumed from ${resumeDir} at step ${step}`);
+    if (resumeNote) progress?.message(resumeNote);
     const history: StepMetrics[] = [];
     const started = process.hrtime.bigint();
     let images = 0;
@@ -347,12 +447,11 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       const optimizerSteps = Object.fromEntries(optimizer.groups.map((g) => [g.name, g.optimizer.steps]));
       checkpoint = await saveCheckpoint({
         root, configJson, student, summaryIdxs, carried, optimizer, keep: o.keepCheckpoints, midway: o.checkpointMidway,
-        state: { step, seed, skipped, data: o.data.state(), optimizerSteps },
+        state: { step, seed, skipped, data: o.data.state(), optimizerSteps, rankGroups: recordOf(layout, world) },
       });
       progress?.message(`checkpoint at step ${step}: ${checkpoint}`);
     };
 
-    const termKeys = [...new Set(plans.flatMap((p) => p.heads.flatMap((h) => [...(h.summary ? [termKey(p.spec.teacher.name, h.head, 'summary')] : []), termKey(p.spec.teacher.name, h.head, 'features')])))];
     while (step < stopAfter) {
       optimizer.lr = learningRate(step, schedule);
       const windows: Array<number | null> = [];
@@ -419,11 +518,18 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       ];
       await fs.promises.writeFile(path.join(o.outDir, 'loss.svg'), lossCurveSvg(series, { title: `distillation loss (${all.length} steps)` }));
     }
-    return { student, optimizer, step, skipped, history, checkpoint, resumedFrom: resumeDir };
+    await closeTeachers(owned);
+    return { student, optimizer, step, skipped, history, checkpoint, resumedFrom: resumeDir, teachers: plans.map((p) => p.teacher.name) };
   } catch (e) {
     student.dispose();
+    await closeTeachers(owned).catch(() => {});  // the run's own Error is the one to report
     throw e;
   }
+}
+
+async function closeTeachers(teachers: Teacher[]): Promise<void> {
+  const list = teachers.splice(0);
+  for (const t of list) await t.close();
 }
 
 /** A teacher on another device (a large teacher on its own GPU, shards read to cpu): its targets join the student. */
@@ -456,9 +562,9 @@ async function microStep(
   let cpe: CpeCrop | undefined;
   try {
     for (const p of active) {
-      const input = teacherImages(images, p.spec.teacher);
+      const input = teacherImages(images, p.teacher);
       try {
-        targets.push(onDevice(await p.spec.teacher.forward(input, batch), student.device));
+        targets.push(onDevice(await p.teacher.forward(input, batch), student.device));
       } finally {
         if (input !== images) input.dispose();
       }
@@ -474,7 +580,7 @@ async function microStep(
       active.forEach((p, t) => {
         for (const h of p.heads) {
           const target = targets[t][h.head];
-          if (!target) throw new Error(`distill: teacher ${p.spec.teacher.name} returned no targets for head ${h.head}`);
+          if (!target) throw new Error(`distill: teacher ${p.teacher.name} returned no targets for head ${h.head}`);
           const summary = h.summary && target.summary !== undefined;
           terms.push({
             student: { features: out[h.head].features, grid: student.featureGrid(h.head, batch.height, batch.width), ...(summary ? { summary: out[h.head].summary } : {}) },
@@ -482,8 +588,8 @@ async function microStep(
             summaryWeight: h.summaryWeight,
             featureWeight: h.featureWeight,
           });
-          if (summary) keys.push(termKey(p.spec.teacher.name, h.head, 'summary'));
-          keys.push(termKey(p.spec.teacher.name, h.head, 'features'));
+          if (summary) keys.push(termKey(p.teacher.name, h.head, 'summary'));
+          keys.push(termKey(p.teacher.name, h.head, 'features'));
         }
       });
       const r = multiTeacherLoss(terms, lossOpts);

@@ -13,6 +13,7 @@
 // every rank on the source's weighted partition draws: there c = 1/N and the backward scale N·c = 1, which is the
 // plain data parallelism of an equal share per rank.
 import type { Partition } from '../data/types';
+import type { RecordedRankGroups } from './checkpoint';
 
 export interface RankGroup {
   /** The data partition (an index into the source's partitions) this group trains on. */
@@ -114,4 +115,35 @@ export function resolveRankGroups(spec: RankGroup[] | undefined, partitions: rea
   const mine = emulated ? groups : groups.filter((g) => g.ranks.includes(rank));
   const total = groups.reduce((s, g) => s + g.weight * partitions[g.partition!].batch, 0);
   return { partitioned: true, groups, mine, emulated, total };
+}
+
+/**
+ * The data partitions whose images this process computes (its groups' partitions; every partition in an
+ * unpartitioned run, where each rank takes a share of every draw): the teachers of the others never run here.
+ */
+export function partitionsRun(layout: GroupLayout, count: number): Set<number> {
+  if (layout.mine.some((g) => g.partition === undefined)) return new Set(Array.from({ length: count }, (_, i) => i));
+  return new Set(layout.mine.map((g) => g.partition!));
+}
+
+/** What a checkpoint records of a run's groups (ts/train/checkpoint.ts): the groups as resolved, and the world. */
+export function recordOf(layout: GroupLayout, world: number): RecordedRankGroups {
+  return { world, groups: layout.partitioned ? layout.groups.map((g) => ({ partition: g.partition!, ranks: [...g.ranks], weight: g.weight })) : null };
+}
+
+/**
+ * How this run's groups change the objective a checkpoint was trained on, or null when they do not: the groups in
+ * order (group g's crop draws and its place in the data source's draws follow its index), each one's partition and
+ * weight. How many ranks each group has, and the world size, only change how the same sum is shared out (resuming
+ * on another world is the same run to rounding), so they are not compared.
+ */
+export function rankGroupChange(was: RecordedRankGroups, now: RecordedRankGroups): string | null {
+  const count = (g: RecordedRankGroups['groups']) => (g ? `${g.length} rank group${g.length === 1 ? '' : 's'}` : 'no rankGroups (unpartitioned)');
+  if (!was.groups || !now.groups) return !was.groups && !now.groups ? null : `the checkpoint's run had ${count(was.groups)}, this run has ${count(now.groups)}`;
+  if (was.groups.length !== now.groups.length) return `the checkpoint's run had ${count(was.groups)}, this run has ${count(now.groups)}`;
+  const diffs: string[] = [];
+  for (const [i, g] of now.groups.entries())
+    for (const k of ['partition', 'weight'] as const)
+      if (was.groups[i][k] !== g[k]) diffs.push(`rankGroups[${i}].${k}: ${was.groups[i][k]} in the checkpoint, ${g[k]} in this run`);
+  return diffs.length ? diffs.join('; ') : null;
 }

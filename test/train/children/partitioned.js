@@ -3,7 +3,8 @@
 // as "a" with the clip and dino_v2 heads on partition 0, as "b" with the sam head on partition 1), one rank each,
 // the second group's images weighted 1.5.
 // usage: node partitioned.js <run|resume> <student dir> <out dir> <steps> [stop after] [options JSON]
-//   prints one JSON line { rank, losses, gradNorms, groups, terms, images, checksum, checkpoint }
+//   prints one JSON line { rank, losses, gradNorms, groups, terms, images, checksum, checkpoint, loaded, ran }
+//   (loaded: the teachers whose load distill called on this rank; ran: the result's teachers)
 'use strict';
 
 const SETUP = {
@@ -16,12 +17,26 @@ const SETUP = {
   maxGradNorm: 1,
 };
 
-/** The distill options of the setup, given the library (the sources or a package) and its teacher folder. */
-async function setupOptions(lib, teacherDir) {
+/**
+ * The distill options of the setup, given the library (the sources or a package) and its teacher folder. lazy:
+ * the teachers as specs with load (distill loads those it runs, and closes them), each load recorded in `loaded`.
+ */
+async function setupOptions(lib, teacherDir, { lazy = false } = {}) {
   const teachers = [];
+  const loaded = [];
+  const own = [];
   for (const t of SETUP.teachers) {
-    const teacher = await lib.RadioTeacher.load(teacherDir, { name: t.name });
-    teachers.push({ teacher, heads: Object.fromEntries(t.heads.map((h) => [h, {}])), partitions: t.partitions });
+    const load = () => {
+      loaded.push(t.name);
+      return lib.RadioTeacher.load(teacherDir, { name: t.name });
+    };
+    const spec = { heads: Object.fromEntries(t.heads.map((h) => [h, {}])), partitions: t.partitions };
+    if (lazy) teachers.push({ ...spec, load });
+    else {
+      const teacher = await load();
+      own.push(teacher);
+      teachers.push({ ...spec, teacher });
+    }
   }
   return {
     teachers,
@@ -31,7 +46,8 @@ async function setupOptions(lib, teacherDir) {
     maxGradNorm: SETUP.maxGradNorm,
     optimizer: { lr: SETUP.lr },
     progress: false,
-    close: () => Promise.all(teachers.map((t) => t.teacher.close())),
+    loaded,
+    close: () => Promise.all(own.map((t) => t.close())),
   };
 }
 
@@ -53,7 +69,7 @@ if (require.main === module) {
   const [mode, studentDir, outDir, steps, stopAfter, extra] = process.argv.slice(2);
   (async () => {
     const group = lib.initDistributed({ timeoutSeconds: 60 });
-    const { close, ...setup } = await setupOptions(lib, TEACHER_DIR);
+    const { close, loaded, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
     const r = await lib.distill({
       ...setup,
       student: { dir: studentDir },
@@ -74,6 +90,8 @@ if (require.main === module) {
       images: r.history.map((m) => m.images),
       checksum: await checksum(r.student),
       checkpoint: r.checkpoint,
+      loaded,
+      ran: r.teachers,
     }));
     r.student.dispose();
     await close();
