@@ -10,6 +10,7 @@
 // col2im is a gather (each input pixel sums the columns that read it, in a fixed order): no float atomics, the
 // same bits run to run.
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "../activation/activation.h"
@@ -38,7 +39,7 @@ AMR_HD int64_t input_elements(const Geometry& g) { return int64_t(g.batch) * g.i
 AMR_HD int64_t output_elements(const Geometry& g) { return int64_t(g.batch) * g.out_c * g.out_h * g.out_w; }
 AMR_HD int64_t weight_elements(const Geometry& g) { return int64_t(g.out_c) * col_rows(g); }
 
-// Every entry point's scratch, in elements of the storage dtype: one group's columns, the [O, N·Ho·Wo] channel-major
+// The im2col path's scratch, in elements of the storage dtype: one group's columns, the [O, N·Ho·Wo] channel-major
 // copy of y or dy, and (backward_input) one group's transposed weight.
 inline int64_t workspace_elements(const Geometry& g) {
   return col_rows(g) * col_cols(g) + int64_t(g.out_c) * col_cols(g) + weight_elements(g);
@@ -55,11 +56,67 @@ inline bool implicit_gemm(const Geometry& g, DType dt, BackendKind k, const void
          (reinterpret_cast<uintptr_t>(weight) & 15u) == 0;
 }
 
+// The input gradient as an implicit GEMM, dx[c, (n, iy, ix)] = Σ over (o, i, j) of wᵀ[c, (o, i, j)] ·
+// dy[n, o, oy(iy, i), ox(ix, j)], per group: A is the weight transposed into scratch with its K = Og·kh·kw padded to
+// a multiple of 8 (zero columns), so cp.async reads it whatever the shape; B gathers dy through col2im's index map
+// (tap_output). Every non-direct bf16 geometry on cuda and sim takes it.
+AMR_HD int64_t dgrad_k(const Geometry& g) { return (group_out(g) * g.kh * g.kw + 7) / 8 * 8; }
+inline bool implicit_backward_input(const Geometry& g, DType dt, BackendKind k) {
+  return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g);
+}
+
+// The weight gradient as an implicit GEMM, dw[o, (c, i, j)] = Σ over q = (n, oy, ox) of dy[n, o, q] · x[col_source]:
+// its K is every output pixel of the batch (N·Ho·Wo, long) and its M·N only Og × Cg·kh·kw, so the K range is split
+// over blocks (grid z) when the product alone would not fill the device. Splits write f32 partials to scratch and a
+// second pass sums them in split order: deterministic, no float atomics. A split is a whole number of k tiles.
+constexpr int kWgradTileK = 32;       // the tile's k step (gemm::kMmaTileK)
+constexpr int64_t kWgradBlocks = 264;  // blocks to aim for (two per SM of the largest GPUs we target)
+constexpr int64_t kWgradMinTiles = 8;  // k tiles per split at least, so a split's pipeline runs full
+inline int64_t wgrad_splits(const Geometry& g) {
+  const int64_t blocks = ((group_out(g) + 63) / 64) * ((col_rows(g) + 63) / 64) * g.groups;
+  const int64_t ktiles = (col_cols(g) + kWgradTileK - 1) / kWgradTileK;
+  int64_t s = (kWgradBlocks + blocks - 1) / blocks;
+  if (s > ktiles / kWgradMinTiles) s = ktiles / kWgradMinTiles;
+  if (s > 64) s = 64;
+  return s < 1 ? 1 : s;
+}
+// The k tiles of each split (the last may have fewer).
+inline int64_t wgrad_split_tiles(const Geometry& g) {
+  const int64_t ktiles = (col_cols(g) + kWgradTileK - 1) / kWgradTileK, s = wgrad_splits(g);
+  return (ktiles + s - 1) / s;
+}
+inline bool implicit_backward_weight(const Geometry& g, DType dt, BackendKind k) {
+  return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g);
+}
+
 // The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim; none for the
 // direct and the implicit-GEMM forward (`weight` given only by forward).
 inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k, const void* forward_weight = nullptr) {
   if (direct(g) || (forward_weight && implicit_gemm(g, dt, k, forward_weight))) return 16;
   return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
+}
+// backward_input's: the implicit path needs only the padded transposed weight (groups × Cg × dgrad_k, bf16).
+inline int64_t workspace_bytes_backward_input(const Geometry& g, DType dt, BackendKind k) {
+  if (!direct(g) && implicit_backward_input(g, dt, k)) return int64_t(g.groups) * group_in(g) * dgrad_k(g) * 2;
+  return workspace_bytes(g, dt, k);
+}
+// backward_weight's: the implicit path needs one group's f32 partials when it splits K, nothing otherwise.
+inline int64_t workspace_bytes_backward_weight(const Geometry& g, DType dt, BackendKind k) {
+  if (!direct(g) && implicit_backward_weight(g, dt, k)) {
+    const int64_t s = wgrad_splits(g);
+    return s > 1 ? s * group_out(g) * col_rows(g) * 4 : 16;
+  }
+  return workspace_bytes(g, dt, k);
+}
+
+// How many times each implicit-GEMM path ran (every backend, process-wide): the tests' proof that a geometry took
+// the path they mean to check.
+struct ImplicitCounts {
+  std::atomic<int64_t> forward{0}, backward_input{0}, backward_weight{0};
+};
+inline ImplicitCounts& implicit_counts() {
+  static ImplicitCounts c;
+  return c;
 }
 
 // Why a geometry cannot run, or nullptr: the one list of limits, asked by the binding (and so by every caller).
