@@ -121,27 +121,47 @@ __global__ void channel_sum_kernel(T* out, const T* t, int64_t n, int64_t c, int
 // write NCHW tensors directly: no column scratch, no epilogue pass.
 //
 // B chunks gathered through an index map: map(k, n) is the offset in src of B's element (k, n) in GEMM indices, or
-// −1 for a zero (padding, a tap that lands nowhere, past the matrix). Written with plain stores; the pipeline's
-// barriers make them visible as they do the cp.async copies (see DenseB). kBKN as for DenseB: the stage holds
-// [k][n] (chunks run along n) or [n][k] (chunks run along k).
+// −1 for a zero (padding, a tap that lands nowhere, past the matrix). kBKN as for DenseB: the stage holds [k][n]
+// (chunks run along n) or [n][k] (chunks run along k); either way a chunk runs along output or input pixels.
+//
+// rows8 (set by the host) says the chunk's pixel axis has stride 1 in src, its rows are a multiple of 8 long and
+// src is 16-byte aligned: a chunk (which starts at a multiple of 8) then lies in one row, and the valid pixels of a
+// row are one interval, so when both ends of the chunk are valid all 8 are, contiguous. Such a chunk is one
+// cp_async_16 when its start is 16-byte aligned (1×1 convs, a 3×3's centre column): it lands with the pipeline's
+// other copies instead of stalling the thread on 8 loads before the stage's MMAs can start. The rest are plain
+// stores, which the pipeline's barriers make visible as they do the copies (see DenseB).
 template <bool kBKN, typename Map>
 struct GatherB {
   Map map;
   const uint16_t* src;
+  bool rows8;
   template <int kBK, int kBN, int kPitch, int kThreads>
   __device__ __forceinline__ void load(__nv_bfloat16* bs, int k0, int n0, int N, int K, int tid) const {
     uint16_t* dst = reinterpret_cast<uint16_t*>(bs);
     for (int c = tid; c < kBK * kBN / 8; c += kThreads) {
       // Row of the stage and the first of the chunk's 8 consecutive elements along it.
       const int r = kBKN ? c / (kBN / 8) : c / (kBK / 8), e = kBKN ? (c % (kBN / 8)) * 8 : (c % (kBK / 8)) * 8;
+      const int k = kBKN ? k0 + r : k0 + e, n = kBKN ? n0 + e : n0 + r;
+      if (rows8 && k + (kBKN ? 0 : 7) < K && n + (kBKN ? 7 : 0) < N) {
+        const int64_t first = map(k, n), last = kBKN ? map(k, n + 7) : map(k + 7, n);
+        if (first >= 0 && last == first + 7 && first % 8 == 0) {
+          cp_async_16(dst + r * kPitch + e, src + first);
+          continue;
+        }
+      }
       for (int v = 0; v < 8; ++v) {
-        const int k = kBKN ? k0 + r : k0 + e + v, n = kBKN ? n0 + e + v : n0 + r;
-        const int64_t at = k < K && n < N ? map(k, n) : -1;
+        const int kv = kBKN ? k : k + v, nv = kBKN ? n + v : n;
+        const int64_t at = kv < K && nv < N ? map(kv, nv) : -1;
         dst[r * kPitch + e + v] = at < 0 ? uint16_t(0) : src[at];
       }
     }
   }
 };
+
+// Whether a gather along pixel rows of width `width` with stride `stride` in `src` may take whole chunks.
+AMR_HD bool rows8(int stride, int width, const void* src) {
+  return stride == 1 && width % 8 == 0 && (reinterpret_cast<uintptr_t>(src) & 15u) == 0;
+}
 
 // Forward: B = one group's im2col columns [K, N·Ho·Wo], element (r, q) read from x by col_source.
 struct ColumnMap {
@@ -166,7 +186,7 @@ __global__ void __launch_bounds__(Tile::kThreads) conv_implicit_kernel(Geometry 
                                                                        const uint16_t* x, const uint16_t* w) {
   const int64_t K = col_rows(g), Og = group_out(g);
   const auto* A = reinterpret_cast<const __nv_bfloat16*>(w) + group * Og * K;
-  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, GatherB<true, ColumnMap>{{g, group}, x}, int(Og),
+  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, GatherB<true, ColumnMap>{{g, group}, x, rows8(g.sw, g.out_w, x)}, int(Og),
                                                    int(col_cols(g)), int(K), ConvEpilogue{g, e, group * Og, y});
 }
 
@@ -239,7 +259,7 @@ __global__ void __launch_bounds__(Tile::kThreads) dgrad_implicit_kernel(Geometry
                                                                         const uint16_t* bias) {
   const int64_t Cg = group_in(g), Kp = dgrad_k(g);
   const auto* A = reinterpret_cast<const __nv_bfloat16*>(wt) + group * Cg * Kp;
-  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, GatherB<true, DgradMap>{{g, group}, dy}, int(Cg),
+  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, GatherB<true, DgradMap>{{g, group}, dy, rows8(g.sw, g.in_w, dy)}, int(Cg),
                                                    int(g.batch * int64_t(g.in_h) * g.in_w), int(Kp),
                                                    DgradEpilogue{g, group * Cg, dx, bias});
 }
@@ -313,7 +333,7 @@ __global__ void __launch_bounds__(Tile::kThreads) wgrad_implicit_kernel(Geometry
   const int64_t Og = group_out(g), Kc = col_rows(g), Q = col_cols(g), kb = int64_t(blockIdx.z) * len;
   const int64_t K = Q - kb < len ? Q - kb : len;
   gemm::AMR_GPU_NS::mma_gemm_tile_ab<Tile, false>(DyRows{g, group * Og, kb, dy, dense},
-                                                  GatherB<false, WgradMap>{{g, group, kb}, x}, int(Og), int(Kc), int(K),
+                                                  GatherB<false, WgradMap>{{g, group, kb}, x, rows8(g.sw, g.out_w, x)}, int(Og), int(Kc), int(K),
                                                   WgradEpilogue{Kc, Og, group * Og * Kc, dw, part});
 }
 
