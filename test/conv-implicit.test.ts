@@ -1,5 +1,5 @@
 // The bf16 implicit-GEMM backward of conv2d on cuda and sim (native/conv/cuda.cu): the input gradient (dy gathered
-// through the transposed convolution's index map) and the weight gradient (split over the batch's pixels), with the
+// through the transposed convolution's index map, one GEMM per stride phase) and the weight gradient (split over the batch's pixels), with the
 // implicit forward whose gather they share, against
 // the float64 adjoints of bf16-rounded inputs, on odd shapes that hit the tile edges, with outputs poisoned, a check
 // that the implicit path ran, and the same bits twice. Finite differences of the reference are test/conv.test.ts's.
@@ -29,6 +29,12 @@ const CASES: Array<[string, Conv]> = [
   ['5x5 pad 2, 8 → 24, batch 3, 15x13 (split, a split boundary inside an image, rows not a multiple of 8)', conv(3, 8, 15, 13, 24, [5, 5], { padding: [2, 2] })],
   ['3x3 pad 2 dilation 2, 24 → 24, batch 1, 6x11', conv(1, 24, 6, 11, 24, [3, 3], { padding: [2, 2], dilation: [2, 2] })],
   ['3x2 kernel stride [2, 1] pad [1, 0], groups 4, 24 → 40, 9x7', conv(1, 24, 9, 7, 40, [3, 2], { groups: 4, stride: [2, 1], padding: [1, 0] })],
+  // The input gradient's phases (conv.h's DgradPhase): unequal tap counts, dilation coprime to the stride, a phase
+  // with no pixels, phase rows a multiple of 8 wide.
+  ['5x5 stride 3 pad 1, 8 → 24, 11x13 (phases of 1 and 2 taps)', conv(1, 8, 11, 13, 24, [5, 5], { stride: [3, 3], padding: [1, 1] })],
+  ['3x3 stride 2 dilation 3 pad 2, 16 → 16, batch 3, 12x9', conv(3, 16, 12, 9, 16, [3, 3], { stride: [2, 2], padding: [2, 2], dilation: [3, 3] })],
+  ['1x3 stride 2 pad [0, 1] on a 1-row input (a phase with no pixels), 8 → 8', conv(1, 8, 1, 9, 8, [1, 3], { stride: [2, 2], padding: [0, 1] })],
+  ['3x3 stride 2 pad 1, 8 → 16, 6x32 (phase rows of 16: whole chunks)', conv(1, 8, 6, 32, 16, [3, 3], { stride: [2, 2], padding: [1, 1] })],
   // Rows a multiple of 8 wide with stride 1 along them: the gathers' whole-chunk cp.async (every chunk for 1×1,
   // the aligned tap columns otherwise) beside the element-wise chunks at the edges.
   ['1x1, 24 → 40, batch 3, 4x16 (every gather chunk whole)', conv(3, 24, 4, 16, 40, [1, 1])],

@@ -57,12 +57,60 @@ inline bool implicit_gemm(const Geometry& g, DType dt, BackendKind k, const void
 }
 
 // The input gradient as an implicit GEMM, dx[c, (n, iy, ix)] = Σ over (o, i, j) of wᵀ[c, (o, i, j)] ·
-// dy[n, o, oy(iy, i), ox(ix, j)], per group: A is the weight transposed into scratch with its K = Og·kh·kw padded to
-// a multiple of 8 (zero columns), so cp.async reads it whatever the shape; B gathers dy through col2im's index map
-// (tap_output). Every non-direct bf16 geometry on cuda and sim takes it.
-AMR_HD int64_t dgrad_k(const Geometry& g) { return (group_out(g) * g.kh * g.kw + 7) / 8 * 8; }
+// dy[n, o, oy(iy, i), ox(ix, j)], per group and per phase (below): A is the weight transposed into scratch with its
+// K padded to a multiple of 8 (zero columns), so cp.async reads it whatever the shape; B gathers dy. Every
+// non-direct bf16 geometry on cuda and sim takes it.
 inline bool implicit_backward_input(const Geometry& g, DType dt, BackendKind k) {
   return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g);
+}
+
+// With stride s > 1 an input pixel is reached only by the taps i with (iy + pad − i·d) % s == 0, which depends on iy
+// mod s alone: the input pixels split into sh·sw phases (iy = py + sh·u, ix = px + sw·v), and within a phase its
+// taps i = i0 + step·a (step = s / gcd(s, d)) reach oy = u + base − a·dstep, a stride-1 correlation. One GEMM per
+// phase with only its taps in A does the MACs that matter; gathering zeros for the taps that miss would do sh·sw
+// times as many (4x for E-RADIO's stride-2 stem and downsamples). Stride 1 is the single phase with every tap.
+struct DgradAxis {
+  int pos0 = 0, pixels = 0;  // the phase's first input index and how many it has per image (iy = pos0 + s·u)
+  int tap0 = 0, step = 1, taps = 0;  // its taps: tap0 + step·a for a < taps
+  int base = 0, dstep = 0;   // o = u + base − a·dstep
+};
+AMR_HD DgradAxis dgrad_axis(int phase, int in, int k, int s, int p, int d) {
+  DgradAxis a;
+  a.pos0 = phase;
+  a.pixels = phase < in ? (in - phase + s - 1) / s : 0;
+  int gcd = s, b = d;
+  while (b) { const int t = gcd % b; gcd = b; b = t; }
+  a.step = s / gcd;
+  for (int i = 0; i < a.step && i < k; ++i)
+    if (((phase + p - i * d) % s + s) % s == 0) {
+      a.tap0 = i;
+      a.taps = (k - i + a.step - 1) / a.step;
+      a.base = (phase + p - i * d) / s;  // exact: the numerator is a multiple of s
+      a.dstep = a.step * d / s;
+      break;
+    }
+  return a;
+}
+struct DgradPhase {
+  DgradAxis y, x;
+  int64_t kp = 0;      // K = Og · (y taps) · (x taps), padded to a multiple of 8
+  int64_t offset = 0;  // where its A [groups][Cg][kp] starts in the scratch
+};
+// Phase (py, px) with its scratch offset: phases are laid out in row-major order, each [groups][Cg][kp].
+inline DgradPhase dgrad_phase(const Geometry& g, int py, int px) {
+  DgradPhase ph;
+  for (int p = 0; p <= py * g.sw + px; ++p) {
+    ph.offset += int64_t(g.groups) * group_in(g) * ph.kp;
+    ph.y = dgrad_axis(p / g.sw, g.in_h, g.kh, g.sh, g.ph, g.dh);
+    ph.x = dgrad_axis(p % g.sw, g.in_w, g.kw, g.sw, g.pw, g.dw);
+    ph.kp = (group_out(g) * ph.y.taps * ph.x.taps + 7) / 8 * 8;
+  }
+  return ph;
+}
+// The scratch of every phase's A, in elements.
+inline int64_t dgrad_weight_elements(const Geometry& g) {
+  const DgradPhase last = dgrad_phase(g, g.sh - 1, g.sw - 1);
+  return last.offset + int64_t(g.groups) * group_in(g) * last.kp;
 }
 
 // The weight gradient as an implicit GEMM, dw[o, (c, i, j)] = Σ over q = (n, oy, ox) of dy[n, o, q] · x[col_source]:
@@ -95,9 +143,9 @@ inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k, const
   if (direct(g) || (forward_weight && implicit_gemm(g, dt, k, forward_weight))) return 16;
   return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
 }
-// backward_input's: the implicit path needs only the padded transposed weight (groups × Cg × dgrad_k, bf16).
+// backward_input's: the implicit path needs only the phases' padded transposed weights (about the weight, bf16).
 inline int64_t workspace_bytes_backward_input(const Geometry& g, DType dt, BackendKind k) {
-  if (!direct(g) && implicit_backward_input(g, dt, k)) return int64_t(g.groups) * group_in(g) * dgrad_k(g) * 2;
+  if (!direct(g) && implicit_backward_input(g, dt, k)) return dgrad_weight_elements(g) * 2 + 16;
   return workspace_bytes(g, dt, k);
 }
 // backward_weight's: the implicit path needs one group's f32 partials when it splits K, nothing otherwise.

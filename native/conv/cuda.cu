@@ -205,71 +205,71 @@ bool large_tile(int64_t blocks_of_128) {
   return c == gemm::MmaTileChoice::Large || (c == gemm::MmaTileChoice::Auto && blocks_of_128 >= 264);
 }
 
-// ---- Input gradient: dx = wᵀ · dy gathered by the transposed convolution's index map (see implicit_backward_input).
-// Stride > 1: the gather returns zeros for the taps that land between output pixels (tap_output's t % stride), so
-// the tile multiplies sh·sw times the MACs that matter. Chosen over the per-phase decomposition (one sub-GEMM per
-// (iy mod sh, ix mod sw) with only its taps in A) because it is one launch per group, the same A for every pixel
-// and the same index map as col2im; E-RADIO's strided convs are its stem (whose input, the image, needs no
-// gradient) and 2×2 downsamples, a small share of the backward. The per-phase split is the follow-up if they show.
+// ---- Input gradient: dx = wᵀ · dy gathered by the transposed convolution's index map, one GEMM per group and
+// phase (conv.h's DgradPhase: with stride > 1 each phase's A holds only the taps that reach its pixels, so no MACs
+// go to taps that land between output pixels, and within a phase dy is read with stride 1 along its rows).
 
-// Each group's weight [Og, Cg, kh, kw] as [Cg, Kp] with column (o, i, j) and zero columns up to Kp = dgrad_k, so
-// the tile's A rows are 16-byte chunks for cp.async whatever Og·kh·kw is.
-__global__ void dgrad_weight_kernel(Geometry g, uint16_t* wt, const uint16_t* w) {
-  const int64_t Cg = group_in(g), Og = group_out(g), taps = int64_t(g.kh) * g.kw, Kp = dgrad_k(g);
-  AMR_GRID_STRIDE(t, int64_t(g.groups) * Cg * Kp) {
-    const int64_t k = t % Kp, c = (t / Kp) % Cg, grp = t / (Kp * Cg), o = k / taps;
-    wt[t] = o < Og ? w[((grp * Og + o) * Cg + c) * taps + k % taps] : uint16_t(0);
+// Phase ph's A for every group: [groups][Cg][kp], column (o, a, b) = w[o, c, tap0_y + step_y·a, tap0_x + step_x·b],
+// zero columns up to kp so the tile's A rows are 16-byte chunks for cp.async.
+__global__ void dgrad_weight_kernel(Geometry g, DgradPhase ph, uint16_t* wt, const uint16_t* w) {
+  const int64_t Cg = group_in(g), Og = group_out(g), taps = int64_t(g.kh) * g.kw, nx = ph.x.taps, ny = ph.y.taps;
+  AMR_GRID_STRIDE(t, int64_t(g.groups) * Cg * ph.kp) {
+    const int64_t k = t % ph.kp, c = (t / ph.kp) % Cg, grp = t / (ph.kp * Cg), o = k / (nx * ny);
+    const int64_t i = ph.y.tap0 + ph.y.step * ((k / nx) % ny), j = ph.x.tap0 + ph.x.step * (k % nx);  // kp > 0: taps > 0
+    wt[ph.offset + t] = o < Og ? w[((grp * Og + o) * Cg + c) * taps + i * g.kw + j] : uint16_t(0);
   }
 }
 
-// B[(o, i, j), (n, iy, ix)] = dy[n, o, oy, ox] for the output pixel that tap (i, j) of input pixel (iy, ix) fed.
+// B[(o, a, b), (n, u, v)] = dy[n, o, u + base_y − a·dstep_y, v + base_x − b·dstep_x], zero outside dy.
 struct DgradMap {
   Geometry g;
+  DgradPhase ph;
   int64_t group;
   __device__ __forceinline__ int64_t operator()(int k, int q) const {
-    const int taps = g.kh * g.kw;
+    const int nx = ph.x.taps, taps = ph.y.taps * nx;
     const int64_t o = k / taps;
-    if (o >= group_out(g)) return -1;  // Kp's zero padding
-    const int i = (k % taps) / g.kw, j = k % g.kw;
-    const int64_t ix = q % g.in_w, iy = (q / g.in_w) % g.in_h, n = q / (int64_t(g.in_w) * g.in_h);
-    const int64_t oy = tap_output(iy, i, g.sh, g.ph, g.dh, g.out_h);
-    if (oy < 0) return -1;
-    const int64_t ox = tap_output(ix, j, g.sw, g.pw, g.dw, g.out_w);
-    if (ox < 0) return -1;
+    if (o >= group_out(g)) return -1;  // kp's zero padding
+    const int a = (k % taps) / nx, b = k % nx;
+    const int64_t v = q % ph.x.pixels, u = (q / ph.x.pixels) % ph.y.pixels, n = q / (int64_t(ph.x.pixels) * ph.y.pixels);
+    const int64_t oy = u + ph.y.base - int64_t(a) * ph.y.dstep, ox = v + ph.x.base - int64_t(b) * ph.x.dstep;
+    if (oy < 0 || oy >= g.out_h || ox < 0 || ox >= g.out_w) return -1;
     return ((n * g.out_c + group * group_out(g) + o) * g.out_h + oy) * g.out_w + ox;
   }
 };
 
-// dx written (not added to) in bf16, plus the transposed convolution's bias.
+// dx at the phase's pixels, written (not added to) in bf16, plus the transposed convolution's bias.
 struct DgradEpilogue {
   Geometry g;
+  DgradAxis y, x;
   int64_t c0;  // the group's first input channel
   uint16_t* dx;
   const uint16_t* bias;
-  __device__ __forceinline__ void operator()(int row, int col, float v) const {
-    const int64_t HW = int64_t(g.in_h) * g.in_w, c = c0 + row, n = col / HW;
-    if (bias) v += Elem<uint16_t>::load(bias, c);
-    Elem<uint16_t>::store(dx, (n * g.in_c + c) * HW + col % HW, v);
+  __device__ __forceinline__ void operator()(int row, int col, float val) const {
+    const int64_t v = col % x.pixels, u = (col / x.pixels) % y.pixels, n = col / (int64_t(x.pixels) * y.pixels);
+    const int64_t c = c0 + row, iy = y.pos0 + int64_t(g.sh) * u, ix = x.pos0 + int64_t(g.sw) * v;
+    if (bias) val += Elem<uint16_t>::load(bias, c);
+    Elem<uint16_t>::store(dx, ((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix, val);
   }
 };
 
 template <typename Tile>
-__global__ void __launch_bounds__(Tile::kThreads) dgrad_implicit_kernel(Geometry g, int64_t group, uint16_t* dx,
+__global__ void __launch_bounds__(Tile::kThreads) dgrad_implicit_kernel(Geometry g, DgradPhase ph, int64_t group, uint16_t* dx,
                                                                         const uint16_t* dy, const uint16_t* wt,
                                                                         const uint16_t* bias) {
-  const int64_t Cg = group_in(g), Kp = dgrad_k(g);
-  const auto* A = reinterpret_cast<const __nv_bfloat16*>(wt) + group * Cg * Kp;
-  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(A, GatherB<true, DgradMap>{{g, group}, dy, rows8(g.sw, g.in_w, dy)}, int(Cg),
-                                                   int(g.batch * int64_t(g.in_h) * g.in_w), int(Kp),
-                                                   DgradEpilogue{g, group * Cg, dx, bias});
+  const int64_t Cg = group_in(g);
+  const auto* A = reinterpret_cast<const __nv_bfloat16*>(wt) + ph.offset + group * Cg * ph.kp;
+  gemm::AMR_GPU_NS::mma_gemm_tile_from<Tile, true>(
+      A, GatherB<true, DgradMap>{{g, ph, group}, dy, rows8(1, ph.x.pixels, dy)}, int(Cg),
+      int(g.batch * int64_t(ph.y.pixels) * ph.x.pixels), int(ph.kp), DgradEpilogue{g, ph.y, ph.x, group * Cg, dx, bias});
 }
 
 template <typename Tile>
-void launch_dgrad(GpuStream s, const Geometry& g, uint16_t* dx, const uint16_t* dy, const uint16_t* wt, const uint16_t* bias) {
-  const int64_t Cg = group_in(g), P = int64_t(g.batch) * g.in_h * g.in_w;
+void launch_dgrad(GpuStream s, const Geometry& g, const DgradPhase& ph, uint16_t* dx, const uint16_t* dy, const uint16_t* wt,
+                  const uint16_t* bias) {
+  const int64_t Cg = group_in(g), P = int64_t(g.batch) * ph.y.pixels * ph.x.pixels;
   const dim3 grid(unsigned((P + Tile::kBN - 1) / Tile::kBN), unsigned((Cg + Tile::kBM - 1) / Tile::kBM));
   for (int64_t grp = 0; grp < g.groups; ++grp)
-    launch("conv2d_implicit_backward_input", dgrad_implicit_kernel<Tile>, grid, dim3(Tile::kThreads), 0, s, g, grp, dx,
+    launch("conv2d_implicit_backward_input", dgrad_implicit_kernel<Tile>, grid, dim3(Tile::kThreads), 0, s, g, ph, grp, dx,
            dy, wt, bias);
 }
 
@@ -408,14 +408,18 @@ void backward_input(GpuStream s, const Geometry& g, void* dx, const void* dy, co
     if (implicit_backward_input(g, dt, BackendKind::Cuda)) {
       implicit_counts().backward_input += 1;
       auto* wt = static_cast<uint16_t*>(workspace);
-      launch("conv2d_implicit_backward_input_weight", dgrad_weight_kernel, grid_for(int64_t(g.groups) * group_in(g) * dgrad_k(g)),
-             dim3(kThreads), 0, s, g, wt, static_cast<const uint16_t*>(w));
       auto* dxp = static_cast<uint16_t*>(dx);
       const auto *dyp = static_cast<const uint16_t*>(dy), *bp = static_cast<const uint16_t*>(bias);
-      if (large_tile(((group_in(g) + 127) / 128) * ((int64_t(g.batch) * g.in_h * g.in_w + 127) / 128) * g.groups))
-        launch_dgrad<gemm::AMR_GPU_NS::LargeMmaTile>(s, g, dxp, dyp, wt, bp);
-      else
-        launch_dgrad<gemm::AMR_GPU_NS::SmallMmaTile>(s, g, dxp, dyp, wt, bp);
+      for (int py = 0; py < g.sh; ++py)
+        for (int px = 0; px < g.sw; ++px) {
+          const DgradPhase ph = dgrad_phase(g, py, px);
+          launch("conv2d_implicit_backward_input_weight", dgrad_weight_kernel, grid_for(int64_t(g.groups) * group_in(g) * ph.kp),
+                 dim3(kThreads), 0, s, g, ph, wt, static_cast<const uint16_t*>(w));
+          if (large_tile(((group_in(g) + 127) / 128) * ((int64_t(g.batch) * ph.y.pixels * ph.x.pixels + 127) / 128) * g.groups))
+            launch_dgrad<gemm::AMR_GPU_NS::LargeMmaTile>(s, g, ph, dxp, dyp, wt, bp);
+          else
+            launch_dgrad<gemm::AMR_GPU_NS::SmallMmaTile>(s, g, ph, dxp, dyp, wt, bp);
+        }
       return;
     }
     Scratch<T> sc(g, workspace);
