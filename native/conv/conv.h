@@ -8,7 +8,9 @@
 // pixel of every image), so one product per group covers the whole batch: the weight gradient then sums over the
 // batch inside the product's f32 accumulator instead of in rounded storage, and a channel's outputs form one row.
 // col2im is a gather (each input pixel sums the columns that read it, in a fixed order): no float atomics, the
-// same bits run to run.
+// same bits run to run. In bf16 on cuda and sim the gradients (and the forward when K is a multiple of 8) are
+// implicit GEMMs instead: the columns are gathered inside the tensor-core tile, never written (see the implicit_*
+// predicates below and cuda.cu).
 #pragma once
 #include <atomic>
 #include <cstdint>
@@ -116,7 +118,9 @@ inline int64_t dgrad_weight_elements(const Geometry& g) {
 // The weight gradient as an implicit GEMM, dw[o, (c, i, j)] = Σ over q = (n, oy, ox) of dy[n, o, q] · x[col_source]:
 // its K is every output pixel of the batch (N·Ho·Wo, long) and its M·N only Og × Cg·kh·kw, so the K range is split
 // over blocks (grid z) when the product alone would not fill the device. Splits write f32 partials to scratch and a
-// second pass sums them in split order: deterministic, no float atomics. A split is a whole number of k tiles.
+// second pass sums them in split order: deterministic, no float atomics. A split is a whole number of k tiles. The
+// partials stay small: splits > 1 only while the 64×64 tiles number fewer than kWgradBlocks, so splits·Og·Kc is
+// under 2·kWgradBlocks·64·64 f32 (8.6 MB; one group at a time), against the column matrix's Kc·N·Ho·Wo.
 constexpr int kWgradTileK = 32;       // the tile's k step (gemm::kMmaTileK)
 constexpr int64_t kWgradBlocks = 264;  // blocks to aim for (two per SM of the largest GPUs we target)
 constexpr int64_t kWgradMinTiles = 8;  // k tiles per split at least, so a split's pipeline runs full
