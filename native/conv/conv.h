@@ -239,10 +239,13 @@ namespace sim { AMR_CONV_FUNCS }
 
 // im2col's one rule, shared by every backend: column row r = (c, i, j) of group channel c and tap (i, j), column
 // q = (n, oy, ox), reads x[n, c, oy·sh − ph + i·dh, ox·sw − pw + j·dw], 0 outside. Returns the input offset or −1.
-AMR_HD int64_t col_source(const Geometry& g, int64_t group, int64_t r, int64_t q) {
-  const int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (int64_t(g.kw) * g.kh) + group * group_in(g);
-  const int64_t ox = q % g.out_w, oy = (q / g.out_w) % g.out_h, n = q / (int64_t(g.out_w) * g.out_h);
-  const int64_t iy = oy * g.sh - g.ph + i * g.dh, ix = ox * g.sw - g.pw + j * g.dw;
+// I = int serves the tensor-core gathers: every value here is below the input's or the column matrix's size, which
+// unsupported() keeps under 2^31, and a GPU divides 32-bit integers in a fraction of the instructions of 64-bit ones.
+template <typename I = int64_t>
+AMR_HD I col_source(const Geometry& g, I group, I r, I q) {
+  const I j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (I(g.kw) * g.kh) + group * I(group_in(g));
+  const I ox = q % g.out_w, oy = (q / g.out_w) % g.out_h, n = q / (I(g.out_w) * g.out_h);
+  const I iy = oy * g.sh - g.ph + i * g.dh, ix = ox * g.sw - g.pw + j * g.dw;
   if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return -1;
   return ((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix;
 }

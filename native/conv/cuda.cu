@@ -167,7 +167,7 @@ AMR_HD bool rows8(int stride, int width, const void* src) {
 struct ColumnMap {
   Geometry g;
   int64_t group;
-  __device__ __forceinline__ int64_t operator()(int k, int q) const { return col_source(g, group, k, q); }
+  __device__ __forceinline__ int64_t operator()(int k, int q) const { return col_source<int>(g, int(group), k, q); }
 };
 
 struct ConvEpilogue {
@@ -225,15 +225,16 @@ struct DgradMap {
   Geometry g;
   DgradPhase ph;
   int64_t group;
+  // 32-bit arithmetic, as col_source<int>: every value is below dy's or the input's size (< 2^31).
   __device__ __forceinline__ int64_t operator()(int k, int q) const {
-    const int nx = ph.x.taps, taps = ph.y.taps * nx;
-    const int64_t o = k / taps;
-    if (o >= group_out(g)) return -1;  // kp's zero padding
+    const int nx = ph.x.taps, taps = ph.y.taps * nx, og = g.out_c / g.groups;
+    const int o = k / taps;
+    if (o >= og) return -1;  // kp's zero padding
     const int a = (k % taps) / nx, b = k % nx;
-    const int64_t v = q % ph.x.pixels, u = (q / ph.x.pixels) % ph.y.pixels, n = q / (int64_t(ph.x.pixels) * ph.y.pixels);
-    const int64_t oy = u + ph.y.base - int64_t(a) * ph.y.dstep, ox = v + ph.x.base - int64_t(b) * ph.x.dstep;
+    const int v = q % ph.x.pixels, u = (q / ph.x.pixels) % ph.y.pixels, n = q / (ph.x.pixels * ph.y.pixels);
+    const int oy = u + ph.y.base - a * ph.y.dstep, ox = v + ph.x.base - b * ph.x.dstep;
     if (oy < 0 || oy >= g.out_h || ox < 0 || ox >= g.out_w) return -1;
-    return ((n * g.out_c + group * group_out(g) + o) * g.out_h + oy) * g.out_w + ox;
+    return ((n * g.out_c + int(group) * og + o) * g.out_h + oy) * g.out_w + ox;
   }
 };
 
@@ -296,10 +297,12 @@ struct DyRows {
         const uint16_t* src = ok ? dy + (n * g.out_c + o) * HW + q % HW : dy;
         cp_async_16_zfill(as + r * kPitch + kc, src, ok);
       } else {
+        // 32-bit division (q and dy's offsets are below dy's size, < 2^31), one per element.
         uint16_t* dst = reinterpret_cast<uint16_t*>(as) + r * kPitch + kc;
+        const int hw = int(HW);
         for (int v = 0; v < 8; ++v) {
-          const int64_t q = kb + k0 + kc + v, n = q / HW;
-          dst[v] = m0 + r < M && k0 + kc + v < K ? dy[(n * g.out_c + o) * HW + q % HW] : uint16_t(0);
+          const int q = int(kb) + k0 + kc + v, n = q / hw;
+          dst[v] = m0 + r < M && k0 + kc + v < K ? dy[(int64_t(n) * g.out_c + o) * hw + q % hw] : uint16_t(0);
         }
       }
     }
@@ -311,7 +314,7 @@ struct DyRows {
 struct WgradMap {
   Geometry g;
   int64_t group, kb;
-  __device__ __forceinline__ int64_t operator()(int k, int r) const { return col_source(g, group, r, kb + k); }
+  __device__ __forceinline__ int64_t operator()(int k, int r) const { return col_source<int>(g, int(group), r, int(kb) + k); }
 };
 
 // One split's dw tile: bf16 straight into dw when there is one split, f32 partials [split][Og][Kc] otherwise.
