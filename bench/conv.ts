@@ -1,7 +1,12 @@
 // conv2d throughput at E-RADIO-L's shapes (512 px), beside the GEMM of the same size: conv is im2col + that
 // GEMM + an epilogue, so the GEMM's rate is its ceiling and the ratio says what the column and layout passes cost.
-// The cuda records carry a torch spec, so the GPU check times F.conv2d (cuDNN) beside them.
+// The cuda records carry a torch spec, so the GPU check times F.conv2d (cuDNN) beside them. On cuda the backward's
+// two products (input and weight gradient, bf16: the implicit GEMMs) are timed too, beside torch.nn.grad's; sim
+// leaves them out: its times say nothing about the GPU.
 import { ops, randn } from '../ts';
+import { emptyTensor } from '../ts/tensor';
+import { native } from '../ts/native';
+import type { ConvGeometry } from '../ts/native';
 import { BenchRecord, benchDevices, benchDtypes, printTable, timeCase, writeResults } from './harness';
 
 // [name, C, H (= W), O, k, stride, groups] at 512 px: the two stem convs, a C2f 3x3 bottleneck conv and its 1x1
@@ -14,6 +19,38 @@ const SHAPES: Array<[string, number, number, number, number, number, number]> = 
   ['downsample', 192, 128, 384, 3, 2, 1],
   ['neck depthwise 3x3', 768, 32, 768, 3, 1, 768],
 ];
+
+interface Shape { batch: number; c: number; h: number; o: number; k: number; s: number; p: number; groups: number; ho: number }
+
+// The input and the weight gradient alone, as conv2d's backward queues them (the binding's ops, no autograd):
+// each is one product of the forward's FLOPs. The depthwise shape runs its direct kernels.
+async function backwardRecords(name: string, shape: string, device: 'cuda', dtype: 'f32' | 'bf16', x: ReturnType<typeof randn>,
+                               w: ReturnType<typeof randn>, d: Shape, flops: number) {
+  const g: ConvGeometry = { batch: d.batch, inC: d.c, inH: d.h, inW: d.h, outC: d.o, outH: d.ho, outW: d.ho, groups: d.groups,
+    kernel: [d.k, d.k], stride: [d.s, d.s], padding: [d.p, d.p], dilation: [1, 1] };
+  const dy = randn([d.batch, d.o, d.ho, d.ho], { seed: 6, device, dtype });
+  const size = dtype === 'f32' ? 4 : 2;
+  const torch = { batch: d.batch, c: d.c, h: d.h, o: d.o, k: d.k, stride: d.s, padding: d.p, groups: d.groups, dtype };
+  const op = 'conv2d backward';
+  const runs: Array<[string, string, () => void]> = [
+    ['input gradient', 'conv2d_backward_input', () => {
+      const dx = emptyTensor(x.shape, dtype, device);
+      native.conv2dBackwardInput({ dx: dx.native(op), dy: dy.native(op), weight: w.native(op), dtype, geometry: g });
+      dx.dispose();
+    }],
+    ['weight gradient', 'conv2d_backward_weight', () => {
+      const dw = emptyTensor(w.shape, dtype, device);
+      native.conv2dBackwardWeight({ dw: dw.native(op), x: x.native(op), dy: dy.native(op), dtype, geometry: g });
+      dw.dispose();
+    }],
+  ];
+  const out: BenchRecord[] = [];
+  for (const [what, fn, run] of runs)
+    out.push(await timeCase({ op: `  ${name} ${what}`, shape, dtype, backend: device, flops, bytes: (x.numel + w.numel + dy.numel) * size,
+      torch: { fn, args: torch } }, device, run, { minRepeats: 3, minTimeMs: 200 }));
+  dy.dispose();
+  return out;
+}
 
 async function main(): Promise<void> {
   const records: BenchRecord[] = [];
@@ -55,6 +92,7 @@ async function main(): Promise<void> {
         const conv = records[records.length - 1];
         conv.note = `${((100 * gemm.medianMs) / conv.medianMs).toFixed(0)}% of the GEMM rate${device === 'sim' ? ', 1/8 of each side' : ''}`;
         records.push(gemm);
+        if (device === 'cuda') records.push(...(await backwardRecords(name, shape, device, dtype, x, w, { batch, c, h, o, k, s, p, groups, ho }, flops)));
         for (const t of [x, w, b, a, bt]) t.dispose();
       }
     }

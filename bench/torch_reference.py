@@ -40,6 +40,15 @@ def case_fn(fn, a, dev):
         w = torch.randn(a["o"], a["c"] // a["groups"], a["k"], a["k"], device=dev, dtype=dt)
         b = torch.randn(a["o"], device=dev, dtype=dt)
         return lambda: F.silu(F.conv2d(x, w, b, stride=a["stride"], padding=a["padding"], groups=a["groups"]))
+    if fn in ("conv2d_backward_input", "conv2d_backward_weight"):
+        # The two products of conv2d's backward alone, as torch.nn.grad exposes them (cuDNN's dgrad and wgrad).
+        x = torch.randn(a["batch"], a["c"], a["h"], a["h"], device=dev, dtype=dt)
+        w = torch.randn(a["o"], a["c"] // a["groups"], a["k"], a["k"], device=dev, dtype=dt)
+        g = torch.randn_like(F.conv2d(x, w, stride=a["stride"], padding=a["padding"], groups=a["groups"]))
+        conv = dict(stride=a["stride"], padding=a["padding"], groups=a["groups"])
+        if fn == "conv2d_backward_input":
+            return lambda: torch.nn.grad.conv2d_input(x.shape, w, g, **conv)
+        return lambda: torch.nn.grad.conv2d_weight(x, w.shape, g, **conv)
     if fn == "add":
         x = torch.randn(a["n"], device=dev, dtype=dt)
         y = torch.randn(a["n"], device=dev, dtype=dt)

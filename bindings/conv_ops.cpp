@@ -29,9 +29,7 @@ conv::Geometry geometry(const Fields& f) {
   return g;
 }
 
-StoragePtr workspace(Backend& be, const conv::Geometry& g, DType dt, const void* forward_weight = nullptr) {
-  return be.allocate(static_cast<size_t>(conv::workspace_bytes(g, dt, be.kind(), forward_weight)));
-}
+StoragePtr workspace(Backend& be, int64_t bytes) { return be.allocate(static_cast<size_t>(bytes)); }
 
 // conv2d({ y, x, weight, bias?, residual?, preactivation?, activation, dtype, geometry })
 Napi::Value Conv2d(const Napi::CallbackInfo& info) {
@@ -50,7 +48,7 @@ Napi::Value Conv2d(const Napi::CallbackInfo& info) {
     if (res) require_elements(res, conv::output_elements(g), dt, op, "residual");
     if (pre) require_elements(pre, conv::output_elements(g), dt, op, "preactivation");
     Backend& be = common_backend({y, x, w, bias, res, pre}, op);
-    StoragePtr ws = workspace(be, g, dt, w->ptr);
+    StoragePtr ws = workspace(be, conv::workspace_bytes(g, dt, be.kind(), w->ptr));
     be.enqueue(op, [&be, g, act, y, x, w, bias, res, pre, dt, ws] {
       conv::Epilogue e;
       e.bias = bias ? bias->ptr : nullptr;
@@ -77,7 +75,7 @@ Napi::Value Conv2dBackwardInput(const Napi::CallbackInfo& info) {
     require_elements(w, conv::weight_elements(g), dt, op, "weight");
     if (bias) require_elements(bias, g.in_c, dt, op, "bias");
     Backend& be = common_backend({dx, dy, w, bias}, op);
-    StoragePtr ws = workspace(be, g, dt);
+    StoragePtr ws = workspace(be, conv::workspace_bytes_backward_input(g, dt, be.kind()));
     be.enqueue(op, [&be, g, dx, dy, w, bias, dt, ws] {
       AMR_DISPATCH(be, conv, backward_input, g, dx->ptr, dy->ptr, w->ptr, bias ? bias->ptr : nullptr, dt, ws->ptr);
     });
@@ -97,7 +95,7 @@ Napi::Value Conv2dBackwardWeight(const Napi::CallbackInfo& info) {
     require_elements(x, conv::input_elements(g), dt, op, "input");
     require_elements(dy, conv::output_elements(g), dt, op, "output gradient");
     Backend& be = common_backend({dw, x, dy}, op);
-    StoragePtr ws = workspace(be, g, dt);
+    StoragePtr ws = workspace(be, conv::workspace_bytes_backward_weight(g, dt, be.kind()));
     be.enqueue(op, [&be, g, dw, x, dy, dt, ws] {
       AMR_DISPATCH(be, conv, backward_weight, g, dw->ptr, x->ptr, dy->ptr, dt, ws->ptr);
     });
@@ -121,6 +119,17 @@ Napi::Value ChannelSum(const Napi::CallbackInfo& info) {
   });
 }
 
+// convImplicitCounts() → { forward, backwardInput, backwardWeight }: how often each implicit-GEMM path has run
+// (process-wide, counted when the work runs), for the tests that check a geometry took it.
+Napi::Value ConvImplicitCounts(const Napi::CallbackInfo& info) {
+  const conv::ImplicitCounts& c = conv::implicit_counts();
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("forward", Napi::Number::New(info.Env(), double(c.forward.load())));
+  o.Set("backwardInput", Napi::Number::New(info.Env(), double(c.backward_input.load())));
+  o.Set("backwardWeight", Napi::Number::New(info.Env(), double(c.backward_weight.load())));
+  return o;
+}
+
 }  // namespace
 
 void init_conv_ops(Napi::Env env, Napi::Object exports) {
@@ -128,6 +137,7 @@ void init_conv_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("conv2dBackwardInput", Napi::Function::New(env, Conv2dBackwardInput));
   exports.Set("conv2dBackwardWeight", Napi::Function::New(env, Conv2dBackwardWeight));
   exports.Set("channelSum", Napi::Function::New(env, ChannelSum));
+  exports.Set("convImplicitCounts", Napi::Function::New(env, ConvImplicitCounts));
 }
 
 }  // namespace bindings

@@ -6,60 +6,10 @@ import type { DType } from '../ts';
 import {
   describeEachDevice, freshSeed, poisonOutputs, randomArray, relativeError, roundBf16, sampledFiniteDifference, sampledRelativeError,
 } from './support/reference';
+import { conv, refConv, refGrads, taps } from './support/conv-reference';
+import type { Conv } from './support/conv-reference';
 
 poisonOutputs();
-
-interface Conv {
-  n: number; c: number; h: number; w: number; o: number; kh: number; kw: number;
-  stride: [number, number]; padding: [number, number]; dilation: [number, number]; groups: number;
-}
-
-const outSize = (i: number, k: number, s: number, p: number, d: number) => Math.floor((i + 2 * p - d * (k - 1) - 1) / s) + 1;
-
-// For every (output, input, weight) index triple the convolution multiplies: forward, adjoints and the
-// transposed convolution all walk this one list.
-function taps(g: Conv, visit: (yi: number, xi: number, wi: number) => void): [number, number] {
-  const ho = outSize(g.h, g.kh, g.stride[0], g.padding[0], g.dilation[0]);
-  const wo = outSize(g.w, g.kw, g.stride[1], g.padding[1], g.dilation[1]);
-  const cg = g.c / g.groups, og = g.o / g.groups;
-  for (let n = 0; n < g.n; n++)
-    for (let o = 0; o < g.o; o++) {
-      const grp = Math.floor(o / og);
-      for (let oy = 0; oy < ho; oy++)
-        for (let ox = 0; ox < wo; ox++)
-          for (let cl = 0; cl < cg; cl++)
-            for (let i = 0; i < g.kh; i++) {
-              const iy = oy * g.stride[0] - g.padding[0] + i * g.dilation[0];
-              if (iy < 0 || iy >= g.h) continue;
-              for (let j = 0; j < g.kw; j++) {
-                const ix = ox * g.stride[1] - g.padding[1] + j * g.dilation[1];
-                if (ix < 0 || ix >= g.w) continue;
-                const c = grp * cg + cl;
-                visit(((n * g.o + o) * ho + oy) * wo + ox, ((n * g.c + c) * g.h + iy) * g.w + ix, ((o * cg + cl) * g.kh + i) * g.kw + j);
-              }
-            }
-    }
-  return [ho, wo];
-}
-
-function refConv(g: Conv, x: Float64Array, w: Float64Array, b?: Float64Array): Float64Array {
-  const [ho, wo] = taps(g, () => undefined);
-  const y = new Float64Array(g.n * g.o * ho * wo);
-  taps(g, (yi, xi, wi) => (y[yi] += x[xi] * w[wi]));
-  if (b) for (let i = 0; i < y.length; i++) y[i] += b[Math.floor(i / (ho * wo)) % g.o];
-  return y;
-}
-
-// Adjoints of the bilinear map y = conv(x, w) for the loss Σ y·r.
-function refGrads(g: Conv, x: Float64Array, w: Float64Array, r: Float64Array): { dx: Float64Array; dw: Float64Array } {
-  const dx = new Float64Array(x.length);
-  const dw = new Float64Array(w.length);
-  taps(g, (yi, xi, wi) => {
-    dx[xi] += r[yi] * w[wi];
-    dw[wi] += r[yi] * x[xi];
-  });
-  return { dx, dw };
-}
 
 const f32 = (a: Float64Array) => Float32Array.from(a);
 const asF64 = (a: Float64Array) => Float64Array.from(Float32Array.from(a));
@@ -74,10 +24,6 @@ const siluGrad = (v: number) => {
   const s = 1 / (1 + Math.exp(-v));
   return s * (1 + v * (1 - s));
 };
-
-function conv(n: number, c: number, h: number, w: number, o: number, k: [number, number], extra: Partial<Conv> = {}): Conv {
-  return { n, c, h, w, o, kh: k[0], kw: k[1], stride: [1, 1], padding: [0, 0], dilation: [1, 1], groups: 1, ...extra };
-}
 
 const CASES: Array<[string, Conv]> = [
   ['3x3 pad 1, odd sizes', conv(2, 3, 7, 9, 5, [3, 3], { padding: [1, 1] })],
@@ -137,7 +83,8 @@ describeEachDevice('conv2d on %s', (device) => {
   });
 
   // bf16 forward: K = Cg·kh·kw a multiple of 8 takes the implicit GEMM on the tensor-core tile (each tile size
-  // forced in turn), otherwise im2col + the GEMM family's product; gradients always take the latter.
+  // forced in turn), otherwise im2col + the GEMM family's product; on cuda and sim the gradients take their
+  // implicit GEMMs (test/conv-implicit.test.ts checks those closely), on cpu im2col.
   test.each([
     ['3x3 pad 1, 16 channels (implicit GEMM)', conv(2, 16, 6, 10, 24, [3, 3], { padding: [1, 1] }), ['small', 'large']],
     ['groups 2, stride 2, dilation 2, pad 2, odd sizes (implicit GEMM)', conv(1, 16, 11, 9, 20, [3, 3], { groups: 2, stride: [2, 2], padding: [2, 2], dilation: [2, 2] }), ['small', 'large']],

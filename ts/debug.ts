@@ -62,3 +62,12 @@ export function cpuSgemmSerial(a: Tensor, b: Tensor, c: Tensor, p: { transA: boo
 export function gemmTile(tile: 'auto' | 'small' | 'large'): void {
   native.setMmaTile(tile);
 }
+
+/**
+ * How many times each bf16 conv2d implicit-GEMM path (forward, input gradient, weight gradient; cuda and sim) has
+ * run, process-wide, counted when the queued work runs (read after awaiting a result): the proof a test's geometry
+ * took the path it means to check.
+ */
+export function convImplicitCounts(): { forward: number; backwardInput: number; backwardWeight: number } {
+  return native.convImplicitCounts();
+}

@@ -352,6 +352,8 @@ export interface NativeAddon {
   cudaVersions(): { runtime: number; driver: number; requiredDriver: number };
   setUseBlas(on: boolean): void;
   setMmaTile(tile: 'auto' | 'small' | 'large'): void;
+  /** How often each bf16 implicit-GEMM conv path has run (cuda and sim, process-wide, counted as the work runs). */
+  convImplicitCounts(): { forward: number; backwardInput: number; backwardWeight: number };
   cpuBf16Amx(): { supported: boolean; enabled: boolean };
   setUseBf16Amx(on: boolean): void;
   /** false when this CPU cannot run that micro-kernel (the choice is then unchanged). */

@@ -8,8 +8,11 @@
 // pixel of every image), so one product per group covers the whole batch: the weight gradient then sums over the
 // batch inside the product's f32 accumulator instead of in rounded storage, and a channel's outputs form one row.
 // col2im is a gather (each input pixel sums the columns that read it, in a fixed order): no float atomics, the
-// same bits run to run.
+// same bits run to run. In bf16 on cuda and sim the gradients (and the forward when K is a multiple of 8) are
+// implicit GEMMs instead: the columns are gathered inside the tensor-core tile, never written (see the implicit_*
+// predicates below and cuda.cu).
 #pragma once
+#include <atomic>
 #include <cstdint>
 
 #include "../activation/activation.h"
@@ -38,7 +41,7 @@ AMR_HD int64_t input_elements(const Geometry& g) { return int64_t(g.batch) * g.i
 AMR_HD int64_t output_elements(const Geometry& g) { return int64_t(g.batch) * g.out_c * g.out_h * g.out_w; }
 AMR_HD int64_t weight_elements(const Geometry& g) { return int64_t(g.out_c) * col_rows(g); }
 
-// Every entry point's scratch, in elements of the storage dtype: one group's columns, the [O, N·Ho·Wo] channel-major
+// The im2col path's scratch, in elements of the storage dtype: one group's columns, the [O, N·Ho·Wo] channel-major
 // copy of y or dy, and (backward_input) one group's transposed weight.
 inline int64_t workspace_elements(const Geometry& g) {
   return col_rows(g) * col_cols(g) + int64_t(g.out_c) * col_cols(g) + weight_elements(g);
@@ -55,11 +58,117 @@ inline bool implicit_gemm(const Geometry& g, DType dt, BackendKind k, const void
          (reinterpret_cast<uintptr_t>(weight) & 15u) == 0;
 }
 
+// The input gradient as an implicit GEMM, dx[c, (n, iy, ix)] = Σ over (o, i, j) of wᵀ[c, (o, i, j)] ·
+// dy[n, o, oy(iy, i), ox(ix, j)], per group and per phase (below): A is the weight transposed into scratch with its
+// K padded to a multiple of 8 (zero columns), so cp.async reads it whatever the shape; B gathers dy. Every
+// non-direct bf16 geometry on cuda and sim takes it.
+inline bool implicit_backward_input(const Geometry& g, DType dt, BackendKind k) {
+  return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g);
+}
+
+// With stride s > 1 an input pixel is reached only by the taps i with (iy + pad − i·d) % s == 0, which depends on iy
+// mod s alone: the input pixels split into sh·sw phases (iy = py + sh·u, ix = px + sw·v), and within a phase its
+// taps i = i0 + step·a (step = s / gcd(s, d)) reach oy = u + base − a·dstep, a stride-1 correlation. One GEMM per
+// phase with only its taps in A does the MACs that matter; gathering zeros for the taps that miss would do sh·sw
+// times as many (4x for E-RADIO's stride-2 stem and downsamples). Stride 1 is the single phase with every tap.
+struct DgradAxis {
+  int pos0 = 0, pixels = 0;  // the phase's first input index and how many it has per image (iy = pos0 + s·u)
+  int tap0 = 0, step = 1, taps = 0;  // its taps: tap0 + step·a for a < taps
+  int base = 0, dstep = 0;   // o = u + base − a·dstep
+};
+AMR_HD DgradAxis dgrad_axis(int phase, int in, int k, int s, int p, int d) {
+  DgradAxis a;
+  a.pos0 = phase;
+  a.pixels = phase < in ? (in - phase + s - 1) / s : 0;
+  int gcd = s, b = d;
+  while (b) { const int t = gcd % b; gcd = b; b = t; }
+  a.step = s / gcd;
+  for (int i = 0; i < a.step && i < k; ++i)
+    if (((phase + p - i * d) % s + s) % s == 0) {
+      a.tap0 = i;
+      a.taps = (k - i + a.step - 1) / a.step;
+      a.base = (phase + p - i * d) / s;  // exact: the numerator is a multiple of s
+      a.dstep = a.step * d / s;
+      break;
+    }
+  return a;
+}
+struct DgradPhase {
+  DgradAxis y, x;
+  int64_t kp = 0;      // K = Og · (y taps) · (x taps), padded to a multiple of 8
+  int64_t offset = 0;  // where its A [groups][Cg][kp] starts in the scratch
+};
+// Phase (py, px) with its scratch offset: phases are laid out in row-major order, each [groups][Cg][kp].
+inline DgradPhase dgrad_phase(const Geometry& g, int py, int px) {
+  DgradPhase ph;
+  for (int p = 0; p <= py * g.sw + px; ++p) {
+    ph.offset += int64_t(g.groups) * group_in(g) * ph.kp;
+    ph.y = dgrad_axis(p / g.sw, g.in_h, g.kh, g.sh, g.ph, g.dh);
+    ph.x = dgrad_axis(p % g.sw, g.in_w, g.kw, g.sw, g.pw, g.dw);
+    ph.kp = (group_out(g) * ph.y.taps * ph.x.taps + 7) / 8 * 8;
+  }
+  return ph;
+}
+// The scratch of every phase's A, in elements.
+inline int64_t dgrad_weight_elements(const Geometry& g) {
+  const DgradPhase last = dgrad_phase(g, g.sh - 1, g.sw - 1);
+  return last.offset + int64_t(g.groups) * group_in(g) * last.kp;
+}
+
+// The weight gradient as an implicit GEMM, dw[o, (c, i, j)] = Σ over q = (n, oy, ox) of dy[n, o, q] · x[col_source]:
+// its K is every output pixel of the batch (N·Ho·Wo, long) and its M·N only Og × Cg·kh·kw, so the K range is split
+// over blocks (grid z) when the product alone would not fill the device. Splits write f32 partials to scratch and a
+// second pass sums them in split order: deterministic, no float atomics. A split is a whole number of k tiles. The
+// partials stay small: splits > 1 only while the 64×64 tiles number fewer than kWgradBlocks, so splits·Og·Kc is
+// under 2·kWgradBlocks·64·64 f32 (8.6 MB; one group at a time), against the column matrix's Kc·N·Ho·Wo.
+constexpr int kWgradTileK = 32;       // the tile's k step (gemm::kMmaTileK)
+constexpr int64_t kWgradBlocks = 264;  // blocks to aim for (two per SM of the largest GPUs we target)
+constexpr int64_t kWgradMinTiles = 8;  // k tiles per split at least, so a split's pipeline runs full
+inline int64_t wgrad_splits(const Geometry& g) {
+  const int64_t blocks = ((group_out(g) + 63) / 64) * ((col_rows(g) + 63) / 64) * g.groups;
+  const int64_t ktiles = (col_cols(g) + kWgradTileK - 1) / kWgradTileK;
+  int64_t s = (kWgradBlocks + blocks - 1) / blocks;
+  if (s > ktiles / kWgradMinTiles) s = ktiles / kWgradMinTiles;
+  if (s > 64) s = 64;
+  return s < 1 ? 1 : s;
+}
+// The k tiles of each split (the last may have fewer).
+inline int64_t wgrad_split_tiles(const Geometry& g) {
+  const int64_t ktiles = (col_cols(g) + kWgradTileK - 1) / kWgradTileK, s = wgrad_splits(g);
+  return (ktiles + s - 1) / s;
+}
+inline bool implicit_backward_weight(const Geometry& g, DType dt, BackendKind k) {
+  return k != BackendKind::Cpu && dt == DType::BF16 && !direct(g);
+}
+
 // The scratch in bytes: f32 on cpu (its products compute in f32), the storage dtype on cuda and sim; none for the
 // direct and the implicit-GEMM forward (`weight` given only by forward).
 inline int64_t workspace_bytes(const Geometry& g, DType dt, BackendKind k, const void* forward_weight = nullptr) {
   if (direct(g) || (forward_weight && implicit_gemm(g, dt, k, forward_weight))) return 16;
   return workspace_elements(g) * int64_t(k == BackendKind::Cpu ? 4 : dtype_size(dt));
+}
+// backward_input's: the implicit path needs only the phases' padded transposed weights (about the weight, bf16).
+inline int64_t workspace_bytes_backward_input(const Geometry& g, DType dt, BackendKind k) {
+  if (!direct(g) && implicit_backward_input(g, dt, k)) return dgrad_weight_elements(g) * 2 + 16;
+  return workspace_bytes(g, dt, k);
+}
+// backward_weight's: the implicit path needs one group's f32 partials when it splits K, nothing otherwise.
+inline int64_t workspace_bytes_backward_weight(const Geometry& g, DType dt, BackendKind k) {
+  if (!direct(g) && implicit_backward_weight(g, dt, k)) {
+    const int64_t s = wgrad_splits(g);
+    return s > 1 ? s * group_out(g) * col_rows(g) * 4 : 16;
+  }
+  return workspace_bytes(g, dt, k);
+}
+
+// How many times each implicit-GEMM path ran (every backend, process-wide): the tests' proof that a geometry took
+// the path they mean to check.
+struct ImplicitCounts {
+  std::atomic<int64_t> forward{0}, backward_input{0}, backward_weight{0};
+};
+inline ImplicitCounts& implicit_counts() {
+  static ImplicitCounts c;
+  return c;
 }
 
 // Why a geometry cannot run, or nullptr: the one list of limits, asked by the binding (and so by every caller).
@@ -130,10 +239,13 @@ namespace sim { AMR_CONV_FUNCS }
 
 // im2col's one rule, shared by every backend: column row r = (c, i, j) of group channel c and tap (i, j), column
 // q = (n, oy, ox), reads x[n, c, oy·sh − ph + i·dh, ox·sw − pw + j·dw], 0 outside. Returns the input offset or −1.
-AMR_HD int64_t col_source(const Geometry& g, int64_t group, int64_t r, int64_t q) {
-  const int64_t j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (int64_t(g.kw) * g.kh) + group * group_in(g);
-  const int64_t ox = q % g.out_w, oy = (q / g.out_w) % g.out_h, n = q / (int64_t(g.out_w) * g.out_h);
-  const int64_t iy = oy * g.sh - g.ph + i * g.dh, ix = ox * g.sw - g.pw + j * g.dw;
+// I = int serves the tensor-core gathers: every value here is below the input's or the column matrix's size, which
+// unsupported() keeps under 2^31, and a GPU divides 32-bit integers in a fraction of the instructions of 64-bit ones.
+template <typename I = int64_t>
+AMR_HD I col_source(const Geometry& g, I group, I r, I q) {
+  const I j = r % g.kw, i = (r / g.kw) % g.kh, c = r / (I(g.kw) * g.kh) + group * I(group_in(g));
+  const I ox = q % g.out_w, oy = (q / g.out_w) % g.out_h, n = q / (I(g.out_w) * g.out_h);
+  const I iy = oy * g.sh - g.ph + i * g.dh, ix = ox * g.sw - g.pw + j * g.dw;
   if (iy < 0 || iy >= g.in_h || ix < 0 || ix >= g.in_w) return -1;
   return ((n * g.in_c + c) * g.in_h + iy) * g.in_w + ix;
 }

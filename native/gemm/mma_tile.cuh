@@ -3,7 +3,8 @@
 // are in flight while one is multiplied), fragments loaded with ldmatrix and multiplied with mma.sync m16n8k16 (f32
 // accumulation). The epilogue functor receives every in-range (row, col, value) of the tile.
 // Requirements: A is [M, K] row-major, K % 8 == 0 (16-byte cp.async rows) and 16-byte aligned rows; B is [N, K]
-// (kBKN false) or [K, N] with N % 8 == 0 (kBKN true), or any BSource that fills the tile itself (mma_gemm_tile_from).
+// (kBKN false) or [K, N] with N % 8 == 0 (kBKN true), or any BSource that fills the tile itself (mma_gemm_tile_from);
+// A likewise may be any ASource (mma_gemm_tile_ab: conv's weight gradient reads dy's rows image by image).
 #pragma once
 #include "../runtime/kernel.cuh"
 #include "../runtime/tensor_core.cuh"
@@ -55,9 +56,29 @@ struct DenseB {
   }
 };
 
+// Where A's chunks come from: [M, K] row-major by cp.async, chunks outside the matrix zero-filled (K % 8 == 0, so a
+// chunk is wholly inside or wholly outside). Another ASource provides the same load() into the [kBM][kPitch] stage.
+struct DenseA {
+  const __nv_bfloat16* A;
+  template <int kBM, int kBK, int kPitch, int kThreads>
+  __device__ __forceinline__ void load(__nv_bfloat16* as, int k0, int m0, int M, int K, int tid) const {
+    for (int c = tid; c < kBM * kBK / 8; c += kThreads) {
+      const int r = c / (kBK / 8), kc = (c % (kBK / 8)) * 8;
+      const bool ok = m0 + r < M && k0 + kc < K;
+      cp_async_16_zfill(as + r * kPitch + kc, ok ? A + (long long)(m0 + r) * K + k0 + kc : A, ok);
+    }
+  }
+};
+
+template <typename Tile, bool kBKN, typename ASource, typename BSource, typename Epilogue>
+__device__ __forceinline__ void mma_gemm_tile_ab(const ASource& asrc, const BSource& bsrc, int M, int N, int K,
+                                                 const Epilogue& epilogue);
+
 template <typename Tile, bool kBKN, typename BSource, typename Epilogue>
 __device__ __forceinline__ void mma_gemm_tile_from(const __nv_bfloat16* __restrict__ A, const BSource& bsrc, int M, int N,
-                                                   int K, const Epilogue& epilogue);
+                                                   int K, const Epilogue& epilogue) {
+  mma_gemm_tile_ab<Tile, kBKN>(DenseA{A}, bsrc, M, N, K, epilogue);
+}
 
 template <typename Tile, bool kBKN, typename Epilogue>
 __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ A, const __nv_bfloat16* __restrict__ B,
@@ -65,9 +86,9 @@ __device__ __forceinline__ void mma_gemm_tile(const __nv_bfloat16* __restrict__ 
   mma_gemm_tile_from<Tile, kBKN>(A, DenseB<kBKN>{B}, M, N, K, epilogue);
 }
 
-template <typename Tile, bool kBKN, typename BSource, typename Epilogue>
-__device__ __forceinline__ void mma_gemm_tile_from(const __nv_bfloat16* __restrict__ A, const BSource& bsrc, int M, int N,
-                                                   int K, const Epilogue& epilogue) {
+template <typename Tile, bool kBKN, typename ASource, typename BSource, typename Epilogue>
+__device__ __forceinline__ void mma_gemm_tile_ab(const ASource& asrc, const BSource& bsrc, int M, int N, int K,
+                                                 const Epilogue& epilogue) {
   constexpr int kBM = Tile::kBM, kBN = Tile::kBN, kBK = kMmaTileK, kPad = kMmaPad;
   constexpr int kStages = Tile::kStages, kThreads = Tile::kThreads, kMI = Tile::kMI, kNI = Tile::kNI;
   AMR_SHARED(__align__(16) __nv_bfloat16, As, [kStages][kBM][kBK + kPad]);
@@ -82,11 +103,7 @@ __device__ __forceinline__ void mma_gemm_tile_from(const __nv_bfloat16* __restri
   // [K,N], so a chunk is either wholly inside or wholly outside).
   auto load_tile = [&](int kt, int stage) {
     const int k0 = kt * kBK;
-    for (int c = tid; c < kBM * kBK / 8; c += kThreads) {
-      const int r = c / (kBK / 8), kc = (c % (kBK / 8)) * 8;
-      const bool ok = m0 + r < M && k0 + kc < K;
-      cp_async_16_zfill(&As[stage][r][kc], ok ? A + (long long)(m0 + r) * K + k0 + kc : A, ok);
-    }
+    asrc.template load<kBM, kBK, kBK + kPad, kThreads>(&As[stage][0][0], k0, m0, M, K, tid);
     bsrc.template load<kBK, kBN, (kBKN ? kBN : kBK) + kPad, kThreads>(&Bs[stage][0][0], k0, n0, N, K, tid);
   };
 
