@@ -111,7 +111,7 @@ Napi::Value NcclAllGather(const Napi::CallbackInfo& info) {
     StoragePtr in = f.buffer("input"), out = f.buffer("output");
     const int64_t bytes = f.int64("bytes", 0);
     if (in->backend != out->backend) throw Error("allGather: input and output are on different backends");
-    const int size = dist::nccl::comm_size();
+    const int size = dist::nccl::comm_size("allGather");
     require_bytes(in, bytes, f.who, "input");
     require_bytes(out, bytes * size, f.who, "output");
     dist::nccl::allgather(*in->backend, in, out, bytes);

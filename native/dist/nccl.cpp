@@ -63,14 +63,20 @@ Comm g_comm = nullptr;
 int g_size = 0;
 bool g_ever = false;       // NCCL allows one communicator per rank here; a second init is refused
 std::string g_broken;      // why the communicator was aborted; later collectives throw it
-std::vector<std::weak_ptr<Backend>> g_backends;  // where collectives ran: they get the abort's error
+// Where collectives ran: they get the abort's error. On the heap, never freed: the watchdog may read it during exit.
+auto* const g_backends = new std::vector<std::weak_ptr<Backend>>();
 
 // The watchdog: polls ncclCommGetAsyncError (NCCL's documented way to learn that a peer failed) while a
-// communicator lives.
-std::thread g_watchdog;
-std::mutex g_watch_mu;
-std::condition_variable g_watch_cv;
-bool g_watch_stop = false;
+// communicator lives. Detached, with its state on the heap and never freed: a script may exit without close(), and
+// a joinable std::thread destroyed at exit would terminate the process, a condition variable destroyed under a
+// waiting thread can block exit.
+struct Watch {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool stop = false;
+  bool running = false;
+};
+Watch* const g_watch = new Watch();
 
 template <typename F>
 void sym(void* h, const char* name, F& out, std::string& missing) {
@@ -157,9 +163,9 @@ Comm usable(const char* op) {
 }
 
 void remember(Backend& be) {
-  for (const auto& w : g_backends)
+  for (const auto& w : *g_backends)
     if (w.lock().get() == &be) return;
-  g_backends.push_back(be.shared_from_this());
+  g_backends->push_back(be.shared_from_this());
 }
 
 // Aborts with g_mu held.
@@ -170,37 +176,49 @@ void abort_locked(const std::string& why) {
     g_nccl->CommAbort(g_comm);
     g_comm = nullptr;
   }
-  for (const auto& w : g_backends)
+  for (const auto& w : *g_backends)
     if (auto be = w.lock()) be->record_error("NCCL", why);
 }
 
-void watch() {
-  std::unique_lock<std::mutex> wl(g_watch_mu);
-  while (!g_watch_cv.wait_for(wl, std::chrono::milliseconds(100), [] { return g_watch_stop; })) {
-    std::lock_guard<std::mutex> lock(g_mu);
-    if (!g_comm) return;
-    Result async = kSuccess;
-    const Result rc = g_nccl->CommGetAsyncError(g_comm, &async);
-    if (rc != kSuccess) async = rc;
-    if (async != kSuccess && async != kInProgress) {
-      const char* s = g_nccl->GetErrorString(async);
-      abort_locked(std::string("NCCL reported an asynchronous error (") + std::to_string(async) + (s ? std::string(": ") + s : "") +
-                   "): a peer failed or the network broke; the communicator was aborted and the job cannot continue");
-      return;
-    }
-  }
+// One poll; false when the watchdog should end (no communicator, or it was just aborted).
+bool poll_once() {
+  std::lock_guard<std::mutex> lock(g_mu);
+  if (!g_comm) return false;
+  Result async = kSuccess;
+  const Result rc = g_nccl->CommGetAsyncError(g_comm, &async);
+  if (rc != kSuccess) async = rc;
+  if (async == kSuccess || async == kInProgress) return true;
+  const char* s = g_nccl->GetErrorString(async);
+  abort_locked(std::string("NCCL reported an asynchronous error (") + std::to_string(async) + (s ? std::string(": ") + s : "") +
+               "): a peer failed or the network broke; the communicator was aborted and the job cannot continue");
+  return false;
 }
 
+void watch() {
+  std::unique_lock<std::mutex> wl(g_watch->mu);
+  while (!g_watch->cv.wait_for(wl, std::chrono::milliseconds(100), [] { return g_watch->stop; })) {
+    wl.unlock();  // never held with g_mu: stop_watchdog takes it alone
+    const bool more = poll_once();
+    wl.lock();
+    if (!more) break;
+  }
+  g_watch->running = false;
+  g_watch->cv.notify_all();
+}
+
+void start_watchdog() {
+  std::lock_guard<std::mutex> wl(g_watch->mu);
+  g_watch->stop = false;
+  g_watch->running = true;
+  std::thread(watch).detach();
+}
+
+// Returns once the watchdog has ended, so the communicator can be destroyed without a poll racing it.
 void stop_watchdog() {
-  {
-    std::lock_guard<std::mutex> wl(g_watch_mu);
-    g_watch_stop = true;
-  }
-  g_watch_cv.notify_all();
-  if (g_watchdog.joinable()) {
-    if (g_watchdog.get_id() == std::this_thread::get_id()) g_watchdog.detach();
-    else g_watchdog.join();
-  }
+  std::unique_lock<std::mutex> wl(g_watch->mu);
+  g_watch->stop = true;
+  g_watch->cv.notify_all();
+  g_watch->cv.wait(wl, [] { return !g_watch->running; });
 }
 
 // Refuses now, on the JS thread, what the queued call would refuse: the communicator is missing or broken.
@@ -255,14 +273,12 @@ void init_comm(const std::string& id, int rank, int size) {
                 "); each rank must see its own GPU: the cuda backend uses the first visible device, so start each rank " +
                 "with CUDA_VISIBLE_DEVICES set to its LOCAL_RANK; NCCL_DEBUG=WARN prints NCCL's reason");
   }
-  std::lock_guard<std::mutex> lock(g_mu);
-  g_comm = comm;
-  g_size = size;
   {
-    std::lock_guard<std::mutex> wl(g_watch_mu);
-    g_watch_stop = false;
+    std::lock_guard<std::mutex> lock(g_mu);
+    g_comm = comm;
+    g_size = size;
   }
-  g_watchdog = std::thread(watch);
+  start_watchdog();
 }
 
 bool has_comm() {
@@ -270,9 +286,9 @@ bool has_comm() {
   return g_comm != nullptr;
 }
 
-int comm_size() {
+int comm_size(const char* op) {
   std::lock_guard<std::mutex> lock(g_mu);
-  usable("NCCL");
+  usable(op);
   return g_size;
 }
 

@@ -37,7 +37,7 @@ std::string unique_id();
 // communicator in one process, a rank out of range, NCCL's own error with a hint about GPU assignment).
 void init_comm(const std::string& id, int rank, int size);
 bool has_comm();
-int comm_size();  // throws when there is no usable communicator
+int comm_size(const char* op);  // throws (naming op) when there is no usable communicator
 
 // Each queues its NCCL call on be's stream (be is a cuda backend). In place. n elements / bytes.
 void allreduce(Backend& be, const StoragePtr& buf, int64_t n, DType dt, bool mean);

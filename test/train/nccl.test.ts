@@ -79,3 +79,65 @@ describe('NCCL on cuda tensors', () => {
   const two = named('two ranks, one GPU each, met over the rendezvous: the same collectives across the ranks', 2);
   two.run(two.title, async () => expectRanks(2, await world(2)));
 });
+
+// Without a GPU: native/dist/nccl.cpp against a stand-in library (children/fake-nccl.c) that answers like NCCL
+// but moves no data, so that opening, the version, the id, ncclCommInitRank off the JS thread, the watchdog's abort
+// on an asynchronous error, destroy, and exiting with a live communicator are checked on every machine with a C
+// compiler. Each case is a child: the library is opened, and the communicator made, once per process.
+describe('native/dist/nccl against a stand-in libnccl (no GPU needed)', () => {
+  const cc = spawnSync('cc', ['--version'], { encoding: 'utf8' }).status === 0;
+  const lib = path.join(require('os').tmpdir(), `am-radio-fake-nccl-${process.pid}.so`);
+  const run = (mode: string, env: NodeJS.ProcessEnv = {}) => {
+    const r = spawnSync(process.execPath, [path.join(__dirname, 'children', 'fake-nccl.js'), mode], {
+      env: { ...process.env, AM_RADIO_NCCL_LIBRARY: lib, ...env },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    const line = r.stdout.split('\n').find((l) => l.startsWith('{'));
+    return { status: r.status, signal: r.signal, stderr: r.stderr, out: line ? JSON.parse(line) : {} };
+  };
+  beforeAll(() => {
+    if (!cc) return;
+    const r = spawnSync('cc', ['-shared', '-fPIC', '-O1', '-o', lib, path.join(__dirname, 'children', 'fake-nccl.c')], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`cc failed: ${r.stderr}`);
+  });
+  afterAll(() => require('fs').rmSync(lib, { force: true }));
+  const t = cc ? test : test.skip;
+  const noComm = "allGather: there is no NCCL communicator (initDistributed({ device: 'cuda' }) and await group.ready() create it, on every rank, before the first cuda collective)";
+
+  t(`opens it, reads its version, makes a communicator of one, refuses a second, and exits cleanly with the watchdog running${cc ? '' : ' (skipped: no cc)'}`, () => {
+    const r = run('plain');
+    expect({ status: r.status, signal: r.signal, stderr: r.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+    expect(r.out).toEqual({
+      library: { library: lib, version: 21803, versionText: '2.18.3' },
+      idBytes: 128,
+      before: noComm,
+      init: 'ok',
+      again: 'NCCL: this process already made its communicator; one per process',
+      // With a communicator the check passes, and the cpu buffer is what is refused.
+      after: 'allGather: the tensor is on cpu; NCCL collectives take cuda tensors (sim is not an NCCL target; cpu tensors go through MPI)',
+    });
+  });
+
+  t(`an asynchronous error (a peer gone) aborts the communicator within the watchdog's poll; later collectives say why${cc ? '' : ' (skipped: no cc)'}`, () => {
+    const r = run('async-error', { FAKE_NCCL_ASYNC_ERROR_AFTER: '2' });
+    expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
+    expect(r.out.after).toBe(
+      'allGather: NCCL reported an asynchronous error (6: remote process exited or there was a network error (fake)): a peer failed or the network broke; the communicator was aborted and the job cannot continue',
+    );
+  });
+
+  t(`destroy ends it: later collectives say the group was closed${cc ? '' : ' (skipped: no cc)'}`, () => {
+    const r = run('destroy');
+    expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
+    expect(r.out.after).toBe('allGather: the process group was closed');
+  });
+
+  t(`a failing ncclCommInitRank rejects with NCCL's error and the hint about one GPU per rank${cc ? '' : ' (skipped: no cc)'}`, () => {
+    const r = run('init-fail', { FAKE_NCCL_INIT_FAIL: '1' });
+    expect([r.status, r.signal]).toEqual([0, null]);
+    expect(r.out.init).toBe(
+      'NCCL: ncclCommInitRank (rank 0 of 1) failed (error 5: invalid usage (fake)); each rank must see its own GPU: the cuda backend uses the first visible device, so start each rank with CUDA_VISIBLE_DEVICES set to its LOCAL_RANK; NCCL_DEBUG=WARN prints NCCL\'s reason',
+    );
+  });
+});
