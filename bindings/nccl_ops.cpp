@@ -1,6 +1,7 @@
 // NCCL's entry points (native/dist/nccl.h): the library and the communicator's set-up on the JS thread (the
 // blocking ncclCommInitRank on a worker, behind a Promise), collectives queued on the tensor's cuda backend.
 #include "../native/dist/nccl.h"
+#include "../native/runtime/cuda_backend.h"
 #include "args.h"
 #include "buffer.h"
 #include "host_read.h"
@@ -136,6 +137,11 @@ Napi::Value NcclDestroy(const Napi::CallbackInfo& info) {
   });
 }
 
+// cudaDeviceCount() -> the GPUs this process sees (0 without a driver or CUDA).
+Napi::Value CudaDeviceCount(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value { return Napi::Number::New(info.Env(), cuda_device_count()); });
+}
+
 }  // namespace
 
 void init_nccl_ops(Napi::Env env, Napi::Object exports) {
@@ -147,6 +153,7 @@ void init_nccl_ops(Napi::Env env, Napi::Object exports) {
   exports.Set("ncclAllGather", Napi::Function::New(env, NcclAllGather));
   exports.Set("ncclAbort", Napi::Function::New(env, NcclAbort));
   exports.Set("ncclDestroy", Napi::Function::New(env, NcclDestroy));
+  exports.Set("cudaDeviceCount", Napi::Function::New(env, CudaDeviceCount));
 }
 
 }  // namespace bindings

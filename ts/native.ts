@@ -401,6 +401,8 @@ export interface NativeAddon {
   ncclAbort(args: { reason: string }): void;
   /** ncclCommDestroy (every rank, after synchronize('cuda')); idempotent. */
   ncclDestroy(): void;
+  /** The GPUs this process sees (after CUDA_VISIBLE_DEVICES); 0 without a driver or CUDA. */
+  cudaDeviceCount(): number;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
   readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
   /** scale, offset and keep (f32) are given exactly for mode gridSample. */

@@ -119,18 +119,28 @@ function ncclBroadcast(t: Tensor, buffer: NativeBuffer, root: number): Tensor {
   return t;
 }
 
-/** Refuses device 'cuda' where the cuda backend cannot run, before any library or peer is waited for. */
-function checkCudaBackend(who: string) {
+/**
+ * Refuses device 'cuda' where the cuda backend cannot run, before any library or peer is waited for; and a rank
+ * that would share a GPU: the backend runs on the first visible GPU, so with several visible, every rank of a
+ * machine past its first (LOCAL_RANK > 0) would land on rank 0's.
+ */
+function checkCudaBackend(who: string, localRank: number) {
   const cuda = backends().find((b) => b.name === 'cuda');
   if (!cuda?.available) throw new Error(`${who}: device 'cuda' needs the cuda backend, which is not available here: ${cuda?.reason ?? 'not compiled'}`);
+  const gpus = native.cudaDeviceCount();
+  if (localRank > 0 && gpus > 1)
+    throw new Error(
+      `${who}: LOCAL_RANK=${localRank} and this process sees ${gpus} GPUs; the cuda backend runs on the first one it sees, ` +
+        'so this rank would share GPU 0 with local rank 0: start each rank with CUDA_VISIBLE_DEVICES set to its own GPU (e.g. its LOCAL_RANK)',
+    );
 }
 
 /**
  * Makes this process's NCCL communicator: rank 0 draws the id, `share` hands it to every rank (MPI or the
  * rendezvous), then every rank joins. Bounded by the timeout: ncclCommInitRank waits for every rank.
  */
-async function makeCommunicator(rank: number, size: number, timeoutSeconds: number, share: (id: Uint8Array) => Promise<Uint8Array>): Promise<void> {
-  checkCudaBackend('initDistributed');
+async function makeCommunicator(rank: number, localRank: number, size: number, timeoutSeconds: number, share: (id: Uint8Array) => Promise<Uint8Array>): Promise<void> {
+  checkCudaBackend('initDistributed', localRank);
   // Opened on every rank before the exchange, so a rank without NCCL fails at once with the library's Error
   // rather than leaving the others waiting in ncclCommInitRank.
   native.ncclLibrary();
@@ -166,7 +176,7 @@ class TrivialGroup implements ProcessGroup {
   // A world of one needs no communicator: every collective is the identity, on cuda as on cpu.
   async ready(): Promise<void> {
     this.live('ready');
-    if (this.device === 'cuda') checkCudaBackend('initDistributed');
+    if (this.device === 'cuda') checkCudaBackend('initDistributed', 0);
   }
   allReduce(t: Tensor, op: ReduceOp = 'sum'): Tensor {
     this.live('allReduce');
@@ -212,7 +222,7 @@ class MpiGroup implements ProcessGroup {
       if (this.device !== 'cuda') return;
       // The id goes by MPI's broadcast (of a cpu buffer), queued like the other MPI collectives so that every rank
       // issues them in the same order.
-      await makeCommunicator(this.rank, this.size, this.timeoutSeconds, async (id) => {
+      await makeCommunicator(this.rank, this.localRank, this.size, this.timeoutSeconds, async (id) => {
         const buf = native.alloc('cpu', 128);
         try {
           native.upload(buf, new Int32Array(id.buffer, id.byteOffset, 32), 'i32');
@@ -320,7 +330,7 @@ class RendezvousGroup implements ProcessGroup {
   ready(): Promise<void> {
     this.live('ready');
     this.readying ??= (async () => {
-      if (this.device === 'cuda') checkCudaBackend('initDistributed');
+      if (this.device === 'cuda') checkCudaBackend('initDistributed', this.localRank);
       this.rv = await Rendezvous.connect({
         rank: this.rank,
         size: this.size,
@@ -334,7 +344,7 @@ class RendezvousGroup implements ProcessGroup {
         },
       });
       if (this.device !== 'cuda') return;
-      await makeCommunicator(this.rank, this.size, this.timeoutSeconds, (id) => this.rv!.broadcast(id));
+      await makeCommunicator(this.rank, this.localRank, this.size, this.timeoutSeconds, (id) => this.rv!.broadcast(id));
       this.nccl = true;
       await this.rv.barrier('the end of initDistributed');
     })();
