@@ -21,7 +21,11 @@ export type ReduceOp = 'sum' | 'mean';
 export interface ProcessGroup {
   readonly rank: number;
   readonly size: number;
-  /** The rank among the processes of this machine (for choosing a GPU later); 0 without a launcher. */
+  /**
+   * The rank among the processes of this machine; 0 without a launcher. It does not pick a GPU (the cuda backend
+   * runs on the first one a process sees: set CUDA_VISIBLE_DEVICES per rank); ready() refuses LOCAL_RANK > 0 with
+   * several GPUs visible.
+   */
   readonly localRank: number;
   /**
    * 'mpi' (an MPI launcher: cpu tensors by MPI, cuda tensors by NCCL), 'nccl' (a torchrun-style start: cuda
@@ -45,13 +49,16 @@ export interface ProcessGroup {
   /** Every rank's values, by rank ([rank][i]); every rank must pass as many (an Error otherwise). NaN passes. */
   allGatherScalars(values: readonly number[]): Promise<number[][]>;
   /**
-   * Ends the group: a barrier, then MPI_Finalize. Every rank must call it; a rank that ends without it counts as a
-   * failed rank to the launcher (mpirun then ends the job non-zero), which is what a crashed rank must look like.
+   * Ends the group: a barrier, then ncclCommDestroy (when there is a communicator) and MPI_Finalize, or the
+   * rendezvous's sockets closed. Every rank must call it; a rank that ends without it counts as a failed rank to
+   * the launcher (mpirun then ends the job non-zero; the rendezvous's peers fail naming it), which is what a crashed
+   * rank must look like.
    */
   close(): Promise<void>;
   /**
    * Ends every rank of the job now with this exit code (MPI_Abort): for a rank that knows the run cannot go on
-   * and must not leave the others waiting for its collectives. The trivial group exits this process.
+   * and must not leave the others waiting for its collectives. The trivial and the torchrun-style group exit this
+   * process (the latter's peers then fail naming it).
    */
   abort(code?: number): never;
 }
@@ -257,6 +264,7 @@ class MpiGroup implements ProcessGroup {
 
   async barrier(): Promise<void> {
     this.live('barrier');
+    await this.ready();
     // The cuda work queued before the barrier (NCCL's collectives among it) is done before this rank enters it.
     if (this.nccl) await native.synchronize('cuda');
     native.distBarrier();
@@ -281,6 +289,7 @@ class MpiGroup implements ProcessGroup {
     const op = 'allGatherScalars';
     this.live(op);
     const mine = checkScalars(op, values);
+    await this.ready();
     // The counts first: MPI's allgather needs the same count everywhere, and a mismatch must be an Error on every
     // rank rather than a truncated message that aborts the job.
     const counts = Array.from(new Float64Array((await this.gatherBytes(new Uint8Array(Float64Array.of(mine.length).buffer))).buffer));
