@@ -19,13 +19,13 @@ export interface Run {
 /** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
 export const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
 
-/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
-export function mpirunNode(nodeArgs: string[], timeoutMs = 90_000): Promise<Run> {
+/** `mpirun -np 2 node nodeArgs...` (env added to jest's); a hang shows as SIGKILL after timeoutMs. */
+export function mpirunNode(nodeArgs: string[], timeoutMs = 90_000, env: NodeJS.ProcessEnv = {}): Promise<Run> {
   return new Promise((resolve) => {
     const t0 = Date.now();
     const child = spawn('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2', process.execPath, ...nodeArgs], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env },  // jest's view of the environment, not the process's C environment
+      env: { ...process.env, ...env },  // jest's view of the environment, not the process's C environment
     });
     let stdout = '';
     let stderr = '';

@@ -7,6 +7,7 @@ import * as path from 'path';
 
 import { backends } from '../../ts';
 import { native } from '../../ts/native';
+import { byRank, mpirun, mpirunNode } from './mpi';
 import { RankRun, torchrun } from './torchrun';
 
 const script = path.join(__dirname, 'children', 'nccl.js');
@@ -131,6 +132,17 @@ describe('native/dist/nccl against a stand-in libnccl (no GPU needed)', () => {
     const r = run('destroy');
     expect([r.status, r.signal, r.stderr]).toEqual([0, null, '']);
     expect(r.out.after).toBe('allGather: the process group was closed');
+  });
+
+  t(`rank 0's id reaches the other ranks intact over the rendezvous (3 ranks, torchrun-style)${cc ? '' : ' (skipped: no cc)'}`, async () => {
+    const r = await torchrun(path.join(__dirname, 'children', 'fake-nccl-join.js'), ['torchrun'], [0, 1, 2], 3, () => ({ AM_RADIO_NCCL_LIBRARY: lib }));
+    expect(r.map((x) => [x.code, x.stderr, x.out])).toEqual([0, 1, 2].map((rank) => [0, '', { rank, size: 3, joined: 'ok', library: '2.18.3' }]));
+  });
+
+  (cc && mpirun ? test : test.skip)(`rank 0's id reaches the other rank intact by MPI's broadcast (mpirun -np 2)${cc && mpirun ? '' : ' (skipped: no cc or no mpirun)'}`, async () => {
+    const r = await mpirunNode([path.join(__dirname, 'children', 'fake-nccl-join.js'), 'mpi'], 90_000, { AM_RADIO_NCCL_LIBRARY: lib });
+    expect(r.code).toBe(0);
+    expect(byRank(r)).toEqual([0, 1].map((rank) => ({ rank, size: 2, joined: 'ok', library: '2.18.3' })));
   });
 
   t(`a failing ncclCommInitRank rejects with NCCL's error and the hint about one GPU per rank${cc ? '' : ' (skipped: no cc)'}`, () => {

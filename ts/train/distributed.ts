@@ -142,12 +142,25 @@ function checkCudaBackend(who: string, localRank: number) {
     );
 }
 
+/** An MPI broadcast of rank 0's id (of a cpu buffer), queued like the other MPI collectives. */
+export async function shareByMpi(id: Uint8Array): Promise<Uint8Array> {
+  const buf = native.alloc('cpu', 128);
+  try {
+    native.upload(buf, new Int32Array(id.buffer, id.byteOffset, 32), 'i32');
+    native.distBroadcast({ buffer: buf, bytes: 128, root: 0 });
+    return new Uint8Array(await native.readBytes(buf, 128));
+  } finally {
+    buf.release();
+  }
+}
+
 /**
- * Makes this process's NCCL communicator: rank 0 draws the id, `share` hands it to every rank (MPI or the
- * rendezvous), then every rank joins. Bounded by the timeout: ncclCommInitRank waits for every rank.
+ * Makes this process's NCCL communicator: rank 0 draws the id, `share` hands it to every rank (shareByMpi, or the
+ * rendezvous's broadcast), then every rank joins, bounded by the timeout since ncclCommInitRank waits for every
+ * rank. The groups check the cuda backend first (checkCudaBackend); exported apart from them so that the test
+ * against a stand-in library (test/train/nccl.test.ts) drives both ways of sharing the id on a machine without a GPU.
  */
-async function makeCommunicator(rank: number, localRank: number, size: number, timeoutSeconds: number, share: (id: Uint8Array) => Promise<Uint8Array>): Promise<void> {
-  checkCudaBackend('initDistributed', localRank);
+export async function joinNccl(rank: number, size: number, timeoutSeconds: number, share: (id: Uint8Array) => Promise<Uint8Array>): Promise<void> {
   // Opened on every rank before the exchange, so a rank without NCCL fails at once with the library's Error
   // rather than leaving the others waiting in ncclCommInitRank.
   native.ncclLibrary();
@@ -227,18 +240,10 @@ class MpiGroup implements ProcessGroup {
     this.live('ready');
     this.readying ??= (async () => {
       if (this.device !== 'cuda') return;
-      // The id goes by MPI's broadcast (of a cpu buffer), queued like the other MPI collectives so that every rank
-      // issues them in the same order.
-      await makeCommunicator(this.rank, this.localRank, this.size, this.timeoutSeconds, async (id) => {
-        const buf = native.alloc('cpu', 128);
-        try {
-          native.upload(buf, new Int32Array(id.buffer, id.byteOffset, 32), 'i32');
-          native.distBroadcast({ buffer: buf, bytes: 128, root: 0 });
-          return new Uint8Array(await native.readBytes(buf, 128));
-        } finally {
-          buf.release();
-        }
-      });
+      checkCudaBackend('initDistributed', this.localRank);
+      // The id's MPI broadcast is queued when ready() is called, so every rank issues its MPI collectives in the
+      // same order as long as every rank calls ready() at the same point.
+      await joinNccl(this.rank, this.size, this.timeoutSeconds, shareByMpi);
       this.nccl = true;
     })();
     return this.readying;
@@ -353,7 +358,7 @@ class RendezvousGroup implements ProcessGroup {
         },
       });
       if (this.device !== 'cuda') return;
-      await makeCommunicator(this.rank, this.localRank, this.size, this.timeoutSeconds, (id) => this.rv!.broadcast(id));
+      await joinNccl(this.rank, this.size, this.timeoutSeconds, (id) => this.rv!.broadcast(id));
       this.nccl = true;
       await this.rv.barrier('the end of initDistributed');
     })();
