@@ -133,7 +133,9 @@ async function measure(device: 'cpu' | 'cuda'): Promise<void> {
       shape: `${bytes >= 1 << 20 ? `${bytes / (1 << 20)} MB` : `${bytes / 1024} KB`} × ${n} ranks`,
       dtype: 'f32',
       backend: device,
-      bytes,
+      // No bytes on cuda: the GPU report would take them against the HBM copy ceiling, and an all-reduce between
+      // GPUs is bound by the link between them (busbw, in details, is the figure to compare).
+      bytes: device === 'cuda' ? undefined : bytes,
       medianMs: median,
       minMs: min,
       repeats: samples.length,
