@@ -3,6 +3,9 @@
 // without a launcher it starts itself under `mpirun -np 2` (AM_RADIO_BENCH_RANKS to change) and waits; under
 // mpirun every rank times the same fixed number of collectives, each after a barrier so that the ranks start
 // together, and rank 0 prints and writes the records.
+// With cuda in AM_RADIO_BENCH_DEVICES, two visible GPUs and NCCL, the same sizes on f32 cuda tensors through NCCL:
+// two ranks started torchrun-style (one GPU each, met over the rendezvous), written to distributed-nccl.json;
+// without them it says which is missing and measures nothing.
 //   npm run bench -- distributed
 // Reported as nccl-tests define it: algorithm bandwidth algbw = S / t (S the bytes of one rank's tensor, t the
 // slowest rank's median time) and bus bandwidth busbw = algbw · 2(n − 1)/n, which factors out the ring's 2(n − 1)/n
@@ -11,10 +14,12 @@
 // It also prints the ring all-reduce time 2(n − 1)/n · S / busbw of a ViT-H/16 student's f32 gradients over the
 // paper's 64 ranks, at the bus bandwidth measured here and at AM_RADIO_BENCH_NCCL_GBPS (an assumed NCCL figure,
 // default 100 GB/s), the term the README's step-time estimate adds to the single-GPU step.
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
+import * as net from 'net';
 
 import { initDistributed, rand, synchronize } from '../ts';
 import type { ProcessGroup } from '../ts';
+import { native } from '../ts/native';
 import { mpiLauncherVariable } from '../ts/train/distributed';
 import { BenchRecord, benchDevices, printTable, writeResults } from './harness';
 
@@ -40,7 +45,7 @@ const ringSeconds = (bytes: number, n: number, busbw: number) => ((2 * (n - 1)) 
 
 function launch(): void {
   if (!benchDevices().includes('cpu')) {
-    console.log('distributed: the collectives take cpu tensors, and AM_RADIO_BENCH_DEVICES leaves cpu out; nothing measured');
+    console.log('distributed: the MPI all-reduce is timed on cpu tensors, and AM_RADIO_BENCH_DEVICES leaves cpu out; MPI not measured');
     return;
   }
   const ranks = envNumber('AM_RADIO_BENCH_RANKS', 2);
@@ -52,16 +57,55 @@ function launch(): void {
   if (r.status !== 0) process.exit(r.status || 1);
 }
 
-async function timeSize(g: ProcessGroup, bytes: number): Promise<number[]> {
+/** Why NCCL cannot be measured here, or null when it can (cuda wanted and usable, NCCL present, two GPUs). */
+function ncclUnmeasurable(): string | null {
+  if (!benchDevices().includes('cuda')) return 'no usable cuda backend (or AM_RADIO_BENCH_DEVICES leaves cuda out)';
+  try {
+    native.ncclLibrary();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  const smi = spawnSync('nvidia-smi', ['-L'], { encoding: 'utf8' });
+  const gpus = process.env.CUDA_VISIBLE_DEVICES?.split(',').filter((d) => d.trim() !== '').length ?? (smi.status === 0 ? smi.stdout.split('\n').filter((l) => l.startsWith('GPU ')).length : 0);
+  return gpus >= 2 ? null : `${gpus} visible GPU${gpus === 1 ? '' : 's'}; an all-reduce between GPUs needs two`;
+}
+
+/** Two ranks of this file, torchrun-style, one GPU each; resolves with rank 0's exit status. */
+async function launchNccl(): Promise<void> {
+  const why = ncclUnmeasurable();
+  if (why) {
+    console.log(`distributed: NCCL all-reduce skipped: ${why}`);
+    return;
+  }
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const devices = process.env.CUDA_VISIBLE_DEVICES?.split(',').map((d) => d.trim()) ?? ['0', '1'];
+  const codes = await Promise.all(
+    [0, 1].map(
+      (rank) =>
+        new Promise<number | null>((resolve) => {
+          const env = { ...process.env, RANK: String(rank), WORLD_SIZE: '2', LOCAL_RANK: String(rank), MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), CUDA_VISIBLE_DEVICES: devices[rank] };
+          spawn(process.execPath, process.execArgv.concat([__filename]), { env, stdio: 'inherit' }).on('close', resolve);
+        }),
+    ),
+  );
+  if (codes.some((c) => c !== 0)) process.exit(codes.find((c) => c !== 0) || 1);
+}
+
+async function timeSize(g: ProcessGroup, bytes: number, device: 'cpu' | 'cuda'): Promise<number[]> {
   const n = bytes / 4;
-  const t = rand([n], { seed: 1 + g.rank });
+  const t = rand([n], { seed: 1 + g.rank, device });
   const samples: number[] = [];
   try {
     for (let i = 0; i < 2 + repeatsFor(bytes); i++) {
       await g.barrier();
       const t0 = performance.now();
       g.allReduce(t, 'sum');
-      await synchronize('cpu');
+      await synchronize(device);
       if (i >= 2) samples.push(performance.now() - t0);
     }
   } finally {
@@ -70,12 +114,13 @@ async function timeSize(g: ProcessGroup, bytes: number): Promise<number[]> {
   return samples.sort((a, b) => a - b);
 }
 
-async function measure(): Promise<void> {
-  const g = initDistributed();
+async function measure(device: 'cpu' | 'cuda'): Promise<void> {
+  const g = initDistributed({ device });
+  await g.ready();
   const n = g.size;
   const records: BenchRecord[] = [];
   for (const bytes of SIZES) {
-    const samples = await timeSize(g, bytes);
+    const samples = await timeSize(g, bytes, device);
     const mine = [samples[Math.floor(samples.length / 2)], samples[0]];
     // The collective ends when the slowest rank's does.
     const all = await g.allGatherScalars(mine);
@@ -87,17 +132,24 @@ async function measure(): Promise<void> {
       op: 'allReduce (sum)',
       shape: `${bytes >= 1 << 20 ? `${bytes / (1 << 20)} MB` : `${bytes / 1024} KB`} × ${n} ranks`,
       dtype: 'f32',
-      backend: 'cpu',
-      bytes,
+      backend: device,
+      // No bytes on cuda: the GPU report would take them against the HBM copy ceiling, and an all-reduce between
+      // GPUs is bound by the link between them (busbw, in details, is the figure to compare).
+      bytes: device === 'cuda' ? undefined : bytes,
       medianMs: median,
       minMs: min,
       repeats: samples.length,
       gbPerS: algbw / 1e9,
       note: `busbw ${(busbw / 1e9).toFixed(2)} GB/s`,
-      details: { ranks: n, algbwGBps: algbw / 1e9, busbwGBps: busbw / 1e9, transport: 'MPI (Open MPI), one machine' },
+      details: { ranks: n, algbwGBps: algbw / 1e9, busbwGBps: busbw / 1e9, transport: device === 'cuda' ? `NCCL ${native.ncclLibrary().versionText}, one GPU per rank, one machine` : 'MPI (Open MPI), one machine' },
     });
   }
-  if (g.rank === 0) {
+  if (device === 'cuda') {
+    if (g.rank === 0) {
+      printTable(`all-reduce over ${n} ranks (NCCL, f32 cuda tensors; GB/s is algbw = S / t)`, records);
+      console.log(`wrote ${writeResults('distributed-nccl', records)}`);
+    }
+  } else if (g.rank === 0) {
     printTable(`all-reduce over ${n} ranks (MPI, f32 cpu tensors; GB/s is algbw = S / t)`, records);
     const params = VIT_H.depth * 12 * VIT_H.dim ** 2 + VIT_H.patchPixels * VIT_H.dim + VIT_H.positions * VIT_H.dim;
     const grads = 4 * params;
@@ -126,9 +178,13 @@ async function measure(): Promise<void> {
   await g.close();
 }
 
-if (!mpiLauncherVariable()) launch();
-else
-  measure().catch((e) => {
-    console.error(e);
-    process.exit(1);
-  });
+const fail = (e: unknown) => {
+  console.error(e);
+  process.exit(1);
+};
+if (mpiLauncherVariable()) measure('cpu').catch(fail);
+else if (process.env.RANK !== undefined && process.env.MASTER_PORT !== undefined) measure('cuda').then(() => process.exit(0), fail);
+else {
+  launch();
+  launchNccl().catch(fail);
+}

@@ -32,6 +32,18 @@ else
 fi
 node -e "const b=require('./dist').backends().find(b=>b.name==='cuda');console.log('cuda backend:',JSON.stringify(b));if(!b.available)process.exit(1)"
 
+# NCCL, for test/train/nccl.test.ts and the bench's NCCL row: the system's libnccl.so.2, else the one in PyTorch's
+# nvidia-nccl wheel when python3 has it; without either those report "skipped: no NCCL".
+if [ -z "${AM_RADIO_NCCL_LIBRARY:-}" ] && ! ldconfig -p 2>/dev/null | grep -q 'libnccl\.so\.2'; then
+  nccl=$(python3 -c "import nvidia.nccl, os; print(os.path.join(list(nvidia.nccl.__path__)[0], 'lib', 'libnccl.so.2'))" 2>/dev/null || true)
+  if [ -n "$nccl" ] && [ -f "$nccl" ]; then
+    export AM_RADIO_NCCL_LIBRARY=$nccl
+    echo "gpu-check: NCCL from $nccl"
+  else
+    echo "gpu-check: no libnccl.so.2 here; the NCCL tests will report skipped: no NCCL"
+  fi
+fi
+
 echo "gpu-check: test suite (cpu, sim, cuda)"
 set +e
 # 20 runs of every exit / worker_threads case: the races they guard against hit one run in ten.

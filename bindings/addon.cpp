@@ -77,6 +77,7 @@ Napi::Object init_addon(Napi::Env env, Napi::Object exports) {
   amr::bindings::init_conv_ops(env, exports);
   amr::bindings::init_layout_ops(env, exports);
   amr::bindings::init_dist_ops(env, exports);
+  amr::bindings::init_nccl_ops(env, exports);
   exports.Set("shutdownEnvironment", Napi::Function::New(env, ShutdownEnvironment));
   exports.Set("setQueueDepth", Napi::Function::New(env, SetQueueDepth));
   exports.Set("queueDepth", Napi::Function::New(env, QueueDepth));

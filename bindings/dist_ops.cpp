@@ -14,7 +14,7 @@ StoragePtr host_buffer(const Fields& f, const char* key) {
   StoragePtr s = f.buffer(key);
   if (s->backend->kind() != BackendKind::Cpu)
     throw Error(f.who + ": " + key + " is on " + backend_name(s->backend->kind()) +
-                "; MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)");
+                "; MPI collectives take cpu tensors (cuda tensors go through NCCL, native/dist/nccl.h)");
   return s;
 }
 

@@ -23,5 +23,6 @@ void init_tokens_ops(Napi::Env env, Napi::Object exports);
 void init_conv_ops(Napi::Env env, Napi::Object exports);
 void init_layout_ops(Napi::Env env, Napi::Object exports);
 void init_dist_ops(Napi::Env env, Napi::Object exports);
+void init_nccl_ops(Napi::Env env, Napi::Object exports);
 }  // namespace bindings
 }  // namespace amr

@@ -193,8 +193,9 @@ async function distillCommand(args: string[]): Promise<void> {
   for (const f of flags) if (f !== '--resume') throw new Error(`unknown option ${f}; ${usageOf('distill')}`);
   if (files.length !== 1) throw new Error(`distill takes one config file; ${usageOf('distill')}`);
   const config = await readDistillConfig(files[0]);
-  // Under an MPI launcher (mpirun -np N am-radio distill ...) every rank runs this; alone, a group of one.
-  const group = initDistributed();
+  // Under an MPI launcher (mpirun -np N am-radio distill ...) or torchrun-style (RANK, WORLD_SIZE, MASTER_ADDR,
+  // MASTER_PORT) every rank runs this; alone, a group of one. A cuda student's gradients need NCCL's communicator.
+  const group = initDistributed({ device: config.options.student.device === 'cuda' ? 'cuda' : 'cpu' });
   // Rank 0 prepares first: it creates the student from student.init, which the others must find complete.
   if (group.rank !== 0) await group.barrier();
   const { teachers, data, close } = await config.prepare({ distributed: group });

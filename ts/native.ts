@@ -387,6 +387,24 @@ export interface NativeAddon {
   distFinalize(): void;
   /** Ends every rank of the job with this exit code (MPI_Abort). */
   distAbort(args: { code: number }): never;
+  /** Opens NCCL (once per process); throws naming the files looked for and AM_RADIO_NCCL_LIBRARY. */
+  ncclLibrary(): { library: string; version: number; versionText: string };
+  /** ncclGetUniqueId: 128 bytes that rank 0 hands to every rank. */
+  ncclUniqueId(): Uint8Array;
+  /** ncclCommInitRank off the JS thread; resolves once every rank has joined. One communicator per process. */
+  ncclInit(args: { id: Uint8Array; rank: number; size: number }): Promise<void>;
+  /** In place on n elements of a cuda buffer, on its stream: the sum over ranks, or the mean. */
+  ncclAllReduce(args: { buffer: NativeBuffer; n: number; dtype: 'f32' | 'bf16'; op: 'sum' | 'mean' }): void;
+  /** Root's first `bytes` bytes into every rank's cuda buffer, on its stream. */
+  ncclBroadcast(args: { buffer: NativeBuffer; bytes: number; root: number }): void;
+  /** Every rank's first `bytes` bytes of input, in rank order, into output (cuda), on its stream. */
+  ncclAllGather(args: { input: NativeBuffer; output: NativeBuffer; bytes: number }): void;
+  /** Aborts the communicator now (a peer is gone): later collectives and the next cuda read report reason. */
+  ncclAbort(args: { reason: string }): void;
+  /** ncclCommDestroy (every rank, after synchronize('cuda')); idempotent. */
+  ncclDestroy(): void;
+  /** The GPUs this process sees (after CUDA_VISIBLE_DEVICES); 0 without a driver or CUDA. */
+  cudaDeviceCount(): number;
   /** The first `bytes` bytes of buffer, unconverted, once the work queued before the call is done. */
   readBytes(buffer: NativeBuffer, bytes: number): Promise<ArrayBuffer>;
   /** scale, offset and keep (f32) are given exactly for mode gridSample. */

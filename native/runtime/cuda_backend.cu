@@ -161,6 +161,14 @@ CudaVersions cuda_versions() {
   return v;
 }
 
+int cuda_device_count() {
+  if (cuda_versions().driver == 0) return 0;
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
+  cudaGetLastError();
+  return count;
+}
+
 std::unique_ptr<Backend> make_cuda_backend(std::string* device, std::string* reason) {
   // Told apart before asking for devices: cudaGetDeviceCount reports a missing driver and an old one with codes
   // whose messages both read like "update your driver".

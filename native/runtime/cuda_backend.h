@@ -18,6 +18,9 @@ struct CudaVersions {
   int required_driver = 0;
 };
 CudaVersions cuda_versions();
+// The GPUs this process sees (after CUDA_VISIBLE_DEVICES); 0 without a driver or in a build without CUDA. The
+// backend runs on the first; the process group uses the count to refuse ranks of one machine sharing it.
+int cuda_device_count();
 // nullptr (and *reason set) when no usable GPU/driver is present.
 std::unique_ptr<Backend> make_cuda_backend(std::string* device, std::string* reason);
 

@@ -27,9 +27,9 @@ describe('without a launcher', () => {
     expect(() => g.allReduce(t)).toThrow('allReduce: the process group was closed');
   });
 
-  test("torchrun's RANK / WORLD_SIZE without an MPI launcher is an Error saying only MPI is supported", () => {
-    expect(() => initDistributed({ env: { RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '1', MASTER_ADDR: 'localhost', MASTER_PORT: '29500' } })).toThrow(
-      /RANK=1 WORLD_SIZE=2 \(torchrun's variables\) but no MPI launcher: only the MPI launcher is supported so far/,
+  test("torchrun's RANK / WORLD_SIZE without MASTER_ADDR / MASTER_PORT is an Error naming what is missing (the full set: test/train/rendezvous.test.ts)", () => {
+    expect(() => initDistributed({ env: { RANK: '1', WORLD_SIZE: '2', LOCAL_RANK: '1', MASTER_ADDR: 'localhost' } })).toThrow(
+      /RANK=1 WORLD_SIZE=2 \(torchrun's variables\) without MASTER_PORT: a torchrun-style start needs all of RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT/,
     );
     expect(() => initDistributed({ env: { OMPI_COMM_WORLD_SIZE: 'two' } })).toThrow('initDistributed: OMPI_COMM_WORLD_SIZE="two" is not a non-negative integer');
     expect(() => initDistributed({ env: {}, timeoutSeconds: 0 })).toThrow('initDistributed: timeoutSeconds must be a finite number > 0');
@@ -62,7 +62,7 @@ describe('without a launcher', () => {
     expect(initError({ PMI_RANK: '0', PMI_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libc.so.6' })).toMatch(/MPI: no usable MPI library \(looked for libc\.so\.6: libc\.so\.6 is neither Open MPI nor of MPICH's ABI \(an unknown MPI\); only those two ABIs are supported\)/);
   });
 
-  test('distill refuses what the collectives cannot reduce yet: bf16 and non-cpu students', async () => {
+  test('distill refuses what the collectives cannot reduce yet: bf16 and sim students', async () => {
     const dir = tempDir('dist-refuse');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
     const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
@@ -72,7 +72,7 @@ describe('without a launcher', () => {
       data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
     });
     await expect(run({ dir: studentDir, dtype: 'bf16' })).rejects.toThrow('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
-    await expect(run({ dir: studentDir, device: 'sim' })).rejects.toThrow('distill: distributed training runs on cpu students so far; this one is on sim');
+    await expect(run({ dir: studentDir, device: 'sim' })).rejects.toThrow('distill: distributed training runs on cpu students (MPI) or cuda students (NCCL); this one is on sim');
     await teacher.close();
   });
 
@@ -110,7 +110,7 @@ function expectCollectives(r: Run) {
       bf16: 'allReduce: the tensor is bf16; allReduce takes f32 tensors',
       op: "allReduce: op must be 'sum' or 'mean', got \"max\"",
       root: 'broadcast: root 2 is not a rank of the group (size 2)',
-      sim: 'allReduce: the tensor is on sim; the MPI collectives take cpu tensors (NCCL for GPU tensors is not implemented yet)',
+      sim: 'allReduce: the tensor is on sim; the collectives take cpu tensors (MPI) or cuda tensors (NCCL)',
       code: 'abort: code must be an integer in [1, 255], got 0',
     });
     expect(o.afterClose).toBe('allReduce: the process group was closed');

@@ -33,9 +33,9 @@ export interface Run {
 /** `mpirun -np 2 node <script> args...` (the script under test/train/children). */
 export const mpi = (script: string, args: string[]) => mpirunNode([path.join(children, script), ...args]);
 
-/** `mpirun -np 2 node nodeArgs...`; a hang shows as SIGKILL after timeoutMs. */
-export const mpirunNode = (nodeArgs: string[], timeoutMs = 90_000): Promise<Run> =>
-  launch('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2'], nodeArgs, {}, timeoutMs);
+/** `mpirun -np 2 node nodeArgs...` (env added to jest's); a hang shows as SIGKILL after timeoutMs. */
+export const mpirunNode = (nodeArgs: string[], timeoutMs = 90_000, env: NodeJS.ProcessEnv = {}): Promise<Run> =>
+  launch('mpirun', ['--allow-run-as-root', '--oversubscribe', '-np', '2'], nodeArgs, env, timeoutMs);
 
 /**
  * `mpiexec.mpich -n 2 node <script> args...` under MPICH's hydra; env adds to the ranks' environment (the addon

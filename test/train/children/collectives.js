@@ -6,14 +6,7 @@
 'use strict';
 const { initDistributed, tensor } = require('../../reliability/children/entry');
 
-const caught = (f) => {
-  try {
-    f();
-    return null;
-  } catch (e) {
-    return e.message;
-  }
-};
+const { caught, commonCases } = require('./collective-cases');
 
 (async () => {
   const g = initDistributed({ timeoutSeconds: 30 });
@@ -32,33 +25,8 @@ const caught = (f) => {
     console.log(JSON.stringify({ rank: r, passed: 'the barrier' }));
     return;
   }
-  const values = (n, k) => Array.from({ length: n }, (_, i) => (r + 1) * (i * 0.25 - k) + r * r);
-  const sum = g.allReduce(tensor(values(7, 1), [7]), 'sum');
-  const mean = g.allReduce(tensor(values(5, 2), [5]), 'mean');
-  // More than one chunk of the queue's work and an odd size: checked in place here against the formula.
-  const big = 100003;
-  const large = g.allReduce(tensor(values(big, 3), [big]), 'sum');
-  const bcast = g.broadcast(tensor(values(9, 4), [9]), 1);
-  const ints = g.broadcast(tensor([r, r + 10, r + 20], [3], { dtype: 'i32' }), 0);
-  const empty = g.allReduce(tensor([], [0]), 'sum');
-  const out = {
-    rank: r,
-    size: g.size,
-    backend: g.backend,
-    sum: Array.from(await sum.toArray()),
-    mean: Array.from(await mean.toArray()),
-    bcast: Array.from(await bcast.toArray()),
-    ints: Array.from(await ints.toArray()),
-    empty: (await empty.toArray()).length,
-  };
-  const l = await large.toArray();
-  let worst = 0;
-  for (let i = 0; i < big; i++) {
-    let want = 0;
-    for (let q = 0; q < g.size; q++) want += (q + 1) * (i * 0.25 - 3) + q * q;
-    worst = Math.max(worst, Math.abs(l[i] - want) / Math.max(1, Math.abs(want)));
-  }
-  out.largeWorst = worst;
+  // More than one chunk of the queue's work and an odd size: 100003 elements.
+  const out = await commonCases(g, (v, shape, dtype = 'f32') => tensor(v, shape, { dtype }), 100003);
   out.gathered = (await g.allGatherScalars([r, NaN, r * 1.5, -Infinity])).map((x) => x.map(String));  // JSON has no NaN
   out.gatheredEmpty = await g.allGatherScalars([]);
   out.mismatch = await g.allGatherScalars(Array(r + 1).fill(1)).then(() => null, (e) => e.message);
