@@ -28,6 +28,7 @@ namespace {
 // H ≤ 14 rows × 32 columns in 2·H zmm accumulators, reading panels of op(A) packed 14 wide; the columns of C past
 // the masks are neither read nor written, so tiles at the edges of C run here too, without a scratch tile.
 constexpr int kAvx512Rows = 14;
+constexpr int kPrefetchSteps = 16;
 template <int H>
 AMR_AVX512 void kernel_avx512_masked(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
                                      __mmask16 m0, __mmask16 m1) {
@@ -38,6 +39,10 @@ AMR_AVX512 void kernel_avx512_masked(int64_t kc, const float* a, const float* b,
     c1[r] = accumulate ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < kc; ++p) {
+    // op(B)'s panel streams from L2 (A's stays in L1 across the panels): its lines are asked for kPrefetchSteps
+    // steps of k ahead, which the hardware prefetchers did not do soon enough for the FMA ports to stay busy.
+    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * kPrefetchSteps), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * kPrefetchSteps + 16), _MM_HINT_T0);
     const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
 #pragma GCC unroll 16
     for (int r = 0; r < H; ++r) {
@@ -290,6 +295,16 @@ void macro_kernel(const MicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, con
       const float* bp = b + (j0 / nr) * b_stride;
       const int64_t w = std::min<int64_t>(nr, nc - j0);
       float* cp = c + i0 * ldc + j0;
+      {
+        // The next tile's rows of C, asked for while this tile computes: C is far larger than the caches, and its
+        // MR rows are ldc apart, so each tile used to start (accumulating over a later k slice) and end with cache
+        // misses the FMA ports waited on.
+        const bool row_end = j0 + nr >= nc;
+        const float* next = row_end ? c + (i0 + mr) * ldc : cp + nr;
+        const int64_t rows = row_end ? std::min<int64_t>(mr, mc - i0 - mr) : h;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t x = 0; x < nr; x += 16) __builtin_prefetch(next + r * ldc + x, 1, 3);
+      }
       if (h == mr && w == nr) {
         uk.fn(kc, ap, bp, cp, ldc, accumulate);
         continue;
