@@ -295,16 +295,6 @@ void macro_kernel(const MicroKernel& uk, int64_t mc, int64_t nc, int64_t kc, con
       const float* bp = b + (j0 / nr) * b_stride;
       const int64_t w = std::min<int64_t>(nr, nc - j0);
       float* cp = c + i0 * ldc + j0;
-      {
-        // The next tile's rows of C, asked for while this tile computes: C is far larger than the caches, and its
-        // MR rows are ldc apart, so each tile used to start (accumulating over a later k slice) and end with cache
-        // misses the FMA ports waited on.
-        const bool row_end = j0 + nr >= nc;
-        const float* next = row_end ? c + (i0 + mr) * ldc : cp + nr;
-        const int64_t rows = row_end ? std::min<int64_t>(mr, mc - i0 - mr) : h;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t x = 0; x < nr; x += 16) __builtin_prefetch(next + r * ldc + x, 1, 3);
-      }
       if (h == mr && w == nr) {
         uk.fn(kc, ap, bp, cp, ldc, accumulate);
         continue;
