@@ -29,26 +29,30 @@ namespace {
 // the masks are neither read nor written, so tiles at the edges of C run here too, without a scratch tile.
 constexpr int kAvx512Rows = 14;
 constexpr int kPrefetchSteps = 16;
-template <int H>
+template <int H, int NV = 2>
 AMR_AVX512 void kernel_avx512_masked(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate,
                                      __mmask16 m0, __mmask16 m1) {
-  __m512 c0[H], c1[H];
+  // NV = 1: the tile is at most 16 columns wide (an edge of C), so only its first vector of columns is computed:
+  // half the multiply-adds of the full tile (attention's 197 keys end in a panel of 5 columns; SigLIP's head dim 72 in
+  // one of 8). Each element of C is still the same chain over k.
+  __m512 c0[H], c1[NV == 2 ? H : 1];
 #pragma GCC unroll 16
   for (int r = 0; r < H; ++r) {
     c0[r] = accumulate ? _mm512_maskz_loadu_ps(m0, c + r * ldc) : _mm512_setzero_ps();
-    c1[r] = accumulate ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
+    if constexpr (NV == 2) c1[r] = accumulate ? _mm512_maskz_loadu_ps(m1, c + r * ldc + 16) : _mm512_setzero_ps();
   }
   for (int64_t p = 0; p < kc; ++p) {
     // op(B)'s panel streams from L2 (A's stays in L1 across the panels): its lines are asked for kPrefetchSteps
     // steps of k ahead, which the hardware prefetchers did not do soon enough for the FMA ports to stay busy.
     _mm_prefetch(reinterpret_cast<const char*>(b + 32 * kPrefetchSteps), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(b + 32 * kPrefetchSteps + 16), _MM_HINT_T0);
-    const __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+    if constexpr (NV == 2) _mm_prefetch(reinterpret_cast<const char*>(b + 32 * kPrefetchSteps + 16), _MM_HINT_T0);
+    const __m512 b0 = _mm512_loadu_ps(b);
+    const __m512 b1 = NV == 2 ? _mm512_loadu_ps(b + 16) : b0;
 #pragma GCC unroll 16
     for (int r = 0; r < H; ++r) {
       const __m512 ar = _mm512_set1_ps(a[r]);
       c0[r] = _mm512_fmadd_ps(ar, b0, c0[r]);
-      c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
+      if constexpr (NV == 2) c1[r] = _mm512_fmadd_ps(ar, b1, c1[r]);
     }
     a += kAvx512Rows;
     b += 32;
@@ -56,7 +60,7 @@ AMR_AVX512 void kernel_avx512_masked(int64_t kc, const float* a, const float* b,
 #pragma GCC unroll 16
   for (int r = 0; r < H; ++r) {
     _mm512_mask_storeu_ps(c + r * ldc, m0, c0[r]);
-    _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
+    if constexpr (NV == 2) _mm512_mask_storeu_ps(c + r * ldc + 16, m1, c1[r]);
   }
 }
 
@@ -64,18 +68,19 @@ AMR_AVX512 void kernel_avx512(int64_t kc, const float* a, const float* b, float*
   kernel_avx512_masked<kAvx512Rows>(kc, a, b, c, ldc, accumulate, 0xffff, 0xffff);
 }
 
-template <int... H>
+template <int NV, int... H>
 constexpr std::array<void (*)(int64_t, const float*, const float*, float*, int64_t, bool, __mmask16, __mmask16),
                      sizeof...(H)>
 masked_kernels(std::integer_sequence<int, H...>) {
-  return {kernel_avx512_masked<H + 1>...};
+  return {kernel_avx512_masked<H + 1, NV>...};
 }
 
 AMR_AVX512 void edge_avx512(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, bool accumulate, int h,
                             int w) {
-  static constexpr auto kernels = masked_kernels(std::make_integer_sequence<int, kAvx512Rows>());
+  static constexpr auto kernels = masked_kernels<2>(std::make_integer_sequence<int, kAvx512Rows>());
+  static constexpr auto narrow = masked_kernels<1>(std::make_integer_sequence<int, kAvx512Rows>());
   const __mmask16 m0 = __mmask16((1u << std::min(w, 16)) - 1), m1 = __mmask16((1u << std::max(w - 16, 0)) - 1);
-  kernels[h - 1](kc, a, b, c, ldc, accumulate, m0, m1);
+  (w <= 16 ? narrow : kernels)[h - 1](kc, a, b, c, ldc, accumulate, m0, m1);
 }
 
 // MR rows × 16 columns in 2·MR ymm accumulators.
