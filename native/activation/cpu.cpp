@@ -119,7 +119,12 @@ AMR_AVX512F inline __m512 exp_sum_nonpositive16(__m512 x, __m512 y) {
 
 // erfc_nonbranching on 16 lanes: a² = hi + lo exactly by one fms.
 AMR_AVX512F inline __m512 erfc16(__m512 z) {
-  const __m512 a = _mm512_abs_ps(z);
+  const __m512 a_in = _mm512_abs_ps(z);
+  // Lanes past a = 10 are 0 whatever the exp gives, so they compute erfc(0) instead: their e^(−a²) would be
+  // subnormal, and every vector with one such lane paid a microcode assist (an fc1 GELU epilogue on wide
+  // pre-activations took as long as the product).
+  const __mmask16 past = _mm512_cmp_ps_mask(a_in, _mm512_set1_ps(10.f), _CMP_GT_OQ);
+  const __m512 a = _mm512_mask_blend_ps(past, a_in, _mm512_setzero_ps());
   const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.f), _mm512_fmadd_ps(_mm512_set1_ps(0.5f), a, _mm512_set1_ps(1.f)));
   static constexpr float kP[10] = {0.17087277f, -0.82215223f, 1.48851587f, -1.13520398f, 0.27886807f,
                                    -0.18628806f, 0.09678418f,  0.37409196f, 1.00002368f,  -1.26551223f};
@@ -128,7 +133,7 @@ AMR_AVX512F inline __m512 erfc16(__m512 z) {
   const __m512 hi = _mm512_mul_ps(a, a), lo = _mm512_fmsub_ps(a, a, hi);
   const __m512 e = _mm512_mul_ps(t, exp_sum_nonpositive16(_mm512_sub_ps(_mm512_setzero_ps(), hi), _mm512_sub_ps(p, lo)));
   // Past a = 10 erfc is 0 (a NaN compares false and stays NaN); erfc(−a) = 2 − erfc(a).
-  const __m512 tail = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, _mm512_set1_ps(10.f), _CMP_GT_OQ), e, _mm512_setzero_ps());
+  const __m512 tail = _mm512_mask_blend_ps(past, e, _mm512_setzero_ps());
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ),
                               _mm512_sub_ps(_mm512_set1_ps(2.f), tail), tail);
 }
@@ -147,10 +152,14 @@ AMR_AVX512F void gelu_grad_row_avx512(float* dx, const float* dy, const float* x
     const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
     const __m512 x = _mm512_maskz_loadu_ps(k, x_ + j), g = _mm512_maskz_loadu_ps(k, dy + j);
     const __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfc16(_mm512_mul_ps(x, _mm512_set1_ps(-kSqrtHalf))));
-    // e^(−x²/2) from x² = hi + lo exactly (exp_neg_square).
-    const __m512 hi = _mm512_mul_ps(x, x), lo = _mm512_fmsub_ps(x, x, hi);
+    // e^(−x²/2) from x² = hi + lo exactly (exp_neg_square); past |x| = 14 it is below 2^-140 and taken as 0 (x
+    // itself as 0 in the exp, then the lane masked), sparing the subnormal exp its microcode assist.
+    const __mmask16 far = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(14.f), _CMP_GT_OQ);
+    const __m512 xe = _mm512_mask_blend_ps(far, x, _mm512_setzero_ps());
+    const __m512 hi = _mm512_mul_ps(xe, xe), lo = _mm512_fmsub_ps(xe, xe, hi);
     const __m512 half = _mm512_set1_ps(-0.5f);
-    const __m512 pdf = _mm512_mul_ps(_mm512_set1_ps(kInvSqrt2Pi), exp_sum_nonpositive16(_mm512_mul_ps(half, hi), _mm512_mul_ps(half, lo)));
+    const __m512 pdf = _mm512_maskz_mul_ps(__mmask16(~far), _mm512_set1_ps(kInvSqrt2Pi),
+                                           exp_sum_nonpositive16(_mm512_mul_ps(half, hi), _mm512_mul_ps(half, lo)));
     _mm512_mask_storeu_ps(dx + j, k, _mm512_mul_ps(g, _mm512_fmadd_ps(x, pdf, cdf)));
   }
 }

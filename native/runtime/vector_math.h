@@ -84,7 +84,10 @@ inline float exp_neg_square(float a, float k) {
 // float64 over [−15, 10], GELU built on it is within 3.4e-7 of the exact value once the argument's own condition
 // number is taken out, as erfcf is. Past a = 10, erfc is below f32's subnormals: 0 (and erfc(−∞) = 2, NaN stays NaN).
 inline float erfc_nonbranching(float z) {
-  const float a = std::fabs(z);
+  // Past a = 10 the result is 0 whatever the exp gives: those lanes compute erfc(0) instead, since their e^(−a²)
+  // would be subnormal, and a vector with one such lane paid a microcode assist (NaN compares false and stays NaN).
+  const float a_in = std::fabs(z);
+  const float a = a_in > 10.f ? 0.f : a_in;
   const float t = 1.f / (1.f + 0.5f * a);
   float p = 0.17087277f;
   p = p * t - 0.82215223f;
@@ -99,7 +102,7 @@ inline float erfc_nonbranching(float z) {
   float hi, lo;
   square_split(a, hi, lo);
   const float e = t * exp_sum_nonpositive(-hi, p - lo);
-  const float tail = a > 10.f ? 0.f : e;
+  const float tail = a_in > 10.f ? 0.f : e;
   return z >= 0.f ? tail : 2.f - tail;
 }
 
