@@ -197,8 +197,12 @@ void gemm_builtin(const GemmArgs& g) {
     // blocks of 112 were 14 full tasks and a sliver, which the pool's chunks of two dealt 4 : 3 to two threads, and
     // one thread idled an eighth of every large product.
     const int64_t panels_m = (g.m + mr - 1) / mr;
+    // The pool deals a loop of more than 4·threads items in 4·threads chunks of equal count, so a count that is not a
+    // multiple of that is uneven again (1568 rows in 14 blocks: seven chunks of two); a single unit's blocks are
+    // rounded up to a multiple of it.
     const int64_t threads = thread_count();
-    const int64_t row_blocks = std::min(panels_m, (ic_blocks + threads - 1) / threads * threads);
+    const int64_t quantum = pass.size() == 1 && ic_blocks > want ? want : threads;
+    const int64_t row_blocks = std::min(panels_m, (ic_blocks + quantum - 1) / quantum * quantum);
     const auto block_rows = [&](int64_t ic) {
       const int64_t i0 = ic * panels_m / row_blocks * mr, i1 = std::min(g.m, (ic + 1) * panels_m / row_blocks * mr);
       return std::make_pair(i0, i1 - i0);
