@@ -5,6 +5,7 @@
 
 #include "../activation/rows.h"
 #include "../runtime/thread_pool.h"
+#include "../runtime/vector_clones.h"
 #include "blas.h"
 #include "cpu_bf16.h"
 #include "cpu_microkernel.h"
@@ -15,6 +16,15 @@ namespace gemm {
 namespace cpu {
 
 namespace {
+
+// out[j] = a[j] + b[j] (b may be null: a copy), in the vector clones: the f32 epilogue's bias and residual passes,
+// which as plain loops in the template below stayed scalar (about 4% of a ViT-B forward).
+AMR_VECTOR_CLONES void add_row(float* out, const float* a, const float* b, int64_t n) {
+  if (b)
+    for (int64_t j = 0; j < n; ++j) out[j] = a[j] + b[j];
+  else
+    for (int64_t j = 0; j < n; ++j) out[j] = a[j];
+}
 
 // C = act(acc + bias) + residual over rows [i0, i1) and columns [j0, j1) of batch entry e, from the f32 product
 // acc (ldacc apart, pointing at element (i0, j0); it may be C itself, in place), keeping the preactivation when
@@ -31,6 +41,17 @@ void epilogue_block(const GemmArgs& g, int64_t e, const float* acc, int64_t ldac
   thread_local std::vector<float> row;
   if (int64_t(row.size()) < j1 - j0) row.resize(size_t(j1 - j0));
   float* v = row.data() - j0;
+  if constexpr (std::is_same_v<T, float>) {
+    // The same operations in the same order, on whole rows.
+    const int64_t n = j1 - j0;
+    for (int64_t i = i0; i < i1; ++i) {
+      add_row(row.data(), acc + (i - i0) * ldacc, bias ? bias + j0 : nullptr, n);
+      if (pre) std::copy(row.data(), row.data() + n, pre + i * g.n + j0);
+      activation::cpu::apply_row(g.activation, row.data(), n);
+      add_row(C + i * g.n + j0, row.data(), res ? res + i * g.n + j0 : nullptr, n);
+    }
+    return;
+  }
   for (int64_t i = i0; i < i1; ++i) {
     const float* a = acc + (i - i0) * ldacc - j0;
     for (int64_t j = j0; j < j1; ++j) {
