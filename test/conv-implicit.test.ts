@@ -14,9 +14,12 @@ poisonOutputs();
 const f32 = (a: Float64Array) => Float32Array.from(a);
 const bf16 = (n: number) => randomArray(n, freshSeed()).map(roundBf16);
 
-// Each gradient is an f32 sum over exactly bf16 products, rounded once to bf16 on store: every element is within
-// 2⁻⁹ of its exact value relatively, so the norm-wise error is at most 2⁻⁹; the f32 sums add ~1e-6 at these K.
-const BF16_ONCE = 2 ** -9 + 1e-5;
+// Each gradient is an f32 sum over exactly bf16 products, rounded once to bf16 on store: bf16 keeps 8 significant
+// bits, so every element is within 2⁻⁸ of its exact value relatively (half a step, just above a power of two), and
+// so is the norm-wise error; the f32 sums add ~1e-6 at these K. (2⁻⁹, the typical size, was exceeded by a 40-element
+// output: 4.2346 rounds to 4.25, 3.6e-3 off, and such draws took the norm to 2.1e-3.) The check below against the
+// exact values rounded once is the sharp one.
+const BF16_ONCE = 2 ** -8 + 1e-5;
 
 const CASES: Array<[string, Conv]> = [
   ['3x3 pad 1, 24 → 40 channels, batch 3, 7x10', conv(3, 24, 7, 10, 40, [3, 3], { padding: [1, 1] })],
