@@ -14,6 +14,7 @@
 
 #include "../gemm/cpu_kernel.h"
 #include "../gemm/cpu_microkernel.h"
+#include "../runtime/bf16_rows.h"
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
@@ -225,7 +226,7 @@ const float* as_f32(std::vector<float>& buf, const T* src, int64_t o, int64_t n)
     return src + o;
   } else {
     buf.resize(n);
-    for (int64_t i = 0; i < n; ++i) buf[i] = Elem<T>::load(src, o + i);
+    bf16_row_to_f32(buf.data(), src + o, n);
     return buf.data();
   }
 }
@@ -248,8 +249,7 @@ void gather_rows(float* dst, const T* src, const Geometry& g, int64_t b, int64_t
   for (int64_t i = 0; i < L; ++i) {
     const int64_t o = part < 0 ? g.out_offset(b, g.token(w, i), h) : g.qkv_offset(b, g.token(w, i), part, h);
     if constexpr (std::is_same_v<T, float>) std::memcpy(dst + i * hd, src + o, size_t(hd) * sizeof(float));
-    else
-      for (int64_t d = 0; d < hd; ++d) dst[i * hd + d] = Elem<T>::load(src, o + d);
+    else bf16_row_to_f32(dst + i * hd, src + o, hd);
   }
 }
 
