@@ -9,6 +9,7 @@
 #include "activation.h"
 #include "rows.h"
 #include "../gemm/cpu_microkernel.h"
+#include "../runtime/bf16_rows.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -217,11 +218,12 @@ void forward(GpuStream, Kind k, void* y, const void* x, int64_t n, DType dt) {
           float* out = static_cast<float*>(y) + b;
           if (out != static_cast<const float*>(x) + b) std::memcpy(out, static_cast<const float*>(x) + b, size_t(m) * sizeof(float));
           apply_row(k, out, m);
-          continue;
+        } else {
+          // bf16: converted by rows (runtime/bf16_rows.h), rounded once on the way back.
+          bf16_row_to_f32(buf, static_cast<const T*>(x) + b, m);
+          apply_row(k, buf, m);
+          f32_row_to_bf16(static_cast<T*>(y) + b, buf, m);
         }
-        for (int64_t i = 0; i < m; ++i) buf[i] = Elem<T>::load(static_cast<const T*>(x), b + i);
-        apply_row(k, buf, m);
-        for (int64_t i = 0; i < m; ++i) Elem<T>::store(static_cast<T*>(y), b + i, buf[i]);
       }
     });
   });
@@ -236,14 +238,12 @@ void backward(GpuStream, Kind k, void* dx, const void* dy, const void* x, int64_
         const int64_t b = c * kChunk, m = std::min(kChunk, n - b);
         if constexpr (std::is_same_v<T, float>) {
           grad_row(k, static_cast<float*>(dx) + b, static_cast<const float*>(dy) + b, static_cast<const float*>(x) + b, m);
-          continue;
+        } else {
+          bf16_row_to_f32(gb, static_cast<const T*>(dy) + b, m);
+          bf16_row_to_f32(xb, static_cast<const T*>(x) + b, m);
+          grad_row(k, gb, gb, xb, m);
+          f32_row_to_bf16(static_cast<T*>(dx) + b, gb, m);
         }
-        for (int64_t i = 0; i < m; ++i) {
-          gb[i] = Elem<T>::load(static_cast<const T*>(dy), b + i);
-          xb[i] = Elem<T>::load(static_cast<const T*>(x), b + i);
-        }
-        grad_row(k, gb, gb, xb, m);
-        for (int64_t i = 0; i < m; ++i) Elem<T>::store(static_cast<T*>(dx), b + i, gb[i]);
       }
     });
   });
