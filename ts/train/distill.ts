@@ -38,7 +38,7 @@ import { tensor, Tensor } from '../tensor';
 import { teacherImages } from '../teachers/input';
 import { disposeTargets, Teacher, TeacherTargets } from '../teachers/types';
 import { DEFAULT_BUCKET_BYTES } from './buckets';
-import { addMicro, agree, allGatherJson, checksum, cropRows, fnv, newSums, reduceGradients, shardOf } from './data-parallel';
+import { addMicro, agree, checksum, cropRows, fnv, newSums, reduceGradients, shardOf } from './data-parallel';
 import type { MicroResult, Shard } from './data-parallel';
 import { latestCheckpoint, loadTrainingState, saveCheckpoint } from './checkpoint';
 import type { ProcessGroup } from './distributed';
@@ -50,6 +50,8 @@ import type { RankGroup } from './rankgroups';
 import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
 import { lossCurveSvg } from './svg';
+import { closeTeachers, planTeachers, specPartitions, termKey, termKeysOf, worldTermKeys } from './teacher-plan';
+import type { Plan } from './teacher-plan';
 
 export interface HeadWeights {
   /** λ of the summary term; default the teacher's, else 1. */
@@ -160,105 +162,6 @@ export interface DistillResult {
    * run, which runs (and, for specs given as `load`, loads) only the teachers of its own groups' partitions.
    */
   teachers: string[];
-}
-
-const termKey = (teacher: string, head: string, part: 'summary' | 'features') => `${teacher}.${head}.${part}`;
-
-interface Plan {
-  /** The spec's index in options.teachers. */
-  index: number;
-  spec: TeacherSpec;
-  teacher: Teacher;
-  heads: Array<{ head: string; summaryWeight: number; featureWeight: number; summary: boolean }>;
-  partitions: Set<number>;
-}
-
-function weight(v: unknown, where: string, fallback: number): number {
-  if (v === undefined) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new Error(`${where} must be a finite number >= 0, got ${JSON.stringify(v)}`);
-  return v;
-}
-
-/**
- * Checks what every teacher spec says without its teacher (one of teacher / load, the partitions, every data
- * partition covered, at a multiple of the student's resolution step); returns each spec's partitions.
- */
-function specPartitions(student: AnyRadioModel, teachers: TeacherSpec[], data: DataSource): Array<Set<number>> {
-  if (!Array.isArray(teachers) || teachers.length === 0) throw new Error('distill: teachers must be a non-empty array');
-  const all = data.partitions.map((_, i) => i);
-  const sets = teachers.map((spec, t) => {
-    const where = `distill: teachers[${t}]`;
-    if (!spec || typeof spec !== 'object') throw new Error(`${where} must be an object { teacher | load, heads?, partitions?, ... }`);
-    if ((spec.teacher === undefined) === (spec.load === undefined)) throw new Error(`${where} needs exactly one of teacher (a Teacher) and load (a function that loads one)`);
-    if (spec.load !== undefined && typeof spec.load !== 'function') throw new Error(`${where}.load must be a function returning a Promise of a Teacher`);
-    const partitions = spec.partitions ?? all;
-    // An empty list would be a teacher that never runs: in a partitioned run no rank would even load it.
-    if (!Array.isArray(partitions) || partitions.length === 0) throw new Error(`${where}.partitions must be a non-empty array of data partition indices (a teacher on no partition never runs)`);
-    for (const p of partitions)
-      if (!Number.isInteger(p) || p < 0 || p >= all.length) throw new Error(`${where}.partitions: ${JSON.stringify(p)} is not a partition index of the data source (0..${all.length - 1})`);
-    return new Set(partitions);
-  });
-  for (const [i, p] of data.partitions.entries()) {
-    const step = student.resolutionStep;
-    if (p.height % step !== 0 || p.width % step !== 0)
-      throw new Error(`distill: data partition ${i} is ${p.height}x${p.width}, not a multiple of the student's resolution step ${step}`);
-    if (!sets.some((s) => s.has(i))) throw new Error(`distill: no teacher trains on data partition ${i}`);
-  }
-  return sets;
-}
-
-/** Checks every head of the teachers this process runs against the student's adaptors, naming the teacher and head. */
-function planTeachers(student: AnyRadioModel, teachers: Array<{ index: number; spec: TeacherSpec; teacher: Teacher; partitions: Set<number> }>): Plan[] {
-  const names = new Set<string>();
-  return teachers.map(({ index, spec, teacher, partitions }) => {
-    const where = `distill: teachers[${index}]`;
-    if (!teacher || typeof teacher.forward !== 'function') throw new Error(`${where}.${spec.load ? 'load() did not give' : 'teacher must be'} a Teacher`);
-    if (names.has(teacher.name)) throw new Error(`${where}: two teachers are named ${JSON.stringify(teacher.name)} (names key the loss terms)`);
-    names.add(teacher.name);
-    const wanted: Record<string, HeadWeights> = spec.heads ?? Object.fromEntries(Object.keys(teacher.heads).map((h) => [h, {}]));
-    const heads = Object.entries(wanted).map(([head, w]) => {
-      const dims = teacher.heads[head];
-      if (!dims) throw new Error(`${where}.heads.${head}: teacher ${teacher.name} has no head ${JSON.stringify(head)} (it has ${Object.keys(teacher.heads).join(', ')})`);
-      const a = student.config.adaptors.find((x) => x.name === head);
-      if (!a) throw new Error(`${where}.heads.${head}: the student has no adaptor ${JSON.stringify(head)} (it has ${student.config.adaptors.map((x) => x.name).join(', ') || 'none'})`);
-      if (a.feature.outputDim !== dims.featureDim)
-        throw new Error(`${where}.heads.${head}: the student's feature head gives ${a.feature.outputDim} channels, the teacher's ${dims.featureDim}`);
-      // A frozen summary head (use_summary false) must not pass a summary loss on into the backbone.
-      const summary = dims.summaryDim !== null && a.useSummary;
-      if (summary && a.summary.outputDim !== dims.summaryDim)
-        throw new Error(`${where}.heads.${head}: the student's summary head gives ${a.summary.outputDim} channels, the teacher's ${dims.summaryDim}`);
-      return {
-        head,
-        summary,
-        summaryWeight: weight(w.summaryWeight, `${where}.heads.${head}.summaryWeight`, weight(spec.summaryWeight, `${where}.summaryWeight`, 1)),
-        featureWeight: weight(w.featureWeight, `${where}.heads.${head}.featureWeight`, weight(spec.featureWeight, `${where}.featureWeight`, 1)),
-      };
-    });
-    return { index, spec, teacher, heads, partitions };
-  });
-}
-
-/** A teacher's loss term keys, in the order microStep reports them. */
-const termKeysOf = (p: Plan) => p.heads.flatMap((h) => [...(h.summary ? [termKey(p.teacher.name, h.head, 'summary')] : []), termKey(p.teacher.name, h.head, 'features')]);
-
-/**
- * Every teacher's name and term keys, from the ranks that run it: a rank of a partitioned run holds only its own
- * groups' teachers, yet sums (and rank 0 reports) every term of the step. Errors on two teachers of one name.
- */
-async function worldTermKeys(group: ProcessGroup, plans: Plan[], count: number): Promise<string[]> {
-  const all = (await allGatherJson(group, plans.map((p) => [p.index, p.teacher.name, termKeysOf(p)]))) as Array<Array<[number, string, string[]]>>;
-  const byIndex = new Map<number, { name: string; keys: string[] }>();
-  for (const rank of all) for (const [i, name, keys] of rank) byIndex.set(i, { name, keys });
-  const named = new Map<string, number>();
-  const keys: string[] = [];
-  for (let i = 0; i < count; i++) {
-    const t = byIndex.get(i);
-    if (!t) throw new Error(`distill: teachers[${i}] runs on no rank (none of its partitions is in a rank group)`);
-    if (named.has(t.name)) throw new Error(`distill: teachers[${i}]: two teachers are named ${JSON.stringify(t.name)} (names key the loss terms; teachers[${named.get(t.name)}] runs on another rank)`);
-    named.set(t.name, i);
-    keys.push(...t.keys);
-  }
-  return [...new Set(keys)];
 }
 
 /** Checks the ViTDet augmentation against the student and every data partition, naming the field. */
@@ -528,11 +431,6 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     await closeTeachers(owned).catch(() => {});  // the run's own Error is the one to report
     throw e;
   }
-}
-
-async function closeTeachers(teachers: Teacher[]): Promise<void> {
-  const list = teachers.splice(0);
-  for (const t of list) await t.close();
 }
 
 /** A teacher on another device (a large teacher on its own GPU, shards read to cpu): its targets join the student. */
