@@ -212,6 +212,7 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     // or, when kt and vt are set, as packed once for the whole problem (the same products, so the same bits).
     struct Scratch {
       std::vector<float> s, acc, m, l, buf;
+      gemm::cpu::PackedA q;  // the block's scale·Q, packed once for all its key tiles
     };
     auto run_block = [&](Operands& o, Scratch& w, int64_t i0, int64_t ni, const gemm::cpu::PackedB* kt,
                          const gemm::cpu::PackedB* vt) {
@@ -220,9 +221,10 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
       w.m.resize(qb.size);
       w.l.resize(qb.size);
       float *s = w.s.data(), *acc = w.acc.data(), *m = w.m.data(), *l = w.l.data();
+      if (kt) w.q.pack(false, ni, hd, g.scale, o.q + i0 * o.ld, o.ld);
       for (int64_t t = 0; t < kb.count; ++t) {
         const int64_t j0 = kb.begin(t), nj = kb.length(t);
-        if (kt) gemm::cpu::sgemm_serial_packed(false, ni, g.scale, o.q + i0 * o.ld, o.ld, kt[t], 0.f, s, kb.size);
+        if (kt) gemm::cpu::sgemm_serial_packed(w.q, kt[t], 0.f, s, kb.size);
         else score_product(s, kb.size, o, g, i0, ni, j0, nj);
         for (int64_t r = 0; r < ni; ++r) {
           float* sr = s + r * kb.size;
@@ -291,6 +293,9 @@ namespace {
 // product was about a fifth of the backward at 224 px (the Kᵀ and Vᵀ packs are strided walks).
 struct Packs {
   const gemm::cpu::PackedB *kt = nullptr, *k = nullptr, *vt = nullptr, *q = nullptr, *go = nullptr;
+  // The query block's scale·Q and dO as the A operands of S and dP, when the block meets several key tiles (each
+  // used only with kt and vt).
+  const gemm::cpu::PackedA *qa = nullptr, *goa = nullptr;
 };
 
 using gemm::cpu::sgemm_serial_packed;
@@ -301,9 +306,11 @@ void grad_tile(float* P, float* dS, int64_t ls, const Operands& o, const Terms<T
                const Geometry& g, int64_t i0, int64_t ni, int64_t j0, int64_t nj, std::vector<float>& buf,
                ExpFn exp_rows, const Packs& pk) {
   const int64_t L = g.length();
-  if (pk.kt) sgemm_serial_packed(false, ni, g.scale, o.q + i0 * o.ld, o.ld, *pk.kt, 0.f, P, ls);
+  if (pk.kt && pk.qa) sgemm_serial_packed(*pk.qa, *pk.kt, 0.f, P, ls);
+  else if (pk.kt) sgemm_serial_packed(false, ni, g.scale, o.q + i0 * o.ld, o.ld, *pk.kt, 0.f, P, ls);
   else score_product(P, ls, o, g, i0, ni, j0, nj);
-  if (pk.vt) sgemm_serial_packed(false, ni, 1.f, o.go + i0 * o.ld_o, o.ld_o, *pk.vt, 0.f, dS, ls);
+  if (pk.vt && pk.goa) sgemm_serial_packed(*pk.goa, *pk.vt, 0.f, dS, ls);
+  else if (pk.vt) sgemm_serial_packed(false, ni, 1.f, o.go + i0 * o.ld_o, o.ld_o, *pk.vt, 0.f, dS, ls);
   else sgemm_serial(false, true, ni, nj, g.head_dim, 1.f, o.go + i0 * o.ld_o, o.ld_o, o.v + j0 * o.ld, o.ld, 0.f, dS, ls);
   for (int64_t r = 0; r < ni; ++r) {
     const int64_t i = i0 + r;
@@ -340,6 +347,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
     const int64_t L = g.length(), hd = g.head_dim, nw = g.windows(), problems = g.batch * g.heads * nw;
     const Blocks qb = Blocks::queries(L), kb(L, kBackwardKeys);
     const ExpFn exp_rows = softmax_exp();
+    const bool stream = streaming_stores();
     const int64_t gh = g.rel_gh, gw = g.rel_gw, ls = kb.size;
     float* partial = scratch + g.stat_rows();
     zero_prefix(dqkv, g, 3 * g.dim());
@@ -352,6 +360,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       // Packed operands: per key tile Kᵀ, K and Vᵀ of the problem in hand, and the current query block's Q and dO.
       std::vector<gemm::cpu::PackedB> kt, k, vt;
       gemm::cpu::PackedB q, go;
+      gemm::cpu::PackedA qa, goa;
     };
     auto make_work = [&](int64_t keys) {
       Work k;
@@ -376,11 +385,18 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
         if (with_k) k.k[t].pack(false, nj, hd, k.o.k + j0 * k.o.ld, k.o.ld);
       }
     };
-    // Packs query block u's Q and dO (the B operands of dK and dV).
+    // Packs query block u's scale·Q and dO as the A operands of S and dP (shared by its key tiles).
+    auto pack_query_rows = [&](Work& k, int64_t u) {
+      const int64_t i0 = qb.begin(u), ni = qb.length(u);
+      k.qa.pack(false, ni, hd, g.scale, k.o.q + i0 * k.o.ld, k.o.ld);
+      k.goa.pack(false, ni, hd, 1.f, k.o.go + i0 * k.o.ld_o, k.o.ld_o);
+    };
+    // Packs query block u's Q and dO (the B operands of dK and dV) and its A operands.
     auto pack_queries = [&](Work& k, int64_t u) {
       const int64_t i0 = qb.begin(u), ni = qb.length(u);
       k.q.pack(false, ni, hd, k.o.q + i0 * k.o.ld, k.o.ld);
       k.go.pack(false, ni, hd, k.o.go + i0 * k.o.ld_o, k.o.ld_o);
+      pack_query_rows(k, u);
     };
     // Tile (query block u, key tile t) into k.P and k.dS, through what is packed in pk.
     auto tile = [&](Work& k, int64_t u, int64_t t, const Packs& pk) {
@@ -429,13 +445,16 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       const Operands& o = k.o;
       for (int64_t r = 0; r < qb.length(u); ++r) {
         const int64_t i = qb.begin(u) + r, oq = g.qkv_offset(o.b, g.token(o.w, i), 0, o.h);
-        for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, k.dq[r * hd + d] * g.scale);
+        if constexpr (std::is_same_v<T, float>) store_scaled_row(dqkv + oq, k.dq.data() + r * hd, hd, g.scale, stream);
+        else
+          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(dqkv, oq + d, k.dq[r * hd + d] * g.scale);
         if (terms.rel_h) {
           const int64_t row = o.p * L + i;
           for (int64_t y = 0; y < gh; ++y) Elem<T>::store(drel_h, row * gh + y, k.dh[r * gh + y]);
           for (int64_t c = 0; c < gw; ++c) Elem<T>::store(drel_w, row * gw + c, k.dw[r * gw + c]);
         }
       }
+      stream_fence(stream);
     };
     // Keys j0 .. j0 + nj from dk, dv (row 0 is key j0).
     auto store_keys = [&](Work& k, int64_t j0, int64_t nj) {
@@ -443,11 +462,17 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
       for (int64_t r = 0; r < nj; ++r) {
         const int64_t t = g.token(o.w, j0 + r);
         const int64_t ok = g.qkv_offset(o.b, t, 1, o.h), ov = g.qkv_offset(o.b, t, 2, o.h);
-        for (int64_t d = 0; d < hd; ++d) {
-          Elem<T>::store(dqkv, ok + d, k.dk[r * hd + d] * g.scale);
-          Elem<T>::store(dqkv, ov + d, k.dv[r * hd + d]);
+        if constexpr (std::is_same_v<T, float>) {
+          store_scaled_row(dqkv + ok, k.dk.data() + r * hd, hd, g.scale, stream);
+          store_scaled_row(dqkv + ov, k.dv.data() + r * hd, hd, 1.f, stream);
+        } else {
+          for (int64_t d = 0; d < hd; ++d) {
+            Elem<T>::store(dqkv, ok + d, k.dk[r * hd + d] * g.scale);
+            Elem<T>::store(dqkv, ov + d, k.dv[r * hd + d]);
+          }
         }
       }
+      stream_fence(stream);
     };
 
     // Whole problems take ceil(problems / threads) rounds of 10 products per tile; split, the same work costs 14 but
@@ -463,7 +488,7 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
             if (p + 1 < p1) prefetch_rows(qkv, dO, g, p + 1, u * L / qb.count, (u + 1) * L / qb.count);
             pack_queries(k, u);
             for (int64_t t = 0; t < kb.count; ++t) {
-              const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], &k.q, &k.go};
+              const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], &k.q, &k.go, &k.qa, &k.goa};
               tile(k, u, t, pk);
               key_update(k, u, t, k.dk.data() + kb.begin(t) * hd, k.dv.data() + kb.begin(t) * hd, pk);
               query_update(k, u, t, pk);
@@ -500,8 +525,9 @@ void attention_backward(GpuStream, void* dqkv_, void* dbias_, void* drel_h_, voi
             load(k.o, p, qkv, dO, O, g);
             pack_keys(k, true);
           }
+          pack_query_rows(k, u);
           for (int64_t t = 0; t < kb.count; ++t) {
-            const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], nullptr, nullptr};
+            const Packs pk{&k.kt[t], &k.k[t], &k.vt[t], nullptr, nullptr, &k.qa, &k.goa};
             tile(k, u, t, pk);
             query_update(k, u, t, pk);
           }

@@ -127,6 +127,15 @@ ExpFn softmax_exp() {
   return exp_shifted;
 }
 
+// Whether the gradient rows go out by streaming stores: with the AVX-512 rows (the bits are the same either way).
+bool streaming_stores() {
+#ifdef AMR_ATTENTION_AVX512
+  return std::strcmp(gemm::cpu::micro_kernel().name, "avx512") == 0;
+#else
+  return false;
+#endif
+}
+
 // Σ_j x[j] in kLanes lanes combined in order, then the tail.
 AMR_VECTOR_CLONES
 float row_sum(const float* x, int64_t n) {
@@ -156,6 +165,44 @@ AMR_VECTOR_CLONES
 void scale_row(float* x, int64_t n, float a) {
   for (int64_t j = 0; j < n; ++j) x[j] *= a;
 }
+
+// y[j] = a·x[j] into a gradient row of dqkv. Streaming stores where the CPU has AVX-512 and the row is whole cache
+// lines: dqkv is written once here, and ordinary stores first read every line of it into the core's cache only to
+// overwrite it (the backward's own store loops were about a tenth of it at 224 px; measured 4-7% faster fwd+bwd
+// with streaming, about 1% on a whole block's step, where the qkv projection's backward then reads dqkv back).
+AMR_VECTOR_CLONES
+void store_scaled_row_portable(float* y, const float* x, int64_t n, float a) {
+  for (int64_t j = 0; j < n; ++j) y[j] = a * x[j];
+}
+
+#ifdef AMR_ATTENTION_AVX512
+__attribute__((target("avx512f"))) void store_scaled_row_stream(float* y, const float* x, int64_t n, float a) {
+  const __m512 va = _mm512_set1_ps(a);
+  for (int64_t j = 0; j < n; j += 16) _mm512_stream_ps(y + j, _mm512_mul_ps(va, _mm512_loadu_ps(x + j)));
+}
+#endif
+
+// Streaming stores are weakly ordered: fenced before the pool reports the task done, so no thread reads dqkv ahead
+// of them.
+inline void stream_fence(bool stream) {
+#ifdef AMR_ATTENTION_AVX512
+  if (stream) _mm_sfence();
+#endif
+  (void)stream;
+}
+
+inline bool streamable(const float* y, int64_t n, bool stream) {
+  return stream && n % 16 == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0;
+}
+
+inline void store_scaled_row(float* y, const float* x, int64_t n, float a, bool stream) {
+#ifdef AMR_ATTENTION_AVX512
+  if (streamable(y, n, stream)) return store_scaled_row_stream(y, x, n, a);
+#endif
+  (void)stream;
+  store_scaled_row_portable(y, x, n, a);
+}
+
 
 AMR_VECTOR_CLONES
 void add_row(float* x, const float* y, int64_t n) {

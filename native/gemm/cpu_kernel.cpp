@@ -99,6 +99,46 @@ void sgemm_serial_packed(bool trans_a, int64_t m, float alpha, const float* a, i
   }
 }
 
+// Layout: the k slices one after another (slice from p0 at round_up(m, MR)·p0), each as sgemm_serial packs its A
+// blocks: panel q of a slice of depth kc at q·kc·MR, so the block from row i0 starts at i0·kc.
+void PackedA::pack(bool trans_a, int64_t m, int64_t k, float alpha, const float* a, int64_t lda) {
+  const MicroKernel& uk = micro_kernel();
+  const int64_t mr = uk.mr, mp = (m + mr - 1) / mr * mr;
+  m_ = m;
+  k_ = k;
+  mr_ = uk.mr;
+  if (int64_t(data_.size()) < mp * k) data_.resize(size_t(mp * k));
+  const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
+  for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+    const int64_t kc = std::min(kBlockK, k - p0);
+    pack_panels(data_.data() + mp * p0, kc * mr, a, a_rs, a_ps, m, p0, kc, int(mr), alpha);
+  }
+}
+
+void sgemm_serial_packed(const PackedA& pa, const PackedB& pb, float beta, float* c, int64_t ldc) {
+  const int64_t m = pa.m_, n = pb.n_, k = pb.k_;
+  if (m <= 0 || n <= 0) return;
+  if (pa.k_ != k) throw Error("sgemm_serial_packed: op(A) and op(B) were packed with different depths");
+  if (scale_c(m, n, k, 1.f, beta, c, ldc)) return;
+  const MicroKernel& uk = micro_kernel();
+  if (uk.nr != pb.nr_ || uk.mr != pa.mr_) throw Error("sgemm_serial_packed: an operand was packed for another micro-kernel");
+  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk);
+  const int64_t np = (n + nr - 1) / nr * nr, mp = (m + mr - 1) / mr * mr;
+  // The loops and slices of sgemm_serial, so the sums are the same chains in the same order.
+  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
+    const int64_t nc = std::min(nc_l2, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+      const int64_t kc = std::min(kBlockK, k - p0);
+      const bool accumulate = p0 > 0 || beta != 0.f;
+      const float* bp = pb.data_.data() + np * p0 + (j0 / nr) * kc * nr;
+      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
+        const int64_t mc = std::min(mc_max, m - i0);
+        macro_kernel(uk, mc, nc, kc, pa.data_.data() + mp * p0 + i0 * kc, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
+      }
+    }
+  }
+}
+
 }  // namespace cpu
 }  // namespace gemm
 }  // namespace amr
