@@ -21,12 +21,13 @@ const ROOT = path.join(__dirname, '..', 'fixtures', 'teachers');
 const RADIO = path.join(__dirname, '..', 'fixtures', 'radio');
 const TOLERANCE = { f32: 1e-4, bf16: 2e-2 } as const;
 const ALL = fs.readdirSync(ROOT).filter((d) => fs.existsSync(path.join(ROOT, d, 'case.json'))).sort();
-const CASES = ALL.filter((d) => !d.startsWith('sam-'));
+// SAM and SigLIP2 NaFlex have their own tests below (no resizable fixed grid; per-image sizes).
+const CASES = ALL.filter((d) => !d.startsWith('sam-') && !d.startsWith('siglip2-'));
 
 const ioFiles = (name: string) => fs.readdirSync(path.join(ROOT, name)).filter((f) => /^io-.*\.safetensors$/.test(f)).sort();
 
 test('every teacher case is here', () => {
-  expect(ALL).toEqual(['clip-vit', 'dinov2-reg-swiglu', 'dinov2-small', 'sam-vit', 'siglip-vit']);
+  expect(ALL).toEqual(['clip-vit', 'dinov2-reg-swiglu', 'dinov2-small', 'sam-vit', 'siglip-vit', 'siglip2-naflex']);
   for (const c of CASES) expect(ioFiles(c).length).toBeGreaterThanOrEqual(2);
   expect(ioFiles('sam-vit')).toEqual(['io-112x112.safetensors']);
 });

@@ -1,12 +1,13 @@
 // Distillation from Hugging Face teachers in the trainer's process: a tiny student learns a DINOv2 and a CLIP
-// encoder (test/fixtures/teachers, their outputs checked against the original implementations in
-// test/teachers/hf-teachers.test.ts) from synthetic images, through the API and through `am-radio teach` / an "hf"
+// encoder, and a SigLIP2 NaFlex one (test/fixtures/teachers, their outputs checked against the original
+// implementations in test/teachers/hf-teachers.test.ts and siglip2-naflex.test.ts) from synthetic images, through the API and through `am-radio teach` / an "hf"
 // teacher entry of a config.
 import { spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
 
 import { createStudent, distill, HfTeacher, ShardTeacher, SyntheticSource } from '../../ts';
+import type { Teacher } from '../../ts';
 import { writeDataset } from '../data/helpers';
 import { REGISTER, tempDir } from './support';
 
@@ -22,31 +23,56 @@ async function student(dir: string): Promise<string> {
   return dir;
 }
 
+/**
+ * 40 steps of distillation from the teachers on synthetic images of one size, with the terms of the first step,
+ * its loss and the mean of the last five.
+ */
+async function distilBriefly(dir: string, teachers: Teacher[], partition: { height: number; width: number }, seed: number) {
+  const r = await distill({
+    student: { dir },
+    teachers: teachers.map((teacher) => ({ teacher })),
+    data: new SyntheticSource({ seed, partitions: [{ ...partition, batch: 8 }] }),
+    steps: 40,
+    optimizer: { lr: 3e-3, weightDecay: 0.02 },
+    schedule: { warmupSteps: 5 },
+    maxGradNorm: 5,
+    outDir: path.join(path.dirname(dir), 'run'),
+    progress: false,
+  });
+  expect(r.skipped).toBe(0);
+  return { terms: Object.keys(r.history[0].terms).sort(), first: r.history[0].loss, last: r.history.slice(-5).reduce((s, m) => s + m.loss, 0) / 5 };
+}
+
 test('cpu: a student distils a DINOv2 and a CLIP teacher; the loss falls by more than half', async () => {
   const dir = tempDir('hf-distill');
   const dino = await HfTeacher.load(path.join(FIXTURES, 'dinov2-small'));
   const clip = await HfTeacher.load(path.join(FIXTURES, 'clip-vit'), { inputSize: [70, 70] });
   try {
-    const r = await distill({
-      student: { dir: await student(path.join(dir, 'student')) },
-      teachers: [{ teacher: dino }, { teacher: clip }],
-      data: new SyntheticSource({ seed: 4, partitions: [{ height: 64, width: 64, batch: 8 }] }),
-      steps: 40,
-      optimizer: { lr: 3e-3, weightDecay: 0.02 },
-      schedule: { warmupSteps: 5 },
-      maxGradNorm: 5,
-      outDir: path.join(dir, 'run'),
-      progress: false,
-    });
-    const first = r.history[0].loss;
-    const last = r.history.slice(-5).reduce((s, m) => s + m.loss, 0) / 5;
+    const { terms, first, last } = await distilBriefly(await student(path.join(dir, 'student')), [dino, clip], { height: 64, width: 64 }, 4);
     console.log(`hf teachers distill: loss ${first.toFixed(4)} -> ${last.toFixed(4)}`);
-    expect(Object.keys(r.history[0].terms).sort()).toEqual(['clip.clip.features', 'clip.clip.summary', 'dino_v2.dino_v2.features', 'dino_v2.dino_v2.summary']);
-    expect(r.skipped).toBe(0);
+    expect(terms).toEqual(['clip.clip.features', 'clip.clip.summary', 'dino_v2.dino_v2.features', 'dino_v2.dino_v2.summary']);
     expect(last).toBeLessThan(0.5 * first);
   } finally {
     await dino.close();
     await clip.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('cpu: a student distils a SigLIP2 NaFlex teacher on its own (aspect-kept) grid; the loss falls by more than half', async () => {
+  const dir = tempDir('hf-distill-naflex');
+  // 64x96 images with a budget of 6 patches: the teacher resizes each batch to 32x48 (a 2x3 grid), the student
+  // sees 4x6; the loss aligns the two grids.
+  const teacher = await HfTeacher.load(path.join(FIXTURES, 'siglip2-naflex'), { maxNumPatches: 6 });
+  try {
+    const studentDir = path.join(dir, 'student');
+    await createStudent(studentDir, { embedDim: 64, depth: 2, heads: 2, adaptors: [{ name: 'siglip2', summaryDim: 64, featureDim: 64 }] }, { seed: 6 });
+    const { terms, first, last } = await distilBriefly(studentDir, [teacher], { height: 64, width: 96 }, 7);
+    console.log(`siglip2 naflex teacher distill: loss ${first.toFixed(4)} -> ${last.toFixed(4)}`);
+    expect(terms).toEqual(['siglip2.siglip2.features', 'siglip2.siglip2.summary']);
+    expect(last).toBeLessThan(0.5 * first);
+  } finally {
+    await teacher.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
@@ -72,6 +98,20 @@ test('CLI: an "hf" teacher in a teach config writes shards; a bad field is named
     fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify({ ...config, teacher: { ...config.teacher, dtype: 'f16' } }));
     const bad = run();
     expect({ status: bad.status, stderr: bad.stderr }).toEqual({ status: 1, stderr: 'config.teacher.dtype must be "f32" or "bf16", got "f16"\n' });
+    // A SigLIP2 NaFlex entry takes its patch budget (the student's 32x32 images, resized to fit 2 patches: 1x1).
+    const naflex = { ...config, teacher: { type: 'hf', dir: path.join(FIXTURES, 'siglip2-naflex'), maxNumPatches: 2 }, output: 'naflex' };
+    fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify(naflex));
+    const ok = run();
+    expect({ status: ok.status, stderr: ok.status === 0 ? '' : ok.stderr }).toEqual({ status: 0, stderr: '' });
+    const targets = await ShardTeacher.open(path.join(dir, 'naflex'));
+    expect(targets.heads).toEqual({ siglip2: { summaryDim: 64, featureDim: 64 } });
+    await targets.close();
+    fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify({ ...naflex, teacher: { ...naflex.teacher, maxNumPatches: 0 } }));
+    const zero = run();
+    expect({ status: zero.status, stderr: zero.stderr }).toEqual({ status: 1, stderr: 'config.teacher.maxNumPatches must be an integer > 0, got 0\n' });
+    fs.writeFileSync(path.join(dir, 'teach.json'), JSON.stringify({ ...config, teacher: { ...config.teacher, maxNumPatches: 4 } }));
+    const other = run();
+    expect({ status: other.status, stderr: other.stderr }).toEqual({ status: 1, stderr: expect.stringContaining('maxNumPatches is for SigLIP2 NaFlex encoders') });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -11,7 +11,7 @@ import type { Teacher as TeacherShape } from './types';
 export type Teacher = TeacherShape;
 
 export interface TeacherFromPretrainedOptions {
-  /** Options for a Hugging Face encoder (DINOv2, CLIP, SigLIP). */
+  /** Options for a Hugging Face encoder (DINOv2, CLIP, SigLIP, SigLIP2 NaFlex, SAM). */
   hf?: HfTeacherOptions;
   /** Options for a RADIO checkpoint (ViT RADIO or E-RADIO). */
   radio?: RadioTeacherOptions;
@@ -31,13 +31,13 @@ function isRadioFolder(dir: string): boolean {
 
 export const Teacher = {
   /**
-   * The teacher in a folder or hub repo: a Hugging Face DINOv2 / CLIP / SigLIP / SAM encoder (config.json's model_type)
+   * The teacher in a folder or hub repo: a Hugging Face DINOv2 / CLIP / SigLIP / SigLIP2 NaFlex / SAM encoder (config.json's model_type)
    * or a RADIO checkpoint (config.json's args), each loaded by its own class.
    */
   async fromPretrained(dirOrRepo: string, opts: TeacherFromPretrainedOptions = {}): Promise<TeacherShape> {
     const dir = await resolveFolder(dirOrRepo, opts.hub);
     if (isHfVisionFolder(dir)) return HfTeacher.load(dir, opts.hf);
     if (isRadioFolder(dir)) return RadioTeacher.load(dir, opts.radio);
-    throw new Error(`Teacher.fromPretrained: ${dir} holds neither a supported Hugging Face vision encoder (config.json model_type dinov2, dinov2_with_registers, clip, clip_vision_model, siglip, siglip_vision_model, sam, sam_vision_model) nor a RADIO checkpoint (config.json args)`);
+    throw new Error(`Teacher.fromPretrained: ${dir} holds neither a supported Hugging Face vision encoder (config.json model_type dinov2, dinov2_with_registers, clip, clip_vision_model, siglip, siglip_vision_model, siglip2, siglip2_vision_model, sam, sam_vision_model) nor a RADIO checkpoint (config.json args)`);
   },
 };

@@ -100,11 +100,12 @@ function parsePartitions(where: string, list: unknown[]): Partition[] {
  * partitions, ... }` (ImageFolderSource; `dir` and `list` relative to base).
  */
 /** The keys a teacher entry of each computing type takes beyond type, dir, name and the loss weights. */
-export const TEACHER_FIELDS = { radio: ['inputSize', 'heads'], hf: ['inputSize', 'head', 'summary', 'dtype', 'features'] } as const;
+export const TEACHER_FIELDS = { radio: ['inputSize', 'heads'], hf: ['inputSize', 'head', 'summary', 'dtype', 'features', 'maxNumPatches'] } as const;
 
 /**
  * A teacher entry's loader, its fields checked now (before any data is read): "radio" (a RADIO checkpoint,
- * RadioTeacher) or "hf" (a Hugging Face DINOv2 / CLIP / SigLIP / SAM folder, HfTeacher). `f` holds the entry.
+ * RadioTeacher) or "hf" (a Hugging Face DINOv2 / CLIP / SigLIP / SigLIP2 NaFlex / SAM folder, HfTeacher). `f` holds
+ * the entry.
  */
 export function teacherLoader(type: 'radio' | 'hf', f: Fields, base: string, device: Device): () => Promise<Teacher> {
   const dir = f.path('dir', base);
@@ -123,7 +124,9 @@ export function teacherLoader(type: 'radio' | 'hf', f: Fields, base: string, dev
   // inputSize: absent → the preprocessor's size; null → the student's resolution.
   const inputSize = f.has('inputSize') && f.obj.inputSize === null ? null : f.size('inputSize');
   const features = f.str('features', true) as 'encoder' | 'neck' | undefined;
-  const opts = { name, head: f.str('head', true), summary: f.bool('summary'), dtype: dtype as 'f32' | 'bf16' | undefined, inputSize, features, device };
+  // SigLIP2 NaFlex's patch budget; HfTeacher.load refuses it for the other families.
+  const maxNumPatches = f.num('maxNumPatches', { opt: true, int: true, positive: true });
+  const opts = { name, head: f.str('head', true), summary: f.bool('summary'), dtype: dtype as 'f32' | 'bf16' | undefined, inputSize, features, maxNumPatches, device };
   return () => HfTeacher.load(dir, opts);
 }
 

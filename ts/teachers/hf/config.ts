@@ -1,12 +1,13 @@
 // What a Hugging Face vision encoder's config.json (and preprocessor_config.json) says, for the architectures a
 // RADIO teacher can be: DINOv2 (Dinov2Model, Dinov2WithRegistersModel), CLIP vision (CLIPVisionModel[WithProjection],
-// or the vision half of a CLIPModel) and SigLIP vision (SiglipVisionModel, or the vision half of a SiglipModel).
+// or the vision half of a CLIPModel), SigLIP vision (SiglipVisionModel, or the vision half of a SiglipModel) and SigLIP2
+// NaFlex vision (Siglip2VisionModel, or the vision half of a Siglip2Model).
 // Fields a config leaves out take the defaults of transformers' config classes, since save_pretrained writes only
 // the values that differ from those for some of them.
 import * as fs from 'fs';
 import * as path from 'path';
 
-export type HfArch = 'dinov2' | 'clip' | 'siglip';
+export type HfArch = 'dinov2' | 'clip' | 'siglip' | 'siglip2';
 /** transformers' hidden_act values that the encoders use: erf GELU, CLIP's quick GELU, SigLIP's tanh GELU. */
 export type HfActivation = 'gelu' | 'quickGelu' | 'geluTanh';
 
@@ -20,8 +21,16 @@ export interface HfVisionConfig {
   /** The MLP's hidden width (for SwiGLU: the width of each half). */
   intermediate: number;
   patch: number;
-  /** The pre-training resolution (the position table's grid is image / patch on a side). */
+  /**
+   * The pre-training resolution (the position table's grid is image / patch on a side). SigLIP2 NaFlex has none: its
+   * table is a square of num_patches rows, and image is that square's side in pixels, sqrt(num_patches) · patch.
+   */
   image: number;
+  /**
+   * SigLIP2 NaFlex: the preprocessor's max_num_patches (default 256), the patch budget each image is resized to fit
+   * with its aspect ratio kept; null for the fixed-resolution families.
+   */
+  maxNumPatches: number | null;
   eps: number;
   activation: HfActivation;
   /** DINOv2 with registers: register tokens after the cls token (no position embedding). */
@@ -29,7 +38,7 @@ export interface HfVisionConfig {
   /** DINOv2-g's SwiGLU feed-forward instead of fc1 → GELU → fc2. */
   swiglu: boolean;
   qkvBias: boolean;
-  /** SigLIP: the attention-pooling head gives the summary (vision_use_head). */
+  /** SigLIP and SigLIP2: the attention-pooling head gives the summary (vision_use_head). */
   poolingHead: boolean;
   /** Whether the position table is resized with antialiasing (transformers' Dinov2WithRegistersModel does). */
   antialias: boolean;
@@ -50,18 +59,23 @@ const ACTIVATIONS: Record<string, HfActivation> = {
   gelu_new: 'geluTanh',
 };
 
-// transformers' defaults per config class (Dinov2Config, CLIPVisionConfig, SiglipVisionConfig).
+// transformers' defaults per config class (Dinov2Config, CLIPVisionConfig, SiglipVisionConfig, Siglip2VisionConfig).
 const DEFAULTS: Record<HfArch, Json> = {
   dinov2: { hidden_size: 768, num_hidden_layers: 12, num_attention_heads: 12, mlp_ratio: 4, hidden_act: 'gelu', layer_norm_eps: 1e-6, image_size: 224, patch_size: 14, qkv_bias: true, use_swiglu_ffn: false, num_register_tokens: 0 },
   clip: { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 32, hidden_act: 'quick_gelu', layer_norm_eps: 1e-5 },
   siglip: { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, image_size: 224, patch_size: 16, hidden_act: 'gelu_pytorch_tanh', layer_norm_eps: 1e-6, vision_use_head: true },
+  siglip2: { hidden_size: 768, intermediate_size: 3072, num_hidden_layers: 12, num_attention_heads: 12, num_patches: 256, patch_size: 16, hidden_act: 'gelu_pytorch_tanh', layer_norm_eps: 1e-6, vision_use_head: true },
 };
+
+/** Siglip2ImageProcessor's max_num_patches when preprocessor_config.json does not say. */
+const SIGLIP2_MAX_NUM_PATCHES = 256;
 
 // Normalisation when a folder has no preprocessor_config.json: each family's published statistics.
 const STATS: Record<HfArch, { mean: [number, number, number]; std: [number, number, number] }> = {
   dinov2: { mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] },
   clip: { mean: [0.48145466, 0.4578275, 0.40821073], std: [0.26862954, 0.26130258, 0.27577711] },
   siglip: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
+  siglip2: { mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5] },
 };
 
 const MODEL_TYPES: Record<string, { arch: HfArch; sub?: string; prefix: string }> = {
@@ -71,6 +85,9 @@ const MODEL_TYPES: Record<string, { arch: HfArch; sub?: string; prefix: string }
   clip_vision_model: { arch: 'clip', prefix: 'vision_model.' },
   siglip: { arch: 'siglip', sub: 'vision_config', prefix: 'vision_model.' },
   siglip_vision_model: { arch: 'siglip', prefix: 'vision_model.' },
+  // Siglip2Model keeps its vision tower under vision_model too.
+  siglip2: { arch: 'siglip2', sub: 'vision_config', prefix: 'vision_model.' },
+  siglip2_vision_model: { arch: 'siglip2', prefix: 'vision_model.' },
 };
 
 function readJson(file: string): Json {
@@ -104,6 +121,12 @@ function triple(file: string, key: string, v: unknown): [number, number, number]
   return [v[0], v[1], v[2]];
 }
 
+/** v as a SigLIP2 patch budget (an integer, at least one patch), else an Error naming what. */
+export function checkMaxNumPatches(what: string, v: unknown): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new Error(`${what} must be an integer of at least 1 (patches per image), got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** SAM's model types (SamModel, SamVisionModel): their encoder is read by sam.ts, not by this config. */
 export const SAM_MODEL_TYPES: readonly string[] = ['sam', 'sam_vision_model'];
 
@@ -123,10 +146,7 @@ export function readHfVisionConfig(dir: string): HfVisionConfig {
   const top = readJson(file);
   const type = top.model_type;
   const known = typeof type === 'string' ? MODEL_TYPES[type] : undefined;
-  if (!known) {
-    const hint = type === 'siglip2' || type === 'siglip2_vision_model' ? ' (SigLIP2 NaFlex variable-resolution encoders are not supported yet; the fixed-resolution SigLIP2 checkpoints use model_type "siglip")' : '';
-    throw new Error(`${file}: model_type ${JSON.stringify(type)} is not a supported teacher (expected one of ${Object.keys(MODEL_TYPES).join(', ')})${hint}`);
-  }
+  if (!known) throw new Error(`${file}: model_type ${JSON.stringify(type)} is not a supported teacher (expected one of ${Object.keys(MODEL_TYPES).join(', ')})`);
   const where = known.sub ? `${file}: ${known.sub}` : file;
   const own = known.sub ? top[known.sub] : top;
   if (!own || typeof own !== 'object') throw new Error(`${file}: ${known.sub} must be an object`);
@@ -157,20 +177,36 @@ export function readHfVisionConfig(dir: string): HfVisionConfig {
   } else {
     intermediate = int('intermediate_size');
   }
-  const image = int('image_size');
   const patch = int('patch_size');
+  let image: number;
+  if (known.arch === 'siglip2') {
+    // Siglip2VisionEmbeddings reshapes the table to int(sqrt(num_patches)) on a side, which only a square fills.
+    const n = int('num_patches');
+    const side = Math.round(Math.sqrt(n));
+    if (side * side !== n) throw new Error(`${where}.num_patches must be a square (the position table is side x side), got ${n}`);
+    image = side * patch;
+  } else {
+    image = int('image_size');
+  }
   const registers = type === 'dinov2_with_registers' ? int('num_register_tokens') : 0;
 
   const stats = STATS[known.arch];
   let mean = stats.mean;
   let std = stats.std;
   let inputSize: [number, number] = [image, image];
+  let maxNumPatches = known.arch === 'siglip2' ? SIGLIP2_MAX_NUM_PATCHES : null;
   const preFile = path.join(dir, 'preprocessor_config.json');
   if (fs.existsSync(preFile)) {
     const pre = readJson(preFile);
     if (pre.image_mean !== undefined) mean = triple(preFile, 'image_mean', pre.image_mean);
     if (pre.image_std !== undefined) std = triple(preFile, 'image_std', pre.image_std);
     inputSize = preprocessorSize(pre) ?? inputSize;
+    if (known.arch === 'siglip2') {
+      if (pre.max_num_patches !== undefined) maxNumPatches = checkMaxNumPatches(`${preFile}: max_num_patches`, pre.max_num_patches);
+      // The processor cuts patches of its own patch_size; one that is not the model's would feed it other rows.
+      if (pre.patch_size !== undefined && pre.patch_size !== patch)
+        throw new Error(`${preFile}: patch_size ${JSON.stringify(pre.patch_size)} is not config.json's patch_size ${patch}`);
+    }
   }
   return {
     arch: known.arch,
@@ -181,12 +217,13 @@ export function readHfVisionConfig(dir: string): HfVisionConfig {
     intermediate,
     patch,
     image,
+    maxNumPatches,
     eps,
     activation,
     registers,
     swiglu,
     qkvBias: known.arch === 'dinov2' ? c.qkv_bias !== false : true,
-    poolingHead: known.arch === 'siglip' && c.vision_use_head !== false,
+    poolingHead: (known.arch === 'siglip' || known.arch === 'siglip2') && c.vision_use_head !== false,
     antialias: type === 'dinov2_with_registers',
     prefix: known.prefix,
     mean,

@@ -1,6 +1,6 @@
-// A Hugging Face vision encoder (DINOv2, CLIP vision, SigLIP vision) on this package's ops, for inference: the
-// teacher half of distillation. One module tree serves the three families; config.ts says which parts a family
-// has, and the loader below maps transformers' checkpoint keys onto it.
+// A Hugging Face vision encoder (DINOv2, CLIP vision, SigLIP vision, SigLIP2 NaFlex vision) on this package's ops, for
+// inference: the teacher half of distillation. One module tree serves the four families; config.ts says which parts
+// a family has, and the loader below maps transformers' checkpoint keys onto it.
 //
 // The tree is laid out for the fused kernels rather than by transformers' names: q, k and v are one packed
 // [3·D, D] linear (the attention op reads timm's packed qkv), and DINOv2's LayerScale is folded into the linear
@@ -24,7 +24,8 @@ import { cat, chunk, narrow } from '../../ops/layout';
 import { assembleTokens, patchify, sliceRows } from '../../ops/tokens';
 import { escape, tidy } from '../../scope';
 import { emptyTensor, tensor, Tensor } from '../../tensor';
-import { HfActivation, HfVisionConfig, readHfVisionConfig } from './config';
+import { checkMaxNumPatches, HfActivation, HfVisionConfig, readHfVisionConfig } from './config';
+import { naflexSize } from './naflex';
 
 /** act(fc1(h)), the activation fused into the GEMM's epilogue. */
 function mlpIn(fc1: Linear, h: Tensor, act: HfActivation): Tensor {
@@ -130,12 +131,12 @@ class PoolingHead extends Module {
  * naming op), moved to the model's device, the grid from gridOf, then run without a graph in a tensor scope.
  */
 export function runEncoder<T>(op: string, m: Module & { device: Device; gridOf(op: string, h: number, w: number): [number, number] }, images: Tensor,
-  run: (x: Tensor, grid: [number, number]) => T): T {
+  run: (x: Tensor, grid: [number, number]) => T, gridOf: (op: string, h: number, w: number) => [number, number] = (o, h, w) => m.gridOf(o, h, w)): T {
   if (m.disposed) throw new Error(`${op}: the model was disposed`);
   if (!(images instanceof Tensor)) throw new Error(`${op}: images must be a Tensor [B, 3, H, W]`);
   if (images.shape.length !== 4 || images.shape[1] !== 3) throw new Error(`${op}: images have shape [${images.shape.join(', ')}], expected [B, 3, H, W]`);
   if (images.dtype === 'i32') throw new Error(`${op}: images must be f32 or bf16, got i32`);
-  const grid = m.gridOf(op, images.shape[2], images.shape[3]);
+  const grid = gridOf(op, images.shape[2], images.shape[3]);
   return noGrad(() => tidy(() => run(images.device === m.device ? images : images.to(m.device), grid)));
 }
 
@@ -146,6 +147,22 @@ export interface HfVisionOutput {
   features: Tensor;
   grid: [number, number];
 }
+
+export interface HfForwardOptions {
+  /** SigLIP2 NaFlex: the patch budget each image is resized to fit; default the preprocessor's max_num_patches. */
+  maxNumPatches?: number;
+}
+
+/** SigLIP2 NaFlex over images of different sizes: one summary row per image, each image's tokens on its own grid. */
+export interface HfVisionEachOutput {
+  /** [B, C], the images' pooled outputs in order; null without a head. */
+  summary: Tensor | null;
+  /** Per image [1, h·w, D]: the valid tokens of its last hidden state after post_layernorm. */
+  features: Tensor[];
+  grids: Array<[number, number]>;
+}
+
+const isSiglip = (c: HfVisionConfig) => c.arch === 'siglip' || c.arch === 'siglip2';
 
 /** The module tree of one encoder; build it with {@link loadHfVisionModel}. */
 export class HfVisionModel extends Module {
@@ -167,12 +184,13 @@ export class HfVisionModel extends Module {
     const D = c.hidden;
     // The patch conv has no padding: a side that is not a multiple of the patch loses its remainder (SigLIP's 384 / 14).
     const grid = Math.floor(c.image / c.patch);
+    // SigLIP2's patch Linear reads HF's (y, x, c) rows; its columns are reordered at load to patchify's (c, y, x).
     this.patchEmbed = this.registerModule('patch_embed', new Linear(3 * c.patch * c.patch, D, { ...layer, bias: c.arch !== 'clip' }));
     const f32 = { ...layer, dtype: 'f32' as const };
-    if (c.arch !== 'siglip') this.registerParameter('cls', makeParameter([1, 1, D], f32, {}));
+    if (!isSiglip(c)) this.registerParameter('cls', makeParameter([1, 1, D], f32, {}));
     if (c.registers > 0) this.registerParameter('registers', makeParameter([1, c.registers, D], f32, {}));
     // The position table stays f32: transformers resizes it in float32 whatever the model's dtype.
-    this.registerParameter('pos', makeParameter([1, grid * grid + (c.arch === 'siglip' ? 0 : 1), D], f32, {}));
+    this.registerParameter('pos', makeParameter([1, grid * grid + (isSiglip(c) ? 0 : 1), D], f32, {}));
     this.preNorm = c.arch === 'clip' ? this.registerModule('pre_norm', new LayerNorm(D, c.eps, layer)) : null;
     this.blocks = this.registerModule('blocks', new ModuleList(Array.from({ length: c.layers }, () => new Block(c, layer))));
     this.norm = this.registerModule('norm', new LayerNorm(D, c.eps, layer));
@@ -186,35 +204,93 @@ export class HfVisionModel extends Module {
   /** Width of the summary output (null: the encoder has none). */
   get summaryDim(): number | null {
     if (this.projection) return this.projection.outFeatures;
-    return this.config.arch === 'siglip' && !this.head ? null : this.config.hidden;
+    return isSiglip(this.config) && !this.head ? null : this.config.hidden;
   }
 
   /**
    * The patch grid an input of h × w pixels gives: floor(h / P) × floor(w / P), as the checkpoints' patch conv
-   * (stride P, no padding) makes it; an Error when a side is smaller than one patch.
+   * (stride P, no padding) makes it; an Error when a side is smaller than one patch. SigLIP2 NaFlex: the grid of
+   * the size its processor resizes to for maxNumPatches (naflexSize).
    */
-  gridOf(op: string, h: number, w: number): [number, number] {
+  gridOf(op: string, h: number, w: number, maxNumPatches = this.config.maxNumPatches): [number, number] {
     const P = this.config.patch;
+    if (maxNumPatches !== null) {
+      // SigLIP2 NaFlex: the processor's size for the budget; it resizes any image, one smaller than a patch too.
+      if (h < 1 || w < 1) throw new Error(`${op}: input ${h}x${w} has no pixels`);
+      const [th, tw] = naflexSize(h, w, P, maxNumPatches);
+      return [th / P, tw / P];
+    }
     if (h < P || w < P) throw new Error(`${op}: input ${h}x${w} is smaller than the patch size ${P}`);
     return [Math.floor(h / P), Math.floor(w / P)];
   }
 
   /**
    * images [B, 3, H, W] in [0, 1] (normalised here by the preprocessor's mean and std) → summary and features on
-   * the grid gridOf gives.
+   * the grid gridOf gives. SigLIP2 NaFlex first resizes the batch as its processor does (bilinear, antialiased, to
+   * the size naflexSize picks for opts.maxNumPatches); a batch shares one size, so it needs no padding.
    */
-  forward(images: Tensor): HfVisionOutput {
-    return runEncoder('HfVisionModel.forward', this, images, (x, grid) => this.run(x, grid));
+  forward(images: Tensor, opts: HfForwardOptions = {}): HfVisionOutput {
+    const op = 'HfVisionModel.forward';
+    const limit = this.patchBudget(op, opts);
+    return runEncoder(op, this, images, (x, grid) => this.run(x, grid), (o, h, w) => this.gridOf(o, h, w, limit));
+  }
+
+  /**
+   * SigLIP2 NaFlex over images of different sizes (each [1, 3, H, W] or [3, H, W], in [0, 1]), as transformers runs
+   * a padded batch of them. Each image runs alone at its exact patch count: the attention op's additive bias is one
+   * [heads, T, T] for the whole batch, so it cannot mask a different set of padded keys per image, and since HF's
+   * mask keeps padded patches out of every valid token's attention and out of the pooling head, an image alone gives
+   * HF's valid tokens and pooled output exactly.
+   */
+  forwardEach(images: readonly Tensor[], opts: HfForwardOptions = {}): HfVisionEachOutput {
+    const op = 'HfVisionModel.forwardEach';
+    if (this.config.arch !== 'siglip2') throw new Error(`${op}: images of different sizes are for SigLIP2 NaFlex encoders; this is ${this.config.modelType}`);
+    if (!Array.isArray(images) || images.length === 0) throw new Error(`${op}: images must be a non-empty array of [1, 3, H, W] or [3, H, W] tensors`);
+    const outs: HfVisionOutput[] = [];
+    try {
+      for (const [i, img] of images.entries()) {
+        if (!(img instanceof Tensor)) throw new Error(`${op}: images[${i}] is not a Tensor`);
+        if (img.shape.length === 4 && img.shape[0] !== 1) throw new Error(`${op}: images[${i}] has shape [${img.shape.join(', ')}], expected one image [1, 3, H, W] or [3, H, W]`);
+        const one = img.shape.length === 3 ? img.reshape([1, ...img.shape]) : img;
+        try {
+          outs.push(this.forward(one, opts));
+        } finally {
+          if (one !== img) one.dispose();
+        }
+      }
+      const summary = this.head ? noGrad(() => cat(outs.map((o) => o.summary!), 0)) : null;
+      return { summary, features: outs.map((o) => o.features), grids: outs.map((o) => o.grid) };
+    } catch (e) {
+      for (const o of outs) o.features.dispose();
+      throw e;
+    } finally {
+      for (const o of outs) o.summary?.dispose();
+    }
+  }
+
+  /** The patch budget of a forward: SigLIP2's option or its preprocessor's; null (and no option) for the others. */
+  private patchBudget(op: string, opts: HfForwardOptions): number | null {
+    if (!opts || typeof opts !== 'object') throw new Error(`${op}: options must be an object`);
+    if (opts.maxNumPatches === undefined) return this.config.maxNumPatches;
+    if (this.config.arch !== 'siglip2') throw new Error(`${op}: maxNumPatches is for SigLIP2 NaFlex encoders; this is ${this.config.modelType}`);
+    return checkMaxNumPatches(`${op}: maxNumPatches`, opts.maxNumPatches);
   }
 
   private run(images: Tensor, grid: [number, number]): HfVisionOutput {
     const c = this.config;
     const B = images.shape[0];
     const [gh, gw] = grid;
-    // The pixels past the last whole patch, which the conv never reads.
     let used = images;
-    if (images.shape[2] !== gh * c.patch) used = narrow(used, 2, 0, gh * c.patch);
-    if (images.shape[3] !== gw * c.patch) used = narrow(used, 3, 0, gw * c.patch);
+    if (c.arch === 'siglip2') {
+      // The processor's resize (the fast one's: bilinear, antialiased, on float pixels) to whole patches; at the
+      // image's own size that resize is the identity, so it is skipped.
+      if (images.shape[2] !== gh * c.patch || images.shape[3] !== gw * c.patch)
+        used = interpolate(images.dtype === 'f32' ? images : images.cast('f32'), { size: [gh * c.patch, gw * c.patch], mode: 'bilinear', alignCorners: false, antialias: true });
+    } else {
+      // The pixels past the last whole patch, which the conv never reads.
+      if (images.shape[2] !== gh * c.patch) used = narrow(used, 2, 0, gh * c.patch);
+      if (images.shape[3] !== gw * c.patch) used = narrow(used, 3, 0, gw * c.patch);
+    }
     const rows = patchify(used, { patch: c.patch, mean: this.mean, std: this.std, dtype: this.dtype });
     const patches = this.patchEmbed.forward(rows);
     let x = assembleTokens(this.prefix(), patches, this.positions(grid));
@@ -227,7 +303,7 @@ export class HfVisionModel extends Module {
       return { summary: this.projection ? this.projection.forward(pooled) : pooled, features: sliceRows(x, 1, T), grid };
     }
     x = this.norm.forward(x);
-    if (c.arch === 'siglip') return { summary: this.head ? this.head.forward(x, c) : null, features: x, grid };
+    if (isSiglip(c)) return { summary: this.head ? this.head.forward(x, c) : null, features: x, grid };
     return { summary: sliceRows(x, 0, 1).reshape([B, c.hidden]), features: sliceRows(x, 1 + c.registers, T), grid };
   }
 
@@ -236,7 +312,7 @@ export class HfVisionModel extends Module {
     if (this.prefixCache) return this.prefixCache;
     const c = this.config;
     const made = noGrad(() => tidy(() => {
-      if (c.arch === 'siglip') return emptyTensor([0, c.hidden], this.dtype, this.device);
+      if (isSiglip(c)) return emptyTensor([0, c.hidden], this.dtype, this.device);
       const cls = this.param('cls').add(sliceRows(this.param('pos'), 0, 1));
       const rows = c.registers > 0 ? cat([cls, this.param('registers')], 1) : cls;
       return rows.reshape([rows.shape[1], c.hidden]).cast(this.dtype);
@@ -248,7 +324,8 @@ export class HfVisionModel extends Module {
   /**
    * The patch positions for a grid: the table as stored at the pre-training grid, else resized as transformers'
    * interpolate_pos_encoding does (bicubic, align_corners false, in f32; antialiased for DINOv2 with registers).
-   * Cached per grid, since a teacher sees one input size.
+   * SigLIP2 NaFlex resizes its square table to every image's grid (resize_positional_embeddings: bilinear,
+   * antialiased, align_corners false, in f32), its own size included. Cached per grid.
    */
   private positions(grid: [number, number]): Tensor {
     const key = grid.join('x');
@@ -258,9 +335,11 @@ export class HfVisionModel extends Module {
     const g = Math.floor(c.image / c.patch);
     const made = noGrad(() => tidy(() => {
       const pos = this.param('pos');
-      const first = c.arch === 'siglip' ? 0 : 1;
+      const first = isSiglip(c) ? 0 : 1;
       const table = sliceRows(pos, first, first + g * g);
-      const sized = grid[0] === g && grid[1] === g ? table : interpolate(table, { size: grid, mode: 'bicubic', alignCorners: false, antialias: c.antialias, layout: 'NLC', grid: [g, g] });
+      const naflex = c.arch === 'siglip2';
+      const sized = !naflex && grid[0] === g && grid[1] === g ? table
+        : interpolate(table, { size: grid, mode: naflex ? 'bilinear' : 'bicubic', alignCorners: false, antialias: naflex || c.antialias, layout: 'NLC', grid: [g, g] });
       return sized.cast(this.dtype);
     }));
     this.tables.set(key, escape(made));
@@ -293,6 +372,8 @@ interface Source {
   shapes: number[][];
   /** A 1-D tensor scaling the parameter's rows: DINOv2's LayerScale folded into the linear before it. */
   scale?: string;
+  /** SigLIP2's patch Linear: columns in HF's (y, x, c) patch order, reordered to patchify's (c, y, x). */
+  hwcPatch?: number;
 }
 
 /** Checkpoint tensors that the forward never reads and that are no cause for a warning. */
@@ -334,8 +415,9 @@ function sourceMap(c: HfVisionConfig, m: HfVisionModel): Map<string, Source> {
     }
     both('norm', 'layernorm');
   } else {
-    one('patch_embed.weight', `${P}embeddings.patch_embedding.weight`, undefined, conv);
-    if (c.arch === 'siglip') one('patch_embed.bias', `${P}embeddings.patch_embedding.bias`);
+    if (c.arch === 'siglip2') s.set('patch_embed.weight', { keys: [`${P}embeddings.patch_embedding.weight`], shapes: [[D, 3 * c.patch * c.patch]], hwcPatch: c.patch });
+    else one('patch_embed.weight', `${P}embeddings.patch_embedding.weight`, undefined, conv);
+    if (isSiglip(c)) one('patch_embed.bias', `${P}embeddings.patch_embedding.bias`);
     else {
       one('cls', `${P}embeddings.class_embedding`, undefined, [D]);
       both('pre_norm', `${P}pre_layrnorm`);
@@ -384,8 +466,9 @@ async function fill(m: HfVisionModel, file: TensorReader, sources: Map<string, S
     // readFloat checks each tensor's shape against the config's, naming the tensor.
     for (let i = 0; i < s.keys.length; i++) parts.push((await file.readFloat(s.keys[i], s.shapes[i])).data);
     const total = parts.reduce((a, d) => a + d.length, 0);
-    const data = parts.length === 1 ? parts[0] : new Float32Array(total);
+    let data = parts.length === 1 ? parts[0] : new Float32Array(total);
     if (parts.length > 1) parts.reduce((at, d) => (data.set(d, at), at + d.length), 0);
+    if (s.hwcPatch) data = hwcToChw(data, p.shape[0], s.hwcPatch);
     if (s.scale) {
       const rows = p.shape[0];
       const { data: g } = await file.readFloat(s.scale, [rows]);
@@ -396,6 +479,15 @@ async function fill(m: HfVisionModel, file: TensorReader, sources: Map<string, S
     p.markModified();
   }
   return file.keys().filter((k) => !needed.has(k));
+}
+
+/** [rows, p·p·3] with columns (y, x, c) → the same rows with columns (c, y, x). */
+function hwcToChw(data: Float32Array, rows: number, p: number): Float32Array {
+  const out = new Float32Array(data.length);
+  const width = 3 * p * p;
+  for (let r = 0; r < rows; r++)
+    for (let yx = 0; yx < p * p; yx++) for (let ch = 0; ch < 3; ch++) out[r * width + ch * p * p + yx] = data[r * width + yx * 3 + ch];
+  return out;
 }
 
 export interface HfVisionLoadOptions {
@@ -440,7 +532,7 @@ export async function loadHfVisionWeights(dir: string, c: HfVisionConfig, opts: 
     const pos = sources.get('pos')!;
     const posKey = pos.keys[0];
     if (file.has(posKey) && numel(file.entry(posKey).shape) !== numel(pos.shapes[0]))
-      throw new Error(`${file.file}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but image_size ${c.image} / patch_size ${c.patch} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
+      throw new Error(`${file.file}: '${posKey}' has shape [${file.entry(posKey).shape.join(', ')}], but ${c.arch === 'siglip2' ? `num_patches ${(c.image / c.patch) ** 2}` : `image_size ${c.image} / patch_size ${c.patch}`} needs ${numel(pos.shapes[0]) / c.hidden} rows`);
     return (await fill(model, file, sources)).filter((k) => !expectedUnread(k));
   });
 }

@@ -1,4 +1,4 @@
-// A Hugging Face vision encoder as a distillation teacher: DINOv2, CLIP or SigLIP from the folder (config.json,
+// A Hugging Face vision encoder as a distillation teacher: DINOv2, CLIP, SigLIP or SigLIP2 NaFlex from the folder (config.json,
 // model.safetensors or its shards, preprocessor_config.json) that transformers' save_pretrained writes, run on this package's
 // kernels in the trainer's process.
 import * as fs from 'fs';
@@ -9,30 +9,37 @@ import { downloadCheckpoint, HubDownloadOptions } from '../../model/hub';
 import { permute } from '../../ops/layout';
 import type { Tensor } from '../../tensor';
 import type { Teacher, TeacherBatch, TeacherTargets } from '../types';
-import { HfArch, readHfVisionConfig, SAM_MODEL_TYPES } from './config';
+import { checkMaxNumPatches, HfArch, readHfVisionConfig, SAM_MODEL_TYPES } from './config';
 import { HfVisionLoadOptions, HfVisionModel, HfVisionOutput, loadHfVisionWeights } from './model';
 import { loadSamVisionModel, readSamConfig, SamVisionModel, SamVisionOutput } from './sam';
 
 export interface HfTeacherOptions extends HfVisionLoadOptions {
-  /** Name in logs and metrics; default by family: 'dino_v2', 'clip', 'siglip' (RADIO's teacher names). */
+  /** Name in logs and metrics; default by family: 'dino_v2', 'clip', 'siglip', 'siglip2' (RADIO's teacher names). */
   name?: string;
   /** The student head the targets train; default the name. */
   head?: string;
   /**
    * [h, w] in pixels, at least the patch size: the size the trainer resizes the batch to for this teacher (a
    * remainder past the last whole patch is not read, as the checkpoint's patch conv does not read it).
-   * Default: the preprocessor's crop size (else the config's image_size). null: the student's own resolution.
+   * Default: the preprocessor's crop size (else the config's image_size); for SigLIP2 NaFlex null, the student's own
+   * resolution, which the teacher then resizes to fit maxNumPatches as its processor does. null: the student's own.
    */
   inputSize?: [number, number] | null;
+  /**
+   * SigLIP2 NaFlex only: the patch budget (an integer ≥ 1) each batch is resized to fit, keeping its aspect ratio
+   * (the processor's get_image_size_for_max_num_patches, then a bilinear antialiased resize to whole patches).
+   * Default: preprocessor_config.json's max_num_patches, else 256.
+   */
+  maxNumPatches?: number;
   /** Whether the targets include the summary (default: whenever the encoder has one). */
   summary?: boolean;
   /** SAM only: 'encoder' (default, the tokens before the neck, as RADIO distils them) or 'neck' (after it). */
   features?: 'encoder' | 'neck';
 }
 
-const DEFAULT_NAMES: Record<HfArch | 'sam', string> = { dinov2: 'dino_v2', clip: 'clip', siglip: 'siglip', sam: 'sam' };
+const DEFAULT_NAMES: Record<HfArch | 'sam', string> = { dinov2: 'dino_v2', clip: 'clip', siglip: 'siglip', siglip2: 'siglip2', sam: 'sam' };
 
-/** The encoder a teacher runs: a ViT family (DINOv2, CLIP, SigLIP) or SAM's image encoder. */
+/** The encoder a teacher runs: a ViT family (DINOv2, CLIP, SigLIP, SigLIP2 NaFlex) or SAM's image encoder. */
 export type HfEncoder = HfVisionModel | SamVisionModel;
 
 /** What an encoder's forward returns. */
@@ -79,6 +86,7 @@ export class HfTeacher implements Teacher {
     private readonly head: string,
     private readonly useSummary: boolean,
     private readonly neck: boolean,
+    private readonly maxNumPatches: number | undefined,
   ) {
     const featureDim = model instanceof SamVisionModel && neck ? model.config.outChannels : model.config.hidden;
     this.heads = { [head]: { summaryDim: useSummary ? model.summaryDim : null, featureDim } };
@@ -99,7 +107,10 @@ export class HfTeacher implements Teacher {
     const config = sam ? null : readHfVisionConfig(dir);
     const samConfig = sam ? readSamConfig(dir) : null;
     const patch = config?.patch ?? samConfig!.patch;
-    const size = opts.inputSize === undefined ? defaultInputSize(dir) : opts.inputSize;
+    const naflex = config?.arch === 'siglip2';
+    if (opts.maxNumPatches !== undefined && !naflex) throw new Error(`${op} ${dir}: maxNumPatches is for SigLIP2 NaFlex encoders (model_type siglip2, siglip2_vision_model)`);
+    const maxNumPatches = opts.maxNumPatches === undefined ? undefined : checkMaxNumPatches(`${op} ${dir}: maxNumPatches`, opts.maxNumPatches);
+    const size = opts.inputSize === undefined ? (naflex ? null : defaultInputSize(dir)) : opts.inputSize;
     if (size !== null) {
       if (!Array.isArray(size) || size.length !== 2 || !size.every((v) => Number.isInteger(v) && v >= patch))
         throw new Error(`${op} ${dir}: inputSize must be [h, w] in pixels, each at least the patch size ${patch}, got ${JSON.stringify(size)}`);
@@ -113,7 +124,7 @@ export class HfTeacher implements Teacher {
       throw new Error(`${op} ${dir}: this ${model.config.modelType} encoder has no summary output`);
     }
     const name = opts.name ?? DEFAULT_NAMES[config?.arch ?? 'sam'];
-    return new HfTeacher(name, model, size ? [size[0], size[1]] : null, opts.head ?? name, opts.summary ?? hasSummary, opts.features === 'neck');
+    return new HfTeacher(name, model, size ? [size[0], size[1]] : null, opts.head ?? name, opts.summary ?? hasSummary, opts.features === 'neck', maxNumPatches);
   }
 
   /**
@@ -138,7 +149,7 @@ export class HfTeacher implements Teacher {
       o.neck.dispose();
       return { [this.head]: { features, grid: o.grid } };
     }
-    const o = this.model.forward(images);
+    const o = this.model.forward(images, this.maxNumPatches === undefined ? {} : { maxNumPatches: this.maxNumPatches });
     if (!this.useSummary) o.summary?.dispose();
     return { [this.head]: { features: o.features, grid: o.grid, ...(this.useSummary && o.summary ? { summary: o.summary } : {}) } };
   }
