@@ -72,6 +72,30 @@ void PackedB::pack(bool trans_b, int64_t k, int64_t n, const float* b, int64_t l
   }
 }
 
+namespace {
+
+// The loops and slices of sgemm_serial over a packed op(B), so the sums are the same chains in the same order;
+// a_block(i0, p0, kc, mc) gives the packed MC×KC block of op(A) from row i0 at depth p0.
+template <typename ABlock>
+void packed_product(const MicroKernel& uk, int64_t m, int64_t n, int64_t k, const float* b_packed, float beta, float* c,
+                    int64_t ldc, ABlock&& a_block) {
+  const int64_t nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk), np = (n + nr - 1) / nr * nr;
+  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
+    const int64_t nc = std::min(nc_l2, n - j0);
+    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
+      const int64_t kc = std::min(kBlockK, k - p0);
+      const bool accumulate = p0 > 0 || beta != 0.f;
+      const float* bp = b_packed + np * p0 + (j0 / nr) * kc * nr;
+      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
+        const int64_t mc = std::min(mc_max, m - i0);
+        macro_kernel(uk, mc, nc, kc, a_block(i0, p0, kc, mc), bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void sgemm_serial_packed(bool trans_a, int64_t m, float alpha, const float* a, int64_t lda, const PackedB& pb,
                          float beta, float* c, int64_t ldc) {
   const int64_t n = pb.n_, k = pb.k_;
@@ -79,24 +103,14 @@ void sgemm_serial_packed(bool trans_a, int64_t m, float alpha, const float* a, i
   if (scale_c(m, n, k, alpha, beta, c, ldc)) return;
   const MicroKernel& uk = micro_kernel();
   if (uk.nr != pb.nr_) throw Error("sgemm_serial_packed: op(B) was packed for another micro-kernel");
-  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk), np = (n + nr - 1) / nr * nr;
+  const int64_t mr = uk.mr;
   thread_local Scratch a_buf;
   const int64_t a_rs = trans_a ? 1 : lda, a_ps = trans_a ? lda : 1;
-  // The loops and slices of sgemm_serial, so the sums are the same chains in the same order.
-  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
-    const int64_t nc = std::min(nc_l2, n - j0);
-    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
-      const int64_t kc = std::min(kBlockK, k - p0);
-      const bool accumulate = p0 > 0 || beta != 0.f;
-      const float* bp = pb.data_.data() + np * p0 + (j0 / nr) * kc * nr;
-      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
-        const int64_t mc = std::min(mc_max, m - i0);
-        float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
-        pack_panels(ap, kc * mr, a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), alpha);
-        macro_kernel(uk, mc, nc, kc, ap, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
-      }
-    }
-  }
+  packed_product(uk, m, n, k, pb.data_.data(), beta, c, ldc, [&](int64_t i0, int64_t p0, int64_t kc, int64_t mc) {
+    float* ap = a_buf.get((mc + mr - 1) / mr * mr * kc);
+    pack_panels(ap, kc * mr, a + i0 * a_rs, a_rs, a_ps, mc, p0, kc, int(mr), alpha);
+    return static_cast<const float*>(ap);
+  });
 }
 
 // Layout: the k slices one after another (slice from p0 at round_up(m, MR)·p0), each as sgemm_serial packs its A
@@ -122,21 +136,9 @@ void sgemm_serial_packed(const PackedA& pa, const PackedB& pb, float beta, float
   if (scale_c(m, n, k, 1.f, beta, c, ldc)) return;
   const MicroKernel& uk = micro_kernel();
   if (uk.nr != pb.nr_ || uk.mr != pa.mr_) throw Error("sgemm_serial_packed: an operand was packed for another micro-kernel");
-  const int64_t mr = uk.mr, nr = uk.nr, mc_max = block_m(uk), nc_l2 = block_n(uk);
-  const int64_t np = (n + nr - 1) / nr * nr, mp = (m + mr - 1) / mr * mr;
-  // The loops and slices of sgemm_serial, so the sums are the same chains in the same order.
-  for (int64_t j0 = 0; j0 < n; j0 += nc_l2) {
-    const int64_t nc = std::min(nc_l2, n - j0);
-    for (int64_t p0 = 0; p0 < k; p0 += kBlockK) {
-      const int64_t kc = std::min(kBlockK, k - p0);
-      const bool accumulate = p0 > 0 || beta != 0.f;
-      const float* bp = pb.data_.data() + np * p0 + (j0 / nr) * kc * nr;
-      for (int64_t i0 = 0; i0 < m; i0 += mc_max) {
-        const int64_t mc = std::min(mc_max, m - i0);
-        macro_kernel(uk, mc, nc, kc, pa.data_.data() + mp * p0 + i0 * kc, bp, kc * nr, c + i0 * ldc + j0, ldc, accumulate);
-      }
-    }
-  }
+  const int64_t mp = (m + uk.mr - 1) / uk.mr * uk.mr;
+  packed_product(uk, m, n, k, pb.data_.data(), beta, c, ldc,
+                 [&](int64_t i0, int64_t p0, int64_t kc, int64_t) { return pa.data_.data() + mp * p0 + i0 * kc; });
 }
 
 }  // namespace cpu
