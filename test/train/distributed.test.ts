@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { expectGather } from './gather';
 import { byRank, mpi, mpich, mpichNode, mpichTitle, mpirunNode, title, withMpi, withMpich } from './mpi';
 import type { Run } from './mpi';
 import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
@@ -21,10 +22,19 @@ describe('without a launcher', () => {
     expect(Array.from(await t.toArray())).toEqual([1, 2, 3]);
     expect(await g.allGatherScalars([4, NaN])).toEqual([[4, NaN]]);
     await g.barrier();
+    // allGather: a copy with a leading dim of 1, in the input's dtype.
+    const h = tensor([1.5, -2, 3], [3, 1], { dtype: 'bf16' });
+    const gathered = await g.allGather(h);
+    expect([gathered.shape, gathered.dtype, gathered.device, Array.from(await gathered.toArray())]).toEqual([[1, 3, 1], 'bf16', 'cpu', [1.5, -2, 3]]);
+    h.dispose();
+    expect(Array.from(await gathered.toArray())).toEqual([1.5, -2, 3]);
+    await expect(g.allGather([1] as never)).rejects.toThrow('allGather: expected a Tensor');
+    await expect(g.allGather(tensor([1], [1], { device: 'sim' }))).rejects.toThrow('allGather: the tensor is on sim; the collectives take cpu tensors (MPI) or cuda tensors (NCCL)');
     expect(() => g.broadcast(t, 1)).toThrow('broadcast: root 1 is not a rank of the group (size 1)');
     expect(() => g.allReduce(tensor([1], [1], { dtype: 'bf16' }))).toThrow('allReduce: the tensor is bf16');
     await g.close();
     expect(() => g.allReduce(t)).toThrow('allReduce: the process group was closed');
+    await expect(g.allGather(t)).rejects.toThrow('allGather: the process group was closed');
   });
 
   test("torchrun's RANK / WORLD_SIZE without MASTER_ADDR / MASTER_PORT is an Error naming what is missing (the full set: test/train/rendezvous.test.ts)", () => {
@@ -114,6 +124,7 @@ function expectCollectives(r: Run) {
       code: 'abort: code must be an integer in [1, 255], got 0',
     });
     expect(o.afterClose).toBe('allReduce: the process group was closed');
+    expectGather(2, 'cpu', o.rank, o.tensors as Record<string, unknown>);
   }
 }
 
@@ -158,7 +169,7 @@ withMpi(title('mpirun -np 2'), () => {
     expect(ompi[0].version).toMatch(/^Open MPI/);
   });
 
-  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, odd sizes; the Errors of bad calls', async () => {
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, allGather (f32, bf16, i32, odd shapes, mismatches), odd sizes; the Errors of bad calls', async () => {
     expectCollectives(await mpi('collectives.js', []));
   });
 
@@ -313,7 +324,7 @@ withMpich(mpichTitle('MPICH: mpiexec.mpich -n 2'), () => {
     expect(named.map((x) => x.library)).toEqual([mpich!.library, mpich!.library]);
   });
 
-  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, barrier, odd sizes; the Errors of bad calls', async () => {
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, allGather (f32, bf16, i32, odd shapes, mismatches), barrier, odd sizes; the Errors of bad calls', async () => {
     expectCollectives(await mpichNode('collectives.js', [], env));
   });
 
