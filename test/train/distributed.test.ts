@@ -129,6 +129,26 @@ function expectCollectives(r: Run) {
 }
 
 /**
+ * The exit-without-close cases (children/unclosed.js) under one launcher: a clean run exits 0 and says nothing; a
+ * rank that ends without close() prints the one line naming it and fails the job (code 1 for its exit 0, its own
+ * code otherwise), promptly, while the other rank waits in close().
+ */
+async function expectUnclosed(launch: (args: string[]) => Promise<Run>) {
+  const line = (code: number, abortCode: number) =>
+    `am-radio: rank 1 of 2 is exiting (code ${code}) without closing its process group (await group.close() on every rank); ending the job with code ${abortCode}`;
+  const clean = await launch(['close']);
+  expect({ code: clean.code, signal: clean.signal, stderr: clean.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+  expect(byRank(clean)).toEqual([{ rank: 0, closed: true }, { rank: 1, closed: true }]);
+  for (const [mode, code, abortCode] of [['forget', 0, 1], ['exit-code', 4, 4]] as const) {
+    const r = await launch([mode]);
+    expect({ mode, code: r.code, signal: r.signal }).toEqual({ mode, code: abortCode, signal: null });
+    expect(r.seconds).toBeLessThan(20);  // not the 30 s collective timeout of rank 0's close()
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('am-radio: '))).toEqual([line(code, abortCode)]);
+    expect(byRank(r)).toEqual([]);  // rank 0 never got out of close()
+  }
+}
+
+/**
  * Runs one process with the global batch 4 (and `extra` options) and checks the ranks' losses and gradient norms
  * (within 1e-5 relative) and rank 0's final checkpoint (weights within 1e-5) against it; returns its first norm.
  */
@@ -179,6 +199,10 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).toBe(5);
     expect(r.seconds).toBeLessThan(30);
     expect(byRank(r)).toEqual([]);
+  });
+
+  test('a rank that ends without close() prints a line naming it and fails the job (its exit code, 1 for 0); a run with close() exits 0', async () => {
+    await expectUnclosed((args) => mpi('unclosed.js', args));
   });
 
   test('process.exit with a collective waiting on the queue exits at once with its own code (the wait is cancelled)', async () => {
@@ -297,7 +321,7 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).not.toBe(0);
     expect(r.seconds).toBeLessThan(60);
     expect(byRank(r)).toEqual([]);  // no rank finished the run
-    expect(r.stderr + r.stdout).toMatch(/exiting improperly|exited without calling finalize/);
+    expect(r.stderr).toMatch(/^am-radio: rank 1 of 2 is exiting \(code 0\) without closing its process group \(await group\.close\(\) on every rank\); ending the job with code 1$/m);
   });
 
   test('a rank that stops answering: the other rank fails with an Error once its collective times out', async () => {
@@ -340,6 +364,10 @@ withMpich(mpichTitle('MPICH: mpiexec.mpich -n 2'), () => {
     const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
     expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
     expect((await followsReference(studentDir, ranks[0], final, {})).gradNorm).toBeGreaterThan(1);
+  });
+
+  test('a rank that ends without close() fails the job here too (hydra alone would take its exit 0 as success); a run with close() exits 0', async () => {
+    await expectUnclosed((args) => mpichNode('unclosed.js', args, env));
   });
 
   test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {

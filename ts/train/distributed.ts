@@ -16,6 +16,7 @@ import type { NativeBuffer } from '../native';
 import { dtypeSize, emptyTensor, Tensor } from '../tensor';
 import { agreeOnLayout, checkGatherInput } from './gather';
 import { Rendezvous } from './rendezvous';
+import { mpiFinalized, mpiOpened } from './unclosed';
 
 export type ReduceOp = 'sum' | 'mean';
 
@@ -59,9 +60,9 @@ export interface ProcessGroup {
   allGatherScalars(values: readonly number[]): Promise<number[][]>;
   /**
    * Ends the group: a barrier, then ncclCommDestroy (when there is a communicator) and MPI_Finalize, or the
-   * rendezvous's sockets closed. Every rank must call it; a rank that ends without it counts as a failed rank to
-   * the launcher (mpirun then ends the job non-zero; the rendezvous's peers fail naming it), which is what a crashed
-   * rank must look like.
+   * rendezvous's sockets closed. Every rank must call it; a rank that ends without it fails the job, which is what
+   * a crashed rank must look like: an MPI rank prints a line naming itself and ends the job by MPI_Abort with its
+   * exit code (1 for 0; ./unclosed), under any launcher; the rendezvous's peers fail naming it.
    */
   close(): Promise<void>;
   /**
@@ -261,7 +262,9 @@ class MpiGroup implements ProcessGroup {
   private closed = false;
   private readying: Promise<void> | null = null;
   private nccl = false;
-  constructor(readonly rank: number, readonly size: number, readonly localRank: number, readonly device: 'cpu' | 'cuda', private readonly timeoutSeconds: number) {}
+  constructor(readonly rank: number, readonly size: number, readonly localRank: number, readonly device: 'cpu' | 'cuda', private readonly timeoutSeconds: number) {
+    mpiOpened(this);
+  }
 
   private live(op: string) {
     if (this.closed) throw new Error(`${op}: the process group was closed`);
@@ -346,6 +349,8 @@ class MpiGroup implements ProcessGroup {
     await this.barrier();
     this.closed = true;
     if (this.nccl) native.ncclDestroy();
+    // Before MPI_Finalize, which marks MPI finalised even when it throws: MPI_Abort may not follow it.
+    mpiFinalized();
     native.distFinalize();
   }
 
