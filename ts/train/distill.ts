@@ -306,9 +306,9 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     });
     const params = optimizer.groups.flatMap((g) => [...g.optimizer.params]);
     if (group) {
-      // cpu gradients are reduced by MPI, cuda ones by NCCL (the group's communicator, made by ready()), f32 both.
+      // cpu gradients are reduced by MPI, cuda ones by NCCL (the group's communicator, made by ready()), in f32
+      // both, bf16 ones too (./buckets).
       if (student.device !== 'cpu' && student.device !== 'cuda') throw new Error(`distill: distributed training runs on cpu students (MPI) or cuda students (NCCL); this one is on ${student.device}`);
-      if (params.some((p) => p.dtype !== 'f32')) throw new Error('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
       if (student.device === 'cuda' && group.device !== 'cuda')
         throw new Error("distill: the student is on cuda, and the process group has no NCCL communicator: pass device: 'cuda' to initDistributed");
       await group.ready();
