@@ -41,3 +41,23 @@ test('allReduceBuckets: one call per bucket with the gradients back to back; the
     expect(Array.from(await p.grad!.toArray())).toEqual(Array.from(before[i]));
   }
 });
+
+test('allReduceBuckets: bf16 gradients reach the group in f32 (alone in a bucket too) and come back bf16, shape and values kept', async () => {
+  const trivial = initDistributed({ env: {} });
+  const seen: Tensor[] = [];
+  const group = { allReduce: (t: Tensor, op: string) => (expect(op).toBe('mean'), seen.push(t.detach()), trivial.allReduce(t, 'mean')) } as unknown as ProcessGroup;
+  // Values exact in bf16, so that the round trip through f32 keeps them.
+  const make = (shape: number[], dtype: 'f32' | 'bf16', base: number) => {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const p = tensor(new Array(n).fill(0), shape, { dtype, requiresGrad: true });
+    p.grad = tensor(Array.from({ length: n }, (_, j) => base + j * 0.5), shape, { dtype });
+    return p;
+  };
+  const params = [make([2, 2], 'bf16', 1), make([3], 'f32', 10), make([5], 'bf16', -4)];
+  // 20 bytes (5 elements in f32, not 10 in bf16) fill the cap alone: buckets [2], then [1, 0] (12 + 16 bytes).
+  expect(allReduceBuckets(group, params, 28)).toBe(2);
+  expect(seen.map((t) => [t.dtype, t.shape])).toEqual([['f32', [5]], ['f32', [7]]]);
+  expect(Array.from(await seen[1].toArray())).toEqual([10, 10.5, 11, 1, 1.5, 2, 2.5]);
+  expect(params.map((p) => [p.grad!.dtype, p.grad!.shape])).toEqual([['bf16', [2, 2]], ['f32', [3]], ['bf16', [5]]]);
+  expect(await Promise.all(params.map(async (p) => Array.from(await p.grad!.toArray())))).toEqual([[1, 1.5, 2, 2.5], [10, 10.5, 11], [-4, -3.5, -3, -2.5, -2]]);
+});

@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 
 import { distill, initDistributed, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
+import { expectGather } from './gather';
 import { byRank, mpi, mpich, mpichNode, mpichTitle, mpirunNode, title, withMpi, withMpich } from './mpi';
 import type { Run } from './mpi';
 import { makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
@@ -21,10 +22,19 @@ describe('without a launcher', () => {
     expect(Array.from(await t.toArray())).toEqual([1, 2, 3]);
     expect(await g.allGatherScalars([4, NaN])).toEqual([[4, NaN]]);
     await g.barrier();
+    // allGather: a copy with a leading dim of 1, in the input's dtype.
+    const h = tensor([1.5, -2, 3], [3, 1], { dtype: 'bf16' });
+    const gathered = await g.allGather(h);
+    expect([gathered.shape, gathered.dtype, gathered.device, Array.from(await gathered.toArray())]).toEqual([[1, 3, 1], 'bf16', 'cpu', [1.5, -2, 3]]);
+    h.dispose();
+    expect(Array.from(await gathered.toArray())).toEqual([1.5, -2, 3]);
+    await expect(g.allGather([1] as never)).rejects.toThrow('allGather: expected a Tensor');
+    await expect(g.allGather(tensor([1], [1], { device: 'sim' }))).rejects.toThrow('allGather: the tensor is on sim; the collectives take cpu tensors (MPI) or cuda tensors (NCCL)');
     expect(() => g.broadcast(t, 1)).toThrow('broadcast: root 1 is not a rank of the group (size 1)');
     expect(() => g.allReduce(tensor([1], [1], { dtype: 'bf16' }))).toThrow('allReduce: the tensor is bf16');
     await g.close();
     expect(() => g.allReduce(t)).toThrow('allReduce: the process group was closed');
+    await expect(g.allGather(t)).rejects.toThrow('allGather: the process group was closed');
   });
 
   test("torchrun's RANK / WORLD_SIZE without MASTER_ADDR / MASTER_PORT is an Error naming what is missing (the full set: test/train/rendezvous.test.ts)", () => {
@@ -62,16 +72,15 @@ describe('without a launcher', () => {
     expect(initError({ PMI_RANK: '0', PMI_SIZE: '2', AM_RADIO_MPI_LIBRARY: 'libc.so.6' })).toMatch(/MPI: no usable MPI library \(looked for libc\.so\.6: libc\.so\.6 is neither Open MPI nor of MPICH's ABI \(an unknown MPI\); only those two ABIs are supported\)/);
   });
 
-  test('distill refuses what the collectives cannot reduce yet: bf16 and sim students', async () => {
+  test('distill refuses what the collectives cannot reduce: sim students', async () => {
     const dir = tempDir('dist-refuse');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
     const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
     const fake = { rank: 0, size: 2, localRank: 0, backend: 'mpi' as const, allReduce: (t: never) => t } as unknown as ReturnType<typeof initDistributed>;
-    const run = (student: { dir: string; dtype?: 'bf16'; device?: 'sim' }) => distill({
+    const run = (student: { dir: string; device?: 'sim' }) => distill({
       student, teachers: [{ teacher }], steps: 1, progress: false, distributed: fake,
       data: new SyntheticSource({ partitions: [{ height: 32, width: 32, batch: 4 }] }),
     });
-    await expect(run({ dir: studentDir, dtype: 'bf16' })).rejects.toThrow('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
     await expect(run({ dir: studentDir, device: 'sim' })).rejects.toThrow('distill: distributed training runs on cpu students (MPI) or cuda students (NCCL); this one is on sim');
     await teacher.close();
   });
@@ -114,6 +123,30 @@ function expectCollectives(r: Run) {
       code: 'abort: code must be an integer in [1, 255], got 0',
     });
     expect(o.afterClose).toBe('allReduce: the process group was closed');
+    expectGather(2, 'cpu', o.rank, o.tensors as Record<string, unknown>);
+  }
+}
+
+/**
+ * The exit-without-close cases (children/unclosed.js) under one launcher: a clean run exits 0 and says nothing; a
+ * rank that ends without close() prints the one line naming it and fails the job, promptly, while the other rank
+ * waits in close(). The job's code is the rank's abort code (1 for its exit 0, its own otherwise) under both
+ * launchers, but is held only to non-zero: what fails the job is the point, and a launcher may report a rank it
+ * killed instead. Rank 0 may print its own line too, when its close() fails before the launcher ends it.
+ */
+async function expectUnclosed(launch: (args: string[]) => Promise<Run>) {
+  const line = (code: number, abortCode: number) =>
+    `am-radio: rank 1 of 2 is exiting (code ${code}) without closing its process group (await group.close() on every rank); ending the job with code ${abortCode}`;
+  const clean = await launch(['close']);
+  expect({ code: clean.code, signal: clean.signal, stderr: clean.stderr }).toEqual({ code: 0, signal: null, stderr: '' });
+  expect(byRank(clean)).toEqual([{ rank: 0, closed: true }, { rank: 1, closed: true }]);
+  for (const [mode, code, abortCode] of [['forget', 0, 1], ['exit-code', 4, 4]] as const) {
+    const r = await launch([mode]);
+    expect({ mode, signal: r.signal }).toEqual({ mode, signal: null });  // not the timeout's SIGKILL
+    expect(r.code).not.toBe(0);
+    expect(r.seconds).toBeLessThan(20);  // not the 30 s collective timeout of rank 0's close()
+    expect(r.stderr.split('\n').filter((l) => l.startsWith('am-radio: rank 1 '))).toEqual([line(code, abortCode)]);
+    expect(byRank(r)).toEqual([]);  // rank 0 never got out of close()
   }
 }
 
@@ -151,6 +184,41 @@ async function followsReference(studentDir: string, rank0: { losses: number[]; g
   return { gradNorm: ref.history[0].gradNorm };
 }
 
+/**
+ * A bf16 student on two ranks with batch 2 each (launch runs children/distill.js) against one process with batch 4,
+ * both bf16. The two differ by where the gradients are rounded to bf16: each rank rounds its own share's gradient
+ * before the f32 mean (./buckets), one process its whole batch's, so an element differs by about one bf16 rounding
+ * (u = 2^-8 relative), and so do the global gradient norm and, through the weights, the later losses; measured:
+ * at most 8e-4. The f32 masters of the two final checkpoints are held to the same u in relative rms (measured
+ * 7e-4; one process's bf16 run is 2.4e-3 from its f32 run). The ranks agree bit for bit with each other.
+ */
+async function bf16FollowsOneProcess(launch: (args: string[]) => Promise<Run>) {
+  const u = 2 ** -8;
+  const dir = tempDir('dist-bf16');
+  const studentDir = await makeStudent(path.join(dir, 'student'));
+  const student = { dir: studentDir, dtype: 'bf16' as const };
+  const r = await launch(['run', studentDir, path.join(dir, 'ranks'), '4', '4', '', JSON.stringify({ student })]);
+  expect({ code: r.code, stderr: r.code === 0 ? '' : r.stderr }).toEqual({ code: 0, stderr: '' });
+  const ranks = byRank<{ rank: number; losses: number[]; gradNorms: number[]; checksum: number; allReduces: number[] }>(r);
+  expect(ranks.map((x) => x.rank)).toEqual([0, 1]);
+  expect(ranks[1].checksum).toBe(ranks[0].checksum);
+  expect(ranks[0].allReduces).toEqual([1, 1, 1, 1]);
+  const teacher = await RadioTeacher.load(TEACHER_DIR, { name: 'radio' });
+  const ref = await distill({
+    student, teachers: [{ teacher }], steps: 4, maxGradNorm: 1, optimizer: { lr: 2e-3 }, progress: false, outDir: path.join(dir, 'one'),
+    data: new SyntheticSource({ seed: 2, partitions: [{ height: 32, width: 32, batch: 4 }] }),
+  });
+  await teacher.close();
+  expect(ref.history).toHaveLength(4);
+  for (const [i, m] of ref.history.entries()) {
+    expect(Math.abs(ranks[0].losses[i] - m.loss) / m.loss).toBeLessThan(u);
+    expect(Math.abs(ranks[0].gradNorms[i] - m.gradNorm) / m.gradNorm).toBeLessThan(u);
+  }
+  const [a, b] = await Promise.all(['ranks', 'one'].map((d) => RadioModel.load(path.join(dir, d, 'checkpoints', 'step-00000004'))));
+  expect(weightDistance(await weightsOf(a), await weightsOf(b)).rms).toBeLessThan(u);
+  for (const m of [a, b, ref.student]) m.dispose();
+}
+
 withMpi(title('mpirun -np 2'), () => {
   test("under Open MPI's mpirun the addon opens Open MPI's libmpi.so.40, whatever else is installed", async () => {
     const ompi = byRank<{ rank: number; size: number; library: string; version: string }>(await mpi('mpi-library.js', []));
@@ -158,7 +226,7 @@ withMpi(title('mpirun -np 2'), () => {
     expect(ompi[0].version).toMatch(/^Open MPI/);
   });
 
-  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, odd sizes; the Errors of bad calls', async () => {
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, allGather (f32, bf16, i32, odd shapes, mismatches), odd sizes; the Errors of bad calls', async () => {
     expectCollectives(await mpi('collectives.js', []));
   });
 
@@ -168,6 +236,10 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).toBe(5);
     expect(r.seconds).toBeLessThan(30);
     expect(byRank(r)).toEqual([]);
+  });
+
+  test('a rank that ends without close() prints a line naming it and fails the job (its exit code, 1 for 0); a run with close() exits 0', async () => {
+    await expectUnclosed((args) => mpi('unclosed.js', args));
   });
 
   test('process.exit with a collective waiting on the queue exits at once with its own code (the wait is cancelled)', async () => {
@@ -207,6 +279,10 @@ withMpi(title('mpirun -np 2'), () => {
       expect([...a1[rank].losses, ...a2[rank].losses]).toEqual(ranks[0].losses);
       expect(a2[rank].checksum).toBe(ranks[0].checksum);
     }
+  });
+
+  test('a bf16 student: two ranks with batch 2 each follow one process with batch 4 within a bf16 rounding (gradients reduced in f32)', async () => {
+    await bf16FollowsOneProcess((args) => mpi('distill.js', args));
   });
 
   test('with 2 micro-batches per step and ViTDet window draws, the two ranks still follow one process', async () => {
@@ -286,7 +362,7 @@ withMpi(title('mpirun -np 2'), () => {
     expect(r.code).not.toBe(0);
     expect(r.seconds).toBeLessThan(60);
     expect(byRank(r)).toEqual([]);  // no rank finished the run
-    expect(r.stderr + r.stdout).toMatch(/exiting improperly|exited without calling finalize/);
+    expect(r.stderr).toMatch(/^am-radio: rank 1 of 2 is exiting \(code 0\) without closing its process group \(await group\.close\(\) on every rank\); ending the job with code 1$/m);
   });
 
   test('a rank that stops answering: the other rank fails with an Error once its collective times out', async () => {
@@ -313,7 +389,7 @@ withMpich(mpichTitle('MPICH: mpiexec.mpich -n 2'), () => {
     expect(named.map((x) => x.library)).toEqual([mpich!.library, mpich!.library]);
   });
 
-  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, barrier, odd sizes; the Errors of bad calls', async () => {
+  test('allReduce (sum, mean), broadcast from rank 1, allGatherScalars, allGather (f32, bf16, i32, odd shapes, mismatches), barrier, odd sizes; the Errors of bad calls', async () => {
     expectCollectives(await mpichNode('collectives.js', [], env));
   });
 
@@ -329,6 +405,17 @@ withMpich(mpichTitle('MPICH: mpiexec.mpich -n 2'), () => {
     const final = path.join(dir, 'ranks', 'checkpoints', 'step-00000004');
     expect(ranks.map((x) => x.checkpoint)).toEqual([final, final]);
     expect((await followsReference(studentDir, ranks[0], final, {})).gradNorm).toBeGreaterThan(1);
+  });
+
+  test('a rank that ends without close() fails the job here too (hydra alone would take its exit 0 as success); a run with close() exits 0', async () => {
+    // Without UCX's memory hooks: with them, a node process of MPICH's ch4:ucx that exits while the job fails
+    // crashes now and then (SIGSEGV reading past the heap in V8, under libucs's handler; 4 of 200 runs here, and
+    // as often before this exit hook existed, with a plain exit(4)), and the crashed rank's line is lost.
+    await expectUnclosed((args) => mpichNode('unclosed.js', args, { ...env, UCX_MEM_MALLOC_HOOKS: 'no', UCX_MEM_MMAP_HOOK_MODE: 'none' }));
+  });
+
+  test('a bf16 student: two ranks with batch 2 each follow one process with batch 4 within a bf16 rounding', async () => {
+    await bf16FollowsOneProcess((args) => mpichNode('distill.js', args, env));
   });
 
   test('abort on one rank ends the other, waiting in a barrier, and the job with its code', async () => {

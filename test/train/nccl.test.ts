@@ -7,6 +7,7 @@ import * as path from 'path';
 
 import { backends } from '../../ts';
 import { native } from '../../ts/native';
+import { expectGather } from './gather';
 import { byRank, mpirun, mpirunNode } from './mpi';
 import { RankRun, torchrun } from './torchrun';
 
@@ -63,6 +64,7 @@ function expectRanks(n: number, ranks: RankRun[]) {
     const grads = [3, 2, 4].map((len, j) => Array.from({ length: len }, (_, i) => over((q) => [(q + 1) * (j + 1) + i])[0] / n));
     for (const [j, g] of (o.grads as number[][]).entries()) for (const [i, v] of g.entries()) expect(Math.abs(v - grads[j][i])).toBeLessThanOrEqual(1e-6 * Math.abs(grads[j][i]));
     expect(o.scalars).toEqual(Array.from({ length: n }, (_, q) => [q]));
+    expectGather(n, 'cuda', rank, o.tensors as Record<string, unknown>);
     expect(o.errors).toEqual({
       cpu: "allReduce: the tensor is on cpu, and a torchrun-style group (backend 'nccl', no MPI) reduces cuda tensors only: train on cuda, or start cpu training with an MPI launcher (mpirun -np N node script.js)",
       sim: 'allReduce: the tensor is on sim; the collectives take cpu tensors (MPI) or cuda tensors (NCCL)',
@@ -74,7 +76,7 @@ function expectRanks(n: number, ranks: RankRun[]) {
 }
 
 describe('NCCL on cuda tensors', () => {
-  const one = named('a world of one (torchrun-style, WORLD_SIZE=1): allReduce sum/mean/bf16, broadcast, allGather, bucketed gradients');
+  const one = named('a world of one (torchrun-style, WORLD_SIZE=1): allReduce sum/mean/bf16, broadcast, allGather (the binding, and the group allGather of tensors), bucketed gradients');
   one.run(one.title, async () => expectRanks(1, await world(1)));
 
   const two = named('two ranks, one GPU each, met over the rendezvous: the same collectives across the ranks', 2);

@@ -8,6 +8,8 @@ import * as path from 'path';
 import { checkSchedule, clipGradNorm, distill, GroupedAdamW, latestCheckpoint, learningRate, loadRadio, ops, RadioModel, RadioTeacher, readMetrics, SyntheticSource, tensor } from '../../ts';
 import type { DataSource, DistillOptions, ImageBatch, ProcessGroup, RankGroup, StepMetrics, TeacherSpec } from '../../ts';
 import { mixSeed } from '../../ts/train/rng';
+import { releaseUnrun } from '../../ts/train/teacher-plan';
+import type { Teacher } from '../../ts/teachers/types';
 import { teacherImages } from '../../ts/teachers/input';
 import { byRank, mpi, mpirunNode, title, withMpi } from './mpi';
 import { differingKeys, makeStudent, REGISTER, TEACHER_DIR, tempDir, weightDistance, weightsOf } from './support';
@@ -162,6 +164,17 @@ describe('rankGroups', () => {
     await close();
   });
 
+  test("releaseUnrun closes each loaded teacher this process does not run once, never one that a spec run here also holds", async () => {
+    const closed: string[] = [];
+    const fakeTeacher = (name: string) => ({ name, close: async () => void closed.push(name) }) as unknown as Teacher;
+    const [a, b, c] = ['a', 'b', 'c'].map(fakeTeacher);
+    // b is given twice, unheld both times; a is held here under one spec and not under the other.
+    const specs: TeacherSpec[] = [{ teacher: a }, { teacher: b }, { teacher: a }, { teacher: b }, { load: async () => c }, { teacher: c }];
+    expect(await releaseUnrun(specs, [{ teacher: a }, { teacher: c }])).toEqual(['b']);
+    expect(closed).toEqual(['b']);
+    await expect(releaseUnrun([{ teacher: {} as Teacher }], [])).rejects.toThrow('distill: teachers[0].teacher must be a Teacher (it has no close())');
+  });
+
   test('one group of every rank is the unpartitioned run, bit for bit', async () => {
     const dir = tempDir('part-one');
     const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
@@ -300,6 +313,33 @@ withMpi(title('rankGroups under mpirun -np 2'), () => {
     expect(Object.keys(metrics[0].terms).sort()).toEqual(['a.clip.features', 'a.clip.summary', 'a.dino_v2.features', 'a.dino_v2.summary', 'b.sam.features']);
     // The step's loss is the image-weighted mean of the groups' (group 0: partition 1, 2 images; group 1: 4).
     for (const m of metrics) expect(relErr(m.loss, (2 * m.groups![0] + 4 * m.groups![1]) / 6)).toBeLessThan(1e-6);
+  });
+
+  test('teachers given as { teacher }: each rank closes the one its partition does not run (rank 0 says so once) and trains as with { load }, bit for bit', async () => {
+    const dir = tempDir('part-eager');
+    const studentDir = await makeStudent(path.join(dir, 'student'), { embedDim: 32, depth: 1, heads: 1 });
+    const [lazy, eager] = [await mpi('partitioned.js', ['run', studentDir, path.join(dir, 'lazy'), String(STEPS)]), await mpi('partitioned.js', ['eager', studentDir, path.join(dir, 'eager'), String(STEPS)])];
+    expect({ code: lazy.code, stderr: lazy.code === 0 ? '' : lazy.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(eager.code).toBe(0);
+    type EagerOut = RankOut & { disposed: Record<string, boolean>; works: Record<string, number[]>; releasedForward: string | null };
+    const [l, e] = [byRank<RankOut>(lazy), byRank<EagerOut>(eager)];
+    expect(e.map((x) => x.rank)).toEqual([0, 1]);
+    for (const rank of [0, 1]) {
+      expect([e[rank].losses, e[rank].groups, e[rank].checksum, e[rank].ran]).toEqual([l[rank].losses, l[rank].groups, l[rank].checksum, l[rank].ran]);
+      expect(e[rank].loaded).toEqual(['a', 'b']);  // the child loaded both itself, on every rank
+    }
+    // Rank 0 (partition 0) runs a and released b; rank 1 the other way round. The kept one still runs afterwards,
+    // the released one refuses to.
+    expect(e.map((x) => x.disposed)).toEqual([{ a: false, b: true }, { a: true, b: false }]);
+    for (const x of e) {
+      expect(Object.keys(x.works).sort()).toEqual(['clip', 'dino_v2', 'sam']);
+      expect(x.releasedForward).toBe('RadioModel.forward: the model was disposed');
+    }
+    expect(eager.stderr.split('\n').filter((line) => line.startsWith('released'))).toEqual([
+      "released the teachers that their rank's partitions do not run (given as { teacher }; { load } would not load them): rank 0: b; rank 1: a",
+    ]);
+    // With { load } nothing is loaded in the first place, so nothing is released or said.
+    expect(lazy.stderr).not.toMatch(/released/);
   });
 
   test('one rank per group follows the single-process emulation; resumed on 2 ranks bit for bit, from 2 ranks on 1 process and from 1 on 2', async () => {

@@ -106,6 +106,7 @@ describe('initDistributed with torchrun variables', () => {
     expect(await g.allGatherScalars([3, NaN])).toEqual([[3, NaN]]);
     expect(() => g.allReduce(tensor([1], [1]))).toThrow("allReduce: the tensor is on cpu, and a torchrun-style group (backend 'nccl', no MPI) reduces cuda tensors only");
     expect(() => g.broadcast(tensor([1], [1]))).toThrow("broadcast: the tensor is on cpu, and a torchrun-style group (backend 'nccl', no MPI)");
+    await expect(g.allGather(tensor([1], [1]))).rejects.toThrow("allGather: the tensor is on cpu, and a torchrun-style group (backend 'nccl', no MPI) reduces cuda tensors only");
     await g.close();
     expect(() => g.allReduce(tensor([1], [1]))).toThrow('allReduce: the process group was closed');
   });

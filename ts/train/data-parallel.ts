@@ -117,7 +117,7 @@ export async function reduceGradients(group: ProcessGroup, params: readonly Tens
   s.termWeight = s.termWeight.map(() => total(i++));
   finishTerms(s);
   const reduced = params.filter((_, j) => all.some((r) => r[i + j] === 1));
-  for (const p of reduced) p.grad ??= zeros(p.shape, { device: p.device });
+  for (const p of reduced) p.grad ??= zeros(p.shape, { device: p.device, dtype: p.dtype });
   return allReduceBuckets(group, reduced, bucketBytes);
 }
 

@@ -50,7 +50,7 @@ import type { RankGroup } from './rankgroups';
 import { mixSeed, Rng } from './rng';
 import { checkSchedule, learningRate } from './schedule';
 import { lossCurveSvg } from './svg';
-import { closeTeachers, planTeachers, specPartitions, termKey, termKeysOf, worldTermKeys } from './teacher-plan';
+import { closeTeachers, planTeachers, releasedNote, releaseUnrun, specPartitions, termKey, termKeysOf, worldTermKeys } from './teacher-plan';
 import type { Plan } from './teacher-plan';
 
 export interface HeadWeights {
@@ -61,7 +61,11 @@ export interface HeadWeights {
 }
 
 export interface TeacherSpec extends HeadWeights {
-  /** The teacher, loaded by the caller. Give it or `load`, not both. */
+  /**
+   * The teacher, loaded by the caller. Give it or `load`, not both. A rank of a partitioned run that runs none of
+   * its partitions closes it at the start (unless a spec run there holds the same object): the caller's own close()
+   * afterwards must be harmless, as the library's teachers' is.
+   */
   teacher?: Teacher;
   /**
    * Loads the teacher, instead of `teacher`: distill calls it only in a process that runs one of the teacher's
@@ -291,6 +295,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       }
       held.push({ index, spec, teacher, partitions: specParts[index] });
     }
+    const released = await releaseUnrun(o.teachers, held);
     const plans = planTeachers(student, held);
     const vitdet = checkVitdet(student, o.vitdet, o.data);
     const optimizer = new GroupedAdamW(student.namedParameters(), {
@@ -301,9 +306,9 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     });
     const params = optimizer.groups.flatMap((g) => [...g.optimizer.params]);
     if (group) {
-      // cpu gradients are reduced by MPI, cuda ones by NCCL (the group's communicator, made by ready()), f32 both.
+      // cpu gradients are reduced by MPI, cuda ones by NCCL (the group's communicator, made by ready()), in f32
+      // both, bf16 ones too (./buckets).
       if (student.device !== 'cpu' && student.device !== 'cuda') throw new Error(`distill: distributed training runs on cpu students (MPI) or cuda students (NCCL); this one is on ${student.device}`);
-      if (params.some((p) => p.dtype !== 'f32')) throw new Error('distill: distributed training needs an f32 student so far (bf16 gradients are not all-reduced)');
       if (student.device === 'cuda' && group.device !== 'cuda')
         throw new Error("distill: the student is on cuda, and the process group has no NCCL communicator: pass device: 'cuda' to initDistributed");
       await group.ready();
@@ -312,6 +317,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     let step = 0;
     let skipped = 0;
     let resumeNote: string | null = null;
+    let releaseNote: string | null = null;
     if (resumeDir) {
       const state = await loadTrainingState(resumeDir, optimizer);
       if (state.seed !== seed) throw new Error(`distill: ${resumeDir} was trained with seed ${state.seed}, this run has seed ${seed}`);
@@ -336,6 +342,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         'the rank groups (a hash of them)': fnv(JSON.stringify(layout.groups)), bucketBytes, 'the number of teachers': o.teachers.length,
       });
       termKeys = await worldTermKeys(group, plans, o.teachers.length);
+      releaseNote = await releasedNote(group, released);
       // Like DDP: rank 0's weights (and buffers) are everyone's, whatever each rank loaded.
       for (const [, t] of [...student.namedParameters(), ...student.namedBuffers()]) group.broadcast(t, 0);
     }
@@ -344,6 +351,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
     const progress = o.progress === false || !writer ? null : new Progress({ ...(o.progress ?? {}), totalSteps: steps, firstStep: step });
     if (resumeDir) progress?.message(`resumed from ${resumeDir} at step ${step}`);
     if (resumeNote) progress?.message(resumeNote);
+    if (releaseNote) progress?.message(releaseNote);
     const history: StepMetrics[] = [];
     const started = process.hrtime.bigint();
     let images = 0;

@@ -13,8 +13,10 @@
 import { backends } from '../backends';
 import { native } from '../native';
 import type { NativeBuffer } from '../native';
-import { dtypeSize, Tensor } from '../tensor';
+import { dtypeSize, emptyTensor, Tensor } from '../tensor';
+import { agreeOnLayout, checkGatherInput } from './gather';
 import { Rendezvous } from './rendezvous';
+import { mpiFinalized, mpiOpened } from './unclosed';
 
 export type ReduceOp = 'sum' | 'mean';
 
@@ -44,15 +46,23 @@ export interface ProcessGroup {
   allReduce(t: Tensor, op?: ReduceOp): Tensor;
   /** In place: root's values into every rank's tensor (cpu or cuda, any dtype), queued. Returns the tensor. */
   broadcast(t: Tensor, root?: number): Tensor;
+  /**
+   * Every rank's tensor, by rank, in a new tensor of shape [size, ...t.shape], with t's dtype (any: the bytes are
+   * moved, nothing is summed) and device: cpu tensors by MPI, cuda tensors by NCCL. The ranks first agree on shape
+   * and dtype (through allGatherScalars), so a mismatch is the same Error on every rank, naming each rank's; the
+   * data then moves queued like the other collectives. Not recorded for autograd. Every rank must call it, in the
+   * same order as its other collectives.
+   */
+  allGather(t: Tensor): Promise<Tensor>;
   /** Resolves once every rank has reached it (and the work queued before it on the group's device is done). */
   barrier(): Promise<void>;
   /** Every rank's values, by rank ([rank][i]); every rank must pass as many (an Error otherwise). NaN passes. */
   allGatherScalars(values: readonly number[]): Promise<number[][]>;
   /**
    * Ends the group: a barrier, then ncclCommDestroy (when there is a communicator) and MPI_Finalize, or the
-   * rendezvous's sockets closed. Every rank must call it; a rank that ends without it counts as a failed rank to
-   * the launcher (mpirun then ends the job non-zero; the rendezvous's peers fail naming it), which is what a crashed
-   * rank must look like.
+   * rendezvous's sockets closed. Every rank must call it; a rank that ends without it fails the job, which is what
+   * a crashed rank must look like: an MPI rank prints a line naming itself and ends the job by MPI_Abort with its
+   * exit code (1 for 0; ./unclosed), under any launcher; the rendezvous's peers fail naming it.
    */
   close(): Promise<void>;
   /**
@@ -124,6 +134,23 @@ function ncclAllReduce(t: Tensor, buffer: NativeBuffer, op: ReduceOp): Tensor {
 function ncclBroadcast(t: Tensor, buffer: NativeBuffer, root: number): Tensor {
   native.ncclBroadcast({ buffer, bytes: t.numel * dtypeSize(t.dtype), root });
   return t;
+}
+
+/**
+ * The gather itself, once the ranks agree on t's layout: into a new [size, ...shape] tensor by `gather` (MPI's or
+ * NCCL's byte all-gather). t's buffer is taken again here, after the agreement's awaits, so that a tensor disposed
+ * meanwhile is an Error rather than a read of freed memory.
+ */
+function gatherInto(size: number, t: Tensor, gather: (args: { input: NativeBuffer; output: NativeBuffer; bytes: number }) => void): Tensor {
+  const input = t.native('allGather');
+  const out = emptyTensor([size, ...t.shape], t.dtype, t.device);
+  try {
+    gather({ input, output: out.native('allGather'), bytes: t.numel * dtypeSize(t.dtype) });
+  } catch (e) {
+    out.dispose();
+    throw e;
+  }
+  return out;
 }
 
 /**
@@ -210,6 +237,11 @@ class TrivialGroup implements ProcessGroup {
     checkTensor('broadcast', t, false);
     return t;
   }
+  async allGather(t: Tensor): Promise<Tensor> {
+    this.live('allGather');
+    // A copy, as from a real gather: writing into the result must not change the input.
+    return new Tensor(native.copyTo(checkGatherInput(t), t.device), [1, ...t.shape], t.dtype, t.device);
+  }
   async barrier(): Promise<void> {
     this.live('barrier');
   }
@@ -230,7 +262,9 @@ class MpiGroup implements ProcessGroup {
   private closed = false;
   private readying: Promise<void> | null = null;
   private nccl = false;
-  constructor(readonly rank: number, readonly size: number, readonly localRank: number, readonly device: 'cpu' | 'cuda', private readonly timeoutSeconds: number) {}
+  constructor(readonly rank: number, readonly size: number, readonly localRank: number, readonly device: 'cpu' | 'cuda', private readonly timeoutSeconds: number) {
+    mpiOpened(this);
+  }
 
   private live(op: string) {
     if (this.closed) throw new Error(`${op}: the process group was closed`);
@@ -265,6 +299,13 @@ class MpiGroup implements ProcessGroup {
     if (t.device === 'cuda') return ncclBroadcast(t, buffer, root);
     native.distBroadcast({ buffer, bytes: t.numel * dtypeSize(t.dtype), root });
     return t;
+  }
+
+  async allGather(t: Tensor): Promise<Tensor> {
+    this.live('allGather');
+    checkGatherInput(t);
+    await agreeOnLayout(t, (v) => this.allGatherScalars(v));
+    return gatherInto(this.size, t, t.device === 'cuda' ? native.ncclAllGather : native.distAllGather);
   }
 
   async barrier(): Promise<void> {
@@ -308,6 +349,8 @@ class MpiGroup implements ProcessGroup {
     await this.barrier();
     this.closed = true;
     if (this.nccl) native.ncclDestroy();
+    // Before MPI_Finalize, which marks MPI finalised even when it throws: MPI_Abort may not follow it.
+    mpiFinalized();
     native.distFinalize();
   }
 
@@ -385,6 +428,14 @@ class RendezvousGroup implements ProcessGroup {
     checkRoot(root, this.size);
     this.refuseCpu('broadcast', t);
     return ncclBroadcast(t, checkTensor('broadcast', t, false), root);
+  }
+
+  async allGather(t: Tensor): Promise<Tensor> {
+    this.live('allGather');
+    this.refuseCpu('allGather', t);
+    checkGatherInput(t);
+    await agreeOnLayout(t, (v) => this.allGatherScalars(v));
+    return gatherInto(this.size, t, native.ncclAllGather);
   }
 
   async barrier(): Promise<void> {

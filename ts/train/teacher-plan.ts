@@ -107,6 +107,35 @@ export async function worldTermKeys(group: ProcessGroup, plans: Plan[], count: n
   return [...new Set(keys)];
 }
 
+/**
+ * Closes the teachers given loaded ({ teacher }) that this process never runs (a rank of a partitioned run whose
+ * groups' partitions are not theirs): kept open they would hold their weights, gigabytes for a large teacher, for
+ * the whole run. A teacher object that a spec run here also holds stays open, and each is closed once. Returns the
+ * names of those closed, in spec order. A spec given as { load } is never loaded here in the first place.
+ */
+export async function releaseUnrun(teachers: TeacherSpec[], held: ReadonlyArray<{ teacher: Teacher }>): Promise<string[]> {
+  const kept = new Set(held.map((h) => h.teacher));
+  const released: Teacher[] = [];
+  for (const [i, spec] of teachers.entries()) {
+    const t = spec.teacher;
+    if (t === undefined || kept.has(t) || released.includes(t)) continue;
+    if (!t || typeof t.close !== 'function') throw new Error(`distill: teachers[${i}].teacher must be a Teacher (it has no close())`);
+    released.push(t);
+  }
+  for (const t of released) await t.close();
+  return released.map((t) => t.name);
+}
+
+/**
+ * The progress line naming what every rank released (releaseUnrun's names), or null when none did: only rank 0
+ * writes progress, so the ranks' names are gathered. Every rank of the group must call it.
+ */
+export async function releasedNote(group: ProcessGroup, released: string[]): Promise<string | null> {
+  const byRank = (await allGatherJson(group, released)) as string[][];
+  const ranks = byRank.map((names, r) => (names.length ? `rank ${r}: ${names.join(', ')}` : '')).filter(Boolean);
+  return ranks.length ? `released the teachers that their rank's partitions do not run (given as { teacher }; { load } would not load them): ${ranks.join('; ')}` : null;
+}
+
 export async function closeTeachers(teachers: Teacher[]): Promise<void> {
   const list = teachers.splice(0);
   for (const t of list) await t.close();

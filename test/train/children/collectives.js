@@ -7,6 +7,7 @@
 const { initDistributed, tensor } = require('../../reliability/children/entry');
 
 const { caught, commonCases } = require('./collective-cases');
+const { gatherCases } = require('./gather-cases');
 
 (async () => {
   const g = initDistributed({ timeoutSeconds: 30 });
@@ -30,6 +31,7 @@ const { caught, commonCases } = require('./collective-cases');
   out.gathered = (await g.allGatherScalars([r, NaN, r * 1.5, -Infinity])).map((x) => x.map(String));  // JSON has no NaN
   out.gatheredEmpty = await g.allGatherScalars([]);
   out.mismatch = await g.allGatherScalars(Array(r + 1).fill(1)).then(() => null, (e) => e.message);
+  out.tensors = await gatherCases(g, (v, shape, dtype = 'f32') => tensor(v, shape, { dtype }), 100003);
   await g.barrier();
   out.errors = {
     bf16: caught(() => g.allReduce(tensor([1, 2], [2], { dtype: 'bf16' }), 'sum')),

@@ -9,6 +9,7 @@ const { native } = require('../../../ts/native');
 const { allReduceBuckets } = require('../../../ts/train/buckets');
 
 const { caught, commonCases } = require('./collective-cases');
+const { gatherCases } = require('./gather-cases');
 const rank = Number(process.env.RANK);
 
 (async () => {
@@ -19,7 +20,7 @@ const rank = Number(process.env.RANK);
   const out = await commonCases(g, cuda, (1 << 20) + 3);
   // Small integers and halves: exact in bf16, so the sum is exact too.
   const bf16 = g.allReduce(cuda([r + 1, 2 * (r + 1), 0.5], [3], 'bf16'), 'sum');
-  // allGather straight through the binding (the group has no tensor allGather): 4 floats per rank.
+  // allGather straight through the binding, as the group's allGather below uses it: 4 floats per rank.
   const mine = cuda([0, 1, 2, 3].map((i) => r * 10 + i), [4]);
   const gathered = cuda(new Array(4 * g.size).fill(-1), [4 * g.size]);
   native.ncclAllGather({ input: mine.native('allGather'), output: gathered.native('allGather'), bytes: 16 });
@@ -36,6 +37,7 @@ const rank = Number(process.env.RANK);
     buckets,
     grads: await Promise.all(params.map(async (p) => Array.from(await p.grad.toArray()))),
     scalars: await g.allGatherScalars([r]),
+    tensors: await gatherCases(g, cuda, (1 << 20) + 3),
   });
   out.errors = {
     cpu: caught(() => g.allReduce(tensor([1], [1]), 'sum')),

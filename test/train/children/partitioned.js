@@ -2,9 +2,12 @@
 // single-process runs: two data partitions (32 px × 4, 48 px × 2), each its own teacher (the embedded checkpoint
 // as "a" with the clip and dino_v2 heads on partition 0, as "b" with the sam head on partition 1), one rank each,
 // the second group's images weighted 1.5.
-// usage: node partitioned.js <run|resume> <student dir> <out dir> <steps> [stop after] [options JSON]
+// usage: node partitioned.js <run|resume|eager> <student dir> <out dir> <steps> [stop after] [options JSON]
 //   prints one JSON line { rank, losses, gradNorms, groups, terms, images, checksum, checkpoint, loaded, ran }
 //   (loaded: the teachers whose load distill called on this rank; ran: the result's teachers)
+//   eager: run, with the teachers loaded here and given as { teacher }, progress on (non-TTY) stderr; the line also
+//   has disposed (by teacher name, after distill), works (the heads' feature shapes of a forward of the teacher this
+//   rank ran, after distill) and releasedForward (the Error of a forward of the one it did not run)
 'use strict';
 
 const SETUP = {
@@ -69,9 +72,11 @@ if (require.main === module) {
   const [mode, studentDir, outDir, steps, stopAfter, extra] = process.argv.slice(2);
   (async () => {
     const group = lib.initDistributed({ timeoutSeconds: 60 });
-    const { close, loaded, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: true });
+    const eager = mode === 'eager';
+    const { close, loaded, ...setup } = await setupOptions(lib, TEACHER_DIR, { lazy: !eager });
     const r = await lib.distill({
       ...setup,
+      ...(eager ? { progress: { stream: process.stderr, tty: false } } : {}),
       student: { dir: studentDir },
       steps: Number(steps),
       stopAfter: stopAfter ? Number(stopAfter) : undefined,
@@ -81,7 +86,17 @@ if (require.main === module) {
       distributed: group,
       distributedCheckEvery: 1,
     });
+    const more = {};
+    if (eager) {
+      const teachers = setup.teachers.map((s) => s.teacher);
+      more.disposed = Object.fromEntries(teachers.map((t) => [t.name, t.model.disposed]));
+      const images = () => lib.tensor(new Array(3 * 48 * 48).fill(0.5), [1, 3, 48, 48]);
+      const out = await teachers.find((t) => r.teachers.includes(t.name)).forward(images(), { ids: ['x'] });
+      more.works = Object.fromEntries(Object.entries(out).map(([h, v]) => [h, v.features.shape]));
+      more.releasedForward = await teachers.find((t) => !r.teachers.includes(t.name)).forward(images(), { ids: ['x'] }).then(() => null, (e) => e.message);
+    }
     console.log(JSON.stringify({
+      ...more,
       rank: group.rank,
       losses: r.history.map((m) => m.loss),
       gradNorms: r.history.map((m) => m.gradNorm),
