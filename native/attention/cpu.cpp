@@ -13,6 +13,7 @@
 #include "../runtime/bf16_rows.h"
 #include "../runtime/thread_pool.h"
 #include "attention.h"
+#include "cpu_query_major.h"
 #include "cpu_rows.h"
 
 namespace amr {
@@ -208,6 +209,20 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     const Blocks qb = Blocks::queries(L), kb(L, kForwardKeys);
     const ExpFn exp_rows = softmax_exp();
     zero_prefix(O, g, g.dim());
+    // Query rows i0 .. i0 + ni of problem o done: acc [ni, hd] over their sums l, and the logsumexp m + log l.
+    auto finish = [&](const Operands& o, int64_t i0, int64_t ni, const float* acc, const float* m, const float* l) {
+      for (int64_t r = 0; r < ni; ++r) {
+        const int64_t i = i0 + r;
+        lse[o.p * L + i] = m[r] + std::log(l[r]);
+        const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
+        // By the reciprocal, on the vector clones: a division per element (SSE, latency-bound) was about 5% of a
+        // windowed forward.
+        const float inv = 1.f / l[r];
+        if constexpr (std::is_same_v<T, float>) store_scaled_row_portable(O + at, acc + r * hd, hd, inv);
+        else
+          for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] * inv);
+      }
+    };
     // One query block of the problem o holds: its scores against one key tile at a time, through K and V as given
     // or, when kt and vt are set, as packed once for the whole problem (the same products, so the same bits).
     struct Scratch {
@@ -243,14 +258,45 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
         if (vt) gemm::cpu::sgemm_serial_packed(false, ni, 1.f, s, kb.size, vt[t], t ? 1.f : 0.f, acc, hd);
         else sgemm_serial(false, false, ni, hd, nj, 1.f, s, kb.size, o.v + j0 * o.ld, o.ld, t ? 1.f : 0.f, acc, hd);
       }
-      for (int64_t r = 0; r < ni; ++r) {
-        const int64_t i = i0 + r;
-        lse[o.p * L + i] = m[r] + std::log(l[r]);
-        const int64_t at = g.out_offset(o.b, g.token(o.w, i), o.h);
-        for (int64_t d = 0; d < hd; ++d) Elem<T>::store(O, at + d, acc[r * hd + d] / l[r]);
-      }
+      finish(o, i0, ni, acc, m, l);
     };
     const int64_t problems = g.batch * g.heads * g.windows();
+#ifdef AMR_ATTENTION_AVX512
+    if (query_major_applies(L, terms.bias || terms.rel_h)) {
+      // Short problems, query-major (cpu_query_major.h): whole problems when there are enough of them, else
+      // (problem, query block) items; a thread packs K and V once per problem it meets.
+      struct Work {
+        Operands o;
+        QueryMajor w;
+        std::vector<float> acc;
+        int64_t packed = -1;
+      };
+      auto run = [&](Work& k, int64_t p, int64_t i0, int64_t ni, int64_t next) {
+        load(k.o, p, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
+        if (k.packed != p) {
+          k.w.pack_keys(k.o.k, k.o.v, k.o.ld, L, hd, g.scale);
+          k.packed = p;
+        }
+        k.acc.resize(ni * hd);
+        k.w.block(k.o.q + i0 * k.o.ld, k.o.ld, ni, L, hd, k.acc.data(), [&](int phase) {
+          if (next >= 0) prefetch_rows(qkv, static_cast<const T*>(nullptr), g, next, phase * L / 4, (phase + 1) * L / 4);
+        });
+        finish(k.o, i0, ni, k.acc.data(), k.w.m.data(), k.w.l.data());
+      };
+      if (problems >= 4 * thread_count()) {
+        parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
+          Work k;
+          for (int64_t p = p0; p < p1; ++p) run(k, p, 0, L, p + 1 < p1 ? p + 1 : -1);
+        });
+      } else {
+        parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
+          Work k;
+          for (int64_t e = e0; e < e1; ++e) run(k, e / qb.count, qb.begin(e % qb.count), qb.length(e % qb.count), -1);
+        });
+      }
+      return;
+    }
+#endif
     if (problems >= 4 * thread_count()) {
       // Problems enough to keep every thread busy: each takes whole problems, packing their K and V tiles once
       // for all query blocks.

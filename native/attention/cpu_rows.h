@@ -85,26 +85,30 @@ float exp_shifted(float* x, int64_t n, float m) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+// e^v for v ≤ 0 on 16 lanes (v clamped at −87, where expf itself underflows): the reduction and polynomial of
+// exp_nonpositive with fma and scalef.
+__attribute__((target("avx512f"))) inline __m512 exp_nonpositive16(__m512 v) {
+  v = _mm512_max_ps(v, _mm512_set1_ps(-87.f));
+  const __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 r = _mm512_fmadd_ps(t, _mm512_set1_ps(-1.42860682030941723e-6f),
+                                   _mm512_fmadd_ps(t, _mm512_set1_ps(-0.693145751953125f), v));
+  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.f / 5040.f), r, _mm512_set1_ps(1.f / 720.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
+  return _mm512_scalef_ps(p, t);
+}
+
 __attribute__((target("avx512f"))) float exp_shifted_avx512(float* x, int64_t n, float m) {
-  const __m512 vm = _mm512_set1_ps(m), lo = _mm512_set1_ps(-87.f), log2e = _mm512_set1_ps(1.44269504088896341f);
-  const __m512 ln2_hi = _mm512_set1_ps(-0.693145751953125f), ln2_lo = _mm512_set1_ps(-1.42860682030941723e-6f);
-  const __m512 c7 = _mm512_set1_ps(1.f / 5040.f), c6 = _mm512_set1_ps(1.f / 720.f), c5 = _mm512_set1_ps(1.f / 120.f);
-  const __m512 c4 = _mm512_set1_ps(1.f / 24.f), c3 = _mm512_set1_ps(1.f / 6.f), c2 = _mm512_set1_ps(0.5f);
-  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 vm = _mm512_set1_ps(m);
   __m512 acc = _mm512_setzero_ps();
   for (int64_t j = 0; j < n; j += 16) {
     const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
-    const __m512 v = _mm512_max_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vm), lo);
-    const __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 r = _mm512_fmadd_ps(t, ln2_lo, _mm512_fmadd_ps(t, ln2_hi, v));
-    __m512 p = _mm512_fmadd_ps(c7, r, c6);
-    p = _mm512_fmadd_ps(p, r, c5);
-    p = _mm512_fmadd_ps(p, r, c4);
-    p = _mm512_fmadd_ps(p, r, c3);
-    p = _mm512_fmadd_ps(p, r, c2);
-    p = _mm512_fmadd_ps(p, r, one);
-    p = _mm512_fmadd_ps(p, r, one);
-    const __m512 e = _mm512_scalef_ps(p, t);
+    const __m512 e = exp_nonpositive16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + j), vm));
     _mm512_mask_storeu_ps(x + j, k, e);
     acc = _mm512_mask_add_ps(acc, k, acc, e);
   }
