@@ -6,6 +6,7 @@
 #include "../runtime/thread_pool.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
+#include "../runtime/vector_math_avx512.h"
 #include "activation.h"
 #include "rows.h"
 #include "../gemm/cpu_microkernel.h"
@@ -103,19 +104,10 @@ constexpr int64_t kChunk = 4096;
 // e^(x + y) for x + y <= 0 with x exact and y small (exp_sum_nonpositive): Cody–Waite by fma, scalef for 2^n
 // (one rounding, gradual into the subnormals).
 AMR_AVX512F inline __m512 exp_sum_nonpositive16(__m512 x, __m512 y) {
-  const __m512 s = _mm512_max_ps(_mm512_add_ps(x, y), _mm512_set1_ps(-104.f));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(s, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 n = round_log2e16(_mm512_max_ps(_mm512_add_ps(x, y), _mm512_set1_ps(-104.f)));
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.42860682030941723e-6f), _mm512_add_ps(r, y));
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.f / 5040.f), r, _mm512_set1_ps(1.f / 720.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
+  return exp_reduced16_scaled(r, n);
 }
 
 // erfc_nonbranching on 16 lanes: a² = hi + lo exactly by one fms.

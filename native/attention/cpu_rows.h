@@ -14,6 +14,7 @@
 #include "../gemm/cpu_microkernel.h"
 #include "../runtime/vector_clones.h"
 #include "../runtime/vector_math.h"
+#include "../runtime/vector_math_avx512.h"
 
 namespace amr {
 namespace attention {
@@ -89,18 +90,10 @@ float exp_shifted(float* x, int64_t n, float m) {
 // exp_nonpositive with fma and scalef.
 __attribute__((target("avx512f"))) inline __m512 exp_nonpositive16(__m512 v) {
   v = _mm512_max_ps(v, _mm512_set1_ps(-87.f));
-  const __m512 t = _mm512_roundscale_ps(_mm512_mul_ps(v, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 t = round_log2e16(v);
   const __m512 r = _mm512_fmadd_ps(t, _mm512_set1_ps(-1.42860682030941723e-6f),
                                    _mm512_fmadd_ps(t, _mm512_set1_ps(-0.693145751953125f), v));
-  __m512 p = _mm512_fmadd_ps(_mm512_set1_ps(1.f / 5040.f), r, _mm512_set1_ps(1.f / 720.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, t);
+  return exp_reduced16_scaled(r, t);
 }
 
 __attribute__((target("avx512f"))) float exp_shifted_avx512(float* x, int64_t n, float m) {
