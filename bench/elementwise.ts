@@ -27,8 +27,10 @@ async function main(): Promise<void> {
       const residual = await timeCase({ op: 'residual add', shape, dtype: 'f32', backend: device, bytes: 12 * rows * cols }, device, () => { x.add(y).dispose(); });
       records.push(residual);
       const ceilings = { bandwidth: residual.gbPerS! * 1e9 };
-      records.push(await timeCase({ op: 'layerNorm', shape, dtype: 'f32', backend: device, bytes }, device, () => { ops.layerNorm(x, w, bias, 1e-6).dispose(); }, { ceilings }));
-      records.push(await timeCase({ op: 'gelu', shape, dtype: 'f32', backend: device, bytes }, device, () => { ops.gelu(x).dispose(); }, { ceilings }));
+      const layerNormTorch = { fn: 'layer_norm', args: { rows, cols, dtype: 'f32' } };
+      records.push(await timeCase({ op: 'layerNorm', shape, dtype: 'f32', backend: device, bytes, torch: layerNormTorch }, device, () => { ops.layerNorm(x, w, bias, 1e-6).dispose(); }, { ceilings }));
+      const geluTorch = { fn: 'gelu', args: { n: rows * cols, dtype: 'f32' } };
+      records.push(await timeCase({ op: 'gelu', shape, dtype: 'f32', backend: device, bytes, torch: geluTorch }, device, () => { ops.gelu(x).dispose(); }, { ceilings }));
       for (const t of [x, y, w, bias]) t.dispose();
     }
     records.push(await timeCase({ op: 'sum', shape: `[${n}]`, dtype: 'f32', backend: device, bytes: 4 * n, torch: { fn: 'sum', args: { n, dtype: 'f32' } } }, device, () => { a.sum().dispose(); }));
