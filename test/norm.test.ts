@@ -177,6 +177,25 @@ describeEachDevice('gelu on %s', (device) => {
   };
   test('the negative tail keeps its relative precision, element by element, alone and fused into linear', negativeTail);
 
+  // cpu's rows take GELU as 0 from x = −12.87 on, where its value is below 2^-120 (runtime/vector_math.h,
+  // kErfcTailCut), so that no lane works on subnormals (each costs a microcode assist); before that point nothing
+  // it returns or its gradient returns is subnormal. cuda and sim keep the scalar erfcf, subnormals included.
+  (device === 'cpu' ? test : test.skip)('cpu: no subnormal values or gradients in the negative tail; 0 past x = -12.87', async () => {
+    const n = 2001;
+    const x0 = Float64Array.from(f32(Float64Array.from({ length: n }, (_, i) => -14 + (4 * i) / (n - 1))));
+    const x = tensor(f32(x0), [n], { device, requiresGrad: true });
+    const y = ops.gelu(x);
+    y.sum().backward();
+    const [v, g] = [await y.toArray(), await x.grad!.toArray()];
+    const tiny = 2 ** -126;
+    for (let i = 0; i < n; i++) {
+      for (const [what, u] of [['value', v[i]], ['gradient', g[i]]] as const)
+        if (u !== 0 && Math.abs(u) < tiny) throw new Error(`gelu ${what} at x = ${x0[i]} is subnormal: ${u}`);
+      if (x0[i] < -12.87) expect({ x: x0[i], v: Math.abs(v[i]) }).toEqual({ x: x0[i], v: 0 });
+      else expect({ x: x0[i], ok: Math.abs(v[i] - refGelu(x0[i])) <= 2 ** -120 || Math.abs(v[i] / refGelu(x0[i]) - 1) < 1e-4 }).toEqual({ x: x0[i], ok: true });
+    }
+  });
+
   // On cpu the GELU rows run on AVX-512 with fma exactly when the GEMM's AVX-512 kernel does, and on the portable
   // vector clones otherwise: every kernel this CPU has gets the value, gradient and tail checks.
   for (const kernel of ['avx512', 'avx2', 'generic'] as const) {

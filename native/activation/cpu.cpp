@@ -51,7 +51,9 @@ AMR_VECTOR_CLONES void gelu_tanh_row(float* v, int64_t n) {
 AMR_VECTOR_CLONES void gelu_grad_row(float* dx, const float* dy, const float* x, int64_t n) {
   for (int64_t j = 0; j < n; ++j) {
     const float cdf = 0.5f * erfc_nonbranching(-x[j] * kSqrtHalf);
-    const float pdf = kInvSqrt2Pi * exp_neg_square(x[j], 0.5f);
+    // Past the density's cut (vector_math.h) it is 0, computed at x = 0 so no lane goes subnormal.
+    const bool far = std::fabs(x[j]) > kGeluDensityCut;
+    const float pdf = far ? 0.f : kInvSqrt2Pi * exp_neg_square(far ? 0.f : x[j], 0.5f);
     dx[j] = dy[j] * (cdf + x[j] * pdf);
   }
 }
@@ -113,10 +115,9 @@ AMR_AVX512F inline __m512 exp_sum_nonpositive16(__m512 x, __m512 y) {
 // erfc_nonbranching on 16 lanes: a² = hi + lo exactly by one fms.
 AMR_AVX512F inline __m512 erfc16(__m512 z) {
   const __m512 a_in = _mm512_abs_ps(z);
-  // Lanes past a = 10 are 0 whatever the exp gives, so they compute erfc(0) instead: their e^(−a²) would be
-  // subnormal, and every vector with one such lane paid a microcode assist (an fc1 GELU epilogue on wide
-  // pre-activations took as long as the product).
-  const __mmask16 past = _mm512_cmp_ps_mask(a_in, _mm512_set1_ps(10.f), _CMP_GT_OQ);
+  // Lanes past kErfcTailCut (vector_math.h) compute erfc(0) and are masked to 0: their e^(−a²) would be near or
+  // below the subnormals, and every vector with one such lane paid a microcode assist.
+  const __mmask16 past = _mm512_cmp_ps_mask(a_in, _mm512_set1_ps(kErfcTailCut), _CMP_GT_OQ);
   const __m512 a = _mm512_mask_blend_ps(past, a_in, _mm512_setzero_ps());
   // t = 1/(1 + a/2) by the 14-bit reciprocal and one Newton step (relative error about 2^-28, below f32's half ulp
   // but for rare last-place ties): vdivps on 16 lanes is a long microcoded op that alone took a third of the row.
@@ -129,7 +130,7 @@ AMR_AVX512F inline __m512 erfc16(__m512 z) {
   for (int i = 1; i < 10; ++i) p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(kP[i]));
   const __m512 hi = _mm512_mul_ps(a, a), lo = _mm512_fmsub_ps(a, a, hi);
   const __m512 e = _mm512_mul_ps(t, exp_sum_nonpositive16(_mm512_sub_ps(_mm512_setzero_ps(), hi), _mm512_sub_ps(p, lo)));
-  // Past a = 10 erfc is 0 (a NaN compares false and stays NaN); erfc(−a) = 2 − erfc(a).
+  // Past the cut the tail is 0 (a NaN compares false and stays NaN); erfc(−a) = 2 − erfc(a).
   const __m512 tail = _mm512_mask_blend_ps(past, e, _mm512_setzero_ps());
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(z, _mm512_setzero_ps(), _CMP_GE_OQ),
                               _mm512_sub_ps(_mm512_set1_ps(2.f), tail), tail);
@@ -159,9 +160,9 @@ AMR_AVX512F void gelu_grad_row_avx512(float* dx, const float* dy, const float* x
     const __mmask16 k = n - j >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - j)) - 1);
     const __m512 x = _mm512_maskz_loadu_ps(k, x_ + j), g = _mm512_maskz_loadu_ps(k, dy + j);
     const __m512 cdf = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfc16(_mm512_mul_ps(x, _mm512_set1_ps(-kSqrtHalf))));
-    // e^(−x²/2) from x² = hi + lo exactly (exp_neg_square); past |x| = 14 it is below 2^-140 and taken as 0 (x
-    // itself as 0 in the exp, then the lane masked), sparing the subnormal exp its microcode assist.
-    const __mmask16 far = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(14.f), _CMP_GT_OQ);
+    // e^(−x²/2) from x² = hi + lo exactly (exp_neg_square); past kGeluDensityCut it is taken as 0 (x itself as 0 in
+    // the exp, then the lane masked), sparing the near-subnormal exp its microcode assist.
+    const __mmask16 far = _mm512_cmp_ps_mask(_mm512_abs_ps(x), _mm512_set1_ps(kGeluDensityCut), _CMP_GT_OQ);
     const __m512 xe = _mm512_mask_blend_ps(far, x, _mm512_setzero_ps());
     const __m512 hi = _mm512_mul_ps(xe, xe), lo = _mm512_fmsub_ps(xe, xe, hi);
     const __m512 half = _mm512_set1_ps(-0.5f);

@@ -82,12 +82,19 @@ inline float exp_neg_square(float a, float k) {
 // fractional error is below 1.2e-7 for all a >= 0 (Press et al., Numerical Recipes §6.2), and erfc(−a) = 2 − erfc(a).
 // The relative precision holds in the tail, where GELU's negative side lives (erfc(9) ≈ 4e-37): measured against
 // float64 over [−15, 10], GELU built on it is within 3.4e-7 of the exact value once the argument's own condition
-// number is taken out, as erfcf is. Past a = 10, erfc is below f32's subnormals: 0 (and erfc(−∞) = 2, NaN stays NaN).
+// number is taken out, as erfcf is. Past a = kErfcTailCut the tail is taken as 0 (and erfc(−∞) = 2, NaN stays NaN).
+//
+// kErfcTailCut: from here on erfc (< 6.7e-38) and everything GELU builds on it (0.5·x·erfc, below 4.3e-37 = 2^-121.2;
+// its density term below 4.4e-37) would come near or under f32's normal range (1.2e-38), where every vector holding
+// one such lane pays a microcode assist per subnormal operation: a GEMM with a GELU epilogue whose pre-activations
+// reach |x| ≈ 13 ran 1.5x slower for it. Such lanes compute at a = 0 and are masked to 0, which is within 2^-120 of
+// the exact GELU value. Its density's cut is the same point in x: |x| > kErfcTailCut·√2.
+constexpr float kErfcTailCut = 9.1f;
+constexpr float kGeluDensityCut = 12.8693f;  // kErfcTailCut·√2, rounded down
+
 inline float erfc_nonbranching(float z) {
-  // Past a = 10 the result is 0 whatever the exp gives: those lanes compute erfc(0) instead, since their e^(−a²)
-  // would be subnormal, and a vector with one such lane paid a microcode assist (NaN compares false and stays NaN).
   const float a_in = std::fabs(z);
-  const float a = a_in > 10.f ? 0.f : a_in;
+  const float a = a_in > kErfcTailCut ? 0.f : a_in;
   const float t = 1.f / (1.f + 0.5f * a);
   float p = 0.17087277f;
   p = p * t - 0.82215223f;
@@ -102,7 +109,7 @@ inline float erfc_nonbranching(float z) {
   float hi, lo;
   square_split(a, hi, lo);
   const float e = t * exp_sum_nonpositive(-hi, p - lo);
-  const float tail = a_in > 10.f ? 0.f : e;
+  const float tail = a_in > kErfcTailCut ? 0.f : e;
   return z >= 0.f ? tail : 2.f - tail;
 }
 
