@@ -497,6 +497,11 @@ const CPU_BLOCK_CASES: Array<[string, Geo, boolean, boolean]> = [
   ['L = 511 (64-row query blocks)', { B: 1, T: 511, heads: 1, hd: 72, prefix: 0 }, false, false],
   ['L = 512 (128-row query blocks)', { B: 1, T: 512, heads: 1, hd: 64, prefix: 1 }, true, false],
   ['L = 515 (3 forward key tiles, 5 backward)', { B: 1, T: 515, heads: 1, hd: 40, prefix: 0 }, true, false],
+  // Without bias or relPos, L <= 512 runs query-major on the AVX-512 kernel (attention/cpu_query_major.h): one block
+  // per problem up to 256, query blocks and P·V in two k slices past it, whole problems when there are 4 per thread.
+  ['L = 197, 24 problems (query-major, one block each)', { B: 2, T: 197, heads: 12, hd: 64, prefix: 1 }, false, false],
+  ['L = 300, 9 problems (query-major, whole problems in query blocks, 2 k slices)', { B: 3, T: 300, heads: 3, hd: 64, prefix: 1 }, false, false],
+  ['L = 512, 1 problem (query-major, split into query blocks)', { B: 1, T: 512, heads: 1, hd: 48, prefix: 0 }, false, false],
   ['8x8 windows (L = 64) with a prefix token', { B: 2, T: 129, heads: 1, hd: 64, prefix: 1, window: { size: 8, gridH: 8, gridW: 16 } }, true, true],
   ['11x11 windows (L = 121) with 2 prefix tokens', { B: 1, T: 244, heads: 2, hd: 72, prefix: 2, window: { size: 11, gridH: 11, gridW: 22 } }, false, false],
   ['12x12 windows (L = 144, two backward key tiles)', { B: 2, T: 145, heads: 1, hd: 80, prefix: 1, window: { size: 12, gridH: 12, gridW: 12 } }, true, false],
@@ -544,6 +549,27 @@ describeEachDevice('attention blocking on %s', (device) => {
     expect(Array.from(b.dh!.slice(0, a.dh!.length))).toEqual(Array.from(a.dh!));
     expect(Array.from(b.dw!.slice(0, a.dw!.length))).toEqual(Array.from(a.dw!));
     expect(relativeError(a.dqkv, refRelPos(q0, one, null, rel, r0).dqkv)).toBeLessThanOrEqual(1e-5);
+  });
+
+  // The query-major forward (no terms, L <= 512) runs a whole problem per item when there are enough of them and
+  // (problem, query block) items otherwise: each output element is the same chain of operations either way, so a
+  // sample alone gives the same bits as among 47 copies of itself (and at L = 300 the whole problem also runs in
+  // query blocks).
+  test.each([197, 300])('query-major forward at L = %i: the same bits however the problems are split', async (T) => {
+    const one: Geo = { B: 1, T, heads: 1, hd: 64, prefix: 1 };
+    const many: Geo = { ...one, B: 47 };
+    const { D } = dims(one);
+    const q0 = quant(randomArray(one.T * 3 * D, freshSeed(), 1.5), 'f32');
+    const r0 = quant(randomArray(one.T * D, freshSeed()), 'f32');
+    const copies = (a: Float64Array) => {
+      const out = new Float64Array(a.length * many.B);
+      for (let b = 0; b < many.B; b++) out.set(a, b * a.length);
+      return out;
+    };
+    const a = await run(device, one, 'f32', q0, null, r0);
+    const b = await run(device, many, 'f32', copies(q0), null, copies(r0));
+    expect(Array.from(b.out.slice(0, a.out.length))).toEqual(Array.from(a.out));
+    expect(relativeError(a.out, refAttention(q0, one, null, r0).out)).toBeLessThanOrEqual(1e-5);
   });
 
   // The softmax's exp pass runs on AVX-512 (fma, scalef) exactly when the GEMM's AVX-512 micro-kernel does, and on

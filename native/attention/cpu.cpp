@@ -271,27 +271,38 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
         std::vector<float> acc;
         int64_t packed = -1;
       };
-      auto run = [&](Work& k, int64_t p, int64_t i0, int64_t ni, int64_t next) {
+      struct Next {
+        int64_t p, block, blocks;
+      };
+      auto run = [&](Work& k, int64_t p, int64_t i0, int64_t ni, Next next) {
         load(k.o, p, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
         if (k.packed != p) {
           k.w.pack_keys(k.o.k, k.o.v, k.o.ld, L, hd, g.scale);
           k.packed = p;
         }
         k.acc.resize(ni * hd);
+        // The next problem's rows, a share before each phase of each block (`next` is its problem and this
+        // block's index of `blocks`).
         k.w.block(k.o.q + i0 * k.o.ld, k.o.ld, ni, L, hd, k.acc.data(), [&](int phase) {
-          if (next >= 0) prefetch_rows(qkv, static_cast<const T*>(nullptr), g, next, phase * L / 4, (phase + 1) * L / 4);
+          if (next.p < 0) return;
+          const int64_t parts = 4 * next.blocks, part = 4 * next.block + phase;
+          prefetch_rows(qkv, static_cast<const T*>(nullptr), g, next.p, part * L / parts, (part + 1) * L / parts);
         });
         finish(k.o, i0, ni, k.acc.data(), k.w.m.data(), k.w.l.data());
       };
       if (problems >= 4 * thread_count()) {
+        const bool one = L <= kQueryMajorOneBlock;
+        const int64_t blocks = one ? 1 : qb.count;
         parallel_for(problems, 1, [&](int64_t p0, int64_t p1) {
           Work k;
-          for (int64_t p = p0; p < p1; ++p) run(k, p, 0, L, p + 1 < p1 ? p + 1 : -1);
+          for (int64_t p = p0; p < p1; ++p)
+            for (int64_t u = 0; u < blocks; ++u)
+              run(k, p, one ? 0 : qb.begin(u), one ? L : qb.length(u), Next{p + 1 < p1 ? p + 1 : -1, u, blocks});
         });
       } else {
         parallel_for(problems * qb.count, 1, [&](int64_t e0, int64_t e1) {
           Work k;
-          for (int64_t e = e0; e < e1; ++e) run(k, e / qb.count, qb.begin(e % qb.count), qb.length(e % qb.count), -1);
+          for (int64_t e = e0; e < e1; ++e) run(k, e / qb.count, qb.begin(e % qb.count), qb.length(e % qb.count), Next{-1, 0, 1});
         });
       }
       return;

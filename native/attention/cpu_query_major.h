@@ -1,5 +1,5 @@
-// The cpu attention forward of short problems (every key in one tile: L ≤ 256, the 224 px global blocks, ViTDet's
-// 16×16 windows, SAM's 14×14 windows) without bias or relative position terms, on the AVX-512 kernel: the scores are
+// The cpu attention forward of short problems (every key in one tile: L ≤ 512, the 224 px global blocks, ViTDet's
+// 16×16 windows, SAM's 14×14 windows, DINOv2 at 224 px) without bias or relative position terms, on the AVX-512 kernel: the scores are
 // computed transposed, Sᵀ = K·Qᵀ (keys down, queries across), so that
 //  - the softmax runs down the columns: each query's maximum and sum are lanes of a vector, with no horizontal
 //    reduction per row and no per-row call (the row-major path spent about a tenth of the forward on them);
@@ -12,6 +12,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -23,11 +24,13 @@ namespace attention {
 namespace cpu {
 namespace {
 
-// The longest problem the query-major forward takes: one key tile, which is also one k slice of the P·V product.
-constexpr int64_t kQueryMajorKeys = 256;
+// The longest problem the query-major forward takes: all its keys in one tile (Sᵀ of a query block stays in L2), up
+// to DINOv2's 257 to 261 tokens at 224 px and a student's 400-odd at 320 px. P·V runs in k slices of the GEMM's depth.
+constexpr int64_t kQueryMajorKeys = 512;
+// Up to here a problem runs as one query block; longer ones in the forward's usual blocks.
+constexpr int64_t kQueryMajorOneBlock = 256;
 
 #ifdef AMR_ATTENTION_AVX512
-static_assert(kQueryMajorKeys <= gemm::cpu::kBlockK, "P·V must be one k slice");
 
 bool query_major_applies(int64_t L, bool terms) {
   return !terms && L <= kQueryMajorKeys && std::strcmp(gemm::cpu::micro_kernel().name, "avx512") == 0;
@@ -70,7 +73,13 @@ struct QueryMajor {
     const gemm::cpu::MicroKernel& uk = gemm::cpu::micro_kernel();
     const int64_t mr = uk.mr, nr = uk.nr;
     gemm::cpu::pack_panels(ka.get((L + mr - 1) / mr * mr * hd), hd * mr, k, ld, 1, L, 0, hd, int(mr), scale);
-    gemm::cpu::pack_panels(vb.get((hd + nr - 1) / nr * nr * L), L * nr, v, 1, ld, hd, 0, L, int(nr), 1.f);
+    // V's k slices one after another, as PackedB lays them out: the slice from p0 at round_up(hd, NR)·p0.
+    const int64_t np = (hd + nr - 1) / nr * nr;
+    float* vp = vb.get(np * L);
+    for (int64_t p0 = 0; p0 < L; p0 += gemm::cpu::kBlockK) {
+      const int64_t kc = std::min(gemm::cpu::kBlockK, L - p0);
+      gemm::cpu::pack_panels(vp + np * p0, kc * nr, v, 1, ld, hd, p0, kc, int(nr), 1.f);
+    }
   }
 
   // Query rows i0 .. i0 + ni (q rows ld apart, from the block's first): acc [ni, hd] = Σ_j e^(s_ij − m_i)·v_j, with
@@ -95,10 +104,14 @@ struct QueryMajor {
       softmax_column_strip(st, L, ls, c0, k, m.data(), l.data());
     }
     between(2);
-    float* pp = pa.get((ni + mr - 1) / mr * mr * L);
-    gemm::cpu::pack_panels(pp, L * mr, st, 1, ls, ni, 0, L, int(mr), 1.f);
-    between(3);
-    gemm::cpu::macro_kernel(uk, ni, hd, L, pp, vb.get(0), L * nr, acc, hd, false);
+    const int64_t np = (hd + nr - 1) / nr * nr;
+    for (int64_t p0 = 0; p0 < L; p0 += gemm::cpu::kBlockK) {
+      const int64_t kc = std::min(gemm::cpu::kBlockK, L - p0);
+      float* pp = pa.get((ni + mr - 1) / mr * mr * kc);
+      gemm::cpu::pack_panels(pp, kc * mr, st, 1, ls, ni, p0, kc, int(mr), 1.f);
+      if (p0 == 0) between(3);
+      gemm::cpu::macro_kernel(uk, ni, hd, kc, pp, vb.get(0) + np * p0, kc * nr, acc, hd, p0 > 0);
+    }
   }
 };
 #else
