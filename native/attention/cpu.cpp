@@ -262,13 +262,24 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
     };
     const int64_t problems = g.batch * g.heads * g.windows();
 #ifdef AMR_ATTENTION_AVX512
-    if (query_major_applies(L, terms.bias || terms.rel_h)) {
+    if (query_major_applies(L)) {
       // Short problems, query-major (cpu_query_major.h): whole problems when there are enough of them, else
-      // (problem, query block) items; a thread packs K and V once per problem it meets.
+      // (problem, query block) items; a thread packs K and V (and transposes the relative terms) once per problem
+      // it meets.
+      std::vector<float> bias_t;
+      if (terms.bias) {
+        bias_t.resize(size_t(g.heads * L * L));
+        parallel_for(g.heads * L, 16, [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r) {  // row r = (head, query i) of the bias, into column i of bias_t
+            const int64_t h = r / L, i = r % L;
+            for (int64_t j = 0; j < L; ++j) bias_t[(h * L + j) * L + i] = Elem<T>::load(terms.bias, r * L + j);
+          }
+        });
+      }
       struct Work {
         Operands o;
         QueryMajor w;
-        std::vector<float> acc;
+        std::vector<float> acc, rel_h, rel_w;
         int64_t packed = -1;
       };
       struct Next {
@@ -278,12 +289,29 @@ void attention_forward(GpuStream, void* out, float* lse, const void* qkv_, const
         load(k.o, p, qkv, static_cast<const T*>(nullptr), static_cast<const T*>(nullptr), g);
         if (k.packed != p) {
           k.w.pack_keys(k.o.k, k.o.v, k.o.ld, L, hd, g.scale);
+          if (terms.rel_h) {
+            const int64_t gh = g.rel_gh, gw = g.rel_gw;
+            k.rel_h.resize(size_t(gh * L));
+            k.rel_w.resize(size_t(gw * L));
+            for (int64_t i = 0; i < L; ++i) {
+              const int64_t row = p * L + i;
+              for (int64_t y = 0; y < gh; ++y) k.rel_h[y * L + i] = Elem<T>::load(terms.rel_h, row * gh + y);
+              for (int64_t c = 0; c < gw; ++c) k.rel_w[c * L + i] = Elem<T>::load(terms.rel_w, row * gw + c);
+            }
+          }
           k.packed = p;
+        }
+        ColumnTerms ct;
+        if (terms.bias) ct.bias = bias_t.data() + k.o.h * L * L;
+        if (terms.rel_h) {
+          ct.rel_h = k.rel_h.data();
+          ct.rel_w = k.rel_w.data();
+          ct.gw = g.rel_gw;
         }
         k.acc.resize(ni * hd);
         // The next problem's rows, a share before each phase of each block (`next` is its problem and this
         // block's index of `blocks`).
-        k.w.block(k.o.q + i0 * k.o.ld, k.o.ld, ni, L, hd, k.acc.data(), [&](int phase) {
+        k.w.block(k.o.q + i0 * k.o.ld, k.o.ld, i0, ni, L, hd, ct, k.acc.data(), [&](int phase) {
           if (next.p < 0) return;
           const int64_t parts = 4 * next.blocks, part = 4 * next.block + phase;
           prefetch_rows(qkv, static_cast<const T*>(nullptr), g, next.p, part * L / parts, (part + 1) * L / parts);

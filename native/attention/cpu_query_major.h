@@ -1,11 +1,13 @@
 // The cpu attention forward of short problems (every key in one tile: L ≤ 512, the 224 px global blocks, ViTDet's
-// 16×16 windows, SAM's 14×14 windows, DINOv2 at 224 px) without bias or relative position terms, on the AVX-512 kernel: the scores are
+// 16×16 windows, SAM's 14×14 windows, DINOv2 at 224 px, E-RADIO's windows) on the AVX-512 kernel: the scores are
 // computed transposed, Sᵀ = K·Qᵀ (keys down, queries across), so that
 //  - the softmax runs down the columns: each query's maximum and sum are lanes of a vector, with no horizontal
 //    reduction per row and no per-row call (the row-major path spent about a tenth of the forward on them);
 //  - P, the A operand of O = P·V, is packed from Sᵀ by plain copies of contiguous runs, where the row-major S needed
 //    a transposing pack of every tile (the largest of the forward's packs).
-// With one key tile there is no running maximum or rescaling: a query block sees all its keys at once. The results
+// With one key tile there is no running maximum or rescaling: a query block sees all its keys at once. The bias and
+// the relative position terms are added to Sᵀ from copies transposed to its layout (the bias once per call, a
+// problem's relative terms once per problem: O(L²) and O(L·(gh + gw)) beside the products' O(L²·hd)). The results
 // differ from the row-major path's in the last bits (other product shapes, the sums in another order), so it runs
 // exactly when the GEMM's AVX-512 kernel does and the problems are short, whatever the batch, the thread count or the
 // split into query blocks (each element is the same chain either way). Included by attention/cpu.cpp only.
@@ -32,8 +34,35 @@ constexpr int64_t kQueryMajorOneBlock = 256;
 
 #ifdef AMR_ATTENTION_AVX512
 
-bool query_major_applies(int64_t L, bool terms) {
-  return !terms && L <= kQueryMajorKeys && std::strcmp(gemm::cpu::micro_kernel().name, "avx512") == 0;
+bool query_major_applies(int64_t L) {
+  return L <= kQueryMajorKeys && std::strcmp(gemm::cpu::micro_kernel().name, "avx512") == 0;
+}
+
+// The score terms in Sᵀ's layout, each row a key's values for consecutive queries: the bias transposed per head
+// (bt [heads, key, query], once per call), and a problem's relative position terms transposed ([gh, L] and [gw, L]).
+struct ColumnTerms {
+  const float* bias = nullptr;  // this problem's head: [L keys][L queries]
+  const float* rel_h = nullptr;  // [gh][L]
+  const float* rel_w = nullptr;  // [gw][L]
+  int64_t gw = 0;
+};
+
+// st [rows = keys, ls] += the terms of the block's queries i0 .. i0 + ni: key j's row gets bias row j and, for key j
+// at grid (y, c), rel_h row y + rel_w row c (added as one sum, as the row-major path adds them).
+AMR_VECTOR_CLONES
+void add_column_terms(float* st, int64_t rows, int64_t ls, int64_t i0, int64_t ni, int64_t L, const ColumnTerms& t) {
+  for (int64_t j = 0; j < rows; ++j) {
+    float* r = st + j * ls;
+    if (t.bias) {
+      const float* b = t.bias + j * L + i0;
+      for (int64_t i = 0; i < ni; ++i) r[i] += b[i];
+    }
+    if (t.rel_h) {
+      const float* h = t.rel_h + (j / t.gw) * L + i0;
+      const float* w = t.rel_w + (j % t.gw) * L + i0;
+      for (int64_t i = 0; i < ni; ++i) r[i] += h[i] + w[i];
+    }
+  }
 }
 
 #pragma GCC diagnostic push
@@ -82,11 +111,12 @@ struct QueryMajor {
     }
   }
 
-  // Query rows i0 .. i0 + ni (q rows ld apart, from the block's first): acc [ni, hd] = Σ_j e^(s_ij − m_i)·v_j, with
+  // Query rows i0 .. i0 + ni (q rows ld apart, from the block's first), with the score terms: acc [ni, hd] = Σ_j e^(s_ij − m_i)·v_j, with
   // the maxima m and sums l of the block's rows (m and l hold ni values each when it returns). between(k) runs
   // before phase k of 4 (the caller's prefetches of the next problem, spread so they do not queue up at once).
   template <typename Between>
-  void block(const float* q, int64_t ld, int64_t ni, int64_t L, int64_t hd, float* acc, Between&& between) {
+  void block(const float* q, int64_t ld, int64_t i0, int64_t ni, int64_t L, int64_t hd, const ColumnTerms& terms,
+             float* acc, Between&& between) {
     const gemm::cpu::MicroKernel& uk = gemm::cpu::micro_kernel();
     // Sᵀ's rows an odd number of cache lines apart: at 256 queries (1 KiB) the column strips' rows fell into 4 of the
     // L1's 64 sets and evicted each other between the max and the exp pass.
@@ -96,6 +126,7 @@ struct QueryMajor {
     float* st = s.get(L * ls);
     between(0);
     gemm::cpu::macro_kernel(uk, L, ni, hd, ka.get(0), qp, hd * nr, st, ls, false);
+    if (terms.bias || terms.rel_h) add_column_terms(st, L, ls, i0, ni, L, terms);
     between(1);
     m.resize(ls);
     l.resize(ls);
@@ -115,7 +146,7 @@ struct QueryMajor {
   }
 };
 #else
-bool query_major_applies(int64_t, bool) { return false; }
+bool query_major_applies(int64_t) { return false; }
 #endif
 
 }  // namespace
